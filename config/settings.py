@@ -1,0 +1,114 @@
+"""Settings loader: `defaults.toml` beside this file, then `REHAB_*` environment variables.
+
+pydantic-settings does the parsing and type checking, so a wrong value (say
+REHAB_MAX_BODY_BYTES=lots) stops start-up with the variable named.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = CONFIG_DIR.parent
+
+# Secret keys shorter than this are rejected in production.
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """Start-up configuration is unusable; the message says which setting and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REHAB_", toml_file=CONFIG_DIR / "defaults.toml", extra="ignore"
+    )
+
+    mode: Literal["development", "production", "testing"]
+    instance_path: Path
+    database_url: str
+    broker_url: str
+    smtp_url: str
+    mail_from: str
+    public_url: str
+    secret_key: str
+    clinic_timezone: str
+    max_body_bytes: int
+    login_rate_limit: str
+    ratelimit_storage_url: str
+    session_idle_minutes: int
+    session_absolute_minutes: int
+    missed_logs_days: int
+    scan_interval_seconds: int
+    broker_cleanup_interval_seconds: int
+    invite_valid_hours: int
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first: explicit arguments, environment, then the TOML defaults.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def resolved_instance_path(self) -> Path:
+        path = self.instance_path
+        return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+
+    def resolve_sqlite(self, url: str) -> str:
+        """Put relative SQLite files (database and broker) inside the instance folder."""
+        for prefix in ("sqla+sqlite:///", "sqlite+pysqlite:///", "sqlite:///"):
+            if url.startswith(prefix):
+                rest = url[len(prefix) :]
+                if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
+                    return prefix + str(self.resolved_instance_path() / rest)
+        return url
+
+
+def _development_secret(settings: Settings) -> str:
+    """Development: one random key kept in the instance folder, so the web server, the
+    worker and beat (separate processes) sign and verify the same tokens. Tests: random."""
+    if settings.mode == "testing":
+        return secrets.token_hex(32)
+    key_file = settings.resolved_instance_path() / "secret_key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, failing with a `ConfigError` that names the bad variable."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"REHAB_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    if not settings.secret_key:
+        if settings.mode == "production":
+            raise ConfigError(
+                "REHAB_SECRET_KEY is not set. Production mode refuses to start without a secret"
+                " key; generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        settings.secret_key = _development_secret(settings)
+    elif settings.mode == "production" and len(settings.secret_key) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"REHAB_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+    return settings

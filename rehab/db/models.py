@@ -1,0 +1,429 @@
+"""SQLAlchemy 2 typed models for every entity of design §2.
+
+Conventions: every time is stored as UTC (`UTCDateTime` gives aware datetimes back on SQLite
+too); enumerations are stored as short strings with a CHECK constraint, so SQLite and
+PostgreSQL hold the same rows and Alembic sees no drift between them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from rehab.domain.vocabulary import (
+    AuditOutcome,
+    EventType,
+    FallLocation,
+    FindingKind,
+    ImagingModality,
+    Instrument,
+    LandedOn,
+    NeurodynamicTest,
+    NotifyMode,
+    Role,
+    Side,
+    TestResult,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone otherwise)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; rehab stores UTC-aware times only")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def str_enum(enum_cls: type[enum.StrEnum], name: str) -> sa.Enum:
+    """A portable enum column: VARCHAR + CHECK, values (not names) stored."""
+    return sa.Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=40,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime()}
+
+
+class CreatedAt:
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- people -------------------------------------------------------------------------------
+
+
+class User(CreatedAt, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(120))
+    role: Mapped[Role] = mapped_column(str_enum(Role, "role"))
+    # None until the invited person sets a password through the one-time link.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    # Bumped to end every session of this user at once (logout everywhere, disable).
+    session_epoch: Mapped[int] = mapped_column(default=0)
+    password_changed_at: Mapped[dt.datetime | None]
+    notify_mode: Mapped[NotifyMode] = mapped_column(
+        str_enum(NotifyMode, "notify_mode"), default=NotifyMode.IMMEDIATE
+    )
+    reminder_opt_in: Mapped[bool] = mapped_column(default=False)
+
+    patient: Mapped[Patient | None] = relationship(back_populates="user")
+    clinician: Mapped[Clinician | None] = relationship(back_populates="user")
+
+
+class CareTeam(CreatedAt, Base):
+    """Which clinicians may see which patients: a patient belongs to one care team."""
+
+    __tablename__ = "care_teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120), unique=True)
+
+    members: Mapped[list[CareTeamMember]] = relationship(back_populates="care_team")
+
+
+class Clinician(Base):
+    __tablename__ = "clinicians"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), unique=True)
+    profession: Mapped[str] = mapped_column(sa.String(80), default="physiotherapist")
+
+    user: Mapped[User] = relationship(back_populates="clinician")
+    memberships: Mapped[list[CareTeamMember]] = relationship(back_populates="clinician")
+
+
+class CareTeamMember(Base):
+    __tablename__ = "care_team_members"
+
+    care_team_id: Mapped[int] = mapped_column(sa.ForeignKey("care_teams.id"), primary_key=True)
+    clinician_id: Mapped[int] = mapped_column(sa.ForeignKey("clinicians.id"), primary_key=True)
+    added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    care_team: Mapped[CareTeam] = relationship(back_populates="members")
+    clinician: Mapped[Clinician] = relationship(back_populates="memberships")
+
+
+class Patient(CreatedAt, Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), unique=True)
+    care_team_id: Mapped[int] = mapped_column(sa.ForeignKey("care_teams.id"), index=True)
+    year_of_birth: Mapped[int | None]
+    # The clinician's working summary, e.g. "Left L5 radiculopathy after L4-L5 decompression".
+    condition_summary: Mapped[str] = mapped_column(sa.String(300), default="")
+
+    user: Mapped[User] = relationship(back_populates="patient")
+    care_team: Mapped[CareTeam] = relationship()
+
+
+# --- programs -----------------------------------------------------------------------------
+
+
+class Exercise(Base):
+    """An item of the clinic's exercise library."""
+
+    __tablename__ = "exercises"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    body_region: Mapped[str] = mapped_column(sa.String(60))
+    instructions: Mapped[str] = mapped_column(sa.Text)
+    default_sets: Mapped[int] = mapped_column(default=3)
+    default_reps: Mapped[int] = mapped_column(default=10)
+    default_hold_seconds: Mapped[int] = mapped_column(default=0)
+
+
+class Program(CreatedAt, Base):
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"), index=True)
+    title: Mapped[str] = mapped_column(sa.String(120))
+    start_date: Mapped[dt.date]
+    end_date: Mapped[dt.date | None]
+    created_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+
+    phases: Mapped[list[ProgramPhase]] = relationship(
+        back_populates="program", order_by="ProgramPhase.start_date"
+    )
+    prescriptions: Mapped[list[Prescription]] = relationship(
+        back_populates="program", order_by="Prescription.position"
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint("end_date IS NULL OR end_date >= start_date", name="dates_ordered"),
+    )
+
+
+class ProgramPhase(Base):
+    """A stage of a program (e.g. "Protect", "Load", "Return to activity"); it ends where the
+    next phase starts."""
+
+    __tablename__ = "program_phases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(sa.ForeignKey("programs.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(80))
+    start_date: Mapped[dt.date]
+    goals: Mapped[str] = mapped_column(sa.Text, default="")
+
+    program: Mapped[Program] = relationship(back_populates="phases")
+
+
+class Prescription(Base):
+    """An exercise in a program: dose and frequency."""
+
+    __tablename__ = "prescriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(sa.ForeignKey("programs.id"), index=True)
+    exercise_id: Mapped[int] = mapped_column(sa.ForeignKey("exercises.id"))
+    position: Mapped[int] = mapped_column(default=0)
+    sets: Mapped[int]
+    reps: Mapped[int]
+    hold_seconds: Mapped[int] = mapped_column(default=0)
+    sessions_per_week: Mapped[int] = mapped_column(default=7)
+    notes: Mapped[str] = mapped_column(sa.Text, default="")
+    # Withdrawn prescriptions stay for the history of past logs.
+    active: Mapped[bool] = mapped_column(default=True)
+
+    program: Mapped[Program] = relationship(back_populates="prescriptions")
+    exercise: Mapped[Exercise] = relationship()
+
+    __table_args__ = (
+        sa.CheckConstraint("sets BETWEEN 1 AND 20", name="sets_range"),
+        sa.CheckConstraint("reps BETWEEN 1 AND 200", name="reps_range"),
+        sa.CheckConstraint("hold_seconds BETWEEN 0 AND 600", name="hold_range"),
+        sa.CheckConstraint("sessions_per_week BETWEEN 1 AND 14", name="frequency_range"),
+    )
+
+
+# --- daily logs ---------------------------------------------------------------------------
+
+
+class SessionLog(Base):
+    """One per patient per day; a retry with the same client id never duplicates it."""
+
+    __tablename__ = "session_logs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"))
+    log_date: Mapped[dt.date]
+    client_id: Mapped[str] = mapped_column(sa.String(64))
+    # SHA-256 of the canonical submitted body: the same client id with another body is a 409.
+    body_hash: Mapped[str] = mapped_column(sa.String(64))
+    back_pain: Mapped[int] = mapped_column(sa.SmallInteger)
+    leg_pain: Mapped[int] = mapped_column(sa.SmallInteger)
+    leg_side: Mapped[Side | None] = mapped_column(str_enum(Side, "side"))
+    pain_location: Mapped[str | None] = mapped_column(sa.String(80))
+    red_flag_new_numbness: Mapped[bool] = mapped_column(default=False)
+    red_flag_new_weakness: Mapped[bool] = mapped_column(default=False)
+    red_flag_bladder_bowel_change: Mapped[bool] = mapped_column(default=False)
+    red_flag_saddle_numbness: Mapped[bool] = mapped_column(default=False)
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    # Fraction of today's prescribed exercises done (None when nothing was prescribed).
+    # Stored, not derived on read, because detection scans years of it for every patient.
+    adherence: Mapped[float | None]
+    source: Mapped[str] = mapped_column(sa.String(16), default="web")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    entries: Mapped[list[ExerciseEntry]] = relationship(
+        back_populates="session_log", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        sa.UniqueConstraint("patient_id", "log_date"),
+        sa.UniqueConstraint("patient_id", "client_id"),
+        sa.CheckConstraint("back_pain BETWEEN 0 AND 10", name="back_pain_range"),
+        sa.CheckConstraint("leg_pain BETWEEN 0 AND 10", name="leg_pain_range"),
+        sa.CheckConstraint("adherence IS NULL OR adherence BETWEEN 0 AND 1", name="adherence"),
+    )
+
+    @property
+    def red_flags(self) -> list[str]:
+        from rehab.domain.vocabulary import RedFlag
+
+        return [flag.value for flag in RedFlag if getattr(self, f"red_flag_{flag.value}")]
+
+
+class ExerciseEntry(Base):
+    __tablename__ = "exercise_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_log_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("session_logs.id", ondelete="CASCADE"), index=True
+    )
+    prescription_id: Mapped[int] = mapped_column(sa.ForeignKey("prescriptions.id"))
+    done: Mapped[bool]
+    sets_done: Mapped[int] = mapped_column(default=0)
+    reps_done: Mapped[int] = mapped_column(default=0)
+
+    session_log: Mapped[SessionLog] = relationship(back_populates="entries")
+    prescription: Mapped[Prescription] = relationship()
+
+    __table_args__ = (
+        sa.UniqueConstraint("session_log_id", "prescription_id"),
+        sa.CheckConstraint("sets_done BETWEEN 0 AND 50", name="sets_done_range"),
+        sa.CheckConstraint("reps_done BETWEEN 0 AND 500", name="reps_done_range"),
+    )
+
+
+# --- events, findings, outcomes -------------------------------------------------------------
+
+
+class Event(CreatedAt, Base):
+    """Something that happened to the patient; falls carry a structured mechanism."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"), index=True)
+    event_date: Mapped[dt.date]
+    event_type: Mapped[EventType] = mapped_column(str_enum(EventType, "event_type"))
+    side: Mapped[Side | None] = mapped_column(str_enum(Side, "side"))
+    body_region: Mapped[str | None] = mapped_column(sa.String(80))
+    # Procedure and level for surgery ("L4-L5 decompression"), result for imaging, and so on.
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    fall_location: Mapped[FallLocation | None] = mapped_column(
+        str_enum(FallLocation, "fall_location")
+    )
+    fall_steps: Mapped[int | None]
+    fall_height_cm: Mapped[int | None]
+    fall_landed_on: Mapped[LandedOn | None] = mapped_column(str_enum(LandedOn, "landed_on"))
+    recorded_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    # Client-generated id of API submissions, so a retried POST stores one event.
+    client_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+    __table_args__ = (
+        sa.UniqueConstraint("patient_id", "client_id"),
+        sa.CheckConstraint("fall_steps IS NULL OR fall_steps BETWEEN 1 AND 200", name="steps"),
+        sa.CheckConstraint(
+            "fall_height_cm IS NULL OR fall_height_cm BETWEEN 1 AND 2000", name="height"
+        ),
+    )
+
+
+class Finding(CreatedAt, Base):
+    """A clinician's dated assessment item: neurodynamic test, imaging result, observation."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"), index=True)
+    finding_date: Mapped[dt.date]
+    kind: Mapped[FindingKind] = mapped_column(str_enum(FindingKind, "finding_kind"))
+    test_name: Mapped[NeurodynamicTest | None] = mapped_column(
+        str_enum(NeurodynamicTest, "neurodynamic_test")
+    )
+    side: Mapped[Side | None] = mapped_column(str_enum(Side, "side"))
+    result: Mapped[TestResult | None] = mapped_column(str_enum(TestResult, "test_result"))
+    modality: Mapped[ImagingModality | None] = mapped_column(
+        str_enum(ImagingModality, "imaging_modality")
+    )
+    body_region: Mapped[str | None] = mapped_column(sa.String(80))
+    text: Mapped[str] = mapped_column(sa.Text, default="")
+    author_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "kind != 'neurodynamic_test' OR (test_name IS NOT NULL AND result IS NOT NULL)",
+            name="test_complete",
+        ),
+        sa.CheckConstraint(
+            "kind != 'imaging' OR modality IS NOT NULL", name="imaging_needs_modality"
+        ),
+    )
+
+
+class OutcomeMeasure(CreatedAt, Base):
+    """A scored questionnaire (ODI 0–100, PSFS 0–10) with its raw answers."""
+
+    __tablename__ = "outcome_measures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"), index=True)
+    instrument: Mapped[Instrument] = mapped_column(str_enum(Instrument, "instrument"))
+    measured_on: Mapped[dt.date]
+    score: Mapped[float]
+    answers: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    recorded_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+
+
+# --- security -----------------------------------------------------------------------------
+
+
+class ApiToken(CreatedAt, Base):
+    """A per-device bearer token; only its SHA-256 is stored (the token has 256 random bits,
+    so a slow hash adds nothing)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(80))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEvent(Base):
+    """Append-only record of every access to patient data. Ids only, never content."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(index=True)
+    role: Mapped[str | None] = mapped_column(sa.String(16))
+    patient_id: Mapped[int | None] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(sa.String(64))
+    outcome: Mapped[AuditOutcome] = mapped_column(str_enum(AuditOutcome, "audit_outcome"))
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # What was touched, as "kind:id" (e.g. "session_log:42"); never free text.
+    target: Mapped[str | None] = mapped_column(sa.String(64))

@@ -1,0 +1,46 @@
+"""Clinical thresholds the detectors start from (design §3), as small pure functions.
+
+Sources, as summarised in the design:
+- NRS pain MCID ≈ 2 points or 30 % (Farrar 2001; Ostelo 2008), growing with the starting level:
+  ≈ 1 at 1–4, 2 at 5–7, 3–4 at 8–10.
+- Minimal detectable change ≈ 2 points (Childs 2005): a change below it is indistinguishable
+  from measurement noise, so a clinically important *detected* change is never below it.
+- ODI MCID ≈ 10 points; PSFS MCID 2 points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+PAIN_MINIMAL_DETECTABLE_CHANGE = 2.0
+ODI_MCID = 10.0
+PSFS_MCID = 2.0
+
+
+def pain_mcid(baseline_level: float) -> float:
+    """MCID of an NRS pain rise from `baseline_level` (design §3: 1 at 1–4, 2 at 5–7, 3–4 at 8–10)."""
+    if baseline_level < 4.5:
+        return 1.0
+    if baseline_level < 7.5:
+        return 2.0
+    if baseline_level < 8.5:
+        return 3.0
+    return 3.5
+
+
+def clinically_important_pain_rise(baseline_level: float) -> float:
+    """Smallest rise worth an alert: the MCID, but never below the minimal detectable change."""
+    return max(pain_mcid(baseline_level), PAIN_MINIMAL_DETECTABLE_CHANGE)
+
+
+def clinically_important_pain_rise_array(
+    baseline_level: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Vectorised `clinically_important_pain_rise` (same steps, applied elementwise)."""
+    mcid = np.where(
+        baseline_level < 4.5,
+        1.0,
+        np.where(baseline_level < 7.5, 2.0, np.where(baseline_level < 8.5, 3.0, 3.5)),
+    )
+    return np.maximum(mcid, PAIN_MINIMAL_DETECTABLE_CHANGE)

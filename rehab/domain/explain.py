@@ -1,0 +1,188 @@
+"""Plain-facts alert explanations: values, windows, baselines, thresholds, events, history.
+
+Explanations state what was logged and how it compares; they never name a cause or a diagnosis
+(the platform records and shows, it does not diagnose). Example:
+
+    Left leg pain 7/10 (3-day median) vs baseline 1/10 (+6; clinically important ≥ 2). Began 1
+    day after a fall (slipped at the top of a staircase, went down 10 steps on buttocks) logged
+    2025-09-14. History: left L4-L5 decompression 2024-06-10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from rehab.domain.series import HISTORY_EVENT_TYPES, UNSPECIFIED_RED_FLAG, HistoryItem, PatientEvent
+
+_EVENT_PHRASES: dict[str, str] = {
+    "fall": "a fall",
+    "injury": "an injury",
+    "surgery": "surgery",
+    "imaging": "imaging",
+    "diagnosis": "a diagnosis",
+    "symptom_return": "a return of symptoms",
+    "medication_change": "a medication change",
+    "travel": "travel",
+    "other": "an event",
+}
+
+
+def format_number(value: float) -> str:
+    """7.0 -> "7", 6.5 -> "6.5", 0.333 -> "0.33"."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def signed(value: float) -> str:
+    return ("+" if value >= 0 else "−") + format_number(abs(value))
+
+
+def metric_label(metric: str, leg_side: str | None = None) -> str:
+    """"Back pain", "Left leg pain", "Leg pain (both sides)", "Adherence", "ODI", "PSFS"."""
+    if metric == "leg_pain":
+        if leg_side in ("left", "right"):
+            return f"{leg_side.capitalize()} leg pain"
+        if leg_side == "both":
+            return "Leg pain (both sides)"
+        return "Leg pain"
+    return {"back_pain": "Back pain", "adherence": "Adherence", "odi": "ODI", "psfs": "PSFS"}.get(
+        metric, metric.replace("_", " ").capitalize()
+    )
+
+
+def describe_event(event: PatientEvent) -> str:
+    """"a fall on stairs (10 steps, landed on buttocks)": type, mechanism, side, note."""
+    text = _EVENT_PHRASES.get(event.event_type, event.event_type.replace("_", " "))
+    if event.mechanism:
+        text += f" {event.mechanism}"
+    details = [d for d in (event.note.strip(),) if d]
+    if event.side and event.side not in event.note:
+        details.append(f"{event.side} side")
+    if details:
+        text += f" ({'; '.join(details)})"
+    return text
+
+
+def window_phrase(log_dates: Sequence[date]) -> str:
+    """How the current value was taken: "(3-day median)" or "(median of 3 logs over 5 days)"."""
+    n = len(log_dates)
+    if n == 1:
+        return "(single log)"
+    span = (log_dates[-1] - log_dates[0]).days + 1
+    if span == n:
+        return f"({n}-day median)"
+    return f"(median of {n} logs over {span} days)"
+
+
+def began_sentence(onset: date, event: PatientEvent) -> str:
+    gap = (onset - event.date).days
+    what = f"{describe_event(event)} logged {event.date.isoformat()}"
+    if gap == 0:
+        return f"Began the day of {what}."
+    if gap > 0:
+        return f"Began {gap} day{'s' if gap != 1 else ''} after {what}."
+    return f"Began {-gap} day{'s' if gap != -1 else ''} before {what}."
+
+
+def history_sentence(history: Sequence[HistoryItem], events: Sequence[PatientEvent]) -> str:
+    """"History: left L4-L5 decompression 2024-06." from history items and past surgeries and
+    diagnoses (only those logged up to the decision, by the caller)."""
+    parts: list[str] = []
+    for item in history:
+        parts.append(f"{item.description} {item.when}".strip())
+    for event in sorted(events, key=lambda e: e.date):
+        if event.event_type in HISTORY_EVENT_TYPES:
+            label = event.note.strip() or _EVENT_PHRASES.get(event.event_type, event.event_type)
+            parts.append(f"{label} {event.date.isoformat()}")
+    unique = list(dict.fromkeys(parts))
+    return f"History: {'; '.join(unique)}." if unique else ""
+
+
+def also_logged_sentence(events: Sequence[PatientEvent]) -> str:
+    if not events:
+        return ""
+    listed = "; ".join(f"{describe_event(e)} {e.date.isoformat()}" for e in events)
+    return f"Also logged: {listed}."
+
+
+def join_sentences(*sentences: str) -> str:
+    return " ".join(s for s in sentences if s)
+
+
+def pain_explanation(
+    *,
+    metric: str,
+    leg_side: str | None,
+    current: float,
+    window_dates: Sequence[date],
+    baseline: float,
+    important_rise: float,
+    onset: date,
+    linked_event: PatientEvent | None,
+    other_events: Sequence[PatientEvent],
+    history: str,
+) -> str:
+    change = current - baseline
+    head = (
+        f"{metric_label(metric, leg_side)} {format_number(current)}/10 "
+        f"{window_phrase(window_dates)} vs baseline {format_number(baseline)}/10 "
+        f"({signed(change)}; clinically important ≥ {format_number(important_rise)})."
+    )
+    began = began_sentence(onset, linked_event) if linked_event is not None else ""
+    return join_sentences(head, began, also_logged_sentence(other_events), history)
+
+
+def adherence_explanation(
+    *,
+    current: float,
+    n_logs: int,
+    span_days: int,
+    baseline: float,
+    threshold: float,
+    other_events: Sequence[PatientEvent],
+    history: str,
+) -> str:
+    head = (
+        f"Adherence {round(100 * current)}% (mean of {n_logs} logs over {span_days} days) vs "
+        f"usual {round(100 * baseline)}% ({signed(round(100 * (current - baseline)))} points; "
+        f"alert at a drop ≥ {round(100 * threshold)} points)."
+    )
+    return join_sentences(head, also_logged_sentence(other_events), history)
+
+
+def missed_logs_explanation(
+    *, days_without: int, last_log: date, other_events: Sequence[PatientEvent], history: str
+) -> str:
+    head = f"No log for {days_without} days (last log {last_log.isoformat()})."
+    return join_sentences(head, also_logged_sentence(other_events), history)
+
+
+def red_flag_explanation(
+    *, day: date, flags: Sequence[str], other_events: Sequence[PatientEvent], history: str
+) -> str:
+    named = [f.replace("_", " ") for f in flags if f != UNSPECIFIED_RED_FLAG]
+    head = f"Red flag reported {day.isoformat()}" + (f": {', '.join(named)}." if named else ".")
+    return join_sentences(head, also_logged_sentence(other_events), history)
+
+
+def function_explanation(
+    *,
+    instrument: str,
+    score: float,
+    measured_on: date,
+    baseline: float,
+    baseline_measures: int,
+    important_change: float,
+    other_events: Sequence[PatientEvent],
+    history: str,
+) -> str:
+    scale = "/100" if instrument == "odi" else "/10"
+    direction = "higher is worse" if instrument == "odi" else "lower is worse"
+    head = (
+        f"{metric_label(instrument)} {format_number(score)}{scale} on {measured_on.isoformat()} "
+        f"vs baseline {format_number(baseline)}{scale} (median of {baseline_measures} earlier "
+        f"measure{'s' if baseline_measures != 1 else ''}; {direction}) "
+        f"({signed(score - baseline)}; clinically important ≥ {format_number(important_change)})."
+    )
+    return join_sentences(head, also_logged_sentence(other_events), history)

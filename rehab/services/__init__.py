@@ -1,0 +1,1 @@
+"""Use cases: each function takes a session and an `Actor`, checks access, audits, works."""

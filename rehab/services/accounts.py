@@ -1,0 +1,196 @@
+"""Accounts: password hashing (argon2id), one-time invitations, API tokens, patient creation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.orm import Session
+
+from rehab.db.models import ApiToken, CareTeamMember, Clinician, Patient, User, utcnow
+from rehab.domain.vocabulary import AuditOutcome, Role
+from rehab.services import audit
+from rehab.services.actors import Actor
+from rehab.services.commands import InvalidInput, PatientInput
+
+# argon2-cffi's defaults are argon2id with RFC 9106's "low memory" profile.
+_hasher = PasswordHasher()
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 256
+API_TOKEN_PREFIX = "rhb_"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password_policy(password: str) -> None:
+    """Length only, no composition rules (NIST SP 800-63B §5.1.1)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput("password", f"must be at most {MAX_PASSWORD_LENGTH} characters")
+
+
+# A real hash to verify against when the account does not exist, so that unknown e-mail
+# addresses take as long as wrong passwords (no account enumeration by timing).
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    user = session.scalars(sa.select(User).where(User.email == email.strip().lower())).first()
+    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.password_hash or not user.is_active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def actor_for(user: User) -> Actor:
+    return Actor(
+        user_id=user.id,
+        role=user.role,
+        patient_id=user.patient.id if user.patient else None,
+        clinician_id=user.clinician.id if user.clinician else None,
+    )
+
+
+# --- invitations --------------------------------------------------------------------------
+
+
+def _invite_serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="rehab.invite")
+
+
+def _password_fingerprint(user: User) -> str:
+    # Part of the signed token: once a password is set the fingerprint changes and the link
+    # stops working, which makes it one-time without storing it.
+    return hashlib.sha256((user.password_hash or "unset").encode()).hexdigest()[:16]
+
+
+def make_invite_token(user: User, secret_key: str) -> str:
+    return _invite_serializer(secret_key).dumps([user.id, _password_fingerprint(user)])
+
+
+def user_for_invite(session: Session, token: str, secret_key: str, max_age_hours: int) -> User:
+    try:
+        user_id, fingerprint = _invite_serializer(secret_key).loads(
+            token, max_age=max_age_hours * 3600
+        )
+    except SignatureExpired:
+        raise InvalidInput("token", "this link has expired; ask for a new one") from None
+    except (BadSignature, ValueError, TypeError):
+        raise InvalidInput("token", "this link is not valid") from None
+    user = session.get(User, user_id)
+    if user is None or not user.is_active or _password_fingerprint(user) != fingerprint:
+        raise InvalidInput("token", "this link was already used or is not valid")
+    return user
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    check_password_policy(password)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
+# --- API tokens ---------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_api_token(session: Session, user: User, device_name: str) -> tuple[ApiToken, str]:
+    """Create a device token; the clear token is returned once and never stored."""
+    clear = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=device_name[:80], token_hash=token_hash(clear))
+    session.add(token)
+    session.flush()
+    return token, clear
+
+
+def user_for_api_token(session: Session, clear: str) -> User | None:
+    token = session.scalars(
+        sa.select(ApiToken).where(
+            ApiToken.token_hash == token_hash(clear), ApiToken.revoked_at.is_(None)
+        )
+    ).first()
+    if token is None or not token.user.is_active:
+        return None
+    now = utcnow()
+    # Touch at most once a minute: a write per request would double the cost of logging.
+    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
+        token.last_used_at = now
+    return token.user
+
+
+def revoke_api_token(session: Session, user: User, token_id: int) -> bool:
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id or token.revoked_at is not None:
+        return False
+    token.revoked_at = utcnow()
+    return True
+
+
+# --- people -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewPatient:
+    patient: Patient
+    invite_token: str
+
+
+def create_patient(
+    session: Session, actor: Actor, data: PatientInput, secret_key: str
+) -> NewPatient:
+    """A clinician adds a patient to one of their care teams and gets a one-time link."""
+    member = session.scalar(
+        sa.select(CareTeamMember).where(
+            CareTeamMember.care_team_id == data.care_team_id,
+            CareTeamMember.clinician_id == actor.clinician_id,
+        )
+    )
+    if not actor.is_clinician or member is None:
+        raise InvalidInput("care_team_id", "is not one of your care teams")
+    if session.scalar(sa.select(User.id).where(User.email == data.email)) is not None:
+        raise InvalidInput("email", "is already registered")
+    user = User(email=data.email, display_name=data.display_name, role=Role.PATIENT)
+    patient = Patient(
+        user=user,
+        care_team_id=data.care_team_id,
+        year_of_birth=data.year_of_birth,
+        condition_summary=data.condition_summary,
+    )
+    session.add(patient)
+    session.flush()
+    audit.record(session, actor, "patient.create", patient.id, AuditOutcome.ALLOWED)
+    audit.commit(session)
+    return NewPatient(patient, make_invite_token(user, secret_key))
+
+
+def create_staff_user(
+    session: Session, email: str, display_name: str, role: Role, password: str | None
+) -> User:
+    """Clinician or admin account (admin pages and the demo use it)."""
+    user = User(email=email.strip().lower(), display_name=display_name, role=role)
+    if password is not None:
+        set_password(session, user, password)
+    if role is Role.CLINICIAN:
+        user.clinician = Clinician()
+    session.add(user)
+    session.flush()
+    return user

@@ -1,0 +1,83 @@
+"""The audit trail: one append-only row per read, write, export or denied attempt.
+
+Inside a web request the rows are collected on `flask.g` and written by `flush_request_audit`
+after the view: on success in the same transaction as the view's work (views call `commit`);
+on an error response the view's uncommitted work is rolled back first and the rows are kept,
+with "allowed" turned into "failed", so a refused or failed attempt is still on record.
+Outside a request (CLI, worker) rows go straight into the given session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import g, has_request_context
+from sqlalchemy.orm import Session
+
+from rehab.db.models import AuditEvent
+from rehab.domain.vocabulary import AuditOutcome
+from rehab.services.actors import Actor
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    actor: Actor
+    action: str
+    patient_id: int | None
+    outcome: AuditOutcome
+    target: str | None
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    patient_id: int | None,
+    outcome: AuditOutcome = AuditOutcome.ALLOWED,
+    target: str | None = None,
+) -> None:
+    entry = AuditEntry(actor, action, patient_id, outcome, target)
+    if has_request_context():
+        g.setdefault("audit_trail", []).append(entry)
+    else:
+        session.add(_row(entry, request_id=None))
+
+
+def _row(entry: AuditEntry, request_id: str | None, failed: bool = False) -> AuditEvent:
+    outcome = entry.outcome
+    if failed and outcome is AuditOutcome.ALLOWED:
+        outcome = AuditOutcome.FAILED
+    return AuditEvent(
+        user_id=entry.actor.user_id,
+        role=entry.actor.role.value if entry.actor.role else "system",
+        patient_id=entry.patient_id,
+        action=entry.action,
+        outcome=outcome,
+        request_id=request_id,
+        target=entry.target,
+    )
+
+
+def take_pending(failed: bool = False) -> list[AuditEvent]:
+    """Rows collected in this request and not yet written; the list is emptied."""
+    trail: list[AuditEntry] = g.pop("audit_trail", [])
+    request_id = g.get("request_id")
+    return [_row(entry, request_id, failed) for entry in trail]
+
+
+def commit(session: Session) -> None:
+    """Commit the request's work together with its audit rows (one transaction)."""
+    if has_request_context():
+        session.add_all(take_pending())
+    session.commit()
+
+
+def flush_request_audit(session: Session, status_code: int) -> None:
+    """After a view: write audit rows the view did not commit itself (reads, denials)."""
+    if not g.get("audit_trail"):
+        return
+    failed = status_code >= 400
+    if failed:
+        session.rollback()
+    session.add_all(take_pending(failed=failed))
+    session.commit()

@@ -1,0 +1,134 @@
+"""Events, findings and outcome measures: the context that gives a regression its meaning."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from rehab.db.models import Event, Finding, OutcomeMeasure
+from rehab.domain.questionnaires import QuestionnaireError, score_odi, score_psfs
+from rehab.domain.vocabulary import Instrument
+from rehab.services import audit
+from rehab.services.access import require_patient
+from rehab.services.actors import Actor
+from rehab.services.commands import EventInput, FindingInput, InvalidInput, OutcomeInput
+from rehab.services.dispatch import enqueue_after_commit
+from rehab.services.logs import EVALUATE_PATIENT_TASK, Conflict
+from rehab.services.time import clinic_today
+
+
+def _not_future(field: str, value: object) -> None:
+    today = clinic_today()
+    if value > today:  # type: ignore[operator]
+        raise InvalidInput(field, f"is in the future (today is {today.isoformat()})")
+
+
+def record_event(
+    session: Session, actor: Actor, patient_id: int, data: EventInput
+) -> tuple[Event, bool]:
+    """Store an event; returns (event, created). A retried client id returns the stored one."""
+    require_patient(session, actor, patient_id, "event.write")
+    if data.client_id is not None:
+        existing = session.scalars(
+            sa.select(Event).where(
+                Event.patient_id == patient_id, Event.client_id == data.client_id
+            )
+        ).one_or_none()
+        if existing is not None:
+            if _event_matches(existing, data):
+                return existing, False
+            raise Conflict("client_id", "was already used for a different event")
+    _not_future("event_date", data.event_date)
+    assert actor.user_id is not None
+    event = Event(
+        patient_id=patient_id,
+        recorded_by_user_id=actor.user_id,
+        **data.model_dump(),
+    )
+    session.add(event)
+    # An event changes how recent changes read (related events): re-evaluate.
+    enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
+    session.flush()
+    audit.commit(session)
+    return event, True
+
+
+def _event_matches(event: Event, data: EventInput) -> bool:
+    return all(getattr(event, key) == value for key, value in data.model_dump().items())
+
+
+def list_events(session: Session, actor: Actor, patient_id: int) -> list[Event]:
+    require_patient(session, actor, patient_id, "event.read")
+    return list(
+        session.scalars(
+            sa.select(Event)
+            .where(Event.patient_id == patient_id)
+            .order_by(Event.event_date.desc(), Event.id.desc())
+        )
+    )
+
+
+def record_finding(session: Session, actor: Actor, patient_id: int, data: FindingInput) -> Finding:
+    require_patient(session, actor, patient_id, "finding.write", clinician_only=True)
+    _not_future("finding_date", data.finding_date)
+    assert actor.user_id is not None
+    finding = Finding(patient_id=patient_id, author_user_id=actor.user_id, **data.model_dump())
+    session.add(finding)
+    session.flush()
+    audit.commit(session)
+    return finding
+
+
+def list_findings(session: Session, actor: Actor, patient_id: int) -> list[Finding]:
+    require_patient(session, actor, patient_id, "finding.read")
+    return list(
+        session.scalars(
+            sa.select(Finding)
+            .where(Finding.patient_id == patient_id)
+            .order_by(Finding.finding_date.desc(), Finding.id.desc())
+        )
+    )
+
+
+def record_outcome(
+    session: Session, actor: Actor, patient_id: int, data: OutcomeInput
+) -> OutcomeMeasure:
+    require_patient(session, actor, patient_id, "outcome.write", clinician_only=True)
+    _not_future("measured_on", data.measured_on)
+    field = "odi_sections" if data.instrument is Instrument.ODI else "psfs_activities"
+    try:
+        if data.instrument is Instrument.ODI:
+            assert data.odi_sections is not None
+            score = score_odi(data.odi_sections)
+            answers: dict[str, object] = {"sections": data.odi_sections}
+        else:
+            assert data.psfs_activities is not None
+            score = score_psfs([a.rating for a in data.psfs_activities])
+            answers = {"activities": [a.model_dump() for a in data.psfs_activities]}
+    except QuestionnaireError as exc:
+        raise InvalidInput(field, str(exc)) from None
+    assert actor.user_id is not None
+    measure = OutcomeMeasure(
+        patient_id=patient_id,
+        instrument=data.instrument,
+        measured_on=data.measured_on,
+        score=score,
+        answers=answers,
+        recorded_by_user_id=actor.user_id,
+    )
+    session.add(measure)
+    enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
+    session.flush()
+    audit.commit(session)
+    return measure
+
+
+def list_outcomes(session: Session, actor: Actor, patient_id: int) -> list[OutcomeMeasure]:
+    require_patient(session, actor, patient_id, "outcome.read")
+    return list(
+        session.scalars(
+            sa.select(OutcomeMeasure)
+            .where(OutcomeMeasure.patient_id == patient_id)
+            .order_by(OutcomeMeasure.measured_on, OutcomeMeasure.id)
+        )
+    )

@@ -1,0 +1,21 @@
+"""The clinic's calendar: "today" is the clinic's date, not the server's UTC date."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from flask import current_app, has_app_context
+
+DEFAULT_TIMEZONE = "UTC"
+
+
+def clinic_timezone() -> ZoneInfo:
+    name = DEFAULT_TIMEZONE
+    if has_app_context():
+        name = current_app.config.get("REHAB_CLINIC_TIMEZONE", DEFAULT_TIMEZONE)
+    return ZoneInfo(name)
+
+
+def clinic_today() -> dt.date:
+    return dt.datetime.now(clinic_timezone()).date()

@@ -1,0 +1,68 @@
+"""Web layer: blueprints, the logged-in user, error pages and security headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+API_PREFIX = "/api/v1"
+
+# Patient pages and API answers must not be kept by browsers or proxies.
+NO_STORE_PREFIXES = ("/me", "/clinic", "/admin", API_PREFIX)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def wants_json() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def register_web(app: Flask) -> None:
+    from rehab.web import admin, api, auth, clinic, patient
+
+    auth.init_login(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(patient.bp)
+    app.register_blueprint(clinic.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        code = exc.code or 500
+        if wants_json():
+            body = getattr(exc, "rehab_body", None) or {
+                "error": exc.name.lower().replace(" ", "_"),
+                "message": exc.description,
+            }
+            return jsonify(body), code
+        return render_template("error.html", code=code, name=exc.name), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        # Generic answer only: no traceback, no data. The log has the exception type and the
+        # request id; never the request body.
+        app.logger.error(
+            "unhandled %s (request %s)", type(exc).__name__, g.get("request_id"), exc_info=exc
+        )
+        if wants_json():
+            return jsonify({"error": "internal_error", "request_id": g.get("request_id")}), 500
+        return render_template("error.html", code=500, name="Something went wrong"), 500
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if app.config["REHAB_MODE"] == "production":
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.path.startswith(NO_STORE_PREFIXES):
+            headers["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,179 @@
+"""JSON API `/api/v1`: bearer tokens per device, pydantic validation, OpenAPI 3 document.
+
+Errors are JSON: 400 malformed body, 401 no/invalid token, 404 unknown or not yours,
+409 conflict (reused client id), 413 too large, 422 invalid field (named).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, abort, g, jsonify, render_template, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from rehab.extensions import csrf, db
+from rehab.services import accounts, clinical, logs, programs, series
+from rehab.services.access import NotFound
+from rehab.services.actors import Actor
+from rehab.services.commands import EventInput, InvalidInput, SessionLogInput, error_list
+from rehab.web import schemas
+from rehab.web.openapi import openapi_document
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+# The API takes bearer tokens only, never the session cookie, so CSRF cannot reach it.
+csrf.exempt(bp)
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class ApiError(HTTPException):
+    def __init__(self, code: int, body: dict[str, Any]) -> None:
+        super().__init__(description=body.get("message", ""))
+        self.code = code
+        self.rehab_body = body
+
+
+def unprocessable(errors: list[dict[str, str]]) -> ApiError:
+    return ApiError(422, {"error": "validation_error", "errors": errors})
+
+
+def parse_body(model: type[C]) -> C:
+    if not request.is_json:
+        raise ApiError(415, {"error": "unsupported_media_type", "message": "send application/json"})
+    payload = request.get_json(silent=True)
+    if payload is None:
+        raise ApiError(400, {"error": "malformed_json", "message": "the body is not valid JSON"})
+    if not isinstance(payload, dict):
+        raise unprocessable([{"field": "body", "message": "must be a JSON object"}])
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise unprocessable(error_list(exc)) from None
+
+
+def current_actor() -> Actor:
+    actor: Actor = g.api_actor
+    return actor
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def service_errors(view: F) -> F:
+    """Map the services' exceptions to API answers, in one place."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except NotFound:
+            abort(404)
+        except InvalidInput as exc:
+            raise unprocessable([{"field": exc.field, "message": exc.message}]) from None
+        except logs.Conflict as exc:
+            raise ApiError(
+                409, {"error": "conflict", "errors": [{"field": exc.field, "message": exc.message}]}
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@bp.before_request
+def _authenticate() -> Any:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = None
+    if scheme.lower() == "bearer" and token:
+        user = accounts.user_for_api_token(db.session, token.strip())
+    if user is None:
+        response = jsonify({"error": "unauthorized", "message": "a valid bearer token is needed"})
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="rehab"'
+        return response
+    g.api_actor = accounts.actor_for(user)
+    return None
+
+
+def _json(model: BaseModel, status: int = 200) -> Response:
+    response = Response(model.model_dump_json(), status=status, mimetype="application/json")
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(openapi_document())
+
+
+@bp.get("/docs")
+def docs() -> Any:
+    return render_template("api_docs.html", spec=openapi_document())
+
+
+PUBLIC_ENDPOINTS = {"api.openapi", "api.docs"}
+
+
+@bp.get("/me")
+def me() -> Any:
+    actor = current_actor()
+    return _json(
+        schemas.MeOut(
+            user_id=actor.user_id or 0,
+            role=actor.role.value if actor.role else "",
+            patient_id=actor.patient_id,
+        )
+    )
+
+
+@bp.post("/patients/<int:patient_id>/logs")
+@service_errors
+def submit_log(patient_id: int) -> Any:
+    data = parse_body(SessionLogInput)
+    result = logs.record_session_log(db.session, current_actor(), patient_id, data, source="api")
+    replayed = result.outcome is logs.LogOutcome.REPLAYED
+    # The same client id answers with the same body and status; the header tells a replay.
+    response = _json(schemas.session_log_out(result.log, result.advice), status=201)
+    response.headers["Idempotent-Replayed"] = str(replayed).lower()
+    return response
+
+
+@bp.get("/patients/<int:patient_id>/series")
+@service_errors
+def get_series(patient_id: int) -> Any:
+    try:
+        query = schemas.SeriesQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise unprocessable(error_list(exc)) from None
+    days = series.daily_series(
+        db.session, current_actor(), patient_id, query.start, query.end or dt.date.max
+    )
+    return _json(schemas.SeriesOut.from_days(patient_id, days))
+
+
+@bp.post("/patients/<int:patient_id>/events")
+@service_errors
+def create_event(patient_id: int) -> Any:
+    data = parse_body(EventInput)
+    event, created = clinical.record_event(db.session, current_actor(), patient_id, data)
+    response = _json(schemas.EventOut.model_validate(event), status=201)
+    response.headers["Idempotent-Replayed"] = "false" if created else "true"
+    return response
+
+
+@bp.get("/patients/<int:patient_id>/events")
+@service_errors
+def list_events(patient_id: int) -> Any:
+    events = clinical.list_events(db.session, current_actor(), patient_id)
+    return _json(schemas.EventList(items=[schemas.EventOut.model_validate(e) for e in events]))
+
+
+@bp.get("/patients/<int:patient_id>/programs")
+@service_errors
+def list_programs(patient_id: int) -> Any:
+    items = programs.list_programs(db.session, current_actor(), patient_id)
+    return _json(schemas.ProgramList(items=[schemas.program_out(p) for p in items]))

@@ -1,0 +1,157 @@
+"""The OpenAPI 3.1 document, assembled from the same pydantic models that validate requests
+and serialise responses, so the document cannot drift from the code."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from rehab.services.commands import EventInput, SessionLogInput
+from rehab.web import schemas
+
+PATIENT_ID = {
+    "name": "patient_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+ERRORS = {
+    "401": _json(schemas.ErrorOut, "No or invalid bearer token"),
+    "404": _json(schemas.ErrorOut, "Unknown, or not visible to this token"),
+}
+BODY_ERRORS = {
+    "400": _json(schemas.ErrorOut, "Malformed JSON"),
+    "409": _json(schemas.ErrorOut, "Conflicts with what is stored"),
+    "413": {"description": "Body too large"},
+    "415": _json(schemas.ErrorOut, "Not application/json"),
+    "422": _json(schemas.ErrorOut, "Invalid field; each error names its field"),
+}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [
+        SessionLogInput,
+        EventInput,
+        schemas.SessionLogOut,
+        schemas.SeriesOut,
+        schemas.EventOut,
+        schemas.EventList,
+        schemas.ProgramList,
+        schemas.MeOut,
+        schemas.ErrorOut,
+    ]
+    _, defs = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    secured: list[dict[str, list[str]]] = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "rehab API",
+            "version": "1",
+            "description": "Daily session logs, events and programs of rehabilitation "
+            "patients. Every call needs a per-device bearer token.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": secured,
+        "paths": {
+            "/me": {
+                "get": {
+                    "operationId": "getMe",
+                    "summary": "Who this token belongs to",
+                    "responses": {"200": _json(schemas.MeOut, "The token's user"), **ERRORS},
+                }
+            },
+            "/patients/{patient_id}/logs": {
+                "post": {
+                    "operationId": "submitSessionLog",
+                    "summary": "Submit a daily session log (idempotent by client_id)",
+                    "description": "Send the same client_id again (a retry) and the stored log "
+                    "is returned with the same status; header Idempotent-Replayed tells which. "
+                    "A used client_id with a different body is 409.",
+                    "parameters": [PATIENT_ID],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(SessionLogInput)}},
+                    },
+                    "responses": {
+                        "201": _json(schemas.SessionLogOut, "Stored (or replayed)"),
+                        **ERRORS,
+                        **BODY_ERRORS,
+                    },
+                }
+            },
+            "/patients/{patient_id}/series": {
+                "get": {
+                    "operationId": "getSeries",
+                    "summary": "The patient's daily pain and adherence series",
+                    "parameters": [
+                        PATIENT_ID,
+                        {
+                            "name": "start",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                        {
+                            "name": "end",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(schemas.SeriesOut, "Days in date order"),
+                        "422": _json(schemas.ErrorOut, "Invalid query parameter"),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/patients/{patient_id}/events": {
+                "get": {
+                    "operationId": "listEvents",
+                    "summary": "The patient's events, newest first",
+                    "parameters": [PATIENT_ID],
+                    "responses": {"200": _json(schemas.EventList, "Events"), **ERRORS},
+                },
+                "post": {
+                    "operationId": "createEvent",
+                    "summary": "Record an event (a fall needs its mechanism)",
+                    "parameters": [PATIENT_ID],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(EventInput)}},
+                    },
+                    "responses": {
+                        "201": _json(schemas.EventOut, "Stored (or replayed by client_id)"),
+                        **ERRORS,
+                        **BODY_ERRORS,
+                    },
+                },
+            },
+            "/patients/{patient_id}/programs": {
+                "get": {
+                    "operationId": "listPrograms",
+                    "summary": "The patient's programs with phases and prescriptions",
+                    "parameters": [PATIENT_ID],
+                    "responses": {"200": _json(schemas.ProgramList, "Programs"), **ERRORS},
+                }
+            },
+        },
+    }

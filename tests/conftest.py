@@ -1,0 +1,117 @@
+"""Shared fixtures: private PostgreSQL and Redis servers, a migrated database per test
+(cloned from a migrated template, so every test starts clean and commits for real), the app,
+and a small clinic to act in."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rehab import create_app, migrate
+from rehab.devservers import PostgresServer, RedisServer, start_postgres, start_redis
+from rehab.extensions import db
+from tests.support.clinic import Clinic, build_clinic
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: PostgresServer) -> str:
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE rehab_template")
+    migrate.upgrade(postgres.url("rehab_template"))
+    return "rehab_template"
+
+
+def create_pg_database(postgres: PostgresServer, template: str) -> str:
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+    return name
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer, pg_template: str) -> Iterator[str]:
+    name = create_pg_database(postgres, pg_template)
+    yield postgres.url(name)
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    path = tmp_path / "rehab.sqlite"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL by default; parametrize indirectly with "sqlite" to run on both."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))
+
+
+def app_settings(database_url: str, tmp_path: Path, **extra: object) -> dict[str, object]:
+    return {
+        "mode": "testing",
+        "database_url": database_url,
+        "broker_url": "memory://",
+        "instance_path": tmp_path / "instance",
+        "ratelimit_storage_url": "memory://",
+        **extra,
+    }
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app(app_settings(database_url, tmp_path))
+    yield app
+    dispose_engines(app)
+
+
+def dispose_engines(app: Flask) -> None:
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def clinic(app: Flask) -> Clinic:
+    with app.app_context():
+        return build_clinic()

@@ -1,0 +1,24 @@
+"""Celery bound to the Flask app: every task runs inside an application context
+(the pattern of Flask's examples/celery)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from config.celery import celery_settings
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_settings(app.config["REHAB_SETTINGS"]))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
