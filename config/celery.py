@@ -12,7 +12,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
     broker_url = settings.resolve_sqlite(settings.broker_url)
     conf: dict[str, Any] = {
         "broker_url": broker_url,
-        "include": ["worker.tasks"],
+        "include": ["worker.tasks", "worker.mail_tasks"],
         # Results are never read: tasks write their outcome to the database.
         "task_ignore_result": True,
         # Acknowledge after the task ran, so a worker killed mid-task gives the message back;
@@ -29,6 +29,16 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
                 "task": "rehab.scan_patients",
                 "schedule": timedelta(seconds=settings.scan_interval_seconds),
             },
+            # The outbox re-sender: what is due and unsent, digests, rows of a lost worker.
+            "resend-notifications": {
+                "task": "rehab.resend_notifications",
+                "schedule": timedelta(seconds=settings.notify_resend_interval_seconds),
+            },
+            # Hourly; the task queues once a day from `reminder_hour` (clinic time) on.
+            "queue-reminders": {
+                "task": "rehab.queue_reminders",
+                "schedule": timedelta(hours=1),
+            },
         },
     }
     if broker_url.startswith("sqla+"):
@@ -36,8 +46,8 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
             "task": "rehab.clean_broker",
             "schedule": timedelta(seconds=settings.broker_cleanup_interval_seconds),
         }
-        # Poll often: the SQLite transport has no push, and red flags must go out at once.
-        conf["broker_transport_options"] = {"polling_interval": 0.5}
+        # The SQLite transport polls (kombu's default: every second). kombu hands every
+        # transport option to create_engine() here, so none can be set.
     else:
         # Redis: a message not acknowledged within this time is delivered again.
         conf["broker_transport_options"] = {"visibility_timeout": 3600}

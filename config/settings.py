@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     scan_interval_seconds: int
     broker_cleanup_interval_seconds: int
     invite_valid_hours: int
+    # E-mail notifications (rehab.services.notifications).
+    smtp_timeout_seconds: float
+    digest_hour: int = Field(ge=0, le=23)
+    reminder_after_days: int = Field(ge=1)
+    reminder_hour: int = Field(ge=0, le=23)
+    notify_max_attempts: int = Field(ge=1)
+    notify_backoff_seconds: float = Field(gt=0)
+    notify_backoff_max_seconds: float = Field(gt=0)
+    notify_resend_interval_seconds: float = Field(gt=0)
+    notify_claim_timeout_seconds: float = Field(gt=0)
 
     @classmethod
     def settings_customise_sources(

@@ -88,9 +88,11 @@ def db_revision(message: str) -> None:
 
 
 def _register_optional() -> None:
+    from rehab.cli_bench import bench
     from rehab.cli_demo import demo
 
     main.add_command(demo)
+    main.add_command(bench)
     try:
         from rehab.cli_detect import detect_command, eval_command
     except ImportError:  # the detection engine lands separately

@@ -276,6 +276,7 @@ class SessionLog(Base):
     __table_args__ = (
         sa.UniqueConstraint("patient_id", "log_date"),
         sa.UniqueConstraint("patient_id", "client_id"),
+        sa.Index("ix_session_logs_updated_at", "updated_at"),
         sa.CheckConstraint("back_pain BETWEEN 0 AND 10", name="back_pain_range"),
         sa.CheckConstraint("leg_pain BETWEEN 0 AND 10", name="leg_pain_range"),
         sa.CheckConstraint("adherence IS NULL OR adherence BETWEEN 0 AND 1", name="adherence"),
@@ -427,3 +428,139 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
     # What was touched, as "kind:id" (e.g. "session_log:42"); never free text.
     target: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+# --- detection ----------------------------------------------------------------------------
+
+
+class AlertStatus(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Alert(Base):
+    """One alert episode (design §2 Alert), as detected by `rehab.domain.detection`.
+
+    Unique per episode: (patient, kind, metric, detected_on), so a task that runs twice
+    inserts one row. At most one unresolved alert per (patient, kind, metric), enforced by a
+    partial unique index, except red flags: each red-flag day is its own urgent alert.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    # "" when the kind has no metric (red_flag, missed_logs): NULLs would defeat uniqueness.
+    metric: Mapped[str] = mapped_column(sa.String(32), default="")
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    onset: Mapped[dt.date]
+    detected_on: Mapped[dt.date]
+    resolved_on: Mapped[dt.date | None]
+    baseline: Mapped[float | None]
+    current: Mapped[float | None]
+    change: Mapped[float | None]
+    baseline_source: Mapped[str] = mapped_column(sa.String(300), default="")
+    related_events: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    explanation: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[AlertStatus] = mapped_column(
+        str_enum(AlertStatus, "alert_status"), default=AlertStatus.OPEN
+    )
+    acknowledged_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    acknowledged_at: Mapped[dt.datetime | None]
+    acknowledge_note: Mapped[str] = mapped_column(sa.Text, default="")
+    # None with status resolved: resolved automatically (the metric came back near baseline).
+    resolved_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    resolved_at: Mapped[dt.datetime | None]
+    resolve_note: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("patient_id", "kind", "metric", "detected_on"),
+        sa.Index(
+            "uq_alerts_one_open_per_metric",
+            "patient_id",
+            "kind",
+            "metric",
+            unique=True,
+            sqlite_where=sa.text("status != 'resolved' AND kind != 'red_flag'"),
+            postgresql_where=sa.text("status != 'resolved' AND kind != 'red_flag'"),
+        ),
+        sa.Index("ix_alerts_status_patient", "status", "patient_id"),
+        sa.CheckConstraint("severity IN ('routine', 'urgent')", name="severity"),
+    )
+
+    @property
+    def is_urgent(self) -> bool:
+        return self.severity == "urgent"
+
+
+class PinnedBaseline(Base):
+    """A clinician's pinned baseline for one metric (overrides the automatic one)."""
+
+    __tablename__ = "pinned_baselines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"), index=True)
+    metric: Mapped[str] = mapped_column(sa.String(32))
+    level: Mapped[float]
+    spread: Mapped[float | None]
+    effective_from: Mapped[dt.date]
+    pinned_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class JobWatermark(Base):
+    """How far a periodic job got (e.g. the scan: data changed after `through` is new)."""
+
+    __tablename__ = "job_watermarks"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    through: Mapped[dt.datetime]
+
+
+# --- notifications ------------------------------------------------------------------------
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Notification(Base):
+    """The outbox (design §2 Notification): one row per message to send, per recipient and
+    channel, written in the same transaction as what it announces. Delivery claims a row with
+    a conditional update before sending, so it is sent at most once."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    channel: Mapped[str] = mapped_column(sa.String(16), default="email")
+    # "alert" (to a clinician) or "reminder" (to a patient who has not logged).
+    purpose: Mapped[str] = mapped_column(sa.String(16))
+    alert_id: Mapped[int | None] = mapped_column(sa.ForeignKey("alerts.id"), index=True)
+    # What makes the row unique per recipient and channel: "alert:42", "reminder:2026-11-26".
+    dedup_key: Mapped[str] = mapped_column(sa.String(80))
+    urgent: Mapped[bool] = mapped_column(default=False)
+    # Digest rows wait for the recipient's daily digest; immediate rows are due at once.
+    deliver_after: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status: Mapped[NotificationStatus] = mapped_column(
+        str_enum(NotificationStatus, "notification_status"), default=NotificationStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+    message_id: Mapped[str | None] = mapped_column(sa.String(255))
+    # The SMTP reply or error class; never message content.
+    last_error: Mapped[str] = mapped_column(sa.String(300), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("recipient_user_id", "channel", "dedup_key"),
+        sa.Index("ix_notifications_due", "status", "next_attempt_at"),
+    )

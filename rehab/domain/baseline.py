@@ -1,129 +1,139 @@
-"""Per-day pain baselines: robust level and spread of the recent stable period, or a pin.
+"""Pain baselines: robust level and noise of the recent stable period, or a clinician's pin.
 
-Pain ratings are integers 0–10, so every rolling statistic here is read off rolling histograms
-(cumulative counts per rating, one row per calendar day): a window's counts are a difference of
-two rows, and its median and quartiles come from the cumulative distribution. That makes a
-patient-year of baselines a handful of array operations instead of a loop of sorts.
+Works on *packed* logs: the logs of many (patient, metric) series laid end to end, each series
+on its own stretch of a virtual calendar (see `LogCalendar`), so that one set of array
+operations serves a whole batch and no window can reach into another series.
+
+Every rolling statistic is a window mean over cumulative sums: a lookup per window end, so a
+patient-year of baselines costs a few dozen array operations and no sorting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
 from dataclasses import dataclass
-from datetime import date
 
 import numpy as np
 import numpy.typing as npt
 
 from rehab.domain.config import DetectionConfig
-from rehab.domain.series import PinnedBaseline
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-PAIN_LEVELS = 11
-_RATINGS = np.arange(PAIN_LEVELS, dtype=np.float64)
-# IQR of a normal distribution in SDs.
-_IQR_PER_SD = 1.349
+
+class LogCalendar:
+    """Counts logs before any virtual day in O(1): `before(t)` = number of logs with day < t.
+
+    Packed series sit on one virtual calendar, each some days after the previous one ends,
+    more than any lookback: no window reaches into another series. (A lookup in a cumulative
+    count is several times cheaper than a binary search per log.)
+    """
+
+    def __init__(self, day: IntArray, calendar_days: int) -> None:
+        marks = np.zeros(calendar_days + 1, dtype=np.int64)
+        marks[day + 1] = 1
+        self.count = np.cumsum(marks)
+
+    def before(self, day: IntArray) -> IntArray:
+        return self.count[np.maximum(day, 0)]
+
+    def before_day(self, day: int) -> int:
+        return int(self.count[max(day, 0)])
 
 
 @dataclass(frozen=True, slots=True)
 class PainBaselines:
-    """Baseline at each log of one metric, as used to judge that log.
+    """Per log: the baseline read from the logs *before* it (NaN level: not enough history).
 
-    `level`/`spread` are NaN where there is not enough history. `window_start`/`window_end` are
-    the calendar-day indexes of the period the automatic baseline was read from; `pinned` marks
-    logs judged against a clinician's pin.
+    `level` is the robust mean of the baseline period (each log capped so a benign flare does
+    not move it); `noise` the robust day-to-day SD of the noise period; `logs_used` and
+    `window_days` say which period `level` came from; `followed_down` marks levels taken from
+    the recent days of an improving patient; `pinned` marks a clinician's pin.
     """
 
     level: FloatArray
-    spread: FloatArray
+    noise: FloatArray
     logs_used: IntArray
-    window_start: IntArray
-    window_end: IntArray
+    window_days: IntArray
+    followed_down: BoolArray
     pinned: BoolArray
 
-
-def cumulative_histogram(
-    days: IntArray, values: FloatArray, n_days: int, excluded: BoolArray | None = None
-) -> IntArray:
-    """Row t = counts per rating among logs on calendar days < t (shape n_days+1 × 11)."""
-    onehot = np.zeros((n_days + 1, PAIN_LEVELS), dtype=np.int64)
-    keep = np.ones(days.shape[0], dtype=np.bool_) if excluded is None else ~excluded[days]
-    onehot[days[keep] + 1, values[keep].astype(np.int64)] = 1
-    return np.cumsum(onehot, axis=0)
-
-
-def kth_smallest(cdf: IntArray, k: IntArray) -> FloatArray:
-    """Rating of the k-th smallest log (1-based) per row of a cumulative count table."""
-    return np.argmax(cdf >= k[:, None], axis=1).astype(np.float64)
-
-
-def median_from_counts(counts: IntArray) -> tuple[FloatArray, IntArray]:
-    """Median rating per row of a count table, and the number of logs per row."""
-    cdf = np.cumsum(counts, axis=1)
-    n = cdf[:, -1]
-    lower = kth_smallest(cdf, (n + 1) // 2)
-    upper = kth_smallest(cdf, n // 2 + 1)
-    return (lower + upper) / 2.0, n
+    def shown_level(
+        self, day: IntArray, value: FloatArray, calendar: LogCalendar, log: int
+    ) -> float:
+        """The baseline shown to clinicians for a decision anchored at `log`: the pin, or the
+        median of the logs of the period the level came from (robust and easy to read)."""
+        if self.pinned[log]:
+            return float(self.level[log])
+        start = calendar.before_day(int(day[log]) - int(self.window_days[log]))
+        return float(statistics.median(value[start:log].tolist()))
 
 
 def pain_baselines(
-    days: IntArray,
-    values: FloatArray,
-    n_days: int,
-    config: DetectionConfig,
-    excluded: BoolArray | None = None,
-    pins: Sequence[PinnedBaseline] = (),
-    origin: date | None = None,
+    day: IntArray, value: FloatArray, calendar: LogCalendar, config: DetectionConfig
 ) -> PainBaselines:
-    """Baseline for judging each log (`days`, `values`: one metric's logs, days ascending).
+    """Baseline before each log of packed series (`day` ascending within each series).
 
-    The automatic level is the median of the logs in the `baseline_window_days` ending
-    `baseline_gap_days` before the log judged, lowered to the median of the last
-    `baseline_recent_days` of that period when the patient has been improving. `excluded` marks
-    calendar days not to learn from (open regression episodes: not a stable period). Pins
-    replace the level (and the spread, when pinned) from their effective date on.
+    Each log enters the noise capped `noise_cap_points` above the plain mean of the baseline
+    period before it, and the level capped `excess_cap_noise` × noise above it, so one or two
+    flare days move neither. An improving patient's level follows her down: when the recent
+    `baseline_recent_days` are at least `follow_down_min_drop` lower, they are the baseline.
     """
-    cumulative = cumulative_histogram(days, values, n_days, excluded)
-    window_end = np.clip(days - config.baseline_gap_days, -1, n_days - 1)
-    window_start = np.clip(window_end - config.baseline_window_days + 1, 0, n_days)
-    recent_start = np.clip(window_end - config.baseline_recent_days + 1, 0, n_days)
-    upper_row = window_end + 1
-    counts = cumulative[upper_row] - cumulative[window_start]
-    cdf = np.cumsum(counts, axis=1)
-    n = cdf[:, -1]
-    level = (kth_smallest(cdf, (n + 1) // 2) + kth_smallest(cdf, n // 2 + 1)) / 2.0
-    q1 = kth_smallest(cdf, np.maximum(1, (n + 3) // 4))
-    q3 = kth_smallest(cdf, np.maximum(1, (3 * n + 3) // 4))
-    spread = np.clip((q3 - q1) / _IQR_PER_SD, config.spread_floor, config.spread_cap)
-
-    recent_level, recent_n = median_from_counts(cumulative[upper_row] - cumulative[recent_start])
-    follow_down = (recent_n >= config.baseline_recent_min_logs) & (recent_level < level)
-    level = np.where(follow_down, recent_level, level)
-
+    n_logs = day.shape[0]
+    upto = np.arange(n_logs)
+    first_long = calendar.before(day - config.baseline_window_days)
+    n = upto - first_long
+    safe_n = np.maximum(n, 1)
+    total = np.zeros(n_logs + 1)
+    np.cumsum(value, out=total[1:])
+    plain = (total[upto] - total[first_long]) / safe_n
     enough = n >= config.baseline_min_logs
-    level = np.where(enough, level, np.nan)
-    spread = np.where(enough, spread, np.nan)
-    pinned = np.zeros(days.shape[0], dtype=np.bool_)
-    if pins and origin is not None:
-        for pin in pins:
-            from_day = (pin.effective_from - origin).days
-            applies = days >= from_day
-            level = np.where(applies, pin.level, level)
-            pin_spread = pin.spread if pin.spread is not None else config.spread_floor
-            spread = np.where(
-                applies,
-                np.where(np.isnan(spread) | (pin.spread is not None), pin_spread, spread),
-                spread,
-            )
-            pinned |= applies
+
+    for_noise = np.where(enough, np.minimum(value, plain + config.noise_cap_points), value)
+    np.cumsum(for_noise, out=total[1:])
+    squares = np.zeros(n_logs + 1)
+    np.cumsum(for_noise * for_noise, out=squares[1:])
+    first_noise = calendar.before(day - config.noise_window_days)
+    noise_n = np.maximum(upto - first_noise, 1)
+    noise_mean = (total[upto] - total[first_noise]) / noise_n
+    variance = (squares[upto] - squares[first_noise]) / noise_n - noise_mean * noise_mean
+    noise = np.maximum(np.sqrt(np.maximum(variance, 0.0)), config.noise_floor)
+
+    for_level = np.where(enough, np.minimum(value, plain + config.excess_cap_noise * noise), value)
+    np.cumsum(for_level, out=total[1:])
+    level = (total[upto] - total[first_long]) / safe_n
+    first_recent = calendar.before(day - config.baseline_recent_days)
+    recent_n = upto - first_recent
+    recent_level = (total[upto] - total[first_recent]) / np.maximum(recent_n, 1)
+    followed_down = (recent_n >= config.baseline_recent_min_logs) & (
+        recent_level <= level - config.follow_down_min_drop
+    )
     return PainBaselines(
-        level=level,
-        spread=spread,
-        logs_used=n.astype(np.int64),
-        window_start=window_start.astype(np.int64),
-        window_end=window_end.astype(np.int64),
-        pinned=pinned,
+        level=np.where(enough, np.where(followed_down, recent_level, level), np.nan),
+        noise=noise,
+        logs_used=np.where(followed_down, recent_n, n),
+        window_days=np.where(
+            followed_down, config.baseline_recent_days, config.baseline_window_days
+        ),
+        followed_down=followed_down,
+        pinned=np.zeros(n_logs, dtype=np.bool_),
+    )
+
+
+def apply_pin(
+    baselines: PainBaselines,
+    applies: BoolArray,
+    level: float,
+    noise: float | None,
+) -> PainBaselines:
+    """Baselines with a clinician's pin in force where `applies` (level, and noise if given)."""
+    return PainBaselines(
+        level=np.where(applies, level, baselines.level),
+        noise=np.where(applies, noise, baselines.noise) if noise is not None else baselines.noise,
+        logs_used=np.where(applies, 0, baselines.logs_used),
+        window_days=np.where(applies, 0, baselines.window_days),
+        followed_down=baselines.followed_down & ~applies,
+        pinned=baselines.pinned | applies,
     )

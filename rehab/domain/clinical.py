@@ -19,7 +19,8 @@ PSFS_MCID = 2.0
 
 
 def pain_mcid(baseline_level: float) -> float:
-    """MCID of an NRS pain rise from `baseline_level` (design §3: 1 at 1–4, 2 at 5–7, 3–4 at 8–10)."""
+    """MCID of an NRS pain rise from `baseline_level` (design §3: 1 at 1–4, 2 at 5–7, 3–4 at
+    8–10)."""
     if baseline_level < 4.5:
         return 1.0
     if baseline_level < 7.5:
@@ -38,9 +39,6 @@ def clinically_important_pain_rise_array(
     baseline_level: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
     """Vectorised `clinically_important_pain_rise` (same steps, applied elementwise)."""
-    mcid = np.where(
-        baseline_level < 4.5,
-        1.0,
-        np.where(baseline_level < 7.5, 2.0, np.where(baseline_level < 8.5, 3.0, 3.5)),
-    )
-    return np.maximum(mcid, PAIN_MINIMAL_DETECTABLE_CHANGE)
+    # Below 7.5 the MCID (1 or 2) never exceeds the MDC, so only the top steps matter.
+    steps = np.array([PAIN_MINIMAL_DETECTABLE_CHANGE, 3.0, 3.5])
+    return steps[np.searchsorted(np.array([7.5, 8.5]), baseline_level, side="right")]

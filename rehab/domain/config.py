@@ -2,8 +2,9 @@
 
 The pain numbers start from design §3 (MCID ≈ 2 points and growing with the level, MDC ≈ 2,
 day-to-day SD 1–1.6 and autocorrelated, three flares in four lasting under a day) and were then
-tuned by simulation (`rehab eval`, several seeds and cohort presets including a harsh-noise one),
-because textbook control-chart settings give far too many false alerts on daily pain (§3).
+tuned by simulation (`rehab eval`, several seeds and cohort presets including a harsh-noise
+one), because textbook control-chart settings give far too many false alerts on daily pain
+(§3). `bench/RESULTS.md` has the figures.
 """
 
 from __future__ import annotations
@@ -13,74 +14,72 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class DetectionConfig:
-    # --- automatic pain baseline ------------------------------------------------------------
-    # The "recent stable period": logs from the 28 days that end `baseline_gap_days` before the
-    # day judged, so the rise being judged is not part of its own baseline.
-    baseline_window_days: int = 28
-    baseline_gap_days: int = 4
-    # Recovering patients: the baseline follows them down to the median of the last 10 days of
-    # the baseline period when that is lower (design §3: their falling pain must never alert,
-    # and a relapse must be judged against where they have got to, not where they started).
+    # --- automatic pain baseline, read before the logs being judged -------------------------
+    # Level: robust mean of the logs of the 42 days before the first log of the window judged
+    # (each capped, see below), so the rise being judged is never part of its own baseline.
+    baseline_window_days: int = 42
+    # Recovering patients (design §3: their baseline follows them down): when the level of
+    # the last 10 of those days (≥ 5 logs) is at least 1 point lower, it is the level.
     baseline_recent_days: int = 10
     baseline_recent_min_logs: int = 5
-    # No judgement before a week of logs: a baseline from fewer days is mostly noise.
+    follow_down_min_drop: float = 1.0
+    # No judgement before a week of logs: a baseline from fewer is mostly noise.
     baseline_min_logs: int = 7
-    # Noise: robust SD of the baseline period, floored because integer ratings of a quiet
-    # patient have an IQR of 0; the floor is below design §3's 1–1.6 so quiet patients get a
-    # threshold set by the clinical change, not by noise they do not have.
-    spread_floor: float = 0.6
-    spread_cap: float = 2.5
+    # Noise: SD of the logs of the 56 days before, each counted at most 3 points above the
+    # mean before it (a benign flare must not inflate the noise), floored at 0.8 so a very
+    # steady patient is judged by the clinical change rather than by noise she does not have.
+    noise_window_days: int = 56
+    noise_cap_points: float = 3.0
+    noise_floor: float = 0.8
+    # Each log counts at most 4 × noise above its baseline, in the level and in the windows:
+    # one extreme day cannot carry a window.
+    excess_cap_noise: float = 4.0
 
-    # --- pain regression: the ordinary rule --------------------------------------------------
-    # At least `elevated_logs_needed` of the last `window_logs` logs (spanning at most
-    # `window_max_span_days`) are at least `day_threshold` above baseline, the latest among
-    # them; a one- or two-day flare can therefore never alert on its own (design §3: one bad day
-    # is not a regression).
-    window_logs: int = 4
+    # --- pain regression: the ordinary rule, at several time scales -------------------------
+    # (logs in the window, noise multiplier): the window's trimmed mean (its 2 highest logs
+    # dropped, so a one- or two-day flare never counts) minus the baseline level must reach
+    # max(clinically important rise, multiplier × noise). Short windows catch big jumps
+    # within 3 days; long ones catch smaller sustained rises and ramps. The multipliers fall
+    # with the window because a mean of more days is less noisy (not as 1/√n: pain is
+    # autocorrelated, design §3); their values come from simulation.
+    windows: tuple[tuple[int, float], ...] = ((3, 2.4), (5, 1.8), (9, 1.5), (15, 1.35))
+    trimmed_logs: int = 2
+    # A window of n logs may span at most 2n + 1 days (sparse loggers still get judged).
+    window_span_per_log: float = 2.0
+    # And at least 3 of its logs (all of a 3-log window) at least 1 point above baseline.
+    elevated_margin: float = 1.0
     elevated_logs_needed: int = 3
-    window_max_span_days: int = 7
-    # day_threshold = max(clinically important rise, day_noise_multiplier × spread)
-    day_noise_multiplier: float = 1.5
-    # And the mean excess over the window, each day's excess capped so a huge spike cannot
-    # carry quiet days, must reach max(clinically important rise, mean_noise_multiplier ×
-    # spread).
-    mean_noise_multiplier: float = 1.5
-    excess_cap: float = 4.0
 
-    # --- pain regression after a fall or injury (design: "a fall lowers the evidence needed") --
-    # Within `event_window_days` after a logged fall or injury, `event_elevated_logs_needed`
-    # consecutive logs on or after the event, each at least max(clinically important rise,
-    # event_noise_multiplier × spread) above baseline, are enough.
+    # --- after a fall or injury (design: "a fall lowers the evidence needed") ---------------
+    # Within 14 days after a logged fall or injury, two logs on or after the event, both up
+    # by ≥ 1, whose mean is up by max(clinically important rise, 1.25 × noise), are enough
+    # (instead of 3 logs up by 2.4 × noise).
     event_window_days: int = 14
-    event_elevated_logs_needed: int = 2
-    event_noise_multiplier: float = 1.0
+    event_noise_multiplier: float = 1.25
 
-    # --- episodes ---------------------------------------------------------------------------
-    # An open pain episode resolves once the median of the last 3 logs has been within
-    # `resolve_margin` points of the frozen baseline for `resolve_logs` logs in a row.
+    # --- pain episodes ----------------------------------------------------------------------
+    # Resolved once the median of the last 3 logs has been within max(1, half the clinically
+    # important rise) of the frozen baseline for 3 logs in a row.
     resolve_margin: float = 1.0
-    resolve_logs: int = 4
-    # Onset: the first of the run of logs, ending at the detection, each at least
-    # `onset_margin` × the clinically important rise above baseline.
-    onset_margin: float = 0.5
+    resolve_logs: int = 3
 
     # --- adherence drop ---------------------------------------------------------------------
+    # Usual level: mean of the logs of the 28 days ending a week before; current: mean of the
+    # last 5 logs (within 9 days). A sustained fall: current ≥ 0.25 and ≥ 35 % below usual,
+    # at least 3 of those 5 logs (the latest among them) 0.25 below usual.
     adherence_baseline_days: int = 28
     adherence_gap_days: int = 7
     adherence_min_baseline_logs: int = 7
     adherence_window_logs: int = 5
     adherence_window_max_span_days: int = 9
-    # A sustained fall of done-vs-prescribed: the mean of the last 5 logs is at least
-    # 0.25 (absolute) and 35 % (relative) below the usual level, and at least 3 of them are
-    # below the usual level by the absolute amount.
     adherence_min_drop: float = 0.25
     adherence_min_relative_drop: float = 0.35
     adherence_low_logs_needed: int = 3
     adherence_resolve_logs: int = 3
 
     # --- missed logs ------------------------------------------------------------------------
-    # Alert on the 3rd consecutive day without a log: a daily program silently abandoned for
-    # three days deserves a check-in, and this is the clinic setting most often changed.
+    # Alert on the 3rd consecutive day without a log: a daily program silently dropped for
+    # three days deserves a check-in. Clinics that find this noisy can raise it.
     missed_log_days: int = 3
 
     # --- function decline (design §3: ODI ≈ 10 points, PSFS 2 points) -----------------------
@@ -90,9 +89,16 @@ class DetectionConfig:
 
     # --- context ----------------------------------------------------------------------------
     related_event_days: int = 14
-    # A regression linked to a fall or injury in a patient with spine-surgery history is urgent
-    # (seed case: after a fall she feared damage to the surgical site and needed assessment).
+    # A regression that began within 14 days after a fall or injury, in a patient with spine
+    # surgery in her history, is urgent (seed case: she feared damage to the surgical site,
+    # and needed assessment rather than assumptions).
     urgent_if_event_after_surgery: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.windows or any(w <= self.trimmed_logs for w, _ in self.windows):
+            raise ValueError("every window must hold more logs than are trimmed")
+        if self.missed_log_days < 1:
+            raise ValueError("missed_log_days must be at least 1")
 
 
 DEFAULT_CONFIG = DetectionConfig()

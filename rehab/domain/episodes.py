@@ -1,35 +1,40 @@
-"""Episode bookkeeping: causal replay of one patient into alert episodes of every kind.
+"""Causal replay of patients into alert episodes of every kind.
 
 Rules (design §2 dedup and auto-resolve):
 - At most one open episode per (kind, metric). While one is open its baseline is frozen at the
   value it was opened against, and nothing new opens for that (kind, metric).
 - pain_regression resolves once the median of the last 3 logs has stayed within
-  `resolve_margin` of the frozen baseline for `resolve_logs` logs in a row; adherence_drop
-  resolves once the recent mean is back within half the alert drop of the usual level for
-  `adherence_resolve_logs` logs in a row; missed_logs resolves on the next log;
-  function_decline resolves at the next measure that is less than half an MCID worse than its
-  baseline. The days of a resolved pain or adherence episode are not a stable period: later
-  automatic baselines skip them. A later rise opens a new episode.
-- red_flag episodes are instant and never auto-resolved: every red-flag day opens its own urgent
-  episode, detected that day, closed only by a clinician (its dedup key includes the day).
+  max(`resolve_margin`, half the clinically important rise) of the frozen baseline for
+  `resolve_logs` logs in a row; adherence_drop once the mean of the last 5 logs has been back
+  within half the alert drop of the usual level for `adherence_resolve_logs` logs in a row;
+  missed_logs on the next log; function_decline at the next measure less than half an MCID
+  worse than its baseline. A later rise opens a new episode. (The days of an episode do not
+  linger in later baselines for long: the level follows the patient down once she is back.)
+- red_flag episodes are instant and never auto-resolved: every red-flag day opens its own
+  urgent episode, detected that day, closed only by a clinician (its dedup key has the day).
+
+Pain and adherence are computed for a whole batch of patients at once on packed arrays (see
+`baseline.py`); only the few logs where an alert would open are walked in Python.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
 
 import numpy as np
 import numpy.typing as npt
 
 from rehab.domain.alerts import AlertEpisode, RelatedEvent
-from rehab.domain.baseline import pain_baselines
+from rehab.domain.baseline import LogCalendar, PainBaselines, apply_pin, pain_baselines
 from rehab.domain.config import DetectionConfig
 from rehab.domain.detectors import (
-    days_since_last,
-    first_sustained,
-    median_of_last,
-    pain_triggers,
+    AdherenceDecisions,
+    PainDecisions,
+    adherence_decisions,
+    pain_decisions,
 )
 from rehab.domain.explain import (
     adherence_explanation,
@@ -40,297 +45,487 @@ from rehab.domain.explain import (
     pain_explanation,
     red_flag_explanation,
 )
-from rehab.domain.series import (
-    PAIN_METRICS,
-    PROVOKING_EVENT_TYPES,
-    PatientEvent,
-    PatientSeries,
-)
+from rehab.domain.series import PAIN_METRICS, PROVOKING_EVENT_TYPES, PatientEvent, PatientSeries
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
+# Patients per packed batch: bounds the memory of the (logs × 11) histogram tables.
+BATCH_PATIENTS = 512
 _CURRENT_LOGS = 3
+_ONSET_LOOKBACK = 40
 
 
 @dataclass(frozen=True, slots=True)
 class _Patient:
-    """One patient's series as calendar-indexed arrays (day 0 = first log, up to `as_of`)."""
+    """One patient's series with days counted from the first log (day 0) up to `as_of`."""
 
     series: PatientSeries
-    origin: date
-    n_days: int
+    origin: int  # ordinal of the first log's date
+    last_day: int  # day index of `as_of`
+    n_logs: int  # logs dated on or before `as_of`
     log_days: IntArray
-    events: tuple[PatientEvent, ...]
-    event_days: IntArray
+    events: tuple[PatientEvent, ...]  # by date
+    event_days: tuple[int, ...]
+    has_surgery_history: bool
 
     def date_of(self, day: int) -> date:
-        return self.origin + timedelta(days=int(day))
+        return date.fromordinal(self.origin + day)
 
-    def context(self, detected_day: int) -> tuple[tuple[PatientEvent, ...], str]:
-        """Events of the preceding window (oldest first) and the history line, as known on
-        `detected_day` (nothing logged later may appear)."""
-        known = self.events[: int(np.searchsorted(self.event_days, detected_day, side="right"))]
-        return known, history_sentence(self.series.history, known)
+    def known_events(self, day: int) -> tuple[PatientEvent, ...]:
+        """Events dated on or before `day` (nothing logged later may appear)."""
+        return self.events[: bisect_right(self.event_days, day)]
+
+    def context(
+        self, day: int, config: DetectionConfig
+    ) -> tuple[tuple[PatientEvent, ...], tuple[RelatedEvent, ...], str]:
+        """Events of the `related_event_days` up to `day`, as objects and as related events,
+        and the history line, all as known on `day`."""
+        if not self.events:
+            return (), (), history_sentence(self.series.history, ()) if self.series.history else ""
+        known_until = bisect_right(self.event_days, day)
+        recent_from = bisect_left(self.event_days, day - config.related_event_days)
+        recent = self.events[recent_from:known_until]
+        related = tuple(RelatedEvent(e.date, e.event_type, e.note) for e in recent)
+        return recent, related, history_sentence(self.series.history, self.events[:known_until])
 
 
 def _prepare(series: PatientSeries, as_of: date | None) -> _Patient | None:
     if not series.dates:
         return None
-    ordinals = np.fromiter((d.toordinal() for d in series.dates), dtype=np.int64)
-    if ordinals.shape[0] > 1 and not np.all(np.diff(ordinals) > 0):
+    ordinals = np.fromiter(
+        map(date.toordinal, series.dates), dtype=np.int64, count=len(series.dates)
+    )
+    if ordinals.shape[0] > 1 and not bool(np.all(ordinals[1:] > ordinals[:-1])):
         raise ValueError(f"{series.patient_id}: log dates must be strictly increasing")
-    origin = series.dates[0]
-    last = series.dates[-1] if as_of is None else as_of
-    n_days = (last - origin).days + 1
-    if n_days <= 0:
+    origin = int(ordinals[0])
+    last_day = (series.dates[-1] if as_of is None else as_of).toordinal() - origin
+    if last_day < 0:
         return None
-    log_days = ordinals - origin.toordinal()
+    log_days = ordinals - origin
+    n_logs = int(np.searchsorted(log_days, last_day, side="right"))
     events = tuple(sorted(series.events, key=lambda e: e.date))
-    event_days = np.fromiter(
-        ((e.date - origin).days for e in events), dtype=np.int64, count=len(events)
+    event_days = tuple(e.date.toordinal() - origin for e in events)
+    surgery = any(item.kind == "surgery" for item in series.history)
+    return _Patient(
+        series, origin, last_day, n_logs, log_days[:n_logs], events, event_days, surgery
     )
-    return _Patient(series, origin, n_days, log_days, events, event_days)
 
 
-def _related(patient: _Patient, detected_day: int, config: DetectionConfig) -> tuple[
-    tuple[PatientEvent, ...], tuple[RelatedEvent, ...], str
-]:
-    known, history = patient.context(detected_day)
-    window = tuple(
-        e for e in known if (patient.date_of(detected_day) - e.date).days <= config.related_event_days
+@dataclass(frozen=True, slots=True)
+class _Packed:
+    """Logs of several series (patient × column) of a batch, laid end to end (`baseline.py`)."""
+
+    owner: list[int]  # per series: position of its patient in the batch
+    column: list[str]  # per series: which log column it is
+    series_start: IntArray
+    series_end: IntArray
+    day: IntArray  # virtual day
+    local_day: IntArray  # day since the patient's first log
+    value: FloatArray
+    series_first: IntArray  # per log: index of the first log of its series
+    source_index: IntArray  # per log: index into the patient's log columns
+    series_offset: IntArray  # per series: virtual day of the patient's day 0
+    calendar: LogCalendar
+
+
+def _series_gap(config: DetectionConfig) -> int:
+    """Days between packed series on the virtual calendar: more than any lookback."""
+    return 2 + max(
+        config.baseline_window_days,
+        config.noise_window_days,
+        config.adherence_gap_days + config.adherence_baseline_days,
+        config.event_window_days,
+        int(config.window_span_per_log * max(w for w, _ in config.windows)) + 1,
+        config.adherence_window_max_span_days,
     )
-    related = tuple(RelatedEvent(e.date, e.event_type, e.note) for e in window)
-    return window, related, history
 
 
-def _pain_episodes(
-    patient: _Patient, metric: str, config: DetectionConfig
-) -> list[AlertEpisode]:
-    raw = np.array(getattr(patient.series, metric), dtype=np.float64)
-    in_range = patient.log_days < patient.n_days
-    has_value = ~np.isnan(raw) & in_range
-    if int(has_value.sum()) < config.baseline_min_logs:
+def _pack(
+    patients: Sequence[_Patient | None],
+    columns: Sequence[str],
+    min_logs: int,
+    config: DetectionConfig,
+) -> _Packed | None:
+    owners: list[int] = []
+    names: list[str] = []
+    spans: list[int] = []
+    days: list[IntArray] = []
+    values: list[FloatArray] = []
+    sources: list[IntArray] = []
+    for position, patient in enumerate(patients):
+        if patient is None:
+            continue
+        for column in columns:
+            raw_column = getattr(patient.series, column)
+            if len(raw_column) < min_logs:
+                continue
+            raw = np.array(raw_column[: patient.n_logs], dtype=np.float64)
+            present = np.flatnonzero(raw == raw)  # NaN (None) is not equal to itself
+            if present.shape[0] < min_logs:
+                continue
+            owners.append(position)
+            names.append(column)
+            spans.append(patient.last_day + 1)
+            days.append(patient.log_days[present])
+            values.append(raw[present])
+            sources.append(present)
+    if not owners:
+        return None
+    lengths = np.fromiter(map(len, days), dtype=np.int64, count=len(days))
+    series_end = np.cumsum(lengths)
+    series_start = series_end - lengths
+    local_day = np.concatenate(days)
+    gap = _series_gap(config)
+    series_offset = gap + np.concatenate([[0], np.cumsum(np.array(spans) + gap)])
+    offsets = np.repeat(series_offset[:-1], lengths)
+    day = local_day + offsets
+    return _Packed(
+        owner=owners,
+        column=names,
+        series_start=series_start,
+        series_end=series_end,
+        day=day,
+        local_day=local_day,
+        value=np.concatenate(values),
+        series_first=np.repeat(series_start, lengths),
+        source_index=np.concatenate(sources),
+        series_offset=series_offset[:-1],
+        calendar=LogCalendar(day, int(series_offset[-1])),
+    )
+
+
+def _first_run_end(
+    values: FloatArray, start: int, end: int, limit: float, run: int, *, below: bool
+) -> int | None:
+    """Index where values[start:end] have first been ≤ limit (or ≥ with below=False) for
+    `run` consecutive entries; scanned in chunks because episodes usually settle soon."""
+    held = 0
+    chunk = 32
+    for lo in range(start, end, chunk):
+        part = values[lo : min(end, lo + chunk)]
+        ok = (part <= limit) if below else (part >= limit)
+        for offset, good in enumerate(ok.tolist()):
+            held = held + 1 if good else 0
+            if held >= run:
+                return lo + offset
+    return None
+
+
+def _fired_by_series(fired: BoolArray, packed: _Packed) -> list[tuple[int, IntArray]]:
+    """(series number, indexes of fired logs) for each series where anything fired."""
+    hits = np.flatnonzero(fired)
+    if hits.shape[0] == 0:
         return []
-    days = patient.log_days[has_value]
-    values = raw[has_value]
-    if np.any((values < 0) | (values > 10) | (values != np.round(values))):
-        raise ValueError(f"{patient.series.patient_id}: {metric} must be integers 0–10")
-    sides_all = patient.series.leg_side
-    sides = [sides_all[i] for i in np.flatnonzero(has_value)] if sides_all else None
-    provoking = np.array(
-        [d for e, d in zip(patient.events, patient.event_days, strict=True)
-         if e.event_type in PROVOKING_EVENT_TYPES],
-        dtype=np.int64,
-    )
-    pins = patient.series.pinned_for(metric)
-    recent = median_of_last(values, _CURRENT_LOGS)
-    excluded: BoolArray | None = None
-    episodes: list[AlertEpisode] = []
-    start = 0
-    n = days.shape[0]
-    while start < n:
-        baselines = pain_baselines(
-            days, values, patient.n_days, config, excluded, pins, patient.origin
-        )
-        triggers = pain_triggers(days, values, baselines, provoking, config)
-        hits = np.flatnonzero(triggers.fired[start:])
-        if hits.shape[0] == 0:
+    series_of_hit = np.searchsorted(packed.series_end, hits, side="right")
+    bounds = np.flatnonzero(np.diff(series_of_hit)) + 1
+    starts = np.concatenate([[0], bounds])
+    return [
+        (int(series_of_hit[s]), group)
+        for s, group in zip(starts, np.split(hits, bounds), strict=True)
+    ]
+
+
+def _pain_baselines_with_pins(
+    packed: _Packed, patients: Sequence[_Patient | None], config: DetectionConfig
+) -> PainBaselines:
+    baselines = pain_baselines(packed.day, packed.value, packed.calendar, config)
+    for k, position in enumerate(packed.owner):
+        patient = patients[position]
+        assert patient is not None
+        if not patient.series.pinned_baselines:
+            continue
+        pins = patient.series.pinned_for(packed.column[k])
+        if not pins:
+            continue
+        lo, hi = int(packed.series_start[k]), int(packed.series_end[k])
+        for pin in pins:
+            from_day = pin.effective_from.toordinal() - patient.origin
+            applies = np.zeros(packed.day.shape[0], dtype=np.bool_)
+            applies[lo:hi] = packed.local_day[lo:hi] >= from_day
+            baselines = apply_pin(baselines, applies, pin.level, pin.spread)
+    return baselines
+
+
+def _provoking_days(
+    packed: _Packed, patients: Sequence[_Patient | None], config: DetectionConfig
+) -> IntArray:
+    """Virtual days of falls and injuries up to `as_of` (later ones do not exist yet, and
+    would sit on the next series' stretch); one older than the event window before the first
+    log is kept just out of its reach, for the same reason."""
+    days: list[int] = []
+    oldest = -config.event_window_days - 1
+    for k, position in enumerate(packed.owner):
+        patient = patients[position]
+        assert patient is not None
+        offset = int(packed.series_offset[k])
+        for event, event_day in zip(patient.events, patient.event_days, strict=True):
+            if event.event_type in PROVOKING_EVENT_TYPES and event_day <= patient.last_day:
+                days.append(offset + max(event_day, oldest))
+    return np.array(sorted(days), dtype=np.int64)
+
+
+def _linked_event(
+    patient: _Patient, onset_day: int, detected_day: int, config: DetectionConfig
+) -> PatientEvent | None:
+    """The latest fall or injury from `event_window_days` before the onset to detection."""
+    linked: PatientEvent | None = None
+    for event, event_day in zip(patient.events, patient.event_days, strict=True):
+        if event_day > detected_day:
             break
-        i = start + int(hits[0])
-        level = float(baselines.level[i])
-        important = float(triggers.important_rise[i])
-        # Onset: back through the run of logs at least half a clinically important rise up.
-        onset_i = i
-        while (
-            onset_i - 1 >= start
-            and values[onset_i - 1] - level >= config.onset_margin * important
-            and days[onset_i] - days[onset_i - 1] <= config.window_max_span_days
+        if (
+            event.event_type in PROVOKING_EVENT_TYPES
+            and event_day >= onset_day - config.event_window_days
         ):
-            onset_i -= 1
-        after = recent[i + 1 :] <= level + config.resolve_margin
-        settled = first_sustained(after, config.resolve_logs)
-        resolve_i = None if settled is None else i + 1 + settled
-        detected_day = int(days[i])
-        onset_day = int(days[onset_i])
-        window_lo = max(0, i - _CURRENT_LOGS + 1)
-        current = float(recent[i])
-        since = days_since_last(provoking, np.array([detected_day], dtype=np.int64))[0]
-        linked: PatientEvent | None = None
-        if since <= config.event_window_days:
-            linked_day = detected_day - int(since)
-            linked = next(
-                e for e, d in zip(patient.events, patient.event_days, strict=True)
-                if d == linked_day and e.event_type in PROVOKING_EVENT_TYPES
-            )
-        window_events, related, history = _related(patient, detected_day, config)
-        side = next((s for s in reversed(sides[window_lo : i + 1]) if s), None) if sides else None
-        explanation = pain_explanation(
+            linked = event
+    return linked
+
+
+def _pain_episode(
+    patient: _Patient,
+    metric: str,
+    packed: _Packed,
+    baselines: PainBaselines,
+    decisions: PainDecisions,
+    i: int,
+    earliest: int,
+    resolve_at: int | None,
+    shown_baseline: float,
+    config: DetectionConfig,
+) -> AlertEpisode:
+    anchor = int(decisions.anchor[i])
+    level = shown_baseline
+    important = float(decisions.important_rise[anchor])
+    # Onset: first log of the run of clearly raised logs that ends at or before detection
+    # (looking back at most `_ONSET_LOOKBACK` logs, never before the previous episode ended).
+    lo = max(earliest, i - _ONSET_LOOKBACK)
+    values = packed.value[lo : i + 1].tolist()
+    days = packed.local_day[lo : i + 1].tolist()
+    clearly = level + max(config.elevated_margin, 0.75 * important)
+    k = len(values) - 1
+    while k > 0 and values[k] < clearly:
+        k -= 1
+    while k > 0 and values[k - 1] >= clearly:
+        k -= 1
+    onset_day = days[k]
+    detected_day = days[-1]
+    current = float(decisions.recent_median[i])
+    first_current = max(earliest, int(packed.series_first[i]), i - _CURRENT_LOGS + 1)
+    window_dates = [patient.date_of(d) for d in days[first_current - lo :]]
+    linked = _linked_event(patient, onset_day, detected_day, config)
+    recent, related, history = patient.context(detected_day, config)
+    side: str | None = None
+    if metric == "leg_pain" and patient.series.leg_side:
+        sides = patient.series.leg_side
+        for source in reversed(packed.source_index[first_current : i + 1].tolist()):
+            if sides[source]:
+                side = sides[source]
+                break
+    surgery = patient.has_surgery_history or any(
+        e.event_type == "surgery" for e in patient.known_events(detected_day)
+    )
+    urgent = config.urgent_if_event_after_surgery and linked is not None and surgery
+    if baselines.pinned[anchor]:
+        source = f"pinned by the clinician: {format_number(level)}/10"
+    else:
+        before = patient.date_of(int(packed.local_day[anchor])).isoformat()
+        source = (
+            f"automatic: median of {int(baselines.logs_used[anchor])} logs in the "
+            f"{int(baselines.window_days[anchor])} days before {before}"
+            + (", following the patient's improvement" if baselines.followed_down[anchor] else "")
+            + f"; day-to-day noise {format_number(float(baselines.noise[anchor]))}"
+        )
+    return AlertEpisode(
+        patient_id=patient.series.patient_id,
+        kind="pain_regression",
+        metric=metric,
+        onset=patient.date_of(onset_day),
+        detected_on=patient.date_of(detected_day),
+        resolved_on=None
+        if resolve_at is None
+        else patient.date_of(int(packed.local_day[resolve_at])),
+        severity="urgent" if urgent else "routine",
+        baseline=level,
+        current=current,
+        change=current - level,
+        related_events=related,
+        explanation=pain_explanation(
             metric=metric,
             leg_side=side,
             current=current,
-            window_dates=[patient.date_of(d) for d in days[window_lo : i + 1]],
+            window_dates=window_dates,
             baseline=level,
             important_rise=important,
             onset=patient.date_of(onset_day),
             linked_event=linked,
-            other_events=[e for e in window_events if e is not linked],
+            other_events=[e for e in recent if e is not linked],
             history=history,
-        )
-        had_surgery = any(e.event_type == "surgery" for e in patient.context(detected_day)[0])
-        urgent = (
-            config.urgent_if_event_after_surgery
-            and linked is not None
-            and (had_surgery or bool(patient.series.history))
-        )
-        if baselines.pinned[i]:
-            source = f"pinned: {format_number(level)}/10"
-        else:
-            source = (
-                f"automatic: median of {int(baselines.logs_used[i])} logs from "
-                f"{patient.date_of(int(baselines.window_start[i])).isoformat()} to "
-                f"{patient.date_of(int(baselines.window_end[i])).isoformat()}"
-                f" (spread {format_number(float(baselines.spread[i]))})"
-            )
-        episodes.append(
-            AlertEpisode(
-                patient_id=patient.series.patient_id,
-                kind="pain_regression",
-                metric=metric,
-                onset=patient.date_of(onset_day),
-                detected_on=patient.date_of(detected_day),
-                resolved_on=None if resolve_i is None else patient.date_of(int(days[resolve_i])),
-                severity="urgent" if urgent else "routine",
-                baseline=level,
-                current=current,
-                change=current - level,
-                related_events=related,
-                explanation=explanation,
-                baseline_source=source,
-                linked_event=None
-                if linked is None
-                else RelatedEvent(linked.date, linked.event_type, linked.note),
-            )
-        )
-        if resolve_i is None:
-            break
-        if excluded is None:
-            excluded = np.zeros(patient.n_days, dtype=np.bool_)
-        excluded[onset_day : int(days[resolve_i]) + 1] = True
-        start = resolve_i + 1
-    return episodes
+        ),
+        baseline_source=source,
+        linked_event=None
+        if linked is None
+        else RelatedEvent(linked.date, linked.event_type, linked.note),
+    )
 
 
-def _adherence_episodes(patient: _Patient, config: DetectionConfig) -> list[AlertEpisode]:
-    if not patient.series.adherence:
-        return []
-    raw = np.array(patient.series.adherence, dtype=np.float64)
-    has_value = ~np.isnan(raw) & (patient.log_days < patient.n_days)
-    width = config.adherence_window_logs
-    if int(has_value.sum()) < config.adherence_min_baseline_logs + width:
-        return []
-    days = patient.log_days[has_value]
-    values = np.clip(raw[has_value], 0.0, 1.0)
-    n = days.shape[0]
-    # Rolling window of the last `width` logs.
-    idx = np.arange(n)
-    first = np.clip(idx - width + 1, 0, None)
-    csum = np.concatenate([[0.0], np.cumsum(values)])
-    full = (idx >= width - 1) & (days - days[first] <= config.adherence_window_max_span_days)
-    current = (csum[idx + 1] - csum[first]) / np.maximum(1, idx - first + 1)
-
-    excluded = np.zeros(patient.n_days, dtype=np.bool_)
-    episodes: list[AlertEpisode] = []
-    start = 0
-    while start < n:
-        keep = ~excluded[days]
-        cal_sum = np.zeros(patient.n_days + 1, dtype=np.float64)
-        cal_cnt = np.zeros(patient.n_days + 1, dtype=np.int64)
-        cal_sum[days[keep] + 1] = values[keep]
-        cal_cnt[days[keep] + 1] = 1
-        cal_sum = np.cumsum(cal_sum)
-        cal_cnt = np.cumsum(cal_cnt)
-        hi = np.clip(days - config.adherence_gap_days + 1, 0, patient.n_days)
-        lo = np.clip(hi - config.adherence_baseline_days, 0, patient.n_days)
-        count = cal_cnt[hi] - cal_cnt[lo]
-        usual = (cal_sum[hi] - cal_sum[lo]) / np.maximum(1, count)
-        threshold = np.maximum(config.adherence_min_drop, config.adherence_min_relative_drop * usual)
-        low = values <= usual - config.adherence_min_drop
-        low_count = np.convolve(low.astype(np.int64), np.ones(width, dtype=np.int64))[:n]
-        fired = (
-            full
-            & (count >= config.adherence_min_baseline_logs)
-            & (usual - current >= threshold)
-            & (low_count >= config.adherence_low_logs_needed)
-            & low
+def _pain_episodes(
+    patients: Sequence[_Patient | None],
+    config: DetectionConfig,
+    out: list[list[AlertEpisode]],
+) -> None:
+    packed = _pack(patients, PAIN_METRICS, config.baseline_min_logs + 1, config)
+    if packed is None:
+        return
+    value = packed.value
+    bad = (value < 0) | (value > 10) | (value != np.round(value))
+    if bool(bad.any()):
+        k = int(np.searchsorted(packed.series_end, np.argmax(bad), "right"))
+        owner = patients[packed.owner[k]]
+        raise ValueError(
+            f"{owner.series.patient_id if owner else '?'}: {packed.column[k]} must be integers 0–10"
         )
-        hits = np.flatnonzero(fired[start:])
-        if hits.shape[0] == 0:
-            break
-        i = start + int(hits[0])
-        base = float(usual[i])
-        limit = float(threshold[i])
-        onset_i = i
-        while onset_i - 1 >= max(start, int(first[i])) and low[onset_i - 1]:
-            onset_i -= 1
-        back = current[i + 1 :] >= base - limit / 2.0
-        settled = first_sustained(back, config.adherence_resolve_logs)
-        resolve_i = None if settled is None else i + 1 + settled
-        detected_day = int(days[i])
-        window_events, related, history = _related(patient, detected_day, config)
-        now = float(current[i])
-        episodes.append(
-            AlertEpisode(
-                patient_id=patient.series.patient_id,
-                kind="adherence_drop",
-                metric="adherence",
-                onset=patient.date_of(int(days[onset_i])),
-                detected_on=patient.date_of(detected_day),
-                resolved_on=None if resolve_i is None else patient.date_of(int(days[resolve_i])),
-                severity="routine",
-                baseline=round(base, 3),
-                current=round(now, 3),
-                change=round(now - base, 3),
-                related_events=related,
-                explanation=adherence_explanation(
-                    current=now,
-                    n_logs=int(i - first[i] + 1),
-                    span_days=int(days[i] - days[first[i]] + 1),
-                    baseline=base,
-                    threshold=limit,
-                    other_events=window_events,
-                    history=history,
-                ),
-                baseline_source=(
-                    f"automatic: mean of {int(count[i])} logs from "
-                    f"{patient.date_of(int(lo[i])).isoformat()} to "
-                    f"{patient.date_of(int(hi[i]) - 1).isoformat()}"
-                ),
+    baselines = _pain_baselines_with_pins(packed, patients, config)
+    decisions = pain_decisions(
+        packed.day,
+        value,
+        packed.series_first,
+        baselines,
+        _provoking_days(packed, patients, config),
+        config,
+    )
+    for k, fired in _fired_by_series(decisions.rule > 0, packed):
+        position = packed.owner[k]
+        patient = patients[position]
+        assert patient is not None
+        end = int(packed.series_end[k])
+        earliest = int(packed.series_start[k])
+        for i in fired.tolist():
+            if i < earliest:
+                continue
+            anchor = int(decisions.anchor[i])
+            shown = baselines.shown_level(packed.day, value, packed.calendar, anchor)
+            margin = max(config.resolve_margin, 0.5 * float(decisions.important_rise[anchor]))
+            limit = shown + margin
+            resolve_at = _first_run_end(
+                decisions.recent_median, i + 1, end, limit, config.resolve_logs, below=True
             )
-        )
-        if resolve_i is None:
-            break
-        excluded[int(days[onset_i]) : int(days[resolve_i]) + 1] = True
-        start = resolve_i + 1
-    return episodes
+            out[position].append(
+                _pain_episode(
+                    patient,
+                    packed.column[k],
+                    packed,
+                    baselines,
+                    decisions,
+                    i,
+                    earliest,
+                    resolve_at,
+                    shown,
+                    config,
+                )
+            )
+            if resolve_at is None:
+                break
+            earliest = resolve_at + 1
+
+
+def _adherence_episodes(
+    patients: Sequence[_Patient | None],
+    config: DetectionConfig,
+    out: list[list[AlertEpisode]],
+) -> None:
+    packed = _pack(
+        patients,
+        ("adherence",),
+        config.adherence_min_baseline_logs + config.adherence_window_logs,
+        config,
+    )
+    if packed is None:
+        return
+    value = np.clip(packed.value, 0.0, 1.0)
+    decisions: AdherenceDecisions = adherence_decisions(
+        packed.day, value, packed.series_first, packed.calendar, config
+    )
+    for k, fired in _fired_by_series(decisions.fired, packed):
+        position = packed.owner[k]
+        patient = patients[position]
+        assert patient is not None
+        end = int(packed.series_end[k])
+        earliest = int(packed.series_start[k])
+        for i in fired.tolist():
+            if i < earliest:
+                continue
+            usual = float(decisions.usual[i])
+            threshold = float(decisions.threshold[i])
+            resolve_at = _first_run_end(
+                decisions.current,
+                int(i) + 1,
+                end,
+                usual - threshold / 2.0,
+                config.adherence_resolve_logs,
+                below=False,
+            )
+            window_first = max(earliest, int(i) - config.adherence_window_logs + 1)
+            onset_i = int(i)
+            while onset_i - 1 >= window_first and decisions.low[onset_i - 1]:
+                onset_i -= 1
+            detected_day = int(packed.local_day[i])
+            recent, related, history = patient.context(detected_day, config)
+            current = float(decisions.current[i])
+            usual_until = detected_day - config.adherence_gap_days
+            out[position].append(
+                AlertEpisode(
+                    patient_id=patient.series.patient_id,
+                    kind="adherence_drop",
+                    metric="adherence",
+                    onset=patient.date_of(int(packed.local_day[onset_i])),
+                    detected_on=patient.date_of(detected_day),
+                    resolved_on=None
+                    if resolve_at is None
+                    else patient.date_of(int(packed.local_day[resolve_at])),
+                    severity="routine",
+                    baseline=round(usual, 3),
+                    current=round(current, 3),
+                    change=round(current - usual, 3),
+                    related_events=related,
+                    explanation=adherence_explanation(
+                        current=current,
+                        n_logs=int(i) - max(int(packed.series_first[i]), int(i) - 4) + 1,
+                        span_days=detected_day
+                        - int(packed.local_day[max(int(packed.series_first[i]), int(i) - 4)])
+                        + 1,
+                        baseline=usual,
+                        threshold=threshold,
+                        other_events=recent,
+                        history=history,
+                    ),
+                    baseline_source=(
+                        f"automatic: mean of {int(decisions.usual_logs[i])} logs in the "
+                        f"{config.adherence_baseline_days} days up to "
+                        f"{patient.date_of(usual_until).isoformat()}"
+                    ),
+                )
+            )
+            if resolve_at is None:
+                break
+            earliest = resolve_at + 1
 
 
 def _missed_log_episodes(patient: _Patient, config: DetectionConfig) -> list[AlertEpisode]:
-    """An alert on the Nth consecutive day without a log; resolved by the next log."""
+    """Detected on the Nth consecutive day without a log; resolved by the next log."""
     n_missing = config.missed_log_days
-    days = patient.log_days[patient.log_days < patient.n_days]
-    following = np.concatenate([days[1:], [patient.n_days - 1 + n_missing + 1]])
-    # Calendar end acts as a log just past `as_of`: only gaps reaching N days by `as_of` alert.
-    gap_days = following - days - 1
+    days = patient.log_days
+    # The day after `as_of` acts as the next log: only gaps reaching N days by `as_of` alert.
+    following = np.concatenate([days[1:], [patient.last_day + 1]])
+    gaps = np.flatnonzero(following - days - 1 >= n_missing)
     episodes: list[AlertEpisode] = []
-    for k in np.flatnonzero(gap_days >= n_missing):
-        last_log = int(days[k])
+    n_days = days.shape[0]
+    for k, last_log, next_log in zip(
+        gaps.tolist(), days[gaps].tolist(), following[gaps].tolist(), strict=True
+    ):
         detected_day = last_log + n_missing
-        if detected_day > patient.n_days - 1:
-            continue
-        resolved = int(following[k]) if k + 1 < days.shape[0] else None
-        window_events, related, history = _related(patient, detected_day, config)
+        resolved = next_log if k + 1 < n_days else None
+        recent, related, history = patient.context(detected_day, config)
         episodes.append(
             AlertEpisode(
                 patient_id=patient.series.patient_id,
@@ -347,7 +542,7 @@ def _missed_log_episodes(patient: _Patient, config: DetectionConfig) -> list[Ale
                 explanation=missed_logs_explanation(
                     days_without=n_missing,
                     last_log=patient.date_of(last_log),
-                    other_events=window_events,
+                    other_events=recent,
                     history=history,
                 ),
             )
@@ -357,12 +552,11 @@ def _missed_log_episodes(patient: _Patient, config: DetectionConfig) -> list[Ale
 
 def _red_flag_episodes(patient: _Patient, config: DetectionConfig) -> list[AlertEpisode]:
     episodes: list[AlertEpisode] = []
-    flags_by_log = patient.series.red_flags
-    for k, flags in enumerate(flags_by_log):
-        if not flags or patient.log_days[k] >= patient.n_days:
+    for k, flags in enumerate(patient.series.red_flags[: patient.n_logs]):
+        if not flags:
             continue
         day = int(patient.log_days[k])
-        window_events, related, history = _related(patient, day, config)
+        recent, related, history = patient.context(day, config)
         when = patient.date_of(day)
         episodes.append(
             AlertEpisode(
@@ -378,7 +572,7 @@ def _red_flag_episodes(patient: _Patient, config: DetectionConfig) -> list[Alert
                 change=None,
                 related_events=related,
                 explanation=red_flag_explanation(
-                    day=when, flags=flags, other_events=window_events, history=history
+                    day=when, flags=flags, other_events=recent, history=history
                 ),
             )
         )
@@ -386,91 +580,101 @@ def _red_flag_episodes(patient: _Patient, config: DetectionConfig) -> list[Alert
 
 
 def _function_episodes(patient: _Patient, config: DetectionConfig) -> list[AlertEpisode]:
-    """ODI/PSFS worse than the median of the previous measures (or a pin) by ≥ the MCID."""
+    """ODI/PSFS worse than the median of the previous stable measures (or a pin) by ≥ MCID."""
     episodes: list[AlertEpisode] = []
-    last_day = patient.date_of(patient.n_days - 1)
-    for instrument, mcid, sign in (("odi", config.odi_mcid, 1.0), ("psfs", config.psfs_mcid, -1.0)):
+    last_date = patient.date_of(patient.last_day)
+    for instrument, mcid, worse_sign in (
+        ("odi", config.odi_mcid, 1.0),
+        ("psfs", config.psfs_mcid, -1.0),
+    ):
         measures = sorted(
-            (m for m in patient.series.outcomes if m.instrument == instrument and m.date <= last_day),
+            (
+                m
+                for m in patient.series.outcomes
+                if m.instrument == instrument and m.date <= last_date
+            ),
             key=lambda m: m.date,
         )
         pins = patient.series.pinned_for(instrument)
         stable: list[float] = []
-        open_episode: dict[str, float | date] | None = None
-        for m in measures:
-            pin = next((p for p in reversed(pins) if p.effective_from <= m.date), None)
-            if open_episode is not None:
-                base = float(open_episode["baseline"])
-                if sign * (m.score - base) < mcid / 2.0:
-                    idx = int(open_episode["index"])
-                    episodes[idx] = _with_resolution(episodes[idx], m.date)
-                    open_episode = None
-                    stable.append(m.score)
+        open_at: int | None = None
+        open_baseline = 0.0
+        for measure in measures:
+            if open_at is not None:
+                if worse_sign * (measure.score - open_baseline) < mcid / 2.0:
+                    episodes[open_at] = replace(episodes[open_at], resolved_on=measure.date)
+                    open_at = None
+                    stable.append(measure.score)
                 continue
-            recent = stable[-config.outcome_baseline_measures :]
+            pin = next((p for p in reversed(pins) if p.effective_from <= measure.date), None)
+            recent_scores = stable[-config.outcome_baseline_measures :]
             if pin is not None:
-                base, n_used, source = pin.level, 0, f"pinned: {format_number(pin.level)}"
-            elif recent:
-                base = float(np.median(recent))
-                n_used = len(recent)
+                base, n_used = pin.level, 0
+                source = f"pinned by the clinician: {format_number(pin.level)}"
+            elif recent_scores:
+                base, n_used = float(np.median(recent_scores)), len(recent_scores)
                 source = f"automatic: median of the previous {n_used} measures"
             else:
-                stable.append(m.score)
+                stable.append(measure.score)
                 continue
-            if sign * (m.score - base) >= mcid:
-                detected_day = (m.date - patient.origin).days
-                window_events, related, history = _related(patient, detected_day, config)
-                episodes.append(
-                    AlertEpisode(
-                        patient_id=patient.series.patient_id,
-                        kind="function_decline",
-                        metric=instrument,
-                        onset=m.date,
-                        detected_on=m.date,
-                        resolved_on=None,
-                        severity="routine",
+            if worse_sign * (measure.score - base) < mcid:
+                stable.append(measure.score)
+                continue
+            detected_day = measure.date.toordinal() - patient.origin
+            recent, related, history = patient.context(detected_day, config)
+            episodes.append(
+                AlertEpisode(
+                    patient_id=patient.series.patient_id,
+                    kind="function_decline",
+                    metric=instrument,
+                    onset=measure.date,
+                    detected_on=measure.date,
+                    resolved_on=None,
+                    severity="routine",
+                    baseline=base,
+                    current=measure.score,
+                    change=measure.score - base,
+                    related_events=related,
+                    explanation=function_explanation(
+                        instrument=instrument,
+                        score=measure.score,
+                        measured_on=measure.date,
                         baseline=base,
-                        current=m.score,
-                        change=m.score - base,
-                        related_events=related,
-                        explanation=function_explanation(
-                            instrument=instrument,
-                            score=m.score,
-                            measured_on=m.date,
-                            baseline=base,
-                            baseline_measures=max(1, n_used),
-                            important_change=mcid,
-                            other_events=window_events,
-                            history=history,
-                        ),
-                        baseline_source=source,
-                    )
+                        baseline_measures=n_used,
+                        important_change=mcid,
+                        other_events=recent,
+                        history=history,
+                    ),
+                    baseline_source=source,
                 )
-                open_episode = {"baseline": base, "index": float(len(episodes) - 1)}
-            else:
-                stable.append(m.score)
+            )
+            open_at = len(episodes) - 1
+            open_baseline = base
     return episodes
 
 
-def _with_resolution(episode: AlertEpisode, resolved_on: date) -> AlertEpisode:
-    from dataclasses import replace
-
-    return replace(episode, resolved_on=resolved_on)
+def _episode_order(episode: AlertEpisode) -> tuple[date, str, str]:
+    return (episode.detected_on, episode.kind, episode.metric or "")
 
 
-def replay_patient(
-    series: PatientSeries, config: DetectionConfig, as_of: date | None = None
-) -> list[AlertEpisode]:
-    """All episodes of one patient, replayed causally from the first log up to `as_of`."""
-    patient = _prepare(series, as_of)
-    if patient is None:
-        return []
-    episodes: list[AlertEpisode] = []
-    for metric in PAIN_METRICS:
-        episodes.extend(_pain_episodes(patient, metric, config))
-    episodes.extend(_red_flag_episodes(patient, config))
-    episodes.extend(_adherence_episodes(patient, config))
-    episodes.extend(_missed_log_episodes(patient, config))
-    episodes.extend(_function_episodes(patient, config))
-    episodes.sort(key=lambda e: (e.detected_on, e.kind, e.metric or ""))
-    return episodes
+def replay_batch(
+    batch: Sequence[PatientSeries], config: DetectionConfig, as_of: date | None = None
+) -> list[list[AlertEpisode]]:
+    """All episodes of each patient, replayed causally up to `as_of` (default: each patient's
+    last log), in the order of `batch`."""
+    out: list[list[AlertEpisode]] = [[] for _ in batch]
+    for first in range(0, len(batch), BATCH_PATIENTS):
+        chunk = batch[first : first + BATCH_PATIENTS]
+        patients = [_prepare(series, as_of) for series in chunk]
+        chunk_out = out[first : first + BATCH_PATIENTS]
+        _pain_episodes(patients, config, chunk_out)
+        _adherence_episodes(patients, config, chunk_out)
+        for patient, episodes in zip(patients, chunk_out, strict=True):
+            if patient is None:
+                continue
+            episodes.extend(_red_flag_episodes(patient, config))
+            episodes.extend(_missed_log_episodes(patient, config))
+            if patient.series.outcomes:
+                episodes.extend(_function_episodes(patient, config))
+            episodes.sort(key=_episode_order)
+    return out

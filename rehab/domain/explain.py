@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from rehab.domain.series import HISTORY_EVENT_TYPES, UNSPECIFIED_RED_FLAG, HistoryItem, PatientEvent
+from rehab.domain.series import (
+    HISTORY_EVENT_TYPES,
+    UNSPECIFIED_RED_FLAG,
+    HistoryItem,
+    PatientEvent,
+)
+from rehab.domain.vocabulary import RED_FLAG_LABELS
+
+_RED_FLAG_NAMES: dict[str, str] = {flag.value: label for flag, label in RED_FLAG_LABELS.items()}
 
 _EVENT_PHRASES: dict[str, str] = {
     "fall": "a fall",
@@ -39,7 +47,7 @@ def signed(value: float) -> str:
 
 
 def metric_label(metric: str, leg_side: str | None = None) -> str:
-    """"Back pain", "Left leg pain", "Leg pain (both sides)", "Adherence", "ODI", "PSFS"."""
+    """ "Back pain", "Left leg pain", "Leg pain (both sides)", "Adherence", "ODI", "PSFS"."""
     if metric == "leg_pain":
         if leg_side in ("left", "right"):
             return f"{leg_side.capitalize()} leg pain"
@@ -52,15 +60,15 @@ def metric_label(metric: str, leg_side: str | None = None) -> str:
 
 
 def describe_event(event: PatientEvent) -> str:
-    """"a fall on stairs (10 steps, landed on buttocks)": type, mechanism, side, note."""
+    """ "a fall on stairs (10 steps, landed on buttocks), left side (slipped on marble)"."""
     text = _EVENT_PHRASES.get(event.event_type, event.event_type.replace("_", " "))
+    note = event.note.strip()
     if event.mechanism:
         text += f" {event.mechanism}"
-    details = [d for d in (event.note.strip(),) if d]
-    if event.side and event.side not in event.note:
-        details.append(f"{event.side} side")
-    if details:
-        text += f" ({'; '.join(details)})"
+    if event.side and event.side not in note and event.side not in (event.mechanism or ""):
+        text += f", {event.side} side"
+    if note:
+        text += f" ({note})"
     return text
 
 
@@ -77,7 +85,9 @@ def window_phrase(log_dates: Sequence[date]) -> str:
 
 def began_sentence(onset: date, event: PatientEvent) -> str:
     gap = (onset - event.date).days
-    what = f"{describe_event(event)} logged {event.date.isoformat()}"
+    described = describe_event(event)
+    comma = "," if described.endswith(" side") else ""
+    what = f"{described}{comma} logged {event.date.isoformat()}"
     if gap == 0:
         return f"Began the day of {what}."
     if gap > 0:
@@ -86,7 +96,7 @@ def began_sentence(onset: date, event: PatientEvent) -> str:
 
 
 def history_sentence(history: Sequence[HistoryItem], events: Sequence[PatientEvent]) -> str:
-    """"History: left L4-L5 decompression 2024-06." from history items and past surgeries and
+    """ "History: left L4-L5 decompression 2024-06." from history items and past surgeries and
     diagnoses (only those logged up to the decision, by the caller)."""
     parts: list[str] = []
     for item in history:
@@ -161,8 +171,10 @@ def missed_logs_explanation(
 def red_flag_explanation(
     *, day: date, flags: Sequence[str], other_events: Sequence[PatientEvent], history: str
 ) -> str:
-    named = [f.replace("_", " ") for f in flags if f != UNSPECIFIED_RED_FLAG]
-    head = f"Red flag reported {day.isoformat()}" + (f": {', '.join(named)}." if named else ".")
+    named = [
+        _RED_FLAG_NAMES.get(f, f.replace("_", " ")) for f in flags if f != UNSPECIFIED_RED_FLAG
+    ]
+    head = f"Red flag reported {day.isoformat()}" + (f": {'; '.join(named)}." if named else ".")
     return join_sentences(head, also_logged_sentence(other_events), history)
 
 

@@ -67,10 +67,12 @@ class PinnedBaseline:
 
 @dataclass(frozen=True, slots=True)
 class HistoryItem:
-    """A line of history shown on every alert, e.g. ("left L4-L5 decompression", "2024-06")."""
+    """A line of history shown on every alert, e.g. ("left L4-L5 decompression", "2024-06",
+    "surgery"). `kind` is an event type ("surgery", "diagnosis", ...) or empty."""
 
     description: str
     when: str = ""
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)

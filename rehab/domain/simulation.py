@@ -26,7 +26,13 @@ from datetime import date, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from rehab.domain.series import UNSPECIFIED_RED_FLAG, PainMetric, PatientEvent, PatientSeries
+from rehab.domain.series import (
+    PAIN_METRICS,
+    UNSPECIFIED_RED_FLAG,
+    PainMetric,
+    PatientEvent,
+    PatientSeries,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -74,7 +80,10 @@ class CohortParams:
 
     name: str = "default"
     noise_sd: tuple[float, float] = (1.0, 1.6)
-    noise_ar: tuple[float, float] = (0.3, 0.7)
+    noise_ar: tuple[float, float] = (0.2, 0.6)
+    # Near 0 the NRS has a floor: low-pain patients vary less (noise × 0.5 at level 0, full
+    # from level 2). The harsh preset turns this off (clipped full noise at the floor).
+    floor_damped_noise: bool = True
     log_rate: tuple[float, float] = (0.65, 0.97)
     missing_run_mean_days: float = 2.0
     long_gap_probability: float = 0.25
@@ -118,7 +127,8 @@ COHORT_PRESETS: dict[str, CohortParams] = {
     "harsh": CohortParams(
         name="harsh",
         noise_sd=(1.3, 2.0),
-        noise_ar=(0.5, 0.8),
+        noise_ar=(0.4, 0.75),
+        floor_damped_noise=False,
         log_rate=(0.55, 0.9),
         missing_run_mean_days=2.5,
         spikes_per_month=(0.8, 2.5),
@@ -320,7 +330,7 @@ def simulate_patient(
 
     means: dict[PainMetric, FloatArray] = {}
     regression_excess: dict[PainMetric, FloatArray] = {}
-    for metric in ("back_pain", "leg_pain"):
+    for metric in PAIN_METRICS:
         level = _class_level(rng, trajectory_class, n)
         if metric == "leg_pain" and rng.random() < 0.3:
             level = np.minimum(level, rng.uniform(0.0, 1.5))  # little or no leg pain
@@ -367,7 +377,6 @@ def simulate_patient(
                     date=days[event_day],
                     event_type="fall" if is_fall else "injury",
                     note=str(rng.choice(FALL_NOTES if is_fall else INJURY_NOTES)),
-                    side=leg_side if leg_side != "both" else None,
                 )
             )
             if rng.random() < params.red_flag_with_fall_probability:
@@ -396,7 +405,7 @@ def simulate_patient(
             )
 
     pain: dict[PainMetric, FloatArray] = {}
-    for metric in ("back_pain", "leg_pain"):
+    for metric in PAIN_METRICS:
         spikes = np.zeros(n, dtype=np.float64)
         n_spikes = int(rng.poisson(rng.uniform(*params.spikes_per_month) * n / 30.0))
         for _ in range(n_spikes):
@@ -406,6 +415,8 @@ def simulate_patient(
                 spikes[day : day + length], rng.uniform(*params.spike_size)
             )
         noise = _ar1(rng, n, rng.uniform(*params.noise_sd), rng.uniform(*params.noise_ar))
+        if params.floor_damped_noise:
+            noise = noise * np.clip(0.5 + means[metric] / 4.0, 0.5, 1.0)
         raw = means[metric] + regression_excess[metric] + spikes + noise
         pain[metric] = np.clip(np.rint(raw), 0.0, 10.0)
 
@@ -420,7 +431,8 @@ def simulate_patient(
         )
     for _ in range(int(rng.poisson(params.other_events_per_year * n / 365.0))):
         event_type, note = OTHER_EVENT_NOTES[int(rng.integers(0, len(OTHER_EVENT_NOTES)))]
-        events.append(PatientEvent(date=days[int(rng.integers(0, n))], event_type=event_type, note=note))
+        when = days[int(rng.integers(0, n))]
+        events.append(PatientEvent(date=when, event_type=event_type, note=note))
     if rng.random() < params.surgery_history_probability:
         # History travels as a dated surgery event so that it survives the CSV round trip.
         surgery_day = start - timedelta(days=int(rng.integers(200, 900)))
@@ -473,9 +485,7 @@ def simulate_patient(
             None if adherence_missing[i] else round(float(adherence[i]), 3) for i in idx
         ),
         red_flags=tuple((UNSPECIFIED_RED_FLAG,) if i in red_flag_index else () for i in idx),
-        leg_side=tuple(
-            leg_side if has_leg_pain and not leg_missing[i] else None for i in idx
-        ),
+        leg_side=tuple(leg_side if has_leg_pain and not leg_missing[i] else None for i in idx),
         events=tuple(sorted(events, key=lambda e: e.date)),
     )
     return SimulatedPatient(

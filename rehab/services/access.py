@@ -56,12 +56,52 @@ def require_patient(
 
     `clinician_only` is for clinical writes (programs, findings) a patient may not make.
     """
-    allowed = can_see_patient(session, actor, patient_id) and (
-        not clinician_only or actor.is_clinician or actor.is_system
-    )
-    patient = session.get(Patient, patient_id) if allowed else None
+    allowed = not clinician_only or actor.is_clinician or actor.is_system
+    patient = _visible_patient(session, actor, patient_id) if allowed else None
     if patient is None:
         audit.record(session, actor, action, patient_id, AuditOutcome.DENIED, target)
         raise NotFound(f"patient {patient_id}")
     audit.record(session, actor, action, patient_id, AuditOutcome.ALLOWED, target)
     return patient
+
+
+def _visible_patient(session: Session, actor: Actor, patient_id: int) -> Patient | None:
+    """The patient row if `visible_patient_ids(actor)` holds `patient_id`, in one query."""
+    if actor.is_patient:
+        # A patient sees only themselves; `get` reads the session's identity map first.
+        return session.get(Patient, patient_id) if _is_self(actor, patient_id) else None
+    return session.scalars(
+        sa.select(Patient).where(
+            Patient.id == patient_id, Patient.id.in_(visible_patient_ids(actor))
+        )
+    ).first()
+
+
+def check_patient(
+    session: Session,
+    actor: Actor,
+    patient_id: int,
+    action: str,
+    target: str | None = None,
+    *,
+    clinician_only: bool = False,
+) -> None:
+    """`require_patient` for callers that need only the decision, not the patient row (a log
+    write needs the id only): the same rule and the same audit, and no query at all for a
+    patient acting for themselves."""
+    allowed = (not clinician_only or actor.is_clinician or actor.is_system) and (
+        _is_self(actor, patient_id)
+        if actor.is_patient
+        else can_see_patient(session, actor, patient_id)
+    )
+    if not allowed:
+        audit.record(session, actor, action, patient_id, AuditOutcome.DENIED, target)
+        raise NotFound(f"patient {patient_id}")
+    audit.record(session, actor, action, patient_id, AuditOutcome.ALLOWED, target)
+
+
+def _is_self(actor: Actor, patient_id: int) -> bool:
+    # The rule of `visible_patient_ids` for a patient. Its "the row exists" part is already
+    # known: an Actor is built from the database in the request that uses it (the API's token
+    # lookup and the web session's user loader both join the patient row).
+    return actor.patient_id is not None and actor.patient_id == patient_id

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from rehab.db.models import ApiToken, CareTeamMember, Clinician, Patient, User, utcnow
 from rehab.domain.vocabulary import AuditOutcome, Role
@@ -122,12 +122,21 @@ def issue_api_token(session: Session, user: User, device_name: str) -> tuple[Api
     return token, clear
 
 
+# The user, and the patient or clinician behind them, come in the same round trip: the API
+# builds its Actor from them on every request, and the access check then finds a patient
+# acting for themselves in the session's identity map instead of asking again.
+_TOKEN_LOOKUP = (
+    sa.select(ApiToken)
+    .where(ApiToken.token_hash == sa.bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+    .options(
+        joinedload(ApiToken.user).joinedload(User.patient),
+        joinedload(ApiToken.user).joinedload(User.clinician),
+    )
+)
+
+
 def user_for_api_token(session: Session, clear: str) -> User | None:
-    token = session.scalars(
-        sa.select(ApiToken).where(
-            ApiToken.token_hash == token_hash(clear), ApiToken.revoked_at.is_(None)
-        )
-    ).first()
+    token = session.scalars(_TOKEN_LOOKUP, {"token_hash": token_hash(clear)}).first()
     if token is None or not token.user.is_active:
         return None
     now = utcnow()
@@ -135,6 +144,52 @@ def user_for_api_token(session: Session, clear: str) -> User | None:
     if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
         token.last_used_at = now
     return token.user
+
+
+# Every API request starts here: one query, plain columns (no objects to load), and the
+# patient or clinician id that the access check needs.
+_ACTOR_FOR_TOKEN = (
+    sa.select(
+        ApiToken.id,
+        ApiToken.last_used_at,
+        User.id.label("user_id"),
+        User.role,
+        Patient.id.label("patient_id"),
+        Clinician.id.label("clinician_id"),
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .outerjoin(Patient, Patient.user_id == User.id)
+    .outerjoin(Clinician, Clinician.user_id == User.id)
+    .where(
+        ApiToken.token_hash == sa.bindparam("token_hash"),
+        ApiToken.revoked_at.is_(None),
+        User.is_active,
+    )
+)
+_TOKENS = ApiToken.__table__
+_TOUCH_TOKEN = (
+    sa.update(_TOKENS)
+    .where(_TOKENS.c.id == sa.bindparam("token_id"))
+    .values(last_used_at=sa.bindparam("now", type_=_TOKENS.c.last_used_at.type))
+)
+
+
+def actor_for_api_token(session: Session, clear: str) -> Actor | None:
+    """`actor_for(user_for_api_token(...))` in one query and without ORM objects: the same
+    rules (token not revoked, user active; last use touched at most once a minute, in the
+    request's transaction)."""
+    row = session.execute(_ACTOR_FOR_TOKEN, {"token_hash": token_hash(clear)}).first()
+    if row is None:
+        return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
+        session.execute(_TOUCH_TOKEN, {"token_id": row.id, "now": now})
+    return Actor(
+        user_id=row.user_id,
+        role=row.role,
+        patient_id=row.patient_id,
+        clinician_id=row.clinician_id,
+    )
 
 
 def revoke_api_token(session: Session, user: User, token_id: int) -> bool:

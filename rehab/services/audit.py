@@ -10,11 +10,13 @@ Outside a request (CLI, worker) rows go straight into the given session.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
+import sqlalchemy as sa
 from flask import g, has_request_context
 from sqlalchemy.orm import Session
 
-from rehab.db.models import AuditEvent
+from rehab.db.models import AuditEvent, utcnow
 from rehab.domain.vocabulary import AuditOutcome
 from rehab.services.actors import Actor
 
@@ -43,19 +45,24 @@ def record(
         session.add(_row(entry, request_id=None))
 
 
-def _row(entry: AuditEntry, request_id: str | None, failed: bool = False) -> AuditEvent:
+def _values(entry: AuditEntry, request_id: str | None, failed: bool = False) -> dict[str, Any]:
     outcome = entry.outcome
     if failed and outcome is AuditOutcome.ALLOWED:
         outcome = AuditOutcome.FAILED
-    return AuditEvent(
-        user_id=entry.actor.user_id,
-        role=entry.actor.role.value if entry.actor.role else "system",
-        patient_id=entry.patient_id,
-        action=entry.action,
-        outcome=outcome,
-        request_id=request_id,
-        target=entry.target,
-    )
+    return {
+        "at": utcnow(),
+        "user_id": entry.actor.user_id,
+        "role": entry.actor.role.value if entry.actor.role else "system",
+        "patient_id": entry.patient_id,
+        "action": entry.action,
+        "outcome": outcome,
+        "request_id": request_id,
+        "target": entry.target,
+    }
+
+
+def _row(entry: AuditEntry, request_id: str | None, failed: bool = False) -> AuditEvent:
+    return AuditEvent(**_values(entry, request_id, failed))
 
 
 def take_pending(failed: bool = False) -> list[AuditEvent]:
@@ -65,10 +72,38 @@ def take_pending(failed: bool = False) -> list[AuditEvent]:
     return [_row(entry, request_id, failed) for entry in trail]
 
 
+_INSERT_AUDIT = sa.insert(cast(sa.Table, AuditEvent.__table__))
+
+
+def take_pending_values(failed: bool = False) -> list[dict[str, Any]]:
+    """`take_pending` as column values, for a caller that writes them in its own statement
+    (the log write does, to save a round trip). Empty outside a request."""
+    if not has_request_context():
+        return []
+    trail: list[AuditEntry] = g.pop("audit_trail", [])
+    request_id = g.get("request_id")
+    return [_values(entry, request_id, failed) for entry in trail]
+
+
+def _write_pending(session: Session, failed: bool = False) -> None:
+    """INSERT the request's pending rows into the session's transaction: one executemany,
+    not an object per row for the unit of work (every request that touches a patient
+    writes here)."""
+    rows = take_pending_values(failed)
+    if rows:
+        session.execute(_INSERT_AUDIT, rows)
+
+
+def discard_pending() -> None:
+    """Forget this request's rows not yet written (their transaction was rolled back)."""
+    if has_request_context():
+        g.pop("audit_trail", None)
+
+
 def commit(session: Session) -> None:
     """Commit the request's work together with its audit rows (one transaction)."""
     if has_request_context():
-        session.add_all(take_pending())
+        _write_pending(session)
     session.commit()
 
 
@@ -79,5 +114,5 @@ def flush_request_audit(session: Session, status_code: int) -> None:
     failed = status_code >= 400
     if failed:
         session.rollback()
-    session.add_all(take_pending(failed=failed))
+    _write_pending(session, failed=failed)
     session.commit()

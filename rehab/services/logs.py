@@ -5,22 +5,35 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
+from functools import cache
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from rehab.db.models import Event, ExerciseEntry, Prescription, Program, SessionLog, utcnow
+from rehab.db.models import (
+    AuditEvent,
+    Event,
+    ExerciseEntry,
+    Prescription,
+    Program,
+    SessionLog,
+    UTCDateTime,
+    utcnow,
+)
 from rehab.domain.advice import Advice, advice_for
 from rehab.domain.session_adherence import DoneEntry, PrescribedDose, session_adherence
 from rehab.domain.vocabulary import EventType, RedFlag
 from rehab.services import audit
-from rehab.services.access import require_patient
+from rehab.services.access import check_patient, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput, SessionLogInput
 from rehab.services.dispatch import enqueue_after_commit
-from rehab.services.programs import program_on
+from rehab.services.programs import program_in_effect, program_on
 from rehab.services.time import clinic_today
 
 EVALUATE_PATIENT_TASK = "rehab.evaluate_patient"
@@ -62,24 +75,25 @@ def record_session_log(
     `allow_same_day_edit`: the web form edits today's log in place; the API answers 409 for a
     second log on one date, because a phone retrying must never overwrite a newer edit.
     """
-    require_patient(session, actor, patient_id, "session_log.write")
+    check_patient(session, actor, patient_id, "session_log.write")
     data = data.canonical()
     body_hash = data.fingerprint()
+    context = _log_context(session, patient_id, data)
 
-    existing = _by_client_id(session, patient_id, data.client_id)
-    if existing is not None:
-        return _replay(session, existing, body_hash)
+    if context.by_client_id is not None:
+        existing = _by_client_id(session, patient_id, data.client_id)
+        if existing is not None:
+            return _replay(session, existing, body_hash)
 
     today = clinic_today()
     if data.log_date > today:
         raise InvalidInput("log_date", f"is in the future (today is {today.isoformat()})")
-    program = program_on(session, patient_id, data.log_date)
-    first_start = _first_program_start(session, patient_id)
+    first_start = context.first_start
     if first_start is not None and data.log_date < first_start:
         raise InvalidInput(
             "log_date", f"is before the patient's first program ({first_start.isoformat()})"
         )
-    prescriptions = {p.id: p for p in program.prescriptions if p.active} if program else {}
+    prescriptions = context.prescribed_sets
     for index, entry in enumerate(data.exercises):
         if entry.prescription_id not in prescriptions:
             raise InvalidInput(
@@ -87,65 +101,283 @@ def record_session_log(
                 "is not an exercise of the patient's program on that date",
             )
     adherence = session_adherence(
-        [PrescribedDose(p.id, p.sets) for p in prescriptions.values()],
+        [PrescribedDose(pid, sets) for pid, sets in prescriptions.items()],
         {
             e.prescription_id: DoneEntry(e.prescription_id, e.done, e.sets_done)
             for e in data.exercises
         },
     )
 
-    same_day = session.scalars(
-        sa.select(SessionLog)
-        .where(SessionLog.patient_id == patient_id, SessionLog.log_date == data.log_date)
-        .options(selectinload(SessionLog.entries))
-    ).one_or_none()
-    if same_day is not None:
-        if not (allow_same_day_edit and data.log_date == today):
-            raise Conflict(
-                "log_date",
-                "a log for this date already exists; only today's log can be edited",
-            )
-        log, outcome = same_day, LogOutcome.UPDATED
-        log.entries.clear()
-        session.flush()
-    else:
-        log = SessionLog(patient_id=patient_id, log_date=data.log_date, client_id=data.client_id)
-        session.add(log)
-        outcome = LogOutcome.CREATED
-
-    log.body_hash = body_hash
-    log.back_pain = data.back_pain
-    log.leg_pain = data.leg_pain
-    log.leg_side = data.leg_side
-    log.pain_location = data.pain_location or None
-    for flag in RedFlag:
-        setattr(log, f"red_flag_{flag.value}", flag in data.red_flags)
-    log.note = data.note
-    log.adherence = adherence
-    log.source = source
-    log.updated_at = utcnow()
-    log.entries.extend(
-        ExerciseEntry(
-            prescription_id=e.prescription_id,
-            done=e.done,
-            sets_done=e.sets_done,
-            reps_done=e.reps_done,
-        )
+    now = utcnow()
+    values: dict[str, Any] = {
+        "body_hash": body_hash,
+        "back_pain": data.back_pain,
+        "leg_pain": data.leg_pain,
+        "leg_side": data.leg_side,
+        "pain_location": data.pain_location or None,
+        **{f"red_flag_{flag.value}": flag in data.red_flags for flag in RedFlag},
+        "note": data.note,
+        "adherence": adherence,
+        "source": source,
+        "updated_at": now,
+    }
+    entries = [
+        {
+            "prescription_id": e.prescription_id,
+            "done": e.done,
+            "sets_done": e.sets_done,
+            "reps_done": e.reps_done,
+        }
         for e in data.exercises
-    )
+    ]
+    editing = context.same_day_id is not None
+    if editing and not (allow_same_day_edit and data.log_date == today):
+        raise Conflict(
+            "log_date", "a log for this date already exists; only today's log can be edited"
+        )
     enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
     try:
-        audit.commit(session)
+        if editing:
+            assert context.same_day_id is not None
+            log = _edit_log(session, context.same_day_id, values, entries)
+            outcome = LogOutcome.UPDATED
+        else:
+            new = {"patient_id": patient_id, "log_date": data.log_date,
+                   "client_id": data.client_id, "created_at": now, **values}  # fmt: skip
+            log = _insert_log(session, new, entries)
+            outcome = LogOutcome.CREATED
+        _commit_keeping_loaded(session)
     except IntegrityError:
         # A concurrent identical submission won the race: answer as its replay. The rollback
         # dropped this request's audit row with the rest; record the attempt again.
         session.rollback()
+        audit.discard_pending()
         audit.record(session, actor, "session_log.write", patient_id)
         existing = _by_client_id(session, patient_id, data.client_id)
         if existing is None:
             raise Conflict("log_date", "a log for this date already exists") from None
         return _replay(session, existing, body_hash)
-    return LogResult(log, outcome, advice_after_log(session, log))
+    # The same rule as `advice_after_log`, from facts read before the insert (same request).
+    advice = advice_for(
+        [RedFlag(f) for f in log.red_flags],
+        had_fall=context.recent_fall,
+        has_spine_surgery_history=context.spine_surgery,
+    )
+    return LogResult(log, outcome, advice)
+
+
+@dataclass(frozen=True)
+class _LogContext:
+    """What recording one log needs to know about the patient, read in one round trip."""
+
+    by_client_id: int | None  # the log already stored under this client id
+    same_day_id: int | None  # the log already stored for this date
+    first_start: dt.date | None  # start of the patient's first program
+    prescribed_sets: dict[int, int]  # active prescriptions in effect that day: id -> sets
+    recent_fall: bool  # a fall in the 7 days up to the log's date (advice)
+    spine_surgery: bool  # any surgery on record (advice)
+
+
+def _log_context_statement() -> sa.Select[Any]:
+    """One SELECT for every check of a new log, so that accepting a log costs this query and
+    the INSERTs. A one-row `facts` subquery (scalar subqueries on the patient's indexed
+    columns) is joined to the active prescriptions of the program in effect: one row per
+    prescription, or one row with NULLs when no program is in effect."""
+    patient_id = sa.bindparam("patient_id", type_=sa.Integer)
+    log_date = sa.bindparam("log_date", type_=sa.Date)
+    client_id = sa.bindparam("client_id", type_=sa.String)
+    week_before = sa.bindparam("week_before", type_=sa.Date)
+    program_id = (
+        program_in_effect(patient_id, log_date).with_only_columns(Program.id).scalar_subquery()
+    )
+    facts = sa.select(
+        sa.select(sa.func.min(Program.start_date))
+        .where(Program.patient_id == patient_id)
+        .scalar_subquery()
+        .label("first_start"),
+        sa.select(SessionLog.id)
+        .where(SessionLog.patient_id == patient_id, SessionLog.client_id == client_id)
+        .scalar_subquery()
+        .label("by_client_id"),
+        sa.select(SessionLog.id)
+        .where(SessionLog.patient_id == patient_id, SessionLog.log_date == log_date)
+        .scalar_subquery()
+        .label("same_day_id"),
+        sa.select(sa.func.count(Event.id))
+        .where(
+            Event.patient_id == patient_id,
+            Event.event_type == EventType.FALL,
+            Event.event_date.between(week_before, log_date),
+        )
+        .scalar_subquery()
+        .label("recent_falls"),
+        sa.select(sa.func.count(Event.id))
+        .where(Event.patient_id == patient_id, Event.event_type == EventType.SURGERY)
+        .scalar_subquery()
+        .label("surgeries"),
+    ).subquery("facts")
+    return (
+        sa.select(facts, Prescription.id.label("prescription_id"), Prescription.sets)
+        .select_from(
+            facts.outerjoin(
+                Prescription,
+                sa.and_(Prescription.program_id == program_id, Prescription.active),
+            )
+        )
+        .order_by(Prescription.position)
+    )
+
+
+# Built once: SQLAlchemy then reuses its compiled form and cache key on every request.
+_LOG_CONTEXT = _log_context_statement()
+
+
+def _log_context(session: Session, patient_id: int, data: SessionLogInput) -> _LogContext:
+    rows = session.execute(
+        _LOG_CONTEXT,
+        {
+            "patient_id": patient_id,
+            "log_date": data.log_date,
+            "client_id": data.client_id,
+            "week_before": data.log_date - dt.timedelta(days=7),
+        },
+    ).all()
+    first = rows[0]
+    return _LogContext(
+        by_client_id=first.by_client_id,
+        same_day_id=first.same_day_id,
+        first_start=first.first_start,
+        prescribed_sets={r.prescription_id: r.sets for r in rows if r.prescription_id},
+        recent_fall=bool(first.recent_falls),
+        spine_surgery=bool(first.surgeries),
+    )
+
+
+_LOGS = cast(sa.Table, SessionLog.__table__)
+_ENTRIES = cast(sa.Table, ExerciseEntry.__table__)
+_AUDIT = cast(sa.Table, AuditEvent.__table__)
+_INSERT_LOG = sa.insert(_LOGS).returning(_LOGS.c.id)
+_INSERT_ENTRIES = sa.insert(_ENTRIES)
+_ENTRY_COLUMNS = ("prescription_id", "done", "sets_done", "reps_done")
+_AUDIT_COLUMNS = ("at", "user_id", "role", "patient_id", "action", "outcome", "request_id",
+                  "target")  # fmt: skip
+
+
+def _insert_log(
+    session: Session, values: dict[str, Any], entries: list[dict[str, Any]]
+) -> SessionLog:
+    """INSERT a new log and its exercise entries; return the log as built from what was
+    written. The rows are those `session.add(SessionLog(...))` would write, but going around
+    the unit of work (and, on PostgreSQL, writing the log, its entries and the request's
+    audit rows in one statement) saves most of what a log costs the web process."""
+    if session.get_bind().dialect.name == "postgresql":
+        log_id = _insert_log_postgresql(session, values, entries)
+    else:
+        log_id = session.execute(_INSERT_LOG, values).scalar_one()
+        if entries:
+            session.execute(_INSERT_ENTRIES, [{"session_log_id": log_id, **e} for e in entries])
+    log = SessionLog(id=log_id, **values)
+    set_committed_value(
+        log, "entries", [ExerciseEntry(session_log_id=log_id, **entry) for entry in entries]
+    )
+    # Detached, with every column loaded: the caller reads it, nothing reloads it.
+    make_transient_to_detached(log)
+    return log
+
+
+def _insert_log_postgresql(
+    session: Session, values: dict[str, Any], entries: list[dict[str, Any]]
+) -> int:
+    audit_rows = audit.take_pending_values()
+    params = dict(values)
+    for name in _ENTRY_COLUMNS:
+        params[f"entry_{name}"] = [entry[name] for entry in entries]
+    for name in _AUDIT_COLUMNS:
+        params[f"audit_{name}"] = [_plain(row[name]) for row in audit_rows]
+    statement = _postgresql_write(tuple(values))
+    return int(session.execute(statement, params).scalar_one())
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+@cache
+def _postgresql_write(log_columns: tuple[str, ...]) -> sa.Select[Any]:
+    """WITH new_log AS (INSERT ... RETURNING id), new_entries AS (INSERT ... SELECT FROM
+    unnest(arrays)), new_audit AS (INSERT ... SELECT FROM unnest(arrays)) SELECT id: one
+    round trip instead of three. PostgreSQL checks the entries' foreign key at the end of
+    the statement, when the new log exists."""
+    new_log = (
+        sa.insert(_LOGS)
+        .values({name: sa.bindparam(name, type_=_LOGS.c[name].type) for name in log_columns})
+        .returning(_LOGS.c.id)
+        .cte("new_log")
+    )
+
+    def unnest(prefix: str, table: sa.Table, names: tuple[str, ...]) -> Any:
+        arrays = [
+            sa.bindparam(f"{prefix}_{name}", type_=ARRAY(_array_item_type(table.c[name].type)))
+            for name in names
+        ]
+        return sa.func.unnest(*arrays).table_valued(*names).render_derived()
+
+    entry_rows = unnest("entry", _ENTRIES, _ENTRY_COLUMNS)
+    new_entries = (
+        sa.insert(_ENTRIES)
+        .from_select(
+            ["session_log_id", *_ENTRY_COLUMNS],
+            sa.select(new_log.c.id, *(entry_rows.c[name] for name in _ENTRY_COLUMNS))
+            .select_from(new_log)
+            .join(entry_rows, sa.true()),
+        )
+        .cte("new_entries")
+    )
+    audit_rows = unnest("audit", _AUDIT, _AUDIT_COLUMNS)
+    new_audit = (
+        sa.insert(_AUDIT)
+        .from_select(list(_AUDIT_COLUMNS), sa.select(*(audit_rows.c[n] for n in _AUDIT_COLUMNS)))
+        .cte("new_audit")
+    )
+    return sa.select(new_log.c.id).add_cte(new_entries, new_audit)
+
+
+def _array_item_type(column_type: Any) -> Any:
+    # Enumerations travel as their text values; times keep their zone.
+    if isinstance(column_type, sa.Enum):
+        return sa.String()
+    if isinstance(column_type, UTCDateTime):
+        return sa.DateTime(timezone=True)
+    return column_type
+
+
+def _edit_log(
+    session: Session, log_id: int, values: dict[str, Any], entries: list[dict[str, Any]]
+) -> SessionLog:
+    """Replace today's log in place (the web form's edit), through the unit of work."""
+    log = session.scalars(
+        sa.select(SessionLog)
+        .where(SessionLog.id == log_id)
+        .options(selectinload(SessionLog.entries))
+    ).one()
+    log.entries.clear()
+    session.flush()
+    for name, value in values.items():
+        setattr(log, name, value)
+    log.entries.extend(ExerciseEntry(**entry) for entry in entries)
+    return log
+
+
+def _commit_keeping_loaded(session: Session) -> None:
+    """Commit the request's work (with its audit rows) without expiring what is loaded: the
+    answer is built from the rows just written, and reloading them after the commit would
+    cost a transaction and a query per object."""
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        audit.commit(session)
+    finally:
+        session.expire_on_commit = expire
 
 
 def _by_client_id(session: Session, patient_id: int, client_id: str) -> SessionLog | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -14,9 +15,10 @@ from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput, ProgramInput
 
 
-def program_on(session: Session, patient_id: int, day: dt.date) -> Program | None:
-    """The program in effect on `day`: the latest started on or before it and not yet ended."""
-    return session.scalars(
+def program_in_effect(patient_id: Any, day: Any) -> sa.Select[tuple[Program]]:
+    """SELECT the program in effect on `day` (values or bound parameters): the latest started
+    on or before it and not yet ended. One definition for `program_on` and the log's checks."""
+    return (
         sa.select(Program)
         .where(
             Program.patient_id == patient_id,
@@ -25,7 +27,13 @@ def program_on(session: Session, patient_id: int, day: dt.date) -> Program | Non
         )
         .order_by(Program.start_date.desc(), Program.id.desc())
         .limit(1)
-        .options(
+    )
+
+
+def program_on(session: Session, patient_id: int, day: dt.date) -> Program | None:
+    """The program in effect on `day`: the latest started on or before it and not yet ended."""
+    return session.scalars(
+        program_in_effect(patient_id, day).options(
             selectinload(Program.prescriptions).selectinload(Prescription.exercise),
             selectinload(Program.phases),
         )

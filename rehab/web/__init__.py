@@ -23,14 +23,21 @@ def wants_json() -> bool:
 
 
 def register_web(app: Flask) -> None:
-    from rehab.web import admin, api, auth, clinic, patient
+    from rehab.web import admin, alerts, api, auth, clinic, patient, summary
+    from rehab.web import outbox as outbox_web
+    from rehab.web import settings as settings_web
 
     auth.init_login(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(patient.bp)
     app.register_blueprint(clinic.bp)
+    app.register_blueprint(alerts.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(settings_web.bp)
+    app.register_blueprint(outbox_web.bp)
+    app.register_blueprint(summary.bp)
+    app.register_blueprint(summary.assets_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

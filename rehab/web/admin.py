@@ -1,12 +1,256 @@
-"""Admin pages `/admin/...`."""
+"""Admin pages `/admin/...`: users, staff invitations, care teams, and the audit log.
+
+Admins manage people and read the audit trail; they see no clinical data. Anyone else: 404.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from rehab.domain.vocabulary import Role
+from rehab.extensions import db, login_manager
+from rehab.services import staff
+from rehab.services.access import NotFound
+from rehab.services.actors import Actor
+from rehab.services.commands import InvalidInput
+from rehab.web.forms import (
+    ActionForm,
+    AuditSearchForm,
+    CareTeamForm,
+    FormInvalid,
+    MemberForm,
+    StaffForm,
+    build,
+    choice_list,
+    show_service_error,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
+@bp.before_request
+def _admins_only() -> Any:
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if current_user.role is not Role.ADMIN:
+        abort(404)
+    return None
+
+
+def _actor() -> Actor:
+    actor: Actor = current_user.actor
+    return actor
+
+
+def _member_forms(
+    teams: list[staff.TeamItem], clinicians: list[staff.ClinicianItem], failed: MemberForm | None
+) -> dict[int, MemberForm]:
+    """One add-a-clinician form per team, offering the clinicians not on it yet."""
+    forms = {}
+    for team in teams:
+        on_team = {m.clinician_id for m in team.members}
+        form = failed if failed is not None and failed.team_id == team.team_id else None
+        form = form or MemberForm(formdata=None, prefix=f"team{team.team_id}")
+        form.clinician_id.choices = choice_list(
+            (c.clinician_id, c.name) for c in clinicians if c.clinician_id not in on_team
+        )
+        forms[team.team_id] = form
+    return forms
+
+
+def _index_page(
+    staff_form: StaffForm | None = None,
+    team_form: CareTeamForm | None = None,
+    member_form: MemberForm | None = None,
+    status: int = 200,
+) -> Any:
+    actor = _actor()
+    teams = staff.list_care_teams(db.session, actor)
+    clinicians = staff.list_clinicians(db.session, actor)
+    return (
+        render_template(
+            "admin/index.html",
+            users=staff.list_users(db.session, actor),
+            teams=teams,
+            member_forms=_member_forms(teams, clinicians, member_form),
+            staff_form=staff_form or StaffForm(formdata=None),
+            team_form=team_form or CareTeamForm(formdata=None),
+            action_form=ActionForm(formdata=None),
+        ),
+        status,
+    )
+
+
 @bp.get("/")
-def index() -> str:
-    return "admin"
+def index() -> Any:
+    return _index_page()
+
+
+def _invite_page(user: Any, token: str) -> Any:
+    link = url_for("auth.set_password", token=token, _external=True)
+    return render_template(
+        "admin/invite.html",
+        user=user,
+        link=link,
+        hours=current_app.config["REHAB_SETTINGS"].invite_valid_hours,
+    )
+
+
+@bp.post("/users")
+def create_user() -> Any:
+    form = StaffForm()
+    if form.validate():
+        try:
+            data = build(
+                staff.StaffInput,
+                {
+                    "display_name": form.display_name.data or "",
+                    "email": form.email.data or "",
+                    "role": form.role.data,
+                },
+                form,
+            )
+            user, token = staff.create_staff(
+                db.session, _actor(), data, current_app.config["SECRET_KEY"]
+            )
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        else:
+            return _invite_page(user, token)
+    return _index_page(staff_form=form, status=422)
+
+
+def _valid_action() -> None:
+    if not ActionForm().validate():
+        abort(400)
+
+
+@bp.post("/users/<int:user_id>/invite")
+def invite_user(user_id: int) -> Any:
+    _valid_action()
+    try:
+        user, token = staff.new_invite(
+            db.session, _actor(), user_id, current_app.config["SECRET_KEY"]
+        )
+    except NotFound:
+        abort(404)
+    except InvalidInput as exc:
+        flash(f"No link made: the account {exc.message}.", "error")
+        return redirect(url_for("admin.index"))
+    return _invite_page(user, token)
+
+
+@bp.post("/users/<int:user_id>/disable")
+def disable_user(user_id: int) -> Any:
+    return _set_active(user_id, False)
+
+
+@bp.post("/users/<int:user_id>/enable")
+def enable_user(user_id: int) -> Any:
+    return _set_active(user_id, True)
+
+
+def _set_active(user_id: int, active: bool) -> Any:
+    _valid_action()
+    try:
+        user = staff.set_active(db.session, _actor(), user_id, active)
+    except NotFound:
+        abort(404)
+    except InvalidInput as exc:
+        flash(exc.message.capitalize() + ".", "error")
+    else:
+        if active:
+            flash(f"{user.display_name} can log in again.", "success")
+        else:
+            flash(f"{user.display_name} is disabled and logged out everywhere.", "success")
+    return redirect(url_for("admin.index"))
+
+
+@bp.post("/teams")
+def create_team() -> Any:
+    form = CareTeamForm()
+    if form.validate():
+        try:
+            data = build(staff.CareTeamInput, {"name": form.name.data or ""}, form)
+            staff.create_care_team(db.session, _actor(), data)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        else:
+            flash(f"Care team “{data.name}” created.", "success")
+            return redirect(url_for("admin.index"))
+    return _index_page(team_form=form, status=422)
+
+
+@bp.post("/teams/<int:team_id>/members")
+def add_member(team_id: int) -> Any:
+    form = MemberForm(prefix=f"team{team_id}")
+    form.team_id = team_id
+    clinicians = staff.list_clinicians(db.session, _actor())
+    form.clinician_id.choices = choice_list((c.clinician_id, c.name) for c in clinicians)
+    if form.validate():
+        try:
+            staff.add_member(db.session, _actor(), team_id, form.clinician_id.data)
+        except NotFound:
+            abort(404)
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        else:
+            flash("Clinician added to the care team.", "success")
+            return redirect(url_for("admin.index"))
+    return _index_page(member_form=form, status=422)
+
+
+@bp.post("/teams/<int:team_id>/members/<int:clinician_id>/remove")
+def remove_member(team_id: int, clinician_id: int) -> Any:
+    _valid_action()
+    try:
+        staff.remove_member(db.session, _actor(), team_id, clinician_id)
+    except NotFound:
+        abort(404)
+    flash("Clinician removed from the care team; their access to its patients ends now.", "success")
+    return redirect(url_for("admin.index"))
+
+
+@bp.get("/audit")
+def audit_log() -> Any:
+    form = AuditSearchForm(request.args)
+    page = None
+    status = 200
+    if form.validate():
+        try:
+            query = build(
+                staff.AuditQuery,
+                {
+                    "user_id": form.user_id.data,
+                    "patient_id": form.patient_id.data,
+                    "action": form.action.data or "",
+                    "date_from": form.date_from.data,
+                    "date_to": form.date_to.data,
+                    "page": form.page.data or 1,
+                },
+                form,
+            )
+        except FormInvalid:
+            status = 422
+        else:
+            page = staff.search_audit(db.session, _actor(), query)
+    else:
+        status = 422
+    filters = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("admin/audit.html", form=form, page=page, filters=filters), status

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, abort, g, jsonify, render_template, reque
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
+from rehab.db import drop_async_session_teardown
 from rehab.extensions import csrf, db
 from rehab.services import accounts, clinical, logs, programs, series
 from rehab.services.access import NotFound
@@ -26,6 +27,13 @@ from rehab.web.openapi import openapi_document
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # The API takes bearer tokens only, never the session cookie, so CSRF cannot reach it.
 csrf.exempt(bp)
+
+
+@bp.record_once
+def _no_async_teardown(state: Any) -> None:
+    # App-wide, registered here until create_app() does it (see drop_async_session_teardown).
+    drop_async_session_teardown(state.app)
+
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -88,15 +96,15 @@ def _authenticate() -> Any:
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    user = None
+    actor = None
     if scheme.lower() == "bearer" and token:
-        user = accounts.user_for_api_token(db.session, token.strip())
-    if user is None:
+        actor = accounts.actor_for_api_token(db.session, token.strip())
+    if actor is None:
         response = jsonify({"error": "unauthorized", "message": "a valid bearer token is needed"})
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="rehab"'
         return response
-    g.api_actor = accounts.actor_for(user)
+    g.api_actor = actor
     return None
 
 

@@ -1,12 +1,382 @@
-"""Clinician pages `/clinic/...`."""
+"""Clinician pages `/clinic/...`: the caseload, a patient's record, and the forms to add a
+patient, prescribe a program, and record events, findings and outcome measures.
+
+Only clinicians get here (anyone else: 404), and only for patients of their care teams (the
+services answer `NotFound` otherwise, which is a 404 too, audited as denied).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from rehab.charts import outcomes as outcome_charts
+from rehab.charts import trajectory as trajectory_charts
+from rehab.charts.serialize import figure_json
+from rehab.domain.questionnaires import ODI_SECTION_TITLES
+from rehab.domain.vocabulary import RED_FLAG_LABELS, Instrument, Role, humanize
+from rehab.extensions import db, login_manager
+from rehab.services import accounts, assessment, clinical, logs, programs, records, trajectory
+from rehab.services import caseload as caseload_service
+from rehab.services.access import NotFound, require_patient
+from rehab.services.actors import Actor
+from rehab.services.commands import InvalidInput
+from rehab.services.time import clinic_today
+from rehab.web.alerts import AlertActionForm
+from rehab.web.forms import (
+    EVENT_TYPE_LABELS,
+    FALL_LOCATION_LABELS,
+    IMAGING_LABELS,
+    EventForm,
+    FindingsForm,
+    FormInvalid,
+    OdiForm,
+    PatientForm,
+    ProgramForm,
+    PsfsForm,
+    choice_list,
+    new_client_id,
+    show_service_error,
+)
 
 bp = Blueprint("clinic", __name__, url_prefix="/clinic")
 
 
+@bp.before_request
+def _clinicians_only() -> Any:
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if current_user.role is not Role.CLINICIAN or current_user.actor.clinician_id is None:
+        abort(404)
+    return None
+
+
+def _actor() -> Actor:
+    actor: Actor = current_user.actor
+    return actor
+
+
+@bp.context_processor
+def _labels() -> dict[str, Any]:
+    return {
+        "red_flag_labels": {flag.value: label for flag, label in RED_FLAG_LABELS.items()},
+        "event_labels": EVENT_TYPE_LABELS,
+        "fall_labels": FALL_LOCATION_LABELS,
+        "imaging_labels": IMAGING_LABELS,
+        "humanize": humanize,
+    }
+
+
+@bp.app_context_processor
+def _clinic_nav() -> dict[str, Any]:
+    # The alert inbox is its own blueprint; the navigation links to it when it is there.
+    return {"alerts_page": "alerts.inbox" in current_app.view_functions}
+
+
+def _denied_or_name(patient_id: int, action: str, service_called: bool) -> str:
+    """The patient's name for a re-rendered form. If the service was never reached (the form
+    was invalid), check access and audit the attempt here, exactly once."""
+    if not service_called:
+        try:
+            require_patient(db.session, _actor(), patient_id, action, clinician_only=True)
+        except NotFound:
+            abort(404)
+    return records.patient_name(db.session, patient_id)
+
+
+def _form_header(patient_id: int) -> str:
+    try:
+        patient = records.patient_header(db.session, _actor(), patient_id, "patient.read")
+    except NotFound:
+        abort(404)
+    return patient.user.display_name
+
+
+# --- caseload -------------------------------------------------------------------------------
+
+
 @bp.get("/")
-def caseload() -> str:
-    return "caseload"
+def caseload() -> Any:
+    search = request.args.get("q", "")[:120]
+    sort = request.args.get("sort", "attention")
+    if sort not in caseload_service.SORTS:
+        sort = "attention"
+    show = request.args.get("show", "all")
+    if show not in caseload_service.FILTERS:
+        show = "all"
+    rows = caseload_service.caseload(
+        db.session, _actor(), search=search, sort=sort, filter_by=show
+    )
+    return render_template(
+        "clinic/caseload.html",
+        rows=rows,
+        search=search,
+        sort=sort,
+        sorts=caseload_service.SORTS,
+        show=show,
+        filters=caseload_service.FILTERS,
+        today=clinic_today(),
+        rtm_threshold=caseload_service.RTM_THRESHOLD,
+        trend_days=caseload_service.TREND_DAYS,
+    )
+
+
+# --- new patient ----------------------------------------------------------------------------
+
+
+@bp.route("/patients/new", methods=["GET", "POST"])
+def new_patient() -> Any:
+    actor = _actor()
+    form = PatientForm()
+    teams = caseload_service.care_teams_of(db.session, actor)
+    form.care_team_id.choices = choice_list((t.id, t.name) for t in teams)
+    if request.method == "GET":
+        return render_template("clinic/patient_new.html", form=form, teams=teams)
+    if form.validate():
+        try:
+            data = form.to_command()
+            created = accounts.create_patient(
+                db.session, actor, data, current_app.config["SECRET_KEY"]
+            )
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        else:
+            link = url_for("auth.set_password", token=created.invite_token, _external=True)
+            return render_template(
+                "clinic/patient_created.html",
+                patient=created.patient,
+                name=data.display_name,
+                link=link,
+                hours=current_app.config["REHAB_SETTINGS"].invite_valid_hours,
+            )
+    return render_template("clinic/patient_new.html", form=form, teams=teams), 422
+
+
+# --- the patient's record ---------------------------------------------------------------------
+
+
+@bp.get("/patients/<int:patient_id>")
+def patient(patient_id: int) -> Any:
+    try:
+        page = trajectory.clinician_page(db.session, _actor(), patient_id)
+    except NotFound:
+        abort(404)
+    chart = page.chart
+    figures = {
+        "trajectory": figure_json(
+            trajectory_charts.trajectory_figure(chart), trajectory_charts.CONFIG
+        ),
+        "change": figure_json(trajectory_charts.change_figure(chart), trajectory_charts.CONFIG),
+    }
+    if page.outcome_points:
+        figures["outcomes"] = figure_json(
+            outcome_charts.outcomes_figure(page.outcome_points), outcome_charts.CONFIG
+        )
+    return render_template(
+        "clinic/patient.html",
+        page=page,
+        record=page.record,
+        patient_id=patient_id,
+        figures=figures,
+        ranges=trajectory_charts.range_presets(chart),
+        form=AlertActionForm(),
+        odi_titles=ODI_SECTION_TITLES,
+    )
+
+
+# --- program ----------------------------------------------------------------------------------
+
+
+@bp.route("/patients/<int:patient_id>/program/new", methods=["GET", "POST"])
+def new_program(patient_id: int) -> Any:
+    library = programs.exercise_library(db.session)
+    form = ProgramForm()
+    form.set_library(library)
+    if request.method == "GET":
+        name = _form_header(patient_id)
+        form.start_date.data = clinic_today()
+        return _program_page(form, patient_id, name, library)
+
+    service_called = False
+    if form.validate():
+        try:
+            data = form.to_command({e.id: e for e in library})
+            service_called = True
+            programs.create_program(db.session, _actor(), patient_id, data)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc, form.index_maps())
+        except NotFound:
+            abort(404)
+        else:
+            flash(f"Program “{data.title}” saved.", "success")
+            return redirect(url_for("clinic.patient", patient_id=patient_id))
+    name = _denied_or_name(patient_id, "program.write", service_called)
+    return _program_page(form, patient_id, name, library, 422)
+
+
+def _program_page(
+    form: ProgramForm, patient_id: int, name: str, library: list[Any], status: int = 200
+) -> Any:
+    return (
+        render_template(
+            "clinic/program_new.html",
+            form=form,
+            patient_id=patient_id,
+            name=name,
+            library=library,
+        ),
+        status,
+    )
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@bp.route("/patients/<int:patient_id>/events/new", methods=["GET", "POST"])
+def new_event(patient_id: int) -> Any:
+    form = EventForm()
+    today = clinic_today()
+    if request.method == "GET":
+        name = _form_header(patient_id)
+        form.client_id.data = new_client_id()
+        form.event_date.data = today
+        return render_template(
+            "clinic/event_new.html", form=form, patient_id=patient_id, name=name, today=today
+        )
+
+    service_called = False
+    status = 422
+    if form.validate():
+        try:
+            data = form.to_command()
+            service_called = True
+            clinical.record_event(db.session, _actor(), patient_id, data)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        except logs.Conflict:
+            form.form_errors.append("This form was already sent with other values; reload it.")
+            status = 409
+        except NotFound:
+            abort(404)
+        else:
+            flash("Event saved.", "success")
+            return redirect(url_for("clinic.patient", patient_id=patient_id))
+    name = _denied_or_name(patient_id, "event.write", service_called)
+    return (
+        render_template(
+            "clinic/event_new.html", form=form, patient_id=patient_id, name=name, today=today
+        ),
+        status,
+    )
+
+
+# --- findings ---------------------------------------------------------------------------------
+
+
+@bp.route("/patients/<int:patient_id>/findings/new", methods=["GET", "POST"])
+def new_findings(patient_id: int) -> Any:
+    form = FindingsForm()
+    form.fill_tests()
+    if request.method == "GET":
+        name = _form_header(patient_id)
+        form.finding_date.data = clinic_today()
+        return _findings_page(form, patient_id, name)
+
+    service_called = False
+    if form.validate():
+        try:
+            items = form.to_commands()
+            service_called = True
+            saved = assessment.record_findings(db.session, _actor(), patient_id, items)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        except NotFound:
+            abort(404)
+        else:
+            flash(f"{len(saved)} finding{'s' if len(saved) != 1 else ''} saved.", "success")
+            return redirect(url_for("clinic.patient", patient_id=patient_id))
+    name = _denied_or_name(patient_id, "finding.write", service_called)
+    return _findings_page(form, patient_id, name, 422)
+
+
+def _findings_page(form: FindingsForm, patient_id: int, name: str, status: int = 200) -> Any:
+    return (
+        render_template(
+            "clinic/findings_new.html",
+            form=form,
+            patient_id=patient_id,
+            name=name,
+            today=clinic_today(),
+        ),
+        status,
+    )
+
+
+# --- outcome measures -------------------------------------------------------------------------
+
+
+@bp.route("/patients/<int:patient_id>/outcomes/new", methods=["GET", "POST"])
+def new_outcome(patient_id: int) -> Any:
+    try:
+        instrument = Instrument(request.args.get("instrument", Instrument.ODI.value))
+    except ValueError:
+        abort(404)
+    form: OdiForm | PsfsForm = OdiForm() if instrument is Instrument.ODI else PsfsForm()
+    if request.method == "GET":
+        name = _form_header(patient_id)
+        form.measured_on.data = clinic_today()
+        return _outcome_page(form, instrument, patient_id, name)
+
+    service_called = False
+    if form.validate():
+        try:
+            data = form.to_command()
+            service_called = True
+            measure = clinical.record_outcome(db.session, _actor(), patient_id, data)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        except NotFound:
+            abort(404)
+        else:
+            flash(f"{instrument.value.upper()} saved: score {measure.score:g}.", "success")
+            return redirect(url_for("clinic.patient", patient_id=patient_id))
+    name = _denied_or_name(patient_id, "outcome.write", service_called)
+    return _outcome_page(form, instrument, patient_id, name, 422)
+
+
+def _outcome_page(
+    form: OdiForm | PsfsForm, instrument: Instrument, patient_id: int, name: str, status: int = 200
+) -> Any:
+    return (
+        render_template(
+            "clinic/outcome_new.html",
+            form=form,
+            instrument=instrument.value,
+            patient_id=patient_id,
+            name=name,
+            odi_titles=ODI_SECTION_TITLES,
+            today=clinic_today(),
+        ),
+        status,
+    )

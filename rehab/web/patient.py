@@ -1,12 +1,302 @@
-"""Patient pages `/me/...` (mobile-first)."""
+"""Patient pages `/me/...` (mobile-first): today's log, events, history, account.
+
+Every page is the logged-in patient's own; anyone else gets 404. Views parse the form into a
+command, call a service and render; the services check access and write the audit rows.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from rehab.charts import progress as progress_charts
+from rehab.charts.serialize import figure_json
+from rehab.db.models import Prescription, SessionLog
+from rehab.domain.advice import advice_for
+from rehab.domain.vocabulary import RED_FLAG_LABELS, EventType, Role
+from rehab.extensions import db, login_manager
+from rehab.services import account_settings, clinical, logs, records
+from rehab.services.access import NotFound, require_patient
+from rehab.services.actors import Actor
+from rehab.services.commands import InvalidInput
+from rehab.services.time import clinic_today
+from rehab.web.forms import (
+    EVENT_TYPE_LABELS,
+    FALL_LOCATION_LABELS,
+    ActionForm,
+    DeviceTokenForm,
+    EventForm,
+    FormInvalid,
+    RemindersForm,
+    SessionLogForm,
+    build,
+    new_client_id,
+    show_service_error,
+)
 
 bp = Blueprint("patient", __name__, url_prefix="/me")
 
+CONFLICT_MESSAGE = (
+    "This form was already sent with other answers. Reload the page to see what is saved, "
+    "then change it."
+)
 
-@bp.get("/")
-def today() -> str:
-    return "today"
+
+@bp.before_request
+def _patients_only() -> Any:
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if current_user.role is not Role.PATIENT or current_user.actor.patient_id is None:
+        abort(404)
+    return None
+
+
+def _actor() -> tuple[Actor, int]:
+    actor: Actor = current_user.actor
+    assert actor.patient_id is not None
+    return actor, actor.patient_id
+
+
+@bp.context_processor
+def _labels() -> dict[str, Any]:
+    return {
+        "red_flag_labels": {flag.value: label for flag, label in RED_FLAG_LABELS.items()},
+        "event_labels": EVENT_TYPE_LABELS,
+        "fall_labels": FALL_LOCATION_LABELS,
+    }
+
+
+# --- today's log ----------------------------------------------------------------------------
+
+
+def _prefill(
+    form: SessionLogForm, prescriptions: list[Prescription], log: SessionLog | None
+) -> None:
+    form.client_id.data = new_client_id()
+    entries = {e.prescription_id: e for e in log.entries} if log else {}
+    for p in prescriptions:
+        entry = entries.get(p.id)
+        done = bool(entry and (entry.done or entry.sets_done))
+        form.exercises.append_entry(
+            {
+                "prescription_id": p.id,
+                "done": done,
+                "sets_done": entry.sets_done if done and entry and entry.sets_done else p.sets,
+                "reps_done": entry.reps_done if done and entry and entry.reps_done else p.reps,
+            }
+        )
+    if log is not None:
+        form.back_pain.data = log.back_pain
+        form.leg_pain.data = log.leg_pain
+        form.leg_side.data = log.leg_side.value if log.leg_side else None
+        form.pain_location.data = log.pain_location
+        form.red_flags.data = log.red_flags
+        form.note.data = log.note
+
+
+def _today_page(
+    form: SessionLogForm, prescriptions: list[Prescription], existing: bool, status: int = 200
+) -> Any:
+    return (
+        render_template(
+            "patient/today.html",
+            form=form,
+            prescriptions={p.id: p for p in prescriptions},
+            existing=existing,
+            today=clinic_today(),
+        ),
+        status,
+    )
+
+
+@bp.route("/", methods=["GET", "POST"])
+def today() -> Any:
+    actor, patient_id = _actor()
+    day = clinic_today()
+    prescriptions = logs.prescriptions_for_day(db.session, patient_id, day)
+    form = SessionLogForm()
+    if request.method == "GET":
+        existing = logs.get_log(db.session, actor, patient_id, day)
+        _prefill(form, prescriptions, existing)
+        return _today_page(form, prescriptions, existing is not None)
+
+    status = 422
+    service_called = False
+    if form.validate():
+        try:
+            data = form.to_command(day)
+            service_called = True
+            result = logs.record_session_log(
+                db.session, actor, patient_id, data, source="web", allow_same_day_edit=True
+            )
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        except logs.Conflict:
+            form.form_errors.append(CONFLICT_MESSAGE)
+            status = 409
+        except NotFound:
+            abort(404)
+        else:
+            return render_template("patient/saved.html", result=result)
+    if not service_called:
+        # The attempt is checked and audited (as failed) even when the form never got far.
+        require_patient(db.session, actor, patient_id, "session_log.write")
+    logged_today = db.session.scalar(
+        sa.select(SessionLog.id).where(
+            SessionLog.patient_id == patient_id, SessionLog.log_date == day
+        )
+    )
+    return _today_page(form, prescriptions, logged_today is not None, status)
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+@bp.route("/events/new", methods=["GET", "POST"])
+def new_event() -> Any:
+    actor, patient_id = _actor()
+    form = EventForm()
+    if request.method == "GET":
+        form.client_id.data = new_client_id()
+        form.event_date.data = clinic_today()
+        return render_template("patient/event_new.html", form=form, today=clinic_today())
+
+    status = 422
+    service_called = False
+    if form.validate():
+        try:
+            data = form.to_command()
+            service_called = True
+            event, _created = clinical.record_event(db.session, actor, patient_id, data)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        except logs.Conflict:
+            form.form_errors.append(CONFLICT_MESSAGE)
+            status = 409
+        except NotFound:
+            abort(404)
+        else:
+            advice = None
+            if event.event_type is EventType.FALL:
+                advice = advice_for(
+                    [],
+                    had_fall=True,
+                    has_spine_surgery_history=logs.has_spine_surgery_history(
+                        db.session, patient_id
+                    ),
+                )
+            return render_template(
+                "patient/event_saved.html", event=event, advice=advice, labels=EVENT_TYPE_LABELS
+            )
+    if not service_called:
+        require_patient(db.session, actor, patient_id, "event.write")
+    return render_template("patient/event_new.html", form=form, today=clinic_today()), status
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+@bp.get("/history")
+def history() -> Any:
+    actor, patient_id = _actor()
+    try:
+        data = records.patient_history(db.session, actor, patient_id)
+    except NotFound:
+        abort(404)
+    return render_template("patient/history.html", history=data)
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+@bp.get("/progress")
+def progress() -> Any:
+    actor, patient_id = _actor()
+    try:
+        data = records.patient_progress(db.session, actor, patient_id)
+    except NotFound:
+        abort(404)
+    figure = figure_json(progress_charts.progress_figure(data.chart), progress_charts.CONFIG)
+    return render_template("patient/progress.html", progress=data, figure=figure)
+
+
+# --- account --------------------------------------------------------------------------------
+
+
+def _account_page(
+    token_form: DeviceTokenForm | None = None,
+    new_token: str | None = None,
+    new_token_name: str | None = None,
+    status: int = 200,
+) -> Any:
+    actor, _ = _actor()
+    reminders_form = RemindersForm(
+        formdata=None,
+        reminder_opt_in=account_settings.reminder_opt_in(db.session, actor),
+    )
+    return (
+        render_template(
+            "patient/account.html",
+            reminders_form=reminders_form,
+            token_form=token_form or DeviceTokenForm(formdata=None),
+            tokens=account_settings.list_device_tokens(db.session, actor),
+            new_token=new_token,
+            new_token_name=new_token_name,
+        ),
+        status,
+    )
+
+
+@bp.get("/account")
+def account() -> Any:
+    return _account_page()
+
+
+@bp.post("/account/reminders")
+def reminders() -> Any:
+    actor, _ = _actor()
+    form = RemindersForm()
+    if form.validate():
+        account_settings.set_reminder_opt_in(db.session, actor, bool(form.reminder_opt_in.data))
+        flash("Reminders are on." if form.reminder_opt_in.data else "Reminders are off.", "success")
+    return redirect(url_for("patient.account"))
+
+
+@bp.post("/account/tokens")
+def create_token() -> Any:
+    actor, _ = _actor()
+    form = DeviceTokenForm()
+    if form.validate():
+        try:
+            data = build(
+                account_settings.DeviceTokenInput, {"device_name": form.device_name.data}, form
+            )
+            clear = account_settings.create_device_token(db.session, actor, data)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        else:
+            return _account_page(new_token=clear, new_token_name=data.device_name)
+    return _account_page(token_form=form, status=422)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+def revoke_token(token_id: int) -> Any:
+    actor, _ = _actor()
+    form = ActionForm()
+    if not form.validate():
+        abort(400)
+    try:
+        account_settings.revoke_device_token(db.session, actor, token_id)
+    except NotFound:
+        abort(404)
+    flash("The device key is revoked; the device can no longer send logs.", "success")
+    return redirect(url_for("patient.account"))

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: d74e40abbf1d
+Revision ID: 439d61f998b4
 Revises:
-Create Date: 2026-11-26 01:05:40.885766
+Create Date: 2026-11-26 01:18:28.206042
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "d74e40abbf1d"
+revision: str = "439d61f998b4"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -70,6 +70,12 @@ def upgrade() -> None:
         sa.Column("default_hold_seconds", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_exercises")),
         sa.UniqueConstraint("slug", name=op.f("uq_exercises_slug")),
+    )
+    op.create_table(
+        "job_watermarks",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("through", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_job_watermarks")),
     )
     op.create_table(
         "users",
@@ -157,6 +163,73 @@ def upgrade() -> None:
     with op.batch_alter_table("patients", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_patients_care_team_id"), ["care_team_id"], unique=False
+        )
+
+    op.create_table(
+        "alerts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("metric", sa.String(length=32), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("onset", sa.Date(), nullable=False),
+        sa.Column("detected_on", sa.Date(), nullable=False),
+        sa.Column("resolved_on", sa.Date(), nullable=True),
+        sa.Column("baseline", sa.Double(), nullable=True),
+        sa.Column("current", sa.Double(), nullable=True),
+        sa.Column("change", sa.Double(), nullable=True),
+        sa.Column("baseline_source", sa.String(length=300), nullable=False),
+        sa.Column("related_events", sa.JSON(), nullable=False),
+        sa.Column("explanation", sa.Text(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "open",
+                "acknowledged",
+                "resolved",
+                name="alert_status",
+                native_enum=False,
+                create_constraint=True,
+                length=40,
+            ),
+            nullable=False,
+        ),
+        sa.Column("acknowledged_by_user_id", sa.Integer(), nullable=True),
+        sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("acknowledge_note", sa.Text(), nullable=False),
+        sa.Column("resolved_by_user_id", sa.Integer(), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolve_note", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("severity IN ('routine', 'urgent')", name=op.f("ck_alerts_severity")),
+        sa.ForeignKeyConstraint(
+            ["acknowledged_by_user_id"],
+            ["users.id"],
+            name=op.f("fk_alerts_acknowledged_by_user_id_users"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"], ["patients.id"], name=op.f("fk_alerts_patient_id_patients")
+        ),
+        sa.ForeignKeyConstraint(
+            ["resolved_by_user_id"], ["users.id"], name=op.f("fk_alerts_resolved_by_user_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
+        sa.UniqueConstraint(
+            "patient_id",
+            "kind",
+            "metric",
+            "detected_on",
+            name=op.f("uq_alerts_patient_id_kind_metric_detected_on"),
+        ),
+    )
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.create_index("ix_alerts_status_patient", ["status", "patient_id"], unique=False)
+        batch_op.create_index(
+            "uq_alerts_one_open_per_metric",
+            ["patient_id", "kind", "metric"],
+            unique=True,
+            sqlite_where=sa.text("status != 'resolved' AND kind != 'red_flag'"),
+            postgresql_where=sa.text("status != 'resolved' AND kind != 'red_flag'"),
         )
 
     op.create_table(
@@ -407,6 +480,31 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "pinned_baselines",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("metric", sa.String(length=32), nullable=False),
+        sa.Column("level", sa.Double(), nullable=False),
+        sa.Column("spread", sa.Double(), nullable=True),
+        sa.Column("effective_from", sa.Date(), nullable=False),
+        sa.Column("pinned_by_user_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["patient_id"], ["patients.id"], name=op.f("fk_pinned_baselines_patient_id_patients")
+        ),
+        sa.ForeignKeyConstraint(
+            ["pinned_by_user_id"],
+            ["users.id"],
+            name=op.f("fk_pinned_baselines_pinned_by_user_id_users"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pinned_baselines")),
+    )
+    with op.batch_alter_table("pinned_baselines", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_pinned_baselines_patient_id"), ["patient_id"], unique=False
+        )
+
+    op.create_table(
         "programs",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("patient_id", sa.Integer(), nullable=False),
@@ -481,6 +579,60 @@ def upgrade() -> None:
             "patient_id", "log_date", name=op.f("uq_session_logs_patient_id_log_date")
         ),
     )
+    with op.batch_alter_table("session_logs", schema=None) as batch_op:
+        batch_op.create_index("ix_session_logs_updated_at", ["updated_at"], unique=False)
+
+    op.create_table(
+        "notifications",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("recipient_user_id", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("purpose", sa.String(length=16), nullable=False),
+        sa.Column("alert_id", sa.Integer(), nullable=True),
+        sa.Column("dedup_key", sa.String(length=80), nullable=False),
+        sa.Column("urgent", sa.Boolean(), nullable=False),
+        sa.Column("deliver_after", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "pending",
+                "sending",
+                "sent",
+                "failed",
+                name="notification_status",
+                native_enum=False,
+                create_constraint=True,
+                length=40,
+            ),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("message_id", sa.String(length=255), nullable=True),
+        sa.Column("last_error", sa.String(length=300), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["alert_id"], ["alerts.id"], name=op.f("fk_notifications_alert_id_alerts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["recipient_user_id"],
+            ["users.id"],
+            name=op.f("fk_notifications_recipient_user_id_users"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
+        sa.UniqueConstraint(
+            "recipient_user_id",
+            "channel",
+            "dedup_key",
+            name=op.f("uq_notifications_recipient_user_id_channel_dedup_key"),
+        ),
+    )
+    with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_notifications_alert_id"), ["alert_id"], unique=False)
+        batch_op.create_index("ix_notifications_due", ["status", "next_attempt_at"], unique=False)
+
     op.create_table(
         "prescriptions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -585,11 +737,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_prescriptions_program_id"))
 
     op.drop_table("prescriptions")
+    with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.drop_index("ix_notifications_due")
+        batch_op.drop_index(batch_op.f("ix_notifications_alert_id"))
+
+    op.drop_table("notifications")
+    with op.batch_alter_table("session_logs", schema=None) as batch_op:
+        batch_op.drop_index("ix_session_logs_updated_at")
+
     op.drop_table("session_logs")
     with op.batch_alter_table("programs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_programs_patient_id"))
 
     op.drop_table("programs")
+    with op.batch_alter_table("pinned_baselines", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_pinned_baselines_patient_id"))
+
+    op.drop_table("pinned_baselines")
     with op.batch_alter_table("outcome_measures", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outcome_measures_patient_id"))
 
@@ -603,6 +767,15 @@ def downgrade() -> None:
 
     op.drop_table("events")
     op.drop_table("care_team_members")
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_alerts_one_open_per_metric",
+            sqlite_where=sa.text("status != 'resolved' AND kind != 'red_flag'"),
+            postgresql_where=sa.text("status != 'resolved' AND kind != 'red_flag'"),
+        )
+        batch_op.drop_index("ix_alerts_status_patient")
+
+    op.drop_table("alerts")
     with op.batch_alter_table("patients", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_patients_care_team_id"))
 
@@ -613,6 +786,7 @@ def downgrade() -> None:
 
     op.drop_table("api_tokens")
     op.drop_table("users")
+    op.drop_table("job_watermarks")
     op.drop_table("exercises")
     op.drop_table("care_teams")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:

@@ -1,0 +1,1 @@
+"""Benchmarks (`rehab bench ...`); results are kept in bench/RESULTS.md."""

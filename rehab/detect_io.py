@@ -1,0 +1,348 @@
+"""`rehab detect` input and output (design §4): CSV in, domain series, JSON Lines out.
+
+Input contract. A header line, then one row per log or event. Required columns `patient_id`
+and `date` (YYYY-MM-DD); optional `back_pain`, `leg_pain` (integers 0–10, empty = not logged),
+`adherence` (0–1 fraction, empty = unknown), `red_flag` (0/1, empty = 0), `event` (empty or an
+event type), `event_note`, and `leg_side` (left/right/both, so explanations can say "Left leg
+pain"). Unknown columns are ignored, rows may come in any order, days may be missing.
+
+How rows become logs. Several rows of one patient and date are merged (a log row and an event
+row, or several events); two different values for the same field are an error. A row that
+carries only an event (no pain, adherence or red flag) is an event, not a log: a surgery dated
+before the first log does not start the patient's follow-up, nor count as a day logged.
+
+Replay. Every patient is replayed from her first log up to the last date in the file (any row,
+any patient), through `rehab.domain.detection.detect_episodes_many`, the worker's code. So a
+missed_logs alert can be dated on a day without a row: the Nth day without a log.
+
+Errors. Any bad value raises `DetectInputError` naming the line (1 = header) and the column
+(1-based, None when the problem is a missing column).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import IO, Any
+
+from rehab.domain.alerts import AlertEpisode, JsonValue
+from rehab.domain.series import UNSPECIFIED_RED_FLAG, PatientEvent, PatientSeries
+from rehab.domain.simulation import Cohort
+from rehab.domain.vocabulary import EventType
+
+REQUIRED_COLUMNS = ("patient_id", "date")
+CSV_COLUMNS = (
+    "patient_id",
+    "date",
+    "back_pain",
+    "leg_pain",
+    "adherence",
+    "red_flag",
+    "event",
+    "event_note",
+    "leg_side",
+)
+EVENT_TYPES = frozenset(e.value for e in EventType)
+LEG_SIDES = frozenset({"left", "right", "both"})
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MEASURES = ("back_pain", "leg_pain", "adherence", "leg_side")
+
+
+class DetectInputError(ValueError):
+    """A bad input CSV: `line` (1 = header) and `column` (1-based, or None) say where."""
+
+    def __init__(self, line: int, column: int | None, message: str) -> None:
+        self.line = line
+        self.column = column
+        self.reason = message
+        where = f"line {line}" + (f", column {column}" if column is not None else "")
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class _DayLog:
+    """What the rows of one patient and date say (None: not given)."""
+
+    back_pain: int | None = None
+    leg_pain: int | None = None
+    adherence: float | None = None
+    leg_side: str | None = None
+    red_flag: bool = False
+    is_log: bool = False
+    lines: dict[str, int] = field(default_factory=dict)  # field -> line that set it
+
+
+@dataclass(frozen=True, slots=True)
+class DetectInput:
+    """Parsed input: one series per patient (sorted by id) and the replay's last day."""
+
+    patients: tuple[PatientSeries, ...]
+    last_date: date | None
+
+
+def _cell_error(line: int, header: Sequence[str], index: int, what: str) -> DetectInputError:
+    return DetectInputError(line, index + 1, f"{header[index]}: {what}")
+
+
+def _pain(text: str, line: int, header: Sequence[str], index: int) -> int | None:
+    if text == "":
+        return None
+    if not re.fullmatch(r"\d{1,2}", text) or int(text) > 10:
+        raise _cell_error(line, header, index, f"expected an integer 0–10 or empty, got {text!r}")
+    return int(text)
+
+
+def _adherence(text: str, line: int, header: Sequence[str], index: int) -> float | None:
+    if text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise _cell_error(line, header, index, f"expected a fraction 0–1 or empty, got {text!r}")
+    return value
+
+
+def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
+    """Parse the §4 CSV from lines of text (a file opened with newline="")."""
+    reader = csv.reader(stream)
+    try:
+        header = [name.strip().lstrip("\ufeff") for name in next(reader)]
+    except StopIteration:
+        raise DetectInputError(1, None, "empty input: expected a header line") from None
+    except csv.Error as exc:
+        raise DetectInputError(1, None, f"unreadable CSV: {exc}") from None
+    positions: dict[str, int] = {}
+    for index, name in enumerate(header):
+        if name in CSV_COLUMNS:
+            if name in positions:
+                raise DetectInputError(1, index + 1, f"{name}: column given twice")
+            positions[name] = index
+    for name in REQUIRED_COLUMNS:
+        if name not in positions:
+            raise DetectInputError(1, None, f"missing required column {name!r}")
+
+    days: dict[str, dict[date, _DayLog]] = {}
+    events: dict[str, list[PatientEvent]] = {}
+    last_date: date | None = None
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DetectInputError(reader.line_num, None, f"unreadable CSV: {exc}") from None
+        line = reader.line_num
+        if not row or all(cell.strip() == "" for cell in row):
+            continue  # blank line
+        if len(row) != len(header):
+            raise DetectInputError(
+                line,
+                min(len(row), len(header)) + 1,
+                f"expected {len(header)} fields as in the header, got {len(row)}",
+            )
+        cells = {name: row[i].strip() for name, i in positions.items()}
+
+        patient_id = cells["patient_id"]
+        if not patient_id:
+            raise _cell_error(line, header, positions["patient_id"], "patient_id is empty")
+        date_text = cells["date"]
+        try:
+            if not _DATE.match(date_text):
+                raise ValueError
+            day = date.fromisoformat(date_text)
+        except ValueError:
+            raise _cell_error(
+                line, header, positions["date"], f"expected a date YYYY-MM-DD, got {date_text!r}"
+            ) from None
+        last_date = day if last_date is None or day > last_date else last_date
+
+        values: dict[str, Any] = {}
+        if "back_pain" in positions:
+            values["back_pain"] = _pain(cells["back_pain"], line, header, positions["back_pain"])
+        if "leg_pain" in positions:
+            values["leg_pain"] = _pain(cells["leg_pain"], line, header, positions["leg_pain"])
+        if "adherence" in positions:
+            values["adherence"] = _adherence(
+                cells["adherence"], line, header, positions["adherence"]
+            )
+        if "leg_side" in positions and cells["leg_side"]:
+            side = cells["leg_side"].lower()
+            if side not in LEG_SIDES:
+                raise _cell_error(
+                    line,
+                    header,
+                    positions["leg_side"],
+                    f"expected left, right, both or empty, got {cells['leg_side']!r}",
+                )
+            values["leg_side"] = side
+        red_flag = False
+        if "red_flag" in positions and cells["red_flag"] not in ("", "0"):
+            if cells["red_flag"] != "1":
+                raise _cell_error(
+                    line,
+                    header,
+                    positions["red_flag"],
+                    f"expected 0, 1 or empty, got {cells['red_flag']!r}",
+                )
+            red_flag = True
+        event_type = cells.get("event", "").lower()
+        if event_type and event_type not in EVENT_TYPES:
+            raise _cell_error(
+                line,
+                header,
+                positions["event"],
+                f"expected an event type ({', '.join(sorted(EVENT_TYPES))}) or empty, "
+                f"got {cells['event']!r}",
+            )
+
+        if event_type:
+            events.setdefault(patient_id, []).append(
+                PatientEvent(date=day, event_type=event_type, note=cells.get("event_note", ""))
+            )
+        has_measure = any(values.get(name) is not None for name in _MEASURES) or red_flag
+        day_log = days.setdefault(patient_id, {}).setdefault(day, _DayLog())
+        if has_measure or not event_type:
+            day_log.is_log = True
+        day_log.red_flag = day_log.red_flag or red_flag
+        for name, value in values.items():
+            if value is None:
+                continue
+            previous = getattr(day_log, name)
+            if previous is not None and previous != value:
+                raise _cell_error(
+                    line,
+                    header,
+                    positions[name],
+                    f"patient {patient_id} already has {name} {previous} on {day.isoformat()} "
+                    f"(line {day_log.lines[name]})",
+                )
+            setattr(day_log, name, value)
+            day_log.lines[name] = line
+
+    patients = []
+    for patient_id in sorted(set(days) | set(events)):
+        logged = sorted((d, log) for d, log in days.get(patient_id, {}).items() if log.is_log)
+        patients.append(
+            PatientSeries(
+                patient_id=patient_id,
+                dates=tuple(d for d, _ in logged),
+                back_pain=tuple(log.back_pain for _, log in logged),
+                leg_pain=tuple(log.leg_pain for _, log in logged),
+                adherence=tuple(log.adherence for _, log in logged),
+                red_flags=tuple(
+                    (UNSPECIFIED_RED_FLAG,) if log.red_flag else () for _, log in logged
+                ),
+                leg_side=tuple(log.leg_side for _, log in logged),
+                events=tuple(sorted(events.get(patient_id, []), key=lambda e: e.date)),
+            )
+        )
+    return DetectInput(patients=tuple(patients), last_date=last_date)
+
+
+def _rounded(value: JsonValue) -> JsonValue:
+    if isinstance(value, float):
+        return round(value, 3)
+    return value
+
+
+def alerts_in_output_order(
+    episodes_by_patient: Mapping[str, Iterable[AlertEpisode]],
+) -> list[AlertEpisode]:
+    """All alerts ordered by detected_on, then patient_id (then kind and metric)."""
+    alerts = [e for episodes in episodes_by_patient.values() for e in episodes]
+    alerts.sort(key=lambda e: (e.detected_on, e.patient_id, e.kind, e.metric or "", e.onset))
+    return alerts
+
+
+def json_lines(alerts: Iterable[AlertEpisode]) -> Iterator[str]:
+    """One compact JSON object per alert, fields as §4 lists them, numbers to 3 decimals."""
+    for alert in alerts:
+        record = {key: _rounded(value) for key, value in alert.to_json_dict().items()}
+        yield json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_cohort_csv(cohort: Cohort, stream: IO[str]) -> None:
+    """A simulated cohort as a §4 CSV (logs as rows; events as event-only rows)."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for patient in cohort.patients:
+        series = patient.series
+        for k, day in enumerate(series.dates):
+            back = series.back_pain[k]
+            leg = series.leg_pain[k]
+            adherence = series.adherence[k] if series.adherence else None
+            flags = series.red_flags[k] if series.red_flags else ()
+            side = series.leg_side[k] if series.leg_side else None
+            writer.writerow(
+                [
+                    series.patient_id,
+                    day.isoformat(),
+                    "" if back is None else back,
+                    "" if leg is None else leg,
+                    "" if adherence is None else f"{adherence:g}",
+                    1 if flags else 0,
+                    "",
+                    "",
+                    side or "",
+                ]
+            )
+        for event in series.events:
+            writer.writerow(
+                [
+                    series.patient_id,
+                    event.date.isoformat(),
+                    "",
+                    "",
+                    "",
+                    "",
+                    event.event_type,
+                    event.note,
+                    "",
+                ]
+            )
+
+
+def cohort_labels(cohort: Cohort) -> dict[str, JsonValue]:
+    """The cohort's labels as JSON-ready data (what `rehab detect` output is scored against)."""
+    return {
+        "seed": cohort.seed,
+        "preset": cohort.params.name,
+        "start": cohort.start.isoformat(),
+        "days": cohort.days,
+        "regressions": [
+            {
+                "patient_id": r.patient_id,
+                "metric": r.metric,
+                "onset": r.onset.isoformat(),
+                "end": r.end.isoformat(),
+                "size": r.size,
+                "shape": r.shape,
+                "event_date": r.event_date.isoformat() if r.event_date else None,
+            }
+            for p in cohort.patients
+            for r in p.regressions
+        ],
+        "adherence_drops": [
+            {
+                "patient_id": d.patient_id,
+                "onset": d.onset.isoformat(),
+                "end": d.end.isoformat(),
+                "size": d.size,
+            }
+            for p in cohort.patients
+            for d in p.adherence_drops
+        ],
+        "red_flags": [
+            {"patient_id": p.series.patient_id, "date": day.isoformat()}
+            for p in cohort.patients
+            for day in p.red_flag_days
+        ],
+    }

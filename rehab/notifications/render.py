@@ -1,0 +1,216 @@
+"""Building the e-mails: `email.message.EmailMessage` with a plain-text part and an HTML
+alternative (Jinja templates under `templates/email/`), optionally with small inline charts.
+
+What goes where (design §6: nothing personal in subjects):
+- Subjects are fixed phrases: "[rehab] Urgent: a patient on your caseload needs review".
+- Alert bodies identify the patient only by record number and a link to the patient page
+  (`<public_url>/clinic/patients/<id>`, behind the clinician's login): no name, no date of
+  birth. They carry what the clinician needs to triage: the explanation, the figures against
+  baseline, the related events, and the chart.
+- Reminder bodies say how many days since the last log and link to the log page and to the
+  one-click unsubscribe page; no clinical data.
+
+Needs a Flask application context (for the templates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+
+from flask import render_template
+
+URGENT_SUBJECT = "[rehab] Urgent: a patient on your caseload needs review"
+ROUTINE_SUBJECT = "[rehab] New alert for a patient on your caseload"
+DIGEST_SUBJECT = "[rehab] Daily summary: {count} new alert{s} on your caseload"
+REMINDER_SUBJECT = "[rehab] A reminder to log your exercise session"
+
+KIND_LABELS = {
+    "pain_regression": "Pain regression",
+    "adherence_drop": "Drop in adherence",
+    "red_flag": "Red flag",
+    "missed_logs": "Missed logs",
+    "function_decline": "Decline in function",
+}
+METRIC_LABELS = {
+    "leg_pain": "leg pain",
+    "back_pain": "back pain",
+    "adherence": "adherence",
+    "odi": "ODI",
+    "psfs": "PSFS",
+}
+# Metrics the change is shown for as "x/10" (the others keep their own units).
+PAIN_METRICS = ("leg_pain", "back_pain")
+
+
+def number(value: float | None) -> str:
+    """7.0 -> "7", 6.5 -> "6.5", 0.333 -> "0.33"."""
+    if value is None:
+        return "–"
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def signed(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return ("+" if value >= 0 else "−") + number(abs(value))
+
+
+@dataclass(frozen=True)
+class Chart:
+    png: bytes
+    caption: str
+    cid: str = ""  # set by the renderer
+
+
+@dataclass(frozen=True)
+class AlertItem:
+    """One alert as the e-mail shows it (ids, dates, figures, the explanation; no name)."""
+
+    alert_id: int
+    patient_id: int
+    kind: str
+    metric: str
+    severity: str
+    status: str
+    onset: dt.date
+    detected_on: dt.date
+    baseline: float | None
+    current: float | None
+    change: float | None
+    baseline_source: str
+    explanation: str
+    related_events: Sequence[dict[str, Any]]
+    patient_url: str
+    chart: Chart | None = None
+
+    @property
+    def urgent(self) -> bool:
+        return self.severity == "urgent"
+
+    @property
+    def title(self) -> str:
+        kind = KIND_LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
+        metric = METRIC_LABELS.get(self.metric, self.metric.replace("_", " "))
+        return f"{kind}: {metric}" if self.metric else kind
+
+    @property
+    def figures(self) -> str:
+        """E.g. "baseline 1/10, now 7/10 (+6)"; "" when the alert has no figures."""
+        if self.baseline is None or self.current is None:
+            return ""
+        unit = "/10" if self.metric in PAIN_METRICS else ""
+        if self.metric == "adherence":
+            return (
+                f"usual {round(100 * self.baseline)}%, now {round(100 * self.current)}% "
+                f"({signed(round(100 * (self.current - self.baseline)))} points)"
+            )
+        change = f" ({signed(self.change)})" if self.change is not None else ""
+        return f"baseline {number(self.baseline)}{unit}, now {number(self.current)}{unit}{change}"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who from, who to, and the identity of the message."""
+
+    mail_from: str
+    to: str
+    message_id: str
+    notification_ids: Sequence[int]
+    date: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+def new_message_id(mail_from: str) -> str:
+    """`<random.id@domain-of-mail_from>`; the domain defaults to rehab.invalid."""
+    address = parseaddr(mail_from)[1]
+    domain = address.rpartition("@")[2] or "rehab.invalid"
+    return make_msgid(idstring="rehab", domain=domain)
+
+
+def _base(envelope: Envelope, subject: str) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = envelope.mail_from
+    message["To"] = Address(addr_spec=envelope.to)
+    message["Date"] = format_datetime(envelope.date.astimezone(dt.UTC), usegmt=True)
+    message["Message-ID"] = envelope.message_id
+    # Machine-sent: no out-of-office replies, no auto-forward loops (RFC 3834).
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    # Lets the operator find the outbox rows of a message (ids only).
+    message["X-Rehab-Notification"] = ",".join(str(i) for i in envelope.notification_ids)
+    return message
+
+
+def _assemble(message: EmailMessage, text: str, html: str, charts: Sequence[Chart]) -> EmailMessage:
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    if charts:
+        html_part = message.get_body(preferencelist=("html",))
+        assert isinstance(html_part, EmailMessage)
+        for index, chart in enumerate(charts):
+            html_part.add_related(
+                chart.png,
+                "image",
+                "png",
+                cid=f"<{chart.cid}>",
+                disposition="inline",
+                filename=f"chart-{index + 1}.png",
+            )
+    return message
+
+
+def _with_cids(items: Sequence[AlertItem], envelope: Envelope) -> list[AlertItem]:
+    """Give every chart a Content-ID unique to this message."""
+    domain = envelope.message_id.strip("<>").rpartition("@")[2] or "rehab.invalid"
+    out = []
+    for item in items:
+        if item.chart is not None:
+            cid = make_msgid(idstring=f"chart{item.alert_id}", domain=domain).strip("<>")
+            chart = Chart(item.chart.png, item.chart.caption, cid)
+            item = AlertItem(**{**item.__dict__, "chart": chart})
+        out.append(item)
+    return out
+
+
+def alert_message(envelope: Envelope, item: AlertItem, links: dict[str, str]) -> EmailMessage:
+    """One alert, sent at once. `links`: "settings" (notification settings), "inbox"."""
+    (item,) = _with_cids([item], envelope)
+    message = _base(envelope, URGENT_SUBJECT if item.urgent else ROUTINE_SUBJECT)
+    message["Importance"] = "high" if item.urgent else "normal"
+    context = {"item": item, "links": links, "number": number, "signed": signed}
+    text = render_template("email/alert.txt", **context)
+    html = render_template("email/alert.html", **context)
+    return _assemble(message, text, html, [item.chart] if item.chart else [])
+
+
+def digest_message(
+    envelope: Envelope, items: Sequence[AlertItem], links: dict[str, str]
+) -> EmailMessage:
+    """Every routine alert of a clinician's daily digest, in one message."""
+    items = _with_cids(items, envelope)
+    count = len(items)
+    message = _base(envelope, DIGEST_SUBJECT.format(count=count, s="" if count == 1 else "s"))
+    context = {"items": items, "links": links, "number": number, "signed": signed}
+    text = render_template("email/digest.txt", **context)
+    html = render_template("email/digest.html", **context)
+    return _assemble(message, text, html, [i.chart for i in items if i.chart])
+
+
+def reminder_message(
+    envelope: Envelope, *, days: int, log_url: str, unsubscribe_url: str
+) -> EmailMessage:
+    """The patient's reminder, with RFC 8058 one-click unsubscribe headers."""
+    message = _base(envelope, REMINDER_SUBJECT)
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    context = {"days": days, "log_url": log_url, "unsubscribe_url": unsubscribe_url}
+    text = render_template("email/reminder.txt", **context)
+    html = render_template("email/reminder.html", **context)
+    return _assemble(message, text, html, [])

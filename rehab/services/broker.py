@@ -1,0 +1,33 @@
+"""Upkeep of the embedded SQLite broker (demo): kombu's SQLAlchemy transport marks consumed
+messages invisible but never deletes them, so the file grows without bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+# Keep a consumed message this long: a redelivery after a worker restart can still see it.
+KEEP_CONSUMED = dt.timedelta(hours=1)
+
+
+def delete_consumed_messages(broker_url: str, now: dt.datetime | None = None) -> int:
+    """Delete consumed messages older than KEEP_CONSUMED; returns how many."""
+    if not broker_url.startswith("sqla+"):
+        return 0
+    engine = sa.create_engine(broker_url.removeprefix("sqla+"))
+    try:
+        if not sa.inspect(engine).has_table("kombu_message"):
+            return 0
+        # kombu stores naive UTC timestamps.
+        cutoff = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None) - KEEP_CONSUMED
+        with engine.begin() as conn:
+            result = conn.execute(
+                sa.text(
+                    "DELETE FROM kombu_message WHERE visible = :consumed AND timestamp < :cutoff"
+                ),
+                {"consumed": False, "cutoff": cutoff},
+            )
+            return int(result.rowcount or 0)
+    finally:
+        engine.dispose()

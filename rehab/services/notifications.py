@@ -1,0 +1,930 @@
+"""The notification outbox (design §2 Notification, §6): writing, claiming, delivering,
+re-sending, and what the pages show of it.
+
+Life of a row:
+- Written in the transaction that justifies it: `queue_for_alerts` (called by the evaluation
+  with the new alerts, one row per active clinician of the patient's care team) and
+  `queue_reminders`. After commit a delivery task is sent with the row id.
+- `deliver` claims the row with a conditional UPDATE (`status pending -> sending` where it is
+  pending and due; rowcount 1 means it is ours) and commits the claim, then renders and sends,
+  then records `sent` (with the Message-ID) or a retry with exponential backoff and jitter, or
+  `failed` (a 5xx reply, or attempts exhausted). A task run twice finds nothing to claim.
+- `resend_due` (beat) sends tasks for what is due and still pending (a lost task or a broker
+  restart loses nothing), hands out digests that are due, and takes back rows claimed longer
+  than the claim timeout ago: their worker died between claim and send, so the recipient may
+  get that message twice (logged, ids only).
+
+Routine alerts for a clinician who chose the daily digest are written as `alert_digest` rows
+due at the next digest hour (clinic time); `deliver_digest` sends all of a recipient's due
+digest rows as one message (they share its Message-ID). Urgent alerts always go at once.
+
+Nothing personal is logged; tasks get ids only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from rehab.db.models import (
+    Alert,
+    CareTeamMember,
+    Clinician,
+    Notification,
+    NotificationStatus,
+    Patient,
+    Program,
+    SessionLog,
+    User,
+    utcnow,
+)
+from rehab.domain.vocabulary import NotifyMode, Role
+from rehab.notifications import render, tokens
+from rehab.notifications.chart import sparkline
+from rehab.notifications.transport import (
+    DeliveryError,
+    TransientError,
+    Transport,
+    transport_for,
+)
+from rehab.services import audit
+from rehab.services.access import NotFound, can_see_patient, visible_patient_ids
+from rehab.services.actors import SYSTEM, Actor
+from rehab.services.dispatch import enqueue_after_commit
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "email"
+# Purposes: an alert mailed at once, an alert waiting for the daily digest, a reminder.
+ALERT = "alert"
+ALERT_DIGEST = "alert_digest"
+REMINDER = "reminder"
+
+DELIVER_TASK = "rehab.deliver_notification"
+DIGEST_TASK = "rehab.deliver_digest"
+
+CHART_DAYS = 28
+FAILED_SHOWN_DAYS = 30
+RESEND_BATCH = 1000
+
+PENDING = NotificationStatus.PENDING
+SENDING = NotificationStatus.SENDING
+SENT = NotificationStatus.SENT
+FAILED = NotificationStatus.FAILED
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["REHAB_SETTINGS"]
+    return settings
+
+
+def _rowcount(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def outbox_dir(settings: Settings | None = None) -> Path:
+    return (settings or _settings()).resolved_instance_path() / "outbox"
+
+
+def default_transport(settings: Settings | None = None) -> Transport:
+    """SMTP when `smtp_url` is set, else the file transport into `<instance>/outbox/`."""
+    settings = settings or _settings()
+    return transport_for(settings.smtp_url, outbox_dir(settings), settings.smtp_timeout_seconds)
+
+
+def next_digest_time(now: dt.datetime, hour: int, timezone: str) -> dt.datetime:
+    """The next `hour`:00 in the clinic's time zone strictly after `now`, in UTC."""
+    tz = ZoneInfo(timezone)
+    local = now.astimezone(tz)
+    candidate = dt.datetime.combine(local.date(), dt.time(hour), tzinfo=tz)
+    if candidate <= local:
+        candidate = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(hour), tz)
+    return candidate.astimezone(dt.UTC)
+
+
+def backoff_seconds(attempts: int, settings: Settings, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": half the step fixed, half random, so workers
+    retrying after the same outage spread out."""
+    step = min(
+        settings.notify_backoff_max_seconds,
+        settings.notify_backoff_seconds * 2 ** max(0, attempts - 1),
+    )
+    return step / 2 + (rng or random).uniform(0, step / 2)
+
+
+# --- writing the outbox -------------------------------------------------------------------
+
+
+def _insert_ignoring_duplicates(
+    session: Session, rows: list[dict[str, Any]]
+) -> list[tuple[int, str, int]]:
+    """Insert rows; one already there (same recipient, channel and dedup key) is skipped."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Notification)
+        .on_conflict_do_nothing(index_elements=["recipient_user_id", "channel", "dedup_key"])
+        .returning(Notification.id, Notification.purpose, Notification.recipient_user_id)
+    )
+    return [(r[0], r[1], r[2]) for r in session.execute(statement, rows)]
+
+
+def _row(
+    *,
+    recipient: int,
+    purpose: str,
+    dedup_key: str,
+    due: dt.datetime,
+    now: dt.datetime,
+    alert_id: int | None = None,
+    urgent: bool = False,
+) -> dict[str, Any]:
+    return {
+        "recipient_user_id": recipient,
+        "channel": CHANNEL,
+        "purpose": purpose,
+        "alert_id": alert_id,
+        "dedup_key": dedup_key,
+        "urgent": urgent,
+        "deliver_after": due,
+        "next_attempt_at": due,
+        "status": PENDING,
+        "attempts": 0,
+        "last_error": "",
+        "created_at": now,
+    }
+
+
+def _enqueue(session: Session, inserted: list[tuple[int, str, int]]) -> None:
+    for notification_id, purpose, _ in inserted:
+        if purpose != ALERT_DIGEST:
+            enqueue_after_commit(session, DELIVER_TASK, notification_id)
+
+
+def queue_for_alerts(
+    session: Session,
+    alert_ids: Sequence[int],
+    *,
+    escalation: bool = False,
+    now: dt.datetime | None = None,
+) -> list[int]:
+    """Write the outbox rows for newly opened alerts: one per active clinician of the
+    patient's care team, in the caller's transaction (the caller commits; delivery tasks are
+    sent after the commit). An alert queued twice gets its rows once.
+
+    `escalation`: the alert became urgent after it opened; its rows are new (dedup key
+    `alert:<id>:escalated`) and go out at once.
+    """
+    if not alert_ids:
+        return []
+    settings = _settings()
+    now = now or utcnow()
+    digest_at = next_digest_time(now, settings.digest_hour, settings.clinic_timezone)
+    recipients = session.execute(
+        sa.select(Alert.id, Alert.severity, User.id, User.notify_mode)
+        .join(Patient, Patient.id == Alert.patient_id)
+        .join(CareTeamMember, CareTeamMember.care_team_id == Patient.care_team_id)
+        .join(Clinician, Clinician.id == CareTeamMember.clinician_id)
+        .join(User, User.id == Clinician.user_id)
+        .where(Alert.id.in_(alert_ids), User.is_active.is_(True))
+        .order_by(Alert.id, User.id)
+    )
+    rows = []
+    for alert_id, severity, user_id, mode in recipients:
+        urgent = severity == "urgent" or escalation
+        digest = not urgent and mode is NotifyMode.DIGEST
+        rows.append(
+            _row(
+                recipient=user_id,
+                purpose=ALERT_DIGEST if digest else ALERT,
+                alert_id=alert_id,
+                dedup_key=f"alert:{alert_id}" + (":escalated" if escalation else ""),
+                urgent=urgent,
+                due=digest_at if digest else now,
+                now=now,
+            )
+        )
+    inserted = _insert_ignoring_duplicates(session, rows)
+    _enqueue(session, inserted)
+    return [i for i, _, _ in inserted]
+
+
+def queue_reminders(session: Session, today: dt.date, now: dt.datetime | None = None) -> list[int]:
+    """Reminder rows for patients who opted in, have a program in effect, and have not logged
+    for `reminder_after_days` days (counted from the program start if they never logged); at
+    most one reminder per patient per `reminder_after_days` days. The caller commits."""
+    settings = _settings()
+    now = now or utcnow()
+    days = settings.reminder_after_days
+    last_log = (
+        sa.select(SessionLog.patient_id, sa.func.max(SessionLog.log_date).label("last"))
+        .group_by(SessionLog.patient_id)
+        .subquery()
+    )
+    started = (
+        sa.select(Program.patient_id, sa.func.min(Program.start_date).label("start"))
+        .where(
+            Program.start_date <= today,
+            sa.or_(Program.end_date.is_(None), Program.end_date >= today),
+        )
+        .group_by(Program.patient_id)
+        .subquery()
+    )
+    reminded = sa.select(Notification.recipient_user_id).where(
+        Notification.purpose == REMINDER,
+        Notification.created_at > now - dt.timedelta(days=days),
+    )
+    since = sa.func.coalesce(last_log.c.last, started.c.start)
+    candidates = session.execute(
+        sa.select(User.id, since)
+        .join(Patient, Patient.user_id == User.id)
+        .join(started, started.c.patient_id == Patient.id)
+        .outerjoin(last_log, last_log.c.patient_id == Patient.id)
+        .where(
+            User.role == Role.PATIENT,
+            User.is_active.is_(True),
+            User.reminder_opt_in.is_(True),
+            User.id.not_in(reminded),
+        )
+        .order_by(User.id)
+    )
+    rows = [
+        _row(recipient=user_id, purpose=REMINDER, dedup_key=f"reminder:{today}", due=now, now=now)
+        for user_id, last in candidates
+        if last is not None and (today - last).days >= days
+    ]
+    inserted = _insert_ignoring_duplicates(session, rows)
+    _enqueue(session, inserted)
+    return [i for i, _, _ in inserted]
+
+
+# --- delivering ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "sent", "retry", "failed", or "skipped" (nothing to claim)
+    retry_in: float | None = None
+    message_id: str | None = None
+
+
+class NotSendable(Exception):
+    """The row can no longer be sent (recipient disabled, opted out, off the care team)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim holds: the rows, and the value that proves the claim is still ours."""
+
+    ids: list[int]
+    attempts: int  # the highest attempt number among the rows (this attempt)
+    message_id: str
+    recipient_user_id: int
+    purpose: str
+    alert_ids: list[int] = field(default_factory=list)
+
+
+def claim(session: Session, notification_id: int, now: dt.datetime | None = None) -> Claim | None:
+    """Take one due pending row for sending (committed), or None if it is not ours to send:
+    already sent or claimed, not due yet, or a digest row (those go with `deliver_digest`)."""
+    now = now or utcnow()
+    result = session.execute(
+        sa.update(Notification)
+        .where(
+            Notification.id == notification_id,
+            Notification.status == PENDING,
+            Notification.next_attempt_at <= now,
+            Notification.purpose != ALERT_DIGEST,
+        )
+        .values(status=SENDING, claimed_at=now, attempts=Notification.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        session.rollback()
+        return None
+    # One Message-ID per notification, kept across attempts: a duplicate sent after a crash
+    # carries the same Message-ID, so mail clients can tell it is the same message.
+    session.execute(
+        sa.update(Notification)
+        .where(Notification.id == notification_id, Notification.message_id.is_(None))
+        .values(message_id=render.new_message_id(_settings().mail_from))
+        .execution_options(synchronize_session=False)
+    )
+    row = session.execute(
+        sa.select(
+            Notification.attempts,
+            Notification.message_id,
+            Notification.recipient_user_id,
+            Notification.purpose,
+            Notification.alert_id,
+        ).where(Notification.id == notification_id)
+    ).one()
+    session.commit()
+    return Claim(
+        ids=[notification_id],
+        attempts=row.attempts,
+        message_id=row.message_id,
+        recipient_user_id=row.recipient_user_id,
+        purpose=row.purpose,
+        alert_ids=[row.alert_id] if row.alert_id is not None else [],
+    )
+
+
+def claim_digest(
+    session: Session, recipient_user_id: int, now: dt.datetime | None = None
+) -> Claim | None:
+    """Take all of a recipient's due digest rows at once (committed); they get one new
+    Message-ID, which also marks the claim as ours."""
+    now = now or utcnow()
+    message_id = render.new_message_id(_settings().mail_from)
+    rows = session.execute(
+        sa.update(Notification)
+        .where(
+            Notification.recipient_user_id == recipient_user_id,
+            Notification.purpose == ALERT_DIGEST,
+            Notification.status == PENDING,
+            Notification.next_attempt_at <= now,
+        )
+        .values(
+            status=SENDING,
+            claimed_at=now,
+            attempts=Notification.attempts + 1,
+            message_id=message_id,
+        )
+        .returning(Notification.id, Notification.attempts, Notification.alert_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.commit()
+    if not rows:
+        return None
+    rows = sorted(rows, key=lambda r: r[0])
+    return Claim(
+        ids=[r[0] for r in rows],
+        attempts=max(r[1] for r in rows),
+        message_id=message_id,
+        recipient_user_id=recipient_user_id,
+        purpose=ALERT_DIGEST,
+        alert_ids=[r[2] for r in rows if r[2] is not None],
+    )
+
+
+def _ours(claim: Claim) -> Any:
+    """The WHERE clause matching rows still held by this claim (the re-sender may have taken
+    them back, and another worker claimed them since)."""
+    condition = sa.and_(Notification.id.in_(claim.ids), Notification.status == SENDING)
+    if claim.purpose == ALERT_DIGEST:
+        return sa.and_(condition, Notification.message_id == claim.message_id)
+    return sa.and_(condition, Notification.attempts == claim.attempts)
+
+
+def _finish(session: Session, claim: Claim, **values: Any) -> int:
+    result = session.execute(
+        sa.update(Notification)
+        .where(_ours(claim))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def deliver(
+    session: Session,
+    notification_id: int,
+    transport: Transport | None = None,
+    now: dt.datetime | None = None,
+) -> Outcome:
+    """Claim, render, send and record one notification; safe to call twice."""
+    held = claim(session, notification_id, now)
+    if held is None:
+        return Outcome("skipped")
+    return _send(session, held, transport)
+
+
+def deliver_digest(
+    session: Session,
+    recipient_user_id: int,
+    transport: Transport | None = None,
+    now: dt.datetime | None = None,
+) -> Outcome:
+    """Send all of a recipient's due digest rows as one message."""
+    held = claim_digest(session, recipient_user_id, now)
+    if held is None:
+        return Outcome("skipped")
+    return _send(session, held, transport)
+
+
+def _send(session: Session, held: Claim, transport: Transport | None) -> Outcome:
+    settings = _settings()
+    try:
+        message, sendable = _compose(session, held, settings)
+    except NotSendable as exc:
+        session.rollback()
+        _finish(session, held, status=FAILED, last_error=f"not sent: {exc.reason}")
+        session.commit()
+        log.info("notifications %s not sent: %s", held.ids, exc.reason)
+        return Outcome("failed")
+    except Exception as exc:
+        session.rollback()
+        log.error("composing notifications %s failed (%s)", held.ids, type(exc).__name__)
+        return _after_failure(
+            session, held, TransientError(f"could not compose ({type(exc).__name__})")
+        )
+    if len(sendable.ids) < len(held.ids):
+        dropped = [i for i in held.ids if i not in sendable.ids]
+        _finish(
+            session,
+            Claim(dropped, held.attempts, held.message_id, held.recipient_user_id, held.purpose),
+            status=FAILED,
+            last_error="not sent: recipient no longer on the patient's care team",
+        )
+        held = sendable
+    patient_ids = _patients_of(session, held.alert_ids)
+    # End the read transaction: no database connection sits idle in a transaction while
+    # the SMTP server takes its time.
+    session.commit()
+    try:
+        (transport or default_transport(settings)).send(message, _file_label(held))
+    except DeliveryError as exc:
+        return _after_failure(session, held, exc)
+    now = utcnow()
+    if _finish(session, held, status=SENT, sent_at=now, last_error="") != len(held.ids):
+        log.warning(
+            "notifications %s were sent but taken back meanwhile (claim timeout too short?);"
+            " the recipient may get them twice",
+            held.ids,
+        )
+    for patient_id in patient_ids:
+        audit.record(
+            session, SYSTEM, "notification.send", patient_id, target=f"notification:{held.ids[0]}"
+        )
+    session.commit()
+    log.info("notifications %s sent (attempt %d)", held.ids, held.attempts)
+    return Outcome("sent", message_id=held.message_id)
+
+
+def _file_label(held: Claim) -> str:
+    if held.purpose == ALERT_DIGEST:
+        return f"digest-n{held.ids[0]}"
+    return f"{held.purpose}-n{held.ids[0]}"
+
+
+def _after_failure(session: Session, held: Claim, error: DeliveryError) -> Outcome:
+    settings = _settings()
+    exhausted = held.attempts >= settings.notify_max_attempts
+    if error.permanent or exhausted:
+        reason = (
+            error.reason
+            if error.permanent
+            else (f"gave up after {held.attempts} attempts: {error.reason}")
+        )
+        _finish(session, held, status=FAILED, last_error=reason[:300])
+        session.commit()
+        log.warning("notifications %s failed: %s", held.ids, reason)
+        return Outcome("failed")
+    delay = backoff_seconds(held.attempts, settings)
+    _finish(
+        session,
+        held,
+        status=PENDING,
+        next_attempt_at=utcnow() + dt.timedelta(seconds=delay),
+        last_error=error.reason,
+    )
+    session.commit()
+    log.info(
+        "notifications %s: attempt %d failed (%s); next in %.1f s",
+        held.ids,
+        held.attempts,
+        error.reason,
+        delay,
+    )
+    return Outcome("retry", retry_in=delay)
+
+
+# --- composing ----------------------------------------------------------------------------
+
+
+def _links(settings: Settings) -> dict[str, str]:
+    base = settings.public_url.rstrip("/")
+    return {
+        "settings": f"{base}/settings/notifications",
+        "inbox": f"{base}/clinic/alerts/",
+        "base": base,
+    }
+
+
+def _patients_of(session: Session, alert_ids: Sequence[int]) -> list[int]:
+    if not alert_ids:
+        return []
+    return sorted(set(session.scalars(sa.select(Alert.patient_id).where(Alert.id.in_(alert_ids)))))
+
+
+def _recipient(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise NotSendable("recipient account disabled")
+    return user
+
+
+def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMessage, Claim]:
+    """The message for the claimed rows, and the claim narrowed to the rows it covers."""
+    user = _recipient(session, held.recipient_user_id)
+    envelope = render.Envelope(settings.mail_from, user.email, held.message_id, held.ids)
+    if held.purpose == REMINDER:
+        if not user.reminder_opt_in:
+            raise NotSendable("the patient turned reminders off")
+        return _reminder(session, user, envelope, settings), held
+    actor = _clinician_actor(user)
+    rows = session.execute(
+        sa.select(Notification.id, Alert)
+        .join(Alert, Alert.id == Notification.alert_id)
+        .where(Notification.id.in_(held.ids))
+        .order_by(Alert.severity.desc(), Alert.detected_on, Alert.id)
+    ).all()
+    visible = [
+        (nid, alert) for nid, alert in rows if can_see_patient(session, actor, alert.patient_id)
+    ]
+    if not visible:
+        raise NotSendable("recipient no longer on the patient's care team")
+    narrowed = Claim(
+        ids=sorted(nid for nid, _ in visible),
+        attempts=held.attempts,
+        message_id=held.message_id,
+        recipient_user_id=held.recipient_user_id,
+        purpose=held.purpose,
+        alert_ids=[alert.id for _, alert in visible],
+    )
+    envelope = render.Envelope(settings.mail_from, user.email, held.message_id, narrowed.ids)
+    items = [alert_item(session, alert, settings) for _, alert in visible]
+    if held.purpose == ALERT_DIGEST:
+        return render.digest_message(envelope, items, _links(settings)), narrowed
+    return render.alert_message(envelope, items[0], _links(settings)), narrowed
+
+
+def _clinician_actor(user: User) -> Actor:
+    if user.role is not Role.CLINICIAN or user.clinician is None:
+        raise NotSendable("recipient is not a clinician")
+    return Actor(user_id=user.id, role=Role.CLINICIAN, clinician_id=user.clinician.id)
+
+
+def alert_item(session: Session, alert: Alert, settings: Settings) -> render.AlertItem:
+    base = settings.public_url.rstrip("/")
+    return render.AlertItem(
+        alert_id=alert.id,
+        patient_id=alert.patient_id,
+        kind=alert.kind,
+        metric=alert.metric,
+        severity=alert.severity,
+        status=alert.status.value,
+        onset=alert.onset,
+        detected_on=alert.detected_on,
+        baseline=alert.baseline,
+        current=alert.current,
+        change=alert.change,
+        baseline_source=alert.baseline_source,
+        explanation=alert.explanation,
+        related_events=list(alert.related_events or []),
+        patient_url=f"{base}/clinic/patients/{alert.patient_id}",
+        chart=_chart(session, alert),
+    )
+
+
+_CHART_COLUMNS = {"leg_pain": SessionLog.leg_pain, "back_pain": SessionLog.back_pain}
+
+
+def _chart(session: Session, alert: Alert) -> render.Chart | None:
+    """The alert's metric over the 4 weeks up to detection (pain metrics and adherence)."""
+    metric = alert.metric or ("leg_pain" if alert.kind == "red_flag" else "")
+    column: Any = _CHART_COLUMNS.get(metric)
+    if metric == "adherence":
+        column = SessionLog.adherence
+    if column is None:
+        return None
+    first = alert.detected_on - dt.timedelta(days=CHART_DAYS - 1)
+    values: dict[dt.date, float] = {
+        day: float(value)
+        for day, value in session.execute(
+            sa.select(SessionLog.log_date, column).where(
+                SessionLog.patient_id == alert.patient_id,
+                SessionLog.log_date.between(first, alert.detected_on),
+            )
+        )
+        if value is not None
+    }
+    if len(values) < 2:
+        return None
+    days = [first + dt.timedelta(days=i) for i in range(CHART_DAYS)]
+    series = [values.get(day) for day in days]
+    label = render.METRIC_LABELS[metric].capitalize()
+    scale = "0–100 %" if metric == "adherence" else "0–10"
+    baseline = alert.baseline if metric == alert.metric else None
+    png = sparkline(series, baseline=baseline, low=0.0, high=1.0 if metric == "adherence" else 10.0)
+    caption = (
+        f"{label} ({scale}), daily logs {first.isoformat()} to {alert.detected_on.isoformat()}"
+        + ("; dashed line: baseline" if baseline is not None else "")
+        + ("; red dot: the day of detection" if series[-1] is not None else "")
+        + "."
+    )
+    return render.Chart(png, caption)
+
+
+def _reminder(
+    session: Session, user: User, envelope: render.Envelope, settings: Settings
+) -> EmailMessage:
+    patient = user.patient
+    last = (
+        session.scalar(
+            sa.select(sa.func.max(SessionLog.log_date)).where(SessionLog.patient_id == patient.id)
+        )
+        if patient is not None
+        else None
+    )
+    today = dt.datetime.now(ZoneInfo(settings.clinic_timezone)).date()
+    days = (today - last).days if last is not None else settings.reminder_after_days
+    base = settings.public_url.rstrip("/")
+    token = tokens.make_token(settings.secret_key, user.id)
+    return render.reminder_message(
+        envelope,
+        days=max(days, 1),
+        log_url=f"{base}/me/",
+        unsubscribe_url=f"{base}/unsubscribe/{token}",
+    )
+
+
+# --- the re-sender ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResendPlan:
+    notification_ids: list[int]
+    digest_recipients: list[int]
+    reclaimed: list[int]
+
+
+def resend_due(session: Session, now: dt.datetime | None = None) -> ResendPlan:
+    """What the re-sender must send now (committed):
+    - rows claimed more than the claim timeout ago and never finished go back to pending
+      (their worker died between claim and send: the message may go out twice, logged);
+    - pending rows due for longer than one resend interval (their task was lost);
+    - recipients with due digest rows."""
+    settings = _settings()
+    now = now or utcnow()
+    stuck_before = now - dt.timedelta(seconds=settings.notify_claim_timeout_seconds)
+    reclaimed = session.execute(
+        sa.update(Notification)
+        .where(Notification.status == SENDING, Notification.claimed_at < stuck_before)
+        .values(status=PENDING, next_attempt_at=now)
+        .returning(Notification.id, Notification.purpose, Notification.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for notification_id, _, attempts in reclaimed:
+        log.warning(
+            "notification %d was claimed more than %.0f s ago and never finished (its worker "
+            "stopped between claim and send?); sending it again: attempt %d may duplicate it",
+            notification_id,
+            settings.notify_claim_timeout_seconds,
+            attempts + 1,
+        )
+    lost_before = now - dt.timedelta(seconds=settings.notify_resend_interval_seconds)
+    due = list(
+        session.scalars(
+            sa.select(Notification.id)
+            .where(
+                Notification.status == PENDING,
+                Notification.purpose != ALERT_DIGEST,
+                Notification.next_attempt_at <= lost_before,
+            )
+            .order_by(Notification.next_attempt_at)
+            .limit(RESEND_BATCH)
+        )
+    )
+    ids = sorted(set(due) | {r[0] for r in reclaimed if r[1] != ALERT_DIGEST})
+    recipients = sorted(
+        session.scalars(
+            sa.select(Notification.recipient_user_id)
+            .where(
+                Notification.status == PENDING,
+                Notification.purpose == ALERT_DIGEST,
+                Notification.next_attempt_at <= now,
+            )
+            .distinct()
+        )
+    )
+    session.commit()
+    return ResendPlan(ids, recipients, [r[0] for r in reclaimed])
+
+
+# --- settings, unsubscribe, and what the pages show ---------------------------------------
+
+
+def _own_user(session: Session, actor: Actor) -> User:
+    user = session.get(User, actor.user_id) if actor.user_id is not None else None
+    if user is None:
+        raise NotFound("user")
+    return user
+
+
+def notify_mode(session: Session, actor: Actor) -> NotifyMode:
+    return _own_user(session, actor).notify_mode
+
+
+def set_notify_mode(session: Session, actor: Actor, mode: NotifyMode) -> None:
+    """A clinician's choice: routine alerts at once, or in one daily digest. Switching to
+    "at once" sends what waits for the digest now, as one message."""
+    user = _own_user(session, actor)
+    if user.role is not Role.CLINICIAN:
+        raise NotFound("clinician")
+    user.notify_mode = mode
+    if mode is NotifyMode.IMMEDIATE:
+        now = utcnow()
+        moved = session.execute(
+            sa.update(Notification)
+            .where(
+                Notification.recipient_user_id == user.id,
+                Notification.purpose == ALERT_DIGEST,
+                Notification.status == PENDING,
+                Notification.deliver_after > now,
+            )
+            .values(deliver_after=now, next_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(moved):
+            enqueue_after_commit(session, DIGEST_TASK, user.id)
+    audit.record(session, actor, "account.notify_mode", None, target=f"user:{user.id}")
+    audit.commit(session)
+
+
+def unsubscribe(session: Session, request: tokens.Unsubscribe) -> bool:
+    """Turn reminders off for the token's user (no login: the signed token is the proof);
+    pending reminders are dropped. False if the user does not exist."""
+    user = session.get(User, request.user_id)
+    if user is None:
+        return False
+    user.reminder_opt_in = False
+    session.execute(
+        sa.delete(Notification).where(
+            Notification.recipient_user_id == user.id,
+            Notification.purpose == REMINDER,
+            Notification.status == PENDING,
+        )
+    )
+    actor = Actor(user_id=user.id, role=user.role)
+    audit.record(session, actor, "account.reminders.unsubscribe", None, target=f"user:{user.id}")
+    audit.commit(session)
+    return True
+
+
+@dataclass(frozen=True)
+class FailedAlertMail:
+    """A clinician's own alert e-mail that could not be delivered (ids and dates only)."""
+
+    notification_id: int
+    alert_id: int
+    patient_id: int
+    urgent: bool
+    detected_on: dt.date
+    attempts: int
+    last_error: str
+    at: dt.datetime
+
+
+def failed_for_clinician(
+    session: Session, actor: Actor, days: int = FAILED_SHOWN_DAYS, limit: int = 20
+) -> list[FailedAlertMail]:
+    """The actor's alert e-mails that failed in the last `days` days, for patients they
+    still see; audited like the inbox (a read per patient)."""
+    if not actor.is_clinician:
+        return []
+    since = utcnow() - dt.timedelta(days=days)
+    rows = session.execute(
+        sa.select(
+            Notification.id,
+            Alert.id,
+            Alert.patient_id,
+            Alert.severity,
+            Alert.detected_on,
+            Notification.attempts,
+            Notification.last_error,
+            sa.func.coalesce(Notification.claimed_at, Notification.created_at),
+        )
+        .join(Alert, Alert.id == Notification.alert_id)
+        .where(
+            Notification.recipient_user_id == actor.user_id,
+            Notification.status == FAILED,
+            Notification.created_at >= since,
+            Alert.patient_id.in_(visible_patient_ids(actor)),
+        )
+        .order_by(Notification.id.desc())
+        .limit(limit)
+    ).all()
+    items = [
+        FailedAlertMail(r[0], r[1], r[2], r[3] == "urgent", r[4], r[5], r[6], r[7]) for r in rows
+    ]
+    for patient_id in sorted({i.patient_id for i in items}):
+        audit.record(session, actor, "notification.list", patient_id)
+    return items
+
+
+@dataclass(frozen=True)
+class AdminRow:
+    """A notification as the admin page shows it: recipient account, purpose, ids, outcome;
+    no clinical content."""
+
+    notification_id: int
+    recipient_user_id: int
+    recipient_email: str
+    purpose: str
+    alert_id: int | None
+    urgent: bool
+    status: str
+    attempts: int
+    last_error: str
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+    message_id: str | None
+
+
+def _require_admin(actor: Actor) -> None:
+    if not actor.is_admin:
+        raise NotFound("admin page")
+
+
+def admin_overview(
+    session: Session, actor: Actor, limit: int = 100
+) -> tuple[dict[str, int], list[AdminRow], list[AdminRow]]:
+    """Counts by status, failed rows, and the most recent rows (newest first)."""
+    _require_admin(actor)
+    counts = {status.value: 0 for status in NotificationStatus}
+    for status, count in session.execute(
+        sa.select(Notification.status, sa.func.count()).group_by(Notification.status)
+    ):
+        counts[status.value] = count
+
+    def rows(where: Any) -> list[AdminRow]:
+        return [
+            AdminRow(
+                n.id,
+                n.recipient_user_id,
+                email,
+                n.purpose,
+                n.alert_id,
+                n.urgent,
+                n.status.value,
+                n.attempts,
+                n.last_error,
+                n.created_at,
+                n.sent_at,
+                n.message_id,
+            )
+            for n, email in session.execute(
+                sa.select(Notification, User.email)
+                .join(User, User.id == Notification.recipient_user_id)
+                .where(where)
+                .order_by(Notification.id.desc())
+                .limit(limit)
+            )
+        ]
+
+    failed = rows(Notification.status == FAILED)
+    recent = rows(sa.true())
+    audit.record(session, actor, "notification.admin_list", None)
+    return counts, failed, recent
+
+
+def retry_failed(session: Session, actor: Actor, notification_id: int) -> None:
+    """An admin sends a failed notification again (e.g. after fixing an address)."""
+    _require_admin(actor)
+    row = session.get(Notification, notification_id)
+    if row is None or row.status is not FAILED:
+        raise NotFound(f"failed notification {notification_id}")
+    now = utcnow()
+    row.status = PENDING
+    row.attempts = 0
+    row.next_attempt_at = now
+    row.last_error = ""
+    if row.purpose == ALERT_DIGEST:
+        row.deliver_after = min(row.deliver_after, now)
+        enqueue_after_commit(session, DIGEST_TASK, row.recipient_user_id)
+    else:
+        enqueue_after_commit(session, DELIVER_TASK, row.id)
+    audit.record(session, actor, "notification.retry", None, target=f"notification:{row.id}")
+    audit.commit(session)

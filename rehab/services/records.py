@@ -1,0 +1,254 @@
+"""Reading a patient's record for a page: one access check and one audit row per page, then
+the few queries the page needs (the per-item services would each audit again)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from rehab.charts.model import ProgressData
+from rehab.db.models import (
+    Event,
+    Finding,
+    OutcomeMeasure,
+    Patient,
+    Program,
+    ProgramPhase,
+    SessionLog,
+    User,
+)
+from rehab.domain.vocabulary import EventType
+from rehab.services.access import require_patient
+from rehab.services.actors import Actor
+from rehab.services.programs import phase_on, program_on
+from rehab.services.time import clinic_today
+
+RECENT_LOGS = 14
+HISTORY_DAYS = 30
+HISTORY_EVENTS = 50
+# The patient's progress page: where they started is the mean of their first week of logs,
+# where they are now the mean of the last 7 days; the chart shows weekly means for up to a year.
+START_LOGS = 7
+PROGRESS_WEEKS = 52
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """What the clinician's patient page shows."""
+
+    patient: Patient
+    display_name: str
+    care_team_name: str
+    program: Program | None
+    phase: ProgramPhase | None
+    logs: list[SessionLog]
+    events: list[Event]
+    findings: list[Finding]
+    outcomes: list[OutcomeMeasure]
+    has_surgery_history: bool
+    today: dt.date
+
+
+def patient_record(
+    session: Session, actor: Actor, patient_id: int, action: str = "patient.read"
+) -> PatientRecord:
+    """The record, after one access check audited as `action` (the page's read, or e.g. the
+    printable summary's)."""
+    patient = require_patient(session, actor, patient_id, action)
+    today = clinic_today()
+    program = program_on(session, patient_id, today)
+    logs = list(
+        session.scalars(
+            sa.select(SessionLog)
+            .where(SessionLog.patient_id == patient_id)
+            .order_by(SessionLog.log_date.desc())
+            .limit(RECENT_LOGS)
+        )
+    )
+    events = _events(session, patient_id, limit=None)
+    findings = list(
+        session.scalars(
+            sa.select(Finding)
+            .where(Finding.patient_id == patient_id)
+            .order_by(Finding.finding_date.desc(), Finding.id.desc())
+        )
+    )
+    outcomes = list(
+        session.scalars(
+            sa.select(OutcomeMeasure)
+            .where(OutcomeMeasure.patient_id == patient_id)
+            .order_by(OutcomeMeasure.measured_on.desc(), OutcomeMeasure.id.desc())
+        )
+    )
+    return PatientRecord(
+        patient=patient,
+        display_name=patient.user.display_name,
+        care_team_name=patient.care_team.name,
+        program=program,
+        phase=phase_on(program, today) if program else None,
+        logs=logs,
+        events=events,
+        findings=findings,
+        outcomes=outcomes,
+        has_surgery_history=any(e.event_type is EventType.SURGERY for e in events),
+        today=today,
+    )
+
+
+@dataclass(frozen=True)
+class PatientHistory:
+    """What a patient sees of their own recent history."""
+
+    logs: list[SessionLog]
+    events: list[Event]
+    since: dt.date
+
+
+def patient_history(
+    session: Session, actor: Actor, patient_id: int, days: int = HISTORY_DAYS
+) -> PatientHistory:
+    require_patient(session, actor, patient_id, "history.read")
+    since = clinic_today() - dt.timedelta(days=days - 1)
+    logs = list(
+        session.scalars(
+            sa.select(SessionLog)
+            .where(SessionLog.patient_id == patient_id, SessionLog.log_date >= since)
+            .order_by(SessionLog.log_date.desc())
+        )
+    )
+    return PatientHistory(
+        logs=logs, events=_events(session, patient_id, limit=HISTORY_EVENTS), since=since
+    )
+
+
+@dataclass(frozen=True)
+class PatientProgress:
+    """What a patient sees of their own progress (numbers chosen to encourage, never to
+    judge: no alerts, no baselines)."""
+
+    today: dt.date
+    logged_today: bool
+    days_logged: int  # ever
+    days_logged_30: int  # of the last 30 days
+    streak: int  # consecutive days with a log, up to today (or yesterday before today's log)
+    best_streak: int
+    # Share of prescribed exercise done over the last 7 days (days without a log count as
+    # none); None without a program.
+    adherence_7d: float | None
+    first_log: dt.date | None
+    start_leg: float | None
+    start_back: float | None
+    now_leg: float | None
+    now_back: float | None
+    chart: ProgressData
+
+
+def patient_progress(session: Session, actor: Actor, patient_id: int) -> PatientProgress:
+    require_patient(session, actor, patient_id, "progress.read")
+    today = clinic_today()
+    rows = session.execute(
+        sa.select(
+            SessionLog.log_date, SessionLog.leg_pain, SessionLog.back_pain, SessionLog.adherence
+        )
+        .where(SessionLog.patient_id == patient_id, SessionLog.log_date <= today)
+        .order_by(SessionLog.log_date)
+    ).all()
+    first_program = session.scalar(
+        sa.select(sa.func.min(Program.start_date)).where(
+            Program.patient_id == patient_id, Program.start_date <= today
+        )
+    )
+    return progress_from_rows(today, [tuple(r) for r in rows], first_program)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def progress_from_rows(
+    today: dt.date,
+    rows: list[tuple[dt.date, int, int, float | None]],
+    first_program: dt.date | None,
+) -> PatientProgress:
+    """The progress numbers from (date, leg, back, adherence) rows in date order."""
+    dates = [r[0] for r in rows]
+    logged = set(dates)
+    streak = 0
+    day = today if today in logged else today - dt.timedelta(days=1)
+    while day in logged:
+        streak += 1
+        day -= dt.timedelta(days=1)
+    best = run = 0
+    previous: dt.date | None = None
+    for d in dates:
+        run = run + 1 if previous is not None and (d - previous).days == 1 else 1
+        best = max(best, run)
+        previous = d
+    week_ago = today - dt.timedelta(days=6)
+    adherence = None
+    if first_program is not None:
+        days = max(1, min(7, (today - first_program).days + 1))
+        done = sum(r[3] or 0.0 for r in rows if r[0] >= week_ago)
+        adherence = min(1.0, done / days)
+    first = rows[:START_LOGS]
+    recent = [r for r in rows if r[0] >= week_ago]
+
+    week_ends: list[dt.date] = []
+    leg: list[float | None] = []
+    back: list[float | None] = []
+    if rows:
+        weeks = min(PROGRESS_WEEKS, (today - rows[0][0]).days // 7 + 1)
+        for k in range(weeks - 1, -1, -1):
+            end = today - dt.timedelta(days=7 * k)
+            start = end - dt.timedelta(days=6)
+            inside = rows[bisect_left(dates, start) : bisect_right(dates, end)]
+            week_ends.append(end)
+            leg.append(_mean([r[1] for r in inside]))
+            back.append(_mean([r[2] for r in inside]))
+    start_leg = _mean([r[1] for r in first])
+    start_back = _mean([r[2] for r in first])
+    return PatientProgress(
+        today=today,
+        logged_today=today in logged,
+        days_logged=len(dates),
+        days_logged_30=sum(1 for d in dates if d > today - dt.timedelta(days=30)),
+        streak=streak,
+        best_streak=best,
+        adherence_7d=adherence,
+        first_log=dates[0] if dates else None,
+        start_leg=start_leg,
+        start_back=start_back,
+        now_leg=_mean([r[1] for r in recent]),
+        now_back=_mean([r[2] for r in recent]),
+        chart=ProgressData(tuple(week_ends), tuple(leg), tuple(back), start_leg, start_back),
+    )
+
+
+def _events(session: Session, patient_id: int, limit: int | None) -> list[Event]:
+    query = (
+        sa.select(Event)
+        .where(Event.patient_id == patient_id)
+        .order_by(Event.event_date.desc(), Event.id.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def patient_header(session: Session, actor: Actor, patient_id: int, action: str) -> Patient:
+    """The patient a form page is about (access checked and audited once)."""
+    return require_patient(session, actor, patient_id, action)
+
+
+def patient_name(session: Session, patient_id: int) -> str:
+    """The name for a page whose access a service has already checked and audited."""
+    name = session.scalar(
+        sa.select(User.display_name)
+        .join(Patient, Patient.user_id == User.id)
+        .where(Patient.id == patient_id)
+    )
+    return name or ""

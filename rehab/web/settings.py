@@ -1,0 +1,119 @@
+"""A clinician's e-mail settings `/settings/notifications` (routine alerts at once or in a
+daily digest), the failed-e-mail section of the alert inbox, and the patients' unsubscribe
+link `/unsubscribe/<token>` (no login: the signed token is the proof).
+
+Unsubscribing never happens on GET (mail scanners follow links): GET shows a confirm button;
+POST unsubscribes, either from that page (with its CSRF token) or as an RFC 8058 one-click
+POST from the mail client (body `List-Unsubscribe=One-Click`, no session, so no CSRF token).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import validate_csrf
+from wtforms import RadioField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, ValidationError
+
+from rehab.domain.vocabulary import NotifyMode, Role
+from rehab.extensions import csrf, db, login_manager
+from rehab.notifications import tokens
+from rehab.services import notifications
+
+bp = Blueprint("notify_settings", __name__)
+
+MODE_LABELS = {
+    NotifyMode.IMMEDIATE: "At once: one e-mail per alert",
+    NotifyMode.DIGEST: "Once a day: one summary of the day's routine alerts",
+}
+ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
+
+
+class NotifyModeForm(FlaskForm):
+    notify_mode = RadioField(
+        "Routine alerts",
+        choices=[SelectChoice(mode.value, label) for mode, label in MODE_LABELS.items()],
+        validators=[InputRequired()],
+    )
+
+
+@bp.app_context_processor
+def _failed_notifications() -> dict[str, Any]:
+    """`failed_notifications()` in templates: the logged-in clinician's alert e-mails that
+    could not be delivered (the alert inbox shows them)."""
+
+    def failed_notifications() -> list[notifications.FailedAlertMail]:
+        if not current_user.is_authenticated or current_user.role is not Role.CLINICIAN:
+            return []
+        return notifications.failed_for_clinician(db.session, current_user.actor)
+
+    return {"failed_notifications": failed_notifications}
+
+
+@bp.route("/settings/notifications", methods=["GET", "POST"])
+def notification_settings() -> Any:
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if current_user.role is not Role.CLINICIAN:
+        abort(404)
+    actor = current_user.actor
+    settings = current_app.config["REHAB_SETTINGS"]
+    form = NotifyModeForm()
+    if request.method == "POST":
+        if form.validate():
+            mode = NotifyMode(form.notify_mode.data)
+            notifications.set_notify_mode(db.session, actor, mode)
+            flash(
+                "Routine alerts will be e-mailed at once."
+                if mode is NotifyMode.IMMEDIATE
+                else f"Routine alerts will come in one summary a day at {settings.digest_hour}:00.",
+                "success",
+            )
+            return redirect(url_for("notify_settings.notification_settings"), 303)
+        status = 422
+    else:
+        form.notify_mode.data = notifications.notify_mode(db.session, actor).value
+        status = 200
+    return (
+        render_template(
+            "settings/notifications.html",
+            form=form,
+            digest_hour=settings.digest_hour,
+            timezone=settings.clinic_timezone,
+        ),
+        status,
+    )
+
+
+def _read(token: str) -> tokens.Unsubscribe:
+    found = tokens.read_token(current_app.config["SECRET_KEY"], token)
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe(token: str) -> Any:
+    _read(token)
+    return render_template("unsubscribe/confirm.html", token=token)
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt
+def unsubscribe_post(token: str) -> Any:
+    found = _read(token)
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    if not one_click:
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except ValidationError:
+            abort(400)
+    if not notifications.unsubscribe(db.session, found):
+        abort(404)
+    if one_click:
+        return "", 204
+    return render_template("unsubscribe/done.html")

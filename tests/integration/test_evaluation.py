@@ -1,0 +1,76 @@
+"""Evaluation through the service the worker calls: alerts stored once, explained, resolved."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from flask import Flask
+
+from rehab.db.models import Alert, AlertStatus, AuditEvent
+from rehab.extensions import db
+from rehab.services import evaluation
+from rehab.services.time import clinic_today
+from tests.support.clinic import Clinic
+from tests.support.history import add_fall, add_logs
+
+
+def alerts_of(patient_id: int) -> list[Alert]:
+    return list(
+        db.session.scalars(
+            sa.select(Alert).where(Alert.patient_id == patient_id).order_by(Alert.id)
+        )
+    )
+
+
+def seed_like_history(clinic: Clinic) -> tuple[int, dt.date]:
+    """Leg pain ~1 for 45 days, a fall on stairs, then 7/10 for 6 days (ending today)."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    today = clinic_today()
+    start = today - dt.timedelta(days=51)
+    baseline = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 4 + [1, 1, 0, 1, 1]
+    add_logs(a, start, [*baseline, 7, 6, 7, 7, 7, 6])
+    fall_day = start + dt.timedelta(days=len(baseline) - 1)
+    add_fall(a, clinic.patient_a.user_id, fall_day)
+    return a, fall_day
+
+
+def test_fall_linked_regression_is_stored_once_with_its_context(app: Flask, clinic: Clinic) -> None:
+    with app.app_context():
+        a, fall_day = seed_like_history(clinic)
+        first = evaluation.evaluate_and_commit(db.session, [a], clinic_today())
+        second = evaluation.evaluate_and_commit(db.session, [a], clinic_today())
+        alerts = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert len(alerts) == 1
+        alert = alerts[0]
+        assert alert.metric == "leg_pain"
+        assert alert.status is AlertStatus.OPEN
+        assert first.opened == [alert.id]
+        assert second.opened == [] and second.stored == 0
+        assert alert.change is not None and alert.change >= 5
+        assert {"date": fall_day.isoformat(), "event": "fall"}.items() <= alert.related_events[
+            0
+        ].items()
+        assert "fall" in alert.explanation and "10 steps" in alert.explanation
+        created = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "alert.create", AuditEvent.patient_id == a)
+        )
+        assert created == len(alerts_of(a))
+
+
+def test_red_flag_alerts_the_same_day_every_time(app: Flask, clinic: Clinic) -> None:
+    with app.app_context():
+        b = clinic.patient_b.patient_id
+        assert b is not None
+        today = clinic_today()
+        add_logs(b, today - dt.timedelta(days=9), [1] * 10, red_flag_days=[4, 9])
+        evaluation.evaluate_and_commit(db.session, [b], today)
+        flags = [x for x in alerts_of(b) if x.kind == "red_flag"]
+        assert sorted(x.detected_on for x in flags) == [
+            today - dt.timedelta(days=5),
+            today,
+        ]
+        assert all(x.severity == "urgent" for x in flags)

@@ -1,0 +1,62 @@
+"""Quick ways to give a test patient a history of daily logs and events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from rehab.db.models import Event, SessionLog
+from rehab.domain.vocabulary import EventType, FallLocation, LandedOn, Side
+from rehab.extensions import db
+
+
+def add_logs(
+    patient_id: int,
+    first_day: dt.date,
+    leg_pain: Sequence[int],
+    back_pain: Sequence[int] | None = None,
+    *,
+    leg_side: Side = Side.LEFT,
+    red_flag_days: Sequence[int] = (),
+) -> None:
+    """One log per day from `first_day`, leg (and back) pain as given; commits."""
+    rows = []
+    for offset, leg in enumerate(leg_pain):
+        day = first_day + dt.timedelta(days=offset)
+        client_id = f"hist-{patient_id}-{day.isoformat()}"
+        rows.append(
+            {
+                "patient_id": patient_id,
+                "log_date": day,
+                "client_id": client_id,
+                "body_hash": hashlib.sha256(client_id.encode()).hexdigest(),
+                "back_pain": back_pain[offset] if back_pain else 1,
+                "leg_pain": leg,
+                "leg_side": leg_side if leg > 0 else None,
+                "adherence": 1.0,
+                "source": "test",
+                "red_flag_new_weakness": offset in red_flag_days,
+            }
+        )
+    db.session.execute(sa.insert(SessionLog), rows)
+    db.session.commit()
+
+
+def add_fall(patient_id: int, recorded_by: int, day: dt.date) -> None:
+    db.session.add(
+        Event(
+            patient_id=patient_id,
+            event_date=day,
+            event_type=EventType.FALL,
+            side=Side.LEFT,
+            description="slipped on marble stairs",
+            fall_location=FallLocation.STAIRS,
+            fall_steps=10,
+            fall_landed_on=LandedOn.BUTTOCKS,
+            recorded_by_user_id=recorded_by,
+        )
+    )
+    db.session.commit()

@@ -1,0 +1,302 @@
+"""Examples of the detector's decisions: baselines, explanations, episodes, events, the other
+alert kinds, and the batch and single-patient entry points agreeing."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from rehab.domain.alerts import AlertEpisode
+from rehab.domain.baseline import LogCalendar, pain_baselines
+from rehab.domain.clinical import clinically_important_pain_rise, pain_mcid
+from rehab.domain.config import DEFAULT_CONFIG, DetectionConfig
+from rehab.domain.detection import (
+    detect_episodes,
+    detect_episodes_many,
+    open_episodes,
+    trim_series,
+)
+from rehab.domain.explain import format_number, metric_label
+from rehab.domain.series import (
+    DailyLog,
+    HistoryItem,
+    OutcomeScore,
+    PatientEvent,
+    PatientSeries,
+    PinnedBaseline,
+)
+from tests.unit.test_domain_builders import day, pain_alerts, series
+
+QUIET = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 6  # 60 days of a settled patient at ~1/10
+
+
+def _only(alerts: list[object]) -> AlertEpisode:
+    assert len(alerts) == 1, alerts
+    alert = alerts[0]
+    assert isinstance(alert, AlertEpisode)
+    return alert
+
+
+# --- clinical thresholds (design §3) -------------------------------------------------------
+
+
+def test_mcid_grows_with_the_starting_level() -> None:
+    assert [pain_mcid(v) for v in (1, 4, 5, 7, 8, 9, 10)] == [1, 1, 2, 2, 3, 3.5, 3.5]
+
+
+def test_an_alert_needs_at_least_the_minimal_detectable_change() -> None:
+    assert clinically_important_pain_rise(1) == 2  # MCID 1, but a 1-point day is noise
+    assert clinically_important_pain_rise(8) == 3
+
+
+# --- baselines -----------------------------------------------------------------------------
+
+
+def _baselines(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    days = np.arange(len(values), dtype=np.int64) + 100
+    result = pain_baselines(
+        days,
+        np.array(values, dtype=np.float64),
+        LogCalendar(days, len(values) + 200),
+        DEFAULT_CONFIG,
+    )
+    return result.level, result.noise
+
+
+def test_no_baseline_before_a_week_of_logs() -> None:
+    level, _ = _baselines([3] * 10)
+    assert np.isnan(level[:7]).all()
+    assert level[7] == 3
+
+
+def test_a_flare_barely_moves_the_baseline() -> None:
+    values = [2] * 40 + [10, 10] + [2] * 5
+    level, noise = _baselines(values)
+    assert level[-1] < 2.5
+    assert noise[-1] < 2.0
+
+
+def test_the_baseline_follows_a_recovering_patient_down() -> None:
+    values = [7] * 30 + [2] * 12
+    level, _ = _baselines(values)
+    assert level[29] == 7
+    assert level[-1] <= 2.5  # the recent ten days, not the six weeks
+
+
+def test_a_pinned_baseline_is_used_and_said() -> None:
+    leg = [4] * 40 + [5, 5, 5, 5]
+    pinned = dataclasses.replace(
+        series(leg), pinned_baselines=(PinnedBaseline("leg_pain", 1.0, day(30), pinned_by="x"),)
+    )
+    alert = _only(pain_alerts(detect_episodes(pinned)))
+    assert alert.baseline == 1.0
+    # From the pin on, 4/10 is 3 points above it: the first 3-log window after the pin.
+    assert alert.detected_on == day(32)
+    assert alert.baseline_source.startswith("pinned")
+    assert pain_alerts(detect_episodes(series(leg))) == []  # +1 against her own baseline
+
+
+# --- explanation ---------------------------------------------------------------------------
+
+
+def test_the_seed_case_reads_as_facts() -> None:
+    fall = PatientEvent(
+        date(2025, 9, 14),
+        "fall",
+        note="",
+        side="left",
+        mechanism="on stairs (10 steps, landed on buttocks)",
+    )
+    start = date(2025, 8, 1)
+    days = [start + timedelta(days=k) for k in range(47)]
+    leg = [1 if k % 3 else 0 for k in range(45)] + [7, 7]
+    history = (HistoryItem("left L4-L5 decompression", "2024-06", kind="surgery"),)
+    patient = PatientSeries(
+        patient_id="seed",
+        dates=tuple(days),
+        back_pain=tuple([1] * 47),
+        leg_pain=tuple(leg),
+        leg_side=tuple(["left"] * 47),
+        events=(fall,),
+        history=history,
+    )
+    alert = _only(pain_alerts(detect_episodes(patient)))
+    assert alert.onset == date(2025, 9, 15)
+    assert alert.detected_on == date(2025, 9, 16)
+    assert alert.explanation == (
+        "Left leg pain 7/10 (3-day median) vs baseline 1/10 (+6; clinically important ≥ 2). "
+        "Began 1 day after a fall on stairs (10 steps, landed on buttocks), left side, logged "
+        "2025-09-14. History: left L4-L5 decompression 2024-06."
+    )
+    assert alert.severity == "urgent"  # a fall after spine surgery
+    assert alert.related_events[0].event == "fall"
+    assert alert.linked_event is not None and alert.linked_event.date == date(2025, 9, 14)
+
+
+def test_labels_and_numbers() -> None:
+    assert metric_label("leg_pain", "both") == "Leg pain (both sides)"
+    assert metric_label("back_pain") == "Back pain"
+    assert format_number(7.0) == "7"
+    assert format_number(6.5) == "6.5"
+
+
+# --- episodes ------------------------------------------------------------------------------
+
+
+def test_an_episode_resolves_when_back_near_baseline_and_a_later_rise_opens_a_new_one() -> None:
+    leg = QUIET + [6] * 8 + QUIET[:20] + [7] * 6 + QUIET[:10]
+    alerts = pain_alerts(detect_episodes(series(leg)))
+    assert len(alerts) == 2
+    first, second = alerts
+    assert isinstance(first, AlertEpisode) and isinstance(second, AlertEpisode)
+    assert first.onset == day(60)
+    assert first.resolved_on is not None and day(68) < first.resolved_on < day(76)
+    assert second.onset == day(88)
+    assert second.detected_on > first.resolved_on
+    assert second.resolved_on is not None
+
+
+def test_at_most_one_open_episode_per_kind_and_metric() -> None:
+    leg = QUIET + [7] * 40
+    alerts = pain_alerts(detect_episodes(series(leg)))
+    assert len(alerts) == 1
+    assert open_episodes(alerts) == tuple(alerts)  # type: ignore[arg-type]
+
+
+def test_leg_and_back_pain_are_judged_separately() -> None:
+    leg = QUIET + [1] * 10
+    back = QUIET + [7] * 10
+    episodes = detect_episodes(series(leg, back))
+    assert pain_alerts(episodes, "leg_pain") == []
+    assert _only(pain_alerts(episodes, "back_pain")).metric == "back_pain"
+
+
+# --- events lower the evidence needed ------------------------------------------------------
+
+
+def test_a_fall_lowers_the_evidence_needed() -> None:
+    leg = [*QUIET, 5, 5]
+    fall = PatientEvent(day(59), "fall", "missed the last stair")
+    assert pain_alerts(detect_episodes(series(leg))) == []
+    with_fall = _only(pain_alerts(detect_episodes(series(leg, events=[fall]))))
+    assert with_fall.detected_on == day(61)
+    assert "Began 1 day after a fall (missed the last stair) logged" in with_fall.explanation
+
+
+def test_an_event_is_sooner_but_a_single_day_still_never_alerts() -> None:
+    leg = [*QUIET, 9, *QUIET[:10]]
+    fall = PatientEvent(day(60), "fall", "")
+    assert pain_alerts(detect_episodes(series(leg, events=[fall]))) == []
+
+
+def test_travel_does_not_lower_the_evidence_but_is_shown() -> None:
+    leg = [*QUIET, 5, 5]
+    trip = PatientEvent(day(59), "travel", "long flight")
+    assert pain_alerts(detect_episodes(series(leg, events=[trip]))) == []
+    leg_longer = [*QUIET, 6, 6, 6]
+    alert = _only(pain_alerts(detect_episodes(series(leg_longer, events=[trip]))))
+    assert alert.related_events[0].note == "long flight"
+    assert "Also logged: travel (long flight)" in alert.explanation
+
+
+# --- the other kinds -----------------------------------------------------------------------
+
+
+def test_missed_logs_alert_on_the_nth_day_without_a_log() -> None:
+    leg: list[int | None] = [1] * 10 + [None] * 5 + [1] * 3
+    episodes = detect_episodes(series(leg))
+    missed = [e for e in episodes if e.kind == "missed_logs"]
+    assert [(e.onset, e.detected_on, e.resolved_on) for e in missed] == [
+        (day(10), day(12), day(15))
+    ]
+    tail = detect_episodes(series([1] * 10), as_of=day(14))
+    assert [(e.detected_on, e.resolved_on) for e in tail if e.kind == "missed_logs"] == [
+        (day(12), None)
+    ]
+    short = detect_episodes(series([1] * 10), as_of=day(11))
+    assert [e for e in short if e.kind == "missed_logs"] == []
+
+
+def test_missed_log_days_are_configurable() -> None:
+    leg: list[int | None] = [1] * 10 + [None] * 4 + [1]
+    config = DetectionConfig(missed_log_days=5)
+    assert [e for e in detect_episodes(series(leg), config) if e.kind == "missed_logs"] == []
+
+
+def test_a_sustained_adherence_drop_alerts_and_a_skipped_day_does_not() -> None:
+    adherence: list[float | None] = [*([1.0, 0.9, 1.0, 0.8, 1.0] * 8), *([0.2] * 8)]
+    leg = [1] * len(adherence)
+    episodes = detect_episodes(series(leg, adherence=adherence))
+    drops = [e for e in episodes if e.kind == "adherence_drop"]
+    alert = _only(drops)  # type: ignore[arg-type]
+    assert alert.metric == "adherence"
+    assert alert.onset == day(40)
+    assert alert.baseline is not None and alert.baseline > 0.85
+    one_bad = [1.0] * 40 + [0.0] + [1.0] * 8
+    steady = detect_episodes(series([1] * 49, adherence=one_bad))
+    assert [e for e in steady if e.kind == "adherence_drop"] == []
+
+
+def test_function_decline_by_the_mcid() -> None:
+    outcomes = (
+        OutcomeScore(day(0), "odi", 30.0),
+        OutcomeScore(day(20), "odi", 28.0),
+        OutcomeScore(day(40), "odi", 42.0),
+        OutcomeScore(day(55), "odi", 31.0),
+        OutcomeScore(day(0), "psfs", 6.0),
+        OutcomeScore(day(40), "psfs", 5.0),
+    )
+    patient = dataclasses.replace(series([1] * 60), outcomes=outcomes)
+    declines = [e for e in detect_episodes(patient) if e.kind == "function_decline"]
+    alert = _only(declines)  # type: ignore[arg-type]
+    assert (alert.metric, alert.detected_on, alert.baseline, alert.current) == (
+        "odi",
+        day(40),
+        29.0,
+        42.0,
+    )
+    assert alert.resolved_on == day(55)
+    assert "ODI 42/100" in alert.explanation
+
+
+# --- entry points --------------------------------------------------------------------------
+
+
+def test_batch_and_single_patient_agree() -> None:
+    patients = [
+        series(QUIET + [6] * 5, patient_id="A"),
+        series(QUIET + [1] * 4, QUIET + [7] * 4, patient_id="B"),
+        series([None, 1] * 30, patient_id="C"),
+    ]
+    many = detect_episodes_many(patients, as_of=day(70))
+    assert many == {p.patient_id: detect_episodes(p, as_of=day(70)) for p in patients}
+    assert pain_alerts(list(many["A"]))
+    assert pain_alerts(list(many["B"]), "back_pain")
+
+
+def test_trimming_old_logs_keeps_recent_decisions() -> None:
+    leg = [1] * 500 + QUIET + [7] * 5
+    full = detect_episodes(series(leg))
+    trimmed = detect_episodes(trim_series(series(leg), day(len(leg) - 400)))
+    assert pain_alerts(list(full))[-1] == pain_alerts(list(trimmed))[-1]
+
+
+def test_from_logs_sorts_rows() -> None:
+    rows = [DailyLog(day(2), leg_pain=3), DailyLog(day(0), leg_pain=1)]
+    built = PatientSeries.from_logs("P", rows)
+    assert built.dates == (day(0), day(2))
+    assert built.leg_pain == (1, 3)
+
+
+def test_bad_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        detect_episodes(series([1, 1]).__class__("P", (day(1), day(0)), (1, 1), (1, 1)))
+    with pytest.raises(ValueError, match="integers 0–10"):
+        detect_episodes(series([11] * 10))
+    with pytest.raises(ValueError, match="entries"):
+        PatientSeries("P", (day(0),), (1, 2), (1,))
+    with pytest.raises(ValueError):
+        DetectionConfig(windows=((2, 1.0),))

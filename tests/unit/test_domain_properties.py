@@ -1,0 +1,183 @@
+"""Property tests of the detector (hypothesis): the issue's "done when" list."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rehab.domain.alerts import AlertEpisode
+from rehab.domain.detection import detect_episodes
+from rehab.domain.series import PatientEvent, PatientSeries
+from tests.unit.test_domain_builders import day, pain_alerts, series
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+levels = st.integers(min_value=0, max_value=10)
+lengths = st.integers(min_value=10, max_value=160)
+
+
+def missing_pattern(n: int) -> st.SearchStrategy[list[bool]]:
+    return st.lists(st.booleans(), min_size=n, max_size=n)
+
+
+@SETTINGS
+@given(level=levels, n=lengths, data=st.data())
+def test_a_constant_series_never_alerts(level: int, n: int, data: st.DataObject) -> None:
+    missing = data.draw(missing_pattern(n))
+    leg = [None if gone and k > 0 else level for k, gone in enumerate(missing)]
+    episodes = detect_episodes(series(leg, leg))
+    assert pain_alerts(episodes, "leg_pain") == []
+    assert pain_alerts(episodes, "back_pain") == []
+
+
+@SETTINGS
+@given(
+    steps=st.lists(st.integers(min_value=-3, max_value=0), min_size=10, max_size=160),
+    start=levels,
+)
+def test_a_falling_series_never_alerts(steps: list[int], start: int) -> None:
+    values: list[int | None] = []
+    current = start
+    for step in steps:
+        current = max(0, current + step)
+        values.append(current)
+    assert pain_alerts(detect_episodes(series(values))) == []
+
+
+@SETTINGS
+@given(
+    start=st.integers(min_value=4, max_value=10),
+    floor=st.integers(min_value=0, max_value=3),
+    days_per_point=st.integers(min_value=1, max_value=20),
+    wobble=st.lists(st.integers(min_value=0, max_value=1), min_size=200, max_size=200),
+)
+def test_a_recovering_patient_never_alerts(
+    start: int, floor: int, days_per_point: int, wobble: list[int]
+) -> None:
+    """Falling pain with a one-point wobble: the baseline follows the patient down."""
+    values: list[int | None] = [
+        min(10, max(floor, start - k // days_per_point) + wobble[k]) for k in range(200)
+    ]
+    assert pain_alerts(detect_episodes(series(values))) == []
+
+
+@SETTINGS
+@given(level=levels, n=st.integers(min_value=20, max_value=120), spike=levels, data=st.data())
+def test_a_single_day_spike_never_alerts(
+    level: int, n: int, spike: int, data: st.DataObject
+) -> None:
+    at = data.draw(st.integers(min_value=0, max_value=n - 1))
+    leg: list[int | None] = [level] * n
+    leg[at] = spike
+    assert pain_alerts(detect_episodes(series(leg))) == []
+
+
+@SETTINGS
+@given(level=levels, n=st.integers(min_value=20, max_value=120), spike=levels, data=st.data())
+def test_a_two_day_flare_never_alerts_without_an_event(
+    level: int, n: int, spike: int, data: st.DataObject
+) -> None:
+    at = data.draw(st.integers(min_value=0, max_value=n - 2))
+    leg: list[int | None] = [level] * n
+    leg[at] = leg[at + 1] = spike
+    assert pain_alerts(detect_episodes(series(leg))) == []
+
+
+@SETTINGS
+@given(
+    level=st.integers(min_value=0, max_value=6),
+    data=st.data(),
+    baseline_days=st.integers(min_value=14, max_value=90),
+    hold=st.integers(min_value=3, max_value=30),
+    wobble=st.lists(st.integers(min_value=0, max_value=1), min_size=90, max_size=90),
+)
+def test_a_sustained_step_of_three_points_always_alerts(
+    level: int,
+    data: st.DataObject,
+    baseline_days: int,
+    hold: int,
+    wobble: list[int],
+) -> None:
+    """A baseline wobbling between two neighbouring ratings, then a step held ≥ 3 days to at
+    least 3 points above its highest rating: alerted within 3 days of the step."""
+    before = [level + wobble[k] for k in range(baseline_days)]
+    size = data.draw(st.integers(min_value=3, max_value=10 - max(before)))
+    leg: list[int | None] = [*before, *([max(before) + size] * hold)]
+    alerts = pain_alerts(detect_episodes(series(leg)))
+    assert alerts, "a sustained step of ≥ 3 points must alert"
+    first = alerts[0]
+    assert isinstance(first, AlertEpisode)
+    assert day(baseline_days) <= first.detected_on <= day(baseline_days + 2)
+    assert first.onset == day(baseline_days)
+
+
+def _known_by(episode: AlertEpisode, cutoff: date) -> AlertEpisode:
+    """What could be known of an episode on `cutoff` (its resolution only if it happened)."""
+    if episode.resolved_on is not None and episode.resolved_on > cutoff:
+        return dataclasses.replace(episode, resolved_on=None)
+    return episode
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(min_value=30, max_value=200),
+    data=st.data(),
+)
+def test_appending_future_rows_never_changes_earlier_alerts(n: int, data: st.DataObject) -> None:
+    pain = st.one_of(st.none(), st.integers(min_value=0, max_value=10))
+    leg = data.draw(st.lists(pain, min_size=n, max_size=n))
+    back = data.draw(st.lists(pain, min_size=n, max_size=n))
+    cut = data.draw(st.integers(min_value=1, max_value=n - 1))
+    falls = data.draw(st.lists(st.integers(min_value=-20, max_value=n + 20), max_size=3))
+    red = data.draw(st.lists(st.integers(min_value=0, max_value=n - 1), max_size=3))
+    adherence = data.draw(
+        st.lists(st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.0])), min_size=n, max_size=n)
+    )
+    full = series(
+        leg,
+        back,
+        events=[PatientEvent(day(k), "fall", "on stairs") for k in falls],
+        red_flag_days=red,
+        adherence=adherence,
+    )
+    if not full.dates:
+        return
+    cutoff = day(cut)
+    keep = sum(1 for d in full.dates if d <= cutoff)
+    early = PatientSeries(
+        patient_id=full.patient_id,
+        dates=full.dates[:keep],
+        back_pain=full.back_pain[:keep],
+        leg_pain=full.leg_pain[:keep],
+        adherence=full.adherence[:keep],
+        red_flags=full.red_flags[:keep],
+        leg_side=full.leg_side[:keep],
+        events=full.events,
+    )
+    if not early.dates:
+        return
+    later = detect_episodes(full, as_of=day(n - 1))
+    sooner = detect_episodes(early, as_of=cutoff)
+    assert [_known_by(e, cutoff) for e in later if e.detected_on <= cutoff] == list(sooner)
+
+
+@SETTINGS
+@given(
+    n=st.integers(min_value=1, max_value=120),
+    data=st.data(),
+)
+def test_every_red_flag_day_alerts_urgently_that_day(n: int, data: st.DataObject) -> None:
+    pain = st.one_of(st.none(), st.integers(min_value=0, max_value=10))
+    leg = data.draw(st.lists(pain, min_size=n, max_size=n))
+    flagged = data.draw(st.sets(st.integers(min_value=0, max_value=n - 1), max_size=10))
+    for k in flagged:
+        leg[k] = leg[k] if leg[k] is not None else 0  # a red flag comes with a log
+    episodes = detect_episodes(series(leg, leg, red_flag_days=sorted(flagged)))
+    red = [e for e in episodes if e.kind == "red_flag"]
+    assert sorted(e.detected_on for e in red) == sorted(day(k) for k in flagged)
+    assert all(e.severity == "urgent" and e.onset == e.detected_on for e in red)
+    assert all(e.resolved_on is None for e in red)
+    assert len({e.dedup_key for e in red}) == len(red)
