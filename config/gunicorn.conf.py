@@ -1,14 +1,17 @@
-"""gunicorn settings for production (`gunicorn -c config/gunicorn.conf.py 'rehab:create_app()'`).
+"""gunicorn settings for production: `gunicorn -c config/gunicorn.conf.py 'rehab:create_app()'`.
 
-Chosen by `rehab bench ingest` on the reference machine (2 cores, PostgreSQL on the same host):
-threaded workers, because a request spends much of its time waiting on the database (a durable
-COMMIT waits for the WAL flush) and the broker, and because the API's clients (phones, devices
-behind a proxy) reuse keep-alive connections, which the sync worker does not support. Two
-processes per core would only add GIL-free contention with PostgreSQL on a small machine;
-more threads per process cover the waits.
+Chosen with `rehab bench ingest` on the reference machine (2 cores, PostgreSQL on the same host):
+- `gthread` workers: the API's clients (phones, devices, a reverse proxy) keep connections
+  alive, which the `sync` worker does not support, and a request spends much of its time
+  waiting on the database (a durable COMMIT waits for the WAL flush) and the broker, which
+  threads overlap.
+- One process per core, 8 threads each: in a sweep (2×8, 2×4, 3×4, 4×4, 4×2, 1×16) 2×8 gave the
+  most logs per second; more processes than cores compete with PostgreSQL for the CPU.
+- Threads per process must not exceed the SQLAlchemy pool (`rehab.db.POOL_SIZE`, 16): a pool
+  smaller than the threads using it closes and reopens PostgreSQL connections under load.
 
-Every value can be overridden without editing this file: on the command line (which wins over
-this file), with GUNICORN_CMD_ARGS, or with the environment variables read below.
+Override without editing this file: on the command line (which wins over this file), with
+GUNICORN_CMD_ARGS, or with the environment variables read below.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ bind = os.environ.get("REHAB_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
 # Processes: one per core (WEB_CONCURRENCY is gunicorn's own convention for this number).
 workers = _int_env("WEB_CONCURRENCY", os.cpu_count() or 1)
-# Threads per process: enough to keep each core busy while others wait on the database. The
-# SQLAlchemy pool (5 + 10 overflow per process) covers this many concurrent sessions.
+# Threads per process: enough to keep each core busy while others wait on the database; at
+# most rehab.db.POOL_SIZE (each thread holds a pooled connection during a request).
 threads = _int_env("REHAB_WEB_THREADS", 8)
 # Idle keep-alive connections kept open per process (behind a proxy, its pool of upstreams).
 worker_connections = _int_env("REHAB_WEB_CONNECTIONS", 1000)

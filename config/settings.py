@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     max_body_bytes: int
     login_rate_limit: str
     ratelimit_storage_url: str
+    totp_required: bool
     session_idle_minutes: int
     session_absolute_minutes: int
     missed_logs_days: int

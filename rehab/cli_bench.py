@@ -32,8 +32,13 @@ def bench() -> None:
     default=None,
     help="Markdown file to write the section to [bench/RESULTS.md; none with --quick].",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Also write the figures as JSON.")  # fmt: skip
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures as JSON.",
+)
 def ingest(
     seconds: float | None,
     warmup: float | None,
@@ -80,3 +85,11 @@ def ingest(
 from bench.notify import notify_command  # noqa: E402
 
 bench.add_command(notify_command, "notify")
+
+from bench.pages import pages_command  # noqa: E402
+
+bench.add_command(pages_command, "pages")
+
+from bench.detect import detect_command  # noqa: E402
+
+bench.add_command(detect_command, "detect")

@@ -65,6 +65,10 @@ def _print_logins() -> None:
             f"  {login.role.value:<10} {login.email:<{width}}  {login.password:<20} "
             f"{login.display_name}"
         )
+    click.echo(
+        "Two-factor sign-in (required for clinicians and admins in production) is off in the"
+        " demo; set REHAB_TOTP_REQUIRED=true to try it."
+    )
 
 
 @demo.command("load")

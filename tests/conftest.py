@@ -89,6 +89,9 @@ def app_settings(database_url: str, tmp_path: Path, **extra: object) -> dict[str
         "broker_url": "memory://",
         "instance_path": tmp_path / "instance",
         "ratelimit_storage_url": "memory://",
+        # Most tests log in without the second factor; tests/integration/test_two_factor.py
+        # turns it on.
+        "totp_required": False,
         **extra,
     }
 

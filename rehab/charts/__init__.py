@@ -14,6 +14,7 @@ figure, `serialize.figure_json` makes the compact JSON a page embeds, and
 - `baseline`: the adapter from the detector's baseline building blocks to a per-day band.
 
 Figures are built from plain dicts and wrapped without plotly's per-property validation
-(`Figure(spec, _validate=False)`), which costs ~10× the rest of a page; the unit tests validate
+(`Figure(spec, _validate=False)`), which costs ~10× the rest of a page, and pages embed the
+plain dict (`*_spec`) without the `Figure` wrapper (see `serialize`); the unit tests validate
 every builder's output against the plotly schema instead.
 """

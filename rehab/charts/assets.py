@@ -7,6 +7,10 @@ when the page already has an element with id `plotly.js-style-global` and class
 id: `plotly_css` derives it from the very plotly.min.js being served (the rules are one object
 literal, `{"X,X div": ..., "Y": ...}`, where X is `.js-plotly-plot .plotly` and Y
 `.plotly-notifier`), so the two always match.
+
+A bundled map library (maplibre, for map traces rehab never draws) inserts its own `<style>` at
+load unless an element with its id is already there; `inline_style_ids` finds those ids in the
+same file so the page can hold inert placeholders and the browser logs no refused style.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ _RULES_END = "};for("
 _ENTRY = re.compile(
     r"""\s*(?:"((?:[^"\\]|\\.)*)"|([A-Za-z_$][\w$]*))\s*:\s*"""
     r"""(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*,?"""
+)
+
+
+_GUARDED_STYLE = re.compile(
+    r'if\(!document\.getElementById\("([\w-]+)"\)\)\{var (\w+)=document\.createElement\("style"\)'
 )
 
 
@@ -64,6 +73,16 @@ def css_from_plotly_js(source: str) -> str:
     if not rules:
         raise ValueError("no plotly.js style rules")
     return "\n".join(rules) + "\n"
+
+
+def guarded_style_ids(source: str) -> list[str]:
+    """Ids of the `<style>` elements plotly.js inserts only when no element has that id."""
+    return sorted({match.group(1) for match in _GUARDED_STYLE.finditer(source)})
+
+
+@cache
+def inline_style_ids() -> tuple[str, ...]:
+    return tuple(guarded_style_ids(plotly_js().decode("utf-8")))
 
 
 @cache

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from rehab.charts.model import BaselineBand
 from rehab.domain.baseline import LogCalendar, apply_pin, pain_baselines
@@ -67,7 +68,10 @@ class SeriesQuery:
 def _gap(config: DetectionConfig) -> int:
     """Days between packed series: more than any lookback of the baseline."""
     return 2 + max(
-        config.baseline_window_days, config.noise_window_days, config.baseline_recent_days
+        config.baseline_window_days,
+        config.noise_window_days,
+        config.baseline_recent_days,
+        int(getattr(config, "rho_window_days", 0)),
     )
 
 
@@ -106,7 +110,9 @@ def levels_before(
     value = np.concatenate(value_parts)
     local_day = np.concatenate(local_parts)
     calendar = LogCalendar(day, offset + 1)
-    baselines = pain_baselines(day, value, calendar, config)
+    # `local_day` (days since each series' first log) as the detector passes it: the noise is
+    # measured around each series' trend.
+    baselines = pain_baselines(day, value, calendar, config, local_day)
     for query, (lo, hi, origin) in zip(queries, bounds, strict=True):
         for pin in sorted(query.pins, key=lambda p: p.effective_from):
             applies = np.zeros(day.shape[0], dtype=np.bool_)
@@ -118,6 +124,49 @@ def levels_before(
         part = level[lo:hi]
         out.append([None if np.isnan(v) else float(v) for v in part.tolist()])
     return out
+
+
+def probe_levels(
+    series: npt.NDArray[np.int64],
+    day: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    probe_day: npt.NDArray[np.int64],
+    pins: Mapping[int, Sequence[tuple[int, float, float | None]]] | None = None,
+    config: DetectionConfig = DEFAULT_CONFIG,
+) -> npt.NDArray[np.float64]:
+    """The detector's baseline at one probe day for each of many series, all in arrays (the
+    caseload's "against baseline" for hundreds of patients in a few milliseconds).
+
+    Logs are (`series`, `day`, `value`) triples in any order, `day` a non-negative day number
+    shared by all series; `probe_day[s]` is the day series `s` is read on (only its logs
+    before that day count, as for a log on that day); `pins[s]` holds (first day, level,
+    spread) of clinicians' pins. Returns one level per series (NaN: history too short)."""
+    n_series = probe_day.shape[0]
+    if n_series == 0:
+        return np.zeros(0)
+    before = day < probe_day[series]
+    series, day, value = series[before], day[before], value[before]
+    stride = int(max(int(day.max(initial=0)), int(probe_day.max())) + 1 + _gap(config))
+    all_series = np.concatenate([series, np.arange(n_series)])
+    local = np.concatenate([day, probe_day]).astype(np.int64)
+    values = np.concatenate([value, np.zeros(n_series)])
+    virtual = _gap(config) + all_series * stride + local
+    order = np.argsort(virtual, kind="stable")
+    virtual, local, values, all_series = (
+        virtual[order],
+        local[order],
+        values[order],
+        all_series[order],
+    )
+    calendar = LogCalendar(virtual, int(virtual[-1]) + 2)
+    baselines = pain_baselines(virtual, values, calendar, config, local)
+    for s_index, items in (pins or {}).items():
+        for first_day, level, spread in sorted(items):
+            applies = (all_series == s_index) & (local >= first_day)
+            baselines = apply_pin(baselines, applies, level, spread)
+    # Each series' probe is its last entry (probes come after every log they read).
+    last = np.searchsorted(all_series, np.arange(n_series), side="right") - 1
+    return np.asarray(baselines.level[last], dtype=np.float64)
 
 
 def daily_band(
@@ -175,7 +224,6 @@ def describe(pins: Sequence[Pin], config: DetectionConfig = DEFAULT_CONFIG) -> s
     if pins:
         latest = max(pins, key=lambda p: p.effective_from)
         text += (
-            f" Pinned by a clinician at {latest.level:g} from "
-            f"{latest.effective_from.isoformat()}."
+            f" Pinned by a clinician at {latest.level:g} from {latest.effective_from.isoformat()}."
         )
     return text

@@ -28,14 +28,15 @@ def on_grid(
 
 def rounded(values: Sequence[float | None], decimals: int = 1) -> list[float | int | None]:
     """Rounded for the payload; whole numbers as ints ("2" rather than "2.0")."""
-    out: list[float | int | None] = []
-    for v in values:
-        if v is None:
-            out.append(None)
-        else:
-            r = round(float(v), decimals)
-            out.append(int(r) if r == int(r) else r)
-    return out
+    if not values:
+        return []
+    raw = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    r = np.round(raw, decimals)
+    whole = r == np.floor(r)
+    return [
+        None if x != x else (int(x) if w else x)  # NaN is not equal to itself
+        for x, w in zip(r.tolist(), whole.tolist(), strict=True)
+    ]
 
 
 def smoothed(

@@ -104,3 +104,5 @@ class ProgressData:
     back_pain: tuple[float | None, ...]
     start_leg: float | None
     start_back: float | None
+    # "when you started", or "a year ago" when the chart begins after the first log.
+    start_label: str = "when you started"

@@ -10,7 +10,9 @@ from typing import Any
 import plotly.graph_objects as go
 
 from rehab.charts import grid, style
-from rehab.charts.model import OutcomePoint
+from rehab.charts.model import AlertSpan, OutcomePoint
+from rehab.charts.serialize import Spec, as_figure
+from rehab.charts.trajectory import alert_shapes
 
 INSTRUMENTS: dict[str, dict[str, Any]] = {
     "odi": {
@@ -38,7 +40,26 @@ INSTRUMENTS: dict[str, dict[str, Any]] = {
 CONFIG: dict[str, Any] = {"displayModeBar": False, "responsive": True}
 
 
-def outcomes_figure(points: Sequence[OutcomePoint], *, height: int = 360) -> go.Figure:
+def outcomes_figure(
+    points: Sequence[OutcomePoint],
+    alerts: Sequence[AlertSpan] = (),
+    *,
+    today: dt.date | None = None,
+    height: int = 360,
+) -> go.Figure:
+    """The measures, with function-decline alert episodes shaded on their instrument's panel
+    (an episode still open runs to `today`, or to the last measure)."""
+    return as_figure(outcomes_spec(points, alerts, today=today, height=height))
+
+
+def outcomes_spec(
+    points: Sequence[OutcomePoint],
+    alerts: Sequence[AlertSpan] = (),
+    *,
+    today: dt.date | None = None,
+    height: int = 360,
+) -> Spec:
+    """`outcomes_figure` as the plain dict the page embeds."""
     ordered = sorted(points, key=lambda p: p.date)
     data = []
     for key, spec in INSTRUMENTS.items():
@@ -66,8 +87,16 @@ def outcomes_figure(points: Sequence[OutcomePoint], *, height: int = 360) -> go.
     layout["xaxis"] = style.axis(type="date", anchor="y2", hoverformat=style.DATE_HOVER)
     if ordered:
         first, last = ordered[0].date, ordered[-1].date
+        if today is not None:
+            last = max(last, today)
         pad = dt.timedelta(days=max(7, (last - first).days // 20))
         layout["xaxis"]["range"] = [grid.iso(first - pad), grid.iso(last + pad)]
+        declines = [a for a in alerts if a.kind == "function_decline" and a.metric in INSTRUMENTS]
+        layout["shapes"] = alert_shapes(
+            declines,
+            last,
+            {"odi": ("y domain", 0.0, 1.0), "psfs": ("y2 domain", 0.0, 1.0), "": ("paper", 0, 1)},
+        )
     for spec in INSTRUMENTS.values():
         layout[spec["axis"].replace("y", "yaxis")] = style.axis(
             domain=spec["domain"],
@@ -87,4 +116,4 @@ def outcomes_figure(points: Sequence[OutcomePoint], *, height: int = 360) -> go.
                 "font": {"size": 15, "color": style.MUTED},
             }
         ]
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
+    return {"data": data, "layout": layout}

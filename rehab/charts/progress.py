@@ -12,12 +12,17 @@ import plotly.graph_objects as go
 
 from rehab.charts import grid, style
 from rehab.charts.model import ProgressData
-from rehab.domain.explain import format_number
+from rehab.charts.serialize import Spec, as_figure
 
 CONFIG: dict[str, Any] = {"displayModeBar": False, "responsive": True, "staticPlot": False}
 
 
 def progress_figure(p: ProgressData, *, height: int = 300) -> go.Figure:
+    return as_figure(progress_spec(p, height=height))
+
+
+def progress_spec(p: ProgressData, *, height: int = 300) -> Spec:
+    """`progress_figure` as the plain dict the page embeds."""
     x = [grid.iso(d) for d in p.week_ends]
     data = []
     shapes = []
@@ -54,8 +59,8 @@ def progress_figure(p: ProgressData, *, height: int = 300) -> go.Figure:
                     "y1": start,
                     "line": {"color": s["color"], "width": 1.5, "dash": "dot"},
                     "label": {
-                        "text": f"{s['name']} when you started: {format_number(start)}",
-                        "textposition": "end",
+                        "text": f"{s['name']} {p.start_label}: {round(start, 1):g}",
+                        "textposition": "start",
                         "yanchor": "bottom",
                         "font": {"size": 11, "color": style.INK},
                     },
@@ -71,7 +76,7 @@ def progress_figure(p: ProgressData, *, height: int = 300) -> go.Figure:
         hovermode="closest",
         shapes=shapes,
     )
-    layout["xaxis"] = style.axis(type="date", tickformat="%-d %b", nticks=5)
+    layout["xaxis"] = style.axis(type="date", tickformat="%b '%y", nticks=5)
     layout["yaxis"] = style.axis(range=[-0.3, 10.3], tickvals=[0, 2, 4, 6, 8, 10])
     if not p.week_ends:
         layout["annotations"] = [
@@ -85,4 +90,4 @@ def progress_figure(p: ProgressData, *, height: int = 300) -> go.Figure:
                 "font": {"size": 15, "color": style.MUTED},
             }
         ]
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
+    return {"data": data, "layout": layout}

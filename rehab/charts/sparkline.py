@@ -25,21 +25,22 @@ class Sparkline:
 
 
 def path(values: Sequence[float | None], width: int = WIDTH, height: int = HEIGHT) -> str:
-    """An SVG path through the values (0–10, one per day; None breaks the line)."""
+    """An SVG path through the values (0–10, one per day; None or NaN breaks the line)."""
     n = len(values)
     if n == 0:
         return ""
     step = (width - 2 * PAD) / max(n - 1, 1)
     scale = (height - 2 * PAD) / 10
+    present = [v is not None and v == v for v in values]  # NaN is not equal to itself
     parts: list[str] = []
     pen_down = False
     for i, v in enumerate(values):
-        if v is None:
+        if not present[i] or v is None:
             pen_down = False
             continue
         x = round(PAD + i * step)
         y = round(height - PAD - v * scale)
-        alone = (i == 0 or values[i - 1] is None) and (i == n - 1 or values[i + 1] is None)
+        alone = (i == 0 or not present[i - 1]) and (i == n - 1 or not present[i + 1])
         if alone:
             parts.append(f"M{x} {y}h0")
         elif pen_down:
@@ -51,7 +52,7 @@ def path(values: Sequence[float | None], width: int = WIDTH, height: int = HEIGH
 
 
 def _phrase(name: str, values: Sequence[float | None]) -> str:
-    known = [v for v in values if v is not None]
+    known = [v for v in values if v is not None and v == v]
     if not known:
         return f"{name}: no logs"
     if len(known) == 1:
@@ -63,7 +64,5 @@ def sparkline(
     leg: Sequence[float | None], back: Sequence[float | None], days: int | None = None
 ) -> Sparkline:
     days = days if days is not None else len(leg)
-    description = (
-        f"Last {days} days: {_phrase('leg pain', leg)}; {_phrase('back pain', back)}."
-    )
+    description = f"Last {days} days: {_phrase('leg pain', leg)}; {_phrase('back pain', back)}."
     return Sparkline(path(leg), path(back), description)

@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 
 from rehab.charts import grid, style
 from rehab.charts.model import PAIN_METRICS, AlertSpan, BaselineBand, Marker, Trajectory
+from rehab.charts.serialize import Spec, as_figure
 from rehab.domain.explain import format_number
 
 DEFAULT_DAYS = 90
@@ -37,6 +38,12 @@ RANGE_PRESETS: tuple[tuple[str, str, int | None], ...] = (
 PAIN_RANGE = [-0.5, 10.5]
 MARKER_ROWS = 3
 MARKER_SPACING_DAYS = 10
+# Marker labels are shown while at most this many days are visible (charts.js hides them
+# beyond, where they would overprint; the symbols, lines and hover stay).
+LABEL_MAX_DAYS = 150
+# Kinds drawn as spans on the main chart: pain on its panel, adherence on the bars, red flags
+# and missed logs across all panels. Function decline (ODI/PSFS) is on the outcomes chart.
+MAIN_CHART_ALERT_KINDS = ("pain_regression", "adherence_drop", "red_flag", "missed_logs")
 
 # Vertical layout of the main chart (fractions of the plot area).
 STRIP = [0.93, 1.0]
@@ -45,18 +52,13 @@ ADHERENCE = [0.0, 0.14]
 AXIS_OF = {"leg_pain": "y", "back_pain": "y2", "adherence": "y3"}
 LINES_TOP = 0.915
 
+# No mode bar: the page's range buttons choose the window (keyboard-usable), dragging across
+# the chart zooms in, a double click goes back.
 CONFIG: dict[str, Any] = {
-    "displaylogo": False,
+    "displayModeBar": False,
     "responsive": True,
     "scrollZoom": False,
-    "modeBarButtonsToRemove": [
-        "select2d",
-        "lasso2d",
-        "autoScale2d",
-        "toggleSpikelines",
-        "hoverClosestCartesian",
-        "hoverCompareCartesian",
-    ],
+    "doubleClick": "reset",
 }
 
 
@@ -131,20 +133,25 @@ def _band_traces(
     ]
 
 
-def _alert_shapes(
+def alert_shapes(
     alerts: Sequence[AlertSpan], end: dt.date, yrefs: dict[str, tuple[str, float, float]]
 ) -> list[dict[str, Any]]:
     """Shaded spans with a label; `yrefs` maps a metric to (yref, y0, y1), "" to all panels."""
     shapes = []
     for a in alerts:
         yref, y0, y1 = yrefs.get(a.metric, yrefs[""])
-        last = a.end if a.end is not None else end
+        # A span still going on ends at the chart's edge, its label right-aligned there so it
+        # reads inwards instead of running off the plot.
+        ongoing = a.end is None or a.end >= end
+        x1 = grid.noon(end)
+        if a.end is not None and not ongoing:
+            x1 = grid.iso(a.end + dt.timedelta(days=1))
         shapes.append(
             {
                 "type": "rect",
                 "xref": "x",
                 "x0": grid.iso(a.onset),
-                "x1": grid.iso(last + dt.timedelta(days=1)),
+                "x1": x1,
                 "yref": yref,
                 "y0": y0,
                 "y1": y1,
@@ -157,7 +164,7 @@ def _alert_shapes(
                 },
                 "label": {
                     "text": a.label,
-                    "textposition": "top left",
+                    "textposition": "top right" if ongoing else "top left",
                     "font": {"size": 11, "color": style.INK},
                     "padding": 3,
                 },
@@ -279,7 +286,14 @@ def trajectory_figure(
     t: Trajectory, *, days: int | None = -1, height: int = 560, static: bool = False
 ) -> go.Figure:
     """The main chart. `days`: the initial window (-1: `initial_days`, None: everything);
-    `static` is for a printed image (no hover-only detail, larger labels)."""
+    `static` is for a printed image (larger labels)."""
+    return as_figure(trajectory_spec(t, days=days, height=height, static=static))
+
+
+def trajectory_spec(
+    t: Trajectory, *, days: int | None = -1, height: int = 560, static: bool = False
+) -> Spec:
+    """`trajectory_figure` as the plain dict the page embeds."""
     shown = initial_days(t) if days == -1 else days
     x0 = grid.iso(t.start)
     data: list[dict[str, Any]] = []
@@ -346,11 +360,13 @@ def trajectory_figure(
         }
     )
     markers = _in_grid(t.markers, t)
+    layout = style.base_layout(height)
     if markers:
+        layout["meta"] = {"labelTrace": len(data), "labelMaxDays": LABEL_MAX_DAYS}
         data.append(_marker_trace(markers, "y4"))
 
-    layout = style.base_layout(height)
     layout["margin"] = {"l": 64, "r": 24, "t": 16, "b": 40}
+    layout["dragmode"] = "zoom"
     if static:
         layout["font"] = {**layout["font"], "size": 15}
     layout["xaxis"] = _x_axis(t, "y3", shown)
@@ -384,10 +400,11 @@ def trajectory_figure(
         "adherence": ("y3 domain", 0.0, 1.0),
         "": ("paper", 0.0, LINES_TOP),
     }
-    layout["shapes"] = _alert_shapes(t.alerts, t.end, panels) + _marker_lines(markers, LINES_TOP)
+    spans = [a for a in t.alerts if a.kind in MAIN_CHART_ALERT_KINDS]
+    layout["shapes"] = alert_shapes(spans, t.end, panels) + _marker_lines(markers, LINES_TOP)
     if not t.logs.dates:
         layout["annotations"] = [_empty_note("No daily logs yet")]
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
+    return {"data": data, "layout": layout}
 
 
 # --- change vs baseline -------------------------------------------------------------------
@@ -410,6 +427,11 @@ def change_values(t: Trajectory, metric: str) -> list[float | None]:
 def change_figure(t: Trajectory, *, days: int | None = -1, height: int = 420) -> go.Figure:
     """(value − baseline) per day for leg and back pain, with the band of ± the clinically
     important change around zero, alert spans and event lines."""
+    return as_figure(change_spec(t, days=days, height=height))
+
+
+def change_spec(t: Trajectory, *, days: int | None = -1, height: int = 420) -> Spec:
+    """`change_figure` as the plain dict the page embeds."""
     shown = initial_days(t) if days == -1 else days
     x0 = grid.iso(t.start)
     data: list[dict[str, Any]] = []
@@ -462,10 +484,10 @@ def change_figure(t: Trajectory, *, days: int | None = -1, height: int = 420) ->
         "": ("paper", 0.0, 1.0),
     }
     pain_alerts = [a for a in t.alerts if a.metric in PAIN_METRICS]
-    layout["shapes"] = _alert_shapes(pain_alerts, t.end, panels) + _marker_lines(markers, 1.0)
+    layout["shapes"] = alert_shapes(pain_alerts, t.end, panels) + _marker_lines(markers, 1.0)
     if not t.logs.dates:
         layout["annotations"] = [_empty_note("No daily logs yet")]
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
+    return {"data": data, "layout": layout}
 
 
 # --- the text alternative -------------------------------------------------------------------

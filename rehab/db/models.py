@@ -104,6 +104,12 @@ class User(CreatedAt, Base):
         str_enum(NotifyMode, "notify_mode"), default=NotifyMode.IMMEDIATE
     )
     reminder_opt_in: Mapped[bool] = mapped_column(default=False)
+    # TOTP second factor (RFC 6238), required for clinicians and admins. The last accepted
+    # time step is kept so a code cannot be replayed.
+    totp_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[dt.datetime | None]
 
     patient: Mapped[Patient | None] = relationship(back_populates="user")
     clinician: Mapped[Clinician | None] = relationship(back_populates="user")
@@ -411,6 +417,20 @@ class ApiToken(CreatedAt, Base):
     user: Mapped[User] = relationship()
 
 
+class UserSession(Base):
+    """A login session, kept on the server so it can be ended: logout, disable, password
+    change. The browser holds only a random token; its SHA-256 is stored."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]
+
+
 class AuditEvent(Base):
     """Append-only record of every access to patient data. Ids only, never content."""
 
@@ -540,7 +560,8 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     channel: Mapped[str] = mapped_column(sa.String(16), default="email")
-    # "alert" (to a clinician) or "reminder" (to a patient who has not logged).
+    # "alert" (to a clinician, at once), "alert_digest" (to a clinician, in the daily digest)
+    # or "reminder" (to a patient who has not logged).
     purpose: Mapped[str] = mapped_column(sa.String(16))
     alert_id: Mapped[int | None] = mapped_column(sa.ForeignKey("alerts.id"), index=True)
     # What makes the row unique per recipient and channel: "alert:42", "reminder:2026-11-26".

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rehab.db.models import Alert, AlertStatus
+from rehab.services import notifications
 from rehab.services.evaluation import detect, reconcile
 
 FALL_ALERT_NOTE = (
@@ -55,6 +56,10 @@ def clinician_follow_up(
             Alert.detected_on.between(fall, fall + dt.timedelta(days=7)),
         )
     ).first()
+    if fall_alert is not None:
+        # Her clinician's e-mail about the fall alert: the demo worker delivers it (to
+        # instance/outbox/ when no SMTP server is configured).
+        notifications.queue_for_alerts(session, [fall_alert.id])
     if fall_alert is not None and phone_call <= as_of:
         when = max(phone_call, fall_alert.detected_on)
         fall_alert.acknowledged_by_user_id = clinician_user_id

@@ -51,6 +51,9 @@ def child_environment(instance_path: Path, public_url: str) -> dict[str, str]:
     env["REHAB_INSTANCE_PATH"] = str(instance_path)
     env.setdefault("REHAB_PUBLIC_URL", public_url)
     env["PYTHONUNBUFFERED"] = "1"
+    # Two-factor sign-in would make the demo logins unusable without an authenticator app;
+    # production keeps it on (config/defaults.toml).
+    env.setdefault("REHAB_TOTP_REQUIRED", "false")
     return env
 
 

@@ -48,13 +48,17 @@ class PainBaselines:
     """Per log: the baseline read from the logs *before* it (NaN level: not enough history).
 
     `level` is the robust mean of the baseline period (each log capped so a benign flare does
-    not move it); `noise` the robust day-to-day SD of the noise period; `logs_used` and
-    `window_days` say which period `level` came from; `followed_down` marks levels taken from
-    the recent days of an improving patient; `pinned` marks a clinician's pin.
+    not move it); `noise` the robust day-to-day SD of the noise period (around its linear
+    trend, so a recovering patient's fall is not counted as noise); `rho` the day-to-day
+    autocorrelation of that noise; `logs_used` and `window_days` say which period `level` came
+    from; `followed_down` marks levels taken from the recent days of an improving patient;
+    `pinned` marks a clinician's pin.
     """
 
     level: FloatArray
     noise: FloatArray
+    rho: FloatArray
+    noise_logs: FloatArray
     logs_used: IntArray
     window_days: IntArray
     followed_down: BoolArray
@@ -71,8 +75,25 @@ class PainBaselines:
         return float(statistics.median(value[start:log].tolist()))
 
 
+class _WindowSums:
+    """Sums over the logs of [first, upto) of any per-log quantity, from one cumulative sum."""
+
+    def __init__(self, first: IntArray, upto: IntArray) -> None:
+        self.first = first
+        self.upto = upto
+        self.total = np.zeros(upto.shape[0] + 1)
+
+    def __call__(self, per_log: FloatArray) -> FloatArray:
+        np.cumsum(per_log, out=self.total[1:])
+        return np.asarray(self.total[self.upto] - self.total[self.first], dtype=np.float64)
+
+
 def pain_baselines(
-    day: IntArray, value: FloatArray, calendar: LogCalendar, config: DetectionConfig
+    day: IntArray,
+    value: FloatArray,
+    calendar: LogCalendar,
+    config: DetectionConfig,
+    local_day: IntArray | None = None,
 ) -> PainBaselines:
     """Baseline before each log of packed series (`day` ascending within each series).
 
@@ -80,39 +101,82 @@ def pain_baselines(
     period before it, and the level capped `excess_cap_noise` × noise above it, so one or two
     flare days move neither. An improving patient's level follows her down: when the recent
     `baseline_recent_days` are at least `follow_down_min_drop` lower, they are the baseline.
+    The noise is the SD around the period's least-squares line (`local_day`, the day within
+    each series, keeps those sums small; without it, around the mean); its autocorrelation
+    comes from the squared differences of logs on consecutive days, shrunk towards a prior
+    when there are few such pairs.
     """
     n_logs = day.shape[0]
     upto = np.arange(n_logs)
     first_long = calendar.before(day - config.baseline_window_days)
     n = upto - first_long
     safe_n = np.maximum(n, 1)
-    total = np.zeros(n_logs + 1)
-    np.cumsum(value, out=total[1:])
-    plain = (total[upto] - total[first_long]) / safe_n
+    long_sums = _WindowSums(first_long, upto)
+    plain = long_sums(value) / safe_n
     enough = n >= config.baseline_min_logs
 
     for_noise = np.where(enough, np.minimum(value, plain + config.noise_cap_points), value)
-    np.cumsum(for_noise, out=total[1:])
-    squares = np.zeros(n_logs + 1)
-    np.cumsum(for_noise * for_noise, out=squares[1:])
     first_noise = calendar.before(day - config.noise_window_days)
-    noise_n = np.maximum(upto - first_noise, 1)
-    noise_mean = (total[upto] - total[first_noise]) / noise_n
-    variance = (squares[upto] - squares[first_noise]) / noise_n - noise_mean * noise_mean
-    noise = np.maximum(np.sqrt(np.maximum(variance, 0.0)), config.noise_floor)
+    noise_sums = _WindowSums(first_noise, upto)
+    noise_n = np.maximum(upto - first_noise, 1).astype(np.float64)
+    sum_x = noise_sums(for_noise)
+    centred_xx = noise_sums(for_noise * for_noise) - sum_x * sum_x / noise_n
+    if local_day is not None and config.noise_detrend:
+        t = local_day.astype(np.float64)
+        sum_t = noise_sums(t)
+        centred_tt = noise_sums(t * t) - sum_t * sum_t / noise_n
+        centred_tx = noise_sums(t * for_noise) - sum_t * sum_x / noise_n
+        trend = np.where(
+            centred_tt > 1.0, centred_tx * centred_tx / np.maximum(centred_tt, 1.0), 0.0
+        )
+        variance = (centred_xx - trend) / np.maximum(noise_n - 1.0, 1.0)
+    else:
+        variance = centred_xx / noise_n
+    variance = np.maximum(variance, 0.0)
+    noise = np.maximum(np.sqrt(variance), config.noise_floor)
 
+    # Autocorrelation: E[(x_t − x_{t−1})²] = 2σ²(1 − ρ) for logs on consecutive days.
+    first_rho = calendar.before(day - config.rho_window_days)
+    rho_sums = _WindowSums(first_rho, upto)
+    step = np.zeros(n_logs)
+    pair = np.zeros(n_logs)
+    if n_logs > 1:
+        consecutive = day[1:] - day[:-1] == 1  # never across series (they sit apart)
+        step[1:] = np.where(consecutive, (for_noise[1:] - for_noise[:-1]) ** 2, 0.0)
+        pair[1:] = consecutive
+    if config.rho_window_days == config.noise_window_days:
+        rho_variance = variance
+    else:
+        rho_n = np.maximum(upto - first_rho, 1).astype(np.float64)
+        rho_x = rho_sums(for_noise)
+        rho_variance = np.maximum(
+            (rho_sums(for_noise * for_noise) - rho_x * rho_x / rho_n) / rho_n, 0.0
+        )
+    pairs = rho_sums(pair)
+    squared_steps = rho_sums(step)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw_rho = 1.0 - squared_steps / np.maximum(pairs, 1.0) / (
+            2.0 * np.maximum(rho_variance, config.noise_floor**2)
+        )
+    raw_rho = np.where(pairs > 0, np.clip(raw_rho, 0.0, config.rho_max), config.rho_prior)
+    rho = (pairs * raw_rho + config.rho_prior_pairs * config.rho_prior) / (
+        pairs + config.rho_prior_pairs
+    )
+
+    level_sums = long_sums
     for_level = np.where(enough, np.minimum(value, plain + config.excess_cap_noise * noise), value)
-    np.cumsum(for_level, out=total[1:])
-    level = (total[upto] - total[first_long]) / safe_n
+    level = level_sums(for_level) / safe_n
     first_recent = calendar.before(day - config.baseline_recent_days)
     recent_n = upto - first_recent
-    recent_level = (total[upto] - total[first_recent]) / np.maximum(recent_n, 1)
+    recent_level = _WindowSums(first_recent, upto)(for_level) / np.maximum(recent_n, 1)
     followed_down = (recent_n >= config.baseline_recent_min_logs) & (
         recent_level <= level - config.follow_down_min_drop
     )
     return PainBaselines(
         level=np.where(enough, np.where(followed_down, recent_level, level), np.nan),
         noise=noise,
+        rho=rho,
+        noise_logs=noise_n,
         logs_used=np.where(followed_down, recent_n, n),
         window_days=np.where(
             followed_down, config.baseline_recent_days, config.baseline_window_days
@@ -132,6 +196,10 @@ def apply_pin(
     return PainBaselines(
         level=np.where(applies, level, baselines.level),
         noise=np.where(applies, noise, baselines.noise) if noise is not None else baselines.noise,
+        rho=baselines.rho,
+        noise_logs=np.where(applies, np.inf, baselines.noise_logs)
+        if noise is not None
+        else baselines.noise_logs,
         logs_used=np.where(applies, 0, baselines.logs_used),
         window_days=np.where(applies, 0, baselines.window_days),
         followed_down=baselines.followed_down & ~applies,

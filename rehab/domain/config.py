@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rehab.domain.noise import MAX_WINDOW, MIN_WINDOW, TRIMMED
+
+
+# Windows of the pain rule: every width from 3 to 8 logs, then 10, 12 and 15 (a finer grid
+# gained nothing in simulation), all at the same z.
+PAIN_WINDOW_WIDTHS: tuple[int, ...] = (3, 4, 5, 6, 7, 8, 10, 12, 15)
+PAIN_WINDOW_Z = 3.5
+
 
 @dataclass(frozen=True, slots=True)
 class DetectionConfig:
@@ -25,25 +33,40 @@ class DetectionConfig:
     follow_down_min_drop: float = 1.0
     # No judgement before a week of logs: a baseline from fewer is mostly noise.
     baseline_min_logs: int = 7
-    # Noise: SD of the logs of the 56 days before, each counted at most 3 points above the
-    # mean before it (a benign flare must not inflate the noise), floored at 0.8 so a very
-    # steady patient is judged by the clinical change rather than by noise she does not have.
+    # Noise σ: SD of the logs of the 56 days before, around their least-squares line (a
+    # recovering patient's fall is not noise), each counted at most 3 points above the mean
+    # before it (a benign flare must not inflate it), floored at 0.8 so a very steady patient
+    # is judged by the clinical change rather than by noise she does not have.
     noise_window_days: int = 56
     noise_cap_points: float = 3.0
     noise_floor: float = 0.8
+    noise_detrend: bool = True
+    # Day-to-day autocorrelation ρ of that noise (design §3), from the squared differences of
+    # logs on consecutive days of the same 56 days, E[(x_t − x_{t−1})²] = 2σ²(1 − ρ), shrunk
+    # towards 0.5 as if 20 more pairs had shown 0.5 (a few pairs say little), at most 0.9.
+    rho_window_days: int = 56
+    rho_prior: float = 0.5
+    rho_prior_pairs: float = 20.0
+    rho_max: float = 0.9
     # Each log counts at most 4 × noise above its baseline, in the level and in the windows:
     # one extreme day cannot carry a window.
     excess_cap_noise: float = 4.0
 
-    # --- pain regression: the ordinary rule, at several time scales -------------------------
-    # (logs in the window, noise multiplier): the window's trimmed mean (its 2 highest logs
-    # dropped, so a one- or two-day flare never counts) minus the baseline level must reach
-    # max(clinically important rise, multiplier × noise). Short windows catch big jumps
-    # within 3 days; long ones catch smaller sustained rises and ramps. The multipliers fall
-    # with the window because a mean of more days is less noisy (not as 1/√n: pain is
-    # autocorrelated, design §3); their values come from simulation.
-    windows: tuple[tuple[int, float], ...] = ((3, 2.4), (5, 1.8), (9, 1.5), (15, 1.35))
+    # --- pain regression: a changepoint statistic at several time scales --------------------
+    # (logs in the window, z): the window's trimmed mean (its 2 highest logs dropped, so a one-
+    # or two-day flare never counts) minus the baseline level must reach both the clinically
+    # important rise and σ·(m + z'·s), where m and s are the mean and SD of that trimmed mean
+    # under AR(1) noise with the patient's ρ (per log: ρ^(days between logs); tables in
+    # `rehab.domain.noise`), s widened by the baseline level's own error. z' is z made a
+    # Student-t quantile for the number of logs σ was estimated from (`t_correction`) and
+    # lowered by ln(f)/z for a patient logging a fraction f of days (`density_adjust`: fewer
+    # logs, fewer chances of a false alert per month). One z for all windows: the statistic is
+    # standardised, so each window gets about the same false-alert rate; its value was chosen
+    # by simulation for ≈ 0.05 false pain alerts per patient-month on the default cohort.
+    windows: tuple[tuple[int, float], ...] = tuple((k, PAIN_WINDOW_Z) for k in PAIN_WINDOW_WIDTHS)
     trimmed_logs: int = 2
+    t_correction: float = 1.0
+    density_adjust: float = 1.0
     # A window of n logs may span at most 2n + 1 days (sparse loggers still get judged).
     window_span_per_log: float = 2.0
     # And at least 3 of its logs (all of a 3-log window) at least 1 point above baseline.
@@ -52,16 +75,20 @@ class DetectionConfig:
 
     # --- after a fall or injury (design: "a fall lowers the evidence needed") ---------------
     # Within 14 days after a logged fall or injury, two logs on or after the event, both up
-    # by ≥ 1, whose mean is up by max(clinically important rise, 1.25 × noise), are enough
-    # (instead of 3 logs up by 2.4 × noise).
+    # by ≥ 1, whose mean is up by the clinically important rise and by `event_z` SDs of a
+    # 2-log mean (σ·√((1 + ρ)/2), plus the baseline's error) are enough.
     event_window_days: int = 14
-    event_noise_multiplier: float = 1.25
+    event_z: float = 1.45
 
     # --- pain episodes ----------------------------------------------------------------------
     # Resolved once the median of the last 3 logs has been within max(1, half the clinically
     # important rise) of the frozen baseline for 3 logs in a row.
     resolve_margin: float = 1.0
     resolve_logs: int = 3
+    # A window that fires while an episode is open, at least a clinically important rise above
+    # the level that episode was raised at, supersedes it: a further regression (a new fall, a
+    # second flare on top of a first) is alerted rather than hidden by the open one.
+    escalate: bool = True
 
     # --- adherence drop ---------------------------------------------------------------------
     # Usual level: mean of the logs of the 28 days ending a week before; current: mean of the
@@ -95,8 +122,12 @@ class DetectionConfig:
     urgent_if_event_after_surgery: bool = True
 
     def __post_init__(self) -> None:
-        if not self.windows or any(w <= self.trimmed_logs for w, _ in self.windows):
-            raise ValueError("every window must hold more logs than are trimmed")
+        if self.trimmed_logs != TRIMMED:
+            raise ValueError(f"the null moments are tabled for {TRIMMED} trimmed logs")
+        if not self.windows or any(
+            not MIN_WINDOW <= w <= MAX_WINDOW for w, _ in self.windows
+        ):
+            raise ValueError(f"every window must hold {MIN_WINDOW} to {MAX_WINDOW} logs")
         if self.missed_log_days < 1:
             raise ValueError("missed_log_days must be at least 1")
 

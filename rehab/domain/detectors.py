@@ -17,6 +17,7 @@ import numpy.typing as npt
 from rehab.domain.baseline import LogCalendar, PainBaselines
 from rehab.domain.clinical import clinically_important_pain_rise_array
 from rehab.domain.config import DetectionConfig
+from rehab.domain.noise import mean_variance_factor, trimmed_mean_moments
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -34,13 +35,16 @@ class PainDecisions:
     `rule` is 0 where no alert would open, else the number of logs of the window that fired
     (2 for the after-a-fall rule); `anchor` is the first log of that window (its baseline is
     the one the alert is judged against); `important_rise` is the clinically important rise
-    from each log's baseline; `recent_median` the median of the last 3 logs.
+    from each log's baseline; `recent_median` the median of the last 3 logs; `window_level`
+    the level of the window that fired (its trimmed mean; the mean of the 2 logs of the
+    after-a-fall rule), NaN where nothing fired.
     """
 
     rule: IntArray
     anchor: IntArray
     important_rise: FloatArray
     recent_median: FloatArray
+    window_level: FloatArray
 
 
 def recent_median(values: FloatArray, series_first: IntArray) -> FloatArray:
@@ -68,19 +72,42 @@ def last_event_on_or_before(event_days: IntArray, day: IntArray) -> IntArray:
     return np.where(position >= 0, latest, never)
 
 
-class _Lagged:
-    """values[i - lag] at every i for lags 0..max_lag, as views of one padded copy."""
+class _AnchorTerms:
+    """The parts of a window's threshold that depend only on its anchor's baseline."""
 
-    def __init__(self, values: npt.NDArray[Any], max_lag: int, fill: Any) -> None:
-        self.n = values.shape[0]
-        self.max_lag = max_lag
-        self.padded = np.empty(self.n + max_lag, dtype=values.dtype)
-        self.padded[:max_lag] = fill
-        self.padded[max_lag:] = values
+    def __init__(
+        self, baselines: PainBaselines, important: FloatArray, config: DetectionConfig
+    ) -> None:
+        self.level = baselines.level
+        self.noise = baselines.noise
+        self.floor = baselines.level + important
+        # The baseline level's own error: variance of the mean of its logs (autocorrelated,
+        # ρ^(days per log)), in units of σ²; none for a clinician's pin.
+        logs_used = baselines.logs_used.astype(np.float64)
+        days_per_log = np.maximum(baselines.window_days / np.maximum(logs_used, 1.0), 1.0)
+        self.baseline_error = np.where(
+            baselines.pinned, 0.0, mean_variance_factor(logs_used, baselines.rho**days_per_log)
+        )
+        # The noise SD is itself estimated, from about n·(1 − ρ²)/(1 + ρ²) independent values:
+        # a Student-t quantile instead of a normal one (z + (z³ + z)/(4·df), Cornish–Fisher)
+        # keeps a patient with little history from alerting on an underestimated SD.
+        rho2 = baselines.rho * baselines.rho
+        self.inverse_df = config.t_correction / np.maximum(
+            baselines.noise_logs * (1.0 - rho2) / (1.0 + rho2), 2.0
+        )
+        # Fewer logs a month are fewer chances of a false alert a month: a patient who logs a
+        # fraction f of days is judged at z + ln(f)/z (about the same false alerts a month).
+        density = np.clip(baselines.noise_logs / config.noise_window_days, 0.05, 1.0)
+        self.z_shift = config.density_adjust * np.log(density)
 
-    def __getitem__(self, lag: int) -> npt.NDArray[Any]:
-        start = self.max_lag - lag
-        return self.padded[start : start + self.n]
+    def threshold(
+        self, anchor: IntArray, z: float, mean: FloatArray, spread: FloatArray
+    ) -> FloatArray:
+        """Level a statistic with null `mean` and SD `spread` (units of σ) must reach."""
+        z_here = z + self.z_shift[anchor] / z
+        z_here = z_here + (z_here**3 + z_here) * self.inverse_df[anchor] / 4.0
+        statistical = self.level[anchor] + self.noise[anchor] * (mean + z_here * spread)
+        return np.asarray(np.maximum(self.floor[anchor], statistical), dtype=np.float64)
 
 
 def pain_decisions(
@@ -96,6 +123,12 @@ def pain_decisions(
     `series_first[i]` is the index of the first log of log i's series; `provoking_days` are
     the (virtual, sorted) days of falls and injuries. A window's baseline is the one before its
     first log (its `anchor`), so the rise being judged is never part of its own baseline.
+
+    A window of k logs fires when its trimmed mean (2 highest logs dropped, each log capped at
+    `excess_cap_noise` × noise above the baseline) is up by the clinically important rise and
+    by mean + z·SD of that statistic under the patient's own noise: SD σ, log-to-log
+    autocorrelation ρ^(days per log) (`rehab.domain.noise` has the trimmed mean's moments), plus
+    the error of the baseline level itself (the mean of its n logs, also autocorrelated).
     """
     n_logs = day.shape[0]
     index = np.arange(n_logs)
@@ -105,53 +138,66 @@ def pain_decisions(
     important = clinically_important_pain_rise_array(np.fmax(level, 0.0))  # fmax: NaN → 0
     capped = np.fmin(value, level + config.excess_cap_noise * noise)  # fmin: NaN → value
     elevated = value - level >= config.elevated_margin  # False where no baseline (NaN)
-    widest = max(width for width, _ in config.windows)
-    lagged_value = _Lagged(capped, 1, np.nan)
-    lagged_day = _Lagged(day, widest - 1, 0)
     elevated_count = np.zeros(n_logs + 1, dtype=np.int64)
     np.cumsum(elevated, out=elevated_count[1:])
     capped_total = np.zeros(n_logs + 1)
     np.cumsum(capped, out=capped_total[1:])
+    terms = _AnchorTerms(baselines, important, config)
 
     rule = np.zeros(n_logs, dtype=np.int64)
+    window_level = np.full(n_logs, np.nan)
     kept = config.trimmed_logs
     # Longest window first, so that shorter (earlier, more specific) windows overwrite.
-    for width, multiplier in sorted(config.windows, reverse=True):
+    for width, z in sorted(config.windows, reverse=True):
         lag = width - 1
-        # Judged against the baseline before the window's first log (lag logs back).
-        needed = _Lagged(level + np.maximum(important, multiplier * noise), lag, np.inf)[lag]
-        start = np.maximum(index - lag, 0)
-        # The trimmed mean is at most the plain mean: only windows whose plain mean reaches
-        # the threshold need their two highest logs found (a handful of rows, not all).
-        possible = np.flatnonzero(
-            (position >= lag)
-            & (capped_total[index + 1] - capped_total[start] >= width * needed - _ROUNDING)
-            & (day - lagged_day[lag] <= config.window_span_per_log * width + 1)
-            & (
-                elevated_count[index + 1] - elevated_count[start]
-                >= min(width, config.elevated_logs_needed)
-            )
+        # Cheap filters first (enough logs, enough of them raised, not spread too thin), so
+        # that the thresholds are worked out for a small fraction of the logs only.
+        candidate = np.flatnonzero(
+            elevated_count[lag + 1 :] - elevated_count[: n_logs - lag]
+            >= min(width, config.elevated_logs_needed)
         )
+        candidate += lag  # the window's last log
+        span = day[candidate] - day[candidate - lag]
+        keep = (position[candidate] >= lag) & (span <= config.window_span_per_log * width + 1)
+        candidate = candidate[keep]
+        if candidate.shape[0] == 0:
+            continue
+        anchor = candidate - lag  # judged against the baseline before the window's first log
+        days_per_log = np.maximum(span[keep] / lag, 1.0)
+        mean, sd = trimmed_mean_moments(width, baselines.rho[anchor] ** days_per_log)
+        needed = terms.threshold(anchor, z, mean, np.sqrt(sd * sd + terms.baseline_error[anchor]))
+        # The trimmed mean is at most the plain mean: only windows whose plain mean reaches
+        # the threshold need their two highest logs found.
+        plain = capped_total[candidate + 1] - capped_total[anchor]
+        reach = plain >= width * needed - _ROUNDING
+        possible, needed = candidate[reach], needed[reach]
         if possible.shape[0] == 0:
             continue
         windows = capped[possible[:, None] - np.arange(lag, -1, -1)[None, :]]
         lowest = np.partition(windows, width - kept - 1, axis=1)[:, : width - kept]
-        fired = possible[lowest.sum(axis=1) >= (width - kept) * needed[possible] - _ROUNDING]
-        rule[fired] = width
+        trimmed_mean = lowest.sum(axis=1) / (width - kept)
+        fires = trimmed_mean >= needed - _ROUNDING
+        rule[possible[fires]] = width
+        window_level[possible[fires]] = trimmed_mean[fires]
 
-    # After a fall or injury: the two latest logs, both on or after the event.
-    if provoking_days.shape[0]:
-        event_day = last_event_on_or_before(provoking_days, day)
-        needed = level + np.maximum(important, config.event_noise_multiplier * noise)
-        by_event = (
-            (position >= 1)
-            & (day - event_day <= config.event_window_days)
-            & (lagged_day[1] >= event_day)
-            & elevated
-            & _Lagged(elevated, 1, False)[1]
-            & ((capped + lagged_value[1]) / 2.0 >= _Lagged(needed, 1, np.inf)[1] - _ROUNDING)
-        )
-        rule[by_event] = EVENT_RULE
+    # After a fall or injury: the two latest logs, both on or after the event and both raised,
+    # their mean up by the clinically important rise and by `event_z` SDs of a 2-log mean.
+    if provoking_days.shape[0] and n_logs > 1:
+        pair = np.flatnonzero(elevated[1:] & elevated[:-1]) + 1
+        pair = pair[position[pair] >= 1]
+        event_day = last_event_on_or_before(provoking_days, day[pair])
+        pair = pair[
+            (day[pair] - event_day <= config.event_window_days) & (day[pair - 1] >= event_day)
+        ]
+        if pair.shape[0]:
+            anchor = pair - 1
+            pair_rho = baselines.rho[anchor] ** np.maximum(day[pair] - day[anchor], 1)
+            spread = np.sqrt((1.0 + pair_rho) / 2.0 + terms.baseline_error[anchor])
+            needed = terms.threshold(anchor, config.event_z, np.zeros(pair.shape[0]), spread)
+            pair_mean = (capped[pair] + capped[anchor]) / 2.0
+            fires = pair_mean >= needed - _ROUNDING
+            rule[pair[fires]] = EVENT_RULE
+            window_level[pair[fires]] = pair_mean[fires]
 
     anchor = np.maximum(index - np.maximum(rule, 1) + 1, 0)
     return PainDecisions(
@@ -159,6 +205,7 @@ def pain_decisions(
         anchor=anchor,
         important_rise=important,
         recent_median=recent_median(value, series_first),
+        window_level=window_level,
     )
 
 

@@ -135,6 +135,7 @@ def _series_gap(config: DetectionConfig) -> int:
     return 2 + max(
         config.baseline_window_days,
         config.noise_window_days,
+        config.rho_window_days,
         config.adherence_gap_days + config.adherence_baseline_days,
         config.event_window_days,
         int(config.window_span_per_log * max(w for w, _ in config.windows)) + 1,
@@ -230,7 +231,9 @@ def _fired_by_series(fired: BoolArray, packed: _Packed) -> list[tuple[int, IntAr
 def _pain_baselines_with_pins(
     packed: _Packed, patients: Sequence[_Patient | None], config: DetectionConfig
 ) -> PainBaselines:
-    baselines = pain_baselines(packed.day, packed.value, packed.calendar, config)
+    baselines = pain_baselines(
+        packed.day, packed.value, packed.calendar, config, packed.local_day
+    )
     for k, position in enumerate(packed.owner):
         patient = patients[position]
         assert patient is not None
@@ -386,13 +389,9 @@ def _pain_episodes(
             f"{owner.series.patient_id if owner else '?'}: {packed.column[k]} must be integers 0–10"
         )
     baselines = _pain_baselines_with_pins(packed, patients, config)
+    provoking = _provoking_days(packed, patients, config)
     decisions = pain_decisions(
-        packed.day,
-        value,
-        packed.series_first,
-        baselines,
-        _provoking_days(packed, patients, config),
-        config,
+        packed.day, value, packed.series_first, baselines, provoking, config
     )
     for k, fired in _fired_by_series(decisions.rule > 0, packed):
         position = packed.owner[k]
@@ -400,30 +399,46 @@ def _pain_episodes(
         assert patient is not None
         end = int(packed.series_end[k])
         earliest = int(packed.series_start[k])
-        for i in fired.tolist():
+        fired_logs = fired.tolist()
+        for n_fired, i in enumerate(fired_logs):
             if i < earliest:
                 continue
             anchor = int(decisions.anchor[i])
             shown = baselines.shown_level(packed.day, value, packed.calendar, anchor)
-            margin = max(config.resolve_margin, 0.5 * float(decisions.important_rise[anchor]))
+            important = float(decisions.important_rise[anchor])
+            margin = max(config.resolve_margin, 0.5 * important)
             limit = shown + margin
             resolve_at = _first_run_end(
                 decisions.recent_median, i + 1, end, limit, config.resolve_logs, below=True
             )
-            out[position].append(
-                _pain_episode(
-                    patient,
-                    packed.column[k],
-                    packed,
-                    baselines,
-                    decisions,
-                    i,
-                    earliest,
-                    resolve_at,
-                    shown,
-                    config,
-                )
+            # A further clinically important rise above the level alerted, while this episode
+            # is still open, supersedes it (closed that day) and opens a new one.
+            superseded_at: int | None = None
+            if config.escalate:
+                alerted = max(float(decisions.recent_median[i]), float(decisions.window_level[i]))
+                for j in fired_logs[n_fired + 1 :]:
+                    if resolve_at is not None and j > resolve_at:
+                        break
+                    if float(decisions.window_level[j]) >= alerted + important - 1e-9:
+                        superseded_at = j
+                        resolve_at = j
+                        break
+            episode = _pain_episode(
+                patient,
+                packed.column[k],
+                packed,
+                baselines,
+                decisions,
+                i,
+                earliest,
+                resolve_at,
+                shown,
+                config,
             )
+            out[position].append(episode)
+            if superseded_at is not None:
+                earliest = superseded_at
+                continue
             if resolve_at is None:
                 break
             earliest = resolve_at + 1

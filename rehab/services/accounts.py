@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import cast
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -148,25 +149,30 @@ def user_for_api_token(session: Session, clear: str) -> User | None:
 
 # Every API request starts here: one query, plain columns (no objects to load), and the
 # patient or clinician id that the access check needs.
+_TOKENS = cast(sa.Table, ApiToken.__table__)
+_USERS = cast(sa.Table, User.__table__)
+_PATIENTS = cast(sa.Table, Patient.__table__)
+_CLINICIANS = cast(sa.Table, Clinician.__table__)
+# Table columns, not ORM attributes: a plain Core statement skips the ORM's result layer.
 _ACTOR_FOR_TOKEN = (
     sa.select(
-        ApiToken.id,
-        ApiToken.last_used_at,
-        User.id.label("user_id"),
-        User.role,
-        Patient.id.label("patient_id"),
-        Clinician.id.label("clinician_id"),
+        _TOKENS.c.id,
+        _TOKENS.c.last_used_at,
+        _USERS.c.id.label("user_id"),
+        _USERS.c.role,
+        _PATIENTS.c.id.label("patient_id"),
+        _CLINICIANS.c.id.label("clinician_id"),
     )
-    .join(User, User.id == ApiToken.user_id)
-    .outerjoin(Patient, Patient.user_id == User.id)
-    .outerjoin(Clinician, Clinician.user_id == User.id)
+    .select_from(_TOKENS)
+    .join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
+    .outerjoin(_PATIENTS, _PATIENTS.c.user_id == _USERS.c.id)
+    .outerjoin(_CLINICIANS, _CLINICIANS.c.user_id == _USERS.c.id)
     .where(
-        ApiToken.token_hash == sa.bindparam("token_hash"),
-        ApiToken.revoked_at.is_(None),
-        User.is_active,
+        _TOKENS.c.token_hash == sa.bindparam("token_hash"),
+        _TOKENS.c.revoked_at.is_(None),
+        _USERS.c.is_active,
     )
 )
-_TOKENS = ApiToken.__table__
 _TOUCH_TOKEN = (
     sa.update(_TOKENS)
     .where(_TOKENS.c.id == sa.bindparam("token_id"))

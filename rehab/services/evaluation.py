@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -40,8 +41,8 @@ from rehab.domain.detection import (
     detect_episodes_many,
 )
 from rehab.domain.event_text import fall_mechanism
-from rehab.domain.vocabulary import RedFlag
-from rehab.services import audit, notifications
+from rehab.domain.vocabulary import EventType, FallLocation, LandedOn, RedFlag, Side
+from rehab.services import audit, notifications, series_copy
 from rehab.services.actors import SYSTEM
 from rehab.services.series import RED_FLAG_COLUMNS
 
@@ -60,7 +61,60 @@ class EvaluationResult:
 def load_series(
     session: Session, patient_ids: Sequence[int], since: dt.date | None
 ) -> dict[int, PatientSeries]:
-    """The plain series of several patients, in 4 queries whatever their number."""
+    """The plain series of several patients (keyed and ordered as `patient_ids`), in 4
+    queries whatever their number. On PostgreSQL (psycopg) the logs come by binary COPY into
+    numpy arrays (`series_copy`): the periodic scan reads a year of logs of every patient."""
+    connection = _copy_connection(session)
+    if connection is not None:
+        logs = series_copy.log_columns(series_copy.read_log_arrays(connection, patient_ids, since))
+    else:
+        logs = _select_log_columns(session, patient_ids, since)
+    events = _events(session, patient_ids)
+    outcomes = _outcomes(session, patient_ids)
+    pins = _pins(session, patient_ids)
+    return {
+        pid: _series(pid, logs.get(pid, _NO_LOGS), events, outcomes, pins) for pid in patient_ids
+    }
+
+
+_NO_LOGS: series_copy.LogColumns = ((), (), (), (), (), ())
+
+
+def _series(
+    pid: int,
+    logs: series_copy.LogColumns,
+    events: Mapping[int, list[PatientEvent]],
+    outcomes: Mapping[int, list[OutcomeScore]],
+    pins: Mapping[int, list[PinnedBaseline]],
+) -> PatientSeries:
+    dates, back_pain, leg_pain, adherence, leg_side, red_flags = logs
+    return PatientSeries(
+        patient_id=str(pid),
+        dates=dates,
+        back_pain=back_pain,
+        leg_pain=leg_pain,
+        adherence=adherence,
+        leg_side=leg_side,
+        red_flags=red_flags,
+        events=tuple(events.get(pid, ())),
+        outcomes=tuple(outcomes.get(pid, ())),
+        pinned_baselines=tuple(pins.get(pid, ())),
+    )
+
+
+def _copy_connection(session: Session) -> psycopg.Connection[Any] | None:
+    """The psycopg connection of the session's transaction, when the fast path applies."""
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        return None
+    connection = session.connection().connection.driver_connection
+    return connection if isinstance(connection, psycopg.Connection) else None
+
+
+def _select_log_columns(
+    session: Session, patient_ids: Sequence[int], since: dt.date | None
+) -> dict[int, series_copy.LogColumns]:
+    """The generic path (SQLite: the demo): a plain SELECT, one row tuple per log."""
     log_query = sa.select(
         SessionLog.patient_id,
         SessionLog.log_date,
@@ -72,7 +126,7 @@ def load_series(
     ).where(SessionLog.patient_id.in_(patient_ids))
     if since is not None:
         log_query = log_query.where(SessionLog.log_date >= since)
-    columns: dict[int, list[list[Any]]] = {pid: [[], [], [], [], [], []] for pid in patient_ids}
+    columns: dict[int, list[list[Any]]] = defaultdict(lambda: [[], [], [], [], [], []])
     flags = list(RedFlag)
     for row in session.execute(log_query.order_by(SessionLog.patient_id, SessionLog.log_date)):
         cols = columns[row[0]]
@@ -82,66 +136,111 @@ def load_series(
         cols[3].append(row[4])
         cols[4].append(row[5].value if row[5] is not None else None)
         cols[5].append(tuple(f.value for f, on in zip(flags, row[6:], strict=True) if on))
+    return {
+        pid: (tuple(c[0]), tuple(c[1]), tuple(c[2]), tuple(c[3]), tuple(c[4]), tuple(c[5]))
+        for pid, c in columns.items()
+    }
 
+
+def _events(session: Session, patient_ids: Sequence[int]) -> dict[int, list[PatientEvent]]:
+    # Columns, not ORM objects: a scan batch holds thousands of events.
     events: dict[int, list[PatientEvent]] = defaultdict(list)
-    for event in session.scalars(sa.select(Event).where(Event.patient_id.in_(patient_ids))):
-        events[event.patient_id].append(to_patient_event(event))
+    for pid, day, kind, note, side, region, location, steps, height, landed in session.execute(
+        sa.select(
+            Event.patient_id,
+            Event.event_date,
+            Event.event_type,
+            Event.description,
+            Event.side,
+            Event.body_region,
+            Event.fall_location,
+            Event.fall_steps,
+            Event.fall_height_cm,
+            Event.fall_landed_on,
+        )
+        .where(Event.patient_id.in_(patient_ids))
+        .order_by(Event.patient_id, Event.event_date, Event.id)
+    ):
+        events[pid].append(
+            _patient_event(day, kind, note, side, region, location, steps, height, landed)
+        )
+    return events
+
+
+def _outcomes(session: Session, patient_ids: Sequence[int]) -> dict[int, list[OutcomeScore]]:
     outcomes: dict[int, list[OutcomeScore]] = defaultdict(list)
-    for measure in session.execute(
+    for patient_id, measured_on, instrument, score in session.execute(
         sa.select(
             OutcomeMeasure.patient_id,
             OutcomeMeasure.measured_on,
             OutcomeMeasure.instrument,
             OutcomeMeasure.score,
-        ).where(OutcomeMeasure.patient_id.in_(patient_ids))
-    ):
-        outcomes[measure[0]].append(
-            OutcomeScore(date=measure[1], instrument=measure[2].value, score=measure[3])
         )
+        .where(OutcomeMeasure.patient_id.in_(patient_ids))
+        .order_by(OutcomeMeasure.patient_id, OutcomeMeasure.measured_on, OutcomeMeasure.id)
+    ):
+        outcomes[patient_id].append(
+            OutcomeScore(date=measured_on, instrument=instrument.value, score=score)
+        )
+    return outcomes
+
+
+def _pins(session: Session, patient_ids: Sequence[int]) -> dict[int, list[PinnedBaseline]]:
     pins: dict[int, list[PinnedBaseline]] = defaultdict(list)
-    for pin in session.scalars(
-        sa.select(PinnedBaselineRow).where(PinnedBaselineRow.patient_id.in_(patient_ids))
+    for patient_id, metric, level, effective_from, spread in session.execute(
+        sa.select(
+            PinnedBaselineRow.patient_id,
+            PinnedBaselineRow.metric,
+            PinnedBaselineRow.level,
+            PinnedBaselineRow.effective_from,
+            PinnedBaselineRow.spread,
+        )
+        .where(PinnedBaselineRow.patient_id.in_(patient_ids))
+        .order_by(PinnedBaselineRow.patient_id, PinnedBaselineRow.id)
     ):
-        pins[pin.patient_id].append(
-            PinnedBaseline(
-                metric=pin.metric,
-                level=pin.level,
-                effective_from=pin.effective_from,
-                spread=pin.spread,
-            )
+        pins[patient_id].append(
+            PinnedBaseline(metric=metric, level=level, effective_from=effective_from, spread=spread)
         )
-    return {
-        pid: PatientSeries(
-            patient_id=str(pid),
-            dates=tuple(cols[0]),
-            back_pain=tuple(cols[1]),
-            leg_pain=tuple(cols[2]),
-            adherence=tuple(cols[3]),
-            leg_side=tuple(cols[4]),
-            red_flags=tuple(cols[5]),
-            events=tuple(events[pid]),
-            outcomes=tuple(outcomes[pid]),
-            pinned_baselines=tuple(pins[pid]),
-        )
-        for pid, cols in columns.items()
-    }
+    return pins
 
 
 def to_patient_event(event: Event) -> PatientEvent:
+    """An `Event` as the detector sees it."""
+    return _patient_event(
+        event.event_date,
+        event.event_type,
+        event.description,
+        event.side,
+        event.body_region,
+        event.fall_location,
+        event.fall_steps,
+        event.fall_height_cm,
+        event.fall_landed_on,
+    )
+
+
+def _patient_event(
+    event_date: dt.date,
+    event_type: EventType,
+    description: str,
+    side: Side | None,
+    body_region: str | None,
+    fall_location: FallLocation | None,
+    fall_steps: int | None,
+    fall_height_cm: int | None,
+    fall_landed_on: LandedOn | None,
+) -> PatientEvent:
     mechanism = None
-    if event.event_type == "fall":
+    if event_type == "fall":
         mechanism = (
-            fall_mechanism(
-                event.fall_location, event.fall_steps, event.fall_height_cm, event.fall_landed_on
-            )
-            or None
+            fall_mechanism(fall_location, fall_steps, fall_height_cm, fall_landed_on) or None
         )
     return PatientEvent(
-        date=event.event_date,
-        event_type=event.event_type.value,
-        note=event.description,
-        side=event.side.value if event.side else None,
-        body_region=event.body_region,
+        date=event_date,
+        event_type=event_type.value,
+        note=description,
+        side=side.value if side else None,
+        body_region=body_region,
         mechanism=mechanism,
     )
 

@@ -178,6 +178,9 @@ class _LogContext:
     spine_surgery: bool  # any surgery on record (advice)
 
 
+_LOGS = cast(sa.Table, SessionLog.__table__)
+
+
 def _log_context_statement() -> sa.Select[Any]:
     """One SELECT for every check of a new log, so that accepting a log costs this query and
     the INSERTs. A one-row `facts` subquery (scalar subqueries on the patient's indexed
@@ -187,45 +190,50 @@ def _log_context_statement() -> sa.Select[Any]:
     log_date = sa.bindparam("log_date", type_=sa.Date)
     client_id = sa.bindparam("client_id", type_=sa.String)
     week_before = sa.bindparam("week_before", type_=sa.Date)
-    program_id = (
-        program_in_effect(patient_id, log_date).with_only_columns(Program.id).scalar_subquery()
-    )
+    # Table columns, not ORM attributes: a plain Core statement skips the ORM's result layer.
+    programs, logs = _table(Program), _LOGS
+    events, prescriptions = _table(Event), _table(Prescription)
+    program_id = program_in_effect(patient_id, log_date, programs.c.id).scalar_subquery()
     facts = sa.select(
-        sa.select(sa.func.min(Program.start_date))
-        .where(Program.patient_id == patient_id)
+        sa.select(sa.func.min(programs.c.start_date))
+        .where(programs.c.patient_id == patient_id)
         .scalar_subquery()
         .label("first_start"),
-        sa.select(SessionLog.id)
-        .where(SessionLog.patient_id == patient_id, SessionLog.client_id == client_id)
+        sa.select(logs.c.id)
+        .where(logs.c.patient_id == patient_id, logs.c.client_id == client_id)
         .scalar_subquery()
         .label("by_client_id"),
-        sa.select(SessionLog.id)
-        .where(SessionLog.patient_id == patient_id, SessionLog.log_date == log_date)
+        sa.select(logs.c.id)
+        .where(logs.c.patient_id == patient_id, logs.c.log_date == log_date)
         .scalar_subquery()
         .label("same_day_id"),
-        sa.select(sa.func.count(Event.id))
+        sa.select(sa.func.count(events.c.id))
         .where(
-            Event.patient_id == patient_id,
-            Event.event_type == EventType.FALL,
-            Event.event_date.between(week_before, log_date),
+            events.c.patient_id == patient_id,
+            events.c.event_type == EventType.FALL,
+            events.c.event_date.between(week_before, log_date),
         )
         .scalar_subquery()
         .label("recent_falls"),
-        sa.select(sa.func.count(Event.id))
-        .where(Event.patient_id == patient_id, Event.event_type == EventType.SURGERY)
+        sa.select(sa.func.count(events.c.id))
+        .where(events.c.patient_id == patient_id, events.c.event_type == EventType.SURGERY)
         .scalar_subquery()
         .label("surgeries"),
     ).subquery("facts")
     return (
-        sa.select(facts, Prescription.id.label("prescription_id"), Prescription.sets)
+        sa.select(facts, prescriptions.c.id.label("prescription_id"), prescriptions.c.sets)
         .select_from(
             facts.outerjoin(
-                Prescription,
-                sa.and_(Prescription.program_id == program_id, Prescription.active),
+                prescriptions,
+                sa.and_(prescriptions.c.program_id == program_id, prescriptions.c.active),
             )
         )
-        .order_by(Prescription.position)
+        .order_by(prescriptions.c.position)
     )
+
+
+def _table(model: type[Any]) -> sa.Table:
+    return cast(sa.Table, model.__table__)
 
 
 # Built once: SQLAlchemy then reuses its compiled form and cache key on every request.
@@ -253,7 +261,6 @@ def _log_context(session: Session, patient_id: int, data: SessionLogInput) -> _L
     )
 
 
-_LOGS = cast(sa.Table, SessionLog.__table__)
 _ENTRIES = cast(sa.Table, ExerciseEntry.__table__)
 _AUDIT = cast(sa.Table, AuditEvent.__table__)
 _INSERT_LOG = sa.insert(_LOGS).returning(_LOGS.c.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -14,18 +14,21 @@ from rehab.services.access import require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput, ProgramInput
 
+_PROGRAMS = cast(sa.Table, Program.__table__)
 
-def program_in_effect(patient_id: Any, day: Any) -> sa.Select[tuple[Program]]:
+
+def program_in_effect(patient_id: Any, day: Any, *columns: Any) -> sa.Select[Any]:
     """SELECT the program in effect on `day` (values or bound parameters): the latest started
-    on or before it and not yet ended. One definition for `program_on` and the log's checks."""
+    on or before it and not yet ended. One definition for `program_on` and the log's checks.
+    `columns` replace the Program entity (table columns keep the statement plain Core)."""
     return (
-        sa.select(Program)
+        sa.select(*(columns or (Program,)))
         .where(
-            Program.patient_id == patient_id,
-            Program.start_date <= day,
-            sa.or_(Program.end_date.is_(None), Program.end_date >= day),
+            _PROGRAMS.c.patient_id == patient_id,
+            _PROGRAMS.c.start_date <= day,
+            sa.or_(_PROGRAMS.c.end_date.is_(None), _PROGRAMS.c.end_date >= day),
         )
-        .order_by(Program.start_date.desc(), Program.id.desc())
+        .order_by(_PROGRAMS.c.start_date.desc(), _PROGRAMS.c.id.desc())
         .limit(1)
     )
 

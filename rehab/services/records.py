@@ -30,9 +30,8 @@ from rehab.services.time import clinic_today
 RECENT_LOGS = 14
 HISTORY_DAYS = 30
 HISTORY_EVENTS = 50
-# The patient's progress page: where they started is the mean of their first week of logs,
-# where they are now the mean of the last 7 days; the chart shows weekly means for up to a year.
-START_LOGS = 7
+# The patient's progress page: weekly means for up to a year, where they started (the first
+# of those weeks with logs) and where they are now (the mean of the last 7 days).
 PROGRESS_WEEKS = 52
 
 
@@ -142,6 +141,7 @@ class PatientProgress:
     first_log: dt.date | None
     start_leg: float | None
     start_back: float | None
+    start_label: str
     now_leg: float | None
     now_back: float | None
     chart: ProgressData
@@ -162,7 +162,7 @@ def patient_progress(session: Session, actor: Actor, patient_id: int) -> Patient
             Program.patient_id == patient_id, Program.start_date <= today
         )
     )
-    return progress_from_rows(today, [tuple(r) for r in rows], first_program)
+    return progress_from_rows(today, [(r[0], r[1], r[2], r[3]) for r in rows], first_program)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -194,12 +194,12 @@ def progress_from_rows(
         days = max(1, min(7, (today - first_program).days + 1))
         done = sum(r[3] or 0.0 for r in rows if r[0] >= week_ago)
         adherence = min(1.0, done / days)
-    first = rows[:START_LOGS]
     recent = [r for r in rows if r[0] >= week_ago]
 
     week_ends: list[dt.date] = []
     leg: list[float | None] = []
     back: list[float | None] = []
+    weeks = 0
     if rows:
         weeks = min(PROGRESS_WEEKS, (today - rows[0][0]).days // 7 + 1)
         for k in range(weeks - 1, -1, -1):
@@ -209,8 +209,17 @@ def progress_from_rows(
             week_ends.append(end)
             leg.append(_mean([r[1] for r in inside]))
             back.append(_mean([r[2] for r in inside]))
-    start_leg = _mean([r[1] for r in first])
-    start_back = _mean([r[2] for r in first])
+    # Where they started: their first 7 days of logging, or for someone logging for longer
+    # than the chart shows, its first week with logs ("a year ago").
+    first_week_is_start = not rows or weeks < PROGRESS_WEEKS
+    if first_week_is_start:
+        first = [r for r in rows if r[0] < rows[0][0] + dt.timedelta(days=7)]
+        start_leg = _mean([r[1] for r in first])
+        start_back = _mean([r[2] for r in first])
+    else:
+        start_leg = next((v for v in leg if v is not None), None)
+        start_back = next((v for v in back if v is not None), None)
+    start_label = "when you started" if first_week_is_start else "a year ago"
     return PatientProgress(
         today=today,
         logged_today=today in logged,
@@ -224,7 +233,10 @@ def progress_from_rows(
         start_back=start_back,
         now_leg=_mean([r[1] for r in recent]),
         now_back=_mean([r[2] for r in recent]),
-        chart=ProgressData(tuple(week_ends), tuple(leg), tuple(back), start_leg, start_back),
+        start_label=start_label,
+        chart=ProgressData(
+            tuple(week_ends), tuple(leg), tuple(back), start_leg, start_back, start_label
+        ),
     )
 
 

@@ -220,7 +220,14 @@ def event_markers(events: list[Event]) -> list[Marker]:
     for event in events:
         kind = event.event_type.value
         text = describe_event(to_patient_event(event))
-        out.append(Marker(event.event_date, kind, MARKER_LABELS.get(kind, "Event"), text[:1].upper() + text[1:]))
+        out.append(
+            Marker(
+                event.event_date,
+                kind,
+                MARKER_LABELS.get(kind, "Event"),
+                text[:1].upper() + text[1:],
+            )
+        )
     return out
 
 
@@ -249,10 +256,13 @@ def findings_sentence(findings: list[Finding] | tuple[Finding, ...]) -> str:
             continue
         where = f" ({f.body_region})" if f.body_region else ""
         what = (
-            f"Imaging {f.modality.value.upper()}" if f.kind is FindingKind.IMAGING and f.modality
+            f"Imaging {f.modality.value.upper()}"
+            if f.kind is FindingKind.IMAGING and f.modality
             else humanize(f.kind.value)
         )
-        parts.append(f"{what}{where}: {f.text}".rstrip(": ") + ("" if f.text.endswith(".") else "."))
+        parts.append(
+            f"{what}{where}: {f.text}".rstrip(": ") + ("" if f.text.endswith(".") else ".")
+        )
     return " ".join(parts)
 
 
@@ -318,7 +328,9 @@ def exercise_adherence(
         )
         .group_by(ExerciseEntry.prescription_id)
     ).all()
-    done = {row[0]: {d: int(row[i + 1] or 0) for i, d in enumerate(ADHERENCE_WINDOWS)} for row in rows}
+    done = {
+        row[0]: {d: int(row[i + 1] or 0) for i, d in enumerate(ADHERENCE_WINDOWS)} for row in rows
+    }
     out = []
     for p in program.prescriptions:
         if not p.active:

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 API_PREFIX = "/api/v1"
 
 # Patient pages and API answers must not be kept by browsers or proxies.
-NO_STORE_PREFIXES = ("/me", "/clinic", "/admin", API_PREFIX)
+NO_STORE_PREFIXES = ("/me", "/clinic", "/admin", "/settings", "/unsubscribe", API_PREFIX)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

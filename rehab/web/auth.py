@@ -1,7 +1,9 @@
-"""Login, logout, one-time set-password links; the logged-in user for every page."""
+"""Login (password, then TOTP for clinicians and admins), logout, one-time set-password
+links; the logged-in user for every page."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -20,17 +22,21 @@ from flask import (
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import selectinload
-from wtforms import EmailField, PasswordField
+from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from rehab.db.models import User
-from rehab.domain.vocabulary import AuditOutcome, Role
+from rehab.domain.vocabulary import Role
 from rehab.extensions import db, limiter, login_manager
-from rehab.services import accounts, audit
+from rehab.services import accounts, audit, sessions, two_factor
+from rehab.services import login as login_service
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
 
 bp = Blueprint("auth", __name__)
+
+# The password step stays valid this long for the second factor to follow.
+PENDING_SECONDS = 300
 
 
 class SessionUser(UserMixin):
@@ -44,20 +50,30 @@ class SessionUser(UserMixin):
         self.actor: Actor = accounts.actor_for(user)
 
     def get_id(self) -> str:
-        # The epoch is part of the id: bumping it (password change, disable, "log out
-        # everywhere") invalidates every existing session cookie at once.
+        # The epoch is part of the id: bumping it ends every session of the user at once.
         return f"{self.id}.{self.session_epoch}"
 
 
 def init_login(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in."
-    login_manager.session_protection = "strong"
 
     @login_manager.user_loader
     def _load(session_id: str) -> SessionUser | None:
         user_id, _, epoch = session_id.partition(".")
-        if not user_id.isdigit() or not epoch.isdigit():
+        token = session.get("sid")
+        if not user_id.isdigit() or not epoch.isdigit() or not isinstance(token, str):
+            return None
+        settings = current_app.config["REHAB_SETTINGS"]
+        # Server-side: ended sessions (logout, disable) and idle/expired ones are refused
+        # whatever the browser still holds (ASVS 3.3).
+        if not sessions.is_valid(
+            db.session,
+            int(user_id),
+            token,
+            idle=dt.timedelta(minutes=settings.session_idle_minutes),
+            absolute=dt.timedelta(minutes=settings.session_absolute_minutes),
+        ):
             return None
         user = db.session.scalars(
             sa.select(User)
@@ -66,23 +82,7 @@ def init_login(app: Flask) -> None:
         ).first()
         if user is None or not user.is_active or user.session_epoch != int(epoch):
             return None
-        if _session_expired():
-            return None
         return SessionUser(user)
-
-
-def _session_expired() -> bool:
-    """Idle and absolute limits (ASVS 3.3): checked on every request, renewed when active."""
-    settings = current_app.config["REHAB_SETTINGS"]
-    now = time.time()
-    started = session.get("started_at", now)
-    last_seen = session.get("last_seen", now)
-    if now - started > settings.session_absolute_minutes * 60:
-        return True
-    if now - last_seen > settings.session_idle_minutes * 60:
-        return True
-    session["last_seen"] = now
-    return False
 
 
 def home_for(role: Role) -> str:
@@ -98,12 +98,33 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
 
 
+class SecondFactorForm(FlaskForm):
+    code = StringField(
+        "6-digit code from your authenticator app", validators=[DataRequired(), Length(max=8)]
+    )
+
+
+class LogoutForm(FlaskForm):
+    pass
+
+
+class SetPasswordForm(FlaskForm):
+    password = PasswordField(
+        "New password (at least 12 characters)", validators=[DataRequired(), Length(max=256)]
+    )
+    confirm = PasswordField("Repeat it", validators=[DataRequired(), Length(max=256)])
+
+
 def _login_limit() -> str:
     return str(current_app.config["REHAB_SETTINGS"].login_rate_limit)
 
 
 def _email_key() -> str:
     return "login:" + (request.form.get("email", "") or "").strip().lower()[:254]
+
+
+def _pending_key() -> str:
+    return f"2fa:{session.get('pending_user', '')}"
 
 
 @bp.route("/", methods=["GET"])
@@ -119,23 +140,70 @@ def index() -> Any:
 def login() -> Any:
     form = LoginForm()
     if form.validate_on_submit():
-        user = accounts.authenticate(db.session, form.email.data or "", form.password.data or "")
-        if user is None:
-            audit.record(db.session, Actor(None, None), "login", None, AuditOutcome.DENIED)
-            # One message for unknown e-mail, wrong password and disabled account.
+        outcome = login_service.check_password(
+            db.session,
+            form.email.data or "",
+            form.password.data or "",
+            totp_required=current_app.config["REHAB_SETTINGS"].totp_required,
+        )
+        if outcome.user is None:
+            db.session.commit()  # the failure count and the audit rows
+            # One answer for unknown e-mail, wrong password, locked or disabled account.
             flash("E-mail or password is not right.", "error")
             return render_template("auth/login.html", form=form), 200
-        session.clear()  # a fresh session at login (no fixation)
-        session["started_at"] = session["last_seen"] = time.time()
-        login_user(SessionUser(user))
-        audit.record(db.session, accounts.actor_for(user), "login", None)
-        db.session.commit()
-        return redirect(home_for(user.role))
+        if outcome.needs_second_factor:
+            session.clear()
+            session["pending_user"] = outcome.user.id
+            session["pending_since"] = time.time()
+            db.session.commit()
+            return redirect(url_for("auth.second_factor"))
+        return _complete_login(outcome.user)
     return render_template("auth/login.html", form=form)
 
 
-class LogoutForm(FlaskForm):
-    pass
+@bp.route("/login/two-factor", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(_login_limit, key_func=_pending_key, methods=["POST"])
+def second_factor() -> Any:
+    user_id = session.get("pending_user")
+    since = float(session.get("pending_since", 0))
+    user = db.session.get(User, user_id) if isinstance(user_id, int) else None
+    if user is None or not user.is_active or time.time() - since > PENDING_SECONDS:
+        session.clear()
+        flash("Please log in again.", "error")
+        return redirect(url_for("auth.login"))
+    enrolling = user.totp_secret is None
+    # A new secret lives in the signed session until a code proves the app holds it.
+    secret = session.setdefault("enrol_secret", two_factor.new_secret()) if enrolling else None
+    secret = secret or user.totp_secret or ""
+    form = SecondFactorForm()
+    status = 200
+    if form.validate_on_submit():
+        if login_service.check_second_factor(db.session, user, secret, form.code.data or ""):
+            return _complete_login(user)
+        db.session.commit()
+        form.code.errors = ["That code is not right or was already used; wait for the next one."]
+        status = 422
+    uri = two_factor.provisioning_uri(user, secret) if enrolling else None
+    return (
+        render_template(
+            "auth/two_factor.html",
+            form=form,
+            enrolling=enrolling,
+            secret=secret if enrolling else None,
+            qr=two_factor.qr_data_uri(uri) if uri else None,
+        ),
+        status,
+    )
+
+
+def _complete_login(user: User) -> Any:
+    session.clear()  # a fresh session at login (no fixation)
+    session["sid"] = sessions.start(db.session, user.id)
+    login_user(SessionUser(user))
+    audit.record(db.session, accounts.actor_for(user), "login", None)
+    db.session.commit()
+    return redirect(home_for(user.role))
 
 
 @bp.route("/logout", methods=["POST"])
@@ -144,16 +212,12 @@ def logout() -> Any:
     form = LogoutForm()
     if form.validate_on_submit():
         audit.record(db.session, current_user.actor, "logout", None)
+        token = session.get("sid")
+        if isinstance(token, str):
+            sessions.end(db.session, token)
         logout_user()
         session.clear()
     return redirect(url_for("auth.login"))
-
-
-class SetPasswordForm(FlaskForm):
-    password = PasswordField(
-        "New password (at least 12 characters)", validators=[DataRequired(), Length(max=256)]
-    )
-    confirm = PasswordField("Repeat it", validators=[DataRequired(), Length(max=256)])
 
 
 @bp.route("/welcome/<token>", methods=["GET", "POST"])
@@ -175,6 +239,7 @@ def set_password(token: str) -> Any:
             except InvalidInput as exc:
                 form.password.errors = [exc.message]
             else:
+                sessions.end_all(db.session, user.id)
                 audit.record(db.session, accounts.actor_for(user), "password.set", None)
                 db.session.commit()
                 flash("Your password is set. Please log in.", "info")

@@ -78,12 +78,6 @@ def _labels() -> dict[str, Any]:
     }
 
 
-@bp.app_context_processor
-def _clinic_nav() -> dict[str, Any]:
-    # The alert inbox is its own blueprint; the navigation links to it when it is there.
-    return {"alerts_page": "alerts.inbox" in current_app.view_functions}
-
-
 def _denied_or_name(patient_id: int, action: str, service_called: bool) -> str:
     """The patient's name for a re-rendered form. If the service was never reached (the form
     was invalid), check access and audit the attempt here, exactly once."""
@@ -115,12 +109,22 @@ def caseload() -> Any:
     show = request.args.get("show", "all")
     if show not in caseload_service.FILTERS:
         show = "all"
-    rows = caseload_service.caseload(
-        db.session, _actor(), search=search, sort=sort, filter_by=show
+    per_page: int | None = caseload_service.PAGE_SIZE
+    if request.args.get("per_page") == "all":
+        per_page = None
+    page = caseload_service.caseload_page(
+        db.session,
+        _actor(),
+        search=search,
+        sort=sort,
+        filter_by=show,
+        page=request.args.get("page", 1, type=int) or 1,
+        per_page=per_page,
     )
     return render_template(
         "clinic/caseload.html",
-        rows=rows,
+        page=page,
+        rows=page.rows,
         search=search,
         sort=sort,
         sorts=caseload_service.SORTS,
@@ -177,13 +181,14 @@ def patient(patient_id: int) -> Any:
     chart = page.chart
     figures = {
         "trajectory": figure_json(
-            trajectory_charts.trajectory_figure(chart), trajectory_charts.CONFIG
+            trajectory_charts.trajectory_spec(chart), trajectory_charts.CONFIG
         ),
-        "change": figure_json(trajectory_charts.change_figure(chart), trajectory_charts.CONFIG),
+        "change": figure_json(trajectory_charts.change_spec(chart), trajectory_charts.CONFIG),
     }
     if page.outcome_points:
         figures["outcomes"] = figure_json(
-            outcome_charts.outcomes_figure(page.outcome_points), outcome_charts.CONFIG
+            outcome_charts.outcomes_spec(page.outcome_points, chart.alerts, today=chart.end),
+            outcome_charts.CONFIG,
         )
     return render_template(
         "clinic/patient.html",

@@ -68,9 +68,8 @@ def outbox_list() -> Any:
     directory = notifications.outbox_dir(settings)
     audit.record(db.session, current_user.actor, "outbox.list", None)
     return render_template(
-        "outbox/list.html", entries=list_outbox(directory), smtp=bool(settings.smtp_url),
-        directory=directory,
-    )  # fmt: skip
+        "outbox/list.html", entries=list_outbox(directory), smtp=bool(settings.smtp_url)
+    )
 
 
 def _message(name: str) -> Any:

@@ -223,7 +223,7 @@ def progress() -> Any:
         data = records.patient_progress(db.session, actor, patient_id)
     except NotFound:
         abort(404)
-    figure = figure_json(progress_charts.progress_figure(data.chart), progress_charts.CONFIG)
+    figure = figure_json(progress_charts.progress_spec(data.chart), progress_charts.CONFIG)
     return render_template("patient/progress.html", progress=data, figure=figure)
 
 

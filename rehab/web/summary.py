@@ -255,4 +255,5 @@ def _chart_assets() -> dict[str, Any]:
         "plotly_js_url": lambda: url_for("chart_assets.plotly_js", version=assets.VERSION),
         "plotly_css_url": lambda: url_for("chart_assets.plotly_css", version=assets.VERSION),
         "plotly_style_id": assets.STYLE_ELEMENT_ID,
+        "plotly_inline_style_ids": assets.inline_style_ids,
     }

@@ -154,6 +154,9 @@ def body_html(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
+# The demo runs on SQLite: the statements that differ by dialect run on both.
+BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
 PERSONAL = ("Alice", "alice@patient.test", "Patient")
 
 
@@ -177,6 +180,7 @@ class FailingTransport:
 # --- writing the outbox -------------------------------------------------------------------
 
 
+@BOTH
 def test_alert_rows_are_written_with_the_alert_for_each_active_care_team_clinician(
     app: Flask, clinic: Clinic
 ) -> None:
@@ -267,6 +271,24 @@ def test_routine_alerts_wait_for_the_digest_urgent_ones_never_do(
         assert waiting.purpose == "alert_digest" and not waiting.urgent
         assert waiting.deliver_after == expected == waiting.next_attempt_at
         assert at_once.purpose == "alert" and at_once.deliver_after <= utcnow()
+
+
+def test_an_escalated_alert_goes_out_again_at_once(app: Flask, clinic: Clinic) -> None:
+    with app.app_context():
+        cara = db.session.get(User, clinic.clinician.user_id)
+        assert cara is not None
+        cara.notify_mode = NotifyMode.DIGEST
+        db.session.commit()
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        alert_id = make_alert(a, severity="routine", kind="pain_regression", metric="leg_pain")
+        notifications.queue_for_alerts(db.session, [alert_id], escalation=True)
+        db.session.commit()
+        digest, escalated = rows(alert_id=alert_id)
+        assert (digest.purpose, digest.dedup_key) == ("alert_digest", f"alert:{alert_id}")
+        assert (escalated.purpose, escalated.urgent) == ("alert", True)
+        assert escalated.dedup_key == f"alert:{alert_id}:escalated"
+        assert escalated.deliver_after <= utcnow()
 
 
 # --- delivering ---------------------------------------------------------------------------
@@ -395,6 +417,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap(app: Flask) -> No
         assert len(delays) > 1  # jittered
 
 
+@BOTH
 def test_the_resender_takes_back_stuck_claims_and_resends_lost_tasks(
     app: Flask, clinic: Clinic, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -436,6 +459,7 @@ def test_the_resender_takes_back_stuck_claims_and_resends_lost_tasks(
         assert row.attempts == 2 and row.message_id == claimed.message_id
 
 
+@BOTH
 def test_a_digest_sends_all_due_routine_alerts_in_one_message(app: Flask, clinic: Clinic) -> None:
     with app.app_context():
         cara = db.session.get(User, clinic.clinician.user_id)
@@ -524,6 +548,7 @@ def set_opt_in(user_id: int, value: bool) -> None:
     db.session.commit()
 
 
+@BOTH
 def test_reminders_honour_opt_in_the_gap_and_unsubscribe(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:
@@ -683,3 +708,34 @@ def test_the_admin_outbox_lists_and_shows_the_written_messages(
     assert 'src="data:image/png;base64,' in text(html)
     assert client.get("/admin/outbox/..%2Fsecret_key").status_code == 404
     assert client.get("/admin/outbox/20260101T000000000000Z-x.eml").status_code == 404
+
+
+def test_the_pages_render_in_the_layout_without_inline_script_or_style(
+    app: Flask, clinic: Clinic
+) -> None:
+    from rehab.notifications.tokens import make_token
+    from tests.integration.test_auth import INLINE_SCRIPT, INLINE_STYLE
+
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        (row,) = rows(alert_id=make_alert(a))
+        notifications.deliver(db.session, row.id)
+        (name,) = (p.name for p in notifications.outbox_dir().glob("*.eml"))
+        (row,) = rows(alert_id=make_alert(a, detected_on=clinic_today() - dt.timedelta(days=1)))
+        notifications.deliver(db.session, row.id, FailingTransport(PermanentError("550 no")))
+    pages = {
+        clinic.clinician.email: ["/settings/notifications", "/clinic/alerts/"],
+        clinic.admin.email: ["/admin/notifications", "/admin/outbox", f"/admin/outbox/{name}"],
+        None: [f"/unsubscribe/{make_token(SECRET, clinic.patient_a.user_id)}"],
+    }
+    for email, urls in pages.items():
+        client = app.test_client()
+        if email is not None:
+            login(client, email)
+        for url in urls:
+            response = client.get(url)
+            assert response.status_code == 200, url
+            html = text(response)
+            assert '<meta name="viewport"' in html and 'href="#main"' in html, url
+            assert not INLINE_SCRIPT.search(html) and not INLINE_STYLE.search(html), url

@@ -4,6 +4,7 @@ the embedded SQLite transport, also when the task is delivered more than once.""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def run_scenario(pg_url: str, broker_url: str, tmp_path: Path) -> None:
             scanned = celery.send_task("rehab.evaluate_patients", args=[[a]])
             assert scanned.id
             log = tmp_path / "worker.log"
-            wait_until(lambda: log.read_text().count("succeeded") >= 4, timeout=60)
+            evaluations_done = re.compile(r"Task rehab\.evaluate_patients?\[[^\]]+\] succeeded")
+            wait_until(lambda: len(evaluations_done.findall(log.read_text())) >= 4, timeout=60)
             assert pain_alerts(app, a) == alerts
     finally:
         dispose_engines(app)

@@ -32,7 +32,35 @@
       fig.layout.xaxis.range = ranges[group];
     }
     el.setAttribute("data-drawn", "true");
-    window.Plotly.newPlot(el, fig.data, fig.layout, fig.config || { responsive: true });
+    window.Plotly.newPlot(el, fig.data, fig.layout, fig.config || { responsive: true }).then(
+      function () {
+        syncLabels(el);
+        el.on("plotly_relayout", function () {
+          syncLabels(el);
+        });
+      }
+    );
+  }
+
+  // Marker labels overprint when many days are visible: show them only up to
+  // layout.meta.labelMaxDays (the symbols, lines and hover text stay).
+  function visibleDays(el) {
+    var range = el.layout && el.layout.xaxis && el.layout.xaxis.range;
+    if (!range) {
+      return 0;
+    }
+    return (new Date(String(range[1]).replace(" ", "T")) - new Date(String(range[0]).replace(" ", "T"))) / 864e5;
+  }
+
+  function syncLabels(el) {
+    var meta = el.layout && el.layout.meta;
+    if (!meta || typeof meta.labelTrace !== "number") {
+      return;
+    }
+    var mode = visibleDays(el) > meta.labelMaxDays ? "markers" : "markers+text";
+    if (el.data[meta.labelTrace].mode !== mode) {
+      window.Plotly.restyle(el, { mode: mode }, [meta.labelTrace]);
+    }
   }
 
   function visible(el) {

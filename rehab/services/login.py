@@ -1,0 +1,74 @@
+"""The login use case: password check with account lockout, then (for clinicians and
+admins) the TOTP second factor. Every outcome is audited; the answer to a failure is the
+same whether the account exists, the password is wrong or the account is locked."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from rehab.db.models import User, utcnow
+from rehab.domain.vocabulary import AuditOutcome, Role
+from rehab.services import accounts, audit, two_factor
+from rehab.services.actors import Actor
+
+# After this many failures in a row the account is locked for LOCK_FOR (ASVS 2.2.1); the
+# per-IP and per-account rate limits (flask-limiter) slow guessing before that.
+LOCK_AFTER_FAILURES = 10
+LOCK_FOR = dt.timedelta(minutes=15)
+SECOND_FACTOR_ROLES = (Role.CLINICIAN, Role.ADMIN)
+
+
+@dataclass(frozen=True)
+class PasswordOutcome:
+    user: User | None
+    needs_second_factor: bool = False
+
+
+def _anonymous_for(user: User | None) -> Actor:
+    return Actor(user.id if user else None, user.role if user else None)
+
+
+def check_password(
+    session: Session, email: str, password: str, *, totp_required: bool
+) -> PasswordOutcome:
+    now = utcnow()
+    user = session.scalars(sa.select(User).where(User.email == email.strip().lower())).first()
+    locked = user is not None and user.locked_until is not None and user.locked_until > now
+    # Verify even when locked or unknown: the same work, the same answer, the same time.
+    verified = accounts.authenticate(session, email, password)
+    if locked or verified is None:
+        if user is not None and not locked:
+            user.failed_logins += 1
+            if user.failed_logins >= LOCK_AFTER_FAILURES:
+                user.locked_until = now + LOCK_FOR
+                user.failed_logins = 0
+                audit.record(
+                    session, _anonymous_for(user), "login.lockout", None, AuditOutcome.DENIED
+                )
+        audit.record(session, _anonymous_for(user), "login", None, AuditOutcome.DENIED)
+        return PasswordOutcome(None)
+    verified.failed_logins = 0
+    verified.locked_until = None
+    needs = totp_required and verified.role in SECOND_FACTOR_ROLES
+    if needs:
+        audit.record(session, accounts.actor_for(verified), "login.password", None)
+    return PasswordOutcome(verified, needs_second_factor=needs)
+
+
+def check_second_factor(session: Session, user: User, secret: str, code: str) -> bool:
+    """Verify a TOTP code (enrolment: `secret` not yet saved on the user). A used code is
+    refused (replay)."""
+    step = two_factor.accepted_step(secret, code, user.totp_last_step)
+    actor = accounts.actor_for(user)
+    if step is None:
+        audit.record(session, actor, "login.second_factor", None, AuditOutcome.DENIED)
+        return False
+    if user.totp_secret != secret:
+        user.totp_secret = secret
+        audit.record(session, actor, "two_factor.enrol", None)
+    user.totp_last_step = step
+    return True

@@ -1,0 +1,395 @@
+"""The clinician's dashboard and the charts' pages: caseload triage (attention order, trend
+lines, RTM days, phase, filters, constant queries), the patient's trajectory page (embedded
+figures with the fall marker, the alert panel acting in place, timeline, adherence by
+exercise), the patient's progress page, the printable summary (HTML, PNG, PDF) and the chart
+assets (served from the installed plotly package, cached, under the page's CSP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rehab.charts import assets
+from rehab.db.models import Alert, AlertStatus, AuditEvent, Program, ProgramPhase
+from rehab.extensions import db
+from rehab.services import evaluation
+from rehab.services.time import clinic_today
+from rehab.web import CONTENT_SECURITY_POLICY
+from tests.support.clinic import Clinic, csrf_token, login
+from tests.support.history import add_fall, add_logs
+from tests.support.pages import text, visible_text
+
+QUIET = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 4 + [1, 1, 0, 1, 1]
+
+
+@pytest.fixture
+def clinician(client: FlaskClient, clinic: Clinic) -> FlaskClient:
+    login(client, clinic.clinician.email)
+    return client
+
+
+def fall_history(app: Flask, clinic: Clinic, who: str = "patient_a") -> tuple[int, dt.date]:
+    """Leg pain ~1 for 45 days, a fall on stairs, 7/10 since (the last log yesterday); the
+    detector has run, so the leg-pain alert is open."""
+    person = getattr(clinic, who)
+    a = person.patient_id
+    assert a is not None
+    today = clinic_today()
+    start = today - dt.timedelta(days=51)
+    with app.app_context():
+        add_logs(a, start, [*QUIET, 7, 6, 7, 7, 7, 6])
+        fall_day = start + dt.timedelta(days=len(QUIET) - 1)
+        add_fall(a, person.user_id, fall_day)
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    return a, fall_day
+
+
+def quiet_history(app: Flask, clinic: Clinic, who: str = "patient_b") -> int:
+    """Settled, logging daily for 51 days."""
+    b = getattr(clinic, who).patient_id
+    assert b is not None
+    with app.app_context():
+        add_logs(b, clinic_today() - dt.timedelta(days=50), [*QUIET, 1, 1, 0, 1, 1, 1])
+    return b
+
+
+def leg_alert(app: Flask, patient_id: int) -> Alert:
+    with app.app_context():
+        alert = db.session.scalars(
+            sa.select(Alert).where(
+                Alert.patient_id == patient_id,
+                Alert.kind == "pain_regression",
+                Alert.metric == "leg_pain",
+            )
+        ).one()
+        db.session.expunge(alert)
+    return alert
+
+
+def figure(html: str, element_id: str) -> dict[str, Any]:
+    match = re.search(
+        rf'<script type="application/json" id="{element_id}">(.*?)</script>', html, re.S
+    )
+    assert match, f"no embedded figure {element_id}"
+    spec: dict[str, Any] = json.loads(match.group(1))
+    return spec
+
+
+@contextmanager
+def counting_queries(app: Flask) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", _count)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", _count)
+
+
+# --- caseload -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_caseload_puts_the_open_alert_first_with_trend_rtm_and_phase(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    b, _ = fall_history(app, clinic, "patient_b")
+    quiet_history(app, clinic, "patient_a")
+    with app.app_context():
+        program = db.session.scalars(sa.select(Program).where(Program.patient_id == b)).one()
+        db.session.add(ProgramPhase(program=program, name="Load", start_date=clinic_today()))
+        db.session.commit()
+    page = clinician.get("/clinic/")
+    assert page.status_code == 200
+    body = visible_text(page)
+    # Bob has an open alert: before Alice, though Alice comes first by name.
+    assert body.index("Bob Patient") < body.index("Alice Patient")
+    assert "sorted by needs attention" in body
+    assert "1 routine" in body and "Phase: Load" in body
+    html = text(page)
+    row = html[html.index("Bob Patient") : html.index("Alice Patient")]
+    assert 'class="spark"' in row and 'class="spark-leg" d="M' in row
+    assert "Last 30 days: leg pain from 1 to 6" in row
+    assert "▲ +" in row  # a clinically important rise against baseline
+    # RTM periods run in 30 days from the first program's start (60 days ago): the third one
+    # began today, and today has no log yet.
+    assert "0 / 16" in row and "29 days left" in row
+    by_name = visible_text(clinician.get("/clinic/?sort=name"))
+    assert by_name.index("Alice Patient") < by_name.index("Bob Patient")
+
+
+def test_caseload_filters_and_search(app: Flask, clinician: FlaskClient, clinic: Clinic) -> None:
+    fall_history(app, clinic)
+    quiet_history(app, clinic)
+    alerts = visible_text(clinician.get("/clinic/?show=alerts"))
+    assert "Alice Patient" in alerts and "Bob Patient" not in alerts
+    assert "(open alerts)" in alerts
+    assert "No patient in this view." in visible_text(clinician.get("/clinic/?show=urgent"))
+    silent = visible_text(clinician.get("/clinic/?show=silent"))
+    assert "No patient in this view." in silent
+    search = visible_text(clinician.get("/clinic/?q=bob&show=all"))
+    assert "Bob Patient" in search and "Alice Patient" not in search
+    assert clinician.get("/clinic/?show=nonsense&sort=nonsense").status_code == 200
+
+
+def test_caseload_pages_audit_only_the_patients_shown(
+    app: Flask, clinician: FlaskClient, clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rehab.services import caseload as caseload_service
+
+    fall_history(app, clinic, "patient_b")
+    monkeypatch.setattr(caseload_service, "PAGE_SIZE", 1)
+    first = visible_text(clinician.get("/clinic/"))
+    assert "Bob Patient" in first and "Alice Patient" not in first
+    assert "Page 1 of 2" in first and "2 patients" in first
+    second = visible_text(clinician.get("/clinic/?page=2"))
+    assert "Alice Patient" in second and "Bob Patient" not in second
+    everyone = visible_text(clinician.get("/clinic/?per_page=all"))
+    assert "Alice Patient" in everyone and "Bob Patient" in everyone
+    with app.app_context():
+        listed = db.session.scalars(
+            sa.select(AuditEvent.patient_id)
+            .where(AuditEvent.action == "caseload.read")
+            .order_by(AuditEvent.id)
+        ).all()
+    b, a = clinic.patient_b.patient_id, clinic.patient_a.patient_id
+    assert listed == [b, a, b, a]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_caseload_queries_stay_constant(app: Flask, clinician: FlaskClient, clinic: Clinic) -> None:
+    clinician.get("/clinic/")
+    with counting_queries(app) as small:
+        assert clinician.get("/clinic/").status_code == 200
+    fall_history(app, clinic)
+    quiet_history(app, clinic)
+    with counting_queries(app) as large:
+        assert clinician.get("/clinic/").status_code == 200
+    assert len(large) == len(small) <= 8
+
+
+# --- the patient's trajectory page --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_patient_page_embeds_the_chart_with_the_fall_and_the_alert(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    a, fall_day = fall_history(app, clinic)
+    page = clinician.get(f"/clinic/patients/{a}")
+    assert page.status_code == 200
+    assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    html = text(page)
+    assert 'id="chart-trajectory"' in html and 'data-figure="fig-trajectory"' in html
+    assert f"/assets/plotly-{assets.VERSION}.min.js" in html
+    assert 'id="plotly.js-style-global" class="no-inline-styles"' in html
+    assert "<script>" not in html and " style=" not in html  # nothing inline for the CSP
+
+    main = figure(html, "fig-trajectory")
+    shapes = main["layout"]["shapes"]
+    assert {"name": "marker:fall", "x0": fall_day.isoformat()}.items() <= next(
+        s for s in shapes if s["name"] == "marker:fall"
+    ).items()
+    strip = next(t for t in main["data"] if t["name"] == "Events and findings")
+    assert strip["text"] == ["Fall"] and strip["x"] == [fall_day.isoformat()]
+    span = next(s for s in shapes if s["name"] == "alert:pain_regression:leg_pain")
+    assert span["label"]["text"] == "Leg pain up · routine · open"
+    band = next(
+        t for t in main["data"] if t["name"] == "Leg pain: baseline ± clinically important change"
+    )
+    alert = leg_alert(app, a)
+    assert alert.baseline is not None
+    assert band["y"][-1] == pytest.approx(min(10, alert.baseline + 2), abs=0.05)
+    assert main["config"]["displayModeBar"] is False
+    change = figure(html, "fig-change")
+    assert change["data"][-1]["name"] == "Back pain: change from baseline"
+
+    body = visible_text(page)
+    assert "Trajectory against baseline" in body and "In words" in body
+    assert "a clinically important rise" in body
+    assert "30 d" in body and "90 d" in body and "1 y" in body and "All" in body
+    assert "Events and findings" in body and "slipped on marble stairs" in body
+    assert "Program and adherence by exercise" in body
+    with app.app_context():
+        reads = db.session.scalars(
+            sa.select(AuditEvent.action).where(AuditEvent.patient_id == a)
+        ).all()
+    assert reads.count("patient.read") == 1
+
+
+def test_alert_is_acknowledged_from_the_patient_page(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    a, _ = fall_history(app, clinic)
+    alert = leg_alert(app, a)
+    here = f"/clinic/patients/{a}"
+    html = text(clinician.get(here))
+    assert f'action="/clinic/alerts/{alert.id}/acknowledge"' in html
+    assert f'name="next" value="{here}"' in html
+    token = csrf_token(clinician, here)
+    response = clinician.post(
+        f"/clinic/alerts/{alert.id}/acknowledge",
+        data={"csrf_token": token, "note": "Phoned; assessment booked.", "next": here},
+    )
+    assert response.status_code == 303 and response.headers["Location"].endswith(here)
+    assert leg_alert(app, a).status is AlertStatus.ACKNOWLEDGED
+    after = clinician.get(here)
+    assert "Alert acknowledged." in visible_text(after)
+    main = figure(text(after), "fig-trajectory")
+    span = next(s for s in main["layout"]["shapes"] if s["name"].endswith(":leg_pain"))
+    assert span["label"]["text"] == "Leg pain up · routine · acknowledged"
+    assert span["line"]["dash"] == "dash"
+
+
+def test_patient_page_queries_do_not_grow_with_the_history(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    a = clinic.patient_a.patient_id
+    with app.app_context():
+        add_logs(a, clinic_today() - dt.timedelta(days=9), [1] * 10)  # type: ignore[arg-type]
+    clinician.get(f"/clinic/patients/{a}")
+    with counting_queries(app) as small:
+        clinician.get(f"/clinic/patients/{a}")
+    with app.app_context():
+        add_logs(a, clinic_today() - dt.timedelta(days=400), [2] * 390)  # type: ignore[arg-type]
+    with counting_queries(app) as large:
+        page = clinician.get(f"/clinic/patients/{a}")
+    assert page.status_code == 200
+    assert len(large) == len(small)
+    main = figure(text(page), "fig-trajectory")
+    assert len(main["data"][0]["y"]) == 401
+
+
+def test_off_team_clinician_gets_404_on_every_chart_page(app: Flask, clinic: Clinic) -> None:
+    a = clinic.patient_a.patient_id
+    other = app.test_client()
+    login(other, clinic.other_clinician.email)
+    for path in (f"/clinic/patients/{a}", f"/clinic/patients/{a}/summary"):
+        assert other.get(path).status_code == 404
+    patient = app.test_client()
+    login(patient, clinic.patient_a.email)
+    assert patient.get(f"/clinic/patients/{a}/summary").status_code == 404
+
+
+# --- the patient's progress page -----------------------------------------------------------------
+
+
+def test_progress_page_shows_streak_adherence_and_the_start(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    a = clinic.patient_a.patient_id
+    today = clinic_today()
+    with app.app_context():
+        # A bad first week, then better; a day missed 4 days ago; nothing yet today.
+        days = [5, 6, 5, 6, 5, 6, 5] + [2] * 14
+        add_logs(a, today - dt.timedelta(days=len(days)), days)  # type: ignore[arg-type]
+        from rehab.db.models import SessionLog
+
+        db.session.execute(
+            sa.delete(SessionLog).where(
+                SessionLog.patient_id == a, SessionLog.log_date == today - dt.timedelta(days=4)
+            )
+        )
+        db.session.commit()
+    login(client, clinic.patient_a.email)
+    page = client.get("/me/progress")
+    assert page.status_code == 200
+    body = visible_text(page)
+    assert "3 days in a row" in body and "Log today to keep it going" in body
+    assert "20 of the last 30 days logged" in body
+    assert "Leg pain when you started 5.4 , this week 2 out of 10 ↓ lower" in body
+    spec = figure(text(page), "fig-progress")
+    leg = next(t for t in spec["data"] if t["name"] == "Leg pain")
+    assert leg["y"][-1] == 2 and spec["config"]["displayModeBar"] is False
+    assert "of your exercises done this week" in body
+    with app.app_context():
+        actions = db.session.scalars(
+            sa.select(AuditEvent.action).where(AuditEvent.patient_id == a)
+        ).all()
+    assert "progress.read" in actions
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    assert clinician.get("/me/progress").status_code == 404
+
+
+def test_progress_page_before_the_first_log(client: FlaskClient, clinic: Clinic) -> None:
+    login(client, clinic.patient_b.email)
+    body = visible_text(client.get("/me/progress"))
+    assert "Your progress starts with your first log" in body
+
+
+# --- the printable summary -----------------------------------------------------------------------
+
+
+def test_summary_page_has_history_events_findings_and_open_alerts(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    a, fall_day = fall_history(app, clinic)
+    page = clinician.get(f"/clinic/patients/{a}/summary")
+    assert page.status_code == 200
+    body = visible_text(page)
+    assert "Clinical summary for referral" in body and "Alice Patient" in body
+    assert "Alerts not yet resolved" in body and "Routine — Pain regression: leg pain" in body
+    assert f"{fall_day.isoformat()} Fall (left)" in body and "10 steps" in body
+    assert "Download PDF" in body
+    html = text(page)
+    assert f'src="/clinic/patients/{a}/summary/chart.png"' in html
+    assert "summary.css" in html
+    with app.app_context():
+        actions = db.session.scalars(
+            sa.select(AuditEvent.action).where(AuditEvent.patient_id == a)
+        ).all()
+    assert "patient.summary" in actions
+
+
+@pytest.mark.slow
+def test_summary_pdf_is_a_real_pdf_with_the_chart_image(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    a, _ = fall_history(app, clinic)
+    png = clinician.get(f"/clinic/patients/{a}/summary/chart.png")
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert png.data.startswith(b"\x89PNG\r\n\x1a\n") and len(png.data) > 20_000
+    pdf = clinician.get(f"/clinic/patients/{a}/summary.pdf")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    assert pdf.data.startswith(b"%PDF")
+    assert b"/Subtype /Image" in pdf.data or b"/Subtype/Image" in pdf.data
+    assert "attachment" in pdf.headers["Content-Disposition"]
+    with app.app_context():
+        actions = db.session.scalars(
+            sa.select(AuditEvent.action).where(AuditEvent.patient_id == a)
+        ).all()
+    assert "patient.summary_pdf" in actions and "patient.summary_chart" in actions
+
+
+# --- chart assets -------------------------------------------------------------------------
+
+
+def test_plotly_is_served_from_the_package_cached_and_compressed(client: FlaskClient) -> None:
+    url = f"/assets/plotly-{assets.VERSION}.min.js"
+    plain = client.get(url)
+    assert plain.status_code == 200 and plain.data == assets.plotly_js()
+    assert plain.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert "no-store" not in plain.headers["Cache-Control"]
+    packed = client.get(url, headers={"Accept-Encoding": "gzip, br"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert len(packed.data) < len(plain.data) / 2
+    etag = plain.headers["ETag"]
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    assert client.get("/assets/plotly-0.0.1.min.js").status_code == 404
+    css = client.get(f"/assets/plotly-{assets.VERSION}.css")
+    assert css.mimetype == "text/css" and b".js-plotly-plot .plotly .modebar" in css.data

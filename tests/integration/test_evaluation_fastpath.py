@@ -1,0 +1,192 @@
+"""The PostgreSQL fast path of `evaluation.load_series` (binary COPY into numpy,
+`rehab.services.series_copy`) gives exactly the series of the generic SELECT path (the one
+SQLite uses): NULL adherence and leg side, red flags alone and together, missing days, events,
+outcomes, pins, a patient without logs, and the `since` bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from rehab import create_app
+from rehab.db.models import OutcomeMeasure, PinnedBaseline, SessionLog
+from rehab.domain.vocabulary import Instrument, RedFlag, Side
+from rehab.extensions import db
+from rehab.services import evaluation, series_copy
+from rehab.services.time import clinic_today
+from tests.conftest import app_settings, dispose_engines
+from tests.support.clinic import Clinic, build_clinic
+from tests.support.history import add_fall
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_app(pg_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app(app_settings(pg_url, tmp_path))
+    yield app
+    dispose_engines(app)
+
+
+@pytest.fixture
+def pg_clinic(pg_app: Flask) -> Clinic:
+    with pg_app.app_context():
+        return build_clinic()
+
+
+def _log(patient_id: int, day: dt.date, k: int, **values: Any) -> dict[str, Any]:
+    client_id = f"fast-{patient_id}-{day.isoformat()}"
+    row = {
+        "patient_id": patient_id,
+        "log_date": day,
+        "client_id": client_id,
+        "body_hash": hashlib.sha256(client_id.encode()).hexdigest(),
+        "back_pain": (3 + k) % 11,
+        "leg_pain": (k * 7) % 11,
+        "leg_side": (Side.LEFT, Side.RIGHT, Side.BOTH, None)[k % 4],
+        "adherence": None if k % 5 == 0 else round(k % 7 / 6, 3),
+        "source": "test",
+    }
+    row.update(values)
+    return row
+
+
+def _add_history(clinic: Clinic, today: dt.date) -> tuple[int, int, int]:
+    a, b, c = (p.patient_id for p in (clinic.patient_a, clinic.patient_b, clinic.patient_c))
+    assert a is not None and b is not None and c is not None
+    rows = []
+    for k in range(90):
+        day = today - dt.timedelta(days=90 - k)
+        if k % 9 in (4, 5) or k % 31 == 30:  # missing days, one longer gap
+            continue
+        flags = {}
+        if k % 13 == 3:
+            flags[f"red_flag_{RedFlag.NEW_NUMBNESS.value}"] = True
+        if k % 17 == 8:  # two flags the same day
+            flags[f"red_flag_{RedFlag.NEW_WEAKNESS.value}"] = True
+            flags[f"red_flag_{RedFlag.SADDLE_NUMBNESS.value}"] = True
+        if k == 62:
+            flags.update({f"red_flag_{f.value}": True for f in RedFlag})
+        rows.append(_log(a, day, k, **flags))
+        if k % 2:
+            rows.append(_log(b, day, k + 1, leg_side=None, adherence=None if k % 3 else 1.0))
+    db.session.execute(sa.insert(SessionLog), rows)
+    add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=20))
+    db.session.execute(
+        sa.insert(OutcomeMeasure),
+        [
+            {
+                "patient_id": a,
+                "instrument": Instrument.ODI,
+                "measured_on": today - dt.timedelta(days=d),
+                "score": 30.0 + d / 10,
+                "answers": {},
+                "recorded_by_user_id": clinic.clinician.user_id,
+            }
+            for d in (80, 50, 10)
+        ],
+    )
+    db.session.execute(
+        sa.insert(PinnedBaseline),
+        {
+            "patient_id": b,
+            "metric": "leg_pain",
+            "level": 2.0,
+            "effective_from": today - dt.timedelta(days=60),
+            "pinned_by_user_id": clinic.clinician.user_id,
+        },
+    )
+    db.session.commit()
+    return a, b, c  # c has no logs
+
+
+def _generic(
+    monkeypatch: pytest.MonkeyPatch, ids: list[int], since: dt.date | None
+) -> dict[int, Any]:
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "_copy_connection", lambda session: None)
+        series = evaluation.load_series(db.session, ids, since)
+    db.session.rollback()
+    return series
+
+
+def test_copy_path_gives_the_generic_series(
+    pg_app: Flask, pg_clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pg_app.app_context():
+        today = clinic_today()
+        a, b, c = _add_history(pg_clinic, today)
+        ids = [b, c, a]
+        calls: list[int] = []
+        read = series_copy.read_log_arrays
+
+        def spy(*args: Any, **kwargs: Any) -> series_copy.LogArrays:
+            arrays = read(*args, **kwargs)
+            calls.append(len(arrays))
+            return arrays
+
+        monkeypatch.setattr(series_copy, "read_log_arrays", spy)
+        for since in (None, today - dt.timedelta(days=40)):
+            fast = evaluation.load_series(db.session, ids, since)
+            db.session.rollback()
+            assert calls, "the PostgreSQL fast path was not used"
+            generic = _generic(monkeypatch, ids, since)
+            assert list(fast) == list(generic) == ids
+            for pid in ids:
+                assert fast[pid] == generic[pid], pid
+            calls.clear()
+
+        series = evaluation.load_series(db.session, ids, None)
+        db.session.rollback()
+        # The cases the comparison is about are really there.
+        assert None in series[a].adherence and None in series[a].leg_side
+        assert set(series[b].leg_side) == {None}
+        assert (RedFlag.NEW_NUMBNESS.value,) in series[a].red_flags
+        assert len(max(series[a].red_flags, key=len)) == len(RedFlag)
+        gaps = {(y - x).days for x, y in zip(series[a].dates, series[a].dates[1:], strict=False)}
+        assert max(gaps) >= 3
+        assert all(isinstance(v, int) for v in series[a].back_pain)
+        assert series[a].events and series[a].events[0].mechanism
+        assert len(series[a].outcomes) == 3 and len(series[b].pinned_baselines) == 1
+        assert series[c].dates == () and series[c].red_flags == ()
+
+
+def test_detection_is_the_same_on_both_paths(
+    pg_app: Flask, pg_clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pg_app.app_context():
+        today = clinic_today()
+        ids = list(_add_history(pg_clinic, today))
+        fast = evaluation.detect(db.session, ids, today, None)
+        db.session.rollback()
+        with monkeypatch.context() as patch:
+            patch.setattr(evaluation, "_copy_connection", lambda session: None)
+            generic = evaluation.detect(db.session, ids, today, None)
+        db.session.rollback()
+        assert fast == generic
+        assert any(e.kind == "red_flag" for e in fast[ids[0]])
+
+
+def test_copy_reader_layout_and_errors(pg_url: str) -> None:
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        empty = series_copy.read_log_arrays(conn, [123456], None)
+        assert len(empty) == 0 and series_copy.log_columns(empty) == {}
+        # A server error mid-COPY surfaces as an exception, and the connection stays usable.
+        failing = psycopg.sql.SQL(
+            "COPY (SELECT 1 / (g - 500) FROM generate_series(1, 1000) g) TO STDOUT (FORMAT BINARY)"
+        )
+        with pytest.raises(psycopg.Error, match="division by zero"):
+            series_copy.copy_out(conn, failing)
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(ValueError, match="fixed width"):
+        series_copy.parse_rows(b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"\x00\x01\xff\xff")
