@@ -453,7 +453,9 @@ class IngestReport:
                 f"{t.name} {t.machine_cpu_pct:.0f} % / {t.client_cpu_pct:.0f} %"
                 for t in (self.ours, self.bare, self.raw)
             )
-            + ". req/s counts 2xx answers received in the window; p50/p99 are over those "
+            + ". "
+            + _cpu_sentence(self.ours, self.bare)
+            + " req/s counts 2xx answers received in the window; p50/p99 are over those "
             "requests; errors are non-2xx answers and failed connections over the whole run.",
             "",
         ]
@@ -464,6 +466,18 @@ class IngestReport:
         data["ratio_bare"] = self.ratio_bare
         data["ratio_raw"] = self.ratio_raw
         return data
+
+
+def _cpu_sentence(ours: TargetResult, bare: TargetResult) -> str:
+    """Where the CPU goes, per answered request (warm-up included), by process group."""
+    parts = []
+    for target in (ours, bare):
+        cpu = target.details.get("cpu_ms") or {}
+        if not cpu:
+            return ""
+        groups = " + ".join(f"{group} {ms:.2f}" for group, ms in cpu.items() if ms >= 0.005)
+        parts.append(f"{target.name} {groups} = {sum(cpu.values()):.2f} ms")
+    return "CPU per answered request, by process group: " + "; ".join(parts) + "."
 
 
 def machine_description() -> str:
@@ -813,7 +827,14 @@ def _http_result(name: str, what: str, figures: dict[str, Any], stored: int) -> 
         stored=stored,
         details={
             k: figures[k]
-            for k in ("status_counts", "error_samples", "p90_ms", "max_ms", "plan_exhausted")
+            for k in (
+                "status_counts",
+                "error_samples",
+                "p90_ms",
+                "max_ms",
+                "plan_exhausted",
+                "cpu_ms",
+            )
         },
     )
 
@@ -873,15 +894,25 @@ def count_statements(app_overrides: dict[str, Any], probe: PatientSlot, last_day
     return text
 
 
+@dataclass
+class _Servers:
+    database_url: str
+    redis_url: str
+    description: str
+    postgres_pid: int | None  # the postmaster, when this run started PostgreSQL
+    redis_pid: int
+
+
 @contextlib.contextmanager
-def _servers(options: IngestOptions) -> Iterator[tuple[str, str, str]]:
-    """(database URL, Redis URL, PostgreSQL description), stopped on exit."""
+def _servers(options: IngestOptions) -> Iterator[_Servers]:
+    """PostgreSQL (unless --database-url) and Redis for the run, stopped on exit."""
     import psycopg
 
     from rehab.devservers import start_postgres, start_redis
 
     stack = contextlib.ExitStack()
     with stack:
+        postgres_pid = None
         if options.database_url:
             url = options.database_url
             durability = "given with --database-url"
@@ -892,12 +923,57 @@ def _servers(options: IngestOptions) -> Iterator[tuple[str, str, str]]:
                 conn.execute("CREATE DATABASE rehab_bench")
             url = server.url("rehab_bench")
             durability = "durable: fsync and synchronous_commit on"
+            postgres_pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
         redis = start_redis()
         stack.callback(redis.close)
         with psycopg.connect(_psycopg_dsn(url), autocommit=True) as conn:
             row = conn.execute("SHOW server_version").fetchone()
         version = f"PostgreSQL {row[0] if row else '?'} ({durability})"
-        yield url, redis.url, version
+        yield _Servers(url, redis.url, version, postgres_pid, redis.process.pid)
+
+
+def _children(ppid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == ppid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes (those gone are not counted)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """CPU used by groups of processes between start() and stop(), e.g. gunicorn's workers and
+    PostgreSQL's backends (children of their master process)."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.before: dict[str, dict[int, float]] = {}
+
+    def _snapshot(self) -> dict[str, dict[int, float]]:
+        return {
+            name: {pid: _cpu_seconds([pid]) for pid in pids()} for name, pids in self.groups.items()
+        }
+
+    def start(self) -> None:
+        self.before = self._snapshot()
+
+    def stop(self) -> dict[str, float]:
+        after = self._snapshot()
+        return {
+            name: sum(cpu - self.before[name].get(pid, 0.0) for pid, cpu in after[name].items())
+            for name in self.groups
+        }
 
 
 def _gunicorn_settings(options: IngestOptions) -> str:
@@ -922,12 +998,13 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
     load_before = _load_average()
     with (
         tempfile.TemporaryDirectory(prefix="rehab-bench-") as tmp,
-        _servers(options) as (
-            database_url,
-            redis_url,
-            pg_version,
-        ),
+        _servers(options) as servers,
     ):
+        database_url, redis_url, pg_version = (
+            servers.database_url,
+            servers.redis_url,
+            servers.description,
+        )
         workdir = Path(tmp)
         echo(f"database: {pg_version}; migrating")
         migrate.upgrade(database_url)
@@ -981,6 +1058,7 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
             workdir,
             options,
             spec_base,
+            servers,
             echo,
         )
         bare = _http_result(
@@ -1000,6 +1078,7 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
             workdir,
             options,
             spec_base,
+            servers,
             echo,
         )
         stored = _scalar(
@@ -1103,6 +1182,7 @@ def _http_target(
     workdir: Path,
     options: IngestOptions,
     spec_base: dict[str, Any],
+    servers: _Servers,
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
     server = _Gunicorn(name, app_spec, env, workdir, options)
@@ -1112,7 +1192,21 @@ def _http_target(
             f"{name}: gunicorn on port {server.port}, {options.clients} clients, "
             f"{options.seconds:g} s"
         )
-        return _run_loadgen({**spec_base, "port": server.port}, workdir, name)
+        groups: dict[str, Callable[[], list[int]]] = {
+            "web": lambda: _children(server.process.pid),
+            "Redis": lambda: [servers.redis_pid],
+        }
+        if servers.postgres_pid is not None:
+            postgres_pid = servers.postgres_pid
+            groups["PostgreSQL"] = lambda: _children(postgres_pid)
+        meter = _CpuMeter(groups)
+        meter.start()
+        figures = _run_loadgen({**spec_base, "port": server.port}, workdir, name)
+        used = meter.stop()
+        answered = max(figures["ok_total"] + figures["errors_total"], 1)
+        # Over warm-up and window alike: CPU per answered request, in ms.
+        figures["cpu_ms"] = {group: 1000.0 * cpu / answered for group, cpu in used.items()}
+        return figures
     finally:
         server.stop()
 

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     login_rate_limit: str
     ratelimit_storage_url: str
     totp_required: bool
+    chromium_path: str
     session_idle_minutes: int
     session_absolute_minutes: int
     missed_logs_days: int

@@ -24,13 +24,14 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(settings.resolved_instance_path()))
     configure(app, settings)
 
-    from rehab.db import engine_options
+    from rehab.db import drop_async_session_teardown, engine_options
     from rehab.extensions import csrf, db, limiter, login_manager
 
     app.config["SQLALCHEMY_ENGINES"] = {
         "default": engine_options(settings.resolve_sqlite(settings.database_url))
     }
     db.init_app(app)
+    drop_async_session_teardown(app)
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

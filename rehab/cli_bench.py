@@ -93,3 +93,7 @@ bench.add_command(pages_command, "pages")
 from bench.detect import detect_command  # noqa: E402
 
 bench.add_command(detect_command, "detect")
+
+from bench.load import load_command  # noqa: E402
+
+bench.add_command(load_command, "load")

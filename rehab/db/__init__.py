@@ -49,8 +49,9 @@ def drop_async_session_teardown(app: Any) -> None:
 
     The extension always registers an `async def` teardown; Flask runs it through asgiref,
     which starts an event loop (and a thread) at the end of every request just to find no
-    async session to close: about 1.5 ms of CPU per request, more than a query. rehab uses
-    synchronous sessions only, so the teardown has nothing to do.
+    async session to close: over a millisecond per request on the reference machine, more
+    than any query. rehab uses synchronous sessions only, so the teardown has nothing to do.
+    Call it from create_app() after db.init_app(); the API blueprint calls it meanwhile.
     """
     if app.config.get("SQLALCHEMY_ASYNC_ENGINES"):
         return

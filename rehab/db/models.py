@@ -299,8 +299,9 @@ class ExerciseEntry(Base):
     __tablename__ = "exercise_entries"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # No index of its own: the unique (session_log_id, prescription_id) index serves lookups.
     session_log_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("session_logs.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("session_logs.id", ondelete="CASCADE")
     )
     prescription_id: Mapped[int] = mapped_column(sa.ForeignKey("prescriptions.id"))
     done: Mapped[bool]

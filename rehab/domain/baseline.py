@@ -154,10 +154,10 @@ def pain_baselines(
         )
     pairs = rho_sums(pair)
     squared_steps = rho_sums(step)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        raw_rho = 1.0 - squared_steps / np.maximum(pairs, 1.0) / (
-            2.0 * np.maximum(rho_variance, config.noise_floor**2)
-        )
+    # Lag-1 autocovariance var − E[step²]/2, over the variance used (the floor's extra is
+    # white): a perfectly steady patient has ρ = 0, not an undefined 0/0.
+    covariance = rho_variance - squared_steps / np.maximum(pairs, 1.0) / 2.0
+    raw_rho = covariance / np.maximum(rho_variance, config.noise_floor**2)
     raw_rho = np.where(pairs > 0, np.clip(raw_rho, 0.0, config.rho_max), config.rho_prior)
     rho = (pairs * raw_rho + config.rho_prior_pairs * config.rho_prior) / (
         pairs + config.rho_prior_pairs

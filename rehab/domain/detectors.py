@@ -9,7 +9,6 @@ decides when each resolves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +35,8 @@ class PainDecisions:
     (2 for the after-a-fall rule); `anchor` is the first log of that window (its baseline is
     the one the alert is judged against); `important_rise` is the clinically important rise
     from each log's baseline; `recent_median` the median of the last 3 logs; `window_level`
-    the level of the window that fired (its trimmed mean; the mean of the 2 logs of the
-    after-a-fall rule), NaN where nothing fired.
+    the level of the window that fired (the trimmed mean of its logs as logged; the mean of the
+    2 logs of the after-a-fall rule), NaN where nothing fired.
     """
 
     rule: IntArray
@@ -73,41 +72,50 @@ def last_event_on_or_before(event_days: IntArray, day: IntArray) -> IntArray:
 
 
 class _AnchorTerms:
-    """The parts of a window's threshold that depend only on its anchor's baseline."""
+    """The parts of a window's threshold that depend only on its anchor's baseline, worked out
+    for the few anchors that need them."""
 
     def __init__(
         self, baselines: PainBaselines, important: FloatArray, config: DetectionConfig
     ) -> None:
-        self.level = baselines.level
-        self.noise = baselines.noise
-        self.floor = baselines.level + important
-        # The baseline level's own error: variance of the mean of its logs (autocorrelated,
-        # ρ^(days per log)), in units of σ²; none for a clinician's pin.
-        logs_used = baselines.logs_used.astype(np.float64)
-        days_per_log = np.maximum(baselines.window_days / np.maximum(logs_used, 1.0), 1.0)
-        self.baseline_error = np.where(
-            baselines.pinned, 0.0, mean_variance_factor(logs_used, baselines.rho**days_per_log)
-        )
-        # The noise SD is itself estimated, from about n·(1 − ρ²)/(1 + ρ²) independent values:
-        # a Student-t quantile instead of a normal one (z + (z³ + z)/(4·df), Cornish–Fisher)
-        # keeps a patient with little history from alerting on an underestimated SD.
-        rho2 = baselines.rho * baselines.rho
-        self.inverse_df = config.t_correction / np.maximum(
-            baselines.noise_logs * (1.0 - rho2) / (1.0 + rho2), 2.0
-        )
-        # Fewer logs a month are fewer chances of a false alert a month: a patient who logs a
-        # fraction f of days is judged at z + ln(f)/z (about the same false alerts a month).
-        density = np.clip(baselines.noise_logs / config.noise_window_days, 0.05, 1.0)
-        self.z_shift = config.density_adjust * np.log(density)
+        self.baselines = baselines
+        self.important = important
+        self.config = config
+
+    def baseline_error(self, anchor: IntArray) -> FloatArray:
+        """The baseline level's own error: variance of the mean of its logs (autocorrelated,
+        ρ^(days per log)), in units of σ²; none for a clinician's pin."""
+        b = self.baselines
+        logs_used = b.logs_used[anchor].astype(np.float64)
+        days_per_log = np.maximum(b.window_days[anchor] / np.maximum(logs_used, 1.0), 1.0)
+        error = mean_variance_factor(logs_used, b.rho[anchor] ** days_per_log)
+        return np.asarray(np.where(b.pinned[anchor], 0.0, error), dtype=np.float64)
 
     def threshold(
         self, anchor: IntArray, z: float, mean: FloatArray, spread: FloatArray
     ) -> FloatArray:
         """Level a statistic with null `mean` and SD `spread` (units of σ) must reach."""
-        z_here = z + self.z_shift[anchor] / z
-        z_here = z_here + (z_here**3 + z_here) * self.inverse_df[anchor] / 4.0
-        statistical = self.level[anchor] + self.noise[anchor] * (mean + z_here * spread)
-        return np.asarray(np.maximum(self.floor[anchor], statistical), dtype=np.float64)
+        b = self.baselines
+        config = self.config
+        noise_logs = b.noise_logs[anchor]
+        # Fewer logs a month are fewer chances of a false alert a month: a patient who logs a
+        # fraction f of days is judged at z + ln(f)/z (about the same false alerts a month).
+        density = np.clip(noise_logs / config.noise_window_days, 0.05, 1.0)
+        z_here = z + config.density_adjust * np.log(density) / z
+        # σ is itself estimated, from about n·(1 − ρ²)/(1 + ρ²) independent values: a
+        # Student-t quantile instead of a normal one (z + (z³ + z)/(4·df), Cornish–Fisher)
+        # keeps a patient with little history from alerting on an underestimated SD.
+        rho2 = b.rho[anchor] ** 2
+        df = np.maximum(noise_logs * (1.0 - rho2) / (1.0 + rho2), 2.0)
+        z_here = z_here + config.t_correction * (z_here**3 + z_here) / (4.0 * df)
+        level = b.level[anchor]
+        noise = b.noise[anchor]
+        statistical = level + noise * (mean + z_here * spread)
+        # A clear rise is always enough: `clear_rise` points (`clear_rise_noise` × σ for a
+        # noisier patient) over the kept logs, however uncertain the statistics.
+        clear = level + np.maximum(config.clear_rise, config.clear_rise_noise * noise)
+        statistical = np.minimum(statistical, clear)
+        return np.asarray(np.maximum(level + self.important[anchor], statistical), dtype=np.float64)
 
 
 def pain_decisions(
@@ -150,6 +158,8 @@ def pain_decisions(
     # Longest window first, so that shorter (earlier, more specific) windows overwrite.
     for width, z in sorted(config.windows, reverse=True):
         lag = width - 1
+        if n_logs <= lag:
+            continue
         # Cheap filters first (enough logs, enough of them raised, not spread too thin), so
         # that the thresholds are worked out for a small fraction of the logs only.
         candidate = np.flatnonzero(
@@ -159,26 +169,31 @@ def pain_decisions(
         candidate += lag  # the window's last log
         span = day[candidate] - day[candidate - lag]
         keep = (position[candidate] >= lag) & (span <= config.window_span_per_log * width + 1)
-        candidate = candidate[keep]
+        # The trimmed mean is at most the plain mean, and the threshold at least the
+        # clinically important rise: only windows whose plain mean reaches that need the
+        # statistical threshold, and only those reaching it their two highest logs found.
+        candidate, span = candidate[keep], span[keep]
+        anchor = candidate - lag  # judged against the baseline before the window's first log
+        plain = capped_total[candidate + 1] - capped_total[anchor]
+        reach = plain >= width * (level[anchor] + important[anchor]) - _ROUNDING
+        candidate, anchor, span, plain = candidate[reach], anchor[reach], span[reach], plain[reach]
         if candidate.shape[0] == 0:
             continue
-        anchor = candidate - lag  # judged against the baseline before the window's first log
-        days_per_log = np.maximum(span[keep] / lag, 1.0)
+        days_per_log = np.maximum(span / lag, 1.0)
         mean, sd = trimmed_mean_moments(width, baselines.rho[anchor] ** days_per_log)
-        needed = terms.threshold(anchor, z, mean, np.sqrt(sd * sd + terms.baseline_error[anchor]))
-        # The trimmed mean is at most the plain mean: only windows whose plain mean reaches
-        # the threshold need their two highest logs found.
-        plain = capped_total[candidate + 1] - capped_total[anchor]
+        needed = terms.threshold(anchor, z, mean, np.sqrt(sd * sd + terms.baseline_error(anchor)))
         reach = plain >= width * needed - _ROUNDING
         possible, needed = candidate[reach], needed[reach]
         if possible.shape[0] == 0:
             continue
-        windows = capped[possible[:, None] - np.arange(lag, -1, -1)[None, :]]
-        lowest = np.partition(windows, width - kept - 1, axis=1)[:, : width - kept]
-        trimmed_mean = lowest.sum(axis=1) / (width - kept)
-        fires = trimmed_mean >= needed - _ROUNDING
-        rule[possible[fires]] = width
-        window_level[possible[fires]] = trimmed_mean[fires]
+        members = possible[:, None] - np.arange(lag, -1, -1)[None, :]
+        lowest = np.partition(capped[members], width - kept - 1, axis=1)[:, : width - kept]
+        fires = lowest.sum(axis=1) / (width - kept) >= needed - _ROUNDING
+        fired = possible[fires]
+        rule[fired] = width
+        # The level shown for escalation: the same trimmed mean of the logs as logged.
+        raw = np.partition(value[members[fires]], width - kept - 1, axis=1)[:, : width - kept]
+        window_level[fired] = raw.mean(axis=1)
 
     # After a fall or injury: the two latest logs, both on or after the event and both raised,
     # their mean up by the clinically important rise and by `event_z` SDs of a 2-log mean.
@@ -192,12 +207,11 @@ def pain_decisions(
         if pair.shape[0]:
             anchor = pair - 1
             pair_rho = baselines.rho[anchor] ** np.maximum(day[pair] - day[anchor], 1)
-            spread = np.sqrt((1.0 + pair_rho) / 2.0 + terms.baseline_error[anchor])
+            spread = np.sqrt((1.0 + pair_rho) / 2.0 + terms.baseline_error(anchor))
             needed = terms.threshold(anchor, config.event_z, np.zeros(pair.shape[0]), spread)
-            pair_mean = (capped[pair] + capped[anchor]) / 2.0
-            fires = pair_mean >= needed - _ROUNDING
+            fires = (capped[pair] + capped[anchor]) / 2.0 >= needed - _ROUNDING
             rule[pair[fires]] = EVENT_RULE
-            window_level[pair[fires]] = pair_mean[fires]
+            window_level[pair[fires]] = (value[pair[fires]] + value[anchor[fires]]) / 2.0
 
     anchor = np.maximum(index - np.maximum(rule, 1) + 1, 0)
     return PainDecisions(

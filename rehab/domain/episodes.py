@@ -10,6 +10,9 @@ Rules (design §2 dedup and auto-resolve):
   missed_logs on the next log; function_decline at the next measure less than half an MCID
   worse than its baseline. A later rise opens a new episode. (The days of an episode do not
   linger in later baselines for long: the level follows the patient down once she is back.)
+- A pain window that fires while a pain episode is open, a clinically important rise above
+  the level that episode was raised at, supersedes it: the open episode resolves on that log
+  and a new one opens there (one open per key still holds).
 - red_flag episodes are instant and never auto-resolved: every red-flag day opens its own
   urgent episode, detected that day, closed only by a clinician (its dedup key has the day).
 
@@ -231,9 +234,7 @@ def _fired_by_series(fired: BoolArray, packed: _Packed) -> list[tuple[int, IntAr
 def _pain_baselines_with_pins(
     packed: _Packed, patients: Sequence[_Patient | None], config: DetectionConfig
 ) -> PainBaselines:
-    baselines = pain_baselines(
-        packed.day, packed.value, packed.calendar, config, packed.local_day
-    )
+    baselines = pain_baselines(packed.day, packed.value, packed.calendar, config, packed.local_day)
     for k, position in enumerate(packed.owner):
         patient = patients[position]
         assert patient is not None
@@ -296,6 +297,7 @@ def _pain_episode(
     resolve_at: int | None,
     shown_baseline: float,
     config: DetectionConfig,
+    supersedes: date | None = None,
 ) -> AlertEpisode:
     anchor = int(decisions.anchor[i])
     level = shown_baseline
@@ -364,6 +366,7 @@ def _pain_episode(
             linked_event=linked,
             other_events=[e for e in recent if e is not linked],
             history=history,
+            supersedes=supersedes,
         ),
         baseline_source=source,
         linked_event=None
@@ -377,7 +380,10 @@ def _pain_episodes(
     config: DetectionConfig,
     out: list[list[AlertEpisode]],
 ) -> None:
-    packed = _pack(patients, PAIN_METRICS, config.baseline_min_logs + 1, config)
+    # Every series with 2 logs (the after-a-fall rule's window): with a clinician's pin a
+    # decision needs no week of history, and a series left out for want of logs would alert
+    # only once more logs came (causality).
+    packed = _pack(patients, PAIN_METRICS, 2, config)
     if packed is None:
         return
     value = packed.value
@@ -390,58 +396,76 @@ def _pain_episodes(
         )
     baselines = _pain_baselines_with_pins(packed, patients, config)
     provoking = _provoking_days(packed, patients, config)
-    decisions = pain_decisions(
-        packed.day, value, packed.series_first, baselines, provoking, config
-    )
+    decisions = pain_decisions(packed.day, value, packed.series_first, baselines, provoking, config)
     for k, fired in _fired_by_series(decisions.rule > 0, packed):
         position = packed.owner[k]
         patient = patients[position]
         assert patient is not None
         end = int(packed.series_end[k])
-        earliest = int(packed.series_start[k])
+        next_from = onset_from = int(packed.series_start[k])
+        supersedes: date | None = None
         fired_logs = fired.tolist()
         for n_fired, i in enumerate(fired_logs):
-            if i < earliest:
+            if i < next_from:
                 continue
             anchor = int(decisions.anchor[i])
             shown = baselines.shown_level(packed.day, value, packed.calendar, anchor)
             important = float(decisions.important_rise[anchor])
             margin = max(config.resolve_margin, 0.5 * important)
-            limit = shown + margin
             resolve_at = _first_run_end(
-                decisions.recent_median, i + 1, end, limit, config.resolve_logs, below=True
+                decisions.recent_median, i + 1, end, shown + margin, config.resolve_logs, below=True
             )
-            # A further clinically important rise above the level alerted, while this episode
-            # is still open, supersedes it (closed that day) and opens a new one.
-            superseded_at: int | None = None
-            if config.escalate:
-                alerted = max(float(decisions.recent_median[i]), float(decisions.window_level[i]))
-                for j in fired_logs[n_fired + 1 :]:
-                    if resolve_at is not None and j > resolve_at:
-                        break
-                    if float(decisions.window_level[j]) >= alerted + important - 1e-9:
-                        superseded_at = j
-                        resolve_at = j
-                        break
-            episode = _pain_episode(
-                patient,
-                packed.column[k],
-                packed,
-                baselines,
-                decisions,
-                i,
-                earliest,
-                resolve_at,
-                shown,
-                config,
+            superseded_at = (
+                _superseded_at(decisions, fired_logs[n_fired + 1 :], i, important, resolve_at)
+                if config.escalate
+                else None
             )
-            out[position].append(episode)
+            out[position].append(
+                _pain_episode(
+                    patient,
+                    packed.column[k],
+                    packed,
+                    baselines,
+                    decisions,
+                    i,
+                    onset_from,
+                    superseded_at if superseded_at is not None else resolve_at,
+                    shown,
+                    config,
+                    supersedes,
+                )
+            )
             if superseded_at is not None:
-                earliest = superseded_at
+                # The next episode opens on that log; its onset is looked for in the window
+                # that fired there (the further rise), after this one's detection.
+                next_from = superseded_at
+                onset_from = max(i + 1, int(decisions.anchor[superseded_at]))
+                supersedes = patient.date_of(int(packed.local_day[i]))
                 continue
             if resolve_at is None:
                 break
-            earliest = resolve_at + 1
+            next_from = onset_from = resolve_at + 1
+            supersedes = None
+
+
+def _superseded_at(
+    decisions: PainDecisions,
+    later_fired: Sequence[int],
+    i: int,
+    important: float,
+    resolve_at: int | None,
+) -> int | None:
+    """The first later log, while the episode opened at log i is still open, whose firing
+    window is a clinically important rise above the level that episode was raised at: a
+    further regression, which supersedes it (design §2 keeps one open alert per metric, so the
+    open one closes that day and the new one opens)."""
+    alerted = max(float(decisions.recent_median[i]), float(decisions.window_level[i]))
+    for j in later_fired:
+        if resolve_at is not None and j > resolve_at:
+            return None
+        if float(decisions.window_level[j]) >= alerted + important - 1e-9:
+            return j
+    return None
 
 
 def _adherence_episodes(
@@ -452,7 +476,9 @@ def _adherence_episodes(
     packed = _pack(
         patients,
         ("adherence",),
-        config.adherence_min_baseline_logs + config.adherence_window_logs,
+        # Not their sum: the window's logs may also be baseline logs when a week or more has
+        # no log, and a series left out for want of logs must stay out until more come.
+        max(config.adherence_min_baseline_logs, config.adherence_window_logs),
         config,
     )
     if packed is None:

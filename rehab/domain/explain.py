@@ -132,6 +132,7 @@ def pain_explanation(
     linked_event: PatientEvent | None,
     other_events: Sequence[PatientEvent],
     history: str,
+    supersedes: date | None = None,
 ) -> str:
     change = current - baseline
     head = (
@@ -140,7 +141,13 @@ def pain_explanation(
         f"({signed(change)}; clinically important ≥ {format_number(important_rise)})."
     )
     began = began_sentence(onset, linked_event) if linked_event is not None else ""
-    return join_sentences(head, began, also_logged_sentence(other_events), history)
+    further = (
+        f"Rose further while the alert detected {supersedes.isoformat()} was open; this alert "
+        "replaces it."
+        if supersedes is not None
+        else ""
+    )
+    return join_sentences(head, began, further, also_logged_sentence(other_events), history)
 
 
 def adherence_explanation(

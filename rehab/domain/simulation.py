@@ -289,9 +289,7 @@ def _slow_wander(rng: np.random.Generator, n: int, sd: float, timescale_days: fl
     return _ar1(rng, n, sd, phi)
 
 
-def _class_level(
-    rng: np.random.Generator, trajectory_class: str, n: int
-) -> tuple[FloatArray, int]:
+def _class_level(rng: np.random.Generator, trajectory_class: str, n: int) -> tuple[FloatArray, int]:
     """Underlying pain level of one metric for the class, before flares and regressions, and
     the day by which an improving patient has made most of her improvement (0 otherwise)."""
     t = np.arange(n, dtype=np.float64)
@@ -370,9 +368,7 @@ def expected_logged(level: float, sd: float) -> float:
     if sd <= 0.0:
         return float(min(10.0, max(0.0, round(level))))
     # E[X] = Σ_j P(X > j) for the integers j = 0..9.
-    return sum(
-        0.5 * math.erfc((j + 0.5 - level) / (sd * math.sqrt(2.0))) for j in range(10)
-    )
+    return sum(0.5 * math.erfc((j + 0.5 - level) / (sd * math.sqrt(2.0))) for j in range(10))
 
 
 def _planted_rise(level: float, size: int, sd: float, damped: bool) -> tuple[float, int]:
@@ -385,7 +381,7 @@ def _planted_rise(level: float, size: int, sd: float, damped: bool) -> tuple[flo
 
     base = logged(level)
     room = logged(CEILING) - base
-    fitting = min(size, int(math.floor(room + 1e-9)))
+    fitting = min(size, math.floor(room + 1e-9))
     if fitting < 1:
         return 0.0, 0
     low, high = 0.0, max(0.0, CEILING - level)

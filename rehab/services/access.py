@@ -103,5 +103,5 @@ def check_patient(
 def _is_self(actor: Actor, patient_id: int) -> bool:
     # The rule of `visible_patient_ids` for a patient. Its "the row exists" part is already
     # known: an Actor is built from the database in the request that uses it (the API's token
-    # lookup and the web session's user loader both join the patient row).
+    # lookup and the web session's user loader both read the patient row).
     return actor.patient_id is not None and actor.patient_id == patient_id

@@ -9,12 +9,12 @@ the same patient, create one alert.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -41,7 +41,7 @@ from rehab.domain.detection import (
     detect_episodes_many,
 )
 from rehab.domain.event_text import fall_mechanism
-from rehab.domain.vocabulary import EventType, FallLocation, LandedOn, RedFlag, Side
+from rehab.domain.vocabulary import RedFlag
 from rehab.services import audit, notifications, series_copy
 from rehab.services.actors import SYSTEM
 from rehab.services.series import RED_FLAG_COLUMNS
@@ -61,32 +61,47 @@ class EvaluationResult:
 def load_series(
     session: Session, patient_ids: Sequence[int], since: dt.date | None
 ) -> dict[int, PatientSeries]:
-    """The plain series of several patients (keyed and ordered as `patient_ids`), in 4
-    queries whatever their number. On PostgreSQL (psycopg) the logs come by binary COPY into
-    numpy arrays (`series_copy`): the periodic scan reads a year of logs of every patient."""
-    connection = _copy_connection(session)
-    if connection is not None:
-        logs = series_copy.log_columns(series_copy.read_log_arrays(connection, patient_ids, since))
+    """The plain series of several patients (keyed and ordered as `patient_ids`), in a fixed
+    number of queries whatever their number. On PostgreSQL (psycopg) the logs come by one
+    binary COPY into numpy arrays (`series_copy`) and events, outcomes and pins by one more
+    query: the periodic scan reads a year of logs of every patient, and the evaluation after a
+    new log should wait for as few round trips as possible."""
+    return _load(session, patient_ids, since)[0]
+
+
+Period = tuple[dt.date, dt.date | None]
+# patient → (kind, metric, detected_on) → (alert id, status)
+StoredAlerts = dict[int, dict[tuple[str, str, dt.date], tuple[int, AlertStatus]]]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What detection needs besides the logs, by patient."""
+
+    events: Mapping[int, list[PatientEvent]]
+    outcomes: Mapping[int, list[OutcomeScore]]
+    pins: Mapping[int, list[PinnedBaseline]]
+    periods: Mapping[int, list[Period]]  # program start and end dates
+    # The stored alerts, when read with the rest (PostgreSQL); else `reconcile` reads them.
+    stored: StoredAlerts | None = None
+
+
+def _load(
+    session: Session, patient_ids: Sequence[int], since: dt.date | None
+) -> tuple[dict[int, PatientSeries], _Context]:
+    if _fast_path(session):
+        logs, context = _read_postgresql(session, patient_ids, since)
     else:
         logs = _select_log_columns(session, patient_ids, since)
-    events = _events(session, patient_ids)
-    outcomes = _outcomes(session, patient_ids)
-    pins = _pins(session, patient_ids)
-    return {
-        pid: _series(pid, logs.get(pid, _NO_LOGS), events, outcomes, pins) for pid in patient_ids
-    }
+        context = _context_generic(session, patient_ids)
+    series = {pid: _series(pid, logs.get(pid, _NO_LOGS), context) for pid in patient_ids}
+    return series, context
 
 
 _NO_LOGS: series_copy.LogColumns = ((), (), (), (), (), ())
 
 
-def _series(
-    pid: int,
-    logs: series_copy.LogColumns,
-    events: Mapping[int, list[PatientEvent]],
-    outcomes: Mapping[int, list[OutcomeScore]],
-    pins: Mapping[int, list[PinnedBaseline]],
-) -> PatientSeries:
+def _series(pid: int, logs: series_copy.LogColumns, context: _Context) -> PatientSeries:
     dates, back_pain, leg_pain, adherence, leg_side, red_flags = logs
     return PatientSeries(
         patient_id=str(pid),
@@ -96,25 +111,31 @@ def _series(
         adherence=adherence,
         leg_side=leg_side,
         red_flags=red_flags,
-        events=tuple(events.get(pid, ())),
-        outcomes=tuple(outcomes.get(pid, ())),
-        pinned_baselines=tuple(pins.get(pid, ())),
+        events=tuple(context.events.get(pid, ())),
+        outcomes=tuple(context.outcomes.get(pid, ())),
+        pinned_baselines=tuple(context.pins.get(pid, ())),
     )
 
 
-def _copy_connection(session: Session) -> psycopg.Connection[Any] | None:
-    """The psycopg connection of the session's transaction, when the fast path applies."""
+def _fast_path(session: Session) -> bool:
+    """PostgreSQL through psycopg: the packed-record read applies."""
     dialect = session.get_bind().dialect
-    if dialect.name != "postgresql" or dialect.driver != "psycopg":
-        return None
-    connection = session.connection().connection.driver_connection
-    return connection if isinstance(connection, psycopg.Connection) else None
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
+def _core(session: Session) -> sa.Connection:
+    """The session's connection, for plain Core selects of columns: the rows come without the
+    ORM's per-row work (these run for every batch of the scan)."""
+    return session.connection()
+
+
+# --- the generic path (SQLite: the demo) ---------------------------------------------------
 
 
 def _select_log_columns(
     session: Session, patient_ids: Sequence[int], since: dt.date | None
 ) -> dict[int, series_copy.LogColumns]:
-    """The generic path (SQLite: the demo): a plain SELECT, one row tuple per log."""
+    """A plain SELECT, one row tuple per log."""
     log_query = sa.select(
         SessionLog.patient_id,
         SessionLog.log_date,
@@ -128,7 +149,9 @@ def _select_log_columns(
         log_query = log_query.where(SessionLog.log_date >= since)
     columns: dict[int, list[list[Any]]] = defaultdict(lambda: [[], [], [], [], [], []])
     flags = list(RedFlag)
-    for row in session.execute(log_query.order_by(SessionLog.patient_id, SessionLog.log_date)):
+    for row in _core(session).execute(
+        log_query.order_by(SessionLog.patient_id, SessionLog.log_date)
+    ):
         cols = columns[row[0]]
         cols[0].append(row[1])
         cols[1].append(row[2])
@@ -142,93 +165,211 @@ def _select_log_columns(
     }
 
 
-def _events(session: Session, patient_ids: Sequence[int]) -> dict[int, list[PatientEvent]]:
-    # Columns, not ORM objects: a scan batch holds thousands of events.
-    events: dict[int, list[PatientEvent]] = defaultdict(list)
-    for pid, day, kind, note, side, region, location, steps, height, landed in session.execute(
-        sa.select(
-            Event.patient_id,
-            Event.event_date,
-            Event.event_type,
-            Event.description,
-            Event.side,
-            Event.body_region,
-            Event.fall_location,
-            Event.fall_steps,
-            Event.fall_height_cm,
-            Event.fall_landed_on,
-        )
-        .where(Event.patient_id.in_(patient_ids))
-        .order_by(Event.patient_id, Event.event_date, Event.id)
+_EVENT_COLUMNS = (
+    Event.patient_id,
+    Event.event_date,
+    Event.event_type,
+    Event.description,
+    Event.side,
+    Event.body_region,
+    Event.fall_location,
+    Event.fall_steps,
+    Event.fall_height_cm,
+    Event.fall_landed_on,
+)
+_EVENT_ORDER = (Event.patient_id, Event.event_date, Event.id)
+_OUTCOME_COLUMNS = (
+    OutcomeMeasure.patient_id,
+    OutcomeMeasure.measured_on,
+    OutcomeMeasure.instrument,
+    OutcomeMeasure.score,
+)
+_OUTCOME_ORDER = (OutcomeMeasure.patient_id, OutcomeMeasure.measured_on, OutcomeMeasure.id)
+_PIN_COLUMNS = (
+    PinnedBaselineRow.patient_id,
+    PinnedBaselineRow.metric,
+    PinnedBaselineRow.level,
+    PinnedBaselineRow.effective_from,
+    PinnedBaselineRow.spread,
+)
+_PIN_ORDER = (PinnedBaselineRow.patient_id, PinnedBaselineRow.id)
+_PERIOD_COLUMNS = (Program.patient_id, Program.start_date, Program.end_date)
+_PERIOD_ORDER = (Program.patient_id, Program.id)
+
+
+def _context_generic(session: Session, patient_ids: Sequence[int]) -> _Context:
+    """Events, outcomes, pins and program periods: 4 plain selects."""
+    context = _Context(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list))
+    core = _core(session)
+
+    def rows(columns: tuple[Any, ...], order: tuple[Any, ...]) -> Any:
+        return core.execute(sa.select(*columns).where(columns[0].in_(patient_ids)).order_by(*order))
+
+    for pid, day, kind, note, side, region, location, steps, height, landed in rows(
+        _EVENT_COLUMNS, _EVENT_ORDER
     ):
-        events[pid].append(
-            _patient_event(day, kind, note, side, region, location, steps, height, landed)
-        )
-    return events
+        context.events[pid].append(
+            _patient_event(
+                day, kind, note, _value(side), region, _value(location), steps, height,
+                _value(landed),
+            )
+        )  # fmt: skip
+    for pid, measured_on, instrument, score in rows(_OUTCOME_COLUMNS, _OUTCOME_ORDER):
+        context.outcomes[pid].append(OutcomeScore(measured_on, instrument.value, score))
+    for pid, metric, level, effective_from, spread in rows(_PIN_COLUMNS, _PIN_ORDER):
+        context.pins[pid].append(PinnedBaseline(metric, level, effective_from, spread))
+    for pid, start, end in rows(_PERIOD_COLUMNS, _PERIOD_ORDER):
+        context.periods[pid].append((start, end))
+    return context
 
 
-def _outcomes(session: Session, patient_ids: Sequence[int]) -> dict[int, list[OutcomeScore]]:
-    outcomes: dict[int, list[OutcomeScore]] = defaultdict(list)
-    for patient_id, measured_on, instrument, score in session.execute(
+def _value(member: Any) -> str | None:
+    return None if member is None else str(member.value)
+
+
+# --- the PostgreSQL path: one query for all four ---------------------------------------------
+
+
+def _json_rows(columns: tuple[Any, ...], order: tuple[Any, ...], ids: Any) -> Any:
+    """A JSON array of the rows (each a JSON array of `columns`) of these patients, in order."""
+    row = sa.func.json_build_array(*columns)
+    return (
         sa.select(
-            OutcomeMeasure.patient_id,
-            OutcomeMeasure.measured_on,
-            OutcomeMeasure.instrument,
-            OutcomeMeasure.score,
+            sa.func.coalesce(
+                sa.func.json_agg(postgresql.aggregate_order_by(row, *order)),
+                sa.literal_column("'[]'::json"),
+            )
         )
-        .where(OutcomeMeasure.patient_id.in_(patient_ids))
-        .order_by(OutcomeMeasure.patient_id, OutcomeMeasure.measured_on, OutcomeMeasure.id)
-    ):
-        outcomes[patient_id].append(
-            OutcomeScore(date=measured_on, instrument=instrument.value, score=score)
-        )
-    return outcomes
+        .where(columns[0] == sa.func.any(ids))
+        .scalar_subquery()
+    )
 
 
-def _pins(session: Session, patient_ids: Sequence[int]) -> dict[int, list[PinnedBaseline]]:
-    pins: dict[int, list[PinnedBaseline]] = defaultdict(list)
-    for patient_id, metric, level, effective_from, spread in session.execute(
-        sa.select(
-            PinnedBaselineRow.patient_id,
-            PinnedBaselineRow.metric,
-            PinnedBaselineRow.level,
-            PinnedBaselineRow.effective_from,
-            PinnedBaselineRow.spread,
+_IDS = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer))
+_SINCE = sa.bindparam("since", type_=sa.Date)
+_ALERT_COLUMNS = (
+    Alert.patient_id,
+    Alert.id,
+    Alert.kind,
+    Alert.metric,
+    Alert.detected_on,
+    Alert.status,
+)
+
+
+def _read_statement(with_since: bool) -> sa.Select[Any]:
+    """One row: the number of logs and their packed records (`series_copy`), then events,
+    outcomes, pins, program periods and stored alerts as JSON arrays — one round trip."""
+    logs = sa.select(
+        sa.func.count().label("n"),
+        sa.func.string_agg(
+            sa.literal_column(series_copy.RECORD_SQL), sa.literal_column("''::bytea")
+        ).label("records"),
+    ).where(SessionLog.patient_id == sa.func.any(_IDS))
+    if with_since:
+        logs = logs.where(SessionLog.log_date >= _SINCE)
+    counted = logs.subquery("logs")
+    return sa.select(
+        counted.c.n,
+        counted.c.records,
+        _json_rows(_EVENT_COLUMNS, _EVENT_ORDER, _IDS),
+        _json_rows(_OUTCOME_COLUMNS, _OUTCOME_ORDER, _IDS),
+        _json_rows(_PIN_COLUMNS, _PIN_ORDER, _IDS),
+        _json_rows(_PERIOD_COLUMNS, _PERIOD_ORDER, _IDS),
+        _json_rows(_ALERT_COLUMNS, (Alert.patient_id, Alert.id), _IDS),
+    )
+
+
+_READ = {True: _read_statement(True), False: _read_statement(False)}
+
+
+_STATUS = {status.value: status for status in AlertStatus}
+
+
+def _date(text: str | None) -> dt.date | None:
+    return None if text is None else dt.date.fromisoformat(text)
+
+
+def _read_postgresql(
+    session: Session, patient_ids: Sequence[int], since: dt.date | None
+) -> tuple[dict[int, series_copy.LogColumns], _Context]:
+    """Logs, `_context_generic` and the stored alerts in one statement, decoded here into the
+    values the generic path gives (dates, ints, floats, strings, enums)."""
+    parameters: dict[str, Any] = {"ids": sorted({int(i) for i in patient_ids})}
+    if since is not None:
+        parameters["since"] = since
+    row = _core(session).execute(_READ[since is not None], parameters).one()
+    count, packed, events, outcomes, pins, periods, alerts = row
+    arrays = series_copy.LogArrays.from_records(series_copy.records(packed, count))
+    logs = series_copy.log_columns(arrays)
+    context = _Context(
+        defaultdict(list),
+        defaultdict(list),
+        defaultdict(list),
+        defaultdict(list),
+        defaultdict(dict),
+    )
+    fromisoformat = dt.date.fromisoformat
+    for pid, day, kind, note, side, region, location, steps, height, landed in _as_list(events):
+        context.events[pid].append(
+            _patient_event(
+                fromisoformat(day), kind, note, side, region, location, steps, height, landed
+            )
         )
-        .where(PinnedBaselineRow.patient_id.in_(patient_ids))
-        .order_by(PinnedBaselineRow.patient_id, PinnedBaselineRow.id)
-    ):
-        pins[patient_id].append(
-            PinnedBaseline(metric=metric, level=level, effective_from=effective_from, spread=spread)
+    for pid, measured_on, instrument, score in _as_list(outcomes):
+        context.outcomes[pid].append(
+            OutcomeScore(fromisoformat(measured_on), instrument, float(score))
         )
-    return pins
+    for pid, metric, level, effective_from, spread in _as_list(pins):
+        context.pins[pid].append(
+            PinnedBaseline(
+                metric,
+                float(level),
+                fromisoformat(effective_from),
+                None if spread is None else float(spread),
+            )
+        )
+    for pid, start, end in _as_list(periods):
+        context.periods[pid].append((fromisoformat(start), _date(end)))
+    assert context.stored is not None
+    for pid, alert_id, kind, metric, detected_on, status in _as_list(alerts):
+        context.stored[pid][(kind, metric, fromisoformat(detected_on))] = (
+            alert_id,
+            _STATUS[status],
+        )
+    return logs, context
+
+
+def _as_list(value: Any) -> list[Any]:
+    """psycopg decodes json columns; a driver that does not hands over the text."""
+    return list(value) if isinstance(value, list) else list(json.loads(value))
 
 
 def to_patient_event(event: Event) -> PatientEvent:
     """An `Event` as the detector sees it."""
     return _patient_event(
         event.event_date,
-        event.event_type,
+        event.event_type.value,
         event.description,
-        event.side,
+        _value(event.side),
         event.body_region,
-        event.fall_location,
+        _value(event.fall_location),
         event.fall_steps,
         event.fall_height_cm,
-        event.fall_landed_on,
+        _value(event.fall_landed_on),
     )
 
 
 def _patient_event(
     event_date: dt.date,
-    event_type: EventType,
+    event_type: str,
     description: str,
-    side: Side | None,
+    side: str | None,
     body_region: str | None,
-    fall_location: FallLocation | None,
+    fall_location: str | None,
     fall_steps: int | None,
     fall_height_cm: int | None,
-    fall_landed_on: LandedOn | None,
+    fall_landed_on: str | None,
 ) -> PatientEvent:
     mechanism = None
     if event_type == "fall":
@@ -237,12 +378,36 @@ def _patient_event(
         )
     return PatientEvent(
         date=event_date,
-        event_type=event_type.value,
+        event_type=str(event_type),
         note=description,
-        side=side.value if side else None,
+        side=side,
         body_region=body_region,
         mechanism=mechanism,
     )
+
+
+# An advisory lock key space of its own (the first of the two int4 keys).
+EVALUATION_LOCK = 0x52455641  # "REVA"
+
+
+def _lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
+    """Serialise evaluations of the same patients, so two workers never reconcile one patient
+    at the same time; in id order, so two overlapping batches cannot deadlock. PostgreSQL:
+    transaction-scoped advisory locks — unlike row locks (SELECT … FOR UPDATE) they write
+    nothing, so an evaluation that finds nothing new commits without waiting for a WAL flush.
+    SQLite has one writer anyway."""
+    ids = sorted({int(i) for i in patient_ids})
+    if session.get_bind().dialect.name == "postgresql":
+        _core(session).execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(:key, id) FROM unnest(CAST(:ids AS int4[])) AS t(id)"
+            ),
+            {"key": EVALUATION_LOCK, "ids": ids},
+        ).all()
+    else:
+        session.execute(
+            sa.select(Patient.id).where(Patient.id.in_(ids)).order_by(Patient.id).with_for_update()
+        ).all()
 
 
 def evaluate_patients(
@@ -254,16 +419,10 @@ def evaluate_patients(
     """Detect and reconcile for a batch of patients; the caller commits."""
     if not patient_ids:
         return EvaluationResult()
-    # Serialise evaluations of the same patients (PostgreSQL row locks; SQLite has one
-    # writer anyway), so two workers never reconcile one patient at the same time.
-    session.execute(
-        sa.select(Patient.id)
-        .where(Patient.id.in_(patient_ids))
-        .order_by(Patient.id)
-        .with_for_update()
-    ).all()
+    _lock_patients(session, patient_ids)
     since = today - dt.timedelta(days=LOOKBACK_DAYS)
-    return reconcile(session, detect(session, patient_ids, today, since, config))
+    episodes, context = _detect(session, patient_ids, today, since, config)
+    return _reconcile(session, episodes, context.stored)
 
 
 def detect(
@@ -274,35 +433,32 @@ def detect(
     config: DetectionConfig = DEFAULT_CONFIG,
 ) -> dict[int, tuple[AlertEpisode, ...]]:
     """The detector's episodes for each patient, from logs dated `since` (None: all) on."""
-    series = load_series(session, patient_ids, since)
-    periods = _program_periods(session, patient_ids)
+    return _detect(session, patient_ids, as_of, since, config)[0]
+
+
+def _detect(
+    session: Session,
+    patient_ids: Sequence[int],
+    as_of: dt.date,
+    since: dt.date | None,
+    config: DetectionConfig,
+) -> tuple[dict[int, tuple[AlertEpisode, ...]], _Context]:
+    series, context = _load(session, patient_ids, since)
     # The batch call runs the same replay vectorised over the patients: several times
     # cheaper per patient than one call each.
     detected = detect_episodes_many(series.values(), config, as_of=as_of)
-    return {
+    episodes = {
         pid: tuple(
             e
             for e in detected[str(pid)]
-            if e.kind != "missed_logs" or _in_program(e.detected_on, periods.get(pid, ()))
+            if e.kind != "missed_logs" or _in_program(e.detected_on, context.periods.get(pid, ()))
         )
         for pid in series
     }
+    return episodes, context
 
 
-def _program_periods(
-    session: Session, patient_ids: Sequence[int]
-) -> dict[int, list[tuple[dt.date, dt.date | None]]]:
-    periods: dict[int, list[tuple[dt.date, dt.date | None]]] = defaultdict(list)
-    for patient_id, start, end in session.execute(
-        sa.select(Program.patient_id, Program.start_date, Program.end_date).where(
-            Program.patient_id.in_(patient_ids)
-        )
-    ):
-        periods[patient_id].append((start, end))
-    return periods
-
-
-def _in_program(day: dt.date, periods: Iterable[tuple[dt.date, dt.date | None]]) -> bool:
+def _in_program(day: dt.date, periods: Iterable[Period]) -> bool:
     """Missed logging only matters while a program asks the patient to log."""
     return any(start <= day and (end is None or day <= end) for start, end in periods)
 
@@ -310,8 +466,19 @@ def _in_program(day: dt.date, periods: Iterable[tuple[dt.date, dt.date | None]])
 def reconcile(
     session: Session, episodes_by_patient: Mapping[int, Iterable[AlertEpisode]]
 ) -> EvaluationResult:
+    """Store the episodes not stored yet, auto-resolve the stored ones the detector resolved,
+    with one query for the stored alerts of all the patients."""
+    return _reconcile(session, episodes_by_patient, None)
+
+
+def _reconcile(
+    session: Session,
+    episodes_by_patient: Mapping[int, Iterable[AlertEpisode]],
+    stored: StoredAlerts | None,
+) -> EvaluationResult:
     result = EvaluationResult()
-    stored = _stored_alerts(session, list(episodes_by_patient))
+    if stored is None:
+        stored = _stored_alerts(session, list(episodes_by_patient))
     now = utcnow()
     new_rows: list[dict[str, Any]] = []
     for patient_id, episodes in episodes_by_patient.items():
@@ -346,27 +513,60 @@ def reconcile(
 def _insert_ignoring_duplicates(
     session: Session, rows: list[dict[str, Any]]
 ) -> list[tuple[int, int, AlertStatus]]:
-    """Insert the episodes; a row another evaluation stored first is skipped, not an error."""
+    """Insert the episodes; a row another evaluation stored first is skipped, not an error.
+
+    Not the ORM's bulk insert of the entity: that groups the rows by which values are None and
+    splices the RETURNING rows of every group, and a first scan stores thousands of episodes
+    per batch. On PostgreSQL the rows travel as one JSON parameter (`jsonb_to_recordset`):
+    one short statement instead of a VALUES list with 17 placeholders per row for psycopg to
+    parse. Elsewhere a Core INSERT of the table."""
     if not rows:
         return []
+    table = cast(sa.Table, Alert.__table__)
+    returning = (table.c.id, table.c.patient_id, table.c.status)
+    if session.get_bind().dialect.name == "postgresql":
+        try:
+            payload = json.dumps(rows, default=_json_value, allow_nan=False)
+        except ValueError:  # a NaN or infinity: JSON cannot carry it
+            payload = None
+        if payload is not None:
+            names = list(rows[0])
+            source = (
+                sa.func.jsonb_to_recordset(
+                    sa.cast(sa.bindparam("rows", type_=sa.Text), postgresql.JSONB)
+                )
+                .table_valued(*(sa.column(name, table.c[name].type) for name in names))
+                .render_derived(name="r", with_types=True)
+            )
+            statement = (
+                postgresql.insert(table)
+                .from_select(names, sa.select(*(source.c[name] for name in names)))
+                .on_conflict_do_nothing()
+                .returning(*returning)
+            )
+            result = _core(session).execute(statement, {"rows": payload})
+            return [(r[0], r[1], r[2]) for r in result]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(Alert).on_conflict_do_nothing().returning(Alert.id, Alert.patient_id, Alert.status)
-    )
-    return [(r[0], r[1], r[2]) for r in session.execute(statement, rows)]
+    statement = insert(table).on_conflict_do_nothing().returning(*returning)
+    return [(r[0], r[1], r[2]) for r in _core(session).execute(statement, rows)]
 
 
-def _stored_alerts(
-    session: Session, patient_ids: list[int]
-) -> dict[int, dict[tuple[str, str, dt.date], tuple[int, AlertStatus]]]:
-    out: dict[int, dict[tuple[str, str, dt.date], tuple[int, AlertStatus]]] = defaultdict(dict)
-    for row in session.execute(
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.date):  # datetimes too
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
+    """Every stored alert of the patients, by (kind, metric, detected_on): one query."""
+    out: StoredAlerts = defaultdict(dict)
+    for alert_id, patient_id, kind, metric, detected_on, status in _core(session).execute(
         sa.select(
             Alert.id, Alert.patient_id, Alert.kind, Alert.metric, Alert.detected_on, Alert.status
         ).where(Alert.patient_id.in_(patient_ids))
     ):
-        out[row.patient_id][(row.kind, row.metric, row.detected_on)] = (row.id, row.status)
+        out[patient_id][(kind, metric, detected_on)] = (alert_id, status)
     return out
 
 

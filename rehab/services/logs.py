@@ -142,9 +142,8 @@ def record_session_log(
             log = _edit_log(session, context.same_day_id, values, entries)
             outcome = LogOutcome.UPDATED
         else:
-            new = {"patient_id": patient_id, "log_date": data.log_date,
-                   "client_id": data.client_id, "created_at": now, **values}  # fmt: skip
-            log = _insert_log(session, new, entries)
+            key = {"patient_id": patient_id, "log_date": data.log_date, "client_id": data.client_id}
+            log = _insert_log(session, {**key, "created_at": now, **values}, entries)
             outcome = LogOutcome.CREATED
         _commit_keeping_loaded(session)
     except IntegrityError:
@@ -266,8 +265,10 @@ _AUDIT = cast(sa.Table, AuditEvent.__table__)
 _INSERT_LOG = sa.insert(_LOGS).returning(_LOGS.c.id)
 _INSERT_ENTRIES = sa.insert(_ENTRIES)
 _ENTRY_COLUMNS = ("prescription_id", "done", "sets_done", "reps_done")
-_AUDIT_COLUMNS = ("at", "user_id", "role", "patient_id", "action", "outcome", "request_id",
-                  "target")  # fmt: skip
+_AUDIT_COLUMNS = (
+    *("at", "user_id", "role", "patient_id"),
+    *("action", "outcome", "request_id", "target"),
+)
 
 
 def _insert_log(
@@ -401,12 +402,6 @@ def _replay(session: Session, log: SessionLog, body_hash: str) -> LogResult:
             "client_id", "was already used for a different log; generate a new id per log"
         )
     return LogResult(log, LogOutcome.REPLAYED, advice_after_log(session, log))
-
-
-def _first_program_start(session: Session, patient_id: int) -> dt.date | None:
-    return session.scalar(
-        sa.select(sa.func.min(Program.start_date)).where(Program.patient_id == patient_id)
-    )
 
 
 def has_spine_surgery_history(session: Session, patient_id: int) -> bool:

@@ -1,26 +1,36 @@
-"""Daily logs read from PostgreSQL with `COPY (SELECT …) TO STDOUT (FORMAT BINARY)`, straight
-into numpy arrays, and turned into the log columns of `PatientSeries`.
+"""Daily logs read from PostgreSQL as packed binary records into numpy arrays, and turned into
+the log columns of `PatientSeries`: by `COPY (SELECT …) TO STDOUT (FORMAT BINARY)`
+(`read_log_arrays`), or embedded in another statement (`RECORD_SQL`, `records`: the
+evaluation reads a batch's logs, events, outcomes and stored alerts in one round trip).
 
-Why: the periodic scan reads every patient's year of logs (10 000 patients are 3.65 M rows).
-As Python row objects that costs more than the detection itself (`rehab bench detect`); as
-binary COPY it is one message per row, parsed by numpy in one call.
+Why: the periodic scan reads a year of logs of every patient (10 000 patients: ~3 M rows). As
+Python row objects that costs more than the detection itself; even as a binary COPY with one
+row per log, the client pays ~1.5 µs of CPU per CopyData message (libpq, psycopg, Python) and
+that dominated the read (`rehab bench detect` measures both).
 
-How: the SELECT makes every row fixed-width — NULLs become sentinels (adherence NaN, which the
-column's CHECK rules out; leg side code 0), the leg side a small integer, the four red-flag
-booleans one bit mask — so the COPY stream is the 19-byte header, then rows of identical
-layout (field count, then a length and a big-endian value per field), then a 2-byte trailer:
-`np.frombuffer` with a big-endian structured dtype reads it whole. Dates arrive as days since
-2000-01-01 (PostgreSQL's epoch) and become `date` objects through a small lookup table, so a
-batch shares one object per calendar day.
+How: the SELECT packs each log into a fixed-width big-endian record and the server
+concatenates the records with `string_agg` — in the COPY, one bytea per 1024 consecutive
+patient ids, so no field nears PostgreSQL's 1 GB limit:
 
-The reading loop calls libpq's `PQgetCopyData` (psycopg's `PGconn.get_copy_data`) directly for
-the data rows and leaves the start and the end of the COPY to psycopg's `Copy`: iterating
-`Copy` itself costs a few Python calls per row, several times more than the parse.
+    key    int8  patient_id << 32 | days since 0001-01-01 (= date ordinal − 1)
+    packed int2  back pain (4 bits) | leg pain (4) | leg side code (2) | red-flag bits (4)
+    adh    float8
+
+NULLs become sentinels inside the record (pain 15, side code 0, adherence NaN — the columns'
+CHECKs rule those values out), so no record is ever NULL (string_agg would skip it silently;
+each row also carries `count(*)`, checked against the records received). The COPY stream is
+the 19-byte header, rows of (field count, length + int8 count, length + bytea), and the 2-byte
+trailer; `np.frombuffer` reads the concatenated records with a structured dtype. Dates become
+`date` objects through a lookup table, so a batch shares one object per calendar day.
+
+The reading loop calls libpq's `PQgetCopyData` (psycopg's `PGconn.get_copy_data`) directly and
+leaves the start of the COPY to psycopg's `Copy`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,77 +43,64 @@ from psycopg import sql
 from rehab.db.models import SessionLog
 from rehab.domain.vocabulary import RedFlag, Side
 
-PG_EPOCH = dt.date(2000, 1, 1)
-_PG_EPOCH_ORDINAL = PG_EPOCH.toordinal()
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER_BYTES = 19  # signature (11), flags (4), header extension length (4, zero)
 TRAILER = b"\xff\xff"  # a field count of -1
+GROUP_SHIFT = 10  # one aggregated row per 2**10 consecutive patient ids
 
 SIDES: tuple[str, ...] = tuple(side.value for side in Side)  # code i + 1; 0 is NULL
-FLAGS: tuple[str, ...] = tuple(flag.value for flag in RedFlag)  # bit i
+FLAGS: tuple[str, ...] = tuple(flag.value for flag in RedFlag)  # bit i of the flag field
+PAIN_NULL = 15
+_SIDE_SHIFT, _FLAG_SHIFT = 8, 10
+assert len(SIDES) < 4 and _FLAG_SHIFT + len(FLAGS) <= 15, "the packed int2 is full"
 
-# (name, big-endian type): the SELECT below yields exactly these, in this order, never NULL.
-_FIELDS: tuple[tuple[str, str], ...] = (
-    ("patient_id", ">i4"),
-    ("day", ">i4"),
-    ("back_pain", ">i2"),
-    ("leg_pain", ">i2"),
-    ("adherence", ">f8"),
-    ("leg_side", ">i2"),
-    ("red_flags", ">i2"),
-)
-ROW_DTYPE = np.dtype(
-    [("field_count", ">i2")]
-    + [
-        item
-        for i, (name, kind) in enumerate(_FIELDS)
-        for item in ((f"_len{i}", ">i4"), (name, kind))
-    ]
-)
-
-IntArray = npt.NDArray[np.int64]
+RECORD_DTYPE = np.dtype([("key", ">i8"), ("packed", ">i2"), ("adherence", ">f8")])
+_ORDINAL_ZERO = dt.date(1, 1, 1)
 
 
 def _column(name: str) -> sql.Identifier:
-    # The model's column names, so a rename fails loudly here rather than reading garbage.
+    # The model's column names, so a rename fails here rather than reading something else.
     return sql.Identifier(SessionLog.__table__.c[name].name)
 
 
-def _select_sql() -> sql.Composed:
+def _record_sql() -> sql.Composed:
     side = sql.SQL(" ").join(
         sql.SQL("WHEN {} THEN {}").format(sql.Literal(value), sql.Literal(code))
         for code, value in enumerate(SIDES, start=1)
     )
-    flags = sql.SQL(" + ").join(
-        sql.SQL("({}::int4 * {})").format(_column(f"red_flag_{flag}"), sql.Literal(1 << bit))
+    flags = sql.SQL(" | ").join(
+        sql.SQL("({}::int4 << {})").format(
+            _column(f"red_flag_{flag}"), sql.Literal(_FLAG_SHIFT + bit)
+        )
         for bit, flag in enumerate(FLAGS)
     )
     return sql.SQL(
-        "SELECT {pid}::int4, {date}, {back}::int2, {leg}::int2,"
-        " COALESCE({adh}::float8, 'NaN'::float8),"
-        " (CASE {side} {when} ELSE 0 END)::int2, ({flags})::int2"
-        " FROM {table}"
+        "int8send(({pid}::int8 << 32) | ({date} - {zero}::date))"
+        " || int2send((COALESCE({back}, {null}) | (COALESCE({leg}, {null}) << 4)"
+        " | ((CASE {side} {when} ELSE 0 END) << {side_shift}) | {flags})::int2)"
+        " || float8send(COALESCE({adh}::float8, 'NaN'::float8))"
     ).format(
         pid=_column("patient_id"),
         date=_column("log_date"),
+        zero=sql.Literal(_ORDINAL_ZERO.isoformat()),
         back=_column("back_pain"),
         leg=_column("leg_pain"),
-        adh=_column("adherence"),
+        null=sql.Literal(PAIN_NULL),
         side=_column("leg_side"),
         when=side,
+        side_shift=sql.Literal(_SIDE_SHIFT),
         flags=flags,
-        table=sql.Identifier(SessionLog.__tablename__),
+        adh=_column("adherence"),
     )
 
 
-_SELECT = _select_sql()
+_RECORD = _record_sql()
+# The same expression as SQL text, to embed in a SQLAlchemy statement (model names only).
+RECORD_SQL = _RECORD.as_string(None)
 
 
-def log_query(
-    patient_ids: Sequence[int] | None, since: dt.date | None, *, ordered: bool = True
-) -> sql.Composed:
-    """The COPY statement for these patients' logs (None: every patient's) dated `since` on,
-    ordered by patient and date unless `ordered` is false."""
+def log_query(patient_ids: Sequence[int] | None, since: dt.date | None) -> sql.Composed:
+    """The COPY statement for these patients' logs (None: every patient's) dated `since` on."""
     where: list[sql.Composable] = []
     if patient_ids is not None:
         ids = sorted({int(i) for i in patient_ids})
@@ -112,31 +109,32 @@ def log_query(
         )
     if since is not None:
         where.append(sql.SQL("{} >= {}").format(_column("log_date"), sql.Literal(since)))
-    query = _SELECT
+    query = sql.SQL("SELECT count(*), string_agg({}, ''::bytea) FROM {}").format(
+        _RECORD, sql.Identifier(SessionLog.__tablename__)
+    )
     if where:
         query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(where))
-    if ordered:
-        query = sql.SQL("{} ORDER BY {}, {}").format(
-            query, _column("patient_id"), _column("log_date")
-        )
+    query = sql.SQL("{} GROUP BY {} >> {}").format(
+        query, _column("patient_id"), sql.Literal(GROUP_SHIFT)
+    )
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)
 
 
 def copy_out(conn: psycopg.Connection[Any], statement: sql.Composed) -> bytes:
-    """The whole output of a binary `COPY … TO STDOUT`, header and trailer included."""
+    """The whole output of a `COPY … TO STDOUT`, in the connection's current transaction."""
     pgconn = conn.pgconn
     chunks: list[Any] = []
     append = chunks.append
     with conn.cursor() as cursor, cursor.copy(statement):
         get = pgconn.get_copy_data
         while True:
-            # Blocking: one CopyData message (one row; the header comes with the first, the
+            # Blocking: one CopyData message (a row; the header comes with the first, the
             # trailer alone), or -1 once the COPY is over.
             nbytes, data = get(0)
             if nbytes < 0:
                 break
             append(data)
-        # The COPY's own result (what `Copy` would read): COMMAND_OK, or the server's error.
+        # The COPY's own result (what `Copy` would read next): COMMAND_OK, or the error.
         errors = []
         while (result := pgconn.get_result()) is not None:
             if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
@@ -148,32 +146,53 @@ def copy_out(conn: psycopg.Connection[Any], statement: sql.Composed) -> bytes:
     return b"".join(chunks)
 
 
-def parse_rows(buffer: bytes) -> npt.NDArray[Any]:
-    """The rows of a binary COPY in `ROW_DTYPE` (still big-endian), checked for layout."""
-    if len(buffer) < HEADER_BYTES + 2 or not buffer.startswith(_SIGNATURE):
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+_INT64 = struct.Struct(">q")
+
+
+def parse_records(stream: bytes) -> npt.NDArray[Any]:
+    """The log records of a binary COPY of `log_query` (big-endian `RECORD_DTYPE`)."""
+    if len(stream) < HEADER_BYTES + 2 or not stream.startswith(SIGNATURE):
         raise ValueError("not a binary COPY stream")
-    body = len(buffer) - HEADER_BYTES - 2
-    if body % ROW_DTYPE.itemsize or buffer[-2:] != TRAILER:
-        raise ValueError("binary COPY rows are not of the expected fixed width")
-    rows = np.frombuffer(buffer, ROW_DTYPE, count=body // ROW_DTYPE.itemsize, offset=HEADER_BYTES)
-    if rows.shape[0] and not (
-        bool(np.all(rows["field_count"] == len(_FIELDS)))
-        and all(
-            bool(np.all(rows[f"_len{i}"] == np.dtype(kind).itemsize))
-            for i, (_, kind) in enumerate(_FIELDS)
-        )
-    ):
-        raise ValueError("binary COPY row with an unexpected field count or a NULL")
-    return rows
+    view = memoryview(stream)
+    blobs: list[memoryview] = []
+    expected = 0
+    pos = HEADER_BYTES
+    while True:
+        (fields,) = _INT16.unpack_from(stream, pos)
+        pos += 2
+        if fields == -1:
+            break
+        if fields != 2 or _INT32.unpack_from(stream, pos)[0] != 8:
+            raise ValueError("unexpected row in the binary COPY of logs")
+        expected += _INT64.unpack_from(stream, pos + 4)[0]
+        (length,) = _INT32.unpack_from(stream, pos + 12)
+        pos += 16
+        if length < 0:
+            raise ValueError("a NULL aggregate of log records")
+        blobs.append(view[pos : pos + length])
+        pos += length
+    if pos != len(stream):
+        raise ValueError("binary COPY of logs: data after the trailer")
+    return records(b"".join(blobs), expected)
+
+
+def records(blob: bytes | None, count: int) -> npt.NDArray[Any]:
+    """`count` packed log records (string_agg of `RECORD_SQL`; NULL when there are none)."""
+    data = blob or b""
+    if len(data) != count * RECORD_DTYPE.itemsize:
+        raise ValueError(f"packed logs: {len(data)} bytes for {count} logs")
+    return np.frombuffer(data, RECORD_DTYPE)
 
 
 @dataclass(frozen=True)
 class LogArrays:
-    """Log rows as native numpy columns, in the order read."""
+    """Log rows as native numpy columns, ordered by patient and date."""
 
-    patient_id: IntArray
-    day: npt.NDArray[np.int32]  # days since 2000-01-01
-    back_pain: npt.NDArray[np.int16]
+    patient_id: npt.NDArray[np.int64]
+    ordinal: npt.NDArray[np.int64]  # date.toordinal()
+    back_pain: npt.NDArray[np.int16]  # PAIN_NULL: not logged
     leg_pain: npt.NDArray[np.int16]
     adherence: npt.NDArray[np.float64]  # NaN: not known
     leg_side: npt.NDArray[np.int16]  # 0: none, else SIDES[code - 1]
@@ -183,40 +202,37 @@ class LogArrays:
         return int(self.patient_id.shape[0])
 
     @classmethod
-    def from_rows(cls, rows: npt.NDArray[Any]) -> LogArrays:
-        def native(name: str) -> Any:
-            column = rows[name]
-            return column.astype(column.dtype.newbyteorder("="))
-
+    def from_records(cls, records: npt.NDArray[Any]) -> LogArrays:
+        key = records["key"].astype(np.int64)
+        if key.shape[0] > 1 and not bool(np.all(key[1:] > key[:-1])):
+            order = np.argsort(key, kind="stable")
+            key, records = key[order], records[order]
+            if bool(np.any(key[1:] == key[:-1])):
+                raise ValueError("two logs of one patient on one date")
+        packed = records["packed"].astype(np.int16)
         return cls(
-            patient_id=rows["patient_id"].astype(np.int64),
-            day=native("day"),
-            back_pain=native("back_pain"),
-            leg_pain=native("leg_pain"),
-            adherence=native("adherence"),
-            leg_side=native("leg_side"),
-            red_flags=native("red_flags"),
+            patient_id=key >> 32,
+            ordinal=(key & 0xFFFFFFFF) + 1,
+            back_pain=packed & 0xF,
+            leg_pain=(packed >> 4) & 0xF,
+            adherence=records["adherence"].astype(np.float64),
+            leg_side=(packed >> _SIDE_SHIFT) & 0x3,
+            red_flags=(packed >> _FLAG_SHIFT) & ((1 << len(FLAGS)) - 1),
         )
 
 
 def read_log_arrays(
-    conn: psycopg.Connection[Any],
-    patient_ids: Sequence[int] | None,
-    since: dt.date | None,
-    *,
-    ordered: bool = True,
+    conn: psycopg.Connection[Any], patient_ids: Sequence[int] | None, since: dt.date | None
 ) -> LogArrays:
     """The logs of these patients (None: all) dated `since` on, as numpy columns."""
-    return LogArrays.from_rows(
-        parse_rows(copy_out(conn, log_query(patient_ids, since, ordered=ordered)))
-    )
+    return LogArrays.from_records(parse_records(copy_out(conn, log_query(patient_ids, since))))
 
 
 # Per patient: dates, back pain, leg pain, adherence, leg side, red flags (PatientSeries order).
 LogColumns = tuple[
     tuple[dt.date, ...],
-    tuple[int, ...],
-    tuple[int, ...],
+    tuple[int | None, ...],
+    tuple[int | None, ...],
     tuple[float | None, ...],
     tuple[str | None, ...],
     tuple[tuple[str, ...], ...],
@@ -228,34 +244,32 @@ for _mask in range(1 << len(FLAGS)):
     _FLAG_TABLE[_mask] = tuple(flag for bit, flag in enumerate(FLAGS) if _mask >> bit & 1)
 
 
+def _with_none(values: npt.NDArray[Any], missing: npt.NDArray[np.bool_]) -> list[Any]:
+    if not bool(missing.any()):
+        return list(values.tolist())
+    objects = values.astype(object)
+    objects[missing] = None
+    return list(objects.tolist())
+
+
 def log_columns(arrays: LogArrays) -> dict[int, LogColumns]:
-    """The PatientSeries log columns of each patient, from arrays ordered by patient and date
-    (the values `load_series` builds from SELECTed rows: ints, floats or None, side and flag
-    strings, `date` objects)."""
+    """The PatientSeries log columns of each patient: the values `load_series`'s SELECT path
+    builds (ints, floats or None, side and flag strings, `date` objects), as tuples."""
     n = len(arrays)
     if n == 0:
         return {}
-    pid = arrays.patient_id
-    if n > 1 and not bool(
-        np.all((pid[1:] > pid[:-1]) | ((pid[1:] == pid[:-1]) & (arrays.day[1:] > arrays.day[:-1])))
-    ):
-        raise ValueError("log rows are not ordered by patient and date")
-    first_day = int(arrays.day.min())
+    first = int(arrays.ordinal.min())
     calendar = np.array(
-        [
-            dt.date.fromordinal(_PG_EPOCH_ORDINAL + d)
-            for d in range(first_day, int(arrays.day.max()) + 1)
-        ],
+        [dt.date.fromordinal(o) for o in range(first, int(arrays.ordinal.max()) + 1)],
         dtype=object,
     )
-    dates = calendar[arrays.day - first_day].tolist()
-    back = arrays.back_pain.tolist()
-    leg = arrays.leg_pain.tolist()
-    adherence_obj = arrays.adherence.astype(object)
-    adherence_obj[np.isnan(arrays.adherence)] = None
-    adherence = adherence_obj.tolist()
+    dates = calendar[arrays.ordinal - first].tolist()
+    back = _with_none(arrays.back_pain, arrays.back_pain == PAIN_NULL)
+    leg = _with_none(arrays.leg_pain, arrays.leg_pain == PAIN_NULL)
+    adherence = _with_none(arrays.adherence, np.isnan(arrays.adherence))
     sides = _SIDE_TABLE[arrays.leg_side].tolist()
     flags = _FLAG_TABLE[arrays.red_flags].tolist()
+    pid = arrays.patient_id
     starts = np.flatnonzero(np.concatenate(([True], pid[1:] != pid[:-1])))
     ends = np.append(starts[1:], n)
     out: dict[int, LogColumns] = {}

@@ -23,7 +23,7 @@ def wants_json() -> bool:
 
 
 def register_web(app: Flask) -> None:
-    from rehab.web import admin, alerts, api, auth, clinic, patient, summary
+    from rehab.web import admin, alerts, api, auth, chart_assets, clinic, patient, summary
     from rehab.web import outbox as outbox_web
     from rehab.web import settings as settings_web
 
@@ -37,7 +37,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(settings_web.bp)
     app.register_blueprint(outbox_web.bp)
     app.register_blueprint(summary.bp)
-    app.register_blueprint(summary.assets_bp)
+    app.register_blueprint(chart_assets.bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

@@ -15,8 +15,7 @@ from flask import Blueprint, Response, abort, g, jsonify, render_template, reque
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from rehab.db import drop_async_session_teardown
-from rehab.extensions import csrf, db
+from rehab.extensions import csrf, db, limiter
 from rehab.services import accounts, clinical, logs, programs, series
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
@@ -27,12 +26,9 @@ from rehab.web.openapi import openapi_document
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # The API takes bearer tokens only, never the session cookie, so CSRF cannot reach it.
 csrf.exempt(bp)
-
-
-@bp.record_once
-def _no_async_teardown(state: Any) -> None:
-    # App-wide, registered here until create_app() does it (see drop_async_session_teardown).
-    drop_async_session_teardown(state.app)
+# No rate limit on device submissions (login is limited where passwords are guessed); the
+# limiter's per-request check would cost a tenth of a log's budget.
+limiter.exempt(bp)
 
 
 C = TypeVar("C", bound=BaseModel)

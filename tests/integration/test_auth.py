@@ -189,7 +189,9 @@ def test_private_pages_are_not_cached_and_carry_a_csp(client: FlaskClient, clini
 
 # --- every page -------------------------------------------------------------------------------
 
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
+# Executable inline scripts; JSON data blocks (type="application/json", how charts receive
+# their figures) are not executed and are allowed by the CSP.
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\b(?:src=|type=\"application/json\"))[^>]*>", re.I)
 INLINE_STYLE = re.compile(r"""\sstyle\s*=|<style""", re.I)
 
 

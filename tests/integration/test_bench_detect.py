@@ -36,16 +36,19 @@ def test_quick_detect_bench_reports_its_figures(tmp_path: Path) -> None:
     report = json.loads(figures.read_text())
     assert report["patients"] == 120 and report["rows"] > 120 * 30
     assert report["copy_runs"][0]["rows"] == report["rows"]
+    assert report["row_copy_runs"][0]["rows"] == report["rows"]
     assert report["fetchall"]["rows"] == report["rows"]
     first, steady = report["first"], report["steady_runs"][0]
     assert first["patients"] == steady["patients"] == 120
     assert first["stored"] > 0 and steady["stored"] == 0
-    for figure in (report["copy_runs"][0], report["fetchall"], first, steady):
+    for figure in (report["copy_runs"][0], report["row_copy_runs"][0], report["fetchall"], first):
         assert figure["seconds"] > 0 and figure["peak_rss_mb"] > 0
-    assert set(steady["stages"]) == {"load", "domain", "reconcile"}
+    assert steady["seconds"] > 0 and steady["peak_rss_mb"] > 0
+    assert set(steady["stages"]) == {"load", "domain", "reconcile", "notify", "commit"}
     assert report["parallel"]["patients"] == 120
     assert len(report["incremental"]["ms"]) == 8
-    for name in ("ratio_first", "ratio_steady", "incremental_median_ms", "incremental_p90_ms"):
+    names = ("fastest_read", "ratio_first", "ratio_steady", "ratio_steady_row_copy")
+    for name in (*names, "incremental_median_ms", "incremental_p90_ms"):
         assert math.isfinite(report[name]) and report[name] > 0, name
     assert report["problems"] == []
 
@@ -53,14 +56,15 @@ def test_quick_detect_bench_reports_its_figures(tmp_path: Path) -> None:
     assert "## Another benchmark\n\nkept as it is" in text
     section = text[text.index("## Detection scan (rehab bench detect)") :]
     for row in (
-        "| raw read: COPY (SELECT …) TO STDOUT (FORMAT BINARY) → numpy |",
+        "| raw read: COPY (SELECT …) TO STDOUT (FORMAT BINARY) → numpy, records packed",
+        "| raw read: the same COPY with one row per log → numpy |",
         "| plain fetchall (psycopg tuples), for context |",
         "| full scan, first run |",
         "| **full scan, steady state** |",
         "| full scan, steady state, 2 processes |",
     ):
         assert row in section
-    assert "Full scan ÷ COPY read (single process)" in section
+    assert "Full scan (steady state, one process) ÷ fastest raw read" in section
     assert "Incremental evaluation after one new log: median" in section
     assert "x86_64" in section or "aarch64" in section or "cores (nproc)" in section
     # The same report is printed.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -179,7 +180,7 @@ def test_caseload_queries_stay_constant(app: Flask, clinician: FlaskClient, clin
     quiet_history(app, clinic)
     with counting_queries(app) as large:
         assert clinician.get("/clinic/").status_code == 200
-    assert len(large) == len(small) <= 8
+    assert len(large) == len(small) <= 9
 
 
 # --- the patient's trajectory page --------------------------------------------------------------
@@ -357,6 +358,7 @@ def test_summary_page_has_history_events_findings_and_open_alerts(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian chromium")
 def test_summary_pdf_is_a_real_pdf_with_the_chart_image(
     app: Flask, clinician: FlaskClient, clinic: Clinic
 ) -> None:

@@ -11,13 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
 from rehab import create_app
-from rehab.db.models import OutcomeMeasure, PinnedBaseline, SessionLog
+from rehab.db.models import (
+    Alert,
+    AuditEvent,
+    Notification,
+    OutcomeMeasure,
+    PinnedBaseline,
+    SessionLog,
+)
 from rehab.domain.vocabulary import Instrument, RedFlag, Side
 from rehab.extensions import db
 from rehab.services import evaluation, series_copy
@@ -87,7 +95,7 @@ def _add_history(clinic: Clinic, today: dt.date) -> tuple[int, int, int]:
                 "patient_id": a,
                 "instrument": Instrument.ODI,
                 "measured_on": today - dt.timedelta(days=d),
-                "score": 30.0 + d / 10,
+                "score": 30.0 + d / 7,
                 "answers": {},
                 "recorded_by_user_id": clinic.clinician.user_id,
             }
@@ -96,13 +104,20 @@ def _add_history(clinic: Clinic, today: dt.date) -> tuple[int, int, int]:
     )
     db.session.execute(
         sa.insert(PinnedBaseline),
-        {
-            "patient_id": b,
-            "metric": "leg_pain",
-            "level": 2.0,
-            "effective_from": today - dt.timedelta(days=60),
-            "pinned_by_user_id": clinic.clinician.user_id,
-        },
+        [
+            {
+                "patient_id": b,
+                "metric": metric,
+                "level": level,
+                "spread": spread,
+                "effective_from": today - dt.timedelta(days=days),
+                "pinned_by_user_id": clinic.clinician.user_id,
+            }
+            for metric, level, spread, days in (
+                ("leg_pain", 2.0, None, 60),
+                ("back_pain", 1.5, 0.9, 30),
+            )
+        ],
     )
     db.session.commit()
     return a, b, c  # c has no logs
@@ -112,7 +127,7 @@ def _generic(
     monkeypatch: pytest.MonkeyPatch, ids: list[int], since: dt.date | None
 ) -> dict[int, Any]:
     with monkeypatch.context() as patch:
-        patch.setattr(evaluation, "_copy_connection", lambda session: None)
+        patch.setattr(evaluation, "_fast_path", lambda session: False)
         series = evaluation.load_series(db.session, ids, since)
     db.session.rollback()
     return series
@@ -126,14 +141,13 @@ def test_copy_path_gives_the_generic_series(
         a, b, c = _add_history(pg_clinic, today)
         ids = [b, c, a]
         calls: list[int] = []
-        read = series_copy.read_log_arrays
+        records = series_copy.records
 
-        def spy(*args: Any, **kwargs: Any) -> series_copy.LogArrays:
-            arrays = read(*args, **kwargs)
-            calls.append(len(arrays))
-            return arrays
+        def spy(blob: bytes | None, count: int) -> Any:
+            calls.append(count)
+            return records(blob, count)
 
-        monkeypatch.setattr(series_copy, "read_log_arrays", spy)
+        monkeypatch.setattr(series_copy, "records", spy)
         for since in (None, today - dt.timedelta(days=40)):
             fast = evaluation.load_series(db.session, ids, since)
             db.session.rollback()
@@ -155,7 +169,7 @@ def test_copy_path_gives_the_generic_series(
         assert max(gaps) >= 3
         assert all(isinstance(v, int) for v in series[a].back_pain)
         assert series[a].events and series[a].events[0].mechanism
-        assert len(series[a].outcomes) == 3 and len(series[b].pinned_baselines) == 1
+        assert len(series[a].outcomes) == 3 and len(series[b].pinned_baselines) == 2
         assert series[c].dates == () and series[c].red_flags == ()
 
 
@@ -168,7 +182,7 @@ def test_detection_is_the_same_on_both_paths(
         fast = evaluation.detect(db.session, ids, today, None)
         db.session.rollback()
         with monkeypatch.context() as patch:
-            patch.setattr(evaluation, "_copy_connection", lambda session: None)
+            patch.setattr(evaluation, "_fast_path", lambda session: False)
             generic = evaluation.detect(db.session, ids, today, None)
         db.session.rollback()
         assert fast == generic
@@ -188,5 +202,63 @@ def test_copy_reader_layout_and_errors(pg_url: str) -> None:
             series_copy.copy_out(conn, failing)
         conn.rollback()
         assert conn.execute("SELECT 1").fetchone() == (1,)
-    with pytest.raises(ValueError, match="fixed width"):
-        series_copy.parse_rows(b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"\x00\x01\xff\xff")
+    header = series_copy.SIGNATURE + bytes(8)
+    with pytest.raises(ValueError, match="unexpected row"):
+        series_copy.parse_records(header + b"\x00\x01" + bytes(12) + series_copy.TRAILER)
+    # A count that does not match the records (string_agg skipping a NULL record) is caught.
+    row = b"\x00\x02" + (8).to_bytes(4, "big") + (2).to_bytes(8, "big")
+    row += series_copy.RECORD_DTYPE.itemsize.to_bytes(4, "big") + bytes(18)
+    with pytest.raises(ValueError, match="for 2 logs"):
+        series_copy.parse_records(header + row + series_copy.TRAILER)
+
+
+def test_alerts_stored_by_either_insert_are_the_same(
+    pg_app: Flask, pg_clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PostgreSQL insert sends the rows as one JSON parameter; a row JSON cannot carry (a
+    NaN) falls back to the plain INSERT. Both store the same alerts."""
+
+    class NoJson:
+        @staticmethod
+        def dumps(*args: Any, **kwargs: Any) -> str:
+            raise ValueError("Out of range float values are not JSON compliant")
+
+    columns = [c for c in Alert.__table__.c if c.name not in ("id", "created_at", "resolved_at")]
+    with pg_app.app_context():
+        today = clinic_today()
+        ids = list(_add_history(pg_clinic, today))
+
+        def stored() -> list[tuple[Any, ...]]:
+            order = (Alert.patient_id, Alert.kind, Alert.metric, Alert.detected_on)
+            rows = db.session.execute(sa.select(*columns).order_by(*order)).all()
+            return [tuple(r) for r in rows]
+
+        first = evaluation.evaluate_and_commit(db.session, ids, today)
+        via_json = stored()
+        assert first.stored == len(via_json) > 0
+        db.session.execute(sa.delete(AuditEvent))
+        db.session.execute(sa.delete(Notification))
+        db.session.execute(sa.delete(Alert))
+        db.session.commit()
+        with monkeypatch.context() as patch:
+            patch.setattr(evaluation, "json", NoJson)
+            again = evaluation.evaluate_and_commit(db.session, ids, today)
+        assert again.stored == first.stored and len(again.opened) == len(first.opened)
+        assert stored() == via_json
+        # And a second evaluation finds everything stored.
+        assert evaluation.evaluate_and_commit(db.session, ids, today).stored == 0
+
+
+def test_log_columns_turn_sentinels_into_none() -> None:
+    """A NULL pain (the CSV contract allows one; the log table does not today) travels as 15."""
+    records = np.zeros(2, dtype=series_copy.RECORD_DTYPE)
+    day = dt.date(2026, 3, 1).toordinal() - 1
+    records["key"] = [(7 << 32) | day, (7 << 32) | (day + 2)]
+    records["packed"] = [series_copy.PAIN_NULL | (3 << 4) | (2 << 8) | (0b101 << 10), 4]
+    records["adherence"] = [np.nan, 0.5]
+    columns = series_copy.log_columns(series_copy.LogArrays.from_records(records[::-1]))
+    dates, back, leg, adherence, sides, flags = columns[7]
+    assert dates == (dt.date(2026, 3, 1), dt.date(2026, 3, 3))
+    assert back == (None, 4) and leg == (3, 0) and adherence == (None, 0.5)
+    assert sides == (series_copy.SIDES[1], None)
+    assert flags == ((series_copy.FLAGS[0], series_copy.FLAGS[2]), ())

@@ -300,3 +300,49 @@ def test_bad_input_is_refused() -> None:
         PatientSeries("P", (day(0),), (1, 2), (1,))
     with pytest.raises(ValueError):
         DetectionConfig(windows=((2, 1.0),))
+
+
+# --- a further regression while one is open, and what little history costs ---------------
+
+
+def test_a_further_rise_while_an_alert_is_open_replaces_it() -> None:
+    leg = QUIET + [5] * 10 + [9] * 6
+    first, second = pain_alerts(detect_episodes(series(leg)))
+    assert isinstance(first, AlertEpisode) and isinstance(second, AlertEpisode)
+    assert day(60) <= first.detected_on <= day(62)
+    # One open alert per metric (design §2): the first closes the day the second opens.
+    assert first.resolved_on == second.detected_on
+    assert day(70) <= second.detected_on <= day(72)
+    assert second.onset >= day(70)
+    assert (
+        f"Rose further while the alert detected {first.detected_on.isoformat()} was open"
+        in second.explanation
+    )
+    # Staying at the level alerted is not a further rise.
+    assert len(pain_alerts(detect_episodes(series(QUIET + [5] * 30)))) == 1
+
+
+def test_a_clear_three_point_step_alerts_even_with_two_weeks_of_history() -> None:
+    leg = [1, 2] * 7 + [5, 5, 5]
+    alert = _only(pain_alerts(detect_episodes(series(leg))))
+    assert alert.detected_on == day(16)
+
+
+def test_a_smaller_rise_needs_more_days_the_noisier_the_patient() -> None:
+    """+2 points: alerted against a steady patient's baseline, not against a jittery one's,
+    whose rise of 2 is within her usual day-to-day swings."""
+    steady = [2] * 60 + [4] * 12
+    jittery = [0, 4, 1, 3, 2] * 12 + [4] * 12
+    assert pain_alerts(detect_episodes(series(steady)))
+    assert pain_alerts(detect_episodes(series(jittery))) == []
+
+
+def test_a_pin_judges_from_the_first_logs_and_later_logs_change_nothing() -> None:
+    pin = (PinnedBaseline("leg_pain", 1.0, day(0), pinned_by="x"),)
+    early = dataclasses.replace(series([5, 5, 5]), pinned_baselines=pin)
+    later = dataclasses.replace(series([5, 5, 5] + [1] * 12), pinned_baselines=pin)
+    first = _only(pain_alerts(detect_episodes(early)))
+    assert first.detected_on == day(2)
+    again = pain_alerts(detect_episodes(later))[0]
+    assert isinstance(again, AlertEpisode)
+    assert dataclasses.replace(again, resolved_on=None) == first  # later logs resolve it

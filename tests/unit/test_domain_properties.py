@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import date
 
 from hypothesis import HealthCheck, given, settings
@@ -181,3 +182,24 @@ def test_every_red_flag_day_alerts_urgently_that_day(n: int, data: st.DataObject
     assert all(e.severity == "urgent" and e.onset == e.detected_on for e in red)
     assert all(e.resolved_on is None for e in red)
     assert len({e.dedup_key for e in red}) == len(red)
+
+
+@SETTINGS
+@given(
+    n=st.integers(min_value=30, max_value=200),
+    data=st.data(),
+)
+def test_never_two_open_pain_alerts_of_one_metric(n: int, data: st.DataObject) -> None:
+    """Design §2 dedup: a further rise may replace an open alert, never sit beside it."""
+    pain = st.one_of(st.none(), st.integers(min_value=0, max_value=10))
+    leg = data.draw(st.lists(pain, min_size=n, max_size=n))
+    falls = data.draw(st.lists(st.integers(min_value=0, max_value=n), max_size=3))
+    episodes = detect_episodes(
+        series(leg, leg, events=[PatientEvent(day(k), "fall", "") for k in falls])
+    )
+    for metric in ("leg_pain", "back_pain"):
+        alerts = pain_alerts(episodes, metric)
+        for earlier, later in itertools.pairwise(alerts):
+            assert isinstance(earlier, AlertEpisode) and isinstance(later, AlertEpisode)
+            assert earlier.resolved_on is not None
+            assert earlier.resolved_on <= later.detected_on
