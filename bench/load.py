@@ -212,7 +212,7 @@ async def _one(connections: _Connections, kind: str, request: bytes, scheduled: 
         try:
             status, body = await asyncio.wait_for(_exchange(connections, request), REQUEST_TIMEOUT)
             sample = "" if 200 <= status < 300 else body[:200].decode("utf-8", "replace")
-        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+        except Exception as exc:  # no answer: refused, reset, timed out, unparsable
             status, sample = 0, f"{type(exc).__name__}: {exc}"[:200]
     done = loop.time()
     return _Outcome(kind, status, (done - scheduled) * 1000.0, done, sample)

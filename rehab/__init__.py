@@ -68,6 +68,10 @@ def configure(app: Flask, settings: Settings) -> None:
         # phone must still submit.
         WTF_CSRF_TIME_LIMIT=None,
     )
+    if settings.mode != "development":
+        # The debugger runs code sent from the browser and shows tracebacks: never outside
+        # development, whatever FLASK_DEBUG says.
+        app.debug = False
 
 
 def install_request_hooks(app: Flask) -> None:

@@ -87,18 +87,16 @@ def db_revision(message: str) -> None:
     command.revision(migrate.alembic_config(database_url()), message=message, autogenerate=True)
 
 
-def _register_optional() -> None:
+def _register_commands() -> None:
+    # Imported here, after `main` exists: each module defines its own click group/commands.
     from rehab.cli_bench import bench
     from rehab.cli_demo import demo
+    from rehab.cli_detect import detect_command, eval_command
 
     main.add_command(demo)
     main.add_command(bench)
-    try:
-        from rehab.cli_detect import detect_command, eval_command
-    except ImportError:  # the detection engine lands separately
-        return
     main.add_command(detect_command, "detect")
     main.add_command(eval_command, "eval")
 
 
-_register_optional()
+_register_commands()

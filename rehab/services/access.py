@@ -85,11 +85,18 @@ def check_patient(
     target: str | None = None,
     *,
     clinician_only: bool = False,
+    patient_only: bool = False,
 ) -> None:
     """`require_patient` for callers that need only the decision, not the patient row (a log
     write needs the id only): the same rule and the same audit, and no query at all for a
-    patient acting for themselves."""
-    allowed = (not clinician_only or actor.is_clinician or actor.is_system) and (
+    patient acting for themselves.
+
+    `patient_only` is for what only the patient reports (the daily log): a clinician who may
+    read the patient still may not write it in the patient's name."""
+    allowed = (
+        (not clinician_only or actor.is_clinician or actor.is_system)
+        and (not patient_only or actor.is_patient or actor.is_system)
+    ) and (
         _is_self(actor, patient_id)
         if actor.is_patient
         else can_see_patient(session, actor, patient_id)

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rehab.db.models import Alert, AlertStatus, Patient, User, utcnow
+from rehab.domain.vocabulary import AuditOutcome
 from rehab.services import audit
 from rehab.services.access import NotFound, require_patient, visible_patient_ids
 from rehab.services.actors import Actor
@@ -63,6 +64,8 @@ def patient_alerts(session: Session, actor: Actor, patient_id: int) -> list[Aler
 def _alert_for(session: Session, actor: Actor, alert_id: int, action: str) -> Alert:
     alert = session.get(Alert, alert_id)
     if alert is None:
+        # Audited like a refusal: a missing alert and another team's answer alike.
+        audit.record(session, actor, action, None, AuditOutcome.DENIED, f"alert:{alert_id}")
         raise NotFound(f"alert {alert_id}")
     require_patient(
         session, actor, alert.patient_id, action, f"alert:{alert_id}", clinician_only=True

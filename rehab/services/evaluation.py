@@ -12,10 +12,11 @@ import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,10 +63,10 @@ def load_series(
     session: Session, patient_ids: Sequence[int], since: dt.date | None
 ) -> dict[int, PatientSeries]:
     """The plain series of several patients (keyed and ordered as `patient_ids`), in a fixed
-    number of queries whatever their number. On PostgreSQL (psycopg) the logs come by one
-    binary COPY into numpy arrays (`series_copy`) and events, outcomes and pins by one more
-    query: the periodic scan reads a year of logs of every patient, and the evaluation after a
-    new log should wait for as few round trips as possible."""
+    number of queries whatever their number. On PostgreSQL one statement returns the logs as
+    packed binary records, decoded with numpy (`series_copy`), and the events, outcomes, pins,
+    program periods and stored alerts as JSON: the periodic scan reads a year of logs of every
+    patient, and the evaluation after one new log should wait for few round trips."""
     return _load(session, patient_ids, since)[0]
 
 
@@ -118,9 +119,8 @@ def _series(pid: int, logs: series_copy.LogColumns, context: _Context) -> Patien
 
 
 def _fast_path(session: Session) -> bool:
-    """PostgreSQL through psycopg: the packed-record read applies."""
-    dialect = session.get_bind().dialect
-    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+    """PostgreSQL: one statement reads everything (`_read_postgresql`)."""
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _core(session: Session) -> sa.Connection:
@@ -227,7 +227,7 @@ def _value(member: Any) -> str | None:
     return None if member is None else str(member.value)
 
 
-# --- the PostgreSQL path: one query for all four ---------------------------------------------
+# --- the PostgreSQL path: one statement for logs, context and stored alerts ------------------
 
 
 def _json_rows(columns: tuple[Any, ...], order: tuple[Any, ...], ids: Any) -> Any:
@@ -302,13 +302,9 @@ def _read_postgresql(
     count, packed, events, outcomes, pins, periods, alerts = row
     arrays = series_copy.LogArrays.from_records(series_copy.records(packed, count))
     logs = series_copy.log_columns(arrays)
-    context = _Context(
-        defaultdict(list),
-        defaultdict(list),
-        defaultdict(list),
-        defaultdict(list),
-        defaultdict(dict),
-    )
+    stored: StoredAlerts = defaultdict(dict)
+    context = _Context(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list),
+                       stored)  # fmt: skip
     fromisoformat = dt.date.fromisoformat
     for pid, day, kind, note, side, region, location, steps, height, landed in _as_list(events):
         context.events[pid].append(
@@ -331,12 +327,8 @@ def _read_postgresql(
         )
     for pid, start, end in _as_list(periods):
         context.periods[pid].append((fromisoformat(start), _date(end)))
-    assert context.stored is not None
     for pid, alert_id, kind, metric, detected_on, status in _as_list(alerts):
-        context.stored[pid][(kind, metric, fromisoformat(detected_on))] = (
-            alert_id,
-            _STATUS[status],
-        )
+        stored[pid][(kind, metric, fromisoformat(detected_on))] = (alert_id, _STATUS[status])
     return logs, context
 
 
@@ -408,6 +400,16 @@ def _lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
         session.execute(
             sa.select(Patient.id).where(Patient.id.in_(ids)).order_by(Patient.id).with_for_update()
         ).all()
+
+
+def configured_detection() -> DetectionConfig:
+    """The detector's defaults with the clinic's settings applied (REHAB_MISSED_LOGS_DAYS)."""
+    if not has_app_context():
+        return DEFAULT_CONFIG
+    settings = current_app.config["REHAB_SETTINGS"]
+    if settings.missed_logs_days == DEFAULT_CONFIG.missed_log_days:
+        return DEFAULT_CONFIG
+    return replace(DEFAULT_CONFIG, missed_log_days=settings.missed_logs_days)
 
 
 def evaluate_patients(
@@ -609,11 +611,14 @@ def _row(patient_id: int, episode: AlertEpisode, now: dt.datetime) -> dict[str, 
 
 
 def evaluate_and_commit(
-    session: Session, patient_ids: Sequence[int], today: dt.date
+    session: Session,
+    patient_ids: Sequence[int],
+    today: dt.date,
+    config: DetectionConfig | None = None,
 ) -> EvaluationResult:
     """One transaction per batch: the alerts (and, with them, their notifications) commit
     together or not at all."""
-    result = evaluate_patients(session, patient_ids, today)
+    result = evaluate_patients(session, patient_ids, today, config or configured_detection())
     notifications.queue_for_alerts(session, result.opened)
     audit.commit(session)
     return result

@@ -75,7 +75,7 @@ def record_session_log(
     `allow_same_day_edit`: the web form edits today's log in place; the API answers 409 for a
     second log on one date, because a phone retrying must never overwrite a newer edit.
     """
-    check_patient(session, actor, patient_id, "session_log.write")
+    check_patient(session, actor, patient_id, "session_log.write", patient_only=True)
     data = data.canonical()
     body_hash = data.fingerprint()
     context = _log_context(session, patient_id, data)
@@ -246,7 +246,9 @@ def _log_context(session: Session, patient_id: int, data: SessionLogInput) -> _L
             "patient_id": patient_id,
             "log_date": data.log_date,
             "client_id": data.client_id,
-            "week_before": data.log_date - dt.timedelta(days=7),
+            # (The first week of the calendar has no week before it.)
+            "week_before": max(data.log_date, dt.date.min + dt.timedelta(days=7))
+            - dt.timedelta(days=7),
         },
     ).all()
     first = rows[0]

@@ -43,8 +43,8 @@ class CareTeamInput(Command):
 
 
 class AuditQuery(Command):
-    user_id: Annotated[int, Field(gt=0)] | None = None
-    patient_id: Annotated[int, Field(gt=0)] | None = None
+    user_id: Annotated[int, Field(gt=0, lt=2**31)] | None = None
+    patient_id: Annotated[int, Field(gt=0, lt=2**31)] | None = None
     action: Annotated[str, StringConstraints(max_length=64, strip_whitespace=True)] = ""
     date_from: dt.date | None = None
     date_to: dt.date | None = None

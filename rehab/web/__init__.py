@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 API_PREFIX = "/api/v1"
 
@@ -22,11 +23,25 @@ def wants_json() -> bool:
     return request.path.startswith(API_PREFIX)
 
 
+# Ids in URLs are database ids: INTEGER columns (SERIAL), at most 2**31 - 1.
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: a number beyond what an id column holds matches no route
+    (404) instead of reaching the database, where PostgreSQL refuses it (a 500)."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
 def register_web(app: Flask) -> None:
     from rehab.web import admin, alerts, api, auth, chart_assets, clinic, patient, summary
     from rehab.web import outbox as outbox_web
     from rehab.web import settings as settings_web
 
+    app.url_map.converters["int"] = IdConverter
     auth.init_login(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(patient.bp)

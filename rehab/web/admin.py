@@ -36,6 +36,7 @@ from rehab.web.forms import (
     choice_list,
     show_service_error,
 )
+from rehab.web.guards import deny
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -45,7 +46,7 @@ def _admins_only() -> Any:
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if current_user.role is not Role.ADMIN:
-        abort(404)
+        deny()
     return None
 
 

@@ -15,6 +15,7 @@ from rehab.extensions import db
 from rehab.services import alerts
 from rehab.services.access import NotFound
 from rehab.services.commands import InvalidInput
+from rehab.web.guards import deny
 
 bp = Blueprint("alerts", __name__, url_prefix="/clinic/alerts")
 
@@ -27,7 +28,7 @@ class AlertActionForm(FlaskForm):
 @login_required
 def _clinicians_only() -> None:
     if current_user.role is not Role.CLINICIAN:
-        abort(404)
+        deny()
 
 
 @bp.get("/")

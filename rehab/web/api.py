@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from rehab.extensions import csrf, db, limiter
 from rehab.services import accounts, clinical, logs, programs, series
-from rehab.services.access import NotFound
+from rehab.services.access import NotFound, check_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import EventInput, InvalidInput, SessionLogInput, error_list
 from rehab.web import schemas
@@ -57,6 +57,18 @@ def parse_body(model: type[C]) -> C:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise unprocessable(error_list(exc)) from None
+
+
+def checked_body(model: type[C], patient_id: int, action: str, **rule: bool) -> C:
+    """`parse_body` for a request about one patient. When the body is refused, access is
+    checked first: a caller who may not act on the patient gets the same 404 for any body
+    (valid, invalid or malformed), and every attempt leaves its one audit row (denied, or
+    failed for an allowed caller's bad body), as the service would have written it."""
+    try:
+        return parse_body(model)
+    except ApiError:
+        check_patient(db.session, current_actor(), patient_id, action, **rule)
+        raise
 
 
 def current_actor() -> Actor:
@@ -137,7 +149,7 @@ def me() -> Any:
 @bp.post("/patients/<int:patient_id>/logs")
 @service_errors
 def submit_log(patient_id: int) -> Any:
-    data = parse_body(SessionLogInput)
+    data = checked_body(SessionLogInput, patient_id, "session_log.write", patient_only=True)
     result = logs.record_session_log(db.session, current_actor(), patient_id, data, source="api")
     replayed = result.outcome is logs.LogOutcome.REPLAYED
     # The same client id answers with the same body and status; the header tells a replay.
@@ -152,6 +164,7 @@ def get_series(patient_id: int) -> Any:
     try:
         query = schemas.SeriesQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
+        check_patient(db.session, current_actor(), patient_id, "series.read")
         raise unprocessable(error_list(exc)) from None
     days = series.daily_series(
         db.session, current_actor(), patient_id, query.start, query.end or dt.date.max
@@ -162,7 +175,7 @@ def get_series(patient_id: int) -> Any:
 @bp.post("/patients/<int:patient_id>/events")
 @service_errors
 def create_event(patient_id: int) -> Any:
-    data = parse_body(EventInput)
+    data = checked_body(EventInput, patient_id, "event.write")
     event, created = clinical.record_event(db.session, current_actor(), patient_id, data)
     response = _json(schemas.EventOut.model_validate(event), status=201)
     response.headers["Idempotent-Replayed"] = "false" if created else "true"

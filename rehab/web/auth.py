@@ -169,7 +169,9 @@ def second_factor() -> Any:
     since = float(session.get("pending_since", 0))
     user = db.session.get(User, user_id) if isinstance(user_id, int) else None
     if user is None or not user.is_active or time.time() - since > PENDING_SECONDS:
-        session.clear()
+        # Drop only the login under way: a GET here must not end a session already open.
+        for key in ("pending_user", "pending_since", "enrol_secret"):
+            session.pop(key, None)
         flash("Please log in again.", "error")
         return redirect(url_for("auth.login"))
     enrolling = user.totp_secret is None

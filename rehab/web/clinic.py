@@ -49,6 +49,7 @@ from rehab.web.forms import (
     new_client_id,
     show_service_error,
 )
+from rehab.web.guards import deny
 
 bp = Blueprint("clinic", __name__, url_prefix="/clinic")
 
@@ -58,7 +59,7 @@ def _clinicians_only() -> Any:
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if current_user.role is not Role.CLINICIAN or current_user.actor.clinician_id is None:
-        abort(404)
+        deny()
     return None
 
 

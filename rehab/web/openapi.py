@@ -10,13 +10,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from rehab.services.commands import EventInput, SessionLogInput
-from rehab.web import schemas
+from rehab.web import MAX_ID, schemas
 
 PATIENT_ID = {
     "name": "patient_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
 }
 
 

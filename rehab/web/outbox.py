@@ -20,6 +20,7 @@ from rehab.notifications.outbox import list_outbox, read_outbox
 from rehab.services import audit, notifications
 from rehab.services.access import NotFound
 from rehab.web.forms import ActionForm
+from rehab.web.guards import deny
 
 bp = Blueprint("outbox", __name__, url_prefix="/admin")
 
@@ -32,7 +33,7 @@ def _admins_only() -> Any:
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if current_user.role is not Role.ADMIN:
-        abort(404)
+        deny()
     return None
 
 

@@ -36,6 +36,7 @@ from rehab.web.forms import (
     new_client_id,
     show_service_error,
 )
+from rehab.web.guards import deny
 
 bp = Blueprint("patient", __name__, url_prefix="/me")
 
@@ -50,7 +51,7 @@ def _patients_only() -> Any:
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if current_user.role is not Role.PATIENT or current_user.actor.patient_id is None:
-        abort(404)
+        deny()
     return None
 
 

@@ -23,6 +23,7 @@ from rehab.domain.vocabulary import NotifyMode, Role
 from rehab.extensions import csrf, db, login_manager
 from rehab.notifications import tokens
 from rehab.services import notifications
+from rehab.web.guards import deny
 
 bp = Blueprint("notify_settings", __name__)
 
@@ -59,7 +60,7 @@ def notification_settings() -> Any:
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if current_user.role is not Role.CLINICIAN:
-        abort(404)
+        deny()
     actor = current_user.actor
     settings = current_app.config["REHAB_SETTINGS"]
     form = NotifyModeForm()

@@ -22,6 +22,7 @@ from rehab.services import printing, trajectory
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
 from rehab.web.forms import EVENT_TYPE_LABELS, FALL_LOCATION_LABELS, IMAGING_LABELS
+from rehab.web.guards import deny
 
 bp = Blueprint("summary", __name__, url_prefix="/clinic/patients")
 
@@ -33,7 +34,7 @@ def _clinicians_only() -> Any:
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if current_user.role is not Role.CLINICIAN or current_user.actor.clinician_id is None:
-        abort(404)
+        deny()
     return None
 
 

@@ -37,6 +37,7 @@ def test_quick_detect_bench_reports_its_figures(tmp_path: Path) -> None:
     assert report["patients"] == 120 and report["rows"] > 120 * 30
     assert report["copy_runs"][0]["rows"] == report["rows"]
     assert report["row_copy_runs"][0]["rows"] == report["rows"]
+    assert report["select_runs"][0]["rows"] == report["rows"]
     assert report["fetchall"]["rows"] == report["rows"]
     first, steady = report["first"], report["steady_runs"][0]
     assert first["patients"] == steady["patients"] == 120
@@ -56,7 +57,8 @@ def test_quick_detect_bench_reports_its_figures(tmp_path: Path) -> None:
     assert "## Another benchmark\n\nkept as it is" in text
     section = text[text.index("## Detection scan (rehab bench detect)") :]
     for row in (
-        "| raw read: COPY (SELECT …) TO STDOUT (FORMAT BINARY) → numpy, records packed",
+        "| raw read: COPY (SELECT …) TO STDOUT (FORMAT BINARY) → numpy, one fixed-width",
+        "| raw read: the same records by a plain SELECT (binary) → numpy",
         "| raw read: the same COPY with one row per log → numpy |",
         "| plain fetchall (psycopg tuples), for context |",
         "| full scan, first run |",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
 
-from rehab.db.models import Alert, AlertStatus, AuditEvent
+from rehab.db.models import Alert, AlertStatus, AuditEvent, Notification
 from rehab.extensions import db
 from rehab.services import evaluation
 from rehab.services.time import clinic_today
@@ -74,3 +75,31 @@ def test_red_flag_alerts_the_same_day_every_time(app: Flask, clinic: Clinic) -> 
             today,
         ]
         assert all(x.severity == "urgent" for x in flags)
+
+
+def test_missed_logs_follow_the_clinic_setting(database_url: str, tmp_path: Path) -> None:
+    """No log for 4 days: alerted with the default of 3 days, not with
+    REHAB_MISSED_LOGS_DAYS=5."""
+    from rehab import create_app
+    from tests.conftest import app_settings, dispose_engines
+    from tests.support.clinic import build_clinic
+
+    kinds = {}
+    for days in (3, 5):
+        app = create_app(app_settings(database_url, tmp_path / str(days), missed_logs_days=days))
+        try:
+            with app.app_context():
+                if days == 3:
+                    clinic = build_clinic()
+                    b = clinic.patient_b.patient_id
+                    assert b is not None
+                    add_logs(b, clinic_today() - dt.timedelta(days=30), [1] * 27)
+                db.session.execute(sa.delete(Notification))
+                db.session.execute(sa.delete(Alert))
+                db.session.commit()
+                evaluation.evaluate_and_commit(db.session, [b], clinic_today())
+                kinds[days] = {x.kind for x in alerts_of(b)}
+        finally:
+            dispose_engines(app)
+    assert "missed_logs" in kinds[3]
+    assert "missed_logs" not in kinds[5]

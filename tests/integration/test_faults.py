@@ -48,6 +48,7 @@ from tests.support.faults import (
     FaultClinic,
     Submitter,
     api_logs,
+    broker_backlog,
     build_fault_clinic,
     celery_beat,
     celery_env,
@@ -77,6 +78,8 @@ TEAMS = {"North": 2, "South": 1}  # clinicians per care team
 PATIENTS_PER_TEAM = 50  # 100 patients, 2 logs each: 200 logs
 RED_FLAG_EVERY = 3  # one patient in three reports a red flag today
 DUPLICATE_WARNING = re.compile(r"notification (\d+) was claimed more than .* may duplicate it")
+RESENDER_LINE = re.compile(r"re-sender: (\d+) notifications")
+SCAN_LINE = re.compile(r"scan queued (\d+) patients")
 TAKEN_BACK_WARNING = re.compile(r"notifications \[([\d, ]+)\] were sent but taken back")
 
 
@@ -153,7 +156,10 @@ def test_nothing_is_lost_through_worker_redis_and_smtp_faults(
         # 1. SIGKILL mid-evaluation.
         wait_until(lambda: evaluation_lock_waiters(dsn, first_patient) > 0, timeout=60)
         worker.kill()
-        note(f"fault 1: worker SIGKILLed while evaluating (after {submitter.posted} logs)")
+        note(
+            f"fault 1: worker SIGKILLed while evaluating (after {submitter.posted} logs; "
+            f"broker then {broker_backlog(redis.url)})"
+        )
         release_lock()
         worker.start()
 
@@ -164,14 +170,18 @@ def test_nothing_is_lost_through_worker_redis_and_smtp_faults(
         release_mail.set()
         with smtp.handler.lock:
             smtp.handler._hold = None
-        note(f"fault 2: worker SIGKILLed during SMTP DATA (after {submitter.posted} logs)")
+        note(
+            f"fault 2: worker SIGKILLed during SMTP DATA (after {submitter.posted} logs; "
+            f"broker then {broker_backlog(redis.url)})"
+        )
         worker.start()
 
         # 3. Redis SIGKILLed and restarted empty, logs coming in meanwhile.
         posted_before = submitter.posted
+        lost = broker_backlog(redis.url)
         redis.kill()
         submitter.resume()
-        note(f"fault 3: Redis SIGKILLed (after {posted_before} logs)")
+        note(f"fault 3: Redis SIGKILLed (after {posted_before} logs; its content lost: {lost})")
         time.sleep(4)
         redis.restart()
         redis_outage_posts = submitter.posted - posted_before
@@ -191,7 +201,10 @@ def test_nothing_is_lost_through_worker_redis_and_smtp_faults(
         # 5. SIGKILL at an arbitrary moment.
         time.sleep(1.0)
         worker.kill()
-        note(f"fault 5: worker SIGKILLed at an arbitrary moment (after {submitter.posted} logs)")
+        note(
+            f"fault 5: worker SIGKILLed at an arbitrary moment (after {submitter.posted} logs; "
+            f"broker then {broker_backlog(redis.url)})"
+        )
         worker.start()
 
         assert redis_outage_posts > 0, "Redis was down while no log was coming in"
@@ -365,6 +378,8 @@ def check_everything(
         row = by_message_id[str(message.message["Message-ID"])]
         assert message.rcpt_tos == [emails[row.recipient_user_id]]
     retried = sum(1 for r in rows if r.attempts > 1)
+    resent = sum(int(n) for n in RESENDER_LINE.findall(worker_log))
+    scanned = [int(n) for n in SCAN_LINE.findall(worker_log)]
     return {
         "logs_planned": len(submitter.planned),
         "posts": len(answers),
@@ -380,6 +395,9 @@ def check_everything(
         "worker_crashes": crashes,
         "claims_taken_back_by_resender": len(DUPLICATE_WARNING.findall(worker_log)),
         "notifications_needing_more_than_one_attempt": retried,
+        "deliveries_requeued_by_resender": resent,
+        "scans": len(scanned),
+        "patients_queued_by_scans": sum(scanned),
         "max_attempts": max(r.attempts for r in rows),
         "slowest_post_s": round(max(a.seconds for a in answers), 2),
     }

@@ -382,6 +382,19 @@ class Submitter:
 # --- looking inside -----------------------------------------------------------------------
 
 
+def broker_backlog(redis_url: str) -> dict[str, int]:
+    """Messages in the Celery queue and reserved by workers but not acknowledged (kombu's
+    Redis transport keeps those in the `unacked` hash until acknowledged, or until the
+    visibility timeout gives them back)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return {"queued": int(client.llen("celery")), "unacked": int(client.hlen("unacked"))}  # type: ignore[arg-type]
+    finally:
+        client.close()
+
+
 def evaluation_lock_waiters(dsn: str, patient_id: int) -> int:
     """Backends waiting for the evaluation lock of this patient (an evaluation in progress,
     stopped at `rehab.services.evaluation._lock_patients`)."""

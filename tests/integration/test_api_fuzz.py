@@ -1,0 +1,174 @@
+"""Fuzzing the JSON API from its own OpenAPI document (issue 6, item 6), with schemathesis 4.
+
+The document is the one the app serves (`/api/v1/openapi.json`); every operation is called
+through the app's WSGI interface with patient A's bearer token:
+- with A's own id (valid data, then invalid data),
+- with patient B's id (same care team, same API: must be a plain 404),
+- with generated ids.
+Every response must be no server error and conform to the document (status code, content
+type, headers, body schema); invalid data must be refused; and a custom check asserts that no
+response to A's token holds anything of B's (B's id as a patient_id, or a string only B's
+records contain).
+
+Cases per operation and mode are kept moderate for CI (`EXAMPLES`); the total run is printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from rehab import create_app
+from rehab.db.models import Event
+from rehab.extensions import db
+from rehab.services.time import clinic_today
+from tests.conftest import app_settings, dispose_engines
+from tests.support.clinic import Clinic, build_clinic
+from tests.support.history import add_logs
+
+pytestmark = pytest.mark.slow
+
+B_SECRET = "bravo-private-history"
+# (mode, whose id goes in the path, examples per operation)
+RUNS: list[tuple[GenerationMode, str, int]] = [
+    (GenerationMode.POSITIVE, "a", 50),
+    (GenerationMode.NEGATIVE, "a", 30),
+    (GenerationMode.POSITIVE, "b", 20),
+    (GenerationMode.POSITIVE, "generated", 20),
+]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app(app_settings(database_url, tmp_path))
+    yield app
+    dispose_engines(app)
+
+
+def seed(app: Flask) -> Clinic:
+    """The clinic, with history for A and for B (B's with a string to look for)."""
+    with app.app_context():
+        clinic = build_clinic()
+        a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+        assert a is not None and b is not None
+        start = clinic_today() - dt.timedelta(days=20)
+        add_logs(a, start, [2, 3, 2, 4, 3])
+        add_logs(b, start, [5, 6, 7])
+        db.session.add(
+            Event(
+                patient_id=b,
+                event_date=start,
+                event_type="other",
+                description=B_SECRET,
+                body_region=B_SECRET,
+                recorded_by_user_id=clinic.patient_b.user_id,
+            )
+        )
+        db.session.commit()
+    return clinic
+
+
+def never_shows_b(b: int) -> Callable[..., None]:
+    def check(ctx: Any, response: Any, case: Any) -> None:
+        body = response.text
+        assert B_SECRET not in body, "patient B's record in an answer to A's token"
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        for value in _patient_ids(data):
+            assert value != b, f"patient_id {b} (patient B) in an answer to A's token"
+
+    check.__name__ = "never_shows_patient_b"
+    return check
+
+
+def _patient_ids(data: Any) -> Iterator[Any]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "patient_id":
+                yield value
+            else:
+                yield from _patient_ids(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _patient_ids(item)
+
+
+def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) -> None:
+    clinic = seed(app)
+    a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+    assert a is not None and b is not None
+    auth = {"Authorization": f"Bearer {clinic.patient_a.token}"}
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 6
+    custom = never_shows_b(b)
+    ran: dict[str, int] = {}
+    statuses: dict[str, set[int]] = {}
+
+    def fuzz(
+        operation: Any, mode: GenerationMode, whose: str, examples: int, fixed: Any
+    ) -> None:
+        label = f"{operation.label} [{mode.value}, {whose}]"
+        checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
+
+        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case: Any) -> None:
+            case.headers = {**(case.headers or {}), **auth}
+            response = case.call_and_validate(checks=checks, additional_checks=[custom])
+            ran[label] = ran.get(label, 0) + 1
+            statuses.setdefault(label, set()).add(response.status_code)
+            if whose == "b":
+                assert response.status_code in (400, 404, 413, 415), (label, response.text)
+
+        run()
+
+    for operation in operations:
+        has_id = "{patient_id}" in operation.path
+        for mode, whose, examples in RUNS:
+            if whose != "a" and not has_id:
+                continue
+            fixed = None
+            if has_id and whose != "generated":
+                fixed = {"patient_id": {"a": a, "b": b}[whose]}
+            fuzz(operation, mode, whose, examples, fixed)
+
+    total = sum(ran.values())
+    print(f"\nschemathesis: {len(operations)} operations, {len(ran)} runs, {total} cases")
+    for label in sorted(ran):
+        print(f"  {label}: {ran[label]} cases, statuses {sorted(statuses[label])}")
+    # A's own operations reached the data, not only errors.
+    assert any(200 in s or 201 in s for label, s in statuses.items() if ", a]" in label)
+    assert total >= 300
