@@ -157,6 +157,9 @@ class Patient(CreatedAt, Base):
     year_of_birth: Mapped[int | None]
     # The clinician's working summary, e.g. "Left L5 radiculopathy after L4-L5 decompression".
     condition_summary: Mapped[str] = mapped_column(sa.String(300), default="")
+    # When the detector last evaluated this patient (a little before, see
+    # rehab.services.evaluation): data changed after it is new to the periodic scan.
+    evaluated_at: Mapped[dt.datetime | None]
 
     user: Mapped[User] = relationship(back_populates="patient")
     care_team: Mapped[CareTeam] = relationship()

@@ -75,6 +75,56 @@ class PainBaselines:
         return float(statistics.median(value[start:log].tolist()))
 
 
+class ShownBaselines:
+    """`PainBaselines.shown_level` for many anchors at once (the detectors need it for every
+    window that would fire, to check the rise over the baseline an alert shows).
+
+    Pain logs are integers 0–10, so the median of any run of logs comes from per-rating
+    cumulative counts: built on first use, then a lookup per anchor.
+    """
+
+    RATINGS = 11
+
+    def __init__(
+        self, day: IntArray, value: FloatArray, calendar: LogCalendar, baselines: PainBaselines
+    ) -> None:
+        self.day = day
+        self.value = value
+        self.calendar = calendar
+        self.baselines = baselines
+        self._counts: npt.NDArray[np.int32] | None = None
+
+    def _cumulative_counts(self) -> npt.NDArray[np.int32]:
+        if self._counts is None:
+            n_logs = self.value.shape[0]
+            counts = np.zeros((n_logs + 1, self.RATINGS), dtype=np.int32)
+            ratings = np.clip(self.value, 0, self.RATINGS - 1).astype(np.int64)
+            counts[np.arange(1, n_logs + 1), ratings] = 1
+            np.cumsum(counts, axis=0, out=counts)
+            self._counts = counts
+        return self._counts
+
+    def __call__(self, anchor: IntArray) -> FloatArray:
+        b = self.baselines
+        shown = b.level[anchor].astype(np.float64)
+        automatic = ~b.pinned[anchor]
+        if not bool(automatic.any()):
+            return shown
+        which = anchor[automatic]
+        start = self.calendar.before(self.day[which] - b.window_days[which])
+        counts = self._cumulative_counts()
+        # Logs rated ≤ r in [start, anchor), for each rating r.
+        at_most = np.cumsum(counts[which] - counts[start], axis=1)
+        n = at_most[:, -1]
+        # Sorted positions (n − 1) // 2 and n // 2: the rating at position p is the smallest r
+        # with more than p logs rated ≤ r.
+        low = np.sum(at_most <= ((n - 1) // 2)[:, None], axis=1)
+        high = np.sum(at_most <= (n // 2)[:, None], axis=1)
+        median = (low + high) / 2.0
+        shown[automatic] = np.where(n > 0, median, np.nan)
+        return shown
+
+
 class _WindowSums:
     """Sums over the logs of [first, upto) of any per-log quantity, from one cumulative sum."""
 

@@ -8,6 +8,7 @@ decides when each resolves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,18 +33,26 @@ class PainDecisions:
     """Per log of packed pain series.
 
     `rule` is 0 where no alert would open, else the number of logs of the window that fired
-    (2 for the after-a-fall rule); `anchor` is the first log of that window (its baseline is
-    the one the alert is judged against); `important_rise` is the clinically important rise
-    from each log's baseline; `recent_median` the median of the last 3 logs; `window_level`
-    the level of the window that fired (the trimmed mean of its logs as logged; the mean of the
-    2 logs of the after-a-fall rule), NaN where nothing fired.
+    (2 for the after-a-fall rule, which takes precedence); `anchor` is the first log of that
+    window (its baseline is the one the alert is judged against); `important_rise` is the
+    clinically important rise from each log's baseline; `recent_median` the median of the
+    last 3 logs.
+
+    Each kind of window is also kept on its own, with the statistic it decided on as logged
+    (what an alert reports as its current level): `window_width` and `window_level` for the
+    shortest window of 3–15 logs that fired (its trimmed mean: the 2 highest logs left out),
+    `event_level` and `event_day` for the after-a-fall rule (the mean of its 2 logs, and the
+    virtual day of the fall or injury they follow); 0 / NaN where that kind did not fire.
     """
 
     rule: IntArray
     anchor: IntArray
     important_rise: FloatArray
     recent_median: FloatArray
+    window_width: IntArray
     window_level: FloatArray
+    event_level: FloatArray
+    event_day: IntArray
 
 
 def recent_median(values: FloatArray, series_first: IntArray) -> FloatArray:
@@ -125,12 +134,16 @@ def pain_decisions(
     baselines: PainBaselines,
     provoking_days: IntArray,
     config: DetectionConfig,
+    shown: Callable[[IntArray], FloatArray] | None = None,
 ) -> PainDecisions:
     """Where a pain-regression alert would open (see `DetectionConfig` for the rules).
 
     `series_first[i]` is the index of the first log of log i's series; `provoking_days` are
     the (virtual, sorted) days of falls and injuries. A window's baseline is the one before its
     first log (its `anchor`), so the rise being judged is never part of its own baseline.
+    `shown` gives the baseline an alert anchored at a log would show (`ShownBaselines`): the
+    window's statistic as logged must also be the clinically important rise above it, so an
+    alert never reports less of a rise than it cites.
 
     A window of k logs fires when its trimmed mean (2 highest logs dropped, each log capped at
     `excess_cap_noise` × noise above the baseline) is up by the clinically important rise and
@@ -152,8 +165,17 @@ def pain_decisions(
     np.cumsum(capped, out=capped_total[1:])
     terms = _AnchorTerms(baselines, important, config)
 
+    def shown_rise(anchor: IntArray, statistic: FloatArray) -> BoolArray:
+        if shown is None:
+            return np.ones(anchor.shape[0], dtype=np.bool_)
+        rise = statistic - shown(anchor) >= important[anchor] - _ROUNDING
+        return np.asarray(rise, dtype=np.bool_)
+
     rule = np.zeros(n_logs, dtype=np.int64)
+    window_width = np.zeros(n_logs, dtype=np.int64)
     window_level = np.full(n_logs, np.nan)
+    event_level = np.full(n_logs, np.nan)
+    event_day = np.zeros(n_logs, dtype=np.int64)
     kept = config.trimmed_logs
     # Longest window first, so that shorter (earlier, more specific) windows overwrite.
     for width, z in sorted(config.windows, reverse=True):
@@ -189,29 +211,39 @@ def pain_decisions(
         members = possible[:, None] - np.arange(lag, -1, -1)[None, :]
         lowest = np.partition(capped[members], width - kept - 1, axis=1)[:, : width - kept]
         fires = lowest.sum(axis=1) / (width - kept) >= needed - _ROUNDING
-        fired = possible[fires]
-        rule[fired] = width
-        # The level shown for escalation: the same trimmed mean of the logs as logged.
+        # What the alert reports: the same trimmed mean of the logs as logged (never less than
+        # the capped one), which must also be the clinically important rise over the baseline
+        # shown (the median of the baseline period, which may sit above its robust mean).
         raw = np.partition(value[members[fires]], width - kept - 1, axis=1)[:, : width - kept]
-        window_level[fired] = raw.mean(axis=1)
+        raw_level = raw.mean(axis=1)
+        fired = possible[fires]
+        rises = shown_rise(fired - lag, raw_level)
+        fired = fired[rises]
+        rule[fired] = width
+        window_width[fired] = width
+        window_level[fired] = raw_level[rises]
 
     # After a fall or injury: the two latest logs, both on or after the event and both raised,
     # their mean up by the clinically important rise and by `event_z` SDs of a 2-log mean.
     if provoking_days.shape[0] and n_logs > 1:
         pair = np.flatnonzero(elevated[1:] & elevated[:-1]) + 1
         pair = pair[position[pair] >= 1]
-        event_day = last_event_on_or_before(provoking_days, day[pair])
-        pair = pair[
-            (day[pair] - event_day <= config.event_window_days) & (day[pair - 1] >= event_day)
-        ]
+        event_day_of_pair = last_event_on_or_before(provoking_days, day[pair])
+        recent = (day[pair] - event_day_of_pair <= config.event_window_days) & (
+            day[pair - 1] >= event_day_of_pair
+        )
+        pair, event_day_of_pair = pair[recent], event_day_of_pair[recent]
         if pair.shape[0]:
             anchor = pair - 1
             pair_rho = baselines.rho[anchor] ** np.maximum(day[pair] - day[anchor], 1)
             spread = np.sqrt((1.0 + pair_rho) / 2.0 + terms.baseline_error(anchor))
             needed = terms.threshold(anchor, config.event_z, np.zeros(pair.shape[0]), spread)
             fires = (capped[pair] + capped[anchor]) / 2.0 >= needed - _ROUNDING
+            raw_level = (value[pair] + value[anchor]) / 2.0
+            fires &= shown_rise(anchor, raw_level)
             rule[pair[fires]] = EVENT_RULE
-            window_level[pair[fires]] = (value[pair[fires]] + value[anchor[fires]]) / 2.0
+            event_level[pair[fires]] = raw_level[fires]
+            event_day[pair[fires]] = event_day_of_pair[fires]
 
     anchor = np.maximum(index - np.maximum(rule, 1) + 1, 0)
     return PainDecisions(
@@ -219,7 +251,10 @@ def pain_decisions(
         anchor=anchor,
         important_rise=important,
         recent_median=recent_median(value, series_first),
+        window_width=window_width,
         window_level=window_level,
+        event_level=event_level,
+        event_day=event_day,
     )
 
 

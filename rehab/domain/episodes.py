@@ -31,9 +31,16 @@ import numpy as np
 import numpy.typing as npt
 
 from rehab.domain.alerts import AlertEpisode, RelatedEvent
-from rehab.domain.baseline import LogCalendar, PainBaselines, apply_pin, pain_baselines
+from rehab.domain.baseline import (
+    LogCalendar,
+    PainBaselines,
+    ShownBaselines,
+    apply_pin,
+    pain_baselines,
+)
 from rehab.domain.config import DetectionConfig
 from rehab.domain.detectors import (
+    EVENT_RULE,
     AdherenceDecisions,
     PainDecisions,
     adherence_decisions,
@@ -286,20 +293,96 @@ def _linked_event(
     return linked
 
 
+@dataclass(frozen=True, slots=True)
+class _PainDecision:
+    """The decision an alert opened on: the window of logs [anchor, log] of one kind, and the
+    statistic it was judged by, as logged (the alert's `current`).
+
+    kind "window": the trimmed mean of the last `width` logs (the highest `trimmed` left out);
+    kind "event": the mean of the 2 logs on or after the fall or injury on virtual day
+    `event_day`.
+    """
+
+    log: int
+    kind: str
+    width: int
+    anchor: int
+    level: float
+    event_day: int
+
+    @staticmethod
+    def at(decisions: PainDecisions, log: int, kind: str | None = None) -> _PainDecision:
+        """The decision at `log`: of `kind`, or the one that takes precedence there."""
+        if kind is None:
+            kind = "event" if int(decisions.rule[log]) == EVENT_RULE else "window"
+        if kind == "event":
+            return _PainDecision(
+                log,
+                "event",
+                EVENT_RULE,
+                log - 1,
+                float(decisions.event_level[log]),
+                int(decisions.event_day[log]),
+            )
+        width = int(decisions.window_width[log])
+        return _PainDecision(
+            log, "window", width, log - width + 1, float(decisions.window_level[log]), 0
+        )
+
+
+def _statistic_phrase(
+    decision: _PainDecision,
+    patient: _Patient,
+    packed: _Packed,
+    event_offset: int,
+    config: DetectionConfig,
+) -> str:
+    """How the alert's current level was taken, e.g. "(mean of the last 6 logs over 8 days,
+    2 highest left out)" or "(mean of the 2 logs since the fall on 2025-09-14)"."""
+    first_day = int(packed.local_day[decision.anchor])
+    last_day = int(packed.local_day[decision.log])
+    if decision.kind == "event":
+        event_day = decision.event_day - event_offset
+        event = _event_on(patient, event_day)
+        noun = event.event_type if event is not None else "event"
+        when = patient.date_of(event_day).isoformat()
+        first = int(packed.series_first[decision.log])
+        since = decision.anchor == first or int(packed.local_day[decision.anchor - 1]) < event_day
+        if since:
+            return f"(mean of the 2 logs since the {noun} on {when})"
+        return f"(mean of the last 2 logs, both since the {noun} on {when})"
+    span = last_day - first_day + 1
+    over = "" if span == decision.width else f" over {span} days"
+    if decision.width - config.trimmed_logs == 1:
+        return f"(lowest of the last {decision.width} logs{over})"
+    return f"(mean of the last {decision.width} logs{over}, {config.trimmed_logs} highest left out)"
+
+
+def _event_on(patient: _Patient, day: int) -> PatientEvent | None:
+    """The latest provoking event logged on `day` (the one the after-a-fall rule used)."""
+    found: PatientEvent | None = None
+    for event, event_day in zip(patient.events, patient.event_days, strict=True):
+        if event_day == day and event.event_type in PROVOKING_EVENT_TYPES:
+            found = event
+    return found
+
+
 def _pain_episode(
     patient: _Patient,
     metric: str,
     packed: _Packed,
+    series: int,
     baselines: PainBaselines,
     decisions: PainDecisions,
-    i: int,
+    decision: _PainDecision,
     earliest: int,
     resolve_at: int | None,
     shown_baseline: float,
     config: DetectionConfig,
     supersedes: date | None = None,
 ) -> AlertEpisode:
-    anchor = int(decisions.anchor[i])
+    i = decision.log
+    anchor = decision.anchor
     level = shown_baseline
     important = float(decisions.important_rise[anchor])
     # Onset: first log of the run of clearly raised logs that ends at or before detection
@@ -315,9 +398,12 @@ def _pain_episode(
         k -= 1
     onset_day = days[k]
     detected_day = days[-1]
-    current = float(decisions.recent_median[i])
+    # The alert states the statistic its decision was taken on (never a different summary).
+    current = decision.level
+    statistic = _statistic_phrase(
+        decision, patient, packed, int(packed.series_offset[series]), config
+    )
     first_current = max(earliest, int(packed.series_first[i]), i - _CURRENT_LOGS + 1)
-    window_dates = [patient.date_of(d) for d in days[first_current - lo :]]
     linked = _linked_event(patient, onset_day, detected_day, config)
     recent, related, history = patient.context(detected_day, config)
     side: str | None = None
@@ -359,7 +445,7 @@ def _pain_episode(
             metric=metric,
             leg_side=side,
             current=current,
-            window_dates=window_dates,
+            statistic=statistic,
             baseline=level,
             important_rise=important,
             onset=patient.date_of(onset_day),
@@ -396,7 +482,10 @@ def _pain_episodes(
         )
     baselines = _pain_baselines_with_pins(packed, patients, config)
     provoking = _provoking_days(packed, patients, config)
-    decisions = pain_decisions(packed.day, value, packed.series_first, baselines, provoking, config)
+    shown_levels = ShownBaselines(packed.day, value, packed.calendar, baselines)
+    decisions = pain_decisions(
+        packed.day, value, packed.series_first, baselines, provoking, config, shown_levels
+    )
     for k, fired in _fired_by_series(decisions.rule > 0, packed):
         position = packed.owner[k]
         patient = patients[position]
@@ -404,19 +493,32 @@ def _pain_episodes(
         end = int(packed.series_end[k])
         next_from = onset_from = int(packed.series_start[k])
         supersedes: date | None = None
+        opening: _PainDecision | None = None  # the decision a superseding episode opens on
         fired_logs = fired.tolist()
         for n_fired, i in enumerate(fired_logs):
             if i < next_from:
                 continue
-            anchor = int(decisions.anchor[i])
+            decision = opening if opening is not None else _PainDecision.at(decisions, i)
+            opening = None
+            anchor = decision.anchor
             shown = baselines.shown_level(packed.day, value, packed.calendar, anchor)
             important = float(decisions.important_rise[anchor])
             margin = max(config.resolve_margin, 0.5 * important)
             resolve_at = _first_run_end(
                 decisions.recent_median, i + 1, end, shown + margin, config.resolve_logs, below=True
             )
-            superseded_at = (
-                _superseded_at(decisions, fired_logs[n_fired + 1 :], i, important, resolve_at)
+            superseding = (
+                _superseded_by(
+                    decisions,
+                    value,
+                    packed.day,
+                    int(packed.series_start[k]),
+                    fired_logs[n_fired + 1 :],
+                    decision,
+                    important,
+                    resolve_at,
+                    config.trimmed_logs,
+                )
                 if config.escalate
                 else None
             )
@@ -425,21 +527,24 @@ def _pain_episodes(
                     patient,
                     packed.column[k],
                     packed,
+                    k,
                     baselines,
                     decisions,
-                    i,
+                    decision,
                     onset_from,
-                    superseded_at if superseded_at is not None else resolve_at,
+                    superseding.log if superseding is not None else resolve_at,
                     shown,
                     config,
                     supersedes,
                 )
             )
-            if superseded_at is not None:
-                # The next episode opens on that log; its onset is looked for in the window
-                # that fired there (the further rise), after this one's detection.
-                next_from = superseded_at
-                onset_from = max(i + 1, int(decisions.anchor[superseded_at]))
+            if superseding is not None:
+                # The next episode opens on that log, on the decision that superseded this
+                # one; its onset is looked for in that window (the further rise), after this
+                # one's detection.
+                next_from = superseding.log
+                opening = superseding
+                onset_from = max(i + 1, superseding.anchor)
                 supersedes = patient.date_of(int(packed.local_day[i]))
                 continue
             if resolve_at is None:
@@ -448,23 +553,60 @@ def _pain_episodes(
             supersedes = None
 
 
-def _superseded_at(
+def _superseded_by(
     decisions: PainDecisions,
+    value: FloatArray,
+    day: IntArray,
+    series_first: int,
     later_fired: Sequence[int],
-    i: int,
+    alert: _PainDecision,
     important: float,
     resolve_at: int | None,
-) -> int | None:
-    """The first later log, while the episode opened at log i is still open, whose firing
-    window is a clinically important rise above the level that episode was raised at: a
-    further regression, which supersedes it (design §2 keeps one open alert per metric, so the
-    open one closes that day and the new one opens)."""
-    alerted = max(float(decisions.recent_median[i]), float(decisions.window_level[i]))
+    trimmed: int,
+) -> _PainDecision | None:
+    """The first later decision, while the episode opened on `alert` is still open, that is a
+    further clinically important rise over the alert's own current level, judged like with
+    like: a further regression, which supersedes it (design §2 keeps one open alert per
+    metric, so the open one closes that day and the new one opens).
+
+    The later decision's statistic must be the clinically important rise above the alert's
+    current level and above the same statistic at the alert's detection: a window's trimmed
+    mean above the trimmed mean of as many logs then (a window that fired while its first
+    logs were still low does not make the plateau it reached a further rise); the mean of the
+    2 logs since a fall or injury dated after the detection (a new one) above the mean of the
+    last 2 logs then. An after-a-fall alert's first pair of logs may straddle the rise (the
+    fall-day log and the first raised one), so for it a window must also rise above the
+    higher of those 2 logs; and the same fall's later pairs of logs are the regression it
+    already reports, still being logged, never a further one."""
+    i = alert.log
+    at_alert: dict[int, float] = {}
+
+    def trimmed_mean_at_alert(width: int) -> float:
+        if width not in at_alert:
+            first = i - width + 1
+            at_alert[width] = (
+                float(np.sort(value[first : i + 1])[: width - trimmed].mean())
+                if first >= series_first
+                else -np.inf
+            )
+        return at_alert[width]
+
     for j in later_fired:
         if resolve_at is not None and j > resolve_at:
             return None
-        if float(decisions.window_level[j]) >= alerted + important - 1e-9:
-            return j
+        if int(decisions.event_day[j]) > int(day[i]):
+            last_two = (float(value[i - 1]) + float(value[i])) / 2.0 if i > series_first else 0.0
+            reference = max(alert.level, last_two)
+            if float(decisions.event_level[j]) >= reference + important - 1e-9:
+                return _PainDecision.at(decisions, j, "event")
+        width = int(decisions.window_width[j])
+        if width:
+            if alert.kind == "window":
+                reference = max(alert.level, trimmed_mean_at_alert(width))
+            else:
+                reference = max(alert.level, float(value[i]), float(value[i - 1]))
+            if float(decisions.window_level[j]) >= reference + important - 1e-9:
+                return _PainDecision.at(decisions, j, "window")
     return None
 
 

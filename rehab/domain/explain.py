@@ -3,9 +3,14 @@
 Explanations state what was logged and how it compares; they never name a cause or a diagnosis
 (the platform records and shows, it does not diagnose). Example:
 
-    Left leg pain 7/10 (3-day median) vs baseline 1/10 (+6; clinically important ≥ 2). Began 1
-    day after a fall (slipped at the top of a staircase, went down 10 steps on buttocks) logged
-    2025-09-14. History: left L4-L5 decompression 2024-06-10.
+    Left leg pain 7/10 (mean of the 2 logs since the fall on 2025-09-14) vs baseline 1/10 (+6;
+    clinically important ≥ 2). Began 1 day after a fall (slipped at the top of a staircase,
+    went down 10 steps on buttocks) logged 2025-09-14. History: left L4-L5 decompression
+    2024-06-10.
+
+A pain alert's level is the statistic its decision was taken on, said with how it was taken
+(the mean of the 2 logs since a fall, or a window's trimmed mean and its size), so the rise
+it states is the rise that was judged clinically important.
 """
 
 from __future__ import annotations
@@ -72,17 +77,6 @@ def describe_event(event: PatientEvent) -> str:
     return text
 
 
-def window_phrase(log_dates: Sequence[date]) -> str:
-    """How the current value was taken: "(3-day median)" or "(median of 3 logs over 5 days)"."""
-    n = len(log_dates)
-    if n == 1:
-        return "(single log)"
-    span = (log_dates[-1] - log_dates[0]).days + 1
-    if span == n:
-        return f"({n}-day median)"
-    return f"(median of {n} logs over {span} days)"
-
-
 def began_sentence(onset: date, event: PatientEvent) -> str:
     gap = (onset - event.date).days
     described = describe_event(event)
@@ -125,7 +119,7 @@ def pain_explanation(
     metric: str,
     leg_side: str | None,
     current: float,
-    window_dates: Sequence[date],
+    statistic: str,
     baseline: float,
     important_rise: float,
     onset: date,
@@ -134,10 +128,12 @@ def pain_explanation(
     history: str,
     supersedes: date | None = None,
 ) -> str:
+    """`statistic` says how `current` was taken, e.g. "(mean of the last 6 logs, 2 highest
+    left out)"."""
     change = current - baseline
     head = (
         f"{metric_label(metric, leg_side)} {format_number(current)}/10 "
-        f"{window_phrase(window_dates)} vs baseline {format_number(baseline)}/10 "
+        f"{statistic} vs baseline {format_number(baseline)}/10 "
         f"({signed(change)}; clinically important ≥ {format_number(important_rise)})."
     )
     began = began_sentence(onset, linked_event) if linked_event is not None else ""

@@ -50,6 +50,11 @@ from rehab.services.series import RED_FLAG_COLUMNS
 # A decision looks back at most ~10 weeks; 400 days of logs reproduce the full replay (see
 # rehab.domain.detection) at a fraction of the cost.
 LOOKBACK_DAYS = 400
+# A log's updated_at is set when its request starts, before it commits; an evaluation that
+# starts in between does not see it. Marking the patient evaluated a minute early (longer than
+# a request may take, and any clock difference between hosts) keeps such a log "new" for the
+# next scan, at the price of one redundant evaluation of recently active patients.
+CLOCK_SLACK = dt.timedelta(minutes=1)
 
 
 @dataclass
@@ -422,9 +427,14 @@ def evaluate_patients(
     if not patient_ids:
         return EvaluationResult()
     _lock_patients(session, patient_ids)
+    evaluated_at = utcnow() - CLOCK_SLACK
     since = today - dt.timedelta(days=LOOKBACK_DAYS)
     episodes, context = _detect(session, patient_ids, today, since, config)
-    return _reconcile(session, episodes, context.stored)
+    result = _reconcile(session, episodes, context.stored)
+    session.execute(
+        sa.update(Patient).where(Patient.id.in_(patient_ids)).values(evaluated_at=evaluated_at)
+    )
+    return result
 
 
 def detect(

@@ -59,7 +59,7 @@ def parse_body(model: type[C]) -> C:
         raise unprocessable(error_list(exc)) from None
 
 
-def checked_body(model: type[C], patient_id: int, action: str, **rule: bool) -> C:
+def checked_body(model: type[C], patient_id: int, action: str, *, patient_only: bool = False) -> C:
     """`parse_body` for a request about one patient. When the body is refused, access is
     checked first: a caller who may not act on the patient gets the same 404 for any body
     (valid, invalid or malformed), and every attempt leaves its one audit row (denied, or
@@ -67,7 +67,7 @@ def checked_body(model: type[C], patient_id: int, action: str, **rule: bool) -> 
     try:
         return parse_body(model)
     except ApiError:
-        check_patient(db.session, current_actor(), patient_id, action, **rule)
+        check_patient(db.session, current_actor(), patient_id, action, patient_only=patient_only)
         raise
 
 

@@ -25,6 +25,7 @@ import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -38,14 +39,16 @@ from schemathesis.specs.openapi.checks import (
 from rehab import create_app
 from rehab.db.models import Event
 from rehab.extensions import db
+from rehab.services import evaluation
 from rehab.services.time import clinic_today
 from tests.conftest import app_settings, dispose_engines
-from tests.support.clinic import Clinic, build_clinic
+from tests.support.clinic import Clinic, build_clinic, login
 from tests.support.history import add_logs
 
 pytestmark = pytest.mark.slow
 
 B_SECRET = "bravo-private-history"
+PROGRAM_DAYS = 59  # the clinic's programs started 60 days ago
 # (mode, whose id goes in the path, examples per operation)
 RUNS: list[tuple[GenerationMode, str, int]] = [
     (GenerationMode.POSITIVE, "a", 50),
@@ -119,10 +122,29 @@ def _patient_ids(data: Any) -> Iterator[Any]:
             yield from _patient_ids(item)
 
 
+def steer(body: dict[str, Any], days_ago: int, prescriptions: list[int]) -> None:
+    """Valid data that is also plausible, so that positive cases get stored: dates within
+    A's program (random dates are mostly in the future or before it) and A's own
+    prescriptions (random ids are not)."""
+    day = (clinic_today() - dt.timedelta(days=days_ago)).isoformat()
+    for key in ("log_date", "event_date"):
+        if key in body:
+            body[key] = day
+    exercises = body.get("exercises")
+    if isinstance(exercises, list):
+        unique = {}
+        for index, entry in enumerate(exercises):
+            if isinstance(entry, dict):
+                entry["prescription_id"] = prescriptions[index % len(prescriptions)]
+                unique[entry["prescription_id"]] = entry
+        body["exercises"] = list(unique.values())
+
+
 def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) -> None:
     clinic = seed(app)
     a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
     assert a is not None and b is not None
+    prescriptions = clinic.prescription_ids[a]
     auth = {"Authorization": f"Bearer {clinic.patient_a.token}"}
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -131,13 +153,14 @@ def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) ->
     ran: dict[str, int] = {}
     statuses: dict[str, set[int]] = {}
 
-    def fuzz(
-        operation: Any, mode: GenerationMode, whose: str, examples: int, fixed: Any
-    ) -> None:
+    def fuzz(operation: Any, mode: GenerationMode, whose: str, examples: int, fixed: Any) -> None:
         label = f"{operation.label} [{mode.value}, {whose}]"
         checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
 
-        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed))
+        @given(
+            case=operation.as_strategy(generation_mode=mode, path_parameters=fixed),
+            days_ago=st.integers(0, PROGRAM_DAYS),
+        )
         @settings(
             max_examples=examples,
             deadline=None,
@@ -145,8 +168,10 @@ def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) ->
             derandomize=True,
             suppress_health_check=list(HealthCheck),
         )
-        def run(case: Any) -> None:
+        def run(case: Any, days_ago: int) -> None:
             case.headers = {**(case.headers or {}), **auth}
+            if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
+                steer(case.body, days_ago, prescriptions)
             response = case.call_and_validate(checks=checks, additional_checks=[custom])
             ran[label] = ran.get(label, 0) + 1
             statuses.setdefault(label, set()).add(response.status_code)
@@ -165,10 +190,24 @@ def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) ->
                 fixed = {"patient_id": {"a": a, "b": b}[whose]}
             fuzz(operation, mode, whose, examples, fixed)
 
+    # What the fuzzer stored does not break the pages and the detection that read it.
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], clinic_today())
+    cara = app.test_client()
+    login(cara, clinic.clinician.email)
+    for url in (f"/clinic/patients/{a}", f"/clinic/patients/{a}/summary", "/clinic/"):
+        assert cara.get(url).status_code == 200, url
+    patient = app.test_client()
+    login(patient, clinic.patient_a.email)
+    for url in ("/me/", "/me/history", "/me/progress"):
+        assert patient.get(url).status_code == 200, url
+
     total = sum(ran.values())
     print(f"\nschemathesis: {len(operations)} operations, {len(ran)} runs, {total} cases")
     for label in sorted(ran):
         print(f"  {label}: {ran[label]} cases, statuses {sorted(statuses[label])}")
     # A's own operations reached the data, not only errors.
     assert any(200 in s or 201 in s for label, s in statuses.items() if ", a]" in label)
+    for write in ("POST /patients/{patient_id}/logs", "POST /patients/{patient_id}/events"):
+        assert 201 in statuses[f"{write} [positive, a]"], write
     assert total >= 300

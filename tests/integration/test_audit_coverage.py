@@ -90,9 +90,7 @@ MANY_PATIENTS: dict[tuple[str, str], set[str]] = {
 }
 # Pages with no patient data (a blank form, the caller's own account, admin pages audited
 # below, public pages): no patient row.
-NO_PATIENT_DATA = {
-    key for key in ROUTES if key not in PATIENT_DATA and key not in MANY_PATIENTS
-}
+NO_PATIENT_DATA = {key for key in ROUTES if key not in PATIENT_DATA and key not in MANY_PATIENTS}
 ROW = re.compile(r"^[a-z_]+:[A-Za-z0-9._-]+$")
 
 
@@ -209,7 +207,9 @@ def test_every_patient_data_request_writes_exactly_one_row(app: Flask) -> None:
         assert {r.action for r in new} <= actions
         assert {r.patient_id for r in new} <= {a, clinic.patient_b.patient_id}
         assert len({(r.action, r.patient_id) for r in new}) == len(new)
-        assert {(r.user_id, r.outcome.value) for r in new} == {(clinic.clinician.user_id, "allowed")}
+        assert {(r.user_id, r.outcome.value) for r in new} == {
+            (clinic.clinician.user_id, "allowed")
+        }
 
     # Pages without patient data write no patient row.
     for key in sorted(NO_PATIENT_DATA):
@@ -328,9 +328,7 @@ def test_account_role_and_care_team_changes_are_audited(app: Flask) -> None:
         **{f"team{team_id}-clinician_id": str(dan)},
     )  # fmt: skip
     assert added.target == f"clinician:{dan}"
-    removed = one(
-        admin, f"/admin/teams/{team_id}/members/{dan}/remove", "care_team.member_remove"
-    )
+    removed = one(admin, f"/admin/teams/{team_id}/members/{dan}/remove", "care_team.member_remove")
     assert removed.target == f"clinician:{dan}" and removed.user_id == clinic.admin.user_id
 
     form = {

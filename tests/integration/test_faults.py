@@ -117,12 +117,19 @@ def wait_past_midnight_risk() -> None:
         time.sleep((midnight - now).total_seconds() + 1)
 
 
+@pytest.fixture
+def app(pg_url: str, redis: RedisServer, smtp: SmtpServer, tmp_path: Path) -> Iterator[Flask]:
+    settings = {**SETTINGS, "smtp_url": smtp.url}
+    app = create_app(app_settings(pg_url, tmp_path, broker_url=redis.url, **settings))
+    yield app
+    dispose_engines(app)
+
+
 def test_nothing_is_lost_through_worker_redis_and_smtp_faults(
-    pg_url: str, redis: RedisServer, smtp: SmtpServer, tmp_path: Path
+    app: Flask, pg_url: str, redis: RedisServer, smtp: SmtpServer, tmp_path: Path
 ) -> None:
     wait_past_midnight_risk()
     settings = {**SETTINGS, "smtp_url": smtp.url}
-    app = create_app(app_settings(pg_url, tmp_path, broker_url=redis.url, **settings))
     env = celery_env(pg_url, redis.url, tmp_path / "instance", settings)
     dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
     worker = celery_worker("worker", env, tmp_path)
@@ -134,6 +141,7 @@ def test_nothing_is_lost_through_worker_redis_and_smtp_faults(
     started = time.monotonic()
     release_lock: Callable[[], None] = lambda: None  # noqa: E731
     release_mail = threading.Event()
+    submitter: Submitter | None = None
 
     def note(text: str) -> None:
         events.append(f"{time.monotonic() - started:5.1f}s {text}")
@@ -220,16 +228,16 @@ def test_nothing_is_lost_through_worker_redis_and_smtp_faults(
             pytest.fail(f"no quiescence: {state(app, smtp, clinic, submitter)}; {events}")
         note("quiescent")
     finally:
+        if submitter is not None:
+            submitter.stop()
         release_lock()
         release_mail.set()  # a held SMTP conversation must not outlive the test
         dispatch_log.removeHandler(send_failures)
         worker.stop()
         beat.stop()
-        dispose_engines(app)
 
-    worker_log = worker.log_text()
     summary = check_everything(
-        app, clinic, smtp, submitter, worker, worker_log, expected, recipients
+        app, clinic, smtp, submitter, worker, worker.log_text(), expected, recipients
     )
     summary.update(
         events=events,

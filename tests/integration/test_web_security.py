@@ -329,4 +329,3 @@ def test_http_errors_are_generic_pages_and_json(app: Flask) -> None:
     api = client.get("/api/v1/no/such/thing", headers={"Authorization": "Bearer x"})
     assert api.status_code in (401, 404)
     assert set(json.loads(api.get_data(as_text=True))) <= {"error", "message"}
-

@@ -317,6 +317,7 @@ class Submitter:
     _thread: threading.Thread | None = None
     _local: threading.local = field(default_factory=threading.local)
     _resume: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="submitter", daemon=True)
@@ -329,6 +330,13 @@ class Submitter:
 
     def resume(self) -> None:
         self._resume.set()
+
+    def stop(self) -> None:
+        """Post nothing more (a failing test must not leave it posting)."""
+        self._stop.set()
+        self._resume.set()
+        if self._thread is not None:
+            self._thread.join(30)
 
     @property
     def done(self) -> bool:
@@ -347,6 +355,8 @@ class Submitter:
                 if index == self.pause_at:
                     self._resume.wait(300)
                     next_at = time.monotonic()
+                if self._stop.is_set():
+                    break
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += self.interval
                 futures.append(pool.submit(self._post, patient, body, index))

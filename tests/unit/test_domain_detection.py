@@ -127,9 +127,10 @@ def test_the_seed_case_reads_as_facts() -> None:
     assert alert.onset == date(2025, 9, 15)
     assert alert.detected_on == date(2025, 9, 16)
     assert alert.explanation == (
-        "Left leg pain 7/10 (3-day median) vs baseline 1/10 (+6; clinically important ≥ 2). "
-        "Began 1 day after a fall on stairs (10 steps, landed on buttocks), left side, logged "
-        "2025-09-14. History: left L4-L5 decompression 2024-06."
+        "Left leg pain 7/10 (mean of the last 2 logs, both since the fall on 2025-09-14) vs "
+        "baseline 1/10 (+6; clinically important ≥ 2). Began 1 day after a fall on stairs (10 "
+        "steps, landed on buttocks), left side, logged 2025-09-14. History: left L4-L5 "
+        "decompression 2024-06."
     )
     assert alert.severity == "urgent"  # a fall after spine surgery
     assert alert.related_events[0].event == "fall"
@@ -346,3 +347,77 @@ def test_a_pin_judges_from_the_first_logs_and_later_logs_change_nothing() -> Non
     again = pain_alerts(detect_episodes(later))[0]
     assert isinstance(again, AlertEpisode)
     assert dataclasses.replace(again, resolved_on=None) == first  # later logs resolve it
+
+
+# --- an alert states the statistic it was decided on, and rises are compared like with like
+
+
+def _fall_day_log_then_seven(extra_days: int = 0) -> PatientSeries:
+    """A settled patient at ~1/10 falls on day 44, logs 2 that day and 7 the next days."""
+    leg = [1, 0, 1, 1, 2] * 9 + [7, 7, 6, 7, 7, 7] + [7] * extra_days
+    fall = PatientEvent(
+        day(44), "fall", note="slipped", mechanism="on stairs (10 steps, landed on buttocks)"
+    )
+    return series(leg, [1] * len(leg), events=[fall])
+
+
+def test_an_after_a_fall_alert_states_the_mean_it_was_decided_on() -> None:
+    """The fall-day log (2) and the next day's 7 fire the after-a-fall rule: the alert says
+    so (not a 3-day median of 2 that is no clinically important rise), and the same fall's
+    later 7s are that regression still being logged, not a further one."""
+    alert = _only(pain_alerts(detect_episodes(_fall_day_log_then_seven(), as_of=day(50))))
+    assert (alert.onset, alert.detected_on, alert.resolved_on) == (day(45), day(45), None)
+    assert (alert.baseline, alert.current, alert.change) == (1.0, 4.5, 3.5)
+    assert alert.explanation == (
+        f"Leg pain 4.5/10 (mean of the 2 logs since the fall on {day(44).isoformat()}) vs "
+        "baseline 1/10 (+3.5; clinically important ≥ 2). Began 1 day after a fall on stairs "
+        f"(10 steps, landed on buttocks) (slipped) logged {day(44).isoformat()}."
+    )
+    # However long the plateau lasts, it is not a further rise.
+    longer = pain_alerts(detect_episodes(_fall_day_log_then_seven(extra_days=40)))
+    assert [a.detected_on for a in longer if isinstance(a, AlertEpisode)] == [day(45)]
+
+
+def test_a_window_alert_states_its_trimmed_mean_and_size() -> None:
+    ramp = _only(pain_alerts(detect_episodes(series([*QUIET, 4, 5, 6, 6]))))
+    assert (ramp.detected_on, ramp.current, ramp.change) == (day(62), 4.0, 3.0)
+    assert ramp.explanation == (
+        "Leg pain 4/10 (lowest of the last 3 logs) vs baseline 1/10 (+3; clinically important ≥ 2)."
+    )
+    # Every other day: the window's span is said too.
+    sparse = _only(pain_alerts(detect_episodes(series([2, None] * 30 + [4, None] * 12))))
+    assert (sparse.current, sparse.change) == (4.0, 2.0)
+    assert sparse.explanation.startswith(
+        "Leg pain 4/10 (mean of the last 4 logs over 7 days, 2 highest left out) vs baseline "
+        "2/10 (+2; clinically important ≥ 2)."
+    )
+
+
+def test_a_second_flare_on_top_of_a_fall_alert_replaces_it() -> None:
+    """Fall-day log 2, then 7s (one alert), then 10s: the 10s are a further rise over the 7
+    the alert already showed."""
+    leg = [1, 0, 1, 1, 2] * 9 + [7, 7, 7, 7, 7, 7] + [10] * 6
+    fall = PatientEvent(day(44), "fall", "slipped")
+    first, second = pain_alerts(detect_episodes(series(leg, events=[fall])))
+    assert isinstance(first, AlertEpisode) and isinstance(second, AlertEpisode)
+    assert first.detected_on == day(45) and first.resolved_on == second.detected_on
+    assert day(51) <= second.detected_on <= day(53)
+    assert second.current is not None and second.current >= 9
+
+
+def test_a_new_fall_on_top_of_an_open_alert_replaces_it() -> None:
+    """An open alert at 4/10, then a new fall (after spine surgery) and two logs of 8: the new
+    fall's logs are a further clinically important rise, and the new alert is urgent."""
+    leg = [*QUIET, 4, 4, 4, 4, 4, 8, 8]
+    fall = PatientEvent(day(65), "fall", "missed a step")
+    patient = dataclasses.replace(
+        series(leg, events=[fall]), history=(HistoryItem("L4-L5 fusion", "2023", "surgery"),)
+    )
+    first, second = pain_alerts(detect_episodes(patient))
+    assert isinstance(first, AlertEpisode) and isinstance(second, AlertEpisode)
+    assert first.detected_on < day(65) and first.resolved_on == second.detected_on == day(66)
+    assert second.current == 8.0 and second.severity == "urgent"
+    assert f"(mean of the 2 logs since the fall on {day(65).isoformat()})" in second.explanation
+    # Without the new fall, two logs of 8 are not yet a further rise (a 2-log window is
+    # only enough after a fall).
+    assert len(pain_alerts(detect_episodes(series(leg)))) == 1

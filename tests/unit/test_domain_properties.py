@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from datetime import date
 
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 
 from rehab.domain.alerts import AlertEpisode
 from rehab.domain.detection import detect_episodes
-from rehab.domain.series import PatientEvent, PatientSeries
+from rehab.domain.explain import format_number, signed
+from rehab.domain.series import PatientEvent, PatientSeries, PinnedBaseline
 from tests.unit.test_domain_builders import day, pain_alerts, series
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -203,3 +205,48 @@ def test_never_two_open_pain_alerts_of_one_metric(n: int, data: st.DataObject) -
             assert isinstance(earlier, AlertEpisode) and isinstance(later, AlertEpisode)
             assert earlier.resolved_on is not None
             assert earlier.resolved_on <= later.detected_on
+
+
+_CITED = re.compile(r"\(([+−][0-9.]+); clinically important ≥ ([0-9.]+)\)")
+
+
+@SETTINGS
+@given(
+    n=st.integers(min_value=20, max_value=160),
+    data=st.data(),
+)
+def test_a_pain_alert_reports_at_least_the_rise_it_cites(n: int, data: st.DataObject) -> None:
+    """The change a pain alert reports (its current statistic minus the baseline it shows) is
+    never less than the clinically important rise it cites, and the explanation states them."""
+    pain = st.one_of(st.none(), st.integers(min_value=0, max_value=10))
+    leg = data.draw(st.lists(pain, min_size=n, max_size=n))
+    back = data.draw(st.lists(pain, min_size=n, max_size=n))
+    falls = data.draw(st.lists(st.integers(min_value=-5, max_value=n), max_size=3))
+    pins = data.draw(
+        st.lists(
+            st.builds(
+                PinnedBaseline,
+                metric=st.sampled_from(["leg_pain", "back_pain"]),
+                level=st.integers(min_value=0, max_value=8).map(float),
+                effective_from=st.integers(min_value=0, max_value=n).map(day),
+            ),
+            max_size=2,
+        )
+    )
+    patient = dataclasses.replace(
+        series(leg, back, events=[PatientEvent(day(k), "fall", "") for k in falls]),
+        pinned_baselines=tuple(pins),
+    )
+    if not patient.dates:
+        return
+    for alert in detect_episodes(patient):
+        if alert.kind != "pain_regression":
+            continue
+        assert alert.current is not None and alert.baseline is not None
+        assert alert.change is not None
+        assert alert.change == alert.current - alert.baseline
+        cited = _CITED.search(alert.explanation)
+        assert cited is not None, alert.explanation
+        assert cited.group(1) == signed(alert.change)
+        assert alert.change >= float(cited.group(2)) - 1e-9, alert.explanation
+        assert f" {format_number(alert.current)}/10 (" in alert.explanation

@@ -1,0 +1,65 @@
+"""The periodic scan finds every patient whose data changed after their last evaluation,
+including data whose evaluation task was lost long before the scan ran."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from flask import Flask
+
+from rehab.db.models import JobWatermark, Patient, SessionLog, utcnow
+from rehab.extensions import db
+from rehab.services import evaluation, scan
+from rehab.services.time import clinic_today
+from tests.support.clinic import Clinic
+from tests.support.history import add_logs
+
+
+def test_the_first_scan_of_a_day_takes_everyone_then_only_changed_patients(
+    app: Flask, clinic: Clinic
+) -> None:
+    with app.app_context():
+        today = clinic_today()
+        everyone = scan.patients_to_evaluate(db.session, today)
+        db.session.commit()
+        assert len(everyone) == 3
+        evaluation.evaluate_and_commit(db.session, everyone, today)
+        assert scan.patients_to_evaluate(db.session, today) == []
+
+        a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+        assert a is not None and b is not None
+        # A log written 90 minutes ago whose evaluation task was lost (broker restart):
+        # the single watermark the scan used to keep would have moved past it.
+        add_logs(a, today - dt.timedelta(days=3), [2])
+        db.session.execute(
+            sa.update(SessionLog)
+            .where(SessionLog.patient_id == a)
+            .values(updated_at=utcnow() - dt.timedelta(minutes=90))
+        )
+        db.session.execute(
+            sa.update(Patient)
+            .where(Patient.id == a)
+            .values(evaluated_at=utcnow() - dt.timedelta(hours=3))
+        )
+        db.session.commit()
+        assert scan.patients_to_evaluate(db.session, today) == [a]
+        assert scan.patients_to_evaluate(db.session, today) == [a]  # until evaluated
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        assert scan.patients_to_evaluate(db.session, today) == []
+
+        add_logs(b, today, [1])
+        assert scan.patients_to_evaluate(db.session, today) == [b]
+
+
+def test_a_new_day_evaluates_everyone_again(app: Flask, clinic: Clinic) -> None:
+    with app.app_context():
+        today = clinic_today()
+        db.session.add(
+            JobWatermark(name=scan.DAILY_WATERMARK, through=utcnow() - dt.timedelta(days=1))
+        )
+        db.session.commit()
+        assert len(scan.patients_to_evaluate(db.session, today)) == 3
+        db.session.commit()
+        # The same day again: only changed data (there is none) is evaluated.
+        assert scan.patients_to_evaluate(db.session, today) == []
