@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -79,63 +80,107 @@ class ShownBaselines:
     """`PainBaselines.shown_level` for many anchors at once (the detectors need it for every
     window that would fire, to check the rise over the baseline an alert shows).
 
-    Pain logs are integers 0–10, so the median of any run of logs comes from per-rating
-    cumulative counts: built on first use, then a lookup per anchor.
+    For ratings 0–10 (`ratings`), the median of any run of logs comes from cumulative counts
+    of each rating, packed 8 to a 64-bit word (a count per byte: a run holds fewer than 256
+    logs), so two cumulative sums serve every run; otherwise each run is sorted.
     """
 
-    RATINGS = 11
+    _BYTE_PREFIX = np.int64(0x0101010101010101)  # × packed counts: running totals per byte
 
     def __init__(
-        self, day: IntArray, value: FloatArray, calendar: LogCalendar, baselines: PainBaselines
+        self,
+        day: IntArray,
+        value: FloatArray,
+        calendar: LogCalendar,
+        baselines: PainBaselines,
+        *,
+        ratings: bool = False,
     ) -> None:
         self.day = day
         self.value = value
         self.calendar = calendar
         self.baselines = baselines
-        self._counts: npt.NDArray[np.int32] | None = None
-
-    def _cumulative_counts(self) -> npt.NDArray[np.int32]:
-        if self._counts is None:
-            n_logs = self.value.shape[0]
-            counts = np.zeros((n_logs + 1, self.RATINGS), dtype=np.int32)
-            ratings = np.clip(self.value, 0, self.RATINGS - 1).astype(np.int64)
-            counts[np.arange(1, n_logs + 1), ratings] = 1
-            np.cumsum(counts, axis=0, out=counts)
-            self._counts = counts
-        return self._counts
+        self.ratings = ratings
+        self._packed: tuple[IntArray, IntArray] | None = None
 
     def __call__(self, anchor: IntArray) -> FloatArray:
         b = self.baselines
-        shown = b.level[anchor].astype(np.float64)
+        shown = b.level[anchor]
         automatic = ~b.pinned[anchor]
         if not bool(automatic.any()):
             return shown
         which = anchor[automatic]
         start = self.calendar.before(self.day[which] - b.window_days[which])
-        counts = self._cumulative_counts()
-        # Logs rated ≤ r in [start, anchor), for each rating r.
-        at_most = np.cumsum(counts[which] - counts[start], axis=1)
-        n = at_most[:, -1]
-        # Sorted positions (n − 1) // 2 and n // 2: the rating at position p is the smallest r
-        # with more than p logs rated ≤ r.
-        low = np.sum(at_most <= ((n - 1) // 2)[:, None], axis=1)
-        high = np.sum(at_most <= (n // 2)[:, None], axis=1)
-        median = (low + high) / 2.0
-        shown[automatic] = np.where(n > 0, median, np.nan)
+        count = which - start
+        if self.ratings and int(count.max()) < 256:
+            median = self._median_of_ratings(start, which, count)
+        else:
+            median = self._median_by_sorting(start, count)
+        shown[automatic] = np.where(count > 0, median, np.nan)
         return shown
+
+    def _median_of_ratings(self, start: IntArray, end: IntArray, count: IntArray) -> FloatArray:
+        if self._packed is None:
+            rating = self.value.astype(np.intp)
+            low_word = np.zeros(self.value.shape[0] + 1, dtype=np.int64)
+            high_word = np.zeros(self.value.shape[0] + 1, dtype=np.int64)
+            np.cumsum(_LOW_RATINGS[rating], out=low_word[1:])
+            np.cumsum(_HIGH_RATINGS[rating], out=high_word[1:])
+            self._packed = (low_word, high_word)
+        low_word, high_word = self._packed
+        # Counts of each rating in [start, end) (exact: the words wrap around, the counts
+        # fit their bytes), then running totals: logs rated ≤ r, for r = 0…10.
+        shift = 8 * np.arange(8, dtype=np.int64)
+        low_totals = ((low_word[end] - low_word[start]) * self._BYTE_PREFIX)[:, None] >> shift
+        high_totals = ((high_word[end] - high_word[start]) * self._BYTE_PREFIX)[:, None] >> shift
+        at_most = np.empty((end.shape[0], 11), dtype=np.int64)
+        at_most[:, :8] = low_totals & 255
+        at_most[:, 8:] = (high_totals[:, :3] & 255) + at_most[:, 7:8]
+        # The rating at sorted position p is the number of ratings with ≤ p logs at or below.
+        low = np.sum(at_most <= ((count - 1) // 2)[:, None], axis=1)
+        high = np.sum(at_most <= (count // 2)[:, None], axis=1)
+        return np.asarray((low + high) / 2.0, dtype=np.float64)
+
+    def _median_by_sorting(self, start: IntArray, count: IntArray) -> FloatArray:
+        slot = start[:, None] + np.arange(max(int(count.max()), 1))[None, :]
+        inside = slot < (start + count)[:, None]
+        table = np.where(inside, self.value[np.where(inside, slot, 0)], np.inf)
+        table.sort(axis=1)
+        rows = np.arange(start.shape[0])
+        low = table[rows, np.maximum(count - 1, 0) // 2]
+        high = table[rows, count // 2 if table.shape[1] > 1 else 0]
+        return np.asarray((low + high) / 2.0, dtype=np.float64)
+
+
+# A log rated r adds 1 to byte r of the low word (r < 8) or byte r − 8 of the high word.
+_LOW_RATINGS = np.array([1 << (8 * r) if r < 8 else 0 for r in range(11)], dtype=np.int64)
+_HIGH_RATINGS = np.array([1 << (8 * (r - 8)) if r >= 8 else 0 for r in range(11)], dtype=np.int64)
 
 
 class _WindowSums:
-    """Sums over the logs of [first, upto) of any per-log quantity, from one cumulative sum."""
+    """Sums over the logs of [first, i) before each log i of any per-log quantity, from one
+    cumulative sum (integer quantities in integers: the same sums, several times cheaper)."""
 
-    def __init__(self, first: IntArray, upto: IntArray) -> None:
+    def __init__(self, first: IntArray) -> None:
         self.first = first
-        self.upto = upto
-        self.total = np.zeros(upto.shape[0] + 1)
 
     def __call__(self, per_log: FloatArray) -> FloatArray:
-        np.cumsum(per_log, out=self.total[1:])
-        return np.asarray(self.total[self.upto] - self.total[self.first], dtype=np.float64)
+        return _window_sums(_cumulative(per_log), self.first)
+
+    def exact(self, per_log: IntArray) -> FloatArray:
+        """For integer quantities: exactly the floating-point sums, summed as integers."""
+        return _window_sums(_cumulative(per_log), self.first).astype(np.float64)
+
+
+def _cumulative(per_log: npt.NDArray[np.float64] | IntArray) -> npt.NDArray[Any]:
+    total = np.empty(per_log.shape[0] + 1, dtype=per_log.dtype)
+    total[0] = 0
+    np.cumsum(per_log, out=total[1:])
+    return total
+
+
+def _window_sums(total: npt.NDArray[Any], first: IntArray) -> npt.NDArray[Any]:
+    return np.asarray(total[:-1] - total[first])
 
 
 def pain_baselines(
@@ -144,6 +189,8 @@ def pain_baselines(
     calendar: LogCalendar,
     config: DetectionConfig,
     local_day: IntArray | None = None,
+    *,
+    integer_values: bool = False,
 ) -> PainBaselines:
     """Baseline before each log of packed series (`day` ascending within each series).
 
@@ -154,27 +201,32 @@ def pain_baselines(
     The noise is the SD around the period's least-squares line (`local_day`, the day within
     each series, keeps those sums small; without it, around the mean); its autocorrelation
     comes from the squared differences of logs on consecutive days, shrunk towards a prior
-    when there are few such pairs.
+    when there are few such pairs. `integer_values` says the values are whole numbers (pain
+    ratings), whose sums are then taken in integers (the same sums, cheaper).
     """
     n_logs = day.shape[0]
     upto = np.arange(n_logs)
     first_long = calendar.before(day - config.baseline_window_days)
     n = upto - first_long
     safe_n = np.maximum(n, 1)
-    long_sums = _WindowSums(first_long, upto)
-    plain = long_sums(value) / safe_n
+    long_sums = _WindowSums(first_long)
+    if integer_values:
+        plain = long_sums.exact(value.astype(np.int64)) / safe_n
+    else:
+        plain = long_sums(value) / safe_n
     enough = n >= config.baseline_min_logs
 
     for_noise = np.where(enough, np.minimum(value, plain + config.noise_cap_points), value)
     first_noise = calendar.before(day - config.noise_window_days)
-    noise_sums = _WindowSums(first_noise, upto)
+    noise_sums = _WindowSums(first_noise)
     noise_n = np.maximum(upto - first_noise, 1).astype(np.float64)
     sum_x = noise_sums(for_noise)
     centred_xx = noise_sums(for_noise * for_noise) - sum_x * sum_x / noise_n
     if local_day is not None and config.noise_detrend:
         t = local_day.astype(np.float64)
-        sum_t = noise_sums(t)
-        centred_tt = noise_sums(t * t) - sum_t * sum_t / noise_n
+        whole_t = local_day.astype(np.int64)
+        sum_t = noise_sums.exact(whole_t)
+        centred_tt = noise_sums.exact(whole_t * whole_t) - sum_t * sum_t / noise_n
         centred_tx = noise_sums(t * for_noise) - sum_t * sum_x / noise_n
         trend = np.where(
             centred_tt > 1.0, centred_tx * centred_tx / np.maximum(centred_tt, 1.0), 0.0
@@ -186,10 +238,13 @@ def pain_baselines(
     noise = np.maximum(np.sqrt(variance), config.noise_floor)
 
     # Autocorrelation: E[(x_t − x_{t−1})²] = 2σ²(1 − ρ) for logs on consecutive days.
-    first_rho = calendar.before(day - config.rho_window_days)
-    rho_sums = _WindowSums(first_rho, upto)
+    if config.rho_window_days == config.noise_window_days:
+        first_rho = first_noise
+    else:
+        first_rho = calendar.before(day - config.rho_window_days)
+    rho_sums = _WindowSums(first_rho)
     step = np.zeros(n_logs)
-    pair = np.zeros(n_logs)
+    pair = np.zeros(n_logs, dtype=np.int64)
     if n_logs > 1:
         consecutive = day[1:] - day[:-1] == 1  # never across series (they sit apart)
         step[1:] = np.where(consecutive, (for_noise[1:] - for_noise[:-1]) ** 2, 0.0)
@@ -202,7 +257,7 @@ def pain_baselines(
         rho_variance = np.maximum(
             (rho_sums(for_noise * for_noise) - rho_x * rho_x / rho_n) / rho_n, 0.0
         )
-    pairs = rho_sums(pair)
+    pairs = rho_sums.exact(pair)
     squared_steps = rho_sums(step)
     # Lag-1 autocovariance var − E[step²]/2, over the variance used (the floor's extra is
     # white): a perfectly steady patient has ρ = 0, not an undefined 0/0.
@@ -213,12 +268,12 @@ def pain_baselines(
         pairs + config.rho_prior_pairs
     )
 
-    level_sums = long_sums
     for_level = np.where(enough, np.minimum(value, plain + config.excess_cap_noise * noise), value)
-    level = level_sums(for_level) / safe_n
+    level_total = _cumulative(for_level)
+    level = _window_sums(level_total, first_long) / safe_n
     first_recent = calendar.before(day - config.baseline_recent_days)
     recent_n = upto - first_recent
-    recent_level = _WindowSums(first_recent, upto)(for_level) / np.maximum(recent_n, 1)
+    recent_level = _window_sums(level_total, first_recent) / np.maximum(recent_n, 1)
     followed_down = (recent_n >= config.baseline_recent_min_logs) & (
         recent_level <= level - config.follow_down_min_drop
     )

@@ -43,6 +43,8 @@ class PainDecisions:
     shortest window of 3–15 logs that fired (its trimmed mean: the 2 highest logs left out),
     `event_level` and `event_day` for the after-a-fall rule (the mean of its 2 logs, and the
     virtual day of the fall or injury they follow); 0 / NaN where that kind did not fire.
+    `window_shown` and `event_shown` are the baselines those alerts would show (NaN when not
+    worked out).
     """
 
     rule: IntArray
@@ -53,6 +55,8 @@ class PainDecisions:
     window_level: FloatArray
     event_level: FloatArray
     event_day: IntArray
+    window_shown: FloatArray
+    event_shown: FloatArray
 
 
 def recent_median(values: FloatArray, series_first: IntArray) -> FloatArray:
@@ -82,16 +86,49 @@ def last_event_on_or_before(event_days: IntArray, day: IntArray) -> IntArray:
 
 class _AnchorTerms:
     """The parts of a window's threshold that depend only on its anchor's baseline, worked out
-    for the few anchors that need them."""
+    once for each anchor that some window needs (a log anchors windows of many lengths)."""
 
     def __init__(
-        self, baselines: PainBaselines, important: FloatArray, config: DetectionConfig
+        self,
+        baselines: PainBaselines,
+        important: FloatArray,
+        config: DetectionConfig,
+        anchors: IntArray,
+        zs: set[float],
     ) -> None:
+        b = baselines
         self.baselines = baselines
-        self.important = important
         self.config = config
+        n_logs = b.level.shape[0]
+        level = b.level[anchors]
+        noise = b.noise[anchors]
+        self.error = np.empty(n_logs)
+        self.error[anchors] = self._baseline_error(anchors)
+        # A clear rise is always enough: `clear_rise` points (`clear_rise_noise` × σ for a
+        # noisier patient) over the kept logs, however uncertain the statistics.
+        self.clear = np.empty(n_logs)
+        self.clear[anchors] = level + np.maximum(
+            config.clear_rise, config.clear_rise_noise * noise
+        )
+        self.important_level = np.empty(n_logs)
+        self.important_level[anchors] = level + important[anchors]
+        noise_logs = b.noise_logs[anchors]
+        # Fewer logs a month are fewer chances of a false alert a month: a patient who logs a
+        # fraction f of days is judged at z + ln(f)/z (about the same false alerts a month).
+        log_density = np.log(np.clip(noise_logs / config.noise_window_days, 0.05, 1.0))
+        # σ is itself estimated, from about n·(1 − ρ²)/(1 + ρ²) independent values: a
+        # Student-t quantile instead of a normal one (z + (z³ + z)/(4·df), Cornish–Fisher)
+        # keeps a patient with little history from alerting on an underestimated SD.
+        rho2 = b.rho[anchors] ** 2
+        df = np.maximum(noise_logs * (1.0 - rho2) / (1.0 + rho2), 2.0)
+        self.z: dict[float, FloatArray] = {}
+        for z in zs:
+            z_here = z + config.density_adjust * log_density / z
+            z_here = z_here + config.t_correction * (z_here**3 + z_here) / (4.0 * df)
+            self.z[z] = np.empty(n_logs)
+            self.z[z][anchors] = z_here
 
-    def baseline_error(self, anchor: IntArray) -> FloatArray:
+    def _baseline_error(self, anchor: IntArray) -> FloatArray:
         """The baseline level's own error: variance of the mean of its logs (autocorrelated,
         ρ^(days per log)), in units of σ²; none for a clinician's pin."""
         b = self.baselines
@@ -105,26 +142,18 @@ class _AnchorTerms:
     ) -> FloatArray:
         """Level a statistic with null `mean` and SD `spread` (units of σ) must reach."""
         b = self.baselines
-        config = self.config
-        noise_logs = b.noise_logs[anchor]
-        # Fewer logs a month are fewer chances of a false alert a month: a patient who logs a
-        # fraction f of days is judged at z + ln(f)/z (about the same false alerts a month).
-        density = np.clip(noise_logs / config.noise_window_days, 0.05, 1.0)
-        z_here = z + config.density_adjust * np.log(density) / z
-        # σ is itself estimated, from about n·(1 − ρ²)/(1 + ρ²) independent values: a
-        # Student-t quantile instead of a normal one (z + (z³ + z)/(4·df), Cornish–Fisher)
-        # keeps a patient with little history from alerting on an underestimated SD.
-        rho2 = b.rho[anchor] ** 2
-        df = np.maximum(noise_logs * (1.0 - rho2) / (1.0 + rho2), 2.0)
-        z_here = z_here + config.t_correction * (z_here**3 + z_here) / (4.0 * df)
-        level = b.level[anchor]
-        noise = b.noise[anchor]
-        statistical = level + noise * (mean + z_here * spread)
-        # A clear rise is always enough: `clear_rise` points (`clear_rise_noise` × σ for a
-        # noisier patient) over the kept logs, however uncertain the statistics.
-        clear = level + np.maximum(config.clear_rise, config.clear_rise_noise * noise)
-        statistical = np.minimum(statistical, clear)
-        return np.asarray(np.maximum(level + self.important[anchor], statistical), dtype=np.float64)
+        statistical = b.level[anchor] + b.noise[anchor] * (mean + self.z[z][anchor] * spread)
+        statistical = np.minimum(statistical, self.clear[anchor])
+        return np.asarray(np.maximum(self.important_level[anchor], statistical), dtype=np.float64)
+
+
+def _powers(base: FloatArray, exponent: FloatArray) -> FloatArray:
+    """base ** exponent, skipping the (exact) power where the exponent is 1."""
+    out = base.copy()
+    other = exponent != 1.0
+    if bool(other.any()):
+        out[other] = base[other] ** exponent[other]
+    return out
 
 
 def pain_decisions(
@@ -163,47 +192,53 @@ def pain_decisions(
     np.cumsum(elevated, out=elevated_count[1:])
     capped_total = np.zeros(n_logs + 1)
     np.cumsum(capped, out=capped_total[1:])
-    terms = _AnchorTerms(baselines, important, config)
-
-    def shown_rise(anchor: IntArray, statistic: FloatArray) -> BoolArray:
-        if shown is None:
-            return np.ones(anchor.shape[0], dtype=np.bool_)
-        rise = statistic - shown(anchor) >= important[anchor] - _ROUNDING
-        return np.asarray(rise, dtype=np.bool_)
-
-    rule = np.zeros(n_logs, dtype=np.int64)
-    window_width = np.zeros(n_logs, dtype=np.int64)
-    window_level = np.full(n_logs, np.nan)
-    event_level = np.full(n_logs, np.nan)
-    event_day = np.zeros(n_logs, dtype=np.int64)
+    # The clinically important level above each log's baseline (NaN where there is none).
+    important_level = level + important
     kept = config.trimmed_logs
-    # Longest window first, so that shorter (earlier, more specific) windows overwrite.
+
+    # Cheap filters first, on every window of every length at once (enough of its logs
+    # raised, and its plain mean, never below the trimmed mean, up by the clinically
+    # important rise, the least the threshold asks), so that the rest is worked out for a few
+    # windows only: (length, z, last logs, their spans in days).
+    candidates: list[tuple[int, float, IntArray, IntArray]] = []
     for width, z in sorted(config.windows, reverse=True):
         lag = width - 1
         if n_logs <= lag:
             continue
-        # Cheap filters first (enough logs, enough of them raised, not spread too thin), so
-        # that the thresholds are worked out for a small fraction of the logs only.
-        candidate = np.flatnonzero(
+        plain_all = capped_total[lag + 1 :] - capped_total[: n_logs - lag]
+        reach_all = plain_all >= width * important_level[: n_logs - lag] - _ROUNDING
+        reach_all &= (
             elevated_count[lag + 1 :] - elevated_count[: n_logs - lag]
             >= min(width, config.elevated_logs_needed)
         )
+        candidate = np.flatnonzero(reach_all)
         candidate += lag  # the window's last log
+        # Within one series, and not spread too thin.
         span = day[candidate] - day[candidate - lag]
         keep = (position[candidate] >= lag) & (span <= config.window_span_per_log * width + 1)
-        # The trimmed mean is at most the plain mean, and the threshold at least the
-        # clinically important rise: only windows whose plain mean reaches that need the
-        # statistical threshold, and only those reaching it their two highest logs found.
-        candidate, span = candidate[keep], span[keep]
+        if bool(keep.any()):
+            candidates.append((width, z, candidate[keep], span[keep]))
+    anchors_used = np.zeros(n_logs, dtype=np.bool_)
+    for width, _, candidate, _ in candidates:
+        anchors_used[candidate - (width - 1)] = True
+    terms = _AnchorTerms(
+        baselines,
+        important,
+        config,
+        np.flatnonzero(anchors_used),
+        {z for _, z, _, _ in candidates},
+    )
+
+    # Windows that fire on the capped logs, longest first (shorter, more specific windows
+    # overwrite them): (last logs, their trimmed means as logged, window length).
+    window_fired: list[tuple[IntArray, FloatArray, int]] = []
+    for width, z, candidate, span in candidates:
+        lag = width - 1
         anchor = candidate - lag  # judged against the baseline before the window's first log
         plain = capped_total[candidate + 1] - capped_total[anchor]
-        reach = plain >= width * (level[anchor] + important[anchor]) - _ROUNDING
-        candidate, anchor, span, plain = candidate[reach], anchor[reach], span[reach], plain[reach]
-        if candidate.shape[0] == 0:
-            continue
         days_per_log = np.maximum(span / lag, 1.0)
-        mean, sd = trimmed_mean_moments(width, baselines.rho[anchor] ** days_per_log)
-        needed = terms.threshold(anchor, z, mean, np.sqrt(sd * sd + terms.baseline_error(anchor)))
+        mean, sd = trimmed_mean_moments(width, _powers(baselines.rho[anchor], days_per_log))
+        needed = terms.threshold(anchor, z, mean, np.sqrt(sd * sd + terms.error[anchor]))
         reach = plain >= width * needed - _ROUNDING
         possible, needed = candidate[reach], needed[reach]
         if possible.shape[0] == 0:
@@ -211,20 +246,18 @@ def pain_decisions(
         members = possible[:, None] - np.arange(lag, -1, -1)[None, :]
         lowest = np.partition(capped[members], width - kept - 1, axis=1)[:, : width - kept]
         fires = lowest.sum(axis=1) / (width - kept) >= needed - _ROUNDING
+        if not bool(fires.any()):
+            continue
         # What the alert reports: the same trimmed mean of the logs as logged (never less than
-        # the capped one), which must also be the clinically important rise over the baseline
-        # shown (the median of the baseline period, which may sit above its robust mean).
+        # the capped one).
         raw = np.partition(value[members[fires]], width - kept - 1, axis=1)[:, : width - kept]
-        raw_level = raw.mean(axis=1)
-        fired = possible[fires]
-        rises = shown_rise(fired - lag, raw_level)
-        fired = fired[rises]
-        rule[fired] = width
-        window_width[fired] = width
-        window_level[fired] = raw_level[rises]
+        window_fired.append((possible[fires], raw.mean(axis=1), width))
 
     # After a fall or injury: the two latest logs, both on or after the event and both raised,
     # their mean up by the clinically important rise and by `event_z` SDs of a 2-log mean.
+    event_fired = np.zeros(0, dtype=np.int64)
+    event_raw = np.zeros(0)
+    event_of_pair = np.zeros(0, dtype=np.int64)
     if provoking_days.shape[0] and n_logs > 1:
         pair = np.flatnonzero(elevated[1:] & elevated[:-1]) + 1
         pair = pair[position[pair] >= 1]
@@ -235,15 +268,69 @@ def pain_decisions(
         pair, event_day_of_pair = pair[recent], event_day_of_pair[recent]
         if pair.shape[0]:
             anchor = pair - 1
+            event_terms = _AnchorTerms(baselines, important, config, anchor, {config.event_z})
             pair_rho = baselines.rho[anchor] ** np.maximum(day[pair] - day[anchor], 1)
-            spread = np.sqrt((1.0 + pair_rho) / 2.0 + terms.baseline_error(anchor))
-            needed = terms.threshold(anchor, config.event_z, np.zeros(pair.shape[0]), spread)
+            spread = np.sqrt((1.0 + pair_rho) / 2.0 + event_terms.error[anchor])
+            needed = event_terms.threshold(
+                anchor, config.event_z, np.zeros(pair.shape[0]), spread
+            )
             fires = (capped[pair] + capped[anchor]) / 2.0 >= needed - _ROUNDING
-            raw_level = (value[pair] + value[anchor]) / 2.0
-            fires &= shown_rise(anchor, raw_level)
-            rule[pair[fires]] = EVENT_RULE
-            event_level[pair[fires]] = raw_level[fires]
-            event_day[pair[fires]] = event_day_of_pair[fires]
+            event_fired = pair[fires]
+            event_raw = (value[event_fired] + value[event_fired - 1]) / 2.0
+            event_of_pair = event_day_of_pair[fires]
+
+    rule = np.zeros(n_logs, dtype=np.int64)
+    window_width = np.zeros(n_logs, dtype=np.int64)
+    window_level = np.full(n_logs, np.nan)
+    event_level = np.full(n_logs, np.nan)
+    event_day = np.zeros(n_logs, dtype=np.int64)
+    window_shown = np.full(n_logs, np.nan)
+    event_shown = np.full(n_logs, np.nan)
+
+    # The statistic as logged must also be the clinically important rise over the baseline
+    # the alert shows (the median of the baseline period, which may sit above its robust
+    # mean), so an alert never reports less of a rise than it cites. Each log keeps its
+    # shortest window that passes: the baselines shown are worked out for the shortest first,
+    # and for a longer one only where a shorter one failed.
+    if window_fired:
+        logs = np.concatenate([fired for fired, _, _ in window_fired])
+        levels = np.concatenate([raw for _, raw, _ in window_fired])
+        widths = np.concatenate([np.full(f.shape[0], w) for f, _, w in window_fired])
+        order = np.lexsort((widths, logs))  # by log, then shortest window first
+        logs, levels, widths = logs[order], levels[order], widths[order]
+        entry = np.arange(logs.shape[0])
+        new_log = np.ones(logs.shape[0], dtype=np.bool_)
+        new_log[1:] = logs[1:] != logs[:-1]
+        rank = entry - np.maximum.accumulate(np.where(new_log, entry, 0))
+        settled = np.zeros(n_logs, dtype=np.bool_)
+        for r in range(int(rank.max()) + 1):
+            trial = np.flatnonzero((rank == r) & ~settled[logs])
+            if trial.shape[0] == 0:
+                break
+            anchor = logs[trial] - widths[trial] + 1
+            if shown is None:
+                baseline = np.full(trial.shape[0], np.nan)
+                rises = np.ones(trial.shape[0], dtype=np.bool_)
+            else:
+                baseline = shown(anchor)
+                rises = levels[trial] - baseline >= important[anchor] - _ROUNDING
+            passed = trial[rises]
+            log = logs[passed]
+            settled[log] = True
+            rule[log] = widths[passed]
+            window_width[log] = widths[passed]
+            window_level[log] = levels[passed]
+            window_shown[log] = baseline[rises]
+    if event_fired.shape[0]:
+        if shown is not None:
+            baseline = shown(event_fired - 1)
+            rises = event_raw - baseline >= important[event_fired - 1] - _ROUNDING
+            event_fired, event_raw = event_fired[rises], event_raw[rises]
+            event_of_pair, baseline = event_of_pair[rises], baseline[rises]
+            event_shown[event_fired] = baseline
+        rule[event_fired] = EVENT_RULE
+        event_level[event_fired] = event_raw
+        event_day[event_fired] = event_of_pair
 
     anchor = np.maximum(index - np.maximum(rule, 1) + 1, 0)
     return PainDecisions(
@@ -255,6 +342,8 @@ def pain_decisions(
         window_level=window_level,
         event_level=event_level,
         event_day=event_day,
+        window_shown=window_shown,
+        event_shown=event_shown,
     )
 
 

@@ -10,14 +10,16 @@ Rules (design §2 dedup and auto-resolve):
   missed_logs on the next log; function_decline at the next measure less than half an MCID
   worse than its baseline. A later rise opens a new episode. (The days of an episode do not
   linger in later baselines for long: the level follows the patient down once she is back.)
-- A pain window that fires while a pain episode is open, a clinically important rise above
-  the level that episode was raised at, supersedes it: the open episode resolves on that log
-  and a new one opens there (one open per key still holds).
+- A pain decision that is a further clinically important rise over an open pain episode's
+  level, judged like with like (`_superseded_by`), supersedes it: the open episode resolves
+  on that log and a new one opens there (one open per key still holds).
 - red_flag episodes are instant and never auto-resolved: every red-flag day opens its own
   urgent episode, detected that day, closed only by a clinician (its dedup key has the day).
 
-Pain and adherence are computed for a whole batch of patients at once on packed arrays (see
-`baseline.py`); only the few logs where an alert would open are walked in Python.
+Everything per log is computed for a whole batch of patients at once on flat arrays
+(`packing.py`, `baseline.py`, `detectors.py`), in integer day numbers; Python walks only the
+logs where an alert would open, and builds dates, explanations and event context only for the
+episodes it emits.
 """
 
 from __future__ import annotations
@@ -31,17 +33,10 @@ import numpy as np
 import numpy.typing as npt
 
 from rehab.domain.alerts import AlertEpisode, RelatedEvent
-from rehab.domain.baseline import (
-    LogCalendar,
-    PainBaselines,
-    ShownBaselines,
-    apply_pin,
-    pain_baselines,
-)
+from rehab.domain.baseline import PainBaselines, ShownBaselines, apply_pin, pain_baselines
 from rehab.domain.config import DetectionConfig
 from rehab.domain.detectors import (
     EVENT_RULE,
-    AdherenceDecisions,
     PainDecisions,
     adherence_decisions,
     pain_decisions,
@@ -50,198 +45,352 @@ from rehab.domain.explain import (
     adherence_explanation,
     format_number,
     function_explanation,
-    history_sentence,
     missed_logs_explanation,
     pain_explanation,
     red_flag_explanation,
 )
+from rehab.domain.packing import Batch, Packed, Patient, fired_by_series, pack
 from rehab.domain.series import PAIN_METRICS, PROVOKING_EVENT_TYPES, PatientEvent, PatientSeries
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-# Patients per packed batch: bounds the memory of the (logs × 11) histogram tables.
+# Patients per packed batch: bounds the memory of the per-log arrays (a few dozen per log).
 BATCH_PATIENTS = 512
 _CURRENT_LOGS = 3
 _ONSET_LOOKBACK = 40
 
 
-@dataclass(frozen=True, slots=True)
-class _Patient:
-    """One patient's series with days counted from the first log (day 0) up to `as_of`."""
-
-    series: PatientSeries
-    origin: int  # ordinal of the first log's date
-    last_day: int  # day index of `as_of`
-    n_logs: int  # logs dated on or before `as_of`
-    log_days: IntArray
-    events: tuple[PatientEvent, ...]  # by date
-    event_days: tuple[int, ...]
-    has_surgery_history: bool
-
-    def date_of(self, day: int) -> date:
-        return date.fromordinal(self.origin + day)
-
-    def known_events(self, day: int) -> tuple[PatientEvent, ...]:
-        """Events dated on or before `day` (nothing logged later may appear)."""
-        return self.events[: bisect_right(self.event_days, day)]
-
-    def context(
-        self, day: int, config: DetectionConfig
-    ) -> tuple[tuple[PatientEvent, ...], tuple[RelatedEvent, ...], str]:
-        """Events of the `related_event_days` up to `day`, as objects and as related events,
-        and the history line, all as known on `day`."""
-        if not self.events:
-            return (), (), history_sentence(self.series.history, ()) if self.series.history else ""
-        known_until = bisect_right(self.event_days, day)
-        recent_from = bisect_left(self.event_days, day - config.related_event_days)
-        recent = self.events[recent_from:known_until]
-        related = tuple(RelatedEvent(e.date, e.event_type, e.note) for e in recent)
-        return recent, related, history_sentence(self.series.history, self.events[:known_until])
-
-
-def _prepare(series: PatientSeries, as_of: date | None) -> _Patient | None:
-    if not series.dates:
-        return None
-    ordinals = np.fromiter(
-        map(date.toordinal, series.dates), dtype=np.int64, count=len(series.dates)
-    )
-    if ordinals.shape[0] > 1 and not bool(np.all(ordinals[1:] > ordinals[:-1])):
-        raise ValueError(f"{series.patient_id}: log dates must be strictly increasing")
-    origin = int(ordinals[0])
-    last_day = (series.dates[-1] if as_of is None else as_of).toordinal() - origin
-    if last_day < 0:
-        return None
-    log_days = ordinals - origin
-    n_logs = int(np.searchsorted(log_days, last_day, side="right"))
-    events = tuple(sorted(series.events, key=lambda e: e.date))
-    event_days = tuple(e.date.toordinal() - origin for e in events)
-    surgery = any(item.kind == "surgery" for item in series.history)
-    return _Patient(
-        series, origin, last_day, n_logs, log_days[:n_logs], events, event_days, surgery
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Packed:
-    """Logs of several series (patient × column) of a batch, laid end to end (`baseline.py`)."""
-
-    owner: list[int]  # per series: position of its patient in the batch
-    column: list[str]  # per series: which log column it is
-    series_start: IntArray
-    series_end: IntArray
-    day: IntArray  # virtual day
-    local_day: IntArray  # day since the patient's first log
-    value: FloatArray
-    series_first: IntArray  # per log: index of the first log of its series
-    source_index: IntArray  # per log: index into the patient's log columns
-    series_offset: IntArray  # per series: virtual day of the patient's day 0
-    calendar: LogCalendar
-
-
-def _series_gap(config: DetectionConfig) -> int:
-    """Days between packed series on the virtual calendar: more than any lookback."""
-    return 2 + max(
-        config.baseline_window_days,
-        config.noise_window_days,
-        config.rho_window_days,
-        config.adherence_gap_days + config.adherence_baseline_days,
-        config.event_window_days,
-        int(config.window_span_per_log * max(w for w, _ in config.windows)) + 1,
-        config.adherence_window_max_span_days,
-    )
-
-
-def _pack(
-    patients: Sequence[_Patient | None],
-    columns: Sequence[str],
-    min_logs: int,
-    config: DetectionConfig,
-) -> _Packed | None:
-    owners: list[int] = []
-    names: list[str] = []
-    spans: list[int] = []
-    days: list[IntArray] = []
-    values: list[FloatArray] = []
-    sources: list[IntArray] = []
-    for position, patient in enumerate(patients):
-        if patient is None:
-            continue
-        for column in columns:
-            raw_column = getattr(patient.series, column)
-            if len(raw_column) < min_logs:
-                continue
-            raw = np.array(raw_column[: patient.n_logs], dtype=np.float64)
-            present = np.flatnonzero(raw == raw)  # NaN (None) is not equal to itself
-            if present.shape[0] < min_logs:
-                continue
-            owners.append(position)
-            names.append(column)
-            spans.append(patient.last_day + 1)
-            days.append(patient.log_days[present])
-            values.append(raw[present])
-            sources.append(present)
-    if not owners:
-        return None
-    lengths = np.fromiter(map(len, days), dtype=np.int64, count=len(days))
-    series_end = np.cumsum(lengths)
-    series_start = series_end - lengths
-    local_day = np.concatenate(days)
-    gap = _series_gap(config)
-    series_offset = gap + np.concatenate([[0], np.cumsum(np.array(spans) + gap)])
-    offsets = np.repeat(series_offset[:-1], lengths)
-    day = local_day + offsets
-    return _Packed(
-        owner=owners,
-        column=names,
-        series_start=series_start,
-        series_end=series_end,
-        day=day,
-        local_day=local_day,
-        value=np.concatenate(values),
-        series_first=np.repeat(series_start, lengths),
-        source_index=np.concatenate(sources),
-        series_offset=series_offset[:-1],
-        calendar=LogCalendar(day, int(series_offset[-1])),
-    )
-
-
 def _first_run_end(
-    values: FloatArray, start: int, end: int, limit: float, run: int, *, below: bool
+    held: FloatArray, start: int, end: int, limit: float, run: int, *, below: bool
 ) -> int | None:
-    """Index where values[start:end] have first been ≤ limit (or ≥ with below=False) for
-    `run` consecutive entries; scanned in chunks because episodes usually settle soon."""
-    held = 0
-    chunk = 32
-    for lo in range(start, end, chunk):
-        part = values[lo : min(end, lo + chunk)]
-        ok = (part <= limit) if below else (part >= limit)
-        for offset, good in enumerate(ok.tolist()):
-            held = held + 1 if good else 0
-            if held >= run:
-                return lo + offset
-    return None
+    """Index where the values have first been ≤ limit (≥ with below=False) for `run`
+    consecutive entries from `start` on (before `end`), given `held`: the max (min with
+    below=False) of the `run` values ending at each index."""
+    first = start + run - 1
+    if first >= end:
+        return None
+    ok = held[first:end] <= limit if below else held[first:end] >= limit
+    at = int(ok.argmax())
+    return first + at if bool(ok[at]) else None
 
 
-def _fired_by_series(fired: BoolArray, packed: _Packed) -> list[tuple[int, IntArray]]:
-    """(series number, indexes of fired logs) for each series where anything fired."""
-    hits = np.flatnonzero(fired)
-    if hits.shape[0] == 0:
-        return []
-    series_of_hit = np.searchsorted(packed.series_end, hits, side="right")
-    bounds = np.flatnonzero(np.diff(series_of_hit)) + 1
-    starts = np.concatenate([[0], bounds])
-    return [
-        (int(series_of_hit[s]), group)
-        for s, group in zip(starts, np.split(hits, bounds), strict=True)
-    ]
+def _rolling(values: FloatArray, run: int, *, largest: bool) -> FloatArray:
+    """Max (min with largest=False) of the `run` values ending at each index (across series
+    boundaries too: callers only look at runs inside one series)."""
+    held = values.copy()
+    combine = np.maximum if largest else np.minimum
+    for lag in range(1, run):
+        combine(held[lag:], values[:-lag], out=held[lag:])
+    return held
+
+
+# --- pain ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PainDecision:
+    """The decision an alert opened on: the window of logs [anchor, log] of one kind, and the
+    statistic it was judged by, as logged (the alert's `current`), and the baseline the alert
+    shows (`shown`: the pin, or the median of the logs of the baseline period).
+
+    kind "window": the trimmed mean of the last `width` logs (the highest `trimmed` left out);
+    kind "event": the mean of the 2 logs on or after the fall or injury on virtual day
+    `event_day`.
+    """
+
+    log: int
+    kind: str
+    width: int
+    anchor: int
+    level: float
+    event_day: int
+    shown: float
+
+
+class _FiredLogs:
+    """The logs of a batch where a pain alert would open, with what the episode walk reads of
+    them as Python lists (entry k: the k-th such log), so that walking them costs no array
+    access per log."""
+
+    def __init__(self, decisions: PainDecisions, day: IntArray) -> None:
+        fired = np.flatnonzero(decisions.rule > 0)
+        self.fired = fired
+        self.log: list[int] = fired.tolist()
+        self.is_event: list[bool] = (decisions.rule[fired] == EVENT_RULE).tolist()
+        self.window_width: list[int] = decisions.window_width[fired].tolist()
+        window_level = decisions.window_level[fired]
+        event_level = decisions.event_level[fired]
+        self.window_level: list[float] = window_level.tolist()
+        self.window_shown: list[float] = decisions.window_shown[fired].tolist()
+        self.event_level: list[float] = event_level.tolist()
+        self.event_shown: list[float] = decisions.event_shown[fired].tolist()
+        self.event_day: list[int] = decisions.event_day[fired].tolist()
+        self.day: list[int] = day[fired].tolist()
+        # The higher statistic of the two kinds (−∞ where neither fired), for a quick reject.
+        self.best: list[float] = np.fmax(
+            np.nan_to_num(window_level, nan=-np.inf), np.nan_to_num(event_level, nan=-np.inf)
+        ).tolist()
+
+    def decision(self, k: int, kind: str | None = None) -> _PainDecision:
+        """The decision at the k-th fired log: of `kind`, or the one that takes precedence."""
+        log = self.log[k]
+        if kind is None:
+            kind = "event" if self.is_event[k] else "window"
+        if kind == "event":
+            return _PainDecision(
+                log,
+                "event",
+                EVENT_RULE,
+                log - 1,
+                self.event_level[k],
+                self.event_day[k],
+                self.event_shown[k],
+            )
+        width = self.window_width[k]
+        return _PainDecision(
+            log, "window", width, log - width + 1, self.window_level[k], 0, self.window_shown[k]
+        )
+
+
+def _statistic_phrase(
+    decision: _PainDecision, span: int, event: str, event_date: str, only_logs: bool, trimmed: int
+) -> str:
+    """How the alert's current level was taken, e.g. "(mean of the last 6 logs over 8 days,
+    2 highest left out)" or "(mean of the 2 logs since the fall on 2025-09-14)"."""
+    if decision.kind == "event":
+        if only_logs:
+            return f"(mean of the 2 logs since the {event} on {event_date})"
+        return f"(mean of the last 2 logs, both since the {event} on {event_date})"
+    over = "" if span == decision.width else f" over {span} days"
+    if decision.width - trimmed == 1:
+        return f"(lowest of the last {decision.width} logs{over})"
+    return f"(mean of the last {decision.width} logs{over}, {trimmed} highest left out)"
+
+
+def _event_on(patient: Patient, day: int) -> PatientEvent | None:
+    """The latest provoking event logged on `day` (the one the after-a-fall rule used)."""
+    found: PatientEvent | None = None
+    for event, event_day in zip(patient.events, patient.event_days, strict=True):
+        if event_day == day and event.event_type in PROVOKING_EVENT_TYPES:
+            found = event
+    return found
+
+
+def _linked_event(
+    patient: Patient, onset_day: int, detected_day: int, config: DetectionConfig
+) -> PatientEvent | None:
+    """The latest fall or injury from `event_window_days` before the onset to detection."""
+    linked: PatientEvent | None = None
+    for event, event_day in zip(patient.events, patient.event_days, strict=True):
+        if event_day > detected_day:
+            break
+        if (
+            event.event_type in PROVOKING_EVENT_TYPES
+            and event_day >= onset_day - config.event_window_days
+        ):
+            linked = event
+    return linked
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A pain episode the walk opened: on `decision` in series `series`, its onset looked for
+    from log `earliest` on, closed on log `closed` (None: still open), replacing the episode
+    detected on log `supersedes` (None: none)."""
+
+    series: int
+    decision: _PainDecision
+    earliest: int
+    closed: int | None
+    supersedes: int | None
+
+
+def _onset_logs(
+    value: FloatArray, log: IntArray, earliest: IntArray, clearly: FloatArray
+) -> IntArray:
+    """Onset of each episode: the first log of the run of clearly raised logs (≥ `clearly`)
+    that ends at or before its detection `log`, looking back at most `_ONSET_LOOKBACK` logs and
+    never before `earliest` (the log itself when none is clearly raised: its first log)."""
+    back = np.arange(_ONSET_LOOKBACK + 1)
+    reach = log - np.maximum(earliest, log - _ONSET_LOOKBACK)  # logs one may look back
+    valid = back[None, :] <= reach[:, None]
+    clear = (value[np.maximum(log[:, None] - back[None, :], 0)] >= clearly[:, None]) & valid
+    # The latest clearly raised log (else the earliest one may look at) …
+    latest = np.where(clear.any(axis=1), clear.argmax(axis=1), reach)
+    # … and back from it while the logs stay clearly raised.
+    after = (back[None, :] > latest[:, None]) & ~clear
+    first = np.where(after.any(axis=1), after.argmax(axis=1) - 1, reach)
+    return np.asarray(log - np.minimum(first, reach), dtype=np.int64)
+
+
+def _emit_pain_episodes(
+    patients: Sequence[Patient | None],
+    packed: Packed,
+    baselines: PainBaselines,
+    decisions: PainDecisions,
+    opened: list[_Opened],
+    config: DetectionConfig,
+    out: list[list[AlertEpisode]],
+) -> None:
+    """The alert episodes of the pain episodes opened: what each needs from the arrays is
+    gathered for all of them at once, then their dates, explanations and event context."""
+    local_day = packed.local_day
+    log = np.array([o.decision.log for o in opened], dtype=np.int64)
+    anchor = np.array([o.decision.anchor for o in opened], dtype=np.int64)
+    earliest = np.array([o.earliest for o in opened], dtype=np.int64)
+    shown = np.array([o.decision.shown for o in opened])
+    series = np.array([o.series for o in opened], dtype=np.int64)
+    important = decisions.important_rise[anchor]
+    clearly = shown + np.maximum(config.elevated_margin, 0.75 * important)
+    onset = _onset_logs(packed.value, log, earliest, clearly)
+    closed = np.array([-1 if o.closed is None else o.closed for o in opened], dtype=np.int64)
+    replaced = np.array([-1 if o.supersedes is None else o.supersedes for o in opened])
+    series_first = packed.series_first[log]
+    event_day = np.array([o.decision.event_day for o in opened]) - packed.series_offset[series]
+    # Whether the 2 logs of an after-a-fall decision are the only ones since the fall.
+    only_logs = (anchor == series_first) | (local_day[np.maximum(anchor - 1, 0)] < event_day)
+    # The logs the leg side is read from: the last 3 of the episode, latest first.
+    side_from = np.maximum(np.maximum(earliest, series_first), log - _CURRENT_LOGS + 1)
+    source = packed.source_index
+    columns = zip(
+        opened,
+        important.tolist(),
+        local_day[onset].tolist(),
+        local_day[log].tolist(),
+        local_day[anchor].tolist(),
+        np.where(closed >= 0, local_day[closed], -1).tolist(),
+        np.where(replaced >= 0, local_day[np.maximum(replaced, 0)], -1).tolist(),
+        event_day.tolist(),
+        only_logs.tolist(),
+        (log - side_from + 1).tolist(),
+        source[log].tolist(),
+        source[np.maximum(log - 1, 0)].tolist(),
+        source[np.maximum(log - 2, 0)].tolist(),
+        baselines.pinned[anchor].tolist(),
+        baselines.logs_used[anchor].tolist(),
+        baselines.window_days[anchor].tolist(),
+        baselines.followed_down[anchor].tolist(),
+        baselines.noise[anchor].tolist(),
+        strict=True,
+    )
+    trimmed = config.trimmed_logs
+    for (
+        opening,
+        rise,
+        onset_day,
+        detected_day,
+        anchor_day,
+        closed_day,
+        replaced_day,
+        event_on,
+        only,
+        side_logs,
+        source_0,
+        source_1,
+        source_2,
+        pinned,
+        logs_used,
+        window_days,
+        followed_down,
+        noise,
+    ) in columns:
+        decision = opening.decision
+        k = opening.series
+        position = packed.owner[k]
+        patient = patients[position]
+        assert patient is not None
+        metric = packed.column[k]
+        level = decision.shown
+        current = decision.level
+        if decision.kind == "event":
+            event = _event_on(patient, event_on)
+            statistic = _statistic_phrase(
+                decision,
+                0,
+                event.event_type if event is not None else "event",
+                patient.date_of(event_on).isoformat(),
+                only,
+                trimmed,
+            )
+        else:
+            statistic = _statistic_phrase(
+                decision, detected_day - anchor_day + 1, "", "", False, trimmed
+            )
+        linked = _linked_event(patient, onset_day, detected_day, config) if patient.events else None
+        recent, related, history = patient.context(detected_day, config)
+        side: str | None = None
+        if metric == "leg_pain" and patient.series.leg_side:
+            sides = patient.series.leg_side
+            for source_index in (source_0, source_1, source_2)[:side_logs]:
+                if sides[source_index]:
+                    side = sides[source_index]
+                    break
+        surgery = patient.has_surgery_history or any(
+            e.event_type == "surgery" for e in patient.known_events(detected_day)
+        )
+        urgent = config.urgent_if_event_after_surgery and linked is not None and surgery
+        if pinned:
+            baseline_source = f"pinned by the clinician: {format_number(level)}/10"
+        else:
+            baseline_source = (
+                f"automatic: median of {logs_used} logs in the {window_days} days before "
+                f"{patient.date_of(anchor_day).isoformat()}"
+                + (", following the patient's improvement" if followed_down else "")
+                + f"; day-to-day noise {format_number(noise)}"
+            )
+        onset_date = patient.date_of(onset_day)
+        out[position].append(
+            AlertEpisode(
+                patient_id=patient.series.patient_id,
+                kind="pain_regression",
+                metric=metric,
+                onset=onset_date,
+                detected_on=patient.date_of(detected_day),
+                resolved_on=None if closed_day < 0 else patient.date_of(closed_day),
+                severity="urgent" if urgent else "routine",
+                baseline=level,
+                current=current,
+                change=current - level,
+                related_events=related,
+                explanation=pain_explanation(
+                    metric=metric,
+                    leg_side=side,
+                    current=current,
+                    statistic=statistic,
+                    baseline=level,
+                    important_rise=rise,
+                    onset=onset_date,
+                    linked_event=linked,
+                    other_events=[e for e in recent if e is not linked],
+                    history=history,
+                    supersedes=None if replaced_day < 0 else patient.date_of(replaced_day),
+                ),
+                baseline_source=baseline_source,
+                linked_event=None
+                if linked is None
+                else RelatedEvent(linked.date, linked.event_type, linked.note),
+            )
+        )
 
 
 def _pain_baselines_with_pins(
-    packed: _Packed, patients: Sequence[_Patient | None], config: DetectionConfig
+    packed: Packed,
+    patients: Sequence[Patient | None],
+    config: DetectionConfig,
+    checked: bool = False,
 ) -> PainBaselines:
-    baselines = pain_baselines(packed.day, packed.value, packed.calendar, config, packed.local_day)
+    """The baselines of packed pain series, with the clinicians' pins (`checked`: the values
+    are known to be ratings 0–10)."""
+    baselines = pain_baselines(
+        packed.day,
+        packed.value,
+        packed.calendar,
+        config,
+        packed.local_day,
+        integer_values=checked or bool(np.all(packed.value == np.round(packed.value))),
+    )
     for k, position in enumerate(packed.owner):
         patient = patients[position]
         assert patient is not None
@@ -260,7 +409,7 @@ def _pain_baselines_with_pins(
 
 
 def _provoking_days(
-    packed: _Packed, patients: Sequence[_Patient | None], config: DetectionConfig
+    packed: Packed, patients: Sequence[Patient | None], config: DetectionConfig
 ) -> IntArray:
     """Virtual days of falls and injuries up to `as_of` (later ones do not exist yet, and
     would sit on the next series' stretch); one older than the event window before the first
@@ -270,6 +419,8 @@ def _provoking_days(
     for k, position in enumerate(packed.owner):
         patient = patients[position]
         assert patient is not None
+        if not patient.events:
+            continue
         offset = int(packed.series_offset[k])
         for event, event_day in zip(patient.events, patient.event_days, strict=True):
             if event.event_type in PROVOKING_EVENT_TYPES and event_day <= patient.last_day:
@@ -277,264 +428,90 @@ def _provoking_days(
     return np.array(sorted(days), dtype=np.int64)
 
 
-def _linked_event(
-    patient: _Patient, onset_day: int, detected_day: int, config: DetectionConfig
-) -> PatientEvent | None:
-    """The latest fall or injury from `event_window_days` before the onset to detection."""
-    linked: PatientEvent | None = None
-    for event, event_day in zip(patient.events, patient.event_days, strict=True):
-        if event_day > detected_day:
-            break
-        if (
-            event.event_type in PROVOKING_EVENT_TYPES
-            and event_day >= onset_day - config.event_window_days
-        ):
-            linked = event
-    return linked
-
-
-@dataclass(frozen=True, slots=True)
-class _PainDecision:
-    """The decision an alert opened on: the window of logs [anchor, log] of one kind, and the
-    statistic it was judged by, as logged (the alert's `current`).
-
-    kind "window": the trimmed mean of the last `width` logs (the highest `trimmed` left out);
-    kind "event": the mean of the 2 logs on or after the fall or injury on virtual day
-    `event_day`.
-    """
-
-    log: int
-    kind: str
-    width: int
-    anchor: int
-    level: float
-    event_day: int
-
-    @staticmethod
-    def at(decisions: PainDecisions, log: int, kind: str | None = None) -> _PainDecision:
-        """The decision at `log`: of `kind`, or the one that takes precedence there."""
-        if kind is None:
-            kind = "event" if int(decisions.rule[log]) == EVENT_RULE else "window"
-        if kind == "event":
-            return _PainDecision(
-                log,
-                "event",
-                EVENT_RULE,
-                log - 1,
-                float(decisions.event_level[log]),
-                int(decisions.event_day[log]),
-            )
-        width = int(decisions.window_width[log])
-        return _PainDecision(
-            log, "window", width, log - width + 1, float(decisions.window_level[log]), 0
-        )
-
-
-def _statistic_phrase(
-    decision: _PainDecision,
-    patient: _Patient,
-    packed: _Packed,
-    event_offset: int,
-    config: DetectionConfig,
-) -> str:
-    """How the alert's current level was taken, e.g. "(mean of the last 6 logs over 8 days,
-    2 highest left out)" or "(mean of the 2 logs since the fall on 2025-09-14)"."""
-    first_day = int(packed.local_day[decision.anchor])
-    last_day = int(packed.local_day[decision.log])
-    if decision.kind == "event":
-        event_day = decision.event_day - event_offset
-        event = _event_on(patient, event_day)
-        noun = event.event_type if event is not None else "event"
-        when = patient.date_of(event_day).isoformat()
-        first = int(packed.series_first[decision.log])
-        since = decision.anchor == first or int(packed.local_day[decision.anchor - 1]) < event_day
-        if since:
-            return f"(mean of the 2 logs since the {noun} on {when})"
-        return f"(mean of the last 2 logs, both since the {noun} on {when})"
-    span = last_day - first_day + 1
-    over = "" if span == decision.width else f" over {span} days"
-    if decision.width - config.trimmed_logs == 1:
-        return f"(lowest of the last {decision.width} logs{over})"
-    return f"(mean of the last {decision.width} logs{over}, {config.trimmed_logs} highest left out)"
-
-
-def _event_on(patient: _Patient, day: int) -> PatientEvent | None:
-    """The latest provoking event logged on `day` (the one the after-a-fall rule used)."""
-    found: PatientEvent | None = None
-    for event, event_day in zip(patient.events, patient.event_days, strict=True):
-        if event_day == day and event.event_type in PROVOKING_EVENT_TYPES:
-            found = event
-    return found
-
-
-def _pain_episode(
-    patient: _Patient,
-    metric: str,
-    packed: _Packed,
-    series: int,
-    baselines: PainBaselines,
-    decisions: PainDecisions,
-    decision: _PainDecision,
-    earliest: int,
-    resolve_at: int | None,
-    shown_baseline: float,
-    config: DetectionConfig,
-    supersedes: date | None = None,
-) -> AlertEpisode:
-    i = decision.log
-    anchor = decision.anchor
-    level = shown_baseline
-    important = float(decisions.important_rise[anchor])
-    # Onset: first log of the run of clearly raised logs that ends at or before detection
-    # (looking back at most `_ONSET_LOOKBACK` logs, never before the previous episode ended).
-    lo = max(earliest, i - _ONSET_LOOKBACK)
-    values = packed.value[lo : i + 1].tolist()
-    days = packed.local_day[lo : i + 1].tolist()
-    clearly = level + max(config.elevated_margin, 0.75 * important)
-    k = len(values) - 1
-    while k > 0 and values[k] < clearly:
-        k -= 1
-    while k > 0 and values[k - 1] >= clearly:
-        k -= 1
-    onset_day = days[k]
-    detected_day = days[-1]
-    # The alert states the statistic its decision was taken on (never a different summary).
-    current = decision.level
-    statistic = _statistic_phrase(
-        decision, patient, packed, int(packed.series_offset[series]), config
+def _check_pain_values(packed: Packed, patients: Sequence[Patient | None]) -> None:
+    value = packed.value
+    bad = (value < 0) | (value > 10) | (value != np.round(value))
+    if not bool(bad.any()):
+        return
+    bad_series = np.unique(np.searchsorted(packed.series_end, np.flatnonzero(bad), "right"))
+    # The first patient in batch order (then back before leg pain) is the one named.
+    k = min(
+        bad_series.tolist(),
+        key=lambda s: (packed.owner[s], PAIN_METRICS.index(packed.column[s])),  # type: ignore[arg-type]
     )
-    first_current = max(earliest, int(packed.series_first[i]), i - _CURRENT_LOGS + 1)
-    linked = _linked_event(patient, onset_day, detected_day, config)
-    recent, related, history = patient.context(detected_day, config)
-    side: str | None = None
-    if metric == "leg_pain" and patient.series.leg_side:
-        sides = patient.series.leg_side
-        for source in reversed(packed.source_index[first_current : i + 1].tolist()):
-            if sides[source]:
-                side = sides[source]
-                break
-    surgery = patient.has_surgery_history or any(
-        e.event_type == "surgery" for e in patient.known_events(detected_day)
-    )
-    urgent = config.urgent_if_event_after_surgery and linked is not None and surgery
-    if baselines.pinned[anchor]:
-        source = f"pinned by the clinician: {format_number(level)}/10"
-    else:
-        before = patient.date_of(int(packed.local_day[anchor])).isoformat()
-        source = (
-            f"automatic: median of {int(baselines.logs_used[anchor])} logs in the "
-            f"{int(baselines.window_days[anchor])} days before {before}"
-            + (", following the patient's improvement" if baselines.followed_down[anchor] else "")
-            + f"; day-to-day noise {format_number(float(baselines.noise[anchor]))}"
-        )
-    return AlertEpisode(
-        patient_id=patient.series.patient_id,
-        kind="pain_regression",
-        metric=metric,
-        onset=patient.date_of(onset_day),
-        detected_on=patient.date_of(detected_day),
-        resolved_on=None
-        if resolve_at is None
-        else patient.date_of(int(packed.local_day[resolve_at])),
-        severity="urgent" if urgent else "routine",
-        baseline=level,
-        current=current,
-        change=current - level,
-        related_events=related,
-        explanation=pain_explanation(
-            metric=metric,
-            leg_side=side,
-            current=current,
-            statistic=statistic,
-            baseline=level,
-            important_rise=important,
-            onset=patient.date_of(onset_day),
-            linked_event=linked,
-            other_events=[e for e in recent if e is not linked],
-            history=history,
-            supersedes=supersedes,
-        ),
-        baseline_source=source,
-        linked_event=None
-        if linked is None
-        else RelatedEvent(linked.date, linked.event_type, linked.note),
+    owner = patients[packed.owner[k]]
+    raise ValueError(
+        f"{owner.series.patient_id if owner else '?'}: {packed.column[k]} must be integers 0–10"
     )
 
 
-def _pain_episodes(
-    patients: Sequence[_Patient | None],
-    config: DetectionConfig,
-    out: list[list[AlertEpisode]],
-) -> None:
+def _pain_episodes(batch: Batch, config: DetectionConfig, out: list[list[AlertEpisode]]) -> None:
     # Every series with 2 logs (the after-a-fall rule's window): with a clinician's pin a
     # decision needs no week of history, and a series left out for want of logs would alert
     # only once more logs came (causality).
-    packed = _pack(patients, PAIN_METRICS, 2, config)
+    patients = batch.patients
+    packed = pack(batch, [(m, batch.column(m)) for m in PAIN_METRICS], 2, config)
     if packed is None:
         return
+    _check_pain_values(packed, patients)
     value = packed.value
-    bad = (value < 0) | (value > 10) | (value != np.round(value))
-    if bool(bad.any()):
-        k = int(np.searchsorted(packed.series_end, np.argmax(bad), "right"))
-        owner = patients[packed.owner[k]]
-        raise ValueError(
-            f"{owner.series.patient_id if owner else '?'}: {packed.column[k]} must be integers 0–10"
-        )
-    baselines = _pain_baselines_with_pins(packed, patients, config)
+    baselines = _pain_baselines_with_pins(packed, patients, config, checked=True)
     provoking = _provoking_days(packed, patients, config)
-    shown_levels = ShownBaselines(packed.day, value, packed.calendar, baselines)
+    shown_levels = ShownBaselines(packed.day, value, packed.calendar, baselines, ratings=True)
     decisions = pain_decisions(
         packed.day, value, packed.series_first, baselines, provoking, config, shown_levels
     )
-    for k, fired in _fired_by_series(decisions.rule > 0, packed):
-        position = packed.owner[k]
-        patient = patients[position]
-        assert patient is not None
-        end = int(packed.series_end[k])
-        next_from = onset_from = int(packed.series_start[k])
-        supersedes: date | None = None
-        opening: _PainDecision | None = None  # the decision a superseding episode opens on
-        fired_logs = fired.tolist()
-        for n_fired, i in enumerate(fired_logs):
-            if i < next_from:
-                continue
-            decision = opening if opening is not None else _PainDecision.at(decisions, i)
-            opening = None
-            anchor = decision.anchor
-            shown = baselines.shown_level(packed.day, value, packed.calendar, anchor)
-            important = float(decisions.important_rise[anchor])
+    fired = _FiredLogs(decisions, packed.day)
+    if not fired.log:
+        return
+    held = _rolling(decisions.recent_median, config.resolve_logs, largest=True)
+    # The fired logs of series k are entries bounds[k] … bounds[k + 1] − 1.
+    bounds = np.searchsorted(fired.fired, packed.series_start).tolist() + [len(fired.log)]
+    important_rise = decisions.important_rise
+    log = fired.log
+    opened: list[_Opened] = []
+    series_end = packed.series_end.tolist()
+    series_starts = packed.series_start.tolist()
+    for k in np.flatnonzero(np.diff(bounds)).tolist():
+        end = series_end[k]
+        series_start = series_starts[k]
+        onset_from = series_start
+        supersedes: int | None = None
+        entry, last_entry = bounds[k], bounds[k + 1]
+        decision = fired.decision(entry)
+        while True:
+            i = decision.log
+            important = float(important_rise[decision.anchor])
             margin = max(config.resolve_margin, 0.5 * important)
             resolve_at = _first_run_end(
-                decisions.recent_median, i + 1, end, shown + margin, config.resolve_logs, below=True
+                held, i + 1, end, decision.shown + margin, config.resolve_logs, below=True
+            )
+            # The later fired logs while this episode is open.
+            later_end = (
+                last_entry
+                if resolve_at is None
+                else bisect_right(log, resolve_at, entry + 1, last_entry)
             )
             superseding = (
                 _superseded_by(
-                    decisions,
+                    fired,
                     value,
-                    packed.day,
-                    int(packed.series_start[k]),
-                    fired_logs[n_fired + 1 :],
+                    series_start,
+                    entry + 1,
+                    later_end,
                     decision,
                     important,
-                    resolve_at,
                     config.trimmed_logs,
                 )
-                if config.escalate
+                if config.escalate and later_end > entry + 1
                 else None
             )
-            out[position].append(
-                _pain_episode(
-                    patient,
-                    packed.column[k],
-                    packed,
+            opened.append(
+                _Opened(
                     k,
-                    baselines,
-                    decisions,
                     decision,
                     onset_from,
-                    superseding.log if superseding is not None else resolve_at,
-                    shown,
-                    config,
+                    superseding[1].log if superseding is not None else resolve_at,
                     supersedes,
                 )
             )
@@ -542,32 +519,36 @@ def _pain_episodes(
                 # The next episode opens on that log, on the decision that superseded this
                 # one; its onset is looked for in that window (the further rise), after this
                 # one's detection.
-                next_from = superseding.log
-                opening = superseding
-                onset_from = max(i + 1, superseding.anchor)
-                supersedes = patient.date_of(int(packed.local_day[i]))
+                entry, decision = superseding
+                onset_from = max(i + 1, decision.anchor)
+                supersedes = i
                 continue
             if resolve_at is None:
                 break
-            next_from = onset_from = resolve_at + 1
+            entry = bisect_left(log, resolve_at + 1, entry + 1, last_entry)
+            if entry >= last_entry:
+                break
+            onset_from = resolve_at + 1
             supersedes = None
+            decision = fired.decision(entry)
+    if opened:
+        _emit_pain_episodes(patients, packed, baselines, decisions, opened, config, out)
 
 
 def _superseded_by(
-    decisions: PainDecisions,
+    fired: _FiredLogs,
     value: FloatArray,
-    day: IntArray,
     series_first: int,
-    later_fired: Sequence[int],
+    first: int,
+    end: int,
     alert: _PainDecision,
     important: float,
-    resolve_at: int | None,
     trimmed: int,
-) -> _PainDecision | None:
-    """The first later decision, while the episode opened on `alert` is still open, that is a
-    further clinically important rise over the alert's own current level, judged like with
-    like: a further regression, which supersedes it (design §2 keeps one open alert per
-    metric, so the open one closes that day and the new one opens).
+) -> tuple[int, _PainDecision] | None:
+    """The first later decision (fired entries `first` … `end` − 1, while the episode opened
+    on `alert` is still open) that is a further clinically important rise over the alert's own
+    current level, judged like with like: a further regression, which supersedes it (design
+    §2 keeps one open alert per metric, so the open one closes that day and the new one opens).
 
     The later decision's statistic must be the clinically important rise above the alert's
     current level and above the same statistic at the alert's detection: a window's trimmed
@@ -578,46 +559,47 @@ def _superseded_by(
     fall-day log and the first raised one), so for it a window must also rise above the
     higher of those 2 logs; and the same fall's later pairs of logs are the regression it
     already reports, still being logged, never a further one."""
+    # Quick reject: no later statistic reaches the rise over the alert's own level.
+    if max(fired.best[first:end]) < alert.level + important - 1e-9:
+        return None
     i = alert.log
+    recent = value[max(series_first, i - 20) : i + 1].tolist()
     at_alert: dict[int, float] = {}
-
-    def trimmed_mean_at_alert(width: int) -> float:
-        if width not in at_alert:
-            first = i - width + 1
-            at_alert[width] = (
-                float(np.sort(value[first : i + 1])[: width - trimmed].mean())
-                if first >= series_first
-                else -np.inf
-            )
-        return at_alert[width]
-
-    for j in later_fired:
-        if resolve_at is not None and j > resolve_at:
-            return None
-        if int(decisions.event_day[j]) > int(day[i]):
-            last_two = (float(value[i - 1]) + float(value[i])) / 2.0 if i > series_first else 0.0
-            reference = max(alert.level, last_two)
-            if float(decisions.event_level[j]) >= reference + important - 1e-9:
-                return _PainDecision.at(decisions, j, "event")
-        width = int(decisions.window_width[j])
+    detected = fired.day[first - 1]  # the alert's own log is the entry before `first`
+    for j in range(first, end):
+        if fired.event_day[j] > detected:
+            last_two = (recent[-2] + recent[-1]) / 2.0 if len(recent) > 1 else 0.0
+            if fired.event_level[j] >= max(alert.level, last_two) + important - 1e-9:
+                return j, fired.decision(j, "event")
+        width = fired.window_width[j]
         if width:
             if alert.kind == "window":
-                reference = max(alert.level, trimmed_mean_at_alert(width))
+                reference = at_alert.get(width)
+                if reference is None:
+                    reference = (
+                        sum(sorted(recent[-width:])[: width - trimmed]) / (width - trimmed)
+                        if width <= len(recent)
+                        else -np.inf
+                    )
+                    reference = max(alert.level, reference)
+                    at_alert[width] = reference
             else:
-                reference = max(alert.level, float(value[i]), float(value[i - 1]))
-            if float(decisions.window_level[j]) >= reference + important - 1e-9:
-                return _PainDecision.at(decisions, j, "window")
+                reference = max(alert.level, recent[-1], recent[-2])
+            if fired.window_level[j] >= reference + important - 1e-9:
+                return j, fired.decision(j, "window")
     return None
 
 
+# --- adherence -----------------------------------------------------------------------------
+
+
 def _adherence_episodes(
-    patients: Sequence[_Patient | None],
-    config: DetectionConfig,
-    out: list[list[AlertEpisode]],
+    batch: Batch, config: DetectionConfig, out: list[list[AlertEpisode]]
 ) -> None:
-    packed = _pack(
-        patients,
-        ("adherence",),
+    patients = batch.patients
+    packed = pack(
+        batch,
+        [("adherence", batch.column("adherence"))],
         # Not their sum: the window's logs may also be baseline logs when a week or more has
         # no log, and a series left out for want of logs must stay out until more come.
         max(config.adherence_min_baseline_logs, config.adherence_window_logs),
@@ -626,10 +608,11 @@ def _adherence_episodes(
     if packed is None:
         return
     value = np.clip(packed.value, 0.0, 1.0)
-    decisions: AdherenceDecisions = adherence_decisions(
-        packed.day, value, packed.series_first, packed.calendar, config
-    )
-    for k, fired in _fired_by_series(decisions.fired, packed):
+    decisions = adherence_decisions(packed.day, value, packed.series_first, packed.calendar, config)
+    held: FloatArray | None = None
+    for k, fired in fired_by_series(decisions.fired, packed):
+        if held is None:
+            held = _rolling(decisions.current, config.adherence_resolve_logs, largest=False)
         position = packed.owner[k]
         patient = patients[position]
         assert patient is not None
@@ -641,21 +624,22 @@ def _adherence_episodes(
             usual = float(decisions.usual[i])
             threshold = float(decisions.threshold[i])
             resolve_at = _first_run_end(
-                decisions.current,
-                int(i) + 1,
+                held,
+                i + 1,
                 end,
                 usual - threshold / 2.0,
                 config.adherence_resolve_logs,
                 below=False,
             )
-            window_first = max(earliest, int(i) - config.adherence_window_logs + 1)
-            onset_i = int(i)
+            window_first = max(earliest, i - config.adherence_window_logs + 1)
+            onset_i = i
             while onset_i - 1 >= window_first and decisions.low[onset_i - 1]:
                 onset_i -= 1
             detected_day = int(packed.local_day[i])
             recent, related, history = patient.context(detected_day, config)
             current = float(decisions.current[i])
             usual_until = detected_day - config.adherence_gap_days
+            window_start = max(int(packed.series_first[i]), i - 4)
             out[position].append(
                 AlertEpisode(
                     patient_id=patient.series.patient_id,
@@ -673,10 +657,8 @@ def _adherence_episodes(
                     related_events=related,
                     explanation=adherence_explanation(
                         current=current,
-                        n_logs=int(i) - max(int(packed.series_first[i]), int(i) - 4) + 1,
-                        span_days=detected_day
-                        - int(packed.local_day[max(int(packed.series_first[i]), int(i) - 4)])
-                        + 1,
+                        n_logs=i - window_start + 1,
+                        span_days=detected_day - int(packed.local_day[window_start]) + 1,
                         baseline=usual,
                         threshold=threshold,
                         other_events=recent,
@@ -694,53 +676,96 @@ def _adherence_episodes(
             earliest = resolve_at + 1
 
 
-def _missed_log_episodes(patient: _Patient, config: DetectionConfig) -> list[AlertEpisode]:
+# --- missed logs, red flags, function --------------------------------------------------------
+
+
+def _missed_log_episodes(
+    batch: Batch, config: DetectionConfig, out: list[list[AlertEpisode]]
+) -> None:
     """Detected on the Nth consecutive day without a log; resolved by the next log."""
     n_missing = config.missed_log_days
-    days = patient.log_days
+    ordinal = batch.ordinal
+    n = ordinal.shape[0]
+    if n == 0:
+        return
     # The day after `as_of` acts as the next log: only gaps reaching N days by `as_of` alert.
-    following = np.concatenate([days[1:], [patient.last_day + 1]])
-    gaps = np.flatnonzero(following - days - 1 >= n_missing)
-    episodes: list[AlertEpisode] = []
-    n_days = days.shape[0]
-    for k, last_log, next_log in zip(
-        gaps.tolist(), days[gaps].tolist(), following[gaps].tolist(), strict=True
+    last = batch.first + batch.n_logs - 1
+    has_logs = batch.n_logs > 0
+    following = np.empty(n, dtype=np.int64)
+    following[:-1] = ordinal[1:]
+    following[last[has_logs]] = (batch.origin + batch.last_day + 1)[has_logs]
+    gaps = np.flatnonzero(following - ordinal - 1 >= n_missing)
+    if gaps.shape[0] == 0:
+        return
+    is_last = np.zeros(n, dtype=np.bool_)
+    is_last[last[has_logs]] = True
+    days_without = float(n_missing)
+    dates = _DateCache()
+    patients = batch.patients
+    for owner, last_log, next_log, open_ in zip(
+        batch.owner[gaps].tolist(),
+        ordinal[gaps].tolist(),
+        following[gaps].tolist(),
+        is_last[gaps].tolist(),
+        strict=True,
     ):
-        detected_day = last_log + n_missing
-        resolved = next_log if k + 1 < n_days else None
-        recent, related, history = patient.context(detected_day, config)
-        episodes.append(
+        patient = patients[owner]
+        assert patient is not None
+        detected = last_log + n_missing
+        if patient.events or patient.series.history:
+            recent, related, history = patient.context(detected - patient.origin, config)
+            explanation = missed_logs_explanation(
+                days_without=n_missing,
+                last_log=dates[last_log],
+                other_events=recent,
+                history=history,
+            )
+        else:
+            related = ()
+            explanation = (
+                f"No log for {n_missing} days (last log {dates.isoformat(last_log)})."
+            )
+        out[owner].append(
             AlertEpisode(
                 patient_id=patient.series.patient_id,
                 kind="missed_logs",
                 metric=None,
-                onset=patient.date_of(last_log + 1),
-                detected_on=patient.date_of(detected_day),
-                resolved_on=None if resolved is None else patient.date_of(resolved),
+                onset=dates[last_log + 1],
+                detected_on=dates[detected],
+                resolved_on=None if open_ else dates[next_log],
                 severity="routine",
                 baseline=None,
-                current=float(n_missing),
+                current=days_without,
                 change=None,
                 related_events=related,
-                explanation=missed_logs_explanation(
-                    days_without=n_missing,
-                    last_log=patient.date_of(last_log),
-                    other_events=recent,
-                    history=history,
-                ),
+                explanation=explanation,
             )
         )
-    return episodes
 
 
-def _red_flag_episodes(patient: _Patient, config: DetectionConfig) -> list[AlertEpisode]:
+class _DateCache(dict[int, date]):
+    """Dates by ordinal, made once: the patients of a batch share their calendar."""
+
+    def __missing__(self, ordinal: int) -> date:
+        made = self[ordinal] = date.fromordinal(ordinal)
+        return made
+
+    def isoformat(self, ordinal: int) -> str:
+        return self[ordinal].isoformat()
+
+
+def _red_flag_episodes(patient: Patient, config: DetectionConfig) -> list[AlertEpisode]:
     episodes: list[AlertEpisode] = []
-    for k, flags in enumerate(patient.series.red_flags[: patient.n_logs]):
+    red_flags = patient.series.red_flags[: patient.n_logs]
+    if red_flags.count(()) == len(red_flags):
+        return episodes
+    dates = patient.series.dates
+    for k, flags in enumerate(red_flags):
         if not flags:
             continue
-        day = int(patient.log_days[k])
-        recent, related, history = patient.context(day, config)
+        day = dates[k].toordinal() - patient.origin
         when = patient.date_of(day)
+        recent, related, history = patient.context(day, config)
         episodes.append(
             AlertEpisode(
                 patient_id=patient.series.patient_id,
@@ -762,7 +787,22 @@ def _red_flag_episodes(patient: _Patient, config: DetectionConfig) -> list[Alert
     return episodes
 
 
-def _function_episodes(patient: _Patient, config: DetectionConfig) -> list[AlertEpisode]:
+def _median(scores: list[float]) -> float:
+    """`float(np.median(scores))` for a few scores, without numpy's overhead."""
+    if any(s != s for s in scores):  # NaN: numpy's answer
+        return float(np.median(scores))
+    ordered = sorted(scores)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return float((ordered[middle - 1] + ordered[middle]) / 2.0)
+
+
+def _by_date(measure: object) -> date:
+    return measure.date  # type: ignore[attr-defined, no-any-return]
+
+
+def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertEpisode]:
     """ODI/PSFS worse than the median of the previous stable measures (or a pin) by ≥ MCID."""
     episodes: list[AlertEpisode] = []
     last_date = patient.date_of(patient.last_day)
@@ -776,32 +816,39 @@ def _function_episodes(patient: _Patient, config: DetectionConfig) -> list[Alert
                 for m in patient.series.outcomes
                 if m.instrument == instrument and m.date <= last_date
             ),
-            key=lambda m: m.date,
+            key=_by_date,
         )
-        pins = patient.series.pinned_for(instrument)
+        if not measures:
+            continue
+        pins = patient.series.pinned_for(instrument) if patient.series.pinned_baselines else ()
         stable: list[float] = []
         open_at: int | None = None
         open_baseline = 0.0
         for measure in measures:
+            score = measure.score
             if open_at is not None:
-                if worse_sign * (measure.score - open_baseline) < mcid / 2.0:
+                if worse_sign * (score - open_baseline) < mcid / 2.0:
                     episodes[open_at] = replace(episodes[open_at], resolved_on=measure.date)
                     open_at = None
-                    stable.append(measure.score)
+                    stable.append(score)
                 continue
-            pin = next((p for p in reversed(pins) if p.effective_from <= measure.date), None)
-            recent_scores = stable[-config.outcome_baseline_measures :]
+            pin = (
+                next((p for p in reversed(pins) if p.effective_from <= measure.date), None)
+                if pins
+                else None
+            )
             if pin is not None:
                 base, n_used = pin.level, 0
                 source = f"pinned by the clinician: {format_number(pin.level)}"
-            elif recent_scores:
-                base, n_used = float(np.median(recent_scores)), len(recent_scores)
+            elif stable:
+                recent_scores = stable[-config.outcome_baseline_measures :]
+                base, n_used = _median(recent_scores), len(recent_scores)
                 source = f"automatic: median of the previous {n_used} measures"
             else:
-                stable.append(measure.score)
+                stable.append(score)
                 continue
-            if worse_sign * (measure.score - base) < mcid:
-                stable.append(measure.score)
+            if worse_sign * (score - base) < mcid:
+                stable.append(score)
                 continue
             detected_day = measure.date.toordinal() - patient.origin
             recent, related, history = patient.context(detected_day, config)
@@ -815,12 +862,12 @@ def _function_episodes(patient: _Patient, config: DetectionConfig) -> list[Alert
                     resolved_on=None,
                     severity="routine",
                     baseline=base,
-                    current=measure.score,
-                    change=measure.score - base,
+                    current=score,
+                    change=score - base,
                     related_events=related,
                     explanation=function_explanation(
                         instrument=instrument,
-                        score=measure.score,
+                        score=score,
                         measured_on=measure.date,
                         baseline=base,
                         baseline_measures=n_used,
@@ -847,17 +894,42 @@ def replay_batch(
     last log), in the order of `batch`."""
     out: list[list[AlertEpisode]] = [[] for _ in batch]
     for first in range(0, len(batch), BATCH_PATIENTS):
-        chunk = batch[first : first + BATCH_PATIENTS]
-        patients = [_prepare(series, as_of) for series in chunk]
+        chunk = Batch(batch[first : first + BATCH_PATIENTS], as_of)
         chunk_out = out[first : first + BATCH_PATIENTS]
-        _pain_episodes(patients, config, chunk_out)
-        _adherence_episodes(patients, config, chunk_out)
-        for patient, episodes in zip(patients, chunk_out, strict=True):
+        _pain_episodes(chunk, config, chunk_out)
+        _adherence_episodes(chunk, config, chunk_out)
+        _missed_log_episodes(chunk, config, chunk_out)
+        for patient, episodes in zip(chunk.patients, chunk_out, strict=True):
             if patient is None:
                 continue
-            episodes.extend(_red_flag_episodes(patient, config))
-            episodes.extend(_missed_log_episodes(patient, config))
+            if patient.series.red_flags:
+                episodes.extend(_red_flag_episodes(patient, config))
             if patient.series.outcomes:
                 episodes.extend(_function_episodes(patient, config))
             episodes.sort(key=_episode_order)
     return out
+
+
+# --- the detector's baselines for one series, as the trajectory chart's checks replay them ----
+
+
+def _prepare(series: PatientSeries, as_of: date | None) -> Patient | None:
+    """One patient as a batch prepares her (None: no log on or before `as_of`)."""
+    return Batch([series], as_of).patients[0]
+
+
+def _pack(
+    patients: Sequence[Patient | None],
+    columns: Sequence[str],
+    min_logs: int,
+    config: DetectionConfig,
+) -> Packed | None:
+    """`packing.pack` of prepared patients (all prepared up to the same day)."""
+    days = {p.origin + p.last_day for p in patients if p is not None}
+    if len(days) > 1:
+        raise ValueError("patients prepared up to different days")
+    batch = Batch(
+        [p.series if p is not None else PatientSeries("", (), (), ()) for p in patients],
+        date.fromordinal(days.pop()) if days else None,
+    )
+    return pack(batch, [(c, batch.column(c)) for c in columns], min_logs, config)

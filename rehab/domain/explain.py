@@ -111,7 +111,7 @@ def also_logged_sentence(events: Sequence[PatientEvent]) -> str:
 
 
 def join_sentences(*sentences: str) -> str:
-    return " ".join(s for s in sentences if s)
+    return " ".join([s for s in sentences if s])
 
 
 def pain_explanation(
@@ -168,6 +168,8 @@ def missed_logs_explanation(
     *, days_without: int, last_log: date, other_events: Sequence[PatientEvent], history: str
 ) -> str:
     head = f"No log for {days_without} days (last log {last_log.isoformat()})."
+    if not other_events and not history:
+        return head
     return join_sentences(head, also_logged_sentence(other_events), history)
 
 

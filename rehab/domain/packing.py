@@ -138,11 +138,13 @@ class Batch:
                 p = int(np.searchsorted(end, int(np.argmax(bad)), side="right"))
                 raise ValueError(f"{batch[p].patient_id}: log dates must be strictly increasing")
         has_logs = length > 0
-        origin = np.where(has_logs, all_ordinals[np.minimum(start, max(total - 1, 0))], 0)
+        origin = np.zeros(len(batch), dtype=np.int64)
+        limit = np.zeros(len(batch), dtype=np.int64)
+        origin[has_logs] = all_ordinals[start[has_logs]]
         if as_of is None:
-            limit = np.where(has_logs, all_ordinals[np.maximum(end - 1, 0)], 0)
+            limit[has_logs] = all_ordinals[end[has_logs] - 1]
         else:
-            limit = np.full(len(batch), as_of.toordinal(), dtype=np.int64)
+            limit[:] = as_of.toordinal()
         last_day = limit - origin
         # Logs dated on or before `as_of`: a prefix of each patient's logs.
         log_patient = np.repeat(np.arange(len(batch)), length)

@@ -17,6 +17,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_login import current_user
@@ -38,6 +39,7 @@ from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
     IMAGING_LABELS,
+    CaseloadSearchForm,
     EventForm,
     FindingsForm,
     FormInvalid,
@@ -103,7 +105,9 @@ def _form_header(patient_id: int) -> str:
 
 @bp.get("/")
 def caseload() -> Any:
-    search = request.args.get("q", "")[:120]
+    # The search term travels in a POST and lives in the session, never in the URL: a
+    # patient's name must not end up in access logs, browser history or Referer headers.
+    search = str(session.get(CASELOAD_SEARCH_KEY, ""))
     sort = request.args.get("sort", "attention")
     if sort not in caseload_service.SORTS:
         sort = "attention"
@@ -134,7 +138,25 @@ def caseload() -> Any:
         today=clinic_today(),
         rtm_threshold=caseload_service.RTM_THRESHOLD,
         trend_days=caseload_service.TREND_DAYS,
+        search_form=CaseloadSearchForm(q=search),
     )
+
+
+CASELOAD_SEARCH_KEY = "caseload_search"
+
+
+@bp.post("/search")
+def search_caseload() -> Any:
+    form = CaseloadSearchForm()
+    if not form.validate_on_submit():
+        abort(400)
+    term = (form.q.data or "").strip()
+    if term:
+        session[CASELOAD_SEARCH_KEY] = term
+    else:
+        session.pop(CASELOAD_SEARCH_KEY, None)
+    keep = {k: v for k, v in request.form.items() if k in ("sort", "show", "per_page")}
+    return redirect(url_for("clinic.caseload", **keep), code=303)
 
 
 # --- new patient ----------------------------------------------------------------------------

@@ -726,3 +726,9 @@ class AuditSearchForm(Form):
     date_from = DateField("From (UTC date)", validators=[Optional()])
     date_to = DateField("To (UTC date)", validators=[Optional()])
     page = IntegerField(widget=HiddenInput(), validators=[Optional(), NumberRange(min=1)])
+
+
+class CaseloadSearchForm(FlaskForm):
+    """Caseload search: posted, so a typed name never appears in a URL."""
+
+    q = StringField("Search by name", validators=[Length(max=120)])

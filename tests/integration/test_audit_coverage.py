@@ -478,3 +478,6 @@ def test_admin_searches_the_audit_log(app: Flask) -> None:
     assert clients[CLINICIAN_ON].get("/admin/audit").status_code == 404
     bad = admin.get("/admin/audit?date_from=2026-02-01&date_to=2026-01-01")
     assert bad.status_code == 422
+    # An id beyond the id columns' range is a form error, not a database error.
+    assert admin.get(f"/admin/audit?patient_id={2**31}").status_code == 422
+    assert admin.get(f"/admin/audit?user_id={2**40}").status_code == 422

@@ -25,7 +25,7 @@ from rehab.extensions import db
 from rehab.services import evaluation
 from rehab.services.time import clinic_today
 from rehab.web import CONTENT_SECURITY_POLICY
-from tests.support.clinic import Clinic, csrf_token, login
+from tests.support.clinic import Clinic, csrf_token, login, search_caseload
 from tests.support.history import add_fall, add_logs
 from tests.support.pages import text, visible_text
 
@@ -142,7 +142,8 @@ def test_caseload_filters_and_search(app: Flask, clinician: FlaskClient, clinic:
     assert "No patient in this view." in visible_text(clinician.get("/clinic/?show=urgent"))
     silent = visible_text(clinician.get("/clinic/?show=silent"))
     assert "No patient in this view." in silent
-    search = visible_text(clinician.get("/clinic/?q=bob&show=all"))
+    search_caseload(clinician, "bob")
+    search = visible_text(clinician.get("/clinic/?show=all"))
     assert "Bob Patient" in search and "Alice Patient" not in search
     assert clinician.get("/clinic/?show=nonsense&sort=nonsense").status_code == 200
 

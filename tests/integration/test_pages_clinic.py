@@ -31,7 +31,7 @@ from rehab.extensions import db
 from rehab.services import caseload as caseload_service
 from rehab.services.actors import Actor
 from rehab.services.time import clinic_today
-from tests.support.clinic import Clinic, Person, login
+from tests.support.clinic import Clinic, Person, login, search_caseload
 from tests.support.pages import FormData, form_data, get_form, text, visible_text
 
 
@@ -96,11 +96,17 @@ def test_caseload_lists_only_the_clinicians_patients(
     other = visible_text(other_clinician(app, clinic).get("/clinic/"))
     assert "Cleo Patient" in other and "Alice Patient" not in other
 
-    search = visible_text(clinician.get("/clinic/?q=ALI"))
+    search_caseload(clinician, "ALI")
+    search = visible_text(clinician.get("/clinic/"))
     assert "Alice Patient" in search and "Bob Patient" not in search
     # LIKE wildcards are searched literally.
-    assert "Alice Patient" not in visible_text(clinician.get("/clinic/?q=%25"))
-    assert "No patient matches" in visible_text(clinician.get("/clinic/?q=_"))
+    search_caseload(clinician, "%")
+    assert "Alice Patient" not in visible_text(clinician.get("/clinic/"))
+    search_caseload(clinician, "_")
+    assert "No patient matches" in visible_text(clinician.get("/clinic/"))
+    # The name never travels in a URL; clearing the search shows everyone again.
+    search_caseload(clinician, "")
+    assert "Bob Patient" in visible_text(clinician.get("/clinic/?q=ALI"))
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

@@ -154,3 +154,10 @@ def login(client: FlaskClient, email: str, password: str = PASSWORD) -> None:
         "/login", data={"email": email, "password": password, "csrf_token": token}
     )
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
+
+
+def search_caseload(client: FlaskClient, term: str) -> None:
+    """Set (or clear, with "") the caseload's name search, as the page's search form does."""
+    token = csrf_token(client, "/clinic/")
+    response = client.post("/clinic/search", data={"q": term, "csrf_token": token})
+    assert response.status_code == 303, response.status_code
