@@ -25,7 +25,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy rehab worker config
-	$(BIN)/mypy --strict rehab/domain
+	$(BIN)/mypy --strict --follow-imports=silent rehab/domain
 
 test: venv system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

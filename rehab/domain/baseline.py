@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,57 @@ class LogCalendar:
         return int(self.count[max(day, 0)])
 
 
+class Autocorrelation:
+    """The day-to-day autocorrelation ρ of the noise before each log, worked out where asked
+    (the detectors need it only at the first logs of the windows they judge).
+
+    E[(x_t − x_{t−1})²] = 2σ²(1 − ρ) for logs on consecutive days: from the window sums of the
+    squared steps and of the number of such pairs, over the noise variance; shrunk towards a
+    prior when there are few pairs.
+    """
+
+    __slots__ = ("_full", "config", "first", "pairs", "steps", "sums", "variance")
+
+    def __init__(
+        self,
+        variance: FloatArray,
+        sums: RunningSums,
+        pairs: Totals,
+        steps: Totals,
+        first: IntArray,
+        config: DetectionConfig,
+    ) -> None:
+        self.variance = variance
+        self.sums = sums
+        self.pairs = pairs  # running totals of the consecutive-day pairs
+        self.steps = steps  # running totals of the squared steps
+        self.first = first
+        self.config = config
+        self._full: FloatArray | None = None
+
+    def at(self, log: IntArray) -> FloatArray:
+        config = self.config
+        first = self.first[log]
+        pairs = self.sums.between(self.pairs, first, log)
+        squared_steps = self.sums.between(self.steps, first, log)
+        variance = self.variance[log]
+        # Lag-1 autocovariance var − E[step²]/2, over the variance used (the floor's extra is
+        # white): a perfectly steady patient has ρ = 0, not an undefined 0/0.
+        covariance = variance - squared_steps / np.maximum(pairs, 1.0) / 2.0
+        raw_rho = covariance / np.maximum(variance, config.noise_floor**2)
+        raw_rho = np.where(pairs > 0, np.clip(raw_rho, 0.0, config.rho_max), config.rho_prior)
+        return np.asarray(
+            (pairs * raw_rho + config.rho_prior_pairs * config.rho_prior)
+            / (pairs + config.rho_prior_pairs),
+            dtype=np.float64,
+        )
+
+    def full(self) -> FloatArray:
+        if self._full is None:
+            self._full = self.at(np.arange(self.variance.shape[0]))
+        return self._full
+
+
 @dataclass(frozen=True, slots=True)
 class PainBaselines:
     """Per log: the baseline read from the logs *before* it (NaN level: not enough history).
@@ -51,19 +102,26 @@ class PainBaselines:
     `level` is the robust mean of the baseline period (each log capped so a benign flare does
     not move it); `noise` the robust day-to-day SD of the noise period (around its linear
     trend, so a recovering patient's fall is not counted as noise); `rho` the day-to-day
-    autocorrelation of that noise; `logs_used` and `window_days` say which period `level` came
-    from; `followed_down` marks levels taken from the recent days of an improving patient;
-    `pinned` marks a clinician's pin.
+    autocorrelation of that noise (`rho_at` for a few logs); `logs_used` and `window_days` say
+    which period `level` came from; `followed_down` marks levels taken from the recent days
+    of an improving patient; `pinned` marks a clinician's pin.
     """
 
     level: FloatArray
     noise: FloatArray
-    rho: FloatArray
+    autocorrelation: Autocorrelation
     noise_logs: FloatArray
     logs_used: IntArray
     window_days: IntArray
     followed_down: BoolArray
     pinned: BoolArray
+
+    @property
+    def rho(self) -> FloatArray:
+        return self.autocorrelation.full()
+
+    def rho_at(self, log: IntArray) -> FloatArray:
+        return self.autocorrelation.at(log)
 
     def shown_level(
         self, day: IntArray, value: FloatArray, calendar: LogCalendar, log: int
@@ -124,8 +182,8 @@ class ShownBaselines:
             rating = self.value.astype(np.intp)
             low_word = np.zeros(self.value.shape[0] + 1, dtype=np.int64)
             high_word = np.zeros(self.value.shape[0] + 1, dtype=np.int64)
-            np.cumsum(_LOW_RATINGS[rating], out=low_word[1:])
-            np.cumsum(_HIGH_RATINGS[rating], out=high_word[1:])
+            _LOW_RATINGS[rating].cumsum(out=low_word[1:])
+            _HIGH_RATINGS[rating].cumsum(out=high_word[1:])
             self._packed = (low_word, high_word)
         low_word, high_word = self._packed
         # Counts of each rating in [start, end) (exact: the words wrap around, the counts
@@ -148,7 +206,7 @@ class ShownBaselines:
         table.sort(axis=1)
         rows = np.arange(start.shape[0])
         low = table[rows, np.maximum(count - 1, 0) // 2]
-        high = table[rows, count // 2 if table.shape[1] > 1 else 0]
+        high = table[rows, count // 2]
         return np.asarray((low + high) / 2.0, dtype=np.float64)
 
 
@@ -157,30 +215,78 @@ _LOW_RATINGS = np.array([1 << (8 * r) if r < 8 else 0 for r in range(11)], dtype
 _HIGH_RATINGS = np.array([1 << (8 * (r - 8)) if r >= 8 else 0 for r in range(11)], dtype=np.int64)
 
 
-class _WindowSums:
-    """Sums over the logs of [first, i) before each log i of any per-log quantity, from one
-    cumulative sum (integer quantities in integers: the same sums, several times cheaper)."""
+class RunningSums:
+    """Sums of a per-log quantity over runs of logs of one series: each series summed on its
+    own, exactly as if it were replayed alone (one cumulative sum over a whole batch would
+    round a series' sums differently depending on what precedes it, and the periodic scan
+    and the evaluation of one patient must agree to the last bit: some comparisons have no
+    slack). Without `series_first`, one series (or a caller that accepts that rounding).
 
-    def __init__(self, first: IntArray) -> None:
-        self.first = first
+    `totals(values)` makes the running totals of one quantity; `before(totals, first)` the
+    sums over the logs [first[i], i) before each log i; `between(totals, first, end)` over
+    [first, end) within the series of log `end` − 1. Integer quantities are summed in
+    integers (`exact=True`): exact whatever the order, so over the whole batch, cheaper.
+    """
 
-    def __call__(self, per_log: FloatArray) -> FloatArray:
-        return _window_sums(_cumulative(per_log), self.first)
+    def __init__(self, n_logs: int, series_first: IntArray | None = None) -> None:
+        self.n_logs = n_logs
+        self.index = np.arange(n_logs)
+        self.series_first = series_first
+        if series_first is None or n_logs == 0:
+            self.split = False
+            return
+        self.split = True
+        starts = _flat_starts(series_first, self.index)
+        lengths = np.diff(np.append(starts, n_logs))
+        # The table: a row per series, its running totals along it (column 0: nothing yet).
+        self.columns = int(lengths.max()) + 1
+        self.shape = (starts.shape[0], self.columns)
+        row = np.repeat(np.arange(starts.shape[0]), lengths)
+        # Position in the flattened table of log i's own column, less i: + a log index of
+        # the same series gives that log's column.
+        self.base = row * self.columns - series_first
+        self.own = self.base + self.index
 
-    def exact(self, per_log: IntArray) -> FloatArray:
-        """For integer quantities: exactly the floating-point sums, summed as integers."""
-        return _window_sums(_cumulative(per_log), self.first).astype(np.float64)
+    def totals(self, values: npt.NDArray[Any], *, exact: bool = False) -> Totals:
+        if exact or not self.split:
+            total = np.empty(values.shape[0] + 1, dtype=values.dtype)
+            total[0] = 0
+            values.cumsum(out=total[1:])
+            return Totals(total, False)
+        table = np.zeros(self.shape, dtype=values.dtype)
+        table.ravel()[self.own + 1] = values
+        table.cumsum(axis=1, out=table)  # row s, column c: the first c logs of series s
+        return Totals(table.ravel(), True)
+
+    def before(self, totals: Totals, first: IntArray) -> FloatArray:
+        total = totals.values
+        if totals.by_series:
+            sums = total[self.own] - total[self.base + first]
+        else:
+            sums = total[:-1] - total[first]
+        return np.asarray(sums, dtype=np.float64)
+
+    def between(self, totals: Totals, first: IntArray, end: IntArray) -> FloatArray:
+        total = totals.values
+        if totals.by_series:
+            base = self.base[np.maximum(end - 1, first)]
+            sums = total[base + end] - total[base + first]
+        else:
+            sums = total[end] - total[first]
+        return np.asarray(sums, dtype=np.float64)
 
 
-def _cumulative(per_log: npt.NDArray[np.float64] | IntArray) -> npt.NDArray[Any]:
-    total = np.empty(per_log.shape[0] + 1, dtype=per_log.dtype)
-    total[0] = 0
-    np.cumsum(per_log, out=total[1:])
-    return total
+class Totals(NamedTuple):
+    """Running totals of one quantity (`RunningSums.totals`): over the whole batch, or a
+    table of each series' own (`by_series`)."""
+
+    values: npt.NDArray[Any]
+    by_series: bool
 
 
-def _window_sums(total: npt.NDArray[Any], first: IntArray) -> npt.NDArray[Any]:
-    return np.asarray(total[:-1] - total[first])
+def _flat_starts(series_first: IntArray, index: IntArray) -> IntArray:
+    starts: IntArray = np.flatnonzero(series_first == index)
+    return starts
 
 
 def pain_baselines(
@@ -191,6 +297,7 @@ def pain_baselines(
     local_day: IntArray | None = None,
     *,
     integer_values: bool = False,
+    series_first: IntArray | None = None,
 ) -> PainBaselines:
     """Baseline before each log of packed series (`day` ascending within each series).
 
@@ -202,32 +309,37 @@ def pain_baselines(
     each series, keeps those sums small; without it, around the mean); its autocorrelation
     comes from the squared differences of logs on consecutive days, shrunk towards a prior
     when there are few such pairs. `integer_values` says the values are whole numbers (pain
-    ratings), whose sums are then taken in integers (the same sums, cheaper).
+    ratings), whose sums are then taken in integers (the same sums, cheaper); `series_first`
+    (each log's series' first log) has each series summed on its own (`RunningSums`).
     """
     n_logs = day.shape[0]
     upto = np.arange(n_logs)
+    sums = RunningSums(n_logs, series_first)
     first_long = calendar.before(day - config.baseline_window_days)
     n = upto - first_long
     safe_n = np.maximum(n, 1)
-    long_sums = _WindowSums(first_long)
     if integer_values:
-        plain = long_sums.exact(value.astype(np.int64)) / safe_n
+        plain = sums.before(sums.totals(value.astype(np.int64), exact=True), first_long) / safe_n
     else:
-        plain = long_sums(value) / safe_n
+        plain = sums.before(sums.totals(value), first_long) / safe_n
     enough = n >= config.baseline_min_logs
 
     for_noise = np.where(enough, np.minimum(value, plain + config.noise_cap_points), value)
     first_noise = calendar.before(day - config.noise_window_days)
-    noise_sums = _WindowSums(first_noise)
     noise_n = np.maximum(upto - first_noise, 1).astype(np.float64)
-    sum_x = noise_sums(for_noise)
-    centred_xx = noise_sums(for_noise * for_noise) - sum_x * sum_x / noise_n
+    sum_x = sums.before(sums.totals(for_noise), first_noise)
+    centred_xx = (
+        sums.before(sums.totals(for_noise * for_noise), first_noise) - sum_x * sum_x / noise_n
+    )
     if local_day is not None and config.noise_detrend:
         t = local_day.astype(np.float64)
         whole_t = local_day.astype(np.int64)
-        sum_t = noise_sums.exact(whole_t)
-        centred_tt = noise_sums.exact(whole_t * whole_t) - sum_t * sum_t / noise_n
-        centred_tx = noise_sums(t * for_noise) - sum_t * sum_x / noise_n
+        sum_t = sums.before(sums.totals(whole_t, exact=True), first_noise)
+        centred_tt = (
+            sums.before(sums.totals(whole_t * whole_t, exact=True), first_noise)
+            - sum_t * sum_t / noise_n
+        )
+        centred_tx = sums.before(sums.totals(t * for_noise), first_noise) - sum_t * sum_x / noise_n
         trend = np.where(
             centred_tt > 1.0, centred_tx * centred_tx / np.maximum(centred_tt, 1.0), 0.0
         )
@@ -240,47 +352,44 @@ def pain_baselines(
     # Autocorrelation: E[(x_t − x_{t−1})²] = 2σ²(1 − ρ) for logs on consecutive days.
     if config.rho_window_days == config.noise_window_days:
         first_rho = first_noise
+        rho_variance = variance
     else:
         first_rho = calendar.before(day - config.rho_window_days)
-    rho_sums = _WindowSums(first_rho)
+        rho_n = np.maximum(upto - first_rho, 1).astype(np.float64)
+        rho_x = sums.before(sums.totals(for_noise), first_rho)
+        rho_variance = np.maximum(
+            (sums.before(sums.totals(for_noise * for_noise), first_rho) - rho_x * rho_x / rho_n)
+            / rho_n,
+            0.0,
+        )
     step = np.zeros(n_logs)
     pair = np.zeros(n_logs, dtype=np.int64)
     if n_logs > 1:
         consecutive = day[1:] - day[:-1] == 1  # never across series (they sit apart)
         step[1:] = np.where(consecutive, (for_noise[1:] - for_noise[:-1]) ** 2, 0.0)
         pair[1:] = consecutive
-    if config.rho_window_days == config.noise_window_days:
-        rho_variance = variance
-    else:
-        rho_n = np.maximum(upto - first_rho, 1).astype(np.float64)
-        rho_x = rho_sums(for_noise)
-        rho_variance = np.maximum(
-            (rho_sums(for_noise * for_noise) - rho_x * rho_x / rho_n) / rho_n, 0.0
-        )
-    pairs = rho_sums.exact(pair)
-    squared_steps = rho_sums(step)
-    # Lag-1 autocovariance var − E[step²]/2, over the variance used (the floor's extra is
-    # white): a perfectly steady patient has ρ = 0, not an undefined 0/0.
-    covariance = rho_variance - squared_steps / np.maximum(pairs, 1.0) / 2.0
-    raw_rho = covariance / np.maximum(rho_variance, config.noise_floor**2)
-    raw_rho = np.where(pairs > 0, np.clip(raw_rho, 0.0, config.rho_max), config.rho_prior)
-    rho = (pairs * raw_rho + config.rho_prior_pairs * config.rho_prior) / (
-        pairs + config.rho_prior_pairs
+    autocorrelation = Autocorrelation(
+        rho_variance,
+        sums,
+        sums.totals(pair, exact=True),
+        sums.totals(step),
+        first_rho,
+        config,
     )
 
     for_level = np.where(enough, np.minimum(value, plain + config.excess_cap_noise * noise), value)
-    level_total = _cumulative(for_level)
-    level = _window_sums(level_total, first_long) / safe_n
+    level_total = sums.totals(for_level)
+    level = sums.before(level_total, first_long) / safe_n
     first_recent = calendar.before(day - config.baseline_recent_days)
     recent_n = upto - first_recent
-    recent_level = _window_sums(level_total, first_recent) / np.maximum(recent_n, 1)
+    recent_level = sums.before(level_total, first_recent) / np.maximum(recent_n, 1)
     followed_down = (recent_n >= config.baseline_recent_min_logs) & (
         recent_level <= level - config.follow_down_min_drop
     )
     return PainBaselines(
         level=np.where(enough, np.where(followed_down, recent_level, level), np.nan),
         noise=noise,
-        rho=rho,
+        autocorrelation=autocorrelation,
         noise_logs=noise_n,
         logs_used=np.where(followed_down, recent_n, n),
         window_days=np.where(
@@ -301,7 +410,7 @@ def apply_pin(
     return PainBaselines(
         level=np.where(applies, level, baselines.level),
         noise=np.where(applies, noise, baselines.noise) if noise is not None else baselines.noise,
-        rho=baselines.rho,
+        autocorrelation=baselines.autocorrelation,
         noise_logs=np.where(applies, np.inf, baselines.noise_logs)
         if noise is not None
         else baselines.noise_logs,
@@ -310,3 +419,19 @@ def apply_pin(
         followed_down=baselines.followed_down & ~applies,
         pinned=baselines.pinned | applies,
     )
+
+
+def apply_pin_in_place(
+    baselines: PainBaselines, logs: slice, applies: BoolArray, level: float, noise: float | None
+) -> None:
+    """`apply_pin` on the logs `logs[applies]` of baselines this caller owns (in place: a
+    pin concerns one series of a batch, not worth copying every array)."""
+    where = np.arange(logs.start, logs.stop)[applies]
+    baselines.level[where] = level
+    if noise is not None:
+        baselines.noise[where] = noise
+        baselines.noise_logs[where] = np.inf
+    baselines.logs_used[where] = 0
+    baselines.window_days[where] = 0
+    baselines.followed_down[where] = False
+    baselines.pinned[where] = True

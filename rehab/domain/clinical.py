@@ -41,4 +41,7 @@ def clinically_important_pain_rise_array(
     """Vectorised `clinically_important_pain_rise` (same steps, applied elementwise)."""
     # Below 7.5 the MCID (1 or 2) never exceeds the MDC, so only the top steps matter.
     steps = np.array([PAIN_MINIMAL_DETECTABLE_CHANGE, 3.0, 3.5])
-    return steps[np.searchsorted(np.array([7.5, 8.5]), baseline_level, side="right")]
+    # (Not "≥": a NaN level counts as above every step, as in a sorted search.)
+    step = (~(baseline_level < 7.5)).astype(np.intp)
+    step += ~(baseline_level < 8.5)
+    return np.asarray(steps[step], dtype=np.float64)

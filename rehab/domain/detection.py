@@ -24,8 +24,18 @@ severity, baseline, current, change, related_events, explanation, baseline_sourc
 linked_event; `dedup_key` and `to_json_dict()` (the §4 object) are on it.
 
 `detect_episodes_many(patients, config, as_of)` is the same replay for a batch (the periodic
-scan and `rehab detect` use it): it runs the array work once for up to 512 patients, which is
-several times cheaper per patient than one call each.
+scan and `rehab detect` use it): it runs the array work once for up to 512 patients, about
+0.35 ms of CPU per patient-year in batches of 250 (one call per patient costs ~1.6 ms for
+400 days of logs: fixed costs of a few hundred array operations). Its result is exactly, to
+the last bit, what one call per patient gives: every sum is taken over each series on its
+own, whatever else is in the batch.
+
+Costs (bench/RESULTS.md, `rehab bench detect`; shared 2-core box): the work is per log
+(baselines and window statistics: a few hundred vectorised operations over all the batch's
+logs) and per episode emitted (its dates, explanation and event context, built only for the
+episodes returned: about a dozen per patient-year, most of them missed-log gaps). Dates are
+read once into integer day numbers; a fall's or a patient's event context is made once per
+patient; alerts' explanations are made only for the episodes emitted.
 
 For the worker after one new log: `detect_episodes(trim_series(series, as_of - 400 days),
 as_of=as_of)` costs a millisecond or two; reconcile the result with the stored alerts by
@@ -79,6 +89,20 @@ Decisions
   (σ·√((1+ρ)/2), same Student-t widening), are enough: the event lowers the evidence needed
   (2 logs instead of 3, 1.45 SDs instead of 3.35). The alert names the fall ("Began 1 day
   after a fall … logged …") and the history.
+- What a pain alert reports is the statistic its decision was taken on, as logged: `current`
+  is the window's trimmed mean ("Leg pain 5/10 (mean of the last 6 logs over 8 days, 2
+  highest left out)", "(lowest of the last 3 logs)") or the after-a-fall rule's mean ("(mean
+  of the 2 logs since the fall on 2025-09-14)"), `change` = current − the baseline shown.
+  (It used to be the median of the last 3 logs, which an after-a-fall alert on the fall-day
+  log and the next could show below the clinically important rise it cited.) As logged, the
+  statistic is never below the capped one the decision used, so it is up by the important
+  rise over the level; a window must also be up by it over the baseline *shown* (the median
+  of the baseline period, which can sit above the robust level): an alert never reports less
+  of a rise than it cites. That condition delays or drops about 3 % of the alerts the level
+  alone would open; with the new escalation below, sensitivity (≥ 3 points, ≥ 5 days) on the
+  `rehab eval` cohorts moved by −0.3 to +0.3 points and false pain alerts per patient-month
+  fell by 0.5–6 % (500 patients, seeds 1–2; `default`: 0.901 / 0.919 and 0.064 / 0.059 per
+  patient-month, was 0.904 / 0.921 and 0.065 / 0.062; bench/RESULTS.md predates this).
 - red_flag: every day with a red flag is its own urgent episode, detected that day, never
   auto-resolved; its `dedup_key` includes the day, so "every time" and "one open per key" agree.
 - adherence_drop: the mean of the last 5 logs (within 12 days) is ≥ 0.25 and ≥ 35 % below the
@@ -93,10 +117,17 @@ Decisions
 - Episodes: at most one open per (kind, metric), its baseline frozen; pain resolves when the
   median of the last 3 logs has been within max(1, half the clinically important rise) of
   that baseline for 3 logs in a row (see `rehab.domain.episodes` for the other kinds); a later
-  rise opens a new episode. A further clinically important rise above the level an open pain
-  episode was raised at (a new fall, a second flare on top of the first) supersedes it: the
-  open one is resolved that day and a new one opens ("Rose further while the alert detected
-  … was open"), so a second regression is not hidden behind a first that never settled.
+  rise opens a new episode. A further clinically important rise over an open pain episode's
+  own `current` (a new fall, a second flare on top of the first) supersedes it: the open one
+  is resolved that day and a new one opens ("Rose further while the alert detected … was
+  open"), so a second regression is not hidden behind a first that never settled. The rise
+  is judged like with like: a later window's trimmed mean against the alert's current and
+  the trimmed mean of as many logs at its detection; the mean of the 2 logs since a fall or
+  injury dated after the detection (a new one) against the alert's current and its last 2
+  logs. An after-a-fall alert's first 2 logs may straddle the rise (the fall-day log and the
+  first raised one): the same fall's later pairs are that regression still being logged,
+  never a further one, and a later window must rise above the higher of those 2 logs. (So a
+  fall-day log of 2, then 7s, is one alert at 4.5 — not a second "rose further" one at 7.)
 """
 
 from __future__ import annotations

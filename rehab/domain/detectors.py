@@ -14,18 +14,27 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from rehab.domain.baseline import LogCalendar, PainBaselines
+from rehab.domain.baseline import LogCalendar, PainBaselines, RunningSums
 from rehab.domain.clinical import clinically_important_pain_rise_array
 from rehab.domain.config import DetectionConfig
-from rehab.domain.noise import mean_variance_factor, trimmed_mean_moments
+from rehab.domain.noise import mean_variance_factor, trimmed_mean_moments_of
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
+
+def _flat(mask: npt.NDArray[np.bool_]) -> IntArray:
+    """np.flatnonzero of a 1-D mask, without its Python wrapper (a hot path)."""
+    return mask.nonzero()[0]
+
+
 EVENT_RULE = 2  # `PainDecisions.rule` value of the after-a-fall rule (a 2-log window)
 # Sums from cumulative sums carry float rounding: a window exactly at its threshold counts.
 _ROUNDING = 1e-9
+# The cheap filters sum over the whole batch (the decisions, each series on its own): they
+# let through anything within this of the mark, so that they never decide anything.
+_FILTER_SLACK = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +42,9 @@ class PainDecisions:
     """Per log of packed pain series.
 
     `rule` is 0 where no alert would open, else the number of logs of the window that fired
-    (2 for the after-a-fall rule, which takes precedence); `anchor` is the first log of that
-    window (its baseline is the one the alert is judged against); `important_rise` is the
-    clinically important rise from each log's baseline; `recent_median` the median of the
-    last 3 logs.
+    (2 for the after-a-fall rule, which takes precedence; the window's first log is its
+    anchor, whose baseline the alert is judged against); `important_rise` is the clinically
+    important rise from each log's baseline; `recent_median` the median of the last 3 logs.
 
     Each kind of window is also kept on its own, with the statistic it decided on as logged
     (what an alert reports as its current level): `window_width` and `window_level` for the
@@ -48,7 +56,6 @@ class PainDecisions:
     """
 
     rule: IntArray
-    anchor: IntArray
     important_rise: FloatArray
     recent_median: FloatArray
     window_width: IntArray
@@ -61,15 +68,21 @@ class PainDecisions:
 
 def recent_median(values: FloatArray, series_first: IntArray) -> FloatArray:
     """Median of the last 3 logs of the same series at each log (fewer at its start)."""
-    index = np.arange(values.shape[0])
-    one_back = values[np.maximum(index - 1, 0)]
-    two_back = values[np.maximum(index - 2, 0)]
+    n = values.shape[0]
+    one_back = np.empty(n)
+    two_back = np.empty(n)
+    if n:
+        one_back[0] = values[0]
+        one_back[1:] = values[:-1]
+        two_back[: min(n, 2)] = values[0]
+        two_back[2:] = values[:-2]
     low = np.minimum(values, one_back)
     high = np.maximum(values, one_back)
     median = np.maximum(low, np.minimum(high, two_back))
-    second = index - 1 == series_first
+    index = np.arange(n)
+    second = _flat(index - 1 == series_first)
     median[second] = (low[second] + high[second]) / 2.0
-    first = index == series_first
+    first = _flat(index == series_first)
     median[first] = values[first]
     return median
 
@@ -79,7 +92,7 @@ def last_event_on_or_before(event_days: IntArray, day: IntArray) -> IntArray:
     never = np.iinfo(np.int64).min // 2
     if event_days.shape[0] == 0:
         return np.full(day.shape[0], never, dtype=np.int64)
-    position = np.searchsorted(event_days, day, side="right") - 1
+    position = event_days.searchsorted(day, side="right") - 1
     latest = event_days[np.maximum(position, 0)]
     return np.where(position >= 0, latest, never)
 
@@ -102,14 +115,14 @@ class _AnchorTerms:
         n_logs = b.level.shape[0]
         level = b.level[anchors]
         noise = b.noise[anchors]
+        self.rho = np.empty(n_logs)
+        self.rho[anchors] = b.rho_at(anchors)
         self.error = np.empty(n_logs)
         self.error[anchors] = self._baseline_error(anchors)
         # A clear rise is always enough: `clear_rise` points (`clear_rise_noise` × σ for a
         # noisier patient) over the kept logs, however uncertain the statistics.
         self.clear = np.empty(n_logs)
-        self.clear[anchors] = level + np.maximum(
-            config.clear_rise, config.clear_rise_noise * noise
-        )
+        self.clear[anchors] = level + np.maximum(config.clear_rise, config.clear_rise_noise * noise)
         self.important_level = np.empty(n_logs)
         self.important_level[anchors] = level + important[anchors]
         noise_logs = b.noise_logs[anchors]
@@ -119,7 +132,7 @@ class _AnchorTerms:
         # σ is itself estimated, from about n·(1 − ρ²)/(1 + ρ²) independent values: a
         # Student-t quantile instead of a normal one (z + (z³ + z)/(4·df), Cornish–Fisher)
         # keeps a patient with little history from alerting on an underestimated SD.
-        rho2 = b.rho[anchors] ** 2
+        rho2 = self.rho[anchors] ** 2
         df = np.maximum(noise_logs * (1.0 - rho2) / (1.0 + rho2), 2.0)
         self.z: dict[float, FloatArray] = {}
         for z in zs:
@@ -134,15 +147,23 @@ class _AnchorTerms:
         b = self.baselines
         logs_used = b.logs_used[anchor].astype(np.float64)
         days_per_log = np.maximum(b.window_days[anchor] / np.maximum(logs_used, 1.0), 1.0)
-        error = mean_variance_factor(logs_used, b.rho[anchor] ** days_per_log)
+        error = mean_variance_factor(logs_used, self.rho[anchor] ** days_per_log)
         return np.asarray(np.where(b.pinned[anchor], 0.0, error), dtype=np.float64)
 
     def threshold(
-        self, anchor: IntArray, z: float, mean: FloatArray, spread: FloatArray
+        self, anchor: IntArray, z: float | FloatArray, mean: FloatArray, spread: FloatArray
     ) -> FloatArray:
-        """Level a statistic with null `mean` and SD `spread` (units of σ) must reach."""
+        """Level a statistic with null `mean` and SD `spread` (units of σ) must reach, for a
+        z or one z per anchor."""
         b = self.baselines
-        statistical = b.level[anchor] + b.noise[anchor] * (mean + self.z[z][anchor] * spread)
+        if isinstance(z, float):
+            z_here = self.z[z][anchor]
+        else:
+            z_here = np.empty(anchor.shape[0])
+            for value in self.z:
+                which = z == value
+                z_here[which] = self.z[value][anchor[which]]
+        statistical = b.level[anchor] + b.noise[anchor] * (mean + z_here * spread)
         statistical = np.minimum(statistical, self.clear[anchor])
         return np.asarray(np.maximum(self.important_level[anchor], statistical), dtype=np.float64)
 
@@ -154,6 +175,62 @@ def _powers(base: FloatArray, exponent: FloatArray) -> FloatArray:
     if bool(other.any()):
         out[other] = base[other] ** exponent[other]
     return out
+
+
+def _candidate_windows(
+    widths: list[int],
+    day: IntArray,
+    position: IntArray,
+    capped_total: FloatArray,
+    elevated_count: IntArray,
+    important_level: FloatArray,
+    config: DetectionConfig,
+) -> tuple[list[IntArray], list[IntArray]]:
+    """For each window length (ascending), the last logs of the windows that pass the cheap
+    filters (enough of their logs raised, their plain mean up by the clinically important
+    rise, within one series, not spread too thin) and their spans in days. A batch goes one
+    length at a time over contiguous slices; a short replay (one patient) all lengths at
+    once, in a few operations on a small table: the same comparisons, value for value."""
+    n_logs = day.shape[0]
+    ends: list[IntArray] = []
+    spans: list[IntArray] = []
+    needed_logs = config.elevated_logs_needed
+    if n_logs * len(widths) <= _SMALL_TABLE:
+        length = np.array(widths, dtype=np.int64)[:, None]
+        lags = length - 1
+        last = np.arange(n_logs)[None, :]
+        first = np.maximum(last - lags, 0)
+        ok = (
+            capped_total[last + 1] - capped_total[first]
+            >= length * important_level[first] - _FILTER_SLACK
+        )
+        ok &= elevated_count[last + 1] - elevated_count[first] >= np.minimum(length, needed_logs)
+        ok &= position[last] >= lags  # within one series (and the window complete)
+        span = day[last] - day[first]
+        ok &= span <= config.window_span_per_log * length + 1
+        for row in range(len(widths)):
+            end = _flat(ok[row])
+            ends.append(end)
+            spans.append(span[row, end])
+        return ends, spans
+    for width in widths:
+        lag = width - 1
+        plain_all = capped_total[lag + 1 :] - capped_total[: n_logs - lag]
+        reach_all = plain_all >= width * important_level[: n_logs - lag] - _FILTER_SLACK
+        reach_all &= elevated_count[lag + 1 :] - elevated_count[: n_logs - lag] >= min(
+            width, needed_logs
+        )
+        candidate = _flat(reach_all)
+        candidate += lag  # the window's last log
+        span = day[candidate] - day[candidate - lag]
+        keep = (position[candidate] >= lag) & (span <= config.window_span_per_log * width + 1)
+        ends.append(candidate[keep])
+        spans.append(span[keep])
+    return ends, spans
+
+
+# Up to this many (log, window length) pairs, the candidate windows come from one table.
+_SMALL_TABLE = 40_000
 
 
 def pain_decisions(
@@ -189,9 +266,12 @@ def pain_decisions(
     capped = np.fmin(value, level + config.excess_cap_noise * noise)  # fmin: NaN → value
     elevated = value - level >= config.elevated_margin  # False where no baseline (NaN)
     elevated_count = np.zeros(n_logs + 1, dtype=np.int64)
-    np.cumsum(elevated, out=elevated_count[1:])
+    elevated.cumsum(out=elevated_count[1:])
+    # Over the whole batch for the cheap filters; each series on its own for the decisions.
     capped_total = np.zeros(n_logs + 1)
-    np.cumsum(capped, out=capped_total[1:])
+    capped.cumsum(out=capped_total[1:])
+    sums = RunningSums(n_logs, series_first)
+    capped_totals = sums.totals(capped)
     # The clinically important level above each log's baseline (NaN where there is none).
     important_level = level + important
     kept = config.trimmed_logs
@@ -199,59 +279,106 @@ def pain_decisions(
     # Cheap filters first, on every window of every length at once (enough of its logs
     # raised, and its plain mean, never below the trimmed mean, up by the clinically
     # important rise, the least the threshold asks), so that the rest is worked out for a few
-    # windows only: (length, z, last logs, their spans in days).
-    candidates: list[tuple[int, float, IntArray, IntArray]] = []
-    for width, z in sorted(config.windows, reverse=True):
-        lag = width - 1
-        if n_logs <= lag:
-            continue
-        plain_all = capped_total[lag + 1 :] - capped_total[: n_logs - lag]
-        reach_all = plain_all >= width * important_level[: n_logs - lag] - _ROUNDING
-        reach_all &= (
-            elevated_count[lag + 1 :] - elevated_count[: n_logs - lag]
-            >= min(width, config.elevated_logs_needed)
-        )
-        candidate = np.flatnonzero(reach_all)
-        candidate += lag  # the window's last log
-        # Within one series, and not spread too thin.
-        span = day[candidate] - day[candidate - lag]
-        keep = (position[candidate] >= lag) & (span <= config.window_span_per_log * width + 1)
-        if bool(keep.any()):
-            candidates.append((width, z, candidate[keep], span[keep]))
-    anchors_used = np.zeros(n_logs, dtype=np.bool_)
-    for width, _, candidate, _ in candidates:
-        anchors_used[candidate - (width - 1)] = True
-    terms = _AnchorTerms(
-        baselines,
-        important,
+    # windows only.
+    blocks = [(w, z) for w, z in sorted(config.windows) if n_logs > w - 1]
+    ends, spans = _candidate_windows(
+        [w for w, _ in blocks],
+        day,
+        position,
+        capped_total,
+        elevated_count,
+        important_level,
         config,
-        np.flatnonzero(anchors_used),
-        {z for _, z, _, _ in candidates},
     )
+    counts = [e.shape[0] for e in ends]
+    bounds: list[int] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64).tolist()
+    end = np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
+    width_of = np.repeat(np.array([w for w, _ in blocks], dtype=np.int64), counts)
+    anchor = end - width_of + 1  # each window is judged against the baseline before it
+    anchors_used = np.zeros(n_logs, dtype=np.bool_)
+    anchors_used[anchor] = True
+    terms = _AnchorTerms(baselines, important, config, _flat(anchors_used), {z for _, z in blocks})
+    # The statistical threshold of every candidate window at once (the threshold is at least
+    # the clinically important rise, so only windows whose plain mean reaches it are kept).
+    z_of = np.repeat(np.array([z for _, z in blocks], dtype=np.float64), counts)
+    plain = sums.between(capped_totals, anchor, end + 1)
+    span_of = np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
+    days_per_log = np.maximum(span_of / (width_of - 1), 1.0)
+    mean, sd = trimmed_mean_moments_of(width_of, _powers(terms.rho[anchor], days_per_log))
+    needed = terms.threshold(anchor, z_of, mean, np.sqrt(sd * sd + terms.error[anchor]))
+    reach = plain >= width_of * needed - _ROUNDING
 
-    # Windows that fire on the capped logs, longest first (shorter, more specific windows
-    # overwrite them): (last logs, their trimmed means as logged, window length).
-    window_fired: list[tuple[IntArray, FloatArray, int]] = []
-    for width, z, candidate, span in candidates:
+    def fire(block: int, chosen: IntArray) -> tuple[IntArray, FloatArray]:
+        """The windows of a block (entries `chosen` of the candidates) that fire on the capped
+        logs, and their trimmed means as logged (what an alert reports, never less than the
+        capped one)."""
+        width = blocks[block][0]
         lag = width - 1
-        anchor = candidate - lag  # judged against the baseline before the window's first log
-        plain = capped_total[candidate + 1] - capped_total[anchor]
-        days_per_log = np.maximum(span / lag, 1.0)
-        mean, sd = trimmed_mean_moments(width, _powers(baselines.rho[anchor], days_per_log))
-        needed = terms.threshold(anchor, z, mean, np.sqrt(sd * sd + terms.error[anchor]))
-        reach = plain >= width * needed - _ROUNDING
-        possible, needed = candidate[reach], needed[reach]
-        if possible.shape[0] == 0:
-            continue
+        possible = end[chosen]
         members = possible[:, None] - np.arange(lag, -1, -1)[None, :]
-        lowest = np.partition(capped[members], width - kept - 1, axis=1)[:, : width - kept]
-        fires = lowest.sum(axis=1) / (width - kept) >= needed - _ROUNDING
-        if not bool(fires.any()):
-            continue
-        # What the alert reports: the same trimmed mean of the logs as logged (never less than
-        # the capped one).
-        raw = np.partition(value[members[fires]], width - kept - 1, axis=1)[:, : width - kept]
-        window_fired.append((possible[fires], raw.mean(axis=1), width))
+        lowest = capped[members]
+        lowest.partition(width - kept - 1, axis=1)
+        fires = lowest[:, : width - kept].sum(axis=1) / (width - kept) >= needed[chosen] - _ROUNDING
+        raw = value[members[fires]]
+        raw.partition(width - kept - 1, axis=1)
+        # (The mean, as np.mean takes it: the sum over the count.)
+        return possible[fires], raw[:, : width - kept].sum(axis=1) / (width - kept)
+
+    rule = np.zeros(n_logs, dtype=np.int64)
+    window_width = np.zeros(n_logs, dtype=np.int64)
+    window_level = np.full(n_logs, np.nan)
+    window_shown = np.full(n_logs, np.nan)
+    # Each log keeps the shortest window that fires there and whose statistic as logged is
+    # also the clinically important rise over the baseline the alert shows (the median of the
+    # baseline period, which may sit above its robust mean), so an alert never reports less of
+    # a rise than it cites. Shortest first; a log settled by a shorter window is not judged
+    # by the longer ones; the baselines shown are worked out at once for the shortest window
+    # of each log, and the few logs where it falls short try their longer windows again.
+    looking = np.ones(n_logs, dtype=np.bool_)
+    trying = reach  # the candidate windows still worth judging
+    while True:
+        tried_logs: list[IntArray] = []
+        tried_levels: list[FloatArray] = []
+        tried_widths: list[int] = []
+        entries = _flat(trying)
+        block_of = entries.searchsorted(bounds).tolist()
+        for block, (width, _) in enumerate(blocks):
+            chosen = entries[block_of[block] : block_of[block + 1]]
+            chosen = chosen[looking[end[chosen]]]
+            if chosen.shape[0] == 0:
+                continue
+            fired, raw_level = fire(block, chosen)
+            if fired.shape[0]:
+                looking[fired] = False
+                tried_logs.append(fired)
+                tried_levels.append(raw_level)
+                tried_widths.append(width)
+        if not tried_logs:
+            break
+        logs = np.concatenate(tried_logs)
+        levels = np.concatenate(tried_levels)
+        widths = np.repeat(np.array(tried_widths, dtype=np.int64), [f.shape[0] for f in tried_logs])
+        tried_anchor = logs - widths + 1
+        if shown is None:
+            baseline = np.full(logs.shape[0], np.nan)
+            rises = np.ones(logs.shape[0], dtype=np.bool_)
+        else:
+            baseline = shown(tried_anchor)
+            rises = levels - baseline >= important[tried_anchor] - _ROUNDING
+        passed = logs[rises]
+        rule[passed] = widths[rises]
+        window_width[passed] = widths[rises]
+        window_level[passed] = levels[rises]
+        window_shown[passed] = baseline[rises]
+        if bool(rises.all()):
+            break
+        # Only the logs whose shortest window fell short look again, at longer windows.
+        failed = ~rises
+        looking[:] = False
+        looking[logs[failed]] = True
+        longer_than = np.zeros(n_logs, dtype=np.int64)
+        longer_than[logs[failed]] = widths[failed]
+        trying = reach & looking[end] & (longer_than[end] < width_of)
 
     # After a fall or injury: the two latest logs, both on or after the event and both raised,
     # their mean up by the clinically important rise and by `event_z` SDs of a 2-log mean.
@@ -259,7 +386,7 @@ def pain_decisions(
     event_raw = np.zeros(0)
     event_of_pair = np.zeros(0, dtype=np.int64)
     if provoking_days.shape[0] and n_logs > 1:
-        pair = np.flatnonzero(elevated[1:] & elevated[:-1]) + 1
+        pair = _flat(elevated[1:] & elevated[:-1]) + 1
         pair = pair[position[pair] >= 1]
         event_day_of_pair = last_event_on_or_before(provoking_days, day[pair])
         recent = (day[pair] - event_day_of_pair <= config.event_window_days) & (
@@ -269,58 +396,19 @@ def pain_decisions(
         if pair.shape[0]:
             anchor = pair - 1
             event_terms = _AnchorTerms(baselines, important, config, anchor, {config.event_z})
-            pair_rho = baselines.rho[anchor] ** np.maximum(day[pair] - day[anchor], 1)
+            pair_rho = event_terms.rho[anchor] ** np.maximum(day[pair] - day[anchor], 1)
             spread = np.sqrt((1.0 + pair_rho) / 2.0 + event_terms.error[anchor])
-            needed = event_terms.threshold(
+            event_needed = event_terms.threshold(
                 anchor, config.event_z, np.zeros(pair.shape[0]), spread
             )
-            fires = (capped[pair] + capped[anchor]) / 2.0 >= needed - _ROUNDING
+            fires = (capped[pair] + capped[anchor]) / 2.0 >= event_needed - _ROUNDING
             event_fired = pair[fires]
             event_raw = (value[event_fired] + value[event_fired - 1]) / 2.0
             event_of_pair = event_day_of_pair[fires]
 
-    rule = np.zeros(n_logs, dtype=np.int64)
-    window_width = np.zeros(n_logs, dtype=np.int64)
-    window_level = np.full(n_logs, np.nan)
     event_level = np.full(n_logs, np.nan)
     event_day = np.zeros(n_logs, dtype=np.int64)
-    window_shown = np.full(n_logs, np.nan)
     event_shown = np.full(n_logs, np.nan)
-
-    # The statistic as logged must also be the clinically important rise over the baseline
-    # the alert shows (the median of the baseline period, which may sit above its robust
-    # mean), so an alert never reports less of a rise than it cites. Each log keeps its
-    # shortest window that passes: the baselines shown are worked out for the shortest first,
-    # and for a longer one only where a shorter one failed.
-    if window_fired:
-        logs = np.concatenate([fired for fired, _, _ in window_fired])
-        levels = np.concatenate([raw for _, raw, _ in window_fired])
-        widths = np.concatenate([np.full(f.shape[0], w) for f, _, w in window_fired])
-        order = np.lexsort((widths, logs))  # by log, then shortest window first
-        logs, levels, widths = logs[order], levels[order], widths[order]
-        entry = np.arange(logs.shape[0])
-        new_log = np.ones(logs.shape[0], dtype=np.bool_)
-        new_log[1:] = logs[1:] != logs[:-1]
-        rank = entry - np.maximum.accumulate(np.where(new_log, entry, 0))
-        settled = np.zeros(n_logs, dtype=np.bool_)
-        for r in range(int(rank.max()) + 1):
-            trial = np.flatnonzero((rank == r) & ~settled[logs])
-            if trial.shape[0] == 0:
-                break
-            anchor = logs[trial] - widths[trial] + 1
-            if shown is None:
-                baseline = np.full(trial.shape[0], np.nan)
-                rises = np.ones(trial.shape[0], dtype=np.bool_)
-            else:
-                baseline = shown(anchor)
-                rises = levels[trial] - baseline >= important[anchor] - _ROUNDING
-            passed = trial[rises]
-            log = logs[passed]
-            settled[log] = True
-            rule[log] = widths[passed]
-            window_width[log] = widths[passed]
-            window_level[log] = levels[passed]
-            window_shown[log] = baseline[rises]
     if event_fired.shape[0]:
         if shown is not None:
             baseline = shown(event_fired - 1)
@@ -332,10 +420,8 @@ def pain_decisions(
         event_level[event_fired] = event_raw
         event_day[event_fired] = event_of_pair
 
-    anchor = np.maximum(index - np.maximum(rule, 1) + 1, 0)
     return PainDecisions(
         rule=rule,
-        anchor=anchor,
         important_rise=important,
         recent_median=recent_median(value, series_first),
         window_width=window_width,
@@ -369,14 +455,18 @@ def adherence_decisions(
     """A sustained fall of done-vs-prescribed below the patient's usual level."""
     n_logs = day.shape[0]
     index = np.arange(n_logs)
-    total = np.concatenate([[0.0], np.cumsum(value)])
+    # Each series' own running sums: the same rounding whatever else is in the batch, so the
+    # periodic scan and the evaluation of one patient agree to the last bit (their
+    # comparisons have no slack).
+    sums = RunningSums(n_logs, series_first)
+    total = sums.totals(value)
     upto = calendar.before(day - config.adherence_gap_days + 1)
     since = calendar.before(day - config.adherence_gap_days - config.adherence_baseline_days + 1)
     usual_logs = (upto - since).astype(np.int64)
-    usual = (total[upto] - total[since]) / np.maximum(usual_logs, 1)
+    usual = sums.between(total, since, upto) / np.maximum(usual_logs, 1)
     width = config.adherence_window_logs
-    start = np.maximum(index - width + 1, 0)
-    current = (total[index + 1] - total[start]) / (index - start + 1)
+    start = np.maximum(index - width + 1, series_first)
+    current = sums.between(total, start, index + 1) / (index - start + 1)
     threshold = np.maximum(config.adherence_min_drop, config.adherence_min_relative_drop * usual)
     low = value <= usual - config.adherence_min_drop
     low_before = np.concatenate([[0], np.cumsum(low)])

@@ -26,14 +26,20 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from datetime import date
+from operator import attrgetter
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from rehab.domain.alerts import AlertEpisode, RelatedEvent
-from rehab.domain.baseline import PainBaselines, ShownBaselines, apply_pin, pain_baselines
+from rehab.domain.baseline import (
+    PainBaselines,
+    ShownBaselines,
+    apply_pin_in_place,
+    pain_baselines,
+)
 from rehab.domain.config import DetectionConfig
 from rehab.domain.detectors import (
     EVENT_RULE,
@@ -42,19 +48,33 @@ from rehab.domain.detectors import (
     pain_decisions,
 )
 from rehab.domain.explain import (
-    adherence_explanation,
+    adherence_head,
     format_number,
-    function_explanation,
-    missed_logs_explanation,
-    pain_explanation,
-    red_flag_explanation,
+    function_head,
+    join_sentences,
+    missed_logs_head,
+    pain_began,
+    pain_head,
+    red_flag_head,
+    with_context,
 )
-from rehab.domain.packing import Batch, Packed, Patient, fired_by_series, pack
-from rehab.domain.series import PAIN_METRICS, PROVOKING_EVENT_TYPES, PatientEvent, PatientSeries
+from rehab.domain.packing import Batch, Packed, Patient, pack
+from rehab.domain.series import (
+    PAIN_METRICS,
+    PROVOKING_EVENT_TYPES,
+    OutcomeScore,
+    PatientSeries,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+def _flat(mask: npt.NDArray[np.bool_]) -> IntArray:
+    """np.flatnonzero of a 1-D mask, without its Python wrapper (a hot path)."""
+    return mask.nonzero()[0]
+
 
 # Patients per packed batch: bounds the memory of the per-log arrays (a few dozen per log).
 BATCH_PATIENTS = 512
@@ -89,8 +109,7 @@ def _rolling(values: FloatArray, run: int, *, largest: bool) -> FloatArray:
 # --- pain ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _PainDecision:
+class _PainDecision(NamedTuple):
     """The decision an alert opened on: the window of logs [anchor, log] of one kind, and the
     statistic it was judged by, as logged (the alert's `current`), and the baseline the alert
     shows (`shown`: the pin, or the median of the logs of the baseline period).
@@ -115,7 +134,7 @@ class _FiredLogs:
     access per log."""
 
     def __init__(self, decisions: PainDecisions, day: IntArray) -> None:
-        fired = np.flatnonzero(decisions.rule > 0)
+        fired = _flat(decisions.rule > 0)
         self.fired = fired
         self.log: list[int] = fired.tolist()
         self.is_event: list[bool] = (decisions.rule[fired] == EVENT_RULE).tolist()
@@ -128,10 +147,21 @@ class _FiredLogs:
         self.event_shown: list[float] = decisions.event_shown[fired].tolist()
         self.event_day: list[int] = decisions.event_day[fired].tolist()
         self.day: list[int] = day[fired].tolist()
+        # The clinically important rise over the baseline of each kind's window.
+        width = decisions.window_width[fired]
+        important = decisions.important_rise
+        self.window_important: list[float] = important[
+            np.maximum(fired - np.maximum(width, 1) + 1, 0)
+        ].tolist()
+        self.event_important: list[float] = important[np.maximum(fired - 1, 0)].tolist()
         # The higher statistic of the two kinds (−∞ where neither fired), for a quick reject.
         self.best: list[float] = np.fmax(
             np.nan_to_num(window_level, nan=-np.inf), np.nan_to_num(event_level, nan=-np.inf)
         ).tolist()
+
+    def important(self, k: int, decision: _PainDecision) -> float:
+        """The clinically important rise of the decision at the k-th fired log."""
+        return self.event_important[k] if decision.kind == "event" else self.window_important[k]
 
     def decision(self, k: int, kind: str | None = None) -> _PainDecision:
         """The decision at the k-th fired log: of `kind`, or the one that takes precedence."""
@@ -169,33 +199,7 @@ def _statistic_phrase(
     return f"(mean of the last {decision.width} logs{over}, {trimmed} highest left out)"
 
 
-def _event_on(patient: Patient, day: int) -> PatientEvent | None:
-    """The latest provoking event logged on `day` (the one the after-a-fall rule used)."""
-    found: PatientEvent | None = None
-    for event, event_day in zip(patient.events, patient.event_days, strict=True):
-        if event_day == day and event.event_type in PROVOKING_EVENT_TYPES:
-            found = event
-    return found
-
-
-def _linked_event(
-    patient: Patient, onset_day: int, detected_day: int, config: DetectionConfig
-) -> PatientEvent | None:
-    """The latest fall or injury from `event_window_days` before the onset to detection."""
-    linked: PatientEvent | None = None
-    for event, event_day in zip(patient.events, patient.event_days, strict=True):
-        if event_day > detected_day:
-            break
-        if (
-            event.event_type in PROVOKING_EVENT_TYPES
-            and event_day >= onset_day - config.event_window_days
-        ):
-            linked = event
-    return linked
-
-
-@dataclass(frozen=True, slots=True)
-class _Opened:
+class _Opened(NamedTuple):
     """A pain episode the walk opened: on `decision` in series `series`, its onset looked for
     from log `earliest` on, closed on log `closed` (None: still open), replacing the episode
     detected on log `supersedes` (None: none)."""
@@ -212,7 +216,7 @@ def _onset_logs(
 ) -> IntArray:
     """Onset of each episode: the first log of the run of clearly raised logs (≥ `clearly`)
     that ends at or before its detection `log`, looking back at most `_ONSET_LOOKBACK` logs and
-    never before `earliest` (the log itself when none is clearly raised: its first log)."""
+    never before `earliest` (when none is clearly raised, the earliest log it may look at)."""
     back = np.arange(_ONSET_LOOKBACK + 1)
     reach = log - np.maximum(earliest, log - _ONSET_LOOKBACK)  # logs one may look back
     valid = back[None, :] <= reach[:, None]
@@ -305,7 +309,7 @@ def _emit_pain_episodes(
         level = decision.shown
         current = decision.level
         if decision.kind == "event":
-            event = _event_on(patient, event_on)
+            event = patient.latest_provoking(event_on, event_on)
             statistic = _statistic_phrase(
                 decision,
                 0,
@@ -318,8 +322,6 @@ def _emit_pain_episodes(
             statistic = _statistic_phrase(
                 decision, detected_day - anchor_day + 1, "", "", False, trimmed
             )
-        linked = _linked_event(patient, onset_day, detected_day, config) if patient.events else None
-        recent, related, history = patient.context(detected_day, config)
         side: str | None = None
         if metric == "leg_pain" and patient.series.leg_side:
             sides = patient.series.leg_side
@@ -327,10 +329,34 @@ def _emit_pain_episodes(
                 if sides[source_index]:
                     side = sides[source_index]
                     break
-        surgery = patient.has_surgery_history or any(
-            e.event_type == "surgery" for e in patient.known_events(detected_day)
+        onset_date = patient.date_of(onset_day)
+        head = pain_head(
+            metric=metric,
+            leg_side=side,
+            current=current,
+            statistic=statistic,
+            baseline=level,
+            important_rise=rise,
         )
-        urgent = config.urgent_if_event_after_surgery and linked is not None and surgery
+        supersedes = None if replaced_day < 0 else patient.date_of(replaced_day)
+        linked = (
+            patient.latest_provoking(detected_day, onset_day - config.event_window_days)
+            if patient.provoking
+            else None
+        )
+        if linked is None:
+            related, tail = patient.context_tail(detected_day, config)
+            began = pain_began(onset=onset_date, linked_event=None, supersedes=supersedes)
+            explanation = with_context(f"{head} {began}" if began else head, tail)
+            urgent = False
+        else:
+            related, tail = patient.context_tail_without(detected_day, config, linked)
+            explanation = join_sentences(
+                head,
+                pain_began(onset=onset_date, linked_event=linked, supersedes=supersedes),
+                tail,
+            )
+            urgent = config.urgent_if_event_after_surgery and patient.surgery_known(detected_day)
         if pinned:
             baseline_source = f"pinned by the clinician: {format_number(level)}/10"
         else:
@@ -340,35 +366,22 @@ def _emit_pain_episodes(
                 + (", following the patient's improvement" if followed_down else "")
                 + f"; day-to-day noise {format_number(noise)}"
             )
-        onset_date = patient.date_of(onset_day)
         out[position].append(
             AlertEpisode(
-                patient_id=patient.series.patient_id,
-                kind="pain_regression",
-                metric=metric,
-                onset=onset_date,
-                detected_on=patient.date_of(detected_day),
-                resolved_on=None if closed_day < 0 else patient.date_of(closed_day),
-                severity="urgent" if urgent else "routine",
-                baseline=level,
-                current=current,
-                change=current - level,
-                related_events=related,
-                explanation=pain_explanation(
-                    metric=metric,
-                    leg_side=side,
-                    current=current,
-                    statistic=statistic,
-                    baseline=level,
-                    important_rise=rise,
-                    onset=onset_date,
-                    linked_event=linked,
-                    other_events=[e for e in recent if e is not linked],
-                    history=history,
-                    supersedes=None if replaced_day < 0 else patient.date_of(replaced_day),
-                ),
-                baseline_source=baseline_source,
-                linked_event=None
+                patient.series.patient_id,
+                "pain_regression",
+                metric,
+                onset_date,
+                patient.date_of(detected_day),
+                None if closed_day < 0 else patient.date_of(closed_day),
+                "urgent" if urgent else "routine",
+                level,
+                current,
+                current - level,
+                related,
+                explanation,
+                baseline_source,
+                None
                 if linked is None
                 else RelatedEvent(linked.date, linked.event_type, linked.note),
             )
@@ -390,6 +403,7 @@ def _pain_baselines_with_pins(
         config,
         packed.local_day,
         integer_values=checked or bool(np.all(packed.value == np.round(packed.value))),
+        series_first=packed.series_first,
     )
     for k, position in enumerate(packed.owner):
         patient = patients[position]
@@ -399,12 +413,11 @@ def _pain_baselines_with_pins(
         pins = patient.series.pinned_for(packed.column[k])
         if not pins:
             continue
-        lo, hi = int(packed.series_start[k]), int(packed.series_end[k])
+        logs = slice(int(packed.series_start[k]), int(packed.series_end[k]))
         for pin in pins:
             from_day = pin.effective_from.toordinal() - patient.origin
-            applies = np.zeros(packed.day.shape[0], dtype=np.bool_)
-            applies[lo:hi] = packed.local_day[lo:hi] >= from_day
-            baselines = apply_pin(baselines, applies, pin.level, pin.spread)
+            applies = packed.local_day[logs] >= from_day
+            apply_pin_in_place(baselines, logs, applies, pin.level, pin.spread)
     return baselines
 
 
@@ -433,11 +446,11 @@ def _check_pain_values(packed: Packed, patients: Sequence[Patient | None]) -> No
     bad = (value < 0) | (value > 10) | (value != np.round(value))
     if not bool(bad.any()):
         return
-    bad_series = np.unique(np.searchsorted(packed.series_end, np.flatnonzero(bad), "right"))
+    bad_series = np.unique(packed.series_end.searchsorted(_flat(bad), "right"))
     # The first patient in batch order (then back before leg pain) is the one named.
     k = min(
         bad_series.tolist(),
-        key=lambda s: (packed.owner[s], PAIN_METRICS.index(packed.column[s])),  # type: ignore[arg-type]
+        key=lambda s: (packed.owner[s], packed.column[s] != PAIN_METRICS[0]),
     )
     owner = patients[packed.owner[k]]
     raise ValueError(
@@ -466,13 +479,12 @@ def _pain_episodes(batch: Batch, config: DetectionConfig, out: list[list[AlertEp
         return
     held = _rolling(decisions.recent_median, config.resolve_logs, largest=True)
     # The fired logs of series k are entries bounds[k] … bounds[k + 1] − 1.
-    bounds = np.searchsorted(fired.fired, packed.series_start).tolist() + [len(fired.log)]
-    important_rise = decisions.important_rise
+    bounds = [*fired.fired.searchsorted(packed.series_start).tolist(), len(fired.log)]
     log = fired.log
     opened: list[_Opened] = []
     series_end = packed.series_end.tolist()
     series_starts = packed.series_start.tolist()
-    for k in np.flatnonzero(np.diff(bounds)).tolist():
+    for k in _flat(np.diff(bounds)).tolist():
         end = series_end[k]
         series_start = series_starts[k]
         onset_from = series_start
@@ -481,7 +493,7 @@ def _pain_episodes(batch: Batch, config: DetectionConfig, out: list[list[AlertEp
         decision = fired.decision(entry)
         while True:
             i = decision.log
-            important = float(important_rise[decision.anchor])
+            important = fired.important(entry, decision)
             margin = max(config.resolve_margin, 0.5 * important)
             resolve_at = _first_run_end(
                 held, i + 1, end, decision.shown + margin, config.resolve_logs, below=True
@@ -609,71 +621,101 @@ def _adherence_episodes(
         return
     value = np.clip(packed.value, 0.0, 1.0)
     decisions = adherence_decisions(packed.day, value, packed.series_first, packed.calendar, config)
-    held: FloatArray | None = None
-    for k, fired in fired_by_series(decisions.fired, packed):
-        if held is None:
-            held = _rolling(decisions.current, config.adherence_resolve_logs, largest=False)
-        position = packed.owner[k]
-        patient = patients[position]
-        assert patient is not None
-        end = int(packed.series_end[k])
+    fired = _flat(decisions.fired)
+    if fired.shape[0] == 0:
+        return
+    held = _rolling(decisions.current, config.adherence_resolve_logs, largest=False)
+    log = fired.tolist()
+    usual = decisions.usual[fired].tolist()
+    threshold = decisions.threshold[fired].tolist()
+    bounds = [*fired.searchsorted(packed.series_start).tolist(), len(log)]
+    series_end = packed.series_end.tolist()
+    # The walk: (series, fired entry, first log its onset may be, resolution log or −1).
+    opened: list[tuple[int, int, int, int]] = []
+    for k in _flat(np.diff(bounds)).tolist():
+        end = series_end[k]
         earliest = int(packed.series_start[k])
-        for i in fired.tolist():
-            if i < earliest:
-                continue
-            usual = float(decisions.usual[i])
-            threshold = float(decisions.threshold[i])
+        entry, last_entry = bounds[k], bounds[k + 1]
+        while entry < last_entry:
+            i = log[entry]
             resolve_at = _first_run_end(
                 held,
                 i + 1,
                 end,
-                usual - threshold / 2.0,
+                usual[entry] - threshold[entry] / 2.0,
                 config.adherence_resolve_logs,
                 below=False,
             )
-            window_first = max(earliest, i - config.adherence_window_logs + 1)
-            onset_i = i
-            while onset_i - 1 >= window_first and decisions.low[onset_i - 1]:
-                onset_i -= 1
-            detected_day = int(packed.local_day[i])
-            recent, related, history = patient.context(detected_day, config)
-            current = float(decisions.current[i])
-            usual_until = detected_day - config.adherence_gap_days
-            window_start = max(int(packed.series_first[i]), i - 4)
-            out[position].append(
-                AlertEpisode(
-                    patient_id=patient.series.patient_id,
-                    kind="adherence_drop",
-                    metric="adherence",
-                    onset=patient.date_of(int(packed.local_day[onset_i])),
-                    detected_on=patient.date_of(detected_day),
-                    resolved_on=None
-                    if resolve_at is None
-                    else patient.date_of(int(packed.local_day[resolve_at])),
-                    severity="routine",
-                    baseline=round(usual, 3),
-                    current=round(current, 3),
-                    change=round(current - usual, 3),
-                    related_events=related,
-                    explanation=adherence_explanation(
-                        current=current,
-                        n_logs=i - window_start + 1,
-                        span_days=detected_day - int(packed.local_day[window_start]) + 1,
-                        baseline=usual,
-                        threshold=threshold,
-                        other_events=recent,
-                        history=history,
-                    ),
-                    baseline_source=(
-                        f"automatic: mean of {int(decisions.usual_logs[i])} logs in the "
-                        f"{config.adherence_baseline_days} days up to "
-                        f"{patient.date_of(usual_until).isoformat()}"
-                    ),
-                )
-            )
+            opened.append((k, entry, earliest, -1 if resolve_at is None else resolve_at))
             if resolve_at is None:
                 break
             earliest = resolve_at + 1
+            entry = bisect_left(log, earliest, entry + 1, last_entry)
+    # What the episodes need, for all of them at once.
+    entries = np.array([o[1] for o in opened], dtype=np.int64)
+    at = fired[entries]
+    earliest_log = np.array([o[2] for o in opened], dtype=np.int64)
+    resolved = np.array([o[3] for o in opened], dtype=np.int64)
+    # Onset: back from the detection over the logs that were low, within the window.
+    window_first = np.maximum(earliest_log, at - config.adherence_window_logs + 1)
+    onset = at.copy()
+    still = np.ones(at.shape[0], dtype=np.bool_)
+    for back in range(1, config.adherence_window_logs):
+        still &= (at - back >= window_first) & decisions.low[np.maximum(at - back, 0)]
+        onset[still] = at[still] - back
+    window_start = np.maximum(packed.series_first[at], at - 4)
+    local_day = packed.local_day
+    columns = zip(
+        opened,
+        local_day[onset].tolist(),
+        local_day[at].tolist(),
+        np.where(resolved >= 0, local_day[np.maximum(resolved, 0)], -1).tolist(),
+        decisions.current[at].tolist(),
+        decisions.usual_logs[at].tolist(),
+        (at - window_start + 1).tolist(),
+        local_day[window_start].tolist(),
+        strict=True,
+    )
+    for (
+        k,
+        entry,
+        _,
+        _,
+    ), onset_day, detected_day, resolved_day, current, usual_logs, n_logs, first in columns:
+        position = packed.owner[k]
+        patient = patients[position]
+        assert patient is not None
+        usual_level = usual[entry]
+        related, tail = patient.context_tail(detected_day, config)
+        usual_until = detected_day - config.adherence_gap_days
+        out[position].append(
+            AlertEpisode(
+                patient.series.patient_id,
+                "adherence_drop",
+                "adherence",
+                patient.date_of(onset_day),
+                patient.date_of(detected_day),
+                None if resolved_day < 0 else patient.date_of(resolved_day),
+                "routine",
+                round(usual_level, 3),
+                round(current, 3),
+                round(current - usual_level, 3),
+                related,
+                with_context(
+                    adherence_head(
+                        current=current,
+                        n_logs=n_logs,
+                        span_days=detected_day - first + 1,
+                        baseline=usual_level,
+                        threshold=threshold[entry],
+                    ),
+                    tail,
+                ),
+                f"automatic: mean of {usual_logs} logs in the "
+                f"{config.adherence_baseline_days} days up to "
+                f"{patient.date_of(usual_until).isoformat()}",
+            )
+        )
 
 
 # --- missed logs, red flags, function --------------------------------------------------------
@@ -694,7 +736,7 @@ def _missed_log_episodes(
     following = np.empty(n, dtype=np.int64)
     following[:-1] = ordinal[1:]
     following[last[has_logs]] = (batch.origin + batch.last_day + 1)[has_logs]
-    gaps = np.flatnonzero(following - ordinal - 1 >= n_missing)
+    gaps = _flat(following - ordinal - 1 >= n_missing)
     if gaps.shape[0] == 0:
         return
     is_last = np.zeros(n, dtype=np.bool_)
@@ -712,33 +754,26 @@ def _missed_log_episodes(
         patient = patients[owner]
         assert patient is not None
         detected = last_log + n_missing
+        head = missed_logs_head(days_without=n_missing, last_log=dates.isoformat(last_log))
         if patient.events or patient.series.history:
-            recent, related, history = patient.context(detected - patient.origin, config)
-            explanation = missed_logs_explanation(
-                days_without=n_missing,
-                last_log=dates[last_log],
-                other_events=recent,
-                history=history,
-            )
+            related, tail = patient.context_tail(detected - patient.origin, config)
+            explanation = with_context(head, tail)
         else:
-            related = ()
-            explanation = (
-                f"No log for {n_missing} days (last log {dates.isoformat(last_log)})."
-            )
+            related, explanation = (), head
         out[owner].append(
             AlertEpisode(
-                patient_id=patient.series.patient_id,
-                kind="missed_logs",
-                metric=None,
-                onset=dates[last_log + 1],
-                detected_on=dates[detected],
-                resolved_on=None if open_ else dates[next_log],
-                severity="routine",
-                baseline=None,
-                current=days_without,
-                change=None,
-                related_events=related,
-                explanation=explanation,
+                patient.series.patient_id,
+                "missed_logs",
+                None,
+                dates[last_log + 1],  # onset
+                dates[detected],
+                None if open_ else dates[next_log],  # resolved
+                "routine",
+                None,
+                days_without,  # current
+                None,
+                related,
+                explanation,
             )
         )
 
@@ -746,12 +781,19 @@ def _missed_log_episodes(
 class _DateCache(dict[int, date]):
     """Dates by ordinal, made once: the patients of a batch share their calendar."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._iso: dict[int, str] = {}
+
     def __missing__(self, ordinal: int) -> date:
         made = self[ordinal] = date.fromordinal(ordinal)
         return made
 
     def isoformat(self, ordinal: int) -> str:
-        return self[ordinal].isoformat()
+        text = self._iso.get(ordinal)
+        if text is None:
+            text = self._iso[ordinal] = self[ordinal].isoformat()
+        return text
 
 
 def _red_flag_episodes(patient: Patient, config: DetectionConfig) -> list[AlertEpisode]:
@@ -765,7 +807,7 @@ def _red_flag_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
             continue
         day = dates[k].toordinal() - patient.origin
         when = patient.date_of(day)
-        recent, related, history = patient.context(day, config)
+        related, tail = patient.context_tail(day, config)
         episodes.append(
             AlertEpisode(
                 patient_id=patient.series.patient_id,
@@ -779,9 +821,7 @@ def _red_flag_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
                 current=None,
                 change=None,
                 related_events=related,
-                explanation=red_flag_explanation(
-                    day=when, flags=flags, other_events=recent, history=history
-                ),
+                explanation=with_context(red_flag_head(day=when, flags=flags), tail),
             )
         )
     return episodes
@@ -789,47 +829,57 @@ def _red_flag_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
 
 def _median(scores: list[float]) -> float:
     """`float(np.median(scores))` for a few scores, without numpy's overhead."""
-    if any(s != s for s in scores):  # NaN: numpy's answer
+    count = len(scores)
+    if count == 1:
+        only = scores[0]
+        if only == only:
+            return float(only)
+    total = sum(scores)
+    if total != total:  # a NaN (or opposite infinities): numpy's answer
         return float(np.median(scores))
+    if count == 2:
+        return float((scores[0] + scores[1]) / 2.0)
     ordered = sorted(scores)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
+    middle = count // 2
+    if count % 2:
         return float(ordered[middle])
     return float((ordered[middle - 1] + ordered[middle]) / 2.0)
 
 
-def _by_date(measure: object) -> date:
-    return measure.date  # type: ignore[attr-defined, no-any-return]
+def _by_date(measure: OutcomeScore) -> date:
+    return measure.date
 
 
 def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertEpisode]:
     """ODI/PSFS worse than the median of the previous stable measures (or a pin) by ≥ MCID."""
     episodes: list[AlertEpisode] = []
     last_date = patient.date_of(patient.last_day)
+    by_instrument: dict[str, list[OutcomeScore]] = {"odi": [], "psfs": []}
+    for measure in patient.series.outcomes:
+        if measure.date <= last_date:
+            found = by_instrument.get(measure.instrument)
+            if found is not None:
+                found.append(measure)
+    keep = config.outcome_baseline_measures
     for instrument, mcid, worse_sign in (
         ("odi", config.odi_mcid, 1.0),
         ("psfs", config.psfs_mcid, -1.0),
     ):
-        measures = sorted(
-            (
-                m
-                for m in patient.series.outcomes
-                if m.instrument == instrument and m.date <= last_date
-            ),
-            key=_by_date,
-        )
+        measures = by_instrument[instrument]
         if not measures:
             continue
+        measures.sort(key=_by_date)
         pins = patient.series.pinned_for(instrument) if patient.series.pinned_baselines else ()
         stable: list[float] = []
-        open_at: int | None = None
+        # The open episode, built once its resolution is known: its fields but resolved_on.
+        open_: dict[str, object] | None = None
         open_baseline = 0.0
         for measure in measures:
             score = measure.score
-            if open_at is not None:
+            if open_ is not None:
                 if worse_sign * (score - open_baseline) < mcid / 2.0:
-                    episodes[open_at] = replace(episodes[open_at], resolved_on=measure.date)
-                    open_at = None
+                    episodes.append(AlertEpisode(resolved_on=measure.date, **open_))  # type: ignore[arg-type]
+                    open_ = None
                     stable.append(score)
                 continue
             pin = (
@@ -841,7 +891,7 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
                 base, n_used = pin.level, 0
                 source = f"pinned by the clinician: {format_number(pin.level)}"
             elif stable:
-                recent_scores = stable[-config.outcome_baseline_measures :]
+                recent_scores = stable[-keep:]
                 base, n_used = _median(recent_scores), len(recent_scores)
                 source = f"automatic: median of the previous {n_used} measures"
             else:
@@ -851,40 +901,40 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
                 stable.append(score)
                 continue
             detected_day = measure.date.toordinal() - patient.origin
-            recent, related, history = patient.context(detected_day, config)
-            episodes.append(
-                AlertEpisode(
-                    patient_id=patient.series.patient_id,
-                    kind="function_decline",
-                    metric=instrument,
-                    onset=measure.date,
-                    detected_on=measure.date,
-                    resolved_on=None,
-                    severity="routine",
-                    baseline=base,
-                    current=score,
-                    change=score - base,
-                    related_events=related,
-                    explanation=function_explanation(
+            related, tail = patient.context_tail(detected_day, config)
+            open_ = {
+                "patient_id": patient.series.patient_id,
+                "kind": "function_decline",
+                "metric": instrument,
+                "onset": measure.date,
+                "detected_on": measure.date,
+                "severity": "routine",
+                "baseline": base,
+                "current": score,
+                "change": score - base,
+                "related_events": related,
+                "explanation": with_context(
+                    function_head(
                         instrument=instrument,
                         score=score,
                         measured_on=measure.date,
                         baseline=base,
                         baseline_measures=n_used,
                         important_change=mcid,
-                        other_events=recent,
-                        history=history,
                     ),
-                    baseline_source=source,
-                )
-            )
-            open_at = len(episodes) - 1
+                    tail,
+                ),
+                "baseline_source": source,
+            }
             open_baseline = base
+        if open_ is not None:
+            episodes.append(AlertEpisode(resolved_on=None, **open_))  # type: ignore[arg-type]
     return episodes
 
 
-def _episode_order(episode: AlertEpisode) -> tuple[date, str, str]:
-    return (episode.detected_on, episode.kind, episode.metric or "")
+# Episodes of a patient by detection day, then kind and metric (one kind's metrics are all
+# None or all names, so the attributes themselves order them).
+_episode_order = attrgetter("detected_on", "kind", "metric")
 
 
 def replay_batch(

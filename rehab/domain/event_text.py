@@ -17,7 +17,7 @@ def fall_mechanism(
     height_cm: int | None,
     landed_on: str | None,
 ) -> str:
-    """"on stairs (10 steps, landed on buttocks)"; empty when nothing is known."""
+    """ "on stairs (10 steps, landed on buttocks)"; empty when nothing is known."""
     head = _LOCATION_PHRASES.get(location or "", "")
     details = []
     if steps:

@@ -43,8 +43,16 @@ _EVENT_PHRASES: dict[str, str] = {
 
 def format_number(value: float) -> str:
     """7.0 -> "7", 6.5 -> "6.5", 0.333 -> "0.33"."""
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    text = _FORMATTED.get(value)
+    if text is None:
+        text = f"{value:.2f}".rstrip("0").rstrip(".")
+        text = "0" if text in ("-0", "") else text
+        if len(_FORMATTED) < 4096:  # the numbers alerts show repeat: keep the common ones
+            _FORMATTED[value] = text
+    return text
+
+
+_FORMATTED: dict[float, str] = {}
 
 
 def signed(value: float) -> str:
@@ -130,20 +138,71 @@ def pain_explanation(
 ) -> str:
     """`statistic` says how `current` was taken, e.g. "(mean of the last 6 logs, 2 highest
     left out)"."""
-    change = current - baseline
-    head = (
+    head = pain_head(
+        metric=metric,
+        leg_side=leg_side,
+        current=current,
+        statistic=statistic,
+        baseline=baseline,
+        important_rise=important_rise,
+    )
+    return join_sentences(
+        head,
+        pain_began(onset=onset, linked_event=linked_event, supersedes=supersedes),
+        context_sentences(other_events, history),
+    )
+
+
+def pain_head(
+    *,
+    metric: str,
+    leg_side: str | None,
+    current: float,
+    statistic: str,
+    baseline: float,
+    important_rise: float,
+) -> str:
+    return (
         f"{metric_label(metric, leg_side)} {format_number(current)}/10 "
         f"{statistic} vs baseline {format_number(baseline)}/10 "
-        f"({signed(change)}; clinically important ≥ {format_number(important_rise)})."
+        f"({signed(current - baseline)}; clinically important ≥ {format_number(important_rise)})."
     )
+
+
+def pain_began(*, onset: date, linked_event: PatientEvent | None, supersedes: date | None) -> str:
+    """What a pain alert says after its head about how it began: after which fall, replacing
+    which open alert (empty when neither)."""
     began = began_sentence(onset, linked_event) if linked_event is not None else ""
+    if supersedes is None:
+        return began
     further = (
         f"Rose further while the alert detected {supersedes.isoformat()} was open; this alert "
         "replaces it."
-        if supersedes is not None
-        else ""
     )
-    return join_sentences(head, began, further, also_logged_sentence(other_events), history)
+    return f"{began} {further}" if began else further
+
+
+def context_sentences(events: Sequence[PatientEvent], history: str) -> str:
+    """What follows the head of an explanation: "Also logged: …" for the events, then the
+    history line (either may be empty)."""
+    if not events:
+        return history
+    return join_sentences(also_logged_sentence(events), history)
+
+
+def with_context(head: str, context: str) -> str:
+    """`head` followed by `context_sentences(…)`."""
+    return f"{head} {context}" if context else head
+
+
+def adherence_head(
+    *, current: float, n_logs: int, span_days: int, baseline: float, threshold: float
+) -> str:
+    return (
+        f"Adherence {round(100 * current)}% (mean of {n_logs} logs over {span_days} days) vs "
+        f"usual {round(100 * baseline)}% ({signed(round(100 * (current - baseline)))} points; "
+        f"alert at a drop ≥ {round(100 * threshold)} points)."
+    )
 
 
 def adherence_explanation(
@@ -156,31 +215,59 @@ def adherence_explanation(
     other_events: Sequence[PatientEvent],
     history: str,
 ) -> str:
-    head = (
-        f"Adherence {round(100 * current)}% (mean of {n_logs} logs over {span_days} days) vs "
-        f"usual {round(100 * baseline)}% ({signed(round(100 * (current - baseline)))} points; "
-        f"alert at a drop ≥ {round(100 * threshold)} points)."
+    head = adherence_head(
+        current=current,
+        n_logs=n_logs,
+        span_days=span_days,
+        baseline=baseline,
+        threshold=threshold,
     )
-    return join_sentences(head, also_logged_sentence(other_events), history)
+    return with_context(head, context_sentences(other_events, history))
+
+
+def missed_logs_head(*, days_without: int, last_log: str) -> str:
+    """`last_log` in ISO format."""
+    return f"No log for {days_without} days (last log {last_log})."
 
 
 def missed_logs_explanation(
     *, days_without: int, last_log: date, other_events: Sequence[PatientEvent], history: str
 ) -> str:
-    head = f"No log for {days_without} days (last log {last_log.isoformat()})."
-    if not other_events and not history:
-        return head
-    return join_sentences(head, also_logged_sentence(other_events), history)
+    head = missed_logs_head(days_without=days_without, last_log=last_log.isoformat())
+    return with_context(head, context_sentences(other_events, history))
+
+
+def red_flag_head(*, day: date, flags: Sequence[str]) -> str:
+    named = [
+        _RED_FLAG_NAMES.get(f, f.replace("_", " ")) for f in flags if f != UNSPECIFIED_RED_FLAG
+    ]
+    return f"Red flag reported {day.isoformat()}" + (f": {'; '.join(named)}." if named else ".")
 
 
 def red_flag_explanation(
     *, day: date, flags: Sequence[str], other_events: Sequence[PatientEvent], history: str
 ) -> str:
-    named = [
-        _RED_FLAG_NAMES.get(f, f.replace("_", " ")) for f in flags if f != UNSPECIFIED_RED_FLAG
-    ]
-    head = f"Red flag reported {day.isoformat()}" + (f": {'; '.join(named)}." if named else ".")
-    return join_sentences(head, also_logged_sentence(other_events), history)
+    head = red_flag_head(day=day, flags=flags)
+    return with_context(head, context_sentences(other_events, history))
+
+
+def function_head(
+    *,
+    instrument: str,
+    score: float,
+    measured_on: date,
+    baseline: float,
+    baseline_measures: int,
+    important_change: float,
+) -> str:
+    scale = "/100" if instrument == "odi" else "/10"
+    direction = "higher is worse" if instrument == "odi" else "lower is worse"
+    return (
+        f"{metric_label(instrument)} {format_number(score)}{scale} on {measured_on.isoformat()} "
+        f"vs baseline {format_number(baseline)}{scale} (median of {baseline_measures} earlier "
+        f"measure{'s' if baseline_measures != 1 else ''}; {direction}) "
+        f"({signed(score - baseline)}; clinically important ≥ {format_number(important_change)})."
+    )
 
 
 def function_explanation(
@@ -194,12 +281,12 @@ def function_explanation(
     other_events: Sequence[PatientEvent],
     history: str,
 ) -> str:
-    scale = "/100" if instrument == "odi" else "/10"
-    direction = "higher is worse" if instrument == "odi" else "lower is worse"
-    head = (
-        f"{metric_label(instrument)} {format_number(score)}{scale} on {measured_on.isoformat()} "
-        f"vs baseline {format_number(baseline)}{scale} (median of {baseline_measures} earlier "
-        f"measure{'s' if baseline_measures != 1 else ''}; {direction}) "
-        f"({signed(score - baseline)}; clinically important ≥ {format_number(important_change)})."
+    head = function_head(
+        instrument=instrument,
+        score=score,
+        measured_on=measured_on,
+        baseline=baseline,
+        baseline_measures=baseline_measures,
+        important_change=important_change,
     )
-    return join_sentences(head, also_logged_sentence(other_events), history)
+    return with_context(head, context_sentences(other_events, history))

@@ -111,3 +111,46 @@ def simulate_moments(
             mean[k - MIN_WINDOW, j] = kept.mean()
             sd[k - MIN_WINDOW, j] = kept.std()
     return mean, sd
+
+
+def trimmed_mean_moments_of(
+    widths: npt.NDArray[np.int64], rho: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """`trimmed_mean_moments` for windows of several lengths at once (`widths[i]` logs with
+    autocorrelation `rho[i]`): the same linear interpolation as `np.interp`, value for value
+    (the table value at or below rho plus its interval's slope times the distance; the end
+    values outside the grid; NaN for NaN)."""
+    if widths.shape[0] == 0:
+        return np.zeros(0), np.zeros(0)
+    if not (int(widths.min()) >= MIN_WINDOW and int(widths.max()) <= MAX_WINDOW):
+        raise ValueError(f"windows must hold {MIN_WINDOW}…{MAX_WINDOW} logs")
+    grid = _RHO_ARRAY
+    last = grid.shape[0] - 1
+    at = grid.searchsorted(rho, side="right") - 1  # grid[at] ≤ rho < grid[at + 1]
+    low = np.clip(at, 0, last - 1)
+    cell = (widths - MIN_WINDOW) * grid.shape[0] + low
+    offset = rho - grid[low]
+    moments = []
+    for table, slopes in ((_MEAN_ARRAY, _MEAN_SLOPES), (_SD_ARRAY, _SD_SLOPES)):
+        flat = table.ravel()
+        result = slopes.ravel()[cell] * offset + flat[cell]
+        # At or beyond the grid's ends (and exactly on its last point): the end values.
+        below, above = at < 0, at >= last
+        if bool(below.any()):
+            result[below] = flat[cell[below] - low[below]]
+        if bool(above.any()):
+            result[above] = flat[cell[above] - low[above] + last]
+        moments.append(np.where(np.isnan(rho), rho, result))
+    return moments[0], moments[1]
+
+
+# np.interp's slopes, (f[j + 1] − f[j]) / (x[j + 1] − x[j]), one row per window length (the
+# last column unused).
+def _slopes(table: FloatArray) -> FloatArray:
+    slopes = np.zeros_like(table)
+    slopes[:, :-1] = (table[:, 1:] - table[:, :-1]) / (_RHO_ARRAY[1:] - _RHO_ARRAY[:-1])
+    return slopes
+
+
+_MEAN_SLOPES = _slopes(_MEAN_ARRAY)
+_SD_SLOPES = _slopes(_SD_ARRAY)

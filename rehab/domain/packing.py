@@ -25,12 +25,23 @@ import numpy.typing as npt
 from rehab.domain.alerts import RelatedEvent
 from rehab.domain.baseline import LogCalendar
 from rehab.domain.config import DetectionConfig
-from rehab.domain.explain import history_sentence
-from rehab.domain.series import PatientEvent, PatientSeries
+from rehab.domain.explain import describe_event, history_sentence, join_sentences
+from rehab.domain.series import (
+    HISTORY_EVENT_TYPES,
+    PROVOKING_EVENT_TYPES,
+    PatientEvent,
+    PatientSeries,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+def _flat(mask: npt.NDArray[np.bool_]) -> IntArray:
+    """np.flatnonzero of a 1-D mask, without its Python wrapper (a hot path)."""
+    return mask.nonzero()[0]
+
 
 Context = tuple[tuple[PatientEvent, ...], tuple[RelatedEvent, ...], str]
 
@@ -40,16 +51,23 @@ class Patient:
     the day of `as_of`, her logs up to it, and her events by date (as day numbers)."""
 
     __slots__ = (
-        "_contexts",
+        "_described",
         "_histories",
+        "_history_at",
+        "_history_events",
+        "_related",
+        "_tails",
         "event_days",
         "events",
         "first",
+        "first_surgery_day",
         "has_surgery_history",
         "last_day",
         "n_logs",
         "origin",
         "position",
+        "provoking",
+        "provoking_days",
         "series",
     )
 
@@ -62,15 +80,44 @@ class Patient:
         self.last_day = last_day  # day number of `as_of`
         self.first = first  # index of her first log in the batch's log arrays
         self.n_logs = 0  # logs dated on or before `as_of`
+        # Events by date and their day numbers; falls and injuries (with their days); the day
+        # of the first surgery logged; surgeries and diagnoses (the events a history line
+        # names) with their indexes.
+        provoking: list[PatientEvent] = []
+        provoking_days: list[int] = []
+        history_events: list[PatientEvent] = []
+        history_at: list[int] = []
+        first_surgery_day: int | None = None
         if series.events:
-            self.events = tuple(sorted(series.events, key=_event_date))
-            self.event_days = [e.date.toordinal() - origin for e in self.events]
+            events = tuple(sorted(series.events, key=_event_date))
+            event_days = [e.date.toordinal() - origin for e in events]
+            for at, (event, event_day) in enumerate(zip(events, event_days, strict=True)):
+                kind = event.event_type
+                if kind in PROVOKING_EVENT_TYPES:
+                    provoking.append(event)
+                    provoking_days.append(event_day)
+                elif kind in HISTORY_EVENT_TYPES:
+                    history_events.append(event)
+                    history_at.append(at)
+                    if kind == "surgery" and first_surgery_day is None:
+                        first_surgery_day = event_day
+            self.events: tuple[PatientEvent, ...] = events
+            self.event_days: list[int] = event_days
         else:
             self.events = ()
             self.event_days = []
-        self.has_surgery_history = any(item.kind == "surgery" for item in series.history)
-        self._contexts: dict[tuple[int, int], Context] = {}
-        self._histories: dict[int, str] = {}
+        self.provoking = provoking
+        self.provoking_days = provoking_days
+        self.first_surgery_day = first_surgery_day
+        self._history_events = history_events
+        self._history_at = history_at
+        self.has_surgery_history = (
+            any(item.kind == "surgery" for item in series.history) if series.history else False
+        )
+        self._related: tuple[RelatedEvent, ...] | None = None
+        self._histories: dict[int, str] = {}  # by the number of history events known
+        self._described: list[str] | None = None
+        self._tails: dict[int, tuple[tuple[RelatedEvent, ...], str]] = {}
 
     def date_of(self, day: int) -> date:
         return date.fromordinal(self.origin + day)
@@ -79,9 +126,22 @@ class Patient:
         """Events dated on or before `day` (nothing logged later may appear)."""
         return self.events[: bisect_right(self.event_days, day)]
 
+    def surgery_known(self, day: int) -> bool:
+        """Spine surgery in her history, or a surgery logged on or before `day`."""
+        return self.has_surgery_history or (
+            self.first_surgery_day is not None and self.first_surgery_day <= day
+        )
+
+    def latest_provoking(self, day: int, since: int) -> PatientEvent | None:
+        """The latest fall or injury dated from `since` to `day` (the last logged of a day)."""
+        at = bisect_right(self.provoking_days, day) - 1
+        if at >= 0 and self.provoking_days[at] >= since:
+            return self.provoking[at]
+        return None
+
     def context(self, day: int, config: DetectionConfig) -> Context:
         """Events of the `related_event_days` up to `day`, as objects and as related events,
-        and the history line, all as known on `day` (cached: many episodes share them)."""
+        and the history line, all as known on `day` (each made once per patient)."""
         if not self.events:
             history = self._histories.get(0)
             if history is None:
@@ -90,18 +150,72 @@ class Patient:
             return (), (), history
         known_until = bisect_right(self.event_days, day)
         recent_from = bisect_left(self.event_days, day - config.related_event_days)
-        key = (recent_from, known_until)
-        found = self._contexts.get(key)
+        if self._related is None:
+            self._related = tuple(RelatedEvent(e.date, e.event_type, e.note) for e in self.events)
+        return (
+            self.events[recent_from:known_until],
+            self._related[recent_from:known_until],
+            self._history(known_until),
+        )
+
+    def _history(self, known_until: int) -> str:
+        """`history_sentence` of the history items and the first `known_until` events."""
+        known = bisect_left(self._history_at, known_until)
+        history = self._histories.get(known)
+        if history is None:
+            history = history_sentence(self.series.history, self._history_events[:known])
+            self._histories[known] = history
+        return history
+
+    def also_logged(self, first: int, until: int, leave_out: PatientEvent | None = None) -> str:
+        """`also_logged_sentence` of events `first` … `until` − 1 (but `leave_out`)."""
+        if self._described is None:
+            self._described = [f"{describe_event(e)} {e.date.isoformat()}" for e in self.events]
+        described = self._described[first:until]
+        if leave_out is not None:
+            described = [
+                text
+                for text, event in zip(described, self.events[first:until], strict=True)
+                if event is not leave_out
+            ]
+        return f"Also logged: {'; '.join(described)}." if described else ""
+
+    def context_tail(
+        self, day: int, config: DetectionConfig
+    ) -> tuple[tuple[RelatedEvent, ...], str]:
+        """The related events of `context(day)` and what an explanation says after its head:
+        "Also logged: …" for them, then the history line (`explain.context_sentences`)."""
+        if not self.events:
+            return (), self._history(0)
+        known_until = bisect_right(self.event_days, day)
+        recent_from = bisect_left(self.event_days, day - config.related_event_days)
+        key = recent_from * 65536 + known_until
+        found = self._tails.get(key)
         if found is None:
-            recent = self.events[recent_from:known_until]
-            related = tuple(RelatedEvent(e.date, e.event_type, e.note) for e in recent)
-            history = self._histories.get(known_until)
-            if history is None:
-                history = history_sentence(self.series.history, self.events[:known_until])
-                self._histories[known_until] = history
-            found = (recent, related, history)
-            self._contexts[key] = found
+            if self._related is None:
+                self._related = tuple(
+                    RelatedEvent(e.date, e.event_type, e.note) for e in self.events
+                )
+            found = (
+                self._related[recent_from:known_until],
+                join_sentences(
+                    self.also_logged(recent_from, known_until), self._history(known_until)
+                ),
+            )
+            self._tails[key] = found
         return found
+
+    def context_tail_without(
+        self, day: int, config: DetectionConfig, leave_out: PatientEvent
+    ) -> tuple[tuple[RelatedEvent, ...], str]:
+        """`context_tail` whose "Also logged" leaves one event out (the one an alert names as
+        how it began)."""
+        known_until = bisect_right(self.event_days, day)
+        recent_from = bisect_left(self.event_days, day - config.related_event_days)
+        related = self.context(day, config)[1]
+        return related, join_sentences(
+            self.also_logged(recent_from, known_until, leave_out), self._history(known_until)
+        )
 
 
 def _event_date(event: PatientEvent) -> date:
@@ -135,7 +249,7 @@ class Batch:
             bad = step <= 0
             bad[end[end < total] - 1] = False  # from one patient's last log to the next one's
             if bool(bad.any()):
-                p = int(np.searchsorted(end, int(np.argmax(bad)), side="right"))
+                p = int(end.searchsorted(int(np.argmax(bad)), side="right"))
                 raise ValueError(f"{batch[p].patient_id}: log dates must be strictly increasing")
         has_logs = length > 0
         origin = np.zeros(len(batch), dtype=np.int64)
@@ -150,7 +264,7 @@ class Batch:
         log_patient = np.repeat(np.arange(len(batch)), length)
         kept = all_ordinals <= limit[log_patient]
         kept_count = np.zeros(total + 1, dtype=np.int64)
-        np.cumsum(kept, out=kept_count[1:])
+        kept.cumsum(out=kept_count[1:])
         n_kept = kept_count[end] - kept_count[start]
         self.all_start = start  # per patient: first log in the uncut columns
         self.kept = kept  # per uncut log: dated on or before `as_of`
@@ -203,7 +317,7 @@ def _floats(items: list[object]) -> FloatArray:
     except (TypeError, ValueError):
         pass
     try:
-        return np.fromiter(items, dtype=np.float64, count=len(items))  # type: ignore[arg-type]
+        return np.fromiter(items, dtype=np.float64, count=len(items))
     except (TypeError, ValueError):
         return np.array(items, dtype=np.float64)
 
@@ -255,14 +369,14 @@ def pack(
     for name, column in columns:
         present = column == column  # NaN (None) is not equal to itself
         count = np.zeros(batch.ordinal.shape[0] + 1, dtype=np.int64)
-        np.cumsum(present, out=count[1:])
+        present.cumsum(out=count[1:])
         per_patient = count[batch.first + batch.n_logs] - count[batch.first]
         included = alive & (per_patient >= min_logs)
         if not bool(included.any()):
             continue
         chosen = present & included[batch.owner]
-        index = np.flatnonzero(chosen)
-        which = np.flatnonzero(included)
+        index = _flat(chosen)
+        which = _flat(included)
         owners.extend(which.tolist())
         names.extend([name] * which.shape[0])
         values.append(column[index])
@@ -293,17 +407,3 @@ def pack(
         series_offset=series_offset[:-1],
         calendar=LogCalendar(day, int(series_offset[-1])),
     )
-
-
-def fired_by_series(fired: BoolArray, packed: Packed) -> list[tuple[int, IntArray]]:
-    """(series number, indexes of fired logs) for each series where anything fired."""
-    hits = np.flatnonzero(fired)
-    if hits.shape[0] == 0:
-        return []
-    series_of_hit = np.searchsorted(packed.series_end, hits, side="right")
-    bounds = np.flatnonzero(np.diff(series_of_hit)) + 1
-    starts = np.concatenate([[0], bounds])
-    return [
-        (int(series_of_hit[s]), group)
-        for s, group in zip(starts, np.split(hits, bounds), strict=True)
-    ]

@@ -155,7 +155,9 @@ def search_caseload() -> Any:
         session[CASELOAD_SEARCH_KEY] = term
     else:
         session.pop(CASELOAD_SEARCH_KEY, None)
-    keep = {k: v for k, v in request.form.items() if k in ("sort", "show", "per_page")}
+    keep: dict[str, Any] = {
+        k: v for k, v in request.form.items() if k in ("sort", "show", "per_page")
+    }
     return redirect(url_for("clinic.caseload", **keep), code=303)
 
 

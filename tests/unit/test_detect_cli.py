@@ -163,7 +163,12 @@ def test_stdin_and_a_fall_linked_alert(tmp_path: Path) -> None:
     assert alert["related_events"] == [
         {"date": "2025-04-20", "event": "fall", "note": "slipped on stairs"}
     ]
-    assert str(alert["explanation"]).startswith("Left leg pain 6/10 (3-day median)")
+    # Two logs since the fall: the current level is their mean, said so, not a 3-day median
+    # that would reach back before the fall.
+    assert str(alert["explanation"]).startswith(
+        "Left leg pain 6.5/10 (mean of the last 2 logs, both since the fall on 2025-04-20) "
+        "vs baseline 1/10 (+5.5; clinically important ≥ 2)."
+    )
     assert "Began 1 day after a fall (slipped on stairs) logged 2025-04-20." in str(
         alert["explanation"]
     )

@@ -10,8 +10,16 @@ from rehab.services.commands import InvalidInput
 
 @pytest.mark.parametrize(
     "password",
-    ["short", "password1234", "qwertyuiop123", "123456789012", "aaaaaaaaaaaa", "abcabcabcabc",
-     "!!iloveyou2024", "Password123!"],
+    [
+        "short",
+        "password1234",
+        "qwertyuiop123",
+        "123456789012",
+        "aaaaaaaaaaaa",
+        "abcabcabcabc",
+        "!!iloveyou2024",
+        "Password123!",
+    ],
 )
 def test_weak_or_common_passwords_are_refused(password: str) -> None:
     with pytest.raises(InvalidInput) as refused:
@@ -26,8 +34,12 @@ def test_the_e_mail_name_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "password",
-    ["correct horse battery staple", "marble stairs in september", "x" * 3 + "kq9!Lp2#vB7z",
-     "a" * 200 + "b"],
+    [
+        "correct horse battery staple",
+        "marble stairs in september",
+        "x" * 3 + "kq9!Lp2#vB7z",
+        "a" * 200 + "b",
+    ],
 )
 def test_long_uncommon_passwords_are_accepted(password: str) -> None:
     password_policy.check(password)
