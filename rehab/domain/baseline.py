@@ -347,6 +347,19 @@ def pain_baselines(
     else:
         variance = centred_xx / noise_n
     variance = np.maximum(variance, 0.0)
+    if config.noise_recent_days:
+        # The recent period's own SD (around its mean) when it is lower: an earlier flare or
+        # regression weeks ago is not this patient's day-to-day noise any more.
+        first_short = calendar.before(day - config.noise_recent_days)
+        short_n = (upto - first_short).astype(np.float64)
+        short_x = sums.before(sums.totals(for_noise), first_short)
+        short_xx = (
+            sums.before(sums.totals(for_noise * for_noise), first_short)
+            - short_x * short_x / np.maximum(short_n, 1.0)
+        )
+        short_variance = np.maximum(short_xx / np.maximum(short_n - 1.0, 1.0), 0.0)
+        usable = short_n >= config.noise_recent_min_logs
+        variance = np.where(usable, np.minimum(variance, short_variance), variance)
     noise = np.maximum(np.sqrt(variance), config.noise_floor)
 
     # Autocorrelation: E[(x_t − x_{t−1})²] = 2σ²(1 − ρ) for logs on consecutive days.
