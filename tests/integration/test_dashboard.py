@@ -359,10 +359,10 @@ def test_summary_page_has_history_events_findings_and_open_alerts(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian chromium")
 def test_summary_pdf_is_a_real_pdf_with_the_chart_image(
     app: Flask, clinician: FlaskClient, clinic: Clinic
 ) -> None:
+    assert shutil.which("chromium"), "Debian chromium is not installed (run .ci/system-deps)"
     a, _ = fall_history(app, clinic)
     png = clinician.get(f"/clinic/patients/{a}/summary/chart.png")
     assert png.status_code == 200 and png.mimetype == "image/png"
