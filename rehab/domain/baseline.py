@@ -353,10 +353,9 @@ def pain_baselines(
         first_short = calendar.before(day - config.noise_recent_days)
         short_n = (upto - first_short).astype(np.float64)
         short_x = sums.before(sums.totals(for_noise), first_short)
-        short_xx = (
-            sums.before(sums.totals(for_noise * for_noise), first_short)
-            - short_x * short_x / np.maximum(short_n, 1.0)
-        )
+        short_xx = sums.before(
+            sums.totals(for_noise * for_noise), first_short
+        ) - short_x * short_x / np.maximum(short_n, 1.0)
         short_variance = np.maximum(short_xx / np.maximum(short_n - 1.0, 1.0), 0.0)
         usable = short_n >= config.noise_recent_min_logs
         variance = np.where(usable, np.minimum(variance, short_variance), variance)

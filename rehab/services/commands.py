@@ -11,7 +11,14 @@ import datetime as dt
 import hashlib
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from rehab.domain.vocabulary import (
     EventType,
@@ -30,9 +37,33 @@ PainScore = Annotated[int, Field(ge=0, le=10, strict=True)]
 ClientId = Annotated[
     str, StringConstraints(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
-ShortText = Annotated[str, StringConstraints(max_length=120, strip_whitespace=True)]
-Region = Annotated[str, StringConstraints(max_length=80, strip_whitespace=True)]
-LongText = Annotated[str, StringConstraints(max_length=2000, strip_whitespace=True)]
+# Control characters are refused in every text (PostgreSQL cannot store NUL, and none belongs in
+# a clinical note); a long text keeps its tabs and line breaks.
+_ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+_MULTI_LINE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+ShortText = Annotated[
+    str, StringConstraints(max_length=120, strip_whitespace=True, pattern=_ONE_LINE)
+]
+Region = Annotated[str, StringConstraints(max_length=80, strip_whitespace=True, pattern=_ONE_LINE)]
+LongText = Annotated[
+    str, StringConstraints(max_length=2000, strip_whitespace=True, pattern=_MULTI_LINE)
+]
+
+# Dates a clinic records: history reaches back decades, never centuries (a year-1 date would
+# also break the date arithmetic of the charts); the upper bound keeps `date + 1 day` valid.
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2999, 12, 31)
+
+
+def _plausible_date(value: dt.date) -> dt.date:
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ValueError(
+            f"must be between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}"
+        )
+    return value
+
+
+ClinicDate = Annotated[dt.date, AfterValidator(_plausible_date)]
 
 
 class InvalidInput(ValueError):
@@ -61,7 +92,7 @@ class ExerciseEntryInput(Command):
 
 class SessionLogInput(Command):
     client_id: ClientId
-    log_date: dt.date
+    log_date: ClinicDate
     back_pain: PainScore
     leg_pain: PainScore
     leg_side: Side | None = None
@@ -93,7 +124,7 @@ class SessionLogInput(Command):
 
 class EventInput(Command):
     client_id: ClientId | None = None
-    event_date: dt.date
+    event_date: ClinicDate
     event_type: EventType
     side: Side | None = None
     body_region: Region | None = None
@@ -117,7 +148,7 @@ class EventInput(Command):
 
 
 class FindingInput(Command):
-    finding_date: dt.date
+    finding_date: ClinicDate
     kind: FindingKind
     test_name: NeurodynamicTest | None = None
     side: Side | None = None
@@ -141,7 +172,7 @@ class FindingInput(Command):
 
 class OutcomeInput(Command):
     instrument: Instrument
-    measured_on: dt.date
+    measured_on: ClinicDate
     # ODI: the 10 section scores 0–5 (null = unanswered). PSFS: 3–5 activities.
     odi_sections: list[int | None] | None = None
     psfs_activities: Annotated[list[PsfsActivity], Field(max_length=5)] | None = None
@@ -174,14 +205,14 @@ class PrescriptionInput(Command):
 
 class PhaseInput(Command):
     name: Annotated[str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True)]
-    start_date: dt.date
+    start_date: ClinicDate
     goals: LongText = ""
 
 
 class ProgramInput(Command):
     title: Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)]
-    start_date: dt.date
-    end_date: dt.date | None = None
+    start_date: ClinicDate
+    end_date: ClinicDate | None = None
     phases: Annotated[list[PhaseInput], Field(max_length=12)] = []
     prescriptions: Annotated[list[PrescriptionInput], Field(min_length=1, max_length=40)]
 

@@ -447,3 +447,25 @@ def get_log(
 def prescriptions_for_day(session: Session, patient_id: int, day: dt.date) -> list[Prescription]:
     program = program_on(session, patient_id, day)
     return [p for p in program.prescriptions if p.active] if program else []
+
+
+def advice_after_event(session: Session, event: Event) -> Advice | None:
+    """A fall just logged earns the same care guidance as a log after a fall."""
+    if event.event_type is not EventType.FALL:
+        return None
+    return advice_for(
+        [],
+        had_fall=True,
+        has_spine_surgery_history=has_spine_surgery_history(session, event.patient_id),
+    )
+
+
+def has_log_on(session: Session, patient_id: int, day: dt.date) -> bool:
+    """Whether the patient has a log for `day` (the today page says "edit" rather than "new";
+    the caller has checked access)."""
+    found = session.scalar(
+        sa.select(SessionLog.id).where(
+            SessionLog.patient_id == patient_id, SessionLog.log_date == day
+        )
+    )
+    return found is not None

@@ -928,3 +928,23 @@ def retry_failed(session: Session, actor: Actor, notification_id: int) -> None:
         enqueue_after_commit(session, DELIVER_TASK, row.id)
     audit.record(session, actor, "notification.retry", None, target=f"notification:{row.id}")
     audit.commit(session)
+
+
+def patients_in_message(session: Session, notification_ids: Sequence[int]) -> list[int]:
+    """The patients an outbox message is about (its alerts' patients, or the patient a
+    reminder went to): an admin reading it reads their data, and the audit names them."""
+    if not notification_ids:
+        return []
+    ids = list(notification_ids)
+    about_alerts = (
+        sa.select(Alert.patient_id)
+        .join(Notification, Notification.alert_id == Alert.id)
+        .where(Notification.id.in_(ids))
+    )
+    reminded = (
+        sa.select(Patient.id)
+        .join(Notification, Notification.recipient_user_id == Patient.user_id)
+        .where(Notification.id.in_(ids), Notification.purpose == "reminder")
+    )
+    rows = session.scalars(sa.union(about_alerts, reminded)).all()
+    return sorted(set(rows))

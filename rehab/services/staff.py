@@ -20,7 +20,7 @@ from rehab.domain.vocabulary import AuditOutcome, Role
 from rehab.services import accounts, audit
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
-from rehab.services.commands import Command, InvalidInput
+from rehab.services.commands import ClinicDate, Command, InvalidInput
 
 AUDIT_PAGE_SIZE = 50
 
@@ -46,8 +46,8 @@ class AuditQuery(Command):
     user_id: Annotated[int, Field(gt=0, lt=2**31)] | None = None
     patient_id: Annotated[int, Field(gt=0, lt=2**31)] | None = None
     action: Annotated[str, StringConstraints(max_length=64, strip_whitespace=True)] = ""
-    date_from: dt.date | None = None
-    date_to: dt.date | None = None
+    date_from: ClinicDate | None = None
+    date_to: ClinicDate | None = None
     page: Annotated[int, Field(ge=1, le=100_000)] = 1
 
     @model_validator(mode="after")

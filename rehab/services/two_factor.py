@@ -39,7 +39,7 @@ def accepted_step(
     so an observed code cannot be replayed.
     """
     code = code.strip().replace(" ", "")
-    if not (code.isdigit() and len(code) == 6):
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
         return None
     totp = pyotp.TOTP(secret)
     current = totp.timecode(now if now is not None else time.time())

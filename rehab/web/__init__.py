@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 API_PREFIX = "/api/v1"
@@ -17,6 +17,13 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+
+
+FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class FieldRefused(BadRequest):
+    """A 400 whose description names the field and why ("q: contains a NUL character")."""
 
 
 def wants_json() -> bool:
@@ -71,6 +78,20 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(summary.bp)
     app.register_blueprint(chart_assets.bp)
 
+    @app.before_request
+    def _refuse_nul() -> None:
+        # PostgreSQL cannot store NUL and no field takes one: refuse it here, naming the
+        # field, before any view queries by it (the login form, the caseload search) or keeps
+        # it (the search term lives in the session). The API checks its JSON bodies itself.
+        sources = [request.args]
+        if request.method == "POST" and request.mimetype in FORM_MIMETYPES and not wants_json():
+            sources.append(request.form)
+        for source in sources:
+            for key, value in source.items(multi=True):
+                if "\x00" in key or "\x00" in value:
+                    name = key.replace("\x00", "")
+                    raise FieldRefused(description=f"{name}: contains a NUL character")
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
         code = exc.code or 500
@@ -80,7 +101,8 @@ def register_web(app: Flask) -> None:
                 "message": exc.description,
             }
             return jsonify(body), code
-        return render_template("error.html", code=code, name=exc.name), code
+        detail = exc.description if isinstance(exc, FieldRefused) else None
+        return render_template("error.html", code=code, name=exc.name, detail=detail), code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

@@ -9,6 +9,7 @@ service, as `InvalidInput(field, ...)`) is shown next to its field by `attach_er
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
@@ -150,14 +151,24 @@ def attach_errors(
             field.errors.append(error["message"])
 
 
+_SMALL_INT = re.compile(r"[0-9]{1,9}")
+
+
+def small_int(raw: str) -> int | None:
+    """A form's whole number in ASCII digits, or None: `str.isdigit` also accepts "²" and
+    other digits `int` refuses, and a 5,000-digit number is no choice of ours either."""
+    return int(raw) if _SMALL_INT.fullmatch(raw) else None
+
+
 def _resolve(form: Form, path: str, index_maps: Mapping[str, Sequence[int]]) -> Field | None:
     parts = path.split(".")
     node: Any = form
     for i, part in enumerate(parts):
         if isinstance(node, FieldList):
-            if not part.isdigit():
+            number = small_int(part)
+            if number is None:
                 return None
-            index = int(part)
+            index = number
             mapping = index_maps.get(parts[i - 1]) if i > 0 else None
             if mapping is not None:
                 if index >= len(mapping):
@@ -439,7 +450,8 @@ class ProgramForm(PageForm):
             raw = (f.exercise_id.data or "").strip()
             if not raw:
                 continue
-            exercise = library.get(int(raw)) if raw.isdigit() else None
+            number = small_int(raw)
+            exercise = library.get(number) if number is not None else None
             if exercise is None:
                 f.exercise_id.errors = ["Choose an exercise from the library."]
                 continue
@@ -626,8 +638,8 @@ class OdiForm(PageForm):
             raw = (field.data or "").strip()
             if not raw:
                 sections.append(None)
-            elif raw.isdigit():
-                sections.append(int(raw))
+            elif (number := small_int(raw)) is not None:
+                sections.append(number)
             else:
                 field.errors = [f"Choose 0–{ODI_MAX_PER_SECTION}."]
                 raise FormInvalid

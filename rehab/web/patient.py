@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from rehab.charts import progress as progress_charts
 from rehab.charts.serialize import figure_json
 from rehab.db.models import Prescription, SessionLog
-from rehab.domain.advice import advice_for
-from rehab.domain.vocabulary import RED_FLAG_LABELS, EventType, Role
+from rehab.domain.vocabulary import RED_FLAG_LABELS, Role
 from rehab.extensions import db, login_manager
 from rehab.services import account_settings, clinical, logs, records
 from rehab.services.access import NotFound, require_patient
@@ -147,12 +145,7 @@ def today() -> Any:
     if not service_called:
         # The attempt is checked and audited (as failed) even when the form never got far.
         require_patient(db.session, actor, patient_id, "session_log.write")
-    logged_today = db.session.scalar(
-        sa.select(SessionLog.id).where(
-            SessionLog.patient_id == patient_id, SessionLog.log_date == day
-        )
-    )
-    return _today_page(form, prescriptions, logged_today is not None, status)
+    return _today_page(form, prescriptions, logs.has_log_on(db.session, patient_id, day), status)
 
 
 # --- events -------------------------------------------------------------------------------
@@ -184,17 +177,11 @@ def new_event() -> Any:
         except NotFound:
             abort(404)
         else:
-            advice = None
-            if event.event_type is EventType.FALL:
-                advice = advice_for(
-                    [],
-                    had_fall=True,
-                    has_spine_surgery_history=logs.has_spine_surgery_history(
-                        db.session, patient_id
-                    ),
-                )
             return render_template(
-                "patient/event_saved.html", event=event, advice=advice, labels=EVENT_TYPE_LABELS
+                "patient/event_saved.html",
+                event=event,
+                advice=logs.advice_after_event(db.session, event),
+                labels=EVENT_TYPE_LABELS,
             )
     if not service_called:
         require_patient(db.session, actor, patient_id, "event.write")

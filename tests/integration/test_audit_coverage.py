@@ -88,9 +88,16 @@ MANY_PATIENTS: dict[tuple[str, str], set[str]] = {
     ("clinic.caseload", "GET"): {"caseload.read"},
     ("alerts.inbox", "GET"): {"alert.list", "notification.list"},
 }
+# An e-mail in the outbox, as the admin reads it (alert explanations, event notes): one row
+# per patient it is about.
+OUTBOX_READS = {("outbox.outbox_message", "GET"), ("outbox.outbox_html", "GET")}
 # Pages with no patient data (a blank form, the caller's own account, admin pages audited
 # below, public pages): no patient row.
-NO_PATIENT_DATA = {key for key in ROUTES if key not in PATIENT_DATA and key not in MANY_PATIENTS}
+NO_PATIENT_DATA = {
+    key
+    for key in ROUTES
+    if key not in PATIENT_DATA and key not in MANY_PATIENTS and key not in OUTBOX_READS
+}
 ROW = re.compile(r"^[a-z_]+:[A-Za-z0-9._-]+$")
 
 
@@ -210,6 +217,17 @@ def test_every_patient_data_request_writes_exactly_one_row(app: Flask) -> None:
         assert {(r.user_id, r.outcome.value) for r in new} == {
             (clinic.clinician.user_id, "allowed")
         }
+
+    # The outbox's alert e-mail (about patient A): one row naming A, per read.
+    for key in sorted(OUTBOX_READS):
+        before = last_id(app)
+        response = call(ctx, app, clients, key, ADMIN)
+        assert response.status_code == 200, key
+        new = rows_since(app, before)
+        assert [(r.action, r.patient_id, r.outcome.value) for r in new] == [
+            ("outbox.read", a, "allowed")
+        ], key
+        assert new[0].request_id == response.headers["X-Request-ID"]
 
     # Pages without patient data write no patient row.
     for key in sorted(NO_PATIENT_DATA):
