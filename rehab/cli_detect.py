@@ -39,11 +39,16 @@ def detect_command(input_csv: str) -> None:
     """Replay INPUT.csv (or - for stdin) through the detector; print alerts as JSON Lines."""
     try:
         if input_csv == "-":
-            text = sys.stdin.read().removeprefix("\ufeff")
-            parsed = parse_detect_csv(io.StringIO(text, newline=""))
+            data = sys.stdin.buffer.read()
+            parsed = parse_detect_csv(io.StringIO(_decode(data), newline=""))
         else:
             with open(input_csv, encoding="utf-8-sig", newline="") as stream:
-                parsed = parse_detect_csv(stream)
+                try:
+                    parsed = parse_detect_csv(stream)
+                except UnicodeDecodeError:
+                    with open(input_csv, "rb") as raw:
+                        _decode(raw.read())  # raises with the line and column
+                    raise
     except DetectInputError as exc:
         click.echo(f"error: {input_csv}: {exc}", err=True)
         sys.exit(2)
@@ -53,6 +58,21 @@ def detect_command(input_csv: str) -> None:
     episodes = detect_episodes_many(parsed.patients, DEFAULT_CONFIG, as_of=parsed.last_date)
     for line in json_lines(alerts_in_output_order(episodes)):
         sys.stdout.write(line + "\n")
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 text (a BOM dropped), or a `DetectInputError` at the first undecodable byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        line_start = before.rfind(b"\n") + 1
+        # The column counts CSV fields, as every other error does.
+        column = data[line_start : exc.start].count(b",") + 1
+        raise DetectInputError(
+            line, column, f"not UTF-8 text (byte 0x{data[exc.start]:02x})"
+        ) from None
 
 
 def _score_line(

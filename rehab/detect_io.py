@@ -6,10 +6,17 @@ and `date` (YYYY-MM-DD); optional `back_pain`, `leg_pain` (integers 0–10, empt
 event type), `event_note`, and `leg_side` (left/right/both, so explanations can say "Left leg
 pain"). Unknown columns are ignored, rows may come in any order, days may be missing.
 
+Read as generously as the contract allows, because one refused cell refuses the whole file:
+column names in any case; whole numbers written as decimals (`3.0`, `1.0`: what a dataframe
+with gaps writes); event types as the glossary spells them (`medication change`); and
+`leg_side`, a column of ours that only words the explanation, ignored when it says something
+else (`L`, `bilateral`... become their side, anything else none).
+
 How rows become logs. Several rows of one patient and date are merged (a log row and an event
-row, or several events); two different values for the same field are an error. A row that
-carries only an event (no pain, adherence or red flag) is an event, not a log: a surgery dated
-before the first log does not start the patient's follow-up, nor count as a day logged.
+row, or several events); two different values for the same field are an error. A row with no
+pain, adherence or red flag is not a log ("empty = not logged"): an event-only row is an event
+(a surgery dated before the first log does not start the patient's follow-up), and a row with
+every value empty (a day of a dense grid the patient did not log) is a day without a log.
 
 Replay. Every patient is replayed from her first log up to the last date in the file (any row,
 any patient), through `rehab.domain.detection.detect_episodes_many`, the worker's code. So a
@@ -48,9 +55,19 @@ CSV_COLUMNS = (
     "leg_side",
 )
 EVENT_TYPES = frozenset(e.value for e in EventType)
-LEG_SIDES = frozenset({"left", "right", "both"})
+LEG_SIDES = {
+    "left": "left",
+    "l": "left",
+    "right": "right",
+    "r": "right",
+    "both": "both",
+    "b": "both",
+    "bilateral": "both",
+}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MEASURES = ("back_pain", "leg_pain", "adherence", "leg_side")
+# A whole number, also as a decimal with a zero fraction ("3", "3.0", "03.00").
+_WHOLE = re.compile(r"(\d{1,2})(?:\.0*)?")
+_MEASURES = ("back_pain", "leg_pain", "adherence")
 
 
 class DetectInputError(ValueError):
@@ -92,9 +109,10 @@ def _cell_error(line: int, header: Sequence[str], index: int, what: str) -> Dete
 def _pain(text: str, line: int, header: Sequence[str], index: int) -> int | None:
     if text == "":
         return None
-    if not re.fullmatch(r"\d{1,2}", text) or int(text) > 10:
+    whole = _WHOLE.fullmatch(text)
+    if whole is None or int(whole.group(1)) > 10:
         raise _cell_error(line, header, index, f"expected an integer 0–10 or empty, got {text!r}")
-    return int(text)
+    return int(whole.group(1))
 
 
 def _adherence(text: str, line: int, header: Sequence[str], index: int) -> float | None:
@@ -113,7 +131,7 @@ def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
     """Parse the §4 CSV from lines of text (a file opened with newline="")."""
     reader = csv.reader(stream)
     try:
-        header = [name.strip().lstrip("\ufeff") for name in next(reader)]
+        header = [name.strip().lstrip("\ufeff").strip().lower() for name in next(reader)]
     except StopIteration:
         raise DetectInputError(1, None, "empty input: expected a header line") from None
     except csv.Error as exc:
@@ -174,26 +192,19 @@ def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
                 cells["adherence"], line, header, positions["adherence"]
             )
         if "leg_side" in positions and cells["leg_side"]:
-            side = cells["leg_side"].lower()
-            if side not in LEG_SIDES:
-                raise _cell_error(
-                    line,
-                    header,
-                    positions["leg_side"],
-                    f"expected left, right, both or empty, got {cells['leg_side']!r}",
-                )
-            values["leg_side"] = side
+            values["leg_side"] = LEG_SIDES.get(cells["leg_side"].lower())
         red_flag = False
-        if "red_flag" in positions and cells["red_flag"] not in ("", "0"):
-            if cells["red_flag"] != "1":
+        if "red_flag" in positions and cells["red_flag"]:
+            flag = _WHOLE.fullmatch(cells["red_flag"])
+            if flag is None or int(flag.group(1)) > 1:
                 raise _cell_error(
                     line,
                     header,
                     positions["red_flag"],
                     f"expected 0, 1 or empty, got {cells['red_flag']!r}",
                 )
-            red_flag = True
-        event_type = cells.get("event", "").lower()
+            red_flag = int(flag.group(1)) == 1
+        event_type = re.sub(r"[\s-]+", "_", cells.get("event", "").lower())
         if event_type and event_type not in EVENT_TYPES:
             raise _cell_error(
                 line,
@@ -209,7 +220,7 @@ def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
             )
         has_measure = any(values.get(name) is not None for name in _MEASURES) or red_flag
         day_log = days.setdefault(patient_id, {}).setdefault(day, _DayLog())
-        if has_measure or not event_type:
+        if has_measure:
             day_log.is_log = True
         day_log.red_flag = day_log.red_flag or red_flag
         for name, value in values.items():

@@ -122,6 +122,64 @@ def test_each_kind_of_bad_value_is_located(row: str, line: int, column: int) -> 
     assert (caught.value.line, caught.value.column) == (line, column)
 
 
+@pytest.mark.parametrize(
+    ("row", "column"),
+    [
+        ("P,2025-01-01,1,3.5,1,0,,", 4),
+        ("P,2025-01-01,1,11.0,1,0,,", 4),
+        ("P,2025-01-01,1,1,1,1.5,,", 6),
+        ("P,2025-01-01,1,1,1,2.0,,", 6),
+        ("P,2025-01-01,1,1,1,0,medication-changed,", 7),
+    ],
+)
+def test_generous_reading_stops_at_values_that_are_not_whole_or_known(
+    row: str, column: int
+) -> None:
+    with pytest.raises(DetectInputError) as caught:
+        parse_detect_csv(io.StringIO(f"{HEADER}\n{row}\n"))
+    assert (caught.value.line, caught.value.column) == (2, column)
+
+
+def test_the_contract_is_read_generously_where_one_cell_would_refuse_the_file() -> None:
+    # Column names in any case, whole numbers as decimals (a dataframe with gaps writes 3.0),
+    # the glossary's spelling of event types, and leg sides in other words (or none).
+    text = (
+        "Patient_ID,DATE,Back_Pain,leg_pain,red_flag,event,leg_side\n"
+        "P,2025-01-01,2.0,3,0.0,medication change,L\n"
+        "P,2025-01-02,2,4.0,1.0,,bilateral\n"
+        "P,2025-01-03,2,5,,,upper thigh\n"
+    )
+    (patient,) = parse_detect_csv(io.StringIO(text)).patients
+    assert patient.back_pain == (2, 2, 2) and patient.leg_pain == (3, 4, 5)
+    assert patient.red_flags is not None
+    assert [bool(flags) for flags in patient.red_flags] == [False, True, False]
+    assert [e.event_type for e in patient.events] == ["medication_change"]
+    assert patient.leg_side == ("left", "both", None)
+
+
+def test_a_row_with_every_value_empty_is_a_day_without_a_log() -> None:
+    # A dense grid: the days the patient did not log are rows with empty values (and a 0 flag).
+    text = f"{HEADER}\nP,2025-01-01,1,1,1,0,,\nP,2025-01-02,,,,0,,\nP,2025-01-03,,,,,,\n"
+    parsed = parse_detect_csv(io.StringIO(text + "P,2025-01-04,,,,,,\n"))
+    (patient,) = parsed.patients
+    assert patient.dates == (date(2025, 1, 1),)
+    assert parsed.last_date == date(2025, 1, 4)
+    episodes = detect_episodes_many(parsed.patients, as_of=parsed.last_date)["P"]
+    assert [(e.kind, e.onset, e.detected_on) for e in episodes] == [
+        ("missed_logs", date(2025, 1, 2), date(2025, 1, 4))
+    ]
+
+
+def test_a_file_that_is_not_utf8_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(f"{HEADER}\nP,2025-01-01,1,1,1,0,other,caf\xe9\n".encode("latin-1"))
+    for args, stdin in (([str(path)], None), (["-"], path.read_bytes())):
+        result = CliRunner().invoke(detect_command, args, input=stdin)
+        assert result.exit_code == 2
+        assert "line 2, column 8: not UTF-8 text (byte 0xe9)" in result.stderr
+        assert result.stdout == ""
+
+
 def test_a_missing_required_column_is_an_error(tmp_path: Path) -> None:
     code, _, err = _run("patient_id,leg_pain\nP,3\n", tmp_path)
     assert code == 2
