@@ -1306,6 +1306,7 @@ def run_detect(options: DetectOptions, echo: Echo = print) -> DetectReport:
         migrate.upgrade(database_url)
         overrides = {
             "mode": "production",
+            "outbox_in_production": True,  # no SMTP: the scan sends no e-mail
             "secret_key": secrets.token_hex(32),
             "database_url": database_url,
             "broker_url": redis_url,

@@ -1019,6 +1019,7 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
             "REHAB_DATABASE_URL": database_url,
             "REHAB_BROKER_URL": redis_url,
             "REHAB_INSTANCE_PATH": str(workdir / "instance"),
+            "REHAB_OUTBOX_IN_PRODUCTION": "true",  # no SMTP: the bench sends no e-mail
         }
         statements = count_statements(
             {
@@ -1027,6 +1028,7 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
                 "database_url": database_url,
                 "broker_url": redis_url,
                 "instance_path": workdir / "instance",
+                "outbox_in_production": True,
             },
             clinic.probe,
             clinic.last_day,

@@ -888,6 +888,7 @@ def run_load(options: LoadOptions, echo: Echo = print) -> LoadReport:
         secret_key = secrets.token_hex(32)
         settings = {
             "mode": "production",
+            "outbox_in_production": True,  # no SMTP: alerts' e-mails go to the file outbox
             "secret_key": secret_key,
             "database_url": database_url,
             "broker_url": redis_url,

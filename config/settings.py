@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     database_url: str
     broker_url: str
     smtp_url: str
+    outbox_in_production: bool
     mail_from: str
     public_url: str
     secret_key: str
@@ -123,4 +124,16 @@ def load_settings(**overrides: Any) -> Settings:
         settings.secret_key = _development_secret(settings)
     elif settings.mode == "production" and len(settings.secret_key) < MIN_SECRET_LENGTH:
         raise ConfigError(f"REHAB_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+    if (
+        settings.mode == "production"
+        and not settings.smtp_url
+        and not settings.outbox_in_production
+    ):
+        # Urgent alerts would be written to files nobody reads: never silently.
+        raise ConfigError(
+            "REHAB_SMTP_URL is not set. Production mode refuses to start without it: alert"
+            " e-mails would be written to <instance>/outbox/ and never sent. Set it (e.g."
+            " smtp://user:password@mail.example.org:587), or set"
+            " REHAB_OUTBOX_IN_PRODUCTION=true to accept the file outbox (admin page only)."
+        )
     return settings

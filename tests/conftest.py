@@ -92,6 +92,8 @@ def app_settings(database_url: str, tmp_path: Path, **extra: object) -> dict[str
         # Most tests log in without the second factor; tests/integration/test_two_factor.py
         # turns it on.
         "totp_required": False,
+        # Tests that run in production mode send no real e-mail unless they set an SMTP URL.
+        "outbox_in_production": True,
         **extra,
     }
 

@@ -6,6 +6,13 @@ Sources, as summarised in the design:
 - Minimal detectable change ≈ 2 points (Childs 2005): a change below it is indistinguishable
   from measurement noise, so a clinically important *detected* change is never below it.
 - ODI MCID ≈ 10 points; PSFS MCID 2 points.
+
+Points, not the "or 30 %" the design also cites: 30 % is a threshold for *improvement* from a
+level (Farrar 2001 studied reductions); for a *rise* from a low baseline it means almost
+nothing (30 % of 1/10 is 0.3 points) and the 2-point detectable change would decide anyway,
+while from a high one the level-graded MCID above already asks for 3–3.5 points. ODI's "/ 30 %"
+likewise: a clinic's patients on follow-up sit at low ODI scores, where 30 % is a few points,
+inside the questionnaire's measurement error; 10 points are used.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class DetectionConfig:
     elevated_margin: float = 1.0
     elevated_logs_needed: int = 3
 
-    # --- after a fall or injury (design: "a fall lowers the evidence needed") ---------------
+    # --- after a fall or injury (issue 3: "a fall lowers the evidence needed"; seed case) ----
     # Within 14 days after a logged fall or injury, two logs on or after the event, both up
     # by ≥ 1, whose mean is up by the clinically important rise and by `event_z` SDs of a
     # 2-log mean (σ·√((1 + ρ)/2), plus the baseline's error) are enough.

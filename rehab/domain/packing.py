@@ -209,10 +209,14 @@ class Patient:
         self, day: int, config: DetectionConfig, leave_out: PatientEvent
     ) -> tuple[tuple[RelatedEvent, ...], str]:
         """`context_tail` whose "Also logged" leaves one event out (the one an alert names as
-        how it began)."""
+        how it began). The related events reach back to that event, if it is older than the
+        `related_event_days` (an alert that began 14 days after a fall lists the fall)."""
         known_until = bisect_right(self.event_days, day)
-        recent_from = bisect_left(self.event_days, day - config.related_event_days)
-        related = self.context(day, config)[1]
+        linked_day = leave_out.date.toordinal() - self.origin
+        recent_from = bisect_left(self.event_days, min(day - config.related_event_days, linked_day))
+        if self._related is None:
+            self._related = tuple(RelatedEvent(e.date, e.event_type, e.note) for e in self.events)
+        related = self._related[recent_from:known_until]
         return related, join_sentences(
             self.also_logged(recent_from, known_until, leave_out), self._history(known_until)
         )

@@ -495,13 +495,18 @@ def _reconcile(
     new_rows: list[dict[str, Any]] = []
     for patient_id, episodes in episodes_by_patient.items():
         known = stored.get(patient_id, {})
+        episodes = list(episodes)
+        # An episode closed the day another of its kind and metric opened was superseded (a
+        # further rise), not resolved: its note must not say the pain settled.
+        opened = {(e.kind, e.metric or "", e.detected_on) for e in episodes}
         for episode in episodes:
             key = (episode.kind, episode.metric or "", episode.detected_on)
             existing = known.get(key)
             if existing is not None:
                 alert_id, status = existing
                 if episode.resolved_on is not None and status is not AlertStatus.RESOLVED:
-                    _auto_resolve(session, alert_id, episode.resolved_on, now)
+                    superseded = (*key[:2], episode.resolved_on) in opened
+                    _auto_resolve(session, alert_id, episode.resolved_on, now, superseded)
                     audit.record(
                         session, SYSTEM, "alert.resolve", patient_id, target=f"alert:{alert_id}"
                     )
@@ -586,9 +591,9 @@ def _auto_resolve(
     session: Session, alert_id: int, on: dt.date, now: dt.datetime, superseded: bool = False
 ) -> None:
     note = (
-        "Superseded by a newer alert of the same kind."
+        "Superseded by a newer alert of the same kind and metric (a further change)."
         if superseded
-        else ("Resolved automatically: back near baseline for a sustained period.")
+        else "Resolved automatically: back near baseline for a sustained period."
     )
     session.execute(
         sa.update(Alert)

@@ -103,3 +103,26 @@ def test_missed_logs_follow_the_clinic_setting(database_url: str, tmp_path: Path
             dispose_engines(app)
     assert "missed_logs" in kinds[3]
     assert "missed_logs" not in kinds[5]
+
+
+def test_a_further_rise_closes_the_open_alert_as_superseded_not_settled(
+    app: Flask, clinic: Clinic
+) -> None:
+    """Evaluated as the worker does, day by day: the first alert is stored while open; the
+    further rise closes it with a note that says so (the pain did not settle)."""
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        today = clinic_today()
+        leg = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 6 + [5] * 10 + [9] * 6
+        start = today - dt.timedelta(days=len(leg) - 1)
+        add_logs(a, start, leg)
+        for day in range(60, len(leg)):
+            evaluation.evaluate_and_commit(db.session, [a], start + dt.timedelta(days=day))
+        first, second = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert first.status is AlertStatus.RESOLVED and first.resolved_on == second.detected_on
+        assert first.resolve_note is not None
+        assert first.resolve_note.startswith("Superseded by a newer alert")
+        assert "back near baseline" not in first.resolve_note
+        assert second.status is AlertStatus.OPEN
+        assert "Rose further" in second.explanation

@@ -187,6 +187,17 @@ def test_a_fall_lowers_the_evidence_needed() -> None:
     assert "Began 1 day after a fall (missed the last stair) logged" in with_fall.explanation
 
 
+def test_a_fall_the_explanation_names_is_among_the_related_events_however_old() -> None:
+    # A rise that begins 14 days after the fall and is detected a few days later: the fall
+    # is older than the 14 days before detection, yet it is how the alert says it began.
+    leg = [*QUIET, *QUIET[:14], 6, 6, 7, 6, 7, 6]
+    fall = PatientEvent(day(60), "fall", "slipped on the ice")
+    alert = _only(pain_alerts(detect_episodes(series(leg, events=[fall]))))
+    assert alert.detected_on > day(74)
+    assert "Began 14 days after a fall (slipped on the ice)" in alert.explanation
+    assert [(e.date, e.event) for e in alert.related_events] == [(day(60), "fall")]
+
+
 def test_an_event_is_sooner_but_a_single_day_still_never_alerts() -> None:
     leg = [*QUIET, 9, *QUIET[:10]]
     fall = PatientEvent(day(60), "fall", "")
