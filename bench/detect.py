@@ -51,7 +51,14 @@ import click
 import numpy as np
 import numpy.typing as npt
 
-from bench.ingest import RESULTS_PATH, machine_description
+from bench.results import (
+    RESULTS_PATH,
+    database_url_option,
+    json_option,
+    machine_description,
+    results_option,
+    write_section,
+)
 
 SECTION_TITLE = "Detection scan (rehab bench detect)"
 PATIENTS_PER_TEAM = 250
@@ -1226,22 +1233,6 @@ def _runs(runs: list[dict[str, Any]]) -> str:
     return f"best of {len(runs)}: " + ", ".join(f"{r['seconds']:.2f}" for r in runs)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Write or replace this benchmark's section of RESULTS.md, keeping every other one."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    heading = f"## {SECTION_TITLE}"
-    if heading in lines:
-        start = lines.index(heading)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = [*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]
-    else:
-        new = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
-
-
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -1420,7 +1411,7 @@ def run_detect(options: DetectOptions, echo: Echo = print) -> DetectReport:
             problems=problems,
         )
     if options.results_path is not None:
-        write_section(options.results_path, report.markdown())
+        write_section(options.results_path, SECTION_TITLE, report.markdown())
     return report
 
 
@@ -1444,24 +1435,9 @@ def run_detect(options: DetectOptions, echo: Echo = print) -> DetectReport:
 @click.option(
     "--quick", is_flag=True, help="Small form for CI: 300 patients × 120 days, no RESULTS.md."
 )
-@click.option(
-    "--database-url",
-    help="PostgreSQL to use (postgresql+psycopg://...); default: a private durable server.",
-)
-@click.option(
-    "--results",
-    "results_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Markdown file to write the section to [bench/RESULTS.md; none with --quick].",
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the figures as JSON.",
-)
+@database_url_option
+@results_option
+@json_option
 def detect_command(
     patients: int | None,
     days: int | None,

@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import random
 import resource
 import secrets
@@ -41,9 +40,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
+from bench.results import (
+    BENCH_DIR,
+    RESULTS_PATH,
+    load_average,
+    machine_description,
+    write_section,
+)
+
 PROJECT_ROOT = BENCH_DIR.parent
-RESULTS_PATH = BENCH_DIR / "RESULTS.md"
 GUNICORN_CONFIG = PROJECT_ROOT / "config" / "gunicorn.conf.py"
 SECTION_TITLE = "Ingest (rehab bench ingest)"
 BENCH_SCHEMA = "bench"
@@ -478,43 +483,6 @@ def _cpu_sentence(ours: TargetResult, bare: TargetResult) -> str:
         groups = " + ".join(f"{group} {ms:.2f}" for group, ms in cpu.items() if ms >= 0.005)
         parts.append(f"{target.name} {groups} = {sum(cpu.values()):.2f} ms")
     return "CPU per answered request, by process group: " + "; ".join(parts) + "."
-
-
-def machine_description() -> str:
-    mem_kib = 0
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores (nproc), "
-        f"{mem_kib / 1024 / 1024:.1f} GiB RAM, Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
-
-
-def _load_average() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " / ".join(f.read().split()[:3]) + " (1 / 5 / 15 min)"
-    except OSError:
-        return "unknown"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Write or replace this benchmark's section of RESULTS.md, keeping every other one."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    heading = f"## {SECTION_TITLE}"
-    if heading in lines:
-        start = lines.index(heading)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = [*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]
-    else:
-        new = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
 
 
 class _Gunicorn:
@@ -995,7 +963,7 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
     days_back = 365
     expected = 3000.0 * (options.warmup + options.seconds)
     patients = max(100 if not options.quick else 40, math.ceil(expected / (days_back + 1)))
-    load_before = _load_average()
+    load_before = load_average() + " (1 / 5 / 15 min)"
     with (
         tempfile.TemporaryDirectory(prefix="rehab-bench-") as tmp,
         _servers(options) as servers,
@@ -1162,7 +1130,7 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
             },
         )
     if options.results_path is not None:
-        write_section(options.results_path, report.markdown())
+        write_section(options.results_path, SECTION_TITLE, report.markdown())
     return report
 
 

@@ -54,13 +54,15 @@ from typing import Any
 
 import click
 
-from bench.ingest import (
-    PROJECT_ROOT,
+from bench.ingest import PROJECT_ROOT, LogPlan, PatientSlot, percentile
+from bench.results import (
     RESULTS_PATH,
-    LogPlan,
-    PatientSlot,
+    database_url_option,
+    json_option,
+    load_average,
     machine_description,
-    percentile,
+    results_option,
+    write_section,
 )
 
 SECTION_TITLE = "Load (rehab bench load)"
@@ -848,14 +850,6 @@ def _scalar(database_url: str, sql: str, params: tuple[Any, ...] = ()) -> int:
     return int(row[0]) if row else 0
 
 
-def _load_average() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " / ".join(f.read().split()[:3]) + " (1 / 5 / 15 min)"
-    except OSError:
-        return "unknown"
-
-
 def run_load(options: LoadOptions, echo: Echo = print) -> LoadReport:
     """Set up, log the clinicians in, step the rate up, check, report (and write RESULTS.md)."""
     import runpy
@@ -870,7 +864,7 @@ def run_load(options: LoadOptions, echo: Echo = print) -> LoadReport:
     )
     from rehab import migrate
 
-    load_before = _load_average()
+    load_before = load_average() + " (1 / 5 / 15 min)"
     steps: list[StepResult] = []
     checks: list[str] = []
     problems: list[str] = []
@@ -1034,7 +1028,7 @@ def run_load(options: LoadOptions, echo: Echo = print) -> LoadReport:
         },
     )
     if options.results_path is not None:
-        write_section(options.results_path, report.markdown())
+        write_section(options.results_path, SECTION_TITLE, report.markdown())
     return report
 
 
@@ -1053,22 +1047,6 @@ def _line(step: StepResult) -> str:
         f"{queued}  "
         f"{'ok' if step.meets_target else 'MISSED'}"
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    """Write or replace this benchmark's section of RESULTS.md, keeping every other one."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    heading = f"## {SECTION_TITLE}"
-    if heading in lines:
-        start = lines.index(heading)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = [*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]
-    else:
-        new = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -1094,26 +1072,11 @@ def _rates(text: str) -> tuple[float, ...]:
 @click.option("--history-days", type=int, default=None, help="Days of history [90; 30].")
 @click.option("--worker/--no-worker", default=True, show_default=True, help="Run one worker.")
 @click.option("--quick", is_flag=True, help="Short form for CI: 2 steps of 4 s, no RESULTS.md.")
-@click.option(
-    "--database-url",
-    help="PostgreSQL to use (postgresql+psycopg://...); default: a private durable server.",
-)
+@database_url_option
 @click.option("--workers", type=int, default=None, help="gunicorn processes (override).")
 @click.option("--threads", type=int, default=None, help="gunicorn threads (override).")
-@click.option(
-    "--results",
-    "results_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Markdown file to write the section to [bench/RESULTS.md; none with --quick].",
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the figures as JSON.",
-)
+@results_option
+@json_option
 def load_command(
     rates: str | None,
     seconds: float | None,

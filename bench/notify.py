@@ -44,7 +44,7 @@ from typing import Any
 
 import click
 
-from bench.ingest import RESULTS_PATH, machine_description
+from bench.results import RESULTS_PATH, machine_description, write_section
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "Notification latency (rehab bench notify)"
@@ -360,22 +360,6 @@ def markdown(scenarios: list[Scenario], runs: int, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Write or replace this benchmark's section of RESULTS.md, keeping every other one."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    heading = f"## {SECTION_TITLE}"
-    if heading in lines:
-        start = lines.index(heading)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = [*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]
-    else:
-        new = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
-
-
 @click.command("notify")
 @click.option("--runs", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option(
@@ -409,7 +393,7 @@ def notify_command(
     section = markdown(scenarios, runs, " ".join(p for p in parts if p))
     click.echo(section)
     if not no_results:
-        write_section(results_path, section)
+        write_section(results_path, SECTION_TITLE, section)
         click.echo(f"written to {results_path}", err=True)
     if not all(s.met for s in scenarios):
         sys.exit(1)

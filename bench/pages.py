@@ -35,7 +35,7 @@ from typing import Any
 import click
 import numpy as np
 
-from bench.ingest import RESULTS_PATH, machine_description
+from bench.results import RESULTS_PATH, load_average, machine_description, write_section
 
 SECTION_TITLE = "Pages (rehab bench pages)"
 PATIENTS = 500
@@ -457,7 +457,7 @@ def run_scenario(database: str, runs: int, warmup: int, echo: Echo) -> Scenario:
                 "totp_required": False,
             }
         )
-        scenario = Scenario(database, version, logs, built, _load_average())
+        scenario = Scenario(database, version, logs, built, load_average())
         try:
             client = app.test_client()
             login_page = client.get("/login").get_data(as_text=True)
@@ -492,12 +492,6 @@ def run_scenario(database: str, runs: int, warmup: int, echo: Echo) -> Scenario:
                 for engine in db.engines.values():
                     engine.dispose()
     return scenario
-
-
-def _load_average() -> str:
-    with contextlib.suppress(OSError):
-        return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return "?"
 
 
 @contextlib.contextmanager
@@ -576,22 +570,6 @@ def markdown(scenarios: list[Scenario], command: str, runs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Write or replace this benchmark's section of RESULTS.md, keeping every other one."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    heading = f"## {SECTION_TITLE}"
-    if heading in lines:
-        start = lines.index(heading)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = [*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]
-    else:
-        new = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
-
-
 @click.command()
 @click.option(
     "--database",
@@ -614,5 +592,5 @@ def pages_command(databases: tuple[str, ...], runs: int, warmup: int, no_results
     section = markdown(scenarios, " ".join(parts), runs)
     click.echo(section)
     if not no_results:
-        write_section(RESULTS_PATH, section)
+        write_section(RESULTS_PATH, SECTION_TITLE, section)
         click.echo(f"written to {RESULTS_PATH}", err=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from bench.results import database_url_option, json_option, results_option
+
 
 @click.group()
 def bench() -> None:
@@ -19,26 +21,11 @@ def bench() -> None:
 @click.option("--warmup", type=float, default=None, help="Warm-up seconds per target [3].")
 @click.option("--clients", type=int, default=16, show_default=True, help="Concurrent clients.")
 @click.option("--quick", is_flag=True, help="Short form for CI: 3 s per target, no RESULTS.md.")
-@click.option(
-    "--database-url",
-    help="PostgreSQL to use (postgresql+psycopg://...); default: a private durable server.",
-)
+@database_url_option
 @click.option("--workers", type=int, default=None, help="Override the gunicorn config.")
 @click.option("--threads", type=int, default=None, help="Override the gunicorn config.")
-@click.option(
-    "--results",
-    "results_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Markdown file to write the section to [bench/RESULTS.md; none with --quick].",
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the figures as JSON.",
-)
+@results_option
+@json_option
 def ingest(
     seconds: float | None,
     warmup: float | None,

@@ -29,7 +29,7 @@ from rehab.domain.detection import detect_episodes, detect_episodes_many
 from rehab.domain.scoring import EvalScore, format_score, score_cohort
 from rehab.domain.simulation import COHORT_PRESETS, generate_cohort
 
-RESULTS_SECTION = "## Detection quality (rehab eval)"
+RESULTS_TITLE = "Detection quality (rehab eval)"
 DEFAULT_RESULTS = Path("bench/RESULTS.md")
 
 
@@ -96,20 +96,6 @@ def _score_line(
         f"{score.red_flags_same_day.fraction:.3f} | {score.adherence_drops_found.fraction:.2f} | "
         f"{1000 * seconds / max(1, score.patients):.2f} | {1000 * single_seconds:.2f} |"
     )
-
-
-def _write_results(path: Path, body: str) -> None:
-    """Replace (or append) the "Detection quality" section, keeping the file's other ones."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    start = text.find(RESULTS_SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        following = text.find("\n## ", start + len(RESULTS_SECTION))
-        rest = text[following + 1 :] if following >= 0 else ""
-        text = text[:start] + body + ("\n" + rest if rest else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 @click.command("eval")
@@ -204,7 +190,7 @@ def eval_command(
     if write_results:
         machine = f"{platform.machine()}, {_cpu_count()} CPUs, Python {platform.python_version()}"
         body = (
-            f"{RESULTS_SECTION}\n\n"
+            f"## {RESULTS_TITLE}\n\n"
             f"`rehab eval --patients {patients} --days {days} "
             + " ".join(f"--seed {s}" for s in seeds)
             + " "
@@ -227,7 +213,9 @@ def eval_command(
             "`detect_episodes_many` (the periodic scan, `rehab detect`), the last column one "
             "`detect_episodes` call per patient.\n\n" + table + "\n"
         )
-        _write_results(results_path, body)
+        from bench.results import write_section
+
+        write_section(results_path, RESULTS_TITLE, body)
         click.echo(f"wrote {results_path}")
 
 

@@ -17,11 +17,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from rehab.domain.arrays import BoolArray, FloatArray, IntArray
 from rehab.domain.config import DetectionConfig
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 
 class LogCalendar:

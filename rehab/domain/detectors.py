@@ -12,22 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from rehab.domain.arrays import BoolArray, FloatArray, IntArray, flat_true
 from rehab.domain.baseline import LogCalendar, PainBaselines, RunningSums
 from rehab.domain.clinical import clinically_important_pain_rise_array
 from rehab.domain.config import DetectionConfig
 from rehab.domain.noise import mean_variance_factor, trimmed_mean_moments_of
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-
-
-def _flat(mask: npt.NDArray[np.bool_]) -> IntArray:
-    """np.flatnonzero of a 1-D mask, without its Python wrapper (a hot path)."""
-    return mask.nonzero()[0]
-
 
 EVENT_RULE = 2  # `PainDecisions.rule` value of the after-a-fall rule (a 2-log window)
 # Sums from cumulative sums carry float rounding: a window exactly at its threshold counts.
@@ -80,9 +70,9 @@ def recent_median(values: FloatArray, series_first: IntArray) -> FloatArray:
     high = np.maximum(values, one_back)
     median = np.maximum(low, np.minimum(high, two_back))
     index = np.arange(n)
-    second = _flat(index - 1 == series_first)
+    second = flat_true(index - 1 == series_first)
     median[second] = (low[second] + high[second]) / 2.0
-    first = _flat(index == series_first)
+    first = flat_true(index == series_first)
     median[first] = values[first]
     return median
 
@@ -209,7 +199,7 @@ def _candidate_windows(
         span = day[last] - day[first]
         ok &= span <= config.window_span_per_log * length + 1
         for row in range(len(widths)):
-            end = _flat(ok[row])
+            end = flat_true(ok[row])
             ends.append(end)
             spans.append(span[row, end])
         return ends, spans
@@ -220,7 +210,7 @@ def _candidate_windows(
         reach_all &= elevated_count[lag + 1 :] - elevated_count[: n_logs - lag] >= min(
             width, needed_logs
         )
-        candidate = _flat(reach_all)
+        candidate = flat_true(reach_all)
         candidate += lag  # the window's last log
         span = day[candidate] - day[candidate - lag]
         keep = (position[candidate] >= lag) & (span <= config.window_span_per_log * width + 1)
@@ -297,7 +287,9 @@ def pain_decisions(
     anchor = end - width_of + 1  # each window is judged against the baseline before it
     anchors_used = np.zeros(n_logs, dtype=np.bool_)
     anchors_used[anchor] = True
-    terms = _AnchorTerms(baselines, important, config, _flat(anchors_used), {z for _, z in blocks})
+    terms = _AnchorTerms(
+        baselines, important, config, flat_true(anchors_used), {z for _, z in blocks}
+    )
     # The statistical threshold of every candidate window at once (the threshold is at least
     # the clinically important rise, so only windows whose plain mean reaches it are kept).
     z_of = np.repeat(np.array([z for _, z in blocks], dtype=np.float64), counts)
@@ -340,7 +332,7 @@ def pain_decisions(
         tried_logs: list[IntArray] = []
         tried_levels: list[FloatArray] = []
         tried_widths: list[int] = []
-        entries = _flat(trying)
+        entries = flat_true(trying)
         block_of = entries.searchsorted(bounds).tolist()
         for block, (width, _) in enumerate(blocks):
             chosen = entries[block_of[block] : block_of[block + 1]]
@@ -386,7 +378,7 @@ def pain_decisions(
     event_raw = np.zeros(0)
     event_of_pair = np.zeros(0, dtype=np.int64)
     if provoking_days.shape[0] and n_logs > 1:
-        pair = _flat(elevated[1:] & elevated[:-1]) + 1
+        pair = flat_true(elevated[1:] & elevated[:-1]) + 1
         pair = pair[position[pair] >= 1]
         event_day_of_pair = last_event_on_or_before(provoking_days, day[pair])
         recent = (day[pair] - event_day_of_pair <= config.event_window_days) & (

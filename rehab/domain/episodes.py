@@ -31,9 +31,9 @@ from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 from rehab.domain.alerts import AlertEpisode, RelatedEvent
+from rehab.domain.arrays import FloatArray, IntArray, flat_true
 from rehab.domain.baseline import (
     PainBaselines,
     ShownBaselines,
@@ -65,16 +65,6 @@ from rehab.domain.series import (
     OutcomeScore,
     PatientSeries,
 )
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-
-
-def _flat(mask: npt.NDArray[np.bool_]) -> IntArray:
-    """np.flatnonzero of a 1-D mask, without its Python wrapper (a hot path)."""
-    return mask.nonzero()[0]
-
 
 # Patients per packed batch: bounds the memory of the per-log arrays (a few dozen per log).
 BATCH_PATIENTS = 512
@@ -134,7 +124,7 @@ class _FiredLogs:
     access per log."""
 
     def __init__(self, decisions: PainDecisions, day: IntArray) -> None:
-        fired = _flat(decisions.rule > 0)
+        fired = flat_true(decisions.rule > 0)
         self.fired = fired
         self.log: list[int] = fired.tolist()
         self.is_event: list[bool] = (decisions.rule[fired] == EVENT_RULE).tolist()
@@ -446,7 +436,7 @@ def _check_pain_values(packed: Packed, patients: Sequence[Patient | None]) -> No
     bad = (value < 0) | (value > 10) | (value != np.round(value))
     if not bool(bad.any()):
         return
-    bad_series = np.unique(packed.series_end.searchsorted(_flat(bad), "right"))
+    bad_series = np.unique(packed.series_end.searchsorted(flat_true(bad), "right"))
     # The first patient in batch order (then back before leg pain) is the one named.
     k = min(
         bad_series.tolist(),
@@ -484,7 +474,7 @@ def _pain_episodes(batch: Batch, config: DetectionConfig, out: list[list[AlertEp
     opened: list[_Opened] = []
     series_end = packed.series_end.tolist()
     series_starts = packed.series_start.tolist()
-    for k in _flat(np.diff(bounds)).tolist():
+    for k in flat_true(np.diff(bounds)).tolist():
         end = series_end[k]
         series_start = series_starts[k]
         onset_from = series_start
@@ -621,7 +611,7 @@ def _adherence_episodes(
         return
     value = np.clip(packed.value, 0.0, 1.0)
     decisions = adherence_decisions(packed.day, value, packed.series_first, packed.calendar, config)
-    fired = _flat(decisions.fired)
+    fired = flat_true(decisions.fired)
     if fired.shape[0] == 0:
         return
     held = _rolling(decisions.current, config.adherence_resolve_logs, largest=False)
@@ -632,7 +622,7 @@ def _adherence_episodes(
     series_end = packed.series_end.tolist()
     # The walk: (series, fired entry, first log its onset may be, resolution log or −1).
     opened: list[tuple[int, int, int, int]] = []
-    for k in _flat(np.diff(bounds)).tolist():
+    for k in flat_true(np.diff(bounds)).tolist():
         end = series_end[k]
         earliest = int(packed.series_start[k])
         entry, last_entry = bounds[k], bounds[k + 1]
@@ -736,7 +726,7 @@ def _missed_log_episodes(
     following = np.empty(n, dtype=np.int64)
     following[:-1] = ordinal[1:]
     following[last[has_logs]] = (batch.origin + batch.last_day + 1)[has_logs]
-    gaps = _flat(following - ordinal - 1 >= n_missing)
+    gaps = flat_true(following - ordinal - 1 >= n_missing)
     if gaps.shape[0] == 0:
         return
     is_last = np.zeros(n, dtype=np.bool_)

@@ -111,46 +111,18 @@ def history_sentence(history: Sequence[HistoryItem], events: Sequence[PatientEve
     return f"History: {'; '.join(unique)}." if unique else ""
 
 
-def also_logged_sentence(events: Sequence[PatientEvent]) -> str:
-    if not events:
-        return ""
-    listed = "; ".join(f"{describe_event(e)} {e.date.isoformat()}" for e in events)
-    return f"Also logged: {listed}."
+def event_mention(event: PatientEvent) -> str:
+    """An event as "Also logged" lists it: "a fall on stairs (…) 2025-09-14"."""
+    return f"{describe_event(event)} {event.date.isoformat()}"
+
+
+def also_logged_sentence(mentions: Sequence[str]) -> str:
+    """ "Also logged: …." of `event_mention`s (empty for none)."""
+    return f"Also logged: {'; '.join(mentions)}." if mentions else ""
 
 
 def join_sentences(*sentences: str) -> str:
     return " ".join([s for s in sentences if s])
-
-
-def pain_explanation(
-    *,
-    metric: str,
-    leg_side: str | None,
-    current: float,
-    statistic: str,
-    baseline: float,
-    important_rise: float,
-    onset: date,
-    linked_event: PatientEvent | None,
-    other_events: Sequence[PatientEvent],
-    history: str,
-    supersedes: date | None = None,
-) -> str:
-    """`statistic` says how `current` was taken, e.g. "(mean of the last 6 logs, 2 highest
-    left out)"."""
-    head = pain_head(
-        metric=metric,
-        leg_side=leg_side,
-        current=current,
-        statistic=statistic,
-        baseline=baseline,
-        important_rise=important_rise,
-    )
-    return join_sentences(
-        head,
-        pain_began(onset=onset, linked_event=linked_event, supersedes=supersedes),
-        context_sentences(other_events, history),
-    )
 
 
 def pain_head(
@@ -182,16 +154,8 @@ def pain_began(*, onset: date, linked_event: PatientEvent | None, supersedes: da
     return f"{began} {further}" if began else further
 
 
-def context_sentences(events: Sequence[PatientEvent], history: str) -> str:
-    """What follows the head of an explanation: "Also logged: …" for the events, then the
-    history line (either may be empty)."""
-    if not events:
-        return history
-    return join_sentences(also_logged_sentence(events), history)
-
-
 def with_context(head: str, context: str) -> str:
-    """`head` followed by `context_sentences(…)`."""
+    """`head` followed by its context ("Also logged: …", the history line), if any."""
     return f"{head} {context}" if context else head
 
 
@@ -205,36 +169,9 @@ def adherence_head(
     )
 
 
-def adherence_explanation(
-    *,
-    current: float,
-    n_logs: int,
-    span_days: int,
-    baseline: float,
-    threshold: float,
-    other_events: Sequence[PatientEvent],
-    history: str,
-) -> str:
-    head = adherence_head(
-        current=current,
-        n_logs=n_logs,
-        span_days=span_days,
-        baseline=baseline,
-        threshold=threshold,
-    )
-    return with_context(head, context_sentences(other_events, history))
-
-
 def missed_logs_head(*, days_without: int, last_log: str) -> str:
     """`last_log` in ISO format."""
     return f"No log for {days_without} days (last log {last_log})."
-
-
-def missed_logs_explanation(
-    *, days_without: int, last_log: date, other_events: Sequence[PatientEvent], history: str
-) -> str:
-    head = missed_logs_head(days_without=days_without, last_log=last_log.isoformat())
-    return with_context(head, context_sentences(other_events, history))
 
 
 def red_flag_head(*, day: date, flags: Sequence[str]) -> str:
@@ -242,13 +179,6 @@ def red_flag_head(*, day: date, flags: Sequence[str]) -> str:
         _RED_FLAG_NAMES.get(f, f.replace("_", " ")) for f in flags if f != UNSPECIFIED_RED_FLAG
     ]
     return f"Red flag reported {day.isoformat()}" + (f": {'; '.join(named)}." if named else ".")
-
-
-def red_flag_explanation(
-    *, day: date, flags: Sequence[str], other_events: Sequence[PatientEvent], history: str
-) -> str:
-    head = red_flag_head(day=day, flags=flags)
-    return with_context(head, context_sentences(other_events, history))
 
 
 def function_head(
@@ -268,25 +198,3 @@ def function_head(
         f"measure{'s' if baseline_measures != 1 else ''}; {direction}) "
         f"({signed(score - baseline)}; clinically important ≥ {format_number(important_change)})."
     )
-
-
-def function_explanation(
-    *,
-    instrument: str,
-    score: float,
-    measured_on: date,
-    baseline: float,
-    baseline_measures: int,
-    important_change: float,
-    other_events: Sequence[PatientEvent],
-    history: str,
-) -> str:
-    head = function_head(
-        instrument=instrument,
-        score=score,
-        measured_on=measured_on,
-        baseline=baseline,
-        baseline_measures=baseline_measures,
-        important_change=important_change,
-    )
-    return with_context(head, context_sentences(other_events, history))

@@ -20,28 +20,23 @@ from datetime import date
 from itertools import chain
 
 import numpy as np
-import numpy.typing as npt
 
 from rehab.domain.alerts import RelatedEvent
+from rehab.domain.arrays import FloatArray, IntArray, flat_true
 from rehab.domain.baseline import LogCalendar
 from rehab.domain.config import DetectionConfig
-from rehab.domain.explain import describe_event, history_sentence, join_sentences
+from rehab.domain.explain import (
+    also_logged_sentence,
+    event_mention,
+    history_sentence,
+    join_sentences,
+)
 from rehab.domain.series import (
     HISTORY_EVENT_TYPES,
     PROVOKING_EVENT_TYPES,
     PatientEvent,
     PatientSeries,
 )
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-
-
-def _flat(mask: npt.NDArray[np.bool_]) -> IntArray:
-    """np.flatnonzero of a 1-D mask, without its Python wrapper (a hot path)."""
-    return mask.nonzero()[0]
-
 
 Context = tuple[tuple[PatientEvent, ...], tuple[RelatedEvent, ...], str]
 
@@ -170,7 +165,7 @@ class Patient:
     def also_logged(self, first: int, until: int, leave_out: PatientEvent | None = None) -> str:
         """`also_logged_sentence` of events `first` … `until` − 1 (but `leave_out`)."""
         if self._described is None:
-            self._described = [f"{describe_event(e)} {e.date.isoformat()}" for e in self.events]
+            self._described = [event_mention(e) for e in self.events]
         described = self._described[first:until]
         if leave_out is not None:
             described = [
@@ -178,13 +173,13 @@ class Patient:
                 for text, event in zip(described, self.events[first:until], strict=True)
                 if event is not leave_out
             ]
-        return f"Also logged: {'; '.join(described)}." if described else ""
+        return also_logged_sentence(described)
 
     def context_tail(
         self, day: int, config: DetectionConfig
     ) -> tuple[tuple[RelatedEvent, ...], str]:
         """The related events of `context(day)` and what an explanation says after its head:
-        "Also logged: …" for them, then the history line (`explain.context_sentences`)."""
+        "Also logged: …" for them, then the history line (`explain.with_context`)."""
         if not self.events:
             return (), self._history(0)
         known_until = bisect_right(self.event_days, day)
@@ -379,8 +374,8 @@ def pack(
         if not bool(included.any()):
             continue
         chosen = present & included[batch.owner]
-        index = _flat(chosen)
-        which = _flat(included)
+        index = flat_true(chosen)
+        which = flat_true(included)
         owners.extend(which.tolist())
         names.extend([name] * which.shape[0])
         values.append(column[index])

@@ -40,6 +40,7 @@ from datetime import date, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from rehab.domain.arrays import FloatArray
 from rehab.domain.series import (
     PAIN_METRICS,
     UNSPECIFIED_RED_FLAG,
@@ -47,8 +48,6 @@ from rehab.domain.series import (
     PatientEvent,
     PatientSeries,
 )
-
-FloatArray = npt.NDArray[np.float64]
 
 TRAJECTORY_CLASSES: tuple[str, ...] = (
     "persistent_mild",

@@ -20,6 +20,7 @@ PRINT_WIDTH = 1100
 PRINT_HEIGHT = 640
 PRINT_SCALE = 1.5
 PDF_TIMEOUT_SECONDS = 90
+# Debian chromium in a container or CI (design §5); the browser tests launch it with these too.
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -29,9 +30,9 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--no-pdf-header-footer",
-    "--run-all-compositor-stages-before-draw",
 )
+# Printing to PDF: no date/URL header and footer; the charts drawn before the page is printed.
+PRINT_FLAGS = ("--no-pdf-header-footer", "--run-all-compositor-stages-before-draw")
 
 
 class PrintUnavailable(RuntimeError):
@@ -77,6 +78,7 @@ def print_pdf(html: str, files: dict[str, bytes]) -> bytes:
         command = [
             chromium,
             *CHROMIUM_FLAGS,
+            *PRINT_FLAGS,
             f"--user-data-dir={folder / 'profile'}",
             f"--print-to-pdf={target}",
             document.as_uri(),

@@ -20,17 +20,9 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from rehab.services.printing import CHROMIUM_FLAGS
+
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Screenshots are also copied here (gitignored) so they can be looked at after a run.
 SHOT_DIR = Path(__file__).resolve().parents[2] / "test-output" / "e2e"
 
@@ -68,7 +60,7 @@ def chromium_available() -> bool:
 
 
 def launch_chromium(playwright: Any) -> Any:
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_FLAGS))
 
 
 def save_screenshot(page: Any, folder: Path, name: str, *, full_page: bool = True) -> Path:
