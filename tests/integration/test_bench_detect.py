@@ -8,19 +8,13 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.integration.test_bench_ingest import rehab_command
+
 pytestmark = pytest.mark.slow
-
-
-def rehab_command() -> list[str]:
-    script = Path(sys.executable).with_name("rehab")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from rehab.cli import main; main()"]
 
 
 def test_quick_detect_bench_reports_its_figures(tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ import datetime as dt
 import json
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -28,6 +26,7 @@ from rehab.web import CONTENT_SECURITY_POLICY
 from tests.support.clinic import Clinic, csrf_token, login, search_caseload
 from tests.support.history import add_fall, add_logs
 from tests.support.pages import text, visible_text
+from tests.support.queries import counting_queries
 
 QUIET = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 4 + [1, 1, 0, 1, 1]
 
@@ -83,22 +82,6 @@ def figure(html: str, element_id: str) -> dict[str, Any]:
     assert match, f"no embedded figure {element_id}"
     spec: dict[str, Any] = json.loads(match.group(1))
     return spec
-
-
-@contextmanager
-def counting_queries(app: Flask) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", _count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", _count)
 
 
 # --- caseload -----------------------------------------------------------------------------------

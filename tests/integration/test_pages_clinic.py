@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -33,6 +31,7 @@ from rehab.services.actors import Actor
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic, Person, login, search_caseload
 from tests.support.pages import FormData, form_data, get_form, text, visible_text
+from tests.support.queries import counting_queries
 
 
 @pytest.fixture
@@ -149,22 +148,6 @@ def _rows(app: Flask, clinic: Clinic) -> list[caseload_service.CaseloadRow]:
     )
     with app.app_context():
         return caseload_service.caseload(db.session, actor)
-
-
-@contextmanager
-def counting_queries(app: Flask) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", _count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", _count)
 
 
 def _add_patients(app: Flask, clinic: Clinic, n: int) -> None:

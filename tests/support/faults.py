@@ -8,7 +8,6 @@ Nothing here injects a fault by itself; the test decides when.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import random
 import signal
@@ -38,12 +37,13 @@ from rehab.db.models import (
     SessionLog,
     User,
 )
-from rehab.domain.vocabulary import Role, Side
+from rehab.domain.vocabulary import Role
 from rehab.extensions import db
 from rehab.services import accounts
 from rehab.services.evaluation import EVALUATION_LOCK
 from rehab.services.library import seed_exercise_library
 from tests.support.clinic import password_hash
+from tests.support.history import log_rows
 from tests.support.worker import wait_for_log, worker_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -231,24 +231,7 @@ def build_fault_clinic(
 
 
 def _history(session: Any, patient_id: int, first: dt.date, leg_pain: list[int]) -> None:
-    rows = []
-    for offset, leg in enumerate(leg_pain):
-        day = first + dt.timedelta(days=offset)
-        client_id = f"hist-{patient_id}-{day.isoformat()}"
-        rows.append(
-            {
-                "patient_id": patient_id,
-                "log_date": day,
-                "client_id": client_id,
-                "body_hash": hashlib.sha256(client_id.encode()).hexdigest(),
-                "back_pain": 1,
-                "leg_pain": leg,
-                "leg_side": Side.LEFT if leg > 0 else None,
-                "adherence": 1.0,
-                "source": "test",
-            }
-        )
-    session.execute(sa.insert(SessionLog), rows)
+    session.execute(sa.insert(SessionLog), log_rows(patient_id, first, leg_pain))
 
 
 def api_logs(clinic: FaultClinic, seed: int = 7) -> list[tuple[FaultPatient, dict[str, Any]]]:

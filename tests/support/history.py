@@ -23,7 +23,29 @@ def add_logs(
     red_flag_days: Sequence[int] = (),
 ) -> None:
     """One log per day from `first_day`, leg (and back) pain as given; commits."""
-    rows = []
+    rows = log_rows(
+        patient_id,
+        first_day,
+        leg_pain,
+        back_pain,
+        leg_side=leg_side,
+        red_flag_days=red_flag_days,
+    )
+    db.session.execute(sa.insert(SessionLog), rows)
+    db.session.commit()
+
+
+def log_rows(
+    patient_id: int,
+    first_day: dt.date,
+    leg_pain: Sequence[int],
+    back_pain: Sequence[int] | None = None,
+    *,
+    leg_side: Side = Side.LEFT,
+    red_flag_days: Sequence[int] = (),
+) -> list[dict[str, object]]:
+    """The `session_logs` rows of `add_logs`, to insert in a session of the caller's."""
+    rows: list[dict[str, object]] = []
     for offset, leg in enumerate(leg_pain):
         day = first_day + dt.timedelta(days=offset)
         client_id = f"hist-{patient_id}-{day.isoformat()}"
@@ -41,8 +63,7 @@ def add_logs(
                 "red_flag_new_weakness": offset in red_flag_days,
             }
         )
-    db.session.execute(sa.insert(SessionLog), rows)
-    db.session.commit()
+    return rows
 
 
 def add_fall(patient_id: int, recorded_by: int, day: dt.date) -> None:
