@@ -34,7 +34,8 @@ class AlertEpisode:
     fraction 0–1, ODI points, PSFS points; for missed_logs `current` is the number of days
     without a log). `baseline_source` says how the baseline was obtained (design §2: "always
     shown with how it was computed"). `linked_event` is the fall or injury the regression began
-    after, if any.
+    after, if any. `superseded`: it was closed (on `resolved_on`) because a further rise of the
+    same metric opened the next episode, not because the metric settled.
     """
 
     patient_id: str
@@ -51,6 +52,7 @@ class AlertEpisode:
     explanation: str
     baseline_source: str = ""
     linked_event: RelatedEvent | None = None
+    superseded: bool = False
 
     def __init__(
         self,
@@ -68,6 +70,7 @@ class AlertEpisode:
         explanation: str,
         baseline_source: str = "",
         linked_event: RelatedEvent | None = None,
+        superseded: bool = False,
     ) -> None:
         # The dataclass's own __init__, written out: a replay makes a dozen episodes per
         # patient-year, and this one sets the frozen fields a third faster.
@@ -86,6 +89,7 @@ class AlertEpisode:
         set_field(self, "explanation", explanation)
         set_field(self, "baseline_source", baseline_source)
         set_field(self, "linked_event", linked_event)
+        set_field(self, "superseded", superseded)
 
     @property
     def dedup_key(self) -> tuple[str, str | None, date | None]:

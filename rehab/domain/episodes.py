@@ -191,14 +191,15 @@ def _statistic_phrase(
 
 class _Opened(NamedTuple):
     """A pain episode the walk opened: on `decision` in series `series`, its onset looked for
-    from log `earliest` on, closed on log `closed` (None: still open), replacing the episode
-    detected on log `supersedes` (None: none)."""
+    from log `earliest` on, closed on log `closed` (None: still open; `superseded`: by the next
+    episode's further rise), replacing the episode detected on log `supersedes` (None: none)."""
 
     series: int
     decision: _PainDecision
     earliest: int
     closed: int | None
     supersedes: int | None
+    superseded: bool
 
 
 def _onset_logs(
@@ -374,6 +375,7 @@ def _emit_pain_episodes(
                 None
                 if linked is None
                 else RelatedEvent(linked.date, linked.event_type, linked.note),
+                opening.superseded,
             )
         )
 
@@ -515,6 +517,7 @@ def _pain_episodes(batch: Batch, config: DetectionConfig, out: list[list[AlertEp
                     onset_from,
                     superseding[1].log if superseding is not None else resolve_at,
                     supersedes,
+                    superseding is not None,
                 )
             )
             if superseding is not None:

@@ -495,18 +495,14 @@ def _reconcile(
     new_rows: list[dict[str, Any]] = []
     for patient_id, episodes in episodes_by_patient.items():
         known = stored.get(patient_id, {})
-        episodes = list(episodes)
-        # An episode closed the day another of its kind and metric opened was superseded (a
-        # further rise), not resolved: its note must not say the pain settled.
-        opened = {(e.kind, e.metric or "", e.detected_on) for e in episodes}
         for episode in episodes:
             key = (episode.kind, episode.metric or "", episode.detected_on)
             existing = known.get(key)
             if existing is not None:
                 alert_id, status = existing
                 if episode.resolved_on is not None and status is not AlertStatus.RESOLVED:
-                    superseded = (*key[:2], episode.resolved_on) in opened
-                    _auto_resolve(session, alert_id, episode.resolved_on, now, superseded)
+                    # A further rise closed it, not a return to baseline: the note says which.
+                    _auto_resolve(session, alert_id, episode.resolved_on, now, episode.superseded)
                     audit.record(
                         session, SYSTEM, "alert.resolve", patient_id, target=f"alert:{alert_id}"
                     )

@@ -51,39 +51,16 @@ def parse_body(model: type[C]) -> C:
         raise ApiError(415, {"error": "unsupported_media_type", "message": "send application/json"})
     try:
         payload = json.loads(request.get_data(cache=True))
-        where = _first_nul(payload)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than any body of ours
         raise ApiError(
             400, {"error": "malformed_json", "message": "the body is not valid JSON"}
         ) from None
     if not isinstance(payload, dict):
         raise unprocessable([{"field": "body", "message": "must be a JSON object"}])
-    if where is not None:
-        # PostgreSQL cannot store NUL; no field of ours takes one.
-        raise unprocessable([{"field": where, "message": "contains a NUL character"}])
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise unprocessable(error_list(exc)) from None
-
-
-def _first_nul(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first string (key or value) holding a NUL, if any."""
-    if isinstance(value, str):
-        return (path or "body") if "\x00" in value else None
-    items: Any = ()
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    for key, item in items:
-        here = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and "\x00" in key:
-            return here
-        found = _first_nul(item, here)
-        if found is not None:
-            return found
-    return None
 
 
 def checked_body(model: type[C], patient_id: int, action: str, *, patient_only: bool = False) -> C:

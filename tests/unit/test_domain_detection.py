@@ -324,6 +324,7 @@ def test_a_further_rise_while_an_alert_is_open_replaces_it() -> None:
     assert day(60) <= first.detected_on <= day(62)
     # One open alert per metric (design §2): the first closes the day the second opens.
     assert first.resolved_on == second.detected_on
+    assert first.superseded and not second.superseded  # closed by the rise, not by settling
     assert day(70) <= second.detected_on <= day(72)
     assert second.onset >= day(70)
     assert (
