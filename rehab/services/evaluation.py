@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -60,6 +60,8 @@ CLOCK_SLACK = dt.timedelta(minutes=1)
 @dataclass
 class EvaluationResult:
     opened: list[int] = field(default_factory=list)  # ids of alerts that need notifying
+    # Open alerts that became urgent (a fall logged after them): notified again, at once.
+    escalated: list[int] = field(default_factory=list)
     stored: int = 0  # episodes newly stored (open or already resolved)
     resolved: int = 0
 
@@ -76,8 +78,16 @@ def load_series(
 
 
 Period = tuple[dt.date, dt.date | None]
+
+
 # patient → (kind, metric, detected_on) → (alert id, status)
-StoredAlerts = dict[int, dict[tuple[str, str, dt.date], tuple[int, AlertStatus]]]
+class StoredAlert(NamedTuple):
+    id: int
+    status: AlertStatus
+    severity: str
+
+
+StoredAlerts = dict[int, dict[tuple[str, str, dt.date], StoredAlert]]
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,7 @@ _ALERT_COLUMNS = (
     Alert.metric,
     Alert.detected_on,
     Alert.status,
+    Alert.severity,
 )
 
 
@@ -332,8 +343,10 @@ def _read_postgresql(
         )
     for pid, start, end in _as_list(periods):
         context.periods[pid].append((fromisoformat(start), _date(end)))
-    for pid, alert_id, kind, metric, detected_on, status in _as_list(alerts):
-        stored[pid][(kind, metric, fromisoformat(detected_on))] = (alert_id, _STATUS[status])
+    for pid, alert_id, kind, metric, detected_on, status, severity in _as_list(alerts):
+        stored[pid][(kind, metric, fromisoformat(detected_on))] = StoredAlert(
+            alert_id, _STATUS[status], severity
+        )
     return logs, context
 
 
@@ -499,7 +512,19 @@ def _reconcile(
             key = (episode.kind, episode.metric or "", episode.detected_on)
             existing = known.get(key)
             if existing is not None:
-                alert_id, status = existing
+                alert_id, status, severity = existing
+                if (
+                    status is not AlertStatus.RESOLVED
+                    and severity != "urgent"
+                    and episode.severity == "urgent"
+                ):
+                    # A fall logged after the alert opened (the phone caught up, or the
+                    # clinician recorded it): the alert now says so and goes out again.
+                    _escalate(session, alert_id, episode)
+                    audit.record(
+                        session, SYSTEM, "alert.escalate", patient_id, target=f"alert:{alert_id}"
+                    )
+                    result.escalated.append(alert_id)
                 if episode.resolved_on is not None and status is not AlertStatus.RESOLVED:
                     # A further rise closed it, not a return to baseline: the note says which.
                     _auto_resolve(session, alert_id, episode.resolved_on, now, episode.superseded)
@@ -511,7 +536,7 @@ def _reconcile(
             if episode.resolved_on is None and episode.kind != "red_flag":
                 # A still-unresolved older alert of this kind and metric that the detector no
                 # longer follows (e.g. its log was edited) gives way to the new episode.
-                for (kind, metric, _), (old_id, status) in known.items():
+                for (kind, metric, _), (old_id, status, _severity) in known.items():
                     if (kind, metric) == key[:2] and status is not AlertStatus.RESOLVED:
                         _auto_resolve(session, old_id, episode.detected_on, now, superseded=True)
             new_rows.append(_row(patient_id, episode, now))
@@ -574,12 +599,18 @@ def _json_value(value: Any) -> Any:
 def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
     """Every stored alert of the patients, by (kind, metric, detected_on): one query."""
     out: StoredAlerts = defaultdict(dict)
-    for alert_id, patient_id, kind, metric, detected_on, status in _core(session).execute(
+    for alert_id, patient_id, kind, metric, detected_on, status, severity in _core(session).execute(
         sa.select(
-            Alert.id, Alert.patient_id, Alert.kind, Alert.metric, Alert.detected_on, Alert.status
+            Alert.id,
+            Alert.patient_id,
+            Alert.kind,
+            Alert.metric,
+            Alert.detected_on,
+            Alert.status,
+            Alert.severity,
         ).where(Alert.patient_id.in_(patient_ids))
     ):
-        out[patient_id][(kind, metric, detected_on)] = (alert_id, status)
+        out[patient_id][(kind, metric, detected_on)] = StoredAlert(alert_id, status, severity)
     return out
 
 
@@ -595,6 +626,19 @@ def _auto_resolve(
         sa.update(Alert)
         .where(Alert.id == alert_id, Alert.status != AlertStatus.RESOLVED)
         .values(status=AlertStatus.RESOLVED, resolved_on=on, resolved_at=now, resolve_note=note)
+    )
+
+
+def _escalate(session: Session, alert_id: int, episode: AlertEpisode) -> None:
+    """An open alert's severity, explanation and related events as the replay now has them."""
+    session.execute(
+        sa.update(Alert)
+        .where(Alert.id == alert_id)
+        .values(
+            severity=episode.severity,
+            explanation=episode.explanation,
+            related_events=[e.to_json_dict() for e in episode.related_events],
+        )
     )
 
 
@@ -631,5 +675,6 @@ def evaluate_and_commit(
     together or not at all."""
     result = evaluate_patients(session, patient_ids, today, config or configured_detection())
     notifications.queue_for_alerts(session, result.opened)
+    notifications.queue_for_alerts(session, result.escalated, escalation=True)
     audit.commit(session)
     return result

@@ -8,7 +8,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask import Flask
 
-from rehab.db.models import Alert, AlertStatus, AuditEvent, Notification
+from rehab.db.models import Alert, AlertStatus, AuditEvent, Event, Notification
+from rehab.domain.vocabulary import EventType
 from rehab.extensions import db
 from rehab.services import evaluation
 from rehab.services.time import clinic_today
@@ -126,3 +127,58 @@ def test_a_further_rise_closes_the_open_alert_as_superseded_not_settled(
         assert "back near baseline" not in first.resolve_note
         assert second.status is AlertStatus.OPEN
         assert "Rose further" in second.explanation
+
+
+def test_a_fall_logged_after_the_alert_makes_it_urgent_and_sends_it_again(
+    app: Flask, clinic: Clinic
+) -> None:
+    """The phone catches up a day late: the alert already stored (routine) becomes urgent,
+    says how it began, and its clinicians are told again at once; nothing is stored twice."""
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        today = clinic_today()
+        quiet = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 5
+        start = today - dt.timedelta(days=len(quiet) + 2)
+        add_logs(a, start, [*quiet, 8, 8, 8])
+        db.session.add(
+            Event(
+                patient_id=a,
+                event_date=start - dt.timedelta(days=400),
+                event_type=EventType.SURGERY,
+                description="left L4-L5 decompression",
+                recorded_by_user_id=clinic.clinician.user_id,
+            )
+        )
+        db.session.commit()
+        first = evaluation.evaluate_and_commit(db.session, [a], today)
+        (alert,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert first.opened == [alert.id] and alert.severity == "routine"
+        assert "fall" not in alert.explanation
+
+        add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=1))
+        second = evaluation.evaluate_and_commit(db.session, [a], today)
+        db.session.expire_all()
+        (again,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert again.id == alert.id and again.status is AlertStatus.OPEN
+        assert second.opened == [] and second.escalated == [alert.id]
+        assert again.severity == "urgent"
+        assert "fall" in again.explanation
+        assert [e["event"] for e in again.related_events] == ["fall"]
+        rows = db.session.scalars(
+            sa.select(Notification).where(Notification.alert_id == alert.id)
+        ).all()
+        assert sorted(n.dedup_key for n in rows) == [
+            f"alert:{alert.id}",
+            f"alert:{alert.id}:escalated",
+        ]
+        assert all(n.urgent for n in rows if n.dedup_key.endswith(":escalated"))
+        escalations = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "alert.escalate", AuditEvent.patient_id == a)
+        )
+        assert escalations == 1
+        # Evaluated once more: nothing changes, nothing is sent again.
+        third = evaluation.evaluate_and_commit(db.session, [a], today)
+        assert third.escalated == [] and third.opened == []
