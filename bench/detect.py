@@ -59,6 +59,7 @@ from bench.results import (
     results_option,
     write_section,
 )
+from bench.servers import bench_database
 
 SECTION_TITLE = "Detection scan (rehab bench detect)"
 PATIENTS_PER_TEAM = 250
@@ -1248,19 +1249,11 @@ def _servers(options: DetectOptions) -> Iterator[tuple[str, str, str]]:
     """(database URL, Redis URL, PostgreSQL description), stopped on exit."""
     import psycopg
 
-    from rehab.devservers import start_postgres, start_redis
+    from rehab.devservers import start_redis
 
     with contextlib.ExitStack() as stack:
-        if options.database_url:
-            url = options.database_url
-            durability = "given with --database-url"
-        else:
-            server = start_postgres(durable=True)
-            stack.callback(server.close)
-            with psycopg.connect(server.dsn(), autocommit=True) as conn:
-                conn.execute("CREATE DATABASE rehab_bench")
-            url = server.url("rehab_bench")
-            durability = "private server, durable: fsync and synchronous_commit on"
+        database = bench_database(stack, options.database_url)
+        url, durability = database.url, database.durability
         redis = start_redis()
         stack.callback(redis.close)
         with psycopg.connect(_psycopg_dsn(url), autocommit=True) as conn:

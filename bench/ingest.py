@@ -47,6 +47,7 @@ from bench.results import (
     machine_description,
     write_section,
 )
+from bench.servers import bench_database
 
 PROJECT_ROOT = BENCH_DIR.parent
 GUNICORN_CONFIG = PROJECT_ROOT / "config" / "gunicorn.conf.py"
@@ -876,22 +877,12 @@ def _servers(options: IngestOptions) -> Iterator[_Servers]:
     """PostgreSQL (unless --database-url) and Redis for the run, stopped on exit."""
     import psycopg
 
-    from rehab.devservers import start_postgres, start_redis
+    from rehab.devservers import start_redis
 
     stack = contextlib.ExitStack()
     with stack:
-        postgres_pid = None
-        if options.database_url:
-            url = options.database_url
-            durability = "given with --database-url"
-        else:
-            server = start_postgres(durable=True)
-            stack.callback(server.close)
-            with psycopg.connect(server.dsn(), autocommit=True) as conn:
-                conn.execute("CREATE DATABASE rehab_bench")
-            url = server.url("rehab_bench")
-            durability = "durable: fsync and synchronous_commit on"
-            postgres_pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+        database = bench_database(stack, options.database_url)
+        url, durability, postgres_pid = database.url, database.durability, database.postgres_pid
         redis = start_redis()
         stack.callback(redis.close)
         with psycopg.connect(_psycopg_dsn(url), autocommit=True) as conn:
