@@ -771,6 +771,13 @@ def _scalar(database_url: str, sql: str, params: tuple[Any, ...] = ()) -> int:
     return int(row[0]) if row else 0
 
 
+def _column(database_url: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    import psycopg
+
+    with psycopg.connect(_psycopg_dsn(database_url), autocommit=True) as conn:
+        return [row[0] for row in conn.execute(sql, params)]
+
+
 def _checkpoint(database_url: str) -> None:
     import psycopg
 
@@ -993,7 +1000,7 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
             clinic.last_day,
         )
         echo(f"statements: {statements}")
-        queued_before = _queue_length(redis_url)
+        messages_before, _ = _queued_evaluations(redis_url)
         spec_base = {
             "host": "127.0.0.1",
             "connections": options.clients,
@@ -1031,6 +1038,7 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
         echo(_line(bare))
 
         _checkpoint(database_url)
+        ours_started = dt.datetime.now(dt.UTC)
         ours_figures = _http_target(
             "ours",
             "rehab:create_app()",
@@ -1050,7 +1058,8 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
         ours = _http_result(
             "ours",
             "bearer token, pydantic validation, idempotency by client id, access check, log + "
-            "exercise entries + audit row in one transaction, Celery task to Redis after commit",
+            "exercise entries + audit row in one transaction; after commit, the patient's "
+            "evaluation request, gathered with others for 20 ms into one Celery task to Redis",
             ours_figures,
             stored,
         )
@@ -1068,7 +1077,18 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
             " AND outcome = 'allowed' AND patient_id = ANY(%s)",
             (patient_ids,),
         )
-        queued = _queue_length(redis_url) - queued_before
+        messages, queued_ids = _queued_evaluations(redis_url)
+        messages -= messages_before
+        logged_patients = {
+            int(i)
+            for i in _column(
+                database_url,
+                "SELECT DISTINCT patient_id FROM session_logs WHERE patient_id = ANY(%s)"
+                " AND created_at >= %s",
+                (patient_ids, ours_started),
+            )
+        }
+        not_queued = logged_patients - queued_ids
         lost = max(ours.ok_total - stored, 0)
         duplicates = stored - distinct
         for target in (ours, bare, raw):
@@ -1088,14 +1108,16 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
                 )
         checks.append(
             f"ours: {distinct:,} distinct client ids, {audited:,} audit rows, "
-            f"{queued:,} tasks queued in Redis"
+            f"{messages:,} evaluation tasks queued in Redis ({stored / max(messages, 1):.1f} logs"
+            f" per task) covering all {len(logged_patients) - len(not_queued):,} patients"
+            " logged for"
         )
         if duplicates:
             problems.append(f"ours: {duplicates} duplicate logs")
         if audited != stored:
             problems.append(f"ours: {audited} audit rows for {stored} logs")
-        if queued != stored:
-            problems.append(f"ours: {queued} tasks queued for {stored} logs")
+        if not_queued:
+            problems.append(f"ours: {len(not_queued)} patients logged for but never queued")
         for target in (ours, bare):
             if target.details.get("plan_exhausted"):
                 problems.append(f"{target.name}: ran out of (patient, day) slots")
@@ -1125,14 +1147,27 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
     return report
 
 
-def _queue_length(redis_url: str) -> int:
+def _queued_evaluations(redis_url: str) -> tuple[int, set[int]]:
+    """The evaluation tasks waiting in Redis (no worker runs) and the patient ids they carry:
+    kombu's JSON envelope, its body base64-encoded JSON `[args, kwargs, embed]`."""
+    import base64
+
     import redis
 
     client = redis.Redis.from_url(redis_url)
     try:
-        return int(client.llen("celery"))  # type: ignore[arg-type]
+        messages = client.lrange("celery", 0, -1)
     finally:
         client.close()
+    count, ids = 0, set[int]()
+    for raw in messages:  # type: ignore[union-attr]
+        envelope = json.loads(raw)
+        if envelope["headers"]["task"] != "rehab.evaluate_patients":
+            continue
+        args = json.loads(base64.b64decode(envelope["body"]))[0]
+        count += 1
+        ids.update(int(i) for i in args[0])
+    return count, ids
 
 
 def _http_target(

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     session_absolute_minutes: int
     missed_logs_days: int
     scan_interval_seconds: int
+    evaluation_batch_ms: int = Field(ge=0, le=5000)
     broker_cleanup_interval_seconds: int
     invite_valid_hours: int
     # E-mail notifications (rehab.services.notifications).
