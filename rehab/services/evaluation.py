@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, cast
 
+import numpy as np
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
@@ -80,14 +81,68 @@ def load_series(
 Period = tuple[dt.date, dt.date | None]
 
 
-# patient → (kind, metric, detected_on) → (alert id, status)
 class StoredAlert(NamedTuple):
     id: int
     status: AlertStatus
     severity: str
 
 
-StoredAlerts = dict[int, dict[tuple[str, str, dt.date], StoredAlert]]
+AlertKey = tuple[str, str, dt.date]  # kind, metric ("" for none), detected_on
+# A packed alert key: patient id (high 32 bits), days since 0001-01-01 (22 bits: any date to
+# the year 9999), a code for the (kind, metric) pair (10 bits).
+_CODE_BITS = 10
+
+
+class StoredAlerts:
+    """What reconciling needs of the patients' stored alerts: which (kind, metric,
+    detected_on) are stored, and the unresolved ones with their id, status and severity.
+
+    Resolved alerts, most of those stored after a year, are only ever looked up: they are kept
+    as integer keys (patient id, day and a code for the (kind, metric) pair packed into 64
+    bits), which PostgreSQL sends as packed binary (`_read_statement`) — no Python object
+    per alert."""
+
+    def __init__(self) -> None:
+        self.unresolved: dict[int, dict[AlertKey, StoredAlert]] = defaultdict(dict)
+        self._codes: dict[tuple[str, str], int] = {}
+        self._keys: set[int] = set()
+
+    def add(self, patient_id: int, key: AlertKey, alert: StoredAlert) -> None:
+        kind, metric, day = key
+        code = self._codes.setdefault((kind, metric), len(self._codes) + 1)
+        self._keys.add(_packed_key(patient_id, day.toordinal() - 1, code))
+        if alert.status is not AlertStatus.RESOLVED:
+            self.unresolved[patient_id][key] = alert
+
+    def has(self, patient_id: int, key: AlertKey) -> bool:
+        code = self._codes.get((key[0], key[1]))
+        return code is not None and (
+            _packed_key(patient_id, key[2].toordinal() - 1, code) in self._keys
+        )
+
+    @classmethod
+    def from_packed(
+        cls, codes: list[Any], count: int, blob: bytes | None, unresolved: list[Any]
+    ) -> StoredAlerts:
+        """From `_read_statement`: the codes of the (kind, metric) pairs, `count` keys packed
+        as big-endian int8, and the unresolved alerts as JSON rows."""
+        stored = cls()
+        for code, kind, metric in codes:
+            if not 0 < int(code) < 1 << _CODE_BITS:
+                raise ValueError(f"alert (kind, metric) code {code} out of range")
+            stored._codes[(kind, metric)] = int(code)
+        data = blob or b""
+        if len(data) != 8 * count:
+            raise ValueError(f"packed alert keys: {len(data)} bytes for {count} alerts")
+        stored._keys = set(np.frombuffer(data, ">i8").tolist())
+        for pid, alert_id, kind, metric, detected_on, status, severity in unresolved:
+            key: AlertKey = (kind, metric, dt.date.fromisoformat(detected_on))
+            stored.unresolved[pid][key] = StoredAlert(alert_id, _STATUS[status], severity)
+        return stored
+
+
+def _packed_key(patient_id: int, day: int, code: int) -> int:
+    return (patient_id << 32) | (day << _CODE_BITS) | code
 
 
 @dataclass(frozen=True)
@@ -245,7 +300,7 @@ def _value(member: Any) -> str | None:
 # --- the PostgreSQL path: one statement for logs, context and stored alerts ------------------
 
 
-def _json_rows(columns: tuple[Any, ...], order: tuple[Any, ...], ids: Any) -> Any:
+def _json_rows(columns: tuple[Any, ...], order: tuple[Any, ...], ids: Any, *where: Any) -> Any:
     """A JSON array of the rows (each a JSON array of `columns`) of these patients, in order."""
     row = sa.func.json_build_array(*columns)
     return (
@@ -255,7 +310,7 @@ def _json_rows(columns: tuple[Any, ...], order: tuple[Any, ...], ids: Any) -> An
                 sa.literal_column("'[]'::json"),
             )
         )
-        .where(columns[0] == sa.func.any(ids))
+        .where(columns[0] == sa.func.any(ids), *where)
         .scalar_subquery()
     )
 
@@ -292,8 +347,49 @@ def _read_statement(with_since: bool) -> sa.Select[Any]:
         _json_rows(_OUTCOME_COLUMNS, _OUTCOME_ORDER, _IDS),
         _json_rows(_PIN_COLUMNS, _PIN_ORDER, _IDS),
         _json_rows(_PERIOD_COLUMNS, _PERIOD_ORDER, _IDS),
-        _json_rows(_ALERT_COLUMNS, (Alert.patient_id, Alert.id), _IDS),
+        *_stored_alert_columns(),
     )
+
+
+def _stored_alert_columns() -> tuple[Any, ...]:
+    """The stored alerts for `StoredAlerts.from_packed`: the (kind, metric) codes as JSON
+    rows, the number of alerts and their packed keys, and the unresolved alerts as JSON."""
+    stored = (
+        sa.select(
+            Alert.patient_id,
+            Alert.kind,
+            Alert.metric,
+            Alert.detected_on,
+            sa.func.dense_rank().over(order_by=(Alert.kind, Alert.metric)).label("code"),
+        )
+        .where(Alert.patient_id == sa.func.any(_IDS))
+        .cte("stored_alerts")
+    )
+    pairs = sa.select(stored.c.code, stored.c.kind, stored.c.metric).distinct().subquery()
+    codes = sa.select(
+        sa.func.coalesce(
+            sa.func.json_agg(sa.func.json_build_array(pairs.c.code, pairs.c.kind, pairs.c.metric)),
+            sa.literal_column("'[]'::json"),
+        )
+    ).scalar_subquery()
+    key: sa.ColumnElement[bytes] = sa.literal_column(
+        f"int8send((stored_alerts.patient_id::int8 << 32)"
+        f" | ((stored_alerts.detected_on - DATE '0001-01-01')::int8 << {_CODE_BITS})"
+        f" | stored_alerts.code)"
+    )
+    count = sa.select(sa.func.count()).select_from(stored).scalar_subquery()
+    keys = (
+        sa.select(sa.func.string_agg(key, sa.literal_column("''::bytea")))
+        .select_from(stored)
+        .scalar_subquery()
+    )
+    unresolved = _json_rows(
+        _ALERT_COLUMNS,
+        (Alert.patient_id, Alert.id),
+        _IDS,
+        Alert.status != AlertStatus.RESOLVED,
+    )
+    return codes, count, keys, unresolved
 
 
 _READ = {True: _read_statement(True), False: _read_statement(False)}
@@ -315,10 +411,10 @@ def _read_postgresql(
     if since is not None:
         parameters["since"] = since
     row = _core(session).execute(_READ[since is not None], parameters).one()
-    count, packed, events, outcomes, pins, periods, alerts = row
+    count, packed, events, outcomes, pins, periods, codes, n_alerts, keys, unresolved = row
     arrays = series_copy.LogArrays.from_records(series_copy.records(packed, count))
     logs = series_copy.log_columns(arrays)
-    stored: StoredAlerts = defaultdict(dict)
+    stored = StoredAlerts.from_packed(_as_list(codes), n_alerts, keys, _as_list(unresolved))
     context = _Context(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list),
                        stored)  # fmt: skip
     fromisoformat = dt.date.fromisoformat
@@ -343,10 +439,6 @@ def _read_postgresql(
         )
     for pid, start, end in _as_list(periods):
         context.periods[pid].append((fromisoformat(start), _date(end)))
-    for pid, alert_id, kind, metric, detected_on, status, severity in _as_list(alerts):
-        stored[pid][(kind, metric, fromisoformat(detected_on))] = StoredAlert(
-            alert_id, _STATUS[status], severity
-        )
     return logs, context
 
 
@@ -507,10 +599,10 @@ def _reconcile(
     now = utcnow()
     new_rows: list[dict[str, Any]] = []
     for patient_id, episodes in episodes_by_patient.items():
-        known = stored.get(patient_id, {})
+        unresolved = stored.unresolved.get(patient_id, {})
         for episode in episodes:
             key = (episode.kind, episode.metric or "", episode.detected_on)
-            existing = known.get(key)
+            existing = unresolved.get(key)
             if existing is not None:
                 alert_id, status, severity = existing
                 if (
@@ -533,10 +625,12 @@ def _reconcile(
                     )
                     result.resolved += 1
                 continue
+            if stored.has(patient_id, key):  # stored, and resolved: nothing to do
+                continue
             if episode.resolved_on is None and episode.kind != "red_flag":
                 # A still-unresolved older alert of this kind and metric that the detector no
                 # longer follows (e.g. its log was edited) gives way to the new episode.
-                for (kind, metric, _), (old_id, status, _severity) in known.items():
+                for (kind, metric, _), (old_id, status, _severity) in unresolved.items():
                     if (kind, metric) == key[:2] and status is not AlertStatus.RESOLVED:
                         _auto_resolve(session, old_id, episode.detected_on, now, superseded=True)
             new_rows.append(_row(patient_id, episode, now))
@@ -597,8 +691,8 @@ def _json_value(value: Any) -> Any:
 
 
 def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
-    """Every stored alert of the patients, by (kind, metric, detected_on): one query."""
-    out: StoredAlerts = defaultdict(dict)
+    """Every stored alert of the patients: one query."""
+    out = StoredAlerts()
     for alert_id, patient_id, kind, metric, detected_on, status, severity in _core(session).execute(
         sa.select(
             Alert.id,
@@ -610,7 +704,7 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
             Alert.severity,
         ).where(Alert.patient_id.in_(patient_ids))
     ):
-        out[patient_id][(kind, metric, detected_on)] = StoredAlert(alert_id, status, severity)
+        out.add(patient_id, (kind, metric, detected_on), StoredAlert(alert_id, status, severity))
     return out
 
 

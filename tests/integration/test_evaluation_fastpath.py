@@ -22,6 +22,7 @@ from flask import Flask
 from rehab import create_app
 from rehab.db.models import (
     Alert,
+    AlertStatus,
     Notification,
     OutcomeMeasure,
     PinnedBaseline,
@@ -271,3 +272,38 @@ def test_log_columns_turn_sentinels_into_none() -> None:
     assert back == (None, 4) and leg == (3, 0) and adherence == (None, 0.5)
     assert sides == (series_copy.SIDES[1], None)
     assert flags == ((series_copy.FLAGS[0], series_copy.FLAGS[2]), ())
+
+
+def test_stored_alerts_read_packed_match_the_generic_read(
+    pg_app: Flask, pg_clinic: Clinic
+) -> None:
+    """The fast path sends every stored alert as a packed integer key and only the unresolved
+    ones in full; reconciling asks the same questions of it as of the generic read."""
+    with pg_app.app_context():
+        today = clinic_today()
+        ids = list(_add_history(pg_clinic, today))
+        evaluation.evaluate_and_commit(db.session, ids, today)
+        rows = db.session.execute(
+            sa.select(Alert.patient_id, Alert.kind, Alert.metric, Alert.detected_on, Alert.status)
+        ).all()
+        db.session.rollback()
+        statuses = {r.status for r in rows}
+        assert len(rows) > 5 and len(statuses) == 2, statuses  # open and resolved ones
+        assert {r.metric for r in rows} >= {"", "leg_pain"}
+        since = today - dt.timedelta(days=evaluation.LOOKBACK_DAYS)
+        packed = evaluation._read_postgresql(db.session, ids, since)[1].stored
+        db.session.rollback()
+        generic = evaluation._stored_alerts(db.session, ids)
+        db.session.rollback()
+        assert packed is not None
+        for store in (packed, generic):
+            for r in rows:
+                assert store.has(r.patient_id, (r.kind, r.metric, r.detected_on))
+                # Neighbours of a stored key are not stored.
+                assert not store.has(r.patient_id, (r.kind, r.metric + "x", r.detected_on))
+                assert not store.has(r.patient_id + 100_000, (r.kind, r.metric, r.detected_on))
+            assert not store.has(ids[0], ("pain_regression", "leg_pain", dt.date(1901, 1, 1)))
+        assert dict(packed.unresolved) == dict(generic.unresolved)
+        assert sum(map(len, packed.unresolved.values())) == sum(
+            1 for r in rows if r.status is not AlertStatus.RESOLVED
+        )
