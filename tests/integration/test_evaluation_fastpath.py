@@ -274,9 +274,7 @@ def test_log_columns_turn_sentinels_into_none() -> None:
     assert flags == ((series_copy.FLAGS[0], series_copy.FLAGS[2]), ())
 
 
-def test_stored_alerts_read_packed_match_the_generic_read(
-    pg_app: Flask, pg_clinic: Clinic
-) -> None:
+def test_stored_alerts_read_packed_match_the_generic_read(pg_app: Flask, pg_clinic: Clinic) -> None:
     """The fast path sends every stored alert as a packed integer key and only the unresolved
     ones in full; reconciling asks the same questions of it as of the generic read."""
     with pg_app.app_context():
