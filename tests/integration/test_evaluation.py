@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 
@@ -182,3 +185,28 @@ def test_a_fall_logged_after_the_alert_makes_it_urgent_and_sends_it_again(
         # Evaluated once more: nothing changes, nothing is sent again.
         third = evaluation.evaluate_and_commit(db.session, [a], today)
         assert third.escalated == [] and third.opened == []
+
+
+def test_the_cyclic_collector_is_paused_during_an_evaluation_and_back_after(
+    app: Flask, clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+    detect = evaluation.detect_episodes_many
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "detect_episodes_many", spy)
+    with app.app_context():
+        a, _ = seed_like_history(clinic)
+        assert gc.isenabled()
+        stored = evaluation.evaluate_and_commit(db.session, [a], clinic_today()).stored
+        assert stored > 0 and seen == [False] and gc.isenabled()
+        # A caller that had switched it off finds it off.
+        gc.disable()
+        try:
+            evaluation.evaluate_and_commit(db.session, [a], clinic_today())
+            assert seen == [False, False] and not gc.isenabled()
+        finally:
+            gc.enable()
