@@ -251,6 +251,19 @@ class Prescription(Base):
 # --- daily logs ---------------------------------------------------------------------------
 
 
+# The log columns the detector reads (`rehab.services.series_copy`), besides the key.
+SESSION_LOG_DETECTION_COLUMNS = (
+    "back_pain",
+    "leg_pain",
+    "leg_side",
+    "adherence",
+    "red_flag_new_numbness",
+    "red_flag_new_weakness",
+    "red_flag_bladder_bowel_change",
+    "red_flag_saddle_numbness",
+)
+
+
 class SessionLog(Base):
     """One per patient per day; a retry with the same client id never duplicates it."""
 
@@ -283,7 +296,12 @@ class SessionLog(Base):
     )
 
     __table_args__ = (
-        sa.UniqueConstraint("patient_id", "log_date"),
+        # On PostgreSQL the one-log-a-day index also carries what detection reads
+        # (`DETECTION_COLUMNS`): a patient's logs are then an index-only range scan in date
+        # order, not one heap page per log (the heap is in arrival order, day by day).
+        sa.UniqueConstraint(
+            "patient_id", "log_date", postgresql_include=list(SESSION_LOG_DETECTION_COLUMNS)
+        ),
         sa.UniqueConstraint("patient_id", "client_id"),
         sa.Index("ix_session_logs_updated_at", "updated_at"),
         sa.CheckConstraint("back_pain BETWEEN 0 AND 10", name="back_pain_range"),
