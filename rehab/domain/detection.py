@@ -141,6 +141,8 @@ from rehab.domain.alerts import AlertEpisode, AlertKind, RelatedEvent, Severity
 from rehab.domain.config import DEFAULT_CONFIG, DetectionConfig
 from rehab.domain.episodes import replay_batch
 from rehab.domain.series import (
+    AnySeries,
+    ArraySeries,
     DailyLog,
     HistoryItem,
     OutcomeScore,
@@ -153,6 +155,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "AlertEpisode",
     "AlertKind",
+    "ArraySeries",
     "DailyLog",
     "DetectionConfig",
     "HistoryItem",
@@ -180,12 +183,13 @@ def detect_episodes(
 
 
 def detect_episodes_many(
-    patients: Iterable[PatientSeries],
+    patients: Iterable[AnySeries],
     config: DetectionConfig = DEFAULT_CONFIG,
     as_of: date | None = None,
 ) -> dict[str, tuple[AlertEpisode, ...]]:
     """`detect_episodes` for many patients at once (the periodic scan, `rehab detect`), keyed
-    by patient id: the same code, vectorised over the batch, many times cheaper per patient."""
+    by patient id: the same code, vectorised over the batch, many times cheaper per patient.
+    A patient may come as an `ArraySeries` (log columns as arrays), with the same result."""
     batch = list(patients)
     results = replay_batch(batch, config, as_of)
     return {s.patient_id: tuple(episodes) for s, episodes in zip(batch, results, strict=True)}

@@ -62,6 +62,7 @@ from rehab.domain.packing import Batch, Packed, Patient, pack
 from rehab.domain.series import (
     PAIN_METRICS,
     PROVOKING_EVENT_TYPES,
+    AnySeries,
     OutcomeScore,
     PatientSeries,
 )
@@ -789,16 +790,18 @@ class _DateCache(dict[int, date]):
         return text
 
 
-def _red_flag_episodes(patient: Patient, config: DetectionConfig) -> list[AlertEpisode]:
+def _red_flag_episodes(
+    patient: Patient, days: IntArray, config: DetectionConfig
+) -> list[AlertEpisode]:
+    """`days`: the batch's log day numbers (`Batch.day`)."""
     episodes: list[AlertEpisode] = []
-    red_flags = patient.series.red_flags[: patient.n_logs]
+    red_flags = list(patient.series.red_flags[: patient.n_logs])
     if red_flags.count(()) == len(red_flags):
         return episodes
-    dates = patient.series.dates
     for k, flags in enumerate(red_flags):
         if not flags:
             continue
-        day = dates[k].toordinal() - patient.origin
+        day = int(days[patient.first + k])
         when = patient.date_of(day)
         related, tail = patient.context_tail(day, config)
         episodes.append(
@@ -931,7 +934,7 @@ _episode_order = attrgetter("detected_on", "kind", "metric")
 
 
 def replay_batch(
-    batch: Sequence[PatientSeries], config: DetectionConfig, as_of: date | None = None
+    batch: Sequence[AnySeries], config: DetectionConfig, as_of: date | None = None
 ) -> list[list[AlertEpisode]]:
     """All episodes of each patient, replayed causally up to `as_of` (default: each patient's
     last log), in the order of `batch`."""
@@ -945,8 +948,8 @@ def replay_batch(
         for patient, episodes in zip(chunk.patients, chunk_out, strict=True):
             if patient is None:
                 continue
-            if patient.series.red_flags:
-                episodes.extend(_red_flag_episodes(patient, config))
+            if len(patient.series.red_flags):
+                episodes.extend(_red_flag_episodes(patient, chunk.day, config))
             if patient.series.outcomes:
                 episodes.extend(_function_episodes(patient, config))
             episodes.sort(key=_episode_order)

@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from itertools import chain
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from rehab.domain.alerts import RelatedEvent
 from rehab.domain.arrays import FloatArray, IntArray, flat_true
@@ -34,6 +36,8 @@ from rehab.domain.explain import (
 from rehab.domain.series import (
     HISTORY_EVENT_TYPES,
     PROVOKING_EVENT_TYPES,
+    AnySeries,
+    ArraySeries,
     PatientEvent,
     PatientSeries,
 )
@@ -67,7 +71,7 @@ class Patient:
     )
 
     def __init__(
-        self, series: PatientSeries, position: int, origin: int, last_day: int, first: int
+        self, series: AnySeries, position: int, origin: int, last_day: int, first: int
     ) -> None:
         self.series = series
         self.position = position
@@ -230,16 +234,15 @@ class Batch:
     `day` (her day numbers); `owner` gives each log's patient.
     """
 
-    def __init__(self, batch: Sequence[PatientSeries], as_of: date | None) -> None:
+    def __init__(self, batch: Sequence[AnySeries], as_of: date | None) -> None:
         self.series = batch
-        lengths = [len(s.dates) for s in batch]
+        # PatientSeries carry Python objects, ArraySeries arrays (usually all one or the other).
+        self.tuples_only = all(isinstance(s, PatientSeries) for s in batch)
+        self.arrays_only = all(isinstance(s, ArraySeries) for s in batch)
+        lengths = [_log_count(s) for s in batch]
         total = sum(lengths)
         self.size = total
-        all_ordinals = np.fromiter(
-            map(date.toordinal, chain.from_iterable(s.dates for s in batch)),
-            dtype=np.int64,
-            count=total,
-        )
+        all_ordinals = _ordinals(batch, total, self.tuples_only)
         length = np.array(lengths, dtype=np.int64)
         end = np.cumsum(length)
         start = end - length
@@ -290,8 +293,17 @@ class Batch:
     def column(self, name: str) -> FloatArray:
         """A log column of every patient as floats, NaN where not logged (None) or where the
         patient has no such column; only logs dated on or before `as_of`."""
-        columns = [getattr(s, name) for s in self.series]
-        if all(len(c) == len(s.dates) for c, s in zip(columns, self.series, strict=True)):
+        if not self.tuples_only:
+            values: FloatArray = _concatenated(
+                [
+                    getattr(s, name) if isinstance(s, ArraySeries) else _series_floats(s, name)
+                    for s in self.series
+                ]
+            )
+            return values if self.kept_all else values[self.kept]
+        series = cast(Sequence[PatientSeries], self.series)
+        columns = [getattr(s, name) for s in series]
+        if all(len(c) == len(s.dates) for c, s in zip(columns, series, strict=True)):
             values = _floats(list(chain.from_iterable(columns)))
         else:
             values = np.full(self.size, np.nan)
@@ -306,6 +318,41 @@ class Batch:
             )
             values[where] = _floats(list(chain.from_iterable(present)))
         return values if self.kept_all else values[self.kept]
+
+
+def _log_count(series: AnySeries) -> int:
+    return series.ordinal.shape[0] if isinstance(series, ArraySeries) else len(series.dates)
+
+
+def _ordinals(batch: Sequence[AnySeries], total: int, tuples_only: bool) -> IntArray:
+    """Every log's date ordinal, patient after patient."""
+    if tuples_only:
+        return np.fromiter(
+            map(date.toordinal, chain.from_iterable(cast(PatientSeries, s).dates for s in batch)),
+            dtype=np.int64,
+            count=total,
+        )
+    ordinals: IntArray = _concatenated(
+        [
+            s.ordinal
+            if isinstance(s, ArraySeries)
+            else np.fromiter(map(date.toordinal, s.dates), dtype=np.int64, count=len(s.dates))
+            for s in batch
+        ],
+        np.int64,
+    )
+    return ordinals
+
+
+def _series_floats(series: PatientSeries, name: str) -> FloatArray:
+    column = getattr(series, name)
+    if len(column) != len(series.dates):
+        return np.full(len(series.dates), np.nan)
+    return _floats(list(column))
+
+
+def _concatenated(parts: list[npt.NDArray[Any]], dtype: Any = np.float64) -> npt.NDArray[Any]:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 def _floats(items: list[object]) -> FloatArray:

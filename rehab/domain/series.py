@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+import numpy as np
+
+from rehab.domain.arrays import FloatArray, IntArray
+
 PainMetric = Literal["back_pain", "leg_pain"]
 PAIN_METRICS: tuple[PainMetric, ...] = ("back_pain", "leg_pain")
 OutcomeInstrument = Literal["odi", "psfs"]
@@ -150,9 +154,89 @@ class PatientSeries:
 
     def pinned_for(self, metric: str) -> tuple[PinnedBaseline, ...]:
         """Pins for `metric`, oldest first."""
-        return tuple(
-            sorted(
-                (p for p in self.pinned_baselines if p.metric == metric),
-                key=lambda p: p.effective_from,
-            )
+        return _pinned_for(self.pinned_baselines, metric)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ArraySeries:
+    """A `PatientSeries` whose numeric log columns are arrays: what a reader that decodes logs
+    in bulk (`rehab.services.series_copy`) has without making a Python object per number or
+    date. `detect_episodes_many` takes either; the result is the same to the last bit
+    (`to_series` gives the PatientSeries).
+
+    - `ordinal`: each log's `date.toordinal()`, strictly increasing;
+    - `back_pain`, `leg_pain`, `adherence`: floats, NaN where a PatientSeries has None;
+    - `red_flags`, `leg_side`: as in a PatientSeries, one entry per log (read per log only
+      on the days that need them).
+    """
+
+    patient_id: str
+    ordinal: IntArray
+    back_pain: FloatArray
+    leg_pain: FloatArray
+    adherence: FloatArray
+    red_flags: Sequence[tuple[str, ...]]
+    leg_side: Sequence[str | None]
+    events: tuple[PatientEvent, ...] = ()
+    outcomes: tuple[OutcomeScore, ...] = ()
+    pinned_baselines: tuple[PinnedBaseline, ...] = ()
+    history: tuple[HistoryItem, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = self.ordinal.shape[0]
+        for name in ("back_pain", "leg_pain", "adherence", "red_flags", "leg_side"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} dates")
+
+    def pinned_for(self, metric: str) -> tuple[PinnedBaseline, ...]:
+        """Pins for `metric`, oldest first."""
+        return _pinned_for(self.pinned_baselines, metric)
+
+    def to_series(self) -> PatientSeries:
+        def ratings(values: FloatArray) -> tuple[int | None, ...]:
+            return tuple(None if v != v else int(v) for v in values.tolist())
+
+        return PatientSeries(
+            patient_id=self.patient_id,
+            dates=tuple(date.fromordinal(o) for o in self.ordinal.tolist()),
+            back_pain=ratings(self.back_pain),
+            leg_pain=ratings(self.leg_pain),
+            adherence=tuple(None if v != v else v for v in self.adherence.tolist()),
+            red_flags=tuple(self.red_flags),
+            leg_side=tuple(self.leg_side),
+            events=self.events,
+            outcomes=self.outcomes,
+            pinned_baselines=self.pinned_baselines,
+            history=self.history,
         )
+
+    @classmethod
+    def from_series(cls, series: PatientSeries) -> ArraySeries:
+        n = len(series.dates)
+
+        def floats(column: tuple[float | None, ...]) -> FloatArray:
+            if len(column) != n:
+                return np.full(n, np.nan)
+            return np.array([np.nan if v is None else v for v in column], dtype=np.float64)
+
+        return cls(
+            patient_id=series.patient_id,
+            ordinal=np.array([d.toordinal() for d in series.dates], dtype=np.int64),
+            back_pain=floats(series.back_pain),
+            leg_pain=floats(series.leg_pain),
+            adherence=floats(series.adherence),
+            red_flags=series.red_flags or ((),) * n,
+            leg_side=series.leg_side or (None,) * n,
+            events=series.events,
+            outcomes=series.outcomes,
+            pinned_baselines=series.pinned_baselines,
+            history=series.history,
+        )
+
+
+# What detection takes: either form of a patient's series.
+AnySeries = PatientSeries | ArraySeries
+
+
+def _pinned_for(pins: tuple[PinnedBaseline, ...], metric: str) -> tuple[PinnedBaseline, ...]:
+    return tuple(sorted((p for p in pins if p.metric == metric), key=lambda p: p.effective_from))

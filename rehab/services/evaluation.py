@@ -37,6 +37,7 @@ from rehab.db.models import PinnedBaseline as PinnedBaselineRow
 from rehab.domain.detection import (
     DEFAULT_CONFIG,
     AlertEpisode,
+    ArraySeries,
     DetectionConfig,
     OutcomeScore,
     PatientEvent,
@@ -45,6 +46,7 @@ from rehab.domain.detection import (
     detect_episodes_many,
 )
 from rehab.domain.event_text import fall_mechanism
+from rehab.domain.series import AnySeries
 from rehab.domain.vocabulary import RedFlag
 from rehab.services import audit, notifications, series_copy
 from rehab.services.actors import SYSTEM
@@ -77,7 +79,10 @@ def load_series(
     packed binary records, decoded with numpy (`series_copy`), and the events, outcomes, pins,
     program periods and stored alerts as JSON: the periodic scan reads a year of logs of every
     patient, and the evaluation after one new log should wait for few round trips."""
-    return _load(session, patient_ids, since)[0]
+    return {
+        pid: s.to_series() if isinstance(s, ArraySeries) else s
+        for pid, s in _load(session, patient_ids, since)[0].items()
+    }
 
 
 Period = tuple[dt.date, dt.date | None]
@@ -161,20 +166,51 @@ class _Context:
 
 def _load(
     session: Session, patient_ids: Sequence[int], since: dt.date | None
-) -> tuple[dict[int, PatientSeries], _Context]:
+) -> tuple[dict[int, AnySeries], _Context]:
+    """PostgreSQL: `ArraySeries` (the log columns stay numpy arrays); else PatientSeries."""
+    series: dict[int, AnySeries]
     if _fast_path(session):
-        logs, context = _read_postgresql(session, patient_ids, since)
+        arrays, context = _read_postgresql(session, patient_ids, since)
+        series = {pid: _array_series(pid, arrays.get(pid), context) for pid in patient_ids}
     else:
         logs = _select_log_columns(session, patient_ids, since)
         context = _context_generic(session, patient_ids)
-    series = {pid: _series(pid, logs.get(pid, _NO_LOGS), context) for pid in patient_ids}
+        series = {pid: _series(pid, logs.get(pid, _NO_LOGS), context) for pid in patient_ids}
     return series, context
 
 
-_NO_LOGS: series_copy.LogColumns = ((), (), (), (), (), ())
+# Per patient: dates, back pain, leg pain, adherence, leg side, red flags (PatientSeries order).
+LogColumns = tuple[
+    tuple[dt.date, ...],
+    tuple[int | None, ...],
+    tuple[int | None, ...],
+    tuple[float | None, ...],
+    tuple[str | None, ...],
+    tuple[tuple[str, ...], ...],
+]
+_NO_LOGS: LogColumns = ((), (), (), (), (), ())
+_NO_ARRAY_LOGS = series_copy.PatientLogs(
+    np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0), [], []
+)
 
 
-def _series(pid: int, logs: series_copy.LogColumns, context: _Context) -> PatientSeries:
+def _array_series(pid: int, logs: series_copy.PatientLogs | None, context: _Context) -> ArraySeries:
+    ordinal, back_pain, leg_pain, adherence, red_flags, leg_side = logs or _NO_ARRAY_LOGS
+    return ArraySeries(
+        patient_id=str(pid),
+        ordinal=ordinal,
+        back_pain=back_pain,
+        leg_pain=leg_pain,
+        adherence=adherence,
+        red_flags=red_flags,
+        leg_side=leg_side,
+        events=tuple(context.events.get(pid, ())),
+        outcomes=tuple(context.outcomes.get(pid, ())),
+        pinned_baselines=tuple(context.pins.get(pid, ())),
+    )
+
+
+def _series(pid: int, logs: LogColumns, context: _Context) -> PatientSeries:
     dates, back_pain, leg_pain, adherence, leg_side, red_flags = logs
     return PatientSeries(
         patient_id=str(pid),
@@ -206,7 +242,7 @@ def _core(session: Session) -> sa.Connection:
 
 def _select_log_columns(
     session: Session, patient_ids: Sequence[int], since: dt.date | None
-) -> dict[int, series_copy.LogColumns]:
+) -> dict[int, LogColumns]:
     """A plain SELECT, one row tuple per log."""
     log_query = sa.select(
         SessionLog.patient_id,
@@ -406,7 +442,7 @@ def _date(text: str | None) -> dt.date | None:
 
 def _read_postgresql(
     session: Session, patient_ids: Sequence[int], since: dt.date | None
-) -> tuple[dict[int, series_copy.LogColumns], _Context]:
+) -> tuple[dict[int, series_copy.PatientLogs], _Context]:
     """Logs, `_context_generic` and the stored alerts in one statement, decoded here into the
     values the generic path gives (dates, ints, floats, strings, enums)."""
     parameters: dict[str, Any] = {"ids": sorted({int(i) for i in patient_ids})}
@@ -415,7 +451,7 @@ def _read_postgresql(
     row = _core(session).execute(_READ[since is not None], parameters).one()
     count, packed, events, outcomes, pins, periods, codes, n_alerts, keys, unresolved = row
     arrays = series_copy.LogArrays.from_records(series_copy.records(packed, count))
-    logs = series_copy.log_columns(arrays)
+    logs = series_copy.patient_logs(arrays)
     stored = StoredAlerts.from_packed(_as_list(codes), n_alerts, keys, _as_list(unresolved))
     context = _Context(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list),
                        stored)  # fmt: skip

@@ -1,5 +1,5 @@
-"""Daily logs read from PostgreSQL as packed binary records into numpy arrays, and turned into
-the log columns of `PatientSeries`: by `COPY (SELECT …) TO STDOUT (FORMAT BINARY)`
+"""Daily logs read from PostgreSQL as packed binary records into numpy arrays, and split into
+each patient's log columns (`ArraySeries`): by `COPY (SELECT …) TO STDOUT (FORMAT BINARY)`
 (`read_log_arrays`), or embedded in another statement (`RECORD_SQL`, `records`: the
 evaluation reads a batch's logs, events, outcomes and stored alerts in one round trip).
 
@@ -20,8 +20,9 @@ NULLs become sentinels inside the record (pain 15, side code 0, adherence NaN �
 CHECKs rule those values out), so no record is ever NULL (string_agg would skip it silently;
 each row also carries `count(*)`, checked against the records received). The COPY stream is
 the 19-byte header, rows of (field count, length + int8 count, length + bytea), and the 2-byte
-trailer; `np.frombuffer` reads the concatenated records with a structured dtype. Dates become
-`date` objects through a lookup table, so a batch shares one object per calendar day.
+trailer; `np.frombuffer` reads the concatenated records with a structured dtype. The
+evaluation hands the columns to the detector as arrays (`patient_logs`,
+`rehab.domain.series.ArraySeries`): no Python object per number or date.
 
 The reading loop calls libpq's `PQgetCopyData` (psycopg's `PGconn.get_copy_data`) directly and
 leaves the start of the COPY to psycopg's `Copy`.
@@ -33,7 +34,7 @@ import datetime as dt
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -228,15 +229,16 @@ def read_log_arrays(
     return LogArrays.from_records(parse_records(copy_out(conn, log_query(patient_ids, since))))
 
 
-# Per patient: dates, back pain, leg pain, adherence, leg side, red flags (PatientSeries order).
-LogColumns = tuple[
-    tuple[dt.date, ...],
-    tuple[int | None, ...],
-    tuple[int | None, ...],
-    tuple[float | None, ...],
-    tuple[str | None, ...],
-    tuple[tuple[str, ...], ...],
-]
+class PatientLogs(NamedTuple):
+    """One patient's logs as `ArraySeries` takes them (views into the batch's arrays)."""
+
+    ordinal: npt.NDArray[np.int64]
+    back_pain: npt.NDArray[np.float64]  # NaN: not logged
+    leg_pain: npt.NDArray[np.float64]
+    adherence: npt.NDArray[np.float64]  # NaN: not known
+    red_flags: list[tuple[str, ...]]
+    leg_side: list[str | None]
+
 
 _SIDE_TABLE = np.array([None, *SIDES], dtype=object)
 _FLAG_TABLE = np.empty(1 << len(FLAGS), dtype=object)
@@ -244,42 +246,34 @@ for _mask in range(1 << len(FLAGS)):
     _FLAG_TABLE[_mask] = tuple(flag for bit, flag in enumerate(FLAGS) if _mask >> bit & 1)
 
 
-def _with_none(values: npt.NDArray[Any], missing: npt.NDArray[np.bool_]) -> list[Any]:
-    if not bool(missing.any()):
-        return list(values.tolist())
-    objects = values.astype(object)
-    objects[missing] = None
-    return list(objects.tolist())
+def _ratings(values: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
+    out = values.astype(np.float64)
+    out[values == PAIN_NULL] = np.nan
+    return out
 
 
-def log_columns(arrays: LogArrays) -> dict[int, LogColumns]:
-    """The PatientSeries log columns of each patient: the values `load_series`'s SELECT path
-    builds (ints, floats or None, side and flag strings, `date` objects), as tuples."""
+def patient_logs(arrays: LogArrays) -> dict[int, PatientLogs]:
+    """Each patient's logs, for `ArraySeries`: numbers stay in arrays (one slice per patient);
+    red flags and sides become the strings a PatientSeries holds (`_FLAG_TABLE`, `_SIDE_TABLE`:
+    one shared tuple or string per distinct value)."""
     n = len(arrays)
     if n == 0:
         return {}
-    first = int(arrays.ordinal.min())
-    calendar = np.array(
-        [dt.date.fromordinal(o) for o in range(first, int(arrays.ordinal.max()) + 1)],
-        dtype=object,
-    )
-    dates = calendar[arrays.ordinal - first].tolist()
-    back = _with_none(arrays.back_pain, arrays.back_pain == PAIN_NULL)
-    leg = _with_none(arrays.leg_pain, arrays.leg_pain == PAIN_NULL)
-    adherence = _with_none(arrays.adherence, np.isnan(arrays.adherence))
+    back = _ratings(arrays.back_pain)
+    leg = _ratings(arrays.leg_pain)
     sides = _SIDE_TABLE[arrays.leg_side].tolist()
     flags = _FLAG_TABLE[arrays.red_flags].tolist()
     pid = arrays.patient_id
     starts = np.flatnonzero(np.concatenate(([True], pid[1:] != pid[:-1])))
     ends = np.append(starts[1:], n)
-    out: dict[int, LogColumns] = {}
-    for patient, s, e in zip(pid[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
-        out[patient] = (
-            tuple(dates[s:e]),
-            tuple(back[s:e]),
-            tuple(leg[s:e]),
-            tuple(adherence[s:e]),
-            tuple(sides[s:e]),
-            tuple(flags[s:e]),
+    return {
+        patient: PatientLogs(
+            arrays.ordinal[s:e],
+            back[s:e],
+            leg[s:e],
+            arrays.adherence[s:e],
+            flags[s:e],
+            sides[s:e],
         )
-    return out
+        for patient, s, e in zip(pid[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)
+    }

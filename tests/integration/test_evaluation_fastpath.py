@@ -28,6 +28,7 @@ from rehab.db.models import (
     PinnedBaseline,
     SessionLog,
 )
+from rehab.domain.series import ArraySeries
 from rehab.domain.vocabulary import Instrument, RedFlag, Side
 from rehab.extensions import db
 from rehab.services import evaluation, series_copy
@@ -161,7 +162,12 @@ def test_copy_path_gives_the_generic_series(
             calls.clear()
             # The COPY reader gives the same log columns.
             conn = db.session.connection().connection.driver_connection
-            by_copy = series_copy.log_columns(series_copy.read_log_arrays(conn, ids, since))
+            by_copy = {
+                pid: _columns(logs)
+                for pid, logs in series_copy.patient_logs(
+                    series_copy.read_log_arrays(conn, ids, since)
+                ).items()
+            }
             db.session.rollback()
             for pid in (a, b):
                 s = generic[pid]
@@ -204,7 +210,7 @@ def test_copy_reader_layout_and_errors(pg_url: str) -> None:
     dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
         empty = series_copy.read_log_arrays(conn, [123456], None)
-        assert len(empty) == 0 and series_copy.log_columns(empty) == {}
+        assert len(empty) == 0 and series_copy.patient_logs(empty) == {}
         # A server error mid-COPY surfaces as an exception, and the connection stays usable.
         failing = psycopg.sql.SQL(
             "COPY (SELECT 1 / (g - 500) FROM generate_series(1, 1000) g) TO STDOUT (FORMAT BINARY)"
@@ -259,19 +265,28 @@ def test_alerts_stored_by_either_insert_are_the_same(
         assert evaluation.evaluate_and_commit(db.session, ids, today).stored == 0
 
 
-def test_log_columns_turn_sentinels_into_none() -> None:
-    """A NULL pain (the CSV contract allows one; the log table does not today) travels as 15."""
+def test_patient_logs_turn_sentinels_into_nan_and_none() -> None:
+    """A NULL pain (the CSV contract allows one; the log table does not today) travels as 15
+    and becomes NaN (None in a PatientSeries); sides and red flags become their names."""
     records = np.zeros(2, dtype=series_copy.RECORD_DTYPE)
     day = dt.date(2026, 3, 1).toordinal() - 1
     records["key"] = [(7 << 32) | day, (7 << 32) | (day + 2)]
     records["packed"] = [series_copy.PAIN_NULL | (3 << 4) | (2 << 8) | (0b101 << 10), 4]
     records["adherence"] = [np.nan, 0.5]
-    columns = series_copy.log_columns(series_copy.LogArrays.from_records(records[::-1]))
-    dates, back, leg, adherence, sides, flags = columns[7]
+    logs = series_copy.patient_logs(series_copy.LogArrays.from_records(records[::-1]))[7]
+    np.testing.assert_array_equal(logs.back_pain, [np.nan, 4])
+    dates, back, leg, adherence, sides, flags = _columns(logs)
     assert dates == (dt.date(2026, 3, 1), dt.date(2026, 3, 3))
     assert back == (None, 4) and leg == (3, 0) and adherence == (None, 0.5)
     assert sides == (series_copy.SIDES[1], None)
     assert flags == ((series_copy.FLAGS[0], series_copy.FLAGS[2]), ())
+
+
+def _columns(logs: series_copy.PatientLogs) -> tuple[Any, ...]:
+    """The PatientSeries log columns of one patient's `patient_logs`."""
+    series = ArraySeries("p", *logs[:4], red_flags=logs.red_flags, leg_side=logs.leg_side)
+    s = series.to_series()
+    return (s.dates, s.back_pain, s.leg_pain, s.adherence, s.leg_side, s.red_flags)
 
 
 def test_stored_alerts_read_packed_match_the_generic_read(pg_app: Flask, pg_clinic: Clinic) -> None:
