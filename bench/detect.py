@@ -1164,7 +1164,8 @@ class DetectReport:
             f" ({domain_ms:.2f} ms/patient); loading {stages['load']:.2f} s"
             f" ({stages['load'] * 1000 / n:.2f} ms/patient: one SELECT per batch returns the"
             " packed logs, the events, outcomes, pins, programs and stored alerts; decoding"
-            " them and building the PatientSeries); comparing the episodes with the stored"
+            " them into each patient's series, log columns as numpy arrays); comparing the"
+            " episodes with the stored"
             f" alerts {stages['reconcile']:.2f} s (in memory: no query); the rest"
             f" {other + stages['notify'] + stages['commit']:.2f} s (advisory locks, commit)."
             f" {_budget(budget, fastest, stages, n)}"
@@ -1222,9 +1223,9 @@ def _budget(budget: float, fastest: float, stages: dict[str, float], n: int) -> 
     return (
         f"The detector alone takes {domain / fastest:.1f}× the fastest read, and loading"
         f" {stages['load'] / fastest:.1f}×: the target is out of reach on both counts — the"
-        " whole-table read scans the heap in order, a batch fetches 250 patients' rows"
-        " scattered over a heap stored in arrival order and builds the PatientSeries' Python"
-        " objects."
+        " whole-table read scans the heap in order; a batch reads 250 patients' rows from the"
+        " covering index (an index-only scan) and decodes their events, outcomes and stored"
+        " alerts too."
     )
 
 
