@@ -238,7 +238,6 @@ class Batch:
         self.series = batch
         # PatientSeries carry Python objects, ArraySeries arrays (usually all one or the other).
         self.tuples_only = all(isinstance(s, PatientSeries) for s in batch)
-        self.arrays_only = all(isinstance(s, ArraySeries) for s in batch)
         lengths = [_log_count(s) for s in batch]
         total = sum(lengths)
         self.size = total
