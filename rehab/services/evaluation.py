@@ -89,8 +89,9 @@ Period = tuple[dt.date, dt.date | None]
 
 
 class StoredAlert(NamedTuple):
+    """An unresolved stored alert: what reconciling may change about it."""
+
     id: int
-    status: AlertStatus
     severity: str
 
 
@@ -102,7 +103,7 @@ _CODE_BITS = 10
 
 class StoredAlerts:
     """What reconciling needs of the patients' stored alerts: which (kind, metric,
-    detected_on) are stored, and the unresolved ones with their id, status and severity.
+    detected_on) are stored, and the unresolved ones with their id and severity.
 
     Resolved alerts, most of those stored after a year, are only ever looked up: they are kept
     as integer keys (patient id, day and a code for the (kind, metric) pair packed into 64
@@ -114,11 +115,11 @@ class StoredAlerts:
         self._codes: dict[tuple[str, str], int] = {}
         self._keys: set[int] = set()
 
-    def add(self, patient_id: int, key: AlertKey, alert: StoredAlert) -> None:
+    def add(self, patient_id: int, key: AlertKey, alert: StoredAlert, *, resolved: bool) -> None:
         kind, metric, day = key
         code = self._codes.setdefault((kind, metric), len(self._codes) + 1)
         self._keys.add(_packed_key(patient_id, day.toordinal() - 1, code))
-        if alert.status is not AlertStatus.RESOLVED:
+        if not resolved:
             self.unresolved[patient_id][key] = alert
 
     def has(self, patient_id: int, key: AlertKey) -> bool:
@@ -142,9 +143,9 @@ class StoredAlerts:
         if len(data) != 8 * count:
             raise ValueError(f"packed alert keys: {len(data)} bytes for {count} alerts")
         stored._keys = set(np.frombuffer(data, ">i8").tolist())
-        for pid, alert_id, kind, metric, detected_on, status, severity in unresolved:
+        for pid, alert_id, kind, metric, detected_on, severity in unresolved:
             key: AlertKey = (kind, metric, dt.date.fromisoformat(detected_on))
-            stored.unresolved[pid][key] = StoredAlert(alert_id, _STATUS[status], severity)
+            stored.unresolved[pid][key] = StoredAlert(alert_id, severity)
         return stored
 
 
@@ -195,35 +196,30 @@ _NO_ARRAY_LOGS = series_copy.PatientLogs(
 
 
 def _array_series(pid: int, logs: series_copy.PatientLogs | None, context: _Context) -> ArraySeries:
-    ordinal, back_pain, leg_pain, adherence, red_flags, leg_side = logs or _NO_ARRAY_LOGS
-    return ArraySeries(
-        patient_id=str(pid),
-        ordinal=ordinal,
-        back_pain=back_pain,
-        leg_pain=leg_pain,
-        adherence=adherence,
-        red_flags=red_flags,
-        leg_side=leg_side,
-        events=tuple(context.events.get(pid, ())),
-        outcomes=tuple(context.outcomes.get(pid, ())),
-        pinned_baselines=tuple(context.pins.get(pid, ())),
-    )
+    return ArraySeries(**(logs or _NO_ARRAY_LOGS)._asdict(), **_not_logs(pid, context))
 
 
 def _series(pid: int, logs: LogColumns, context: _Context) -> PatientSeries:
     dates, back_pain, leg_pain, adherence, leg_side, red_flags = logs
     return PatientSeries(
-        patient_id=str(pid),
         dates=dates,
         back_pain=back_pain,
         leg_pain=leg_pain,
         adherence=adherence,
         leg_side=leg_side,
         red_flags=red_flags,
-        events=tuple(context.events.get(pid, ())),
-        outcomes=tuple(context.outcomes.get(pid, ())),
-        pinned_baselines=tuple(context.pins.get(pid, ())),
+        **_not_logs(pid, context),
     )
+
+
+def _not_logs(pid: int, context: _Context) -> dict[str, Any]:
+    """A series' fields besides the log columns, the same for both forms."""
+    return {
+        "patient_id": str(pid),
+        "events": tuple(context.events.get(pid, ())),
+        "outcomes": tuple(context.outcomes.get(pid, ())),
+        "pinned_baselines": tuple(context.pins.get(pid, ())),
+    }
 
 
 def _fast_path(session: Session) -> bool:
@@ -355,13 +351,12 @@ def _json_rows(columns: tuple[Any, ...], order: tuple[Any, ...], ids: Any, *wher
 
 _IDS = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer))
 _SINCE = sa.bindparam("since", type_=sa.Date)
-_ALERT_COLUMNS = (
+_UNRESOLVED_ALERT_COLUMNS = (
     Alert.patient_id,
     Alert.id,
     Alert.kind,
     Alert.metric,
     Alert.detected_on,
-    Alert.status,
     Alert.severity,
 )
 
@@ -422,7 +417,7 @@ def _stored_alert_columns() -> tuple[Any, ...]:
         .scalar_subquery()
     )
     unresolved = _json_rows(
-        _ALERT_COLUMNS,
+        _UNRESOLVED_ALERT_COLUMNS,
         (Alert.patient_id, Alert.id),
         _IDS,
         Alert.status != AlertStatus.RESOLVED,
@@ -431,9 +426,6 @@ def _stored_alert_columns() -> tuple[Any, ...]:
 
 
 _READ = {True: _read_statement(True), False: _read_statement(False)}
-
-
-_STATUS = {status.value: status for status in AlertStatus}
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -642,12 +634,8 @@ def _reconcile(
             key = (episode.kind, episode.metric or "", episode.detected_on)
             existing = unresolved.get(key)
             if existing is not None:
-                alert_id, status, severity = existing
-                if (
-                    status is not AlertStatus.RESOLVED
-                    and severity != "urgent"
-                    and episode.severity == "urgent"
-                ):
+                alert_id, severity = existing
+                if severity != "urgent" and episode.severity == "urgent":
                     # A fall logged after the alert opened (the phone caught up, or the
                     # clinician recorded it): the alert now says so and goes out again.
                     _escalate(session, alert_id, episode)
@@ -655,7 +643,7 @@ def _reconcile(
                         session, SYSTEM, "alert.escalate", patient_id, target=f"alert:{alert_id}"
                     )
                     result.escalated.append(alert_id)
-                if episode.resolved_on is not None and status is not AlertStatus.RESOLVED:
+                if episode.resolved_on is not None:
                     # A further rise closed it, not a return to baseline: the note says which.
                     _auto_resolve(session, alert_id, episode.resolved_on, now, episode.superseded)
                     audit.record(
@@ -668,8 +656,8 @@ def _reconcile(
             if episode.resolved_on is None and episode.kind != "red_flag":
                 # A still-unresolved older alert of this kind and metric that the detector no
                 # longer follows (e.g. its log was edited) gives way to the new episode.
-                for (kind, metric, _), (old_id, status, _severity) in unresolved.items():
-                    if (kind, metric) == key[:2] and status is not AlertStatus.RESOLVED:
+                for (kind, metric, _), (old_id, _severity) in unresolved.items():
+                    if (kind, metric) == key[:2]:
                         _auto_resolve(session, old_id, episode.detected_on, now, superseded=True)
             new_rows.append(_row(patient_id, episode, now))
     for alert_id, patient_id, status in _insert_ignoring_duplicates(session, new_rows):
@@ -742,7 +730,12 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
             Alert.severity,
         ).where(Alert.patient_id.in_(patient_ids))
     ):
-        out.add(patient_id, (kind, metric, detected_on), StoredAlert(alert_id, status, severity))
+        out.add(
+            patient_id,
+            (kind, metric, detected_on),
+            StoredAlert(alert_id, severity),
+            resolved=status is AlertStatus.RESOLVED,
+        )
     return out
 
 
