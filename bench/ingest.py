@@ -1148,11 +1148,10 @@ def run_ingest(options: IngestOptions, echo: Callable[[str], None] = print) -> I
 
 
 def _queued_evaluations(redis_url: str) -> tuple[int, set[int]]:
-    """The evaluation tasks waiting in Redis (no worker runs) and the patient ids they carry:
-    kombu's JSON envelope, its body base64-encoded JSON `[args, kwargs, embed]`."""
-    import base64
-
+    """The evaluation tasks waiting in Redis (no worker runs) and the patient ids they carry."""
     import redis
+
+    from rehab.services.broker import decode_kombu_message
 
     client = redis.Redis.from_url(redis_url)
     try:
@@ -1161,10 +1160,10 @@ def _queued_evaluations(redis_url: str) -> tuple[int, set[int]]:
         client.close()
     count, ids = 0, set[int]()
     for raw in messages:  # type: ignore[union-attr]
-        envelope = json.loads(raw)
+        envelope, body = decode_kombu_message(raw)
         if envelope["headers"]["task"] != "rehab.evaluate_patients":
             continue
-        args = json.loads(base64.b64decode(envelope["body"]))[0]
+        args = json.loads(body)[0]
         count += 1
         ids.update(int(i) for i in args[0])
     return count, ids

@@ -1,9 +1,13 @@
 """Upkeep of the embedded SQLite broker (demo): kombu's SQLAlchemy transport marks consumed
-messages invisible but never deletes them, so the file grows without bound."""
+messages invisible but never deletes them, so the file grows without bound. And reading a
+waiting message (the benchmarks and the tests check what the broker holds)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -31,3 +35,13 @@ def delete_consumed_messages(broker_url: str, now: dt.datetime | None = None) ->
             return int(result.rowcount or 0)
     finally:
         engine.dispose()
+
+
+def decode_kombu_message(raw: bytes | str) -> tuple[dict[str, Any], str]:
+    """A message as kombu stores it in Redis or the SQL transport: (envelope, body text; for
+    a Celery task, the JSON `[args, kwargs, embed]`)."""
+    envelope = json.loads(raw)
+    body = envelope.get("body", "")
+    if envelope.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body).decode()
+    return envelope, body

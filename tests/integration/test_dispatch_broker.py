@@ -14,10 +14,10 @@ from rehab import create_app
 from rehab.devservers import RedisServer
 from rehab.extensions import db
 from rehab.services import dispatch
+from rehab.services.broker import decode_kombu_message
 from rehab.services.time import clinic_today
 from tests.conftest import app_settings, dispose_engines
 from tests.support.clinic import build_clinic
-from tests.support.sinks import decode_kombu_message
 
 
 def test_committed_logs_reach_redis_as_gathered_evaluation_tasks(

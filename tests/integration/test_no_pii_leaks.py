@@ -46,6 +46,7 @@ from rehab.devservers import RedisServer
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db
 from rehab.services import accounts, dispatch, notifications
+from rehab.services.broker import decode_kombu_message
 from rehab.services.commands import PrescriptionInput, ProgramInput
 from rehab.services.programs import create_program
 from rehab.services.time import clinic_today
@@ -58,7 +59,6 @@ from tests.support.sinks import (
     RecordingClient,
     TaskRecorder,
     UrlRecorder,
-    decode_kombu_message,
     sqlite_broker_messages,
     urls_in_text,
 )

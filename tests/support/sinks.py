@@ -9,8 +9,6 @@ signal in this process.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from dataclasses import dataclass, field
 from html import unescape
@@ -80,15 +78,6 @@ class TaskRecorder:
 
     def __exit__(self, *exc: object) -> None:
         before_task_publish.disconnect(self._on_publish)
-
-
-def decode_kombu_message(raw: bytes | str) -> tuple[dict[str, Any], str]:
-    """A message as kombu stores it in Redis or the SQL transport: (envelope, body text)."""
-    envelope = json.loads(raw)
-    body = envelope.get("body", "")
-    if envelope.get("properties", {}).get("body_encoding") == "base64":
-        body = base64.b64decode(body).decode()
-    return envelope, body
 
 
 def sqlite_broker_messages(broker_url: str) -> list[str]:
