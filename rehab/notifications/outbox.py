@@ -11,7 +11,10 @@ from email.parser import BytesHeaderParser, BytesParser
 from pathlib import Path
 from typing import cast
 
+from rehab.notifications.render import NOTIFICATION_HEADER
+
 NAME = re.compile(r"^\d{8}T\d{12}Z-[a-z0-9_-]{1,40}\.eml$")
+_ID = re.compile(r"[0-9]{1,9}")  # a row id (PostgreSQL integer)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,13 @@ class OutboxMessage:
     text: str
     html: str | None
     images: dict[str, str] = field(default_factory=dict)  # Content-ID -> data: URI
+
+    @property
+    def notification_ids(self) -> list[int]:
+        """The notification rows this message delivered (its `NOTIFICATION_HEADER`); a
+        hand-edited file's other text is ignored."""
+        listed = dict(self.headers).get(NOTIFICATION_HEADER, "")
+        return [int(part) for part in (p.strip() for p in listed.split(",")) if _ID.fullmatch(part)]
 
     def html_with_images(self) -> str | None:
         """The HTML part with `cid:` references replaced by the inline images' data."""
@@ -85,7 +95,7 @@ def read_outbox(directory: Path, name: str) -> OutboxMessage | None:
                 encoded = base64.b64encode(data).decode("ascii")
                 images[cid.strip("<>")] = f"data:{part.get_content_type()};base64,{encoded}"
     keep = ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe",
-            "X-Rehab-Notification")  # fmt: skip
+            NOTIFICATION_HEADER)  # fmt: skip
     return OutboxMessage(
         entry=_entry(path, message),
         headers=[(k, str(message[k])) for k in keep if message[k] is not None],

@@ -48,6 +48,10 @@ METRIC_LABELS = {
 PAIN_METRICS = ("leg_pain", "back_pain")
 
 
+# The header listing a message's notification ids (`OutboxMessage.notification_ids`).
+NOTIFICATION_HEADER = "X-Rehab-Notification"
+
+
 def number(value: float | None) -> str:
     """7.0 -> "7", 6.5 -> "6.5", 0.333 -> "0.33"."""
     if value is None:
@@ -144,7 +148,7 @@ def _base(envelope: Envelope, subject: str) -> EmailMessage:
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
     # Lets the operator find the outbox rows of a message (ids only).
-    message["X-Rehab-Notification"] = ",".join(str(i) for i in envelope.notification_ids)
+    message[NOTIFICATION_HEADER] = ",".join(str(i) for i in envelope.notification_ids)
     return message
 
 

@@ -55,6 +55,7 @@ from rehab.db.models import (
 from rehab.domain.vocabulary import NotifyMode, Role
 from rehab.notifications import render, tokens
 from rehab.notifications.chart import sparkline
+from rehab.notifications.outbox import OutboxMessage, read_outbox
 from rehab.notifications.transport import (
     DeliveryError,
     TransientError,
@@ -930,9 +931,23 @@ def retry_failed(session: Session, actor: Actor, notification_id: int) -> None:
     audit.commit(session)
 
 
-def patients_in_message(session: Session, notification_ids: Sequence[int]) -> list[int]:
-    """The patients an outbox message is about (its alerts' patients, or the patient a
-    reminder went to): an admin reading it reads their data, and the audit names them."""
+def read_outbox_message(session: Session, actor: Actor, name: str) -> OutboxMessage | None:
+    """One message of the file outbox, its read audited: it shows alert explanations and
+    event notes, so there is one audit row per patient it is about ("who read this patient's
+    data" finds the admin's read too), or one without a patient."""
+    message = read_outbox(outbox_dir(), name)
+    if message is None:
+        return None
+    target = f"outbox:{name}"[:64]
+    patients: list[int | None] = [*_patients_in_message(session, message.notification_ids)]
+    for patient_id in patients or [None]:
+        audit.record(session, actor, "outbox.read", patient_id, target=target)
+    return message
+
+
+def _patients_in_message(session: Session, notification_ids: Sequence[int]) -> list[int]:
+    """The patients an outbox message is about: its alerts' patients, or the patient a
+    reminder went to."""
     if not notification_ids:
         return []
     ids = list(notification_ids)

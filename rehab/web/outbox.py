@@ -16,10 +16,10 @@ from flask_login import current_user
 
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db, login_manager
-from rehab.notifications.outbox import list_outbox, read_outbox
+from rehab.notifications.outbox import list_outbox
 from rehab.services import audit, notifications
 from rehab.services.access import NotFound
-from rehab.web.forms import ActionForm, small_int
+from rehab.web.forms import ActionForm
 from rehab.web.guards import deny
 
 bp = Blueprint("outbox", __name__, url_prefix="/admin")
@@ -74,17 +74,9 @@ def outbox_list() -> Any:
 
 
 def _message(name: str) -> Any:
-    message = read_outbox(notifications.outbox_dir(), name)
+    message = notifications.read_outbox_message(db.session, current_user.actor, name)
     if message is None:
         abort(404)
-    # The message shows alert explanations and event notes: one audit row per patient it is
-    # about, so "who read this patient's data" finds the admin's read too.
-    listed = dict(message.headers).get("X-Rehab-Notification", "")
-    ids = [n for n in (small_int(part.strip()) for part in listed.split(",")) if n is not None]
-    target = f"outbox:{name}"[:64]
-    patients: list[int | None] = [*notifications.patients_in_message(db.session, ids)]
-    for patient_id in patients or [None]:
-        audit.record(db.session, current_user.actor, "outbox.read", patient_id, target=target)
     return message
 
 

@@ -178,3 +178,25 @@ def test_reading_an_alert_email_in_the_outbox_is_audited_against_its_patient(
             )
         ).all()
     assert [(p, t) for p, t in read] == [(a, f"outbox:{name}"[:64])]
+
+
+def test_an_outbox_file_whose_notification_header_was_edited_reads_without_error(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    """A hand-edited `X-Rehab-Notification` (junk, Unicode digits, a number past a row id)
+    names no notification: the message still opens, audited without a patient."""
+    with app.app_context():
+        outbox = notifications.outbox_dir()
+        outbox.mkdir(parents=True, exist_ok=True)
+        name = "20260101T000000000000Z-edited.eml"
+        (outbox / name).write_text(
+            "From: a@b.test\r\nTo: c@d.test\r\nSubject: s\r\n"
+            "X-Rehab-Notification: x, ١٢, 9999999999, -3\r\n\r\nbody\r\n"
+        )
+    login(client, clinic.admin.email)
+    assert client.get(f"/admin/outbox/{name}").status_code == 200
+    with app.app_context():
+        read = db.session.execute(
+            sa.select(AuditEvent.patient_id).where(AuditEvent.action == "outbox.read")
+        ).all()
+    assert [p for (p,) in read] == [None]
