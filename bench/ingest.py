@@ -1152,6 +1152,10 @@ def _queued_evaluations(redis_url: str) -> tuple[int, set[int]]:
     import redis
 
     from rehab.services.broker import decode_kombu_message
+    from rehab.services.dispatch import GATHERED_TASKS
+    from rehab.services.logs import EVALUATE_PATIENT_TASK
+
+    batch_task = GATHERED_TASKS[EVALUATE_PATIENT_TASK]
 
     client = redis.Redis.from_url(redis_url)
     try:
@@ -1161,7 +1165,7 @@ def _queued_evaluations(redis_url: str) -> tuple[int, set[int]]:
     count, ids = 0, set[int]()
     for raw in messages:  # type: ignore[union-attr]
         envelope, body = decode_kombu_message(raw)
-        if envelope["headers"]["task"] != "rehab.evaluate_patients":
+        if envelope["headers"]["task"] != batch_task:
             continue
         args = json.loads(body)[0]
         count += 1
