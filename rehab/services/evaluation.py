@@ -645,9 +645,8 @@ def _reconcile(
                     result.escalated.append(alert_id)
                 if episode.resolved_on is not None:
                     # A further rise closed it, not a return to baseline: the note says which.
-                    _auto_resolve(session, alert_id, episode.resolved_on, now, episode.superseded)
-                    audit.record(
-                        session, SYSTEM, "alert.resolve", patient_id, target=f"alert:{alert_id}"
+                    _auto_resolve(
+                        session, patient_id, alert_id, episode.resolved_on, now, episode.superseded
                     )
                     result.resolved += 1
                 continue
@@ -658,7 +657,10 @@ def _reconcile(
                 # longer follows (e.g. its log was edited) gives way to the new episode.
                 for (kind, metric, _), (old_id, _severity) in unresolved.items():
                     if (kind, metric) == key[:2]:
-                        _auto_resolve(session, old_id, episode.detected_on, now, superseded=True)
+                        _auto_resolve(
+                            session, patient_id, old_id, episode.detected_on, now, superseded=True
+                        )
+                        result.resolved += 1
             new_rows.append(_row(patient_id, episode, now))
     for alert_id, patient_id, status in _insert_ignoring_duplicates(session, new_rows):
         result.stored += 1
@@ -740,8 +742,14 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
 
 
 def _auto_resolve(
-    session: Session, alert_id: int, on: dt.date, now: dt.datetime, superseded: bool = False
+    session: Session,
+    patient_id: int,
+    alert_id: int,
+    on: dt.date,
+    now: dt.datetime,
+    superseded: bool = False,
 ) -> None:
+    """Resolve a stored alert the replay closed, audited (a write of patient data)."""
     note = (
         "Superseded by a newer alert of the same kind and metric (a further change)."
         if superseded
@@ -752,6 +760,7 @@ def _auto_resolve(
         .where(Alert.id == alert_id, Alert.status != AlertStatus.RESOLVED)
         .values(status=AlertStatus.RESOLVED, resolved_on=on, resolved_at=now, resolve_note=note)
     )
+    audit.record(session, SYSTEM, "alert.resolve", patient_id, target=f"alert:{alert_id}")
 
 
 def _escalate(session: Session, alert_id: int, episode: AlertEpisode) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -160,6 +160,20 @@ def small_int(raw: str) -> int | None:
     return int(raw) if _SMALL_INT.fullmatch(raw) else None
 
 
+class RowList(FieldList):
+    """WTForms' `FieldList` reading row numbers with `small_int`: its own reading takes any
+    key whose row part passes `str.isdigit` ("exercises-²-done") to `int`, which raises
+    while the form is being built, before validation or the access check (a 500)."""
+
+    def _extract_indices(self, prefix: str, formdata: Any) -> Iterator[int]:
+        offset = len(prefix) + 1
+        for key in formdata:
+            if key.startswith(prefix):
+                number = small_int(key[offset:].split(self._field_separator, 1)[0])
+                if number is not None:
+                    yield number
+
+
 def _resolve(form: Form, path: str, index_maps: Mapping[str, Sequence[int]]) -> Field | None:
     parts = path.split(".")
     node: Any = form
@@ -254,7 +268,7 @@ class ExerciseRowForm(Form):
 
 class SessionLogForm(PageForm):
     client_id = HiddenField(validators=[DataRequired(), Length(max=64)])
-    exercises = FieldList(FormField(ExerciseRowForm), max_entries=50)
+    exercises = RowList(FormField(ExerciseRowForm), max_entries=50)
     back_pain = pain_field("Back pain")
     leg_pain = pain_field("Leg pain")
     leg_side = RadioField(
@@ -414,12 +428,12 @@ class ProgramForm(PageForm):
     title = StringField("Title", validators=[DataRequired(), Length(max=120)])
     start_date = DateField("Start date", validators=[InputRequired()])
     end_date = DateField("End date (optional)", validators=[Optional()])
-    phases = FieldList(
+    phases = RowList(
         FormField(PhaseRowForm),
         min_entries=PROGRAM_PHASE_ROWS,
         max_entries=PROGRAM_PHASE_ROWS,
     )
-    prescriptions = FieldList(
+    prescriptions = RowList(
         FormField(PrescriptionRowForm),
         min_entries=PROGRAM_EXERCISE_ROWS,
         max_entries=PROGRAM_EXERCISE_ROWS,
@@ -521,7 +535,7 @@ class TestRowForm(Form):
 
 class FindingsForm(PageForm):
     finding_date = DateField("Assessment date", validators=[InputRequired()])
-    tests = FieldList(FormField(TestRowForm), max_entries=len(NeurodynamicTest))
+    tests = RowList(FormField(TestRowForm), max_entries=len(NeurodynamicTest))
     imaging_modality = SelectField(
         "Imaging",
         choices=enum_choices(ImagingModality, IMAGING_LABELS, blank="No imaging"),
@@ -621,7 +635,7 @@ class FindingsForm(PageForm):
 
 class OdiForm(PageForm):
     measured_on = DateField("Date", validators=[InputRequired()])
-    sections = FieldList(
+    sections = RowList(
         SelectField(
             choices=choice_list(
                 [("", "Not answered")] + [(i, str(i)) for i in range(ODI_MAX_PER_SECTION + 1)]
@@ -661,7 +675,7 @@ class PsfsRowForm(Form):
 
 class PsfsForm(PageForm):
     measured_on = DateField("Date", validators=[InputRequired()])
-    activities = FieldList(
+    activities = RowList(
         FormField(PsfsRowForm), min_entries=PSFS_MAX_ACTIVITIES, max_entries=PSFS_MAX_ACTIVITIES
     )
 

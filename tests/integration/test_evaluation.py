@@ -132,6 +132,45 @@ def test_a_further_rise_closes_the_open_alert_as_superseded_not_settled(
         assert "Rose further" in second.explanation
 
 
+def test_an_alert_the_edited_logs_no_longer_show_gives_way_audited(
+    app: Flask, clinic: Clinic
+) -> None:
+    """The log that opened an alert is edited down: the replay now opens the episode a day
+    later, so the stored alert gives way to it — resolved as superseded, and audited like
+    every other write of an alert."""
+    from rehab.db.models import SessionLog
+
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        today = clinic_today()
+        leg = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 6 + [5] * 8
+        start = today - dt.timedelta(days=len(leg) - 1)
+        add_logs(a, start, leg)
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        (first,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        first_raised = start + dt.timedelta(days=60)
+        db.session.execute(
+            sa.update(SessionLog)
+            .where(SessionLog.patient_id == a, SessionLog.log_date == first_raised)
+            .values(leg_pain=1)
+        )
+        db.session.commit()
+        result = evaluation.evaluate_and_commit(db.session, [a], today)
+        old, new = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert old.id == first.id and new.detected_on > old.detected_on
+        assert old.status is AlertStatus.RESOLVED and old.resolved_on == new.detected_on
+        assert old.resolve_note is not None and old.resolve_note.startswith("Superseded")
+        assert new.status is AlertStatus.OPEN
+        assert result.resolved == 1
+        targets = db.session.execute(
+            sa.select(AuditEvent.action, AuditEvent.patient_id).where(
+                AuditEvent.target == f"alert:{old.id}"
+            )
+        ).all()
+        assert ("alert.resolve", a) in targets
+
+
 def test_a_fall_logged_after_the_alert_makes_it_urgent_and_sends_it_again(
     app: Flask, clinic: Clinic
 ) -> None:

@@ -131,6 +131,41 @@ def test_unicode_digits_and_ancient_dates_in_clinician_forms_are_422(
     assert client.get(f"/clinic/patients/{a}").status_code == 200
 
 
+def test_other_digits_as_a_row_number_in_a_field_name_are_ignored_not_a_500(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    """WTForms reads a list's row numbers with `str.isdigit` then `int`: "exercises-²-done"
+    raised while the form was built, before validation and before the access check."""
+    a = clinic.patient_a.patient_id
+    junk = {"\u00b2", "\u0663", "\uff11"}  # superscript two, Arabic-Indic three, fullwidth one
+    clinic_forms = {
+        f"/clinic/patients/{a}/program/new": ("prescriptions-{}-exercise_id", "phases-{}-name"),
+        f"/clinic/patients/{a}/findings/new": ("tests-{}-result",),
+        f"/clinic/patients/{a}/outcomes/new?instrument=odi": ("sections-{}",),
+        f"/clinic/patients/{a}/outcomes/new?instrument=psfs": ("activities-{}-score",),
+    }
+    login(client, clinic.clinician.email)
+    for url, names in clinic_forms.items():
+        data = get_form(client, url)
+        data.update({name.format(digit): "1" for name in names for digit in junk})
+        response = client.post(url, data=data)
+        assert response.status_code in (200, 303, 422), (url, response.status_code)
+    # Off the care team it is the usual 404, not a 500 before the access check.
+    login(client, clinic.other_clinician.email)
+    for url, names in clinic_forms.items():
+        data = {name.format(digit): "1" for name in names for digit in junk}
+        data["csrf_token"] = csrf_token(client, "/clinic/")
+        assert client.post(url, data=data).status_code == 404, url
+
+    login(client, clinic.patient_a.email)
+    data = get_form(client, "/me/")
+    data.update({f"exercises-{digit}-done": "y" for digit in junk})
+    data.update({"back_pain": "2", "leg_pain": "0"})
+    response = client.post("/me/", data=data)
+    assert response.status_code in (200, 303), (response.status_code, visible_text(response)[:300])
+    assert count(app, SessionLog) == 1
+
+
 def test_a_second_factor_code_in_other_digits_is_refused(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:

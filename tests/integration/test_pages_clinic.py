@@ -98,6 +98,11 @@ def test_caseload_lists_only_the_clinicians_patients(
     search_caseload(clinician, "ALI")
     search = visible_text(clinician.get("/clinic/"))
     assert "Alice Patient" in search and "Bob Patient" not in search
+    # Nor do the pager's links carry the term ("Show in pages" on the one-page view).
+    every = clinician.get("/clinic/?per_page=all").get_data(as_text=True)
+    links = re.findall(r'href="([^"]*)"', every)
+    assert any("per_page" not in link and "/clinic/?" in link for link in links)
+    assert not [link for link in links if "ALI" in link.upper() or "q=" in link]
     # LIKE wildcards are searched literally.
     search_caseload(clinician, "%")
     assert "Alice Patient" not in visible_text(clinician.get("/clinic/"))
