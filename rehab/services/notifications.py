@@ -253,7 +253,7 @@ def queue_reminders(session: Session, today: dt.date, now: dt.datetime | None = 
     )
     since = sa.func.coalesce(last_log.c.last, started.c.start)
     candidates = session.execute(
-        sa.select(User.id, since)
+        sa.select(User.id, Patient.id, since)
         .join(Patient, Patient.user_id == User.id)
         .join(started, started.c.patient_id == Patient.id)
         .outerjoin(last_log, last_log.c.patient_id == Patient.id)
@@ -265,12 +265,22 @@ def queue_reminders(session: Session, today: dt.date, now: dt.datetime | None = 
         )
         .order_by(User.id)
     )
+    patient_of = {
+        user_id: patient_id
+        for user_id, patient_id, last in candidates
+        if last is not None and (today - last).days >= days
+    }
     rows = [
         _row(recipient=user_id, purpose=REMINDER, dedup_key=f"reminder:{today}", due=now, now=now)
-        for user_id, last in candidates
-        if last is not None and (today - last).days >= days
+        for user_id in patient_of
     ]
     inserted = _insert_ignoring_duplicates(session, rows)
+    # Deciding who is due read each patient's logs; the reminder row is written for her.
+    for notification_id, _, user_id in inserted:
+        audit.record(
+            session, SYSTEM, "reminder.queue", patient_of[user_id],
+            target=f"notification:{notification_id}",
+        )  # fmt: skip
     _enqueue(session, inserted)
     return [i for i, _, _ in inserted]
 
@@ -459,7 +469,8 @@ def _send(session: Session, held: Claim, transport: Transport | None) -> Outcome
             last_error="not sent: recipient no longer on the patient's care team",
         )
         held = sendable
-    patient_ids = _patients_of(session, held.alert_ids)
+    # The patients the message is about: its alerts' patients, or the reminded patient.
+    patient_ids = _patients_in_message(session, held.ids)
     # End the read transaction: no database connection sits idle in a transaction while
     # the SMTP server takes its time.
     session.commit()
@@ -531,12 +542,6 @@ def _links(settings: Settings) -> dict[str, str]:
         "inbox": f"{base}/clinic/alerts/",
         "base": base,
     }
-
-
-def _patients_of(session: Session, alert_ids: Sequence[int]) -> list[int]:
-    if not alert_ids:
-        return []
-    return sorted(set(session.scalars(sa.select(Alert.patient_id).where(Alert.id.in_(alert_ids)))))
 
 
 def _recipient(session: Session, user_id: int) -> User:

@@ -549,6 +549,15 @@ def set_opt_in(user_id: int, value: bool) -> None:
 
 
 @BOTH
+def reminder_audit(notification_id: int) -> list[tuple[str, int | None]]:
+    found = db.session.execute(
+        sa.select(AuditEvent.action, AuditEvent.patient_id)
+        .where(AuditEvent.target == f"notification:{notification_id}")
+        .order_by(AuditEvent.id)
+    )
+    return [(action, patient_id) for action, patient_id in found]
+
+
 def test_reminders_honour_opt_in_the_gap_and_unsubscribe(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:
@@ -567,12 +576,15 @@ def test_reminders_honour_opt_in_the_gap_and_unsubscribe(
         (row,) = rows(purpose="reminder")
         assert queued == [row.id] and row.recipient_user_id == clinic.patient_a.user_id
         assert row.dedup_key == f"reminder:{today.isoformat()}"
+        # Reading her logs to decide, and writing her reminder, is audited against her.
+        assert reminder_audit(row.id) == [("reminder.queue", a)]
         # Once per gap: the next days' runs add nothing.
         for later in (today, today + dt.timedelta(days=1)):
             assert notifications.queue_reminders(db.session, later) == []
             db.session.commit()
 
         assert notifications.deliver(db.session, row.id).status == "sent"
+        assert reminder_audit(row.id) == [("reminder.queue", a), ("notification.send", a)]
         (message,) = outbox_messages(app)
         assert message["Subject"] == render.REMINDER_SUBJECT
         assert message["To"] == clinic.patient_a.email
