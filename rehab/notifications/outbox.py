@@ -24,6 +24,9 @@ class OutboxEntry:
     to: str
     date: str
     size: int
+    # The notification rows this message delivered (its `NOTIFICATION_HEADER`); a hand-edited
+    # file's other text is ignored.
+    notification_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,8 @@ class OutboxMessage:
     images: dict[str, str] = field(default_factory=dict)  # Content-ID -> data: URI
 
     @property
-    def notification_ids(self) -> list[int]:
-        """The notification rows this message delivered (its `NOTIFICATION_HEADER`); a
-        hand-edited file's other text is ignored."""
-        listed = dict(self.headers).get(NOTIFICATION_HEADER, "")
-        return [int(part) for part in (p.strip() for p in listed.split(",")) if _ID.fullmatch(part)]
+    def notification_ids(self) -> tuple[int, ...]:
+        return self.entry.notification_ids
 
     def html_with_images(self) -> str | None:
         """The HTML part with `cid:` references replaced by the inline images' data."""
@@ -58,6 +58,13 @@ def _entry(path: Path, message: EmailMessage) -> OutboxEntry:
         to=str(message.get("To", "")),
         date=str(message.get("Date", "")),
         size=path.stat().st_size,
+        notification_ids=_notification_ids(str(message.get(NOTIFICATION_HEADER, ""))),
+    )
+
+
+def _notification_ids(listed: str) -> tuple[int, ...]:
+    return tuple(
+        int(part) for part in (p.strip() for p in listed.split(",")) if _ID.fullmatch(part)
     )
 
 

@@ -9,6 +9,7 @@ Outside a request (CLI, worker) rows go straight into the given session.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -43,6 +44,16 @@ def record(
         g.setdefault("audit_trail", []).append(entry)
     else:
         session.add(_row(entry, request_id=None))
+
+
+def record_per_patient(
+    session: Session, actor: Actor, action: str, patient_ids: Iterable[int]
+) -> None:
+    """A list's read: one row per patient whose data it showed (so "who read this patient's
+    data" finds it), or one without a patient when it showed none."""
+    shown: list[int | None] = [*sorted(set(patient_ids))]
+    for patient_id in shown or [None]:
+        record(session, actor, action, patient_id)
 
 
 def _values(entry: AuditEntry, request_id: str | None, failed: bool = False) -> dict[str, Any]:

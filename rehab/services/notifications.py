@@ -55,7 +55,7 @@ from rehab.db.models import (
 from rehab.domain.vocabulary import NotifyMode, Role
 from rehab.notifications import render, tokens
 from rehab.notifications.chart import sparkline
-from rehab.notifications.outbox import OutboxMessage, read_outbox
+from rehab.notifications.outbox import OutboxEntry, OutboxMessage, list_outbox, read_outbox
 from rehab.notifications.transport import (
     DeliveryError,
     TransientError,
@@ -886,6 +886,15 @@ def admin_overview(
         counts[status.value] = count
 
     def rows(where: Any) -> list[AdminRow]:
+        found = session.execute(
+            sa.select(Notification, User.email, Patient.id)
+            .join(User, User.id == Notification.recipient_user_id)
+            .outerjoin(Patient, Patient.user_id == User.id)
+            .where(where)
+            .order_by(Notification.id.desc())
+            .limit(limit)
+        ).all()
+        shown_patients.update(patient_id for _, _, patient_id in found if patient_id is not None)
         return [
             AdminRow(
                 n.id,
@@ -901,18 +910,14 @@ def admin_overview(
                 n.sent_at,
                 n.message_id,
             )
-            for n, email in session.execute(
-                sa.select(Notification, User.email)
-                .join(User, User.id == Notification.recipient_user_id)
-                .where(where)
-                .order_by(Notification.id.desc())
-                .limit(limit)
-            )
+            for n, email, _ in found
         ]
 
+    # A patient's own address is shown for her reminders: that read is audited against her.
+    shown_patients: set[int] = set()
     failed = rows(Notification.status == FAILED)
     recent = rows(sa.true())
-    audit.record(session, actor, "notification.admin_list", None)
+    audit.record_per_patient(session, actor, "notification.admin_list", shown_patients)
     return counts, failed, recent
 
 
@@ -934,6 +939,16 @@ def retry_failed(session: Session, actor: Actor, notification_id: int) -> None:
         enqueue_after_commit(session, DELIVER_TASK, row.id)
     audit.record(session, actor, "notification.retry", None, target=f"notification:{row.id}")
     audit.commit(session)
+
+
+def list_outbox_messages(session: Session, actor: Actor) -> list[OutboxEntry]:
+    """The file outbox's newest messages (headers only). A reminder's "To" is its patient's
+    address: the list's read is audited against each such patient, or once without one."""
+    _require_admin(actor)
+    entries = list_outbox(outbox_dir())
+    ids = [i for entry in entries for i in entry.notification_ids]
+    audit.record_per_patient(session, actor, "outbox.list", _reminded_patients(session, ids))
+    return entries
 
 
 def read_outbox_message(session: Session, actor: Actor, name: str) -> OutboxMessage | None:
@@ -961,10 +976,20 @@ def _patients_in_message(session: Session, notification_ids: Sequence[int]) -> l
         .join(Notification, Notification.alert_id == Alert.id)
         .where(Notification.id.in_(ids))
     )
-    reminded = (
+    rows = session.scalars(sa.union(about_alerts, _reminded_statement(ids))).all()
+    return sorted(set(rows))
+
+
+def _reminded_patients(session: Session, notification_ids: Sequence[int]) -> list[int]:
+    """The patients these notifications reminded (their own address is the recipient)."""
+    if not notification_ids:
+        return []
+    return sorted(set(session.scalars(_reminded_statement(list(notification_ids)))))
+
+
+def _reminded_statement(ids: list[int]) -> sa.Select[Any]:
+    return (
         sa.select(Patient.id)
         .join(Notification, Notification.recipient_user_id == Patient.user_id)
-        .where(Notification.id.in_(ids), Notification.purpose == "reminder")
+        .where(Notification.id.in_(ids), Notification.purpose == REMINDER)
     )
-    rows = session.scalars(sa.union(about_alerts, reminded)).all()
-    return sorted(set(rows))

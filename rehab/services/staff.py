@@ -70,8 +70,18 @@ def _user_target(user_id: int) -> str:
 
 
 def list_users(session: Session, actor: Actor) -> list[User]:
+    """Every account, for managing them; patients' names and addresses among them, so the
+    read is audited against each patient listed."""
     _require_admin(actor)
-    return list(session.scalars(sa.select(User).order_by(User.role, User.display_name, User.id)))
+    rows = session.execute(
+        sa.select(User, Patient.id)
+        .outerjoin(Patient, Patient.user_id == User.id)
+        .order_by(User.role, User.display_name, User.id)
+    ).all()
+    audit.record_per_patient(
+        session, actor, "user.list", (pid for _, pid in rows if pid is not None)
+    )
+    return [user for user, _ in rows]
 
 
 def create_staff(

@@ -16,8 +16,7 @@ from flask_login import current_user
 
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db, login_manager
-from rehab.notifications.outbox import list_outbox
-from rehab.services import audit, notifications
+from rehab.services import notifications
 from rehab.services.access import NotFound
 from rehab.web.forms import ActionForm
 from rehab.web.guards import deny
@@ -65,12 +64,9 @@ def retry(notification_id: int) -> Any:
 
 @bp.get("/outbox")
 def outbox_list() -> Any:
-    settings = current_app.config["REHAB_SETTINGS"]
-    directory = notifications.outbox_dir(settings)
-    audit.record(db.session, current_user.actor, "outbox.list", None)
-    return render_template(
-        "outbox/list.html", entries=list_outbox(directory), smtp=bool(settings.smtp_url)
-    )
+    entries = notifications.list_outbox_messages(db.session, current_user.actor)
+    smtp = bool(current_app.config["REHAB_SETTINGS"].smtp_url)
+    return render_template("outbox/list.html", entries=entries, smtp=smtp)
 
 
 def _message(name: str) -> Any:

@@ -28,7 +28,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from rehab import create_app, migrate
-from rehab.db.models import AuditEvent, User, utcnow
+from rehab.db.models import AuditEvent, Patient, User, utcnow
 from rehab.extensions import db
 from rehab.services.login import LOCK_AFTER_FAILURES
 from tests.conftest import app_settings, dispose_engines
@@ -91,12 +91,17 @@ MANY_PATIENTS: dict[tuple[str, str], set[str]] = {
 # An e-mail in the outbox, as the admin reads it (alert explanations, event notes): one row
 # per patient it is about.
 OUTBOX_READS = {("outbox.outbox_message", "GET"), ("outbox.outbox_html", "GET")}
+# The admin's list of accounts shows every patient's name and address: one row per patient.
+ADMIN_LISTS: dict[tuple[str, str], str] = {("admin.index", "GET"): "user.list"}
 # Pages with no patient data (a blank form, the caller's own account, admin pages audited
 # below, public pages): no patient row.
 NO_PATIENT_DATA = {
     key
     for key in ROUTES
-    if key not in PATIENT_DATA and key not in MANY_PATIENTS and key not in OUTBOX_READS
+    if key not in PATIENT_DATA
+    and key not in MANY_PATIENTS
+    and key not in OUTBOX_READS
+    and key not in ADMIN_LISTS
 }
 ROW = re.compile(r"^[a-z_]+:[A-Za-z0-9._-]+$")
 
@@ -228,6 +233,22 @@ def test_every_patient_data_request_writes_exactly_one_row(app: Flask) -> None:
             ("outbox.read", a, "allowed")
         ], key
         assert new[0].request_id == response.headers["X-Request-ID"]
+
+    # The admin's account list: one row per patient, each naming the admin.
+    with app.app_context():
+        every_patient = set(db.session.scalars(sa.select(Patient.id)))
+        db.session.rollback()
+    for key, action in ADMIN_LISTS.items():
+        before = last_id(app)
+        response = call(ctx, app, clients, key, ADMIN)
+        assert response.status_code == 200, key
+        new = rows_since(app, before)
+        assert sorted((r.action, r.patient_id) for r in new) == sorted(
+            (action, p) for p in every_patient
+        ), key
+        assert {(r.user_id, r.role, r.request_id) for r in new} == {
+            (clinic.admin.user_id, "admin", response.headers["X-Request-ID"])
+        }
 
     # Pages without patient data write no patient row.
     for key in sorted(NO_PATIENT_DATA):

@@ -595,6 +595,19 @@ def test_reminders_honour_opt_in_the_gap_and_unsubscribe(
         assert url.startswith(f"{PUBLIC_URL}/unsubscribe/") and url in body_text(message)
         assert f"{days} days ago" in body_text(message)
 
+    # The admin's pages show her address as the reminder's recipient: audited against her.
+    login(client, clinic.admin.email)
+    for page, action in (("/admin/notifications", "notification.admin_list"),
+                         ("/admin/outbox", "outbox.list")):  # fmt: skip
+        response = client.get(page)
+        assert response.status_code == 200 and clinic.patient_a.email in visible_text(response)
+        with app.app_context():
+            (row,) = db.session.scalars(
+                sa.select(AuditEvent).where(AuditEvent.action == action)
+            ).all()
+            assert (row.patient_id, row.user_id) == (a, clinic.admin.user_id), page
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+
     path = url.removeprefix(PUBLIC_URL)
     # A mail client's one-click POST (no session, no CSRF token).
     response = client.post(path, data={"List-Unsubscribe": "One-Click"})
