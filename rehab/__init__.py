@@ -44,6 +44,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     register_web(app)
     install_request_hooks(app)
+    from rehab import logs
+
+    # No exception text in this process's logs (web, worker, CLI): it may hold patient data.
+    logs.install()
     return app
 
 

@@ -19,9 +19,10 @@ address never do (the patient is a record number and a link). Reminders to a pat
 nothing but the days since the last log and two links. The one place a patient's address
 appears is the To header of the reminder addressed to them.
 
-Not covered here: the caseload's search box is a GET form, so what a clinician types there
-(a name) is in that request's query string; the access log (config/gunicorn.conf.py) logs
-paths without query strings, and Referrer-Policy keeps the URL on this site.
+Covered elsewhere: the caseload's search term (a name) is posted and kept in the session,
+never in a URL, the pager's links included (test_pages_clinic); exception messages, which
+can quote values (PostgreSQL's DETAIL), never reach a log (`rehab.logs`: test_web_security,
+tests/unit/test_logs.py).
 """
 
 from __future__ import annotations

@@ -320,6 +320,44 @@ def test_an_unexpected_error_gives_a_generic_answer(
         dispose_engines(app)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_database_error_is_logged_without_the_values_postgresql_puts_in_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL names the values in its error's DETAIL ("Key (email)=(…) already exists"):
+    the log keeps the traceback, the class, the SQLSTATE and the constraint, not that text.
+    Any handler prints it so: the app redacts the records themselves."""
+    import io
+    import logging
+
+    from rehab.db.models import User
+
+    marker = "marker-7f3c@patient.test"
+    app = create_app(app_settings(database_url, tmp_path, secret_key="e" * 40))
+
+    def duplicate() -> str:
+        for _ in range(2):
+            db.session.add(User(email=marker, display_name="M", role="patient", password_hash=""))
+            db.session.flush()
+        return "unreachable"
+
+    app.add_url_rule("/test-only/duplicate", "test_only_duplicate", duplicate)
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    app.logger.addHandler(handler)
+    try:
+        response = app.test_client().get("/test-only/duplicate")
+        assert response.status_code == 500
+        log = written.getvalue()
+        assert marker not in log and "Key (email)" not in log
+        assert response.headers["X-Request-ID"] in log
+        assert "IntegrityError sqlstate=23505 constraint=uq_users_email" in log
+        assert 'File "' in log and "in duplicate" in log  # the frames are kept
+    finally:
+        app.logger.removeHandler(handler)
+        dispose_engines(app)
+
+
 def test_http_errors_are_generic_pages_and_json(app: Flask) -> None:
     client = app.test_client()
     missing = client.get("/no/such/page")

@@ -1,0 +1,94 @@
+"""Log records without exception text: where a traceback is logged, its frames and the
+exception's type are kept, never its message.
+
+Why: an exception's message can carry patient data the code never meant to log. PostgreSQL
+puts the values into its errors' DETAIL ("Key (email)=(…) already exists", "Failing row
+contains (…)" — the whole row, notes included), psycopg adds that DETAIL to the message, and
+SQLAlchemy's `hide_parameters` hides only the statement's bound values; a ValueError may quote
+the input it refused. Celery logs a failed or retried task with the exception's repr.
+
+What is kept, for the engineer reading the log: the traceback (files, lines, functions), the
+exception's class, and for database errors the SQLSTATE and the constraint's name (schema
+names, not data). `install` (called by `create_app`, so in web and worker processes) makes
+every log record of the process pass through `redact`, whatever logged it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from types import TracebackType
+from typing import Any
+
+REDACTED = "(message not logged: it may hold patient data)"
+_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def describe(exc: BaseException) -> str:
+    """The exception's class, with the SQLSTATE and constraint of a database error."""
+    parts = [type(exc).__name__]
+    original = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    diag = getattr(original, "diag", None)
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate:
+        parts.append(f"sqlstate={sqlstate}")
+    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
+    if constraint:
+        parts.append(f"constraint={constraint}")
+    return " ".join(parts)
+
+
+def redacted_traceback(
+    exc_info: tuple[type[BaseException], BaseException, TracebackType | None],
+) -> str:
+    """The traceback as Python prints it, each exception's message replaced by REDACTED
+    (chained causes included)."""
+    lines: list[str] = []
+    exc: BaseException | None = exc_info[1]
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    for position, current in enumerate(reversed(chain)):
+        if position:
+            lines.append("\nThe above exception led to the following one:\n\n")
+        lines.append("Traceback (most recent call last):\n")
+        lines.extend(traceback.format_tb(current.__traceback__))
+        lines.append(f"{describe(current)}: {REDACTED}\n")
+    return "".join(lines).rstrip("\n")
+
+
+def redact(record: logging.LogRecord) -> logging.LogRecord:
+    """The record's traceback without messages; Celery's task-failure and retry records
+    (their `exc` argument is the exception's repr) keep only its class."""
+    exc_info = record.exc_info
+    if exc_info and exc_info[1] is not None:
+        record.exc_text = redacted_traceback(exc_info)  # type: ignore[arg-type]
+    if isinstance(record.args, dict) and "exc" in record.args:
+        record.args = {**record.args, "exc": _class_only(record.args["exc"])}
+        if "traceback" in record.args:
+            record.args["traceback"] = REDACTED
+    return record
+
+
+def _class_only(value: Any) -> str:
+    if isinstance(value, BaseException):
+        return f"{describe(value)}: {REDACTED}"
+    found = _TYPE_NAME.match(str(value))
+    return f"{found.group(0) if found else 'exception'}: {REDACTED}"
+
+
+def install() -> None:
+    """Every log record this process makes from now on goes through `redact` (the record
+    factory, so it holds whichever handler prints the record: Flask's, gunicorn's, Celery's,
+    pytest's). Idempotent."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return redact(current(*args, **kwargs))
+
+    factory.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
