@@ -262,9 +262,15 @@ def test_server_down_then_up_is_delivered_once(
             alert_id = make_alert(a)
 
         def refused_twice() -> bool:
+            # Two attempts made and failed: a claim counts its attempt when it starts (status
+            # sending, the previous error still on the row), so wait for the retry to be due.
             with app.app_context():
                 (row,) = rows(alert_id=alert_id)
-                return row.attempts >= 2 and row.last_error == "connection refused"
+                return (
+                    row.attempts >= 2
+                    and row.status is NotificationStatus.PENDING
+                    and row.last_error == "connection refused"
+                )
 
         wait_until(refused_twice, timeout=60)
         smtp.start()
