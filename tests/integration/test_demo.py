@@ -48,7 +48,7 @@ from rehab.db.models import (
 )
 from rehab.demo import DEFAULT_SEED
 from rehab.demo.loader import DEMO_LOGINS, DemoSummary, count_rows, load_demo
-from rehab.demo.seed_case import SEED_PATIENT_EMAIL
+from rehab.demo.seed_case import SEED_PATIENT_EMAIL, SEED_PATIENT_NAME
 from rehab.devservers import PostgresServer
 from rehab.domain.session_adherence import DoneEntry, PrescribedDose, session_adherence
 from rehab.domain.vocabulary import (
@@ -58,6 +58,7 @@ from rehab.domain.vocabulary import (
     ImagingModality,
     LandedOn,
     NeurodynamicTest,
+    Role,
     Side,
     TestResult,
 )
@@ -65,6 +66,8 @@ from rehab.extensions import db
 from rehab.services import accounts
 from tests.conftest import app_settings, create_pg_database, dispose_engines
 from tests.support.clinic import CSRF_RE
+from tests.support.clinic import login as log_in
+from tests.support.pages import visible_text
 
 AS_OF = dt.date(2025, 12, 1)
 D = dt.date
@@ -490,6 +493,16 @@ def test_load_command_as_of_three_days_after_the_fall(app: Flask) -> None:
     assert int(counted[1]) >= 41 and int(counted[2]) > 3000
     for login in DEMO_LOGINS:
         assert login.email in result.output and login.password in result.output
+    # Where to find the seed case, as the output says: her alert in the clinician's inbox.
+    assert f"open {SEED_PATIENT_NAME} from the caseload" in result.output
+    assert "Show resolved alerts too" in result.output
+    clinician = next(x for x in DEMO_LOGINS if x.role is Role.CLINICIAN)
+    client = app.test_client()
+    log_in(client, clinician.email, clinician.password)
+    inbox = visible_text(client.get("/clinic/alerts/"))
+    assert f"Pain regression: leg pain — {SEED_PATIENT_NAME}" in inbox
+    assert "fall on stairs" in inbox
+    assert "Show resolved alerts too" in inbox
     with app.app_context():
         session = db.session
         elena = seed_patient(session)
