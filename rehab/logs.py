@@ -28,14 +28,17 @@ _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 def describe(exc: BaseException) -> str:
     """The exception's class, with the SQLSTATE and constraint of a database error."""
     parts = [type(exc).__name__]
-    original = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
-    diag = getattr(original, "diag", None)
-    sqlstate = getattr(original, "sqlstate", None)
-    if sqlstate:
-        parts.append(f"sqlstate={sqlstate}")
-    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
-    if constraint:
-        parts.append(f"constraint={constraint}")
+    try:
+        original = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        sqlstate = getattr(original, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate:
+            parts.append(f"sqlstate={sqlstate}")
+        diag = getattr(original, "diag", None)
+        constraint = getattr(diag, "constraint_name", None) if diag is not None else None
+        if isinstance(constraint, str) and constraint:
+            parts.append(f"constraint={constraint}")
+    except Exception:  # an exception's own attributes may fail too: the class is enough
+        pass
     return " ".join(parts)
 
 
@@ -47,7 +50,7 @@ def redacted_traceback(
     lines: list[str] = []
     exc: BaseException | None = exc_info[1]
     chain: list[BaseException] = []
-    while exc is not None and exc not in chain:
+    while exc is not None and all(exc is not seen for seen in chain):  # identity: a cycle ends
         chain.append(exc)
         exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     for position, current in enumerate(reversed(chain)):
@@ -61,14 +64,22 @@ def redacted_traceback(
 
 def redact(record: logging.LogRecord) -> logging.LogRecord:
     """The record's traceback without messages; Celery's task-failure and retry records
-    (their `exc` argument is the exception's repr) keep only its class."""
+    (their `exc` argument is the exception's repr) keep only its class. Never raises: a
+    logging call must not fail because of what it logs."""
     exc_info = record.exc_info
     if exc_info and exc_info[1] is not None:
-        record.exc_text = redacted_traceback(exc_info)  # type: ignore[arg-type]
+        try:
+            record.exc_text = redacted_traceback(exc_info)  # type: ignore[arg-type]
+        except Exception:
+            record.exc_text = f"{type(exc_info[1]).__name__}: {REDACTED}"
     if isinstance(record.args, dict) and "exc" in record.args:
-        record.args = {**record.args, "exc": _class_only(record.args["exc"])}
-        if "traceback" in record.args:
-            record.args["traceback"] = REDACTED
+        try:
+            args = {**record.args, "exc": _class_only(record.args["exc"])}
+        except Exception:
+            args = {**record.args, "exc": REDACTED}
+        if "traceback" in args:
+            args["traceback"] = REDACTED
+        record.args = args
     return record
 
 

@@ -59,7 +59,8 @@ def test_celerys_failure_and_retry_records_keep_only_the_class() -> None:
         "exc": f"IntegrityError('{MARKER}')",
         "traceback": f"Traceback ...\nIntegrityError: {MARKER}",
     }
-    record = logs.redact(_record("Task %(name)s[%(id)s] %(description)s: %(exc)s", context))
+    # As `logger.log(level, format, context)` makes it: one mapping argument.
+    record = logs.redact(_record("Task %(name)s[%(id)s] %(description)s: %(exc)s", (context,)))
     assert record.getMessage() == (
         f"Task rehab.evaluate_patients[abc] raised unexpected: IntegrityError: {logs.REDACTED}"
     )
@@ -95,3 +96,26 @@ def test_install_redacts_every_record_of_the_process_once() -> None:
         )
     assert record.exc_text is not None and "marker" not in record.exc_text
     assert f"RuntimeError: {logs.REDACTED}" in record.exc_text
+
+
+def test_odd_exceptions_never_break_logging() -> None:
+    """A cycle in the chain, a broken __str__ and a failing attribute still give a record."""
+
+    class Broken(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+        @property
+        def orig(self) -> object:
+            raise KeyError("no orig")
+
+    first, second = ValueError(MARKER), Broken()
+    first.__context__, second.__context__ = second, first  # a cycle
+    try:
+        raise second
+    except Broken:
+        record = logs.redact(_record("odd", (), sys.exc_info()))
+    assert record.exc_text is not None and "marker" not in record.exc_text
+    assert f"Broken: {logs.REDACTED}" in record.exc_text
+    printed = _printed(logs.redact(_record("%(exc)s", ({"exc": Broken()},))))
+    assert "Broken" in printed and logs.REDACTED in printed
