@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    from rehab import logs
+
+    # No exception text in this process's logs (web, worker, CLI): it may hold patient data.
+    logs.install()
     settings = load_settings(**dict(overrides or {}))
     app = Flask(__name__, instance_path=str(settings.resolved_instance_path()))
     configure(app, settings)
@@ -44,10 +48,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     register_web(app)
     install_request_hooks(app)
-    from rehab import logs
-
-    # No exception text in this process's logs (web, worker, CLI): it may hold patient data.
-    logs.install()
     return app
 
 

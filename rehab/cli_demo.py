@@ -57,7 +57,7 @@ def _load(seed: int, as_of: dt.date) -> DemoSummary:
 
 def _print_logins() -> None:
     from rehab.demo.loader import DEMO_LOGINS
-    from rehab.demo.seed_case import SEED_PATIENT_NAME
+    from rehab.demo.seed_case import FALL, SEED_PATIENT_NAME
 
     click.echo("Demo logins (e-mail / password):")
     width = max(len(login.email) for login in DEMO_LOGINS)
@@ -71,9 +71,9 @@ def _print_logins() -> None:
         " demo; set REHAB_TOTP_REQUIRED=true to try it."
     )
     click.echo(
-        f"The seed case: as the clinician, open {SEED_PATIENT_NAME} from the caseload (her chart"
-        " marks the fall of 2025-09-14). Her fall-linked alerts are in Alerts; once resolved"
-        " (she recovered), under “Show resolved alerts too”."
+        f"The seed case: as the clinician, open {SEED_PATIENT_NAME} from the caseload (her"
+        f" chart marks the fall of {FALL.isoformat()}). Her fall-linked alerts are in Alerts;"
+        " once resolved (she recovered), under “Show resolved alerts too”."
     )
 
 

@@ -9,8 +9,13 @@ the input it refused. Celery logs a failed or retried task with the exception's 
 
 What is kept, for the engineer reading the log: the traceback (files, lines, functions), the
 exception's class, and for database errors the SQLSTATE and the constraint's name (schema
-names, not data). `install` (called by `create_app`, so in web and worker processes) makes
-every log record of the process pass through `redact`, whatever logged it.
+names, not data). `install` (called first thing by `create_app`, so in web and worker
+processes) makes every log record of the process pass through `redact`, whatever logged it.
+
+Limit: what a caller attaches with `extra=` is set on the record after the factory made it,
+so it is not redacted. Celery attaches its failure context as `data` (the exception's repr and
+traceback); the handlers configured here print the message, not extras, but a JSON or error-
+tracking handler added later would have to drop it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ def describe(exc: BaseException) -> str:
     """The exception's class, with the SQLSTATE and constraint of a database error."""
     parts = [type(exc).__name__]
     try:
-        original = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        original = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+        if original is None:
+            original = exc
         sqlstate = getattr(original, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate:
             parts.append(f"sqlstate={sqlstate}")
@@ -63,30 +70,38 @@ def redacted_traceback(
 
 
 def redact(record: logging.LogRecord) -> logging.LogRecord:
-    """The record's traceback without messages; Celery's task-failure and retry records
-    (their `exc` argument is the exception's repr) keep only its class. Never raises: a
-    logging call must not fail because of what it logs."""
-    exc_info = record.exc_info
-    if exc_info and exc_info[1] is not None:
-        try:
-            record.exc_text = redacted_traceback(exc_info)  # type: ignore[arg-type]
-        except Exception:
-            record.exc_text = f"{type(exc_info[1]).__name__}: {REDACTED}"
-    if isinstance(record.args, dict) and "exc" in record.args:
-        try:
-            args = {**record.args, "exc": _class_only(record.args["exc"])}
-        except Exception:
-            args = {**record.args, "exc": REDACTED}
-        if "traceback" in args:
-            args["traceback"] = REDACTED
-        record.args = args
+    """The record without exception text: its traceback keeps frames and classes; an
+    exception passed as an argument (`log.error("failed: %r", exc)`) becomes its class; and
+    Celery's task-failure and retry records (their `exc` argument is the exception's repr,
+    `traceback` its text) keep only the class. Never raises: a logging call must not fail
+    because of what it logs."""
+    try:
+        exc_info = record.exc_info
+        if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[1] is not None:
+            try:
+                record.exc_text = redacted_traceback(exc_info)
+            except Exception:
+                record.exc_text = f"{type(exc_info[1]).__name__}: {REDACTED}"
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, BaseException) for a in args):
+            record.args = tuple(_class_only(a) if isinstance(a, BaseException) else a for a in args)
+        elif isinstance(args, dict) and record.name.startswith("celery") and "exc" in args:
+            cleaned = {**args, "exc": _class_only(args["exc"])}
+            if "traceback" in cleaned:
+                cleaned["traceback"] = REDACTED
+            record.args = cleaned
+    except Exception:  # never lose the record: at worst it keeps what it had
+        pass
     return record
 
 
 def _class_only(value: Any) -> str:
     if isinstance(value, BaseException):
         return f"{describe(value)}: {REDACTED}"
-    found = _TYPE_NAME.match(str(value))
+    try:
+        found = _TYPE_NAME.match(str(value))
+    except Exception:
+        found = None
     return f"{found.group(0) if found else 'exception'}: {REDACTED}"
 
 

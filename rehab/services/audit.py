@@ -47,13 +47,18 @@ def record(
 
 
 def record_per_patient(
-    session: Session, actor: Actor, action: str, patient_ids: Iterable[int]
+    session: Session,
+    actor: Actor,
+    action: str,
+    patient_ids: Iterable[int],
+    target: str | None = None,
 ) -> None:
-    """A list's read: one row per patient whose data it showed (so "who read this patient's
-    data" finds it), or one without a patient when it showed none."""
+    """A read of several patients' data (a list, a message about several): one row per
+    patient (so "who read this patient's data" finds it), or one without a patient when it
+    showed none."""
     shown: list[int | None] = [*sorted(set(patient_ids))]
     for patient_id in shown or [None]:
-        record(session, actor, action, patient_id)
+        record(session, actor, action, patient_id, target=target)
 
 
 def _values(entry: AuditEntry, request_id: str | None, failed: bool = False) -> dict[str, Any]:

@@ -645,10 +645,9 @@ def _reconcile(
                     result.escalated.append(alert_id)
                 if episode.resolved_on is not None:
                     # A further rise closed it, not a return to baseline: the note says which.
-                    _auto_resolve(
+                    result.resolved += _auto_resolve(
                         session, patient_id, alert_id, episode.resolved_on, now, episode.superseded
                     )
-                    result.resolved += 1
                 continue
             if stored.has(patient_id, key):  # stored, and resolved: nothing to do
                 continue
@@ -657,10 +656,10 @@ def _reconcile(
                 # longer follows (e.g. its log was edited) gives way to the new episode.
                 for (kind, metric, _), (old_id, _severity) in unresolved.items():
                     if (kind, metric) == key[:2]:
-                        _auto_resolve(
+                        # (The usual further rise resolved it above already: a no-op then.)
+                        result.resolved += _auto_resolve(
                             session, patient_id, old_id, episode.detected_on, now, superseded=True
                         )
-                        result.resolved += 1
             new_rows.append(_row(patient_id, episode, now))
     for alert_id, patient_id, status in _insert_ignoring_duplicates(session, new_rows):
         result.stored += 1
@@ -748,19 +747,23 @@ def _auto_resolve(
     on: dt.date,
     now: dt.datetime,
     superseded: bool = False,
-) -> None:
-    """Resolve a stored alert the replay closed, audited (a write of patient data)."""
+) -> bool:
+    """Resolve a stored alert the replay closed, audited (a write of patient data); False if
+    it was resolved already (nothing written)."""
     note = (
         "Superseded by a newer alert of the same kind and metric (a further change)."
         if superseded
         else "Resolved automatically: back near baseline for a sustained period."
     )
-    session.execute(
+    changed = session.execute(
         sa.update(Alert)
         .where(Alert.id == alert_id, Alert.status != AlertStatus.RESOLVED)
         .values(status=AlertStatus.RESOLVED, resolved_on=on, resolved_at=now, resolve_note=note)
     )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
     audit.record(session, SYSTEM, "alert.resolve", patient_id, target=f"alert:{alert_id}")
+    return True
 
 
 def _escalate(session: Session, alert_id: int, episode: AlertEpisode) -> None:

@@ -277,10 +277,8 @@ def queue_reminders(session: Session, today: dt.date, now: dt.datetime | None = 
     inserted = _insert_ignoring_duplicates(session, rows)
     # Deciding who is due read each patient's logs; the reminder row is written for her.
     for notification_id, _, user_id in inserted:
-        audit.record(
-            session, SYSTEM, "reminder.queue", patient_of[user_id],
-            target=f"notification:{notification_id}",
-        )  # fmt: skip
+        target = f"notification:{notification_id}"
+        audit.record(session, SYSTEM, "reminder.queue", patient_of[user_id], target=target)
     _enqueue(session, inserted)
     return [i for i, _, _ in inserted]
 
@@ -958,10 +956,8 @@ def read_outbox_message(session: Session, actor: Actor, name: str) -> OutboxMess
     message = read_outbox(outbox_dir(), name)
     if message is None:
         return None
-    target = f"outbox:{name}"[:64]
-    patients: list[int | None] = [*_patients_in_message(session, message.notification_ids)]
-    for patient_id in patients or [None]:
-        audit.record(session, actor, "outbox.read", patient_id, target=target)
+    patients = _patients_in_message(session, message.notification_ids)
+    audit.record_per_patient(session, actor, "outbox.read", patients, f"outbox:{name}"[:64])
     return message
 
 

@@ -121,10 +121,20 @@ def test_a_further_rise_closes_the_open_alert_as_superseded_not_settled(
         leg = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 6 + [5] * 10 + [9] * 6
         start = today - dt.timedelta(days=len(leg) - 1)
         add_logs(a, start, leg)
+        resolved = 0
         for day in range(60, len(leg)):
-            evaluation.evaluate_and_commit(db.session, [a], start + dt.timedelta(days=day))
+            result = evaluation.evaluate_and_commit(db.session, [a], start + dt.timedelta(days=day))
+            resolved += result.resolved
         first, second = [x for x in alerts_of(a) if x.kind == "pain_regression"]
         assert first.status is AlertStatus.RESOLVED and first.resolved_on == second.detected_on
+        # Resolved once: one count, one audit row.
+        assert resolved == 1
+        resolve_rows = db.session.scalars(
+            sa.select(AuditEvent.id).where(
+                AuditEvent.action == "alert.resolve", AuditEvent.target == f"alert:{first.id}"
+            )
+        ).all()
+        assert len(resolve_rows) == 1
         assert first.resolve_note is not None
         assert first.resolve_note.startswith("Superseded by a newer alert")
         assert "back near baseline" not in first.resolve_note
@@ -168,7 +178,7 @@ def test_an_alert_the_edited_logs_no_longer_show_gives_way_audited(
                 AuditEvent.target == f"alert:{old.id}"
             )
         ).all()
-        assert ("alert.resolve", a) in targets
+        assert targets.count(("alert.resolve", a)) == 1
 
 
 def test_a_fall_logged_after_the_alert_makes_it_urgent_and_sends_it_again(

@@ -333,6 +333,9 @@ def test_a_database_error_is_logged_without_the_values_postgresql_puts_in_it(
     from rehab.db.models import User
 
     marker = "marker-7f3c@patient.test"
+    # Whatever earlier tests left: this app must install the redaction itself.
+    before = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
     app = create_app(app_settings(database_url, tmp_path, secret_key="e" * 40))
 
     def duplicate() -> str:
@@ -355,6 +358,7 @@ def test_a_database_error_is_logged_without_the_values_postgresql_puts_in_it(
         assert 'File "' in log and "in duplicate" in log  # the frames are kept
     finally:
         app.logger.removeHandler(handler)
+        logging.setLogRecordFactory(before)
         dispose_engines(app)
 
 

@@ -32,10 +32,13 @@ def _printed(record: logging.LogRecord) -> str:
 
 
 def _record(
-    message: str, args: tuple[object, ...] | Mapping[str, object], exc_info: Any = None
+    message: str,
+    args: tuple[object, ...] | Mapping[str, object],
+    exc_info: Any = None,
+    name: str = "test",
 ) -> logging.LogRecord:
-    logger = logging.getLogger("test")
-    return logger.makeRecord("test", logging.ERROR, __file__, 1, message, args, exc_info)
+    logger = logging.getLogger(name)
+    return logger.makeRecord(name, logging.ERROR, __file__, 1, message, args, exc_info)
 
 
 def test_a_traceback_keeps_its_frames_and_classes_not_the_messages() -> None:
@@ -60,7 +63,11 @@ def test_celerys_failure_and_retry_records_keep_only_the_class() -> None:
         "traceback": f"Traceback ...\nIntegrityError: {MARKER}",
     }
     # As `logger.log(level, format, context)` makes it: one mapping argument.
-    record = logs.redact(_record("Task %(name)s[%(id)s] %(description)s: %(exc)s", (context,)))
+    record = logs.redact(
+        _record(
+            "Task %(name)s[%(id)s] %(description)s: %(exc)s", (context,), name="celery.app.trace"
+        )
+    )
     assert record.getMessage() == (
         f"Task rehab.evaluate_patients[abc] raised unexpected: IntegrityError: {logs.REDACTED}"
     )
@@ -85,8 +92,9 @@ def test_a_database_error_is_described_by_sqlstate_and_constraint() -> None:
 
 def test_install_redacts_every_record_of_the_process_once() -> None:
     logs.install()
-    logs.install()
     factory = logging.getLogRecordFactory()
+    logs.install()
+    assert logging.getLogRecordFactory() is factory  # not wrapped twice
     assert getattr(factory, "redacts", False)
     try:
         raise RuntimeError(MARKER)
@@ -117,5 +125,22 @@ def test_odd_exceptions_never_break_logging() -> None:
         record = logs.redact(_record("odd", (), sys.exc_info()))
     assert record.exc_text is not None and "marker" not in record.exc_text
     assert f"Broken: {logs.REDACTED}" in record.exc_text
-    printed = _printed(logs.redact(_record("%(exc)s", ({"exc": Broken()},))))
+    printed = _printed(
+        logs.redact(_record("%(exc)s", ({"exc": Broken()},), name="celery.app.trace"))
+    )
     assert "Broken" in printed and logs.REDACTED in printed
+
+
+def test_an_exception_passed_as_an_argument_is_its_class() -> None:
+    record = logs.redact(_record("chart failed: %r (%s)", (ValueError(MARKER), "kept")))
+    assert record.getMessage() == f"chart failed: 'ValueError: {logs.REDACTED}' (kept)"
+
+
+def test_other_mappings_and_odd_exc_info_are_left_alone() -> None:
+    # A mapping argument with an "exc" key that is not Celery's: untouched, still formats.
+    record = logs.redact(_record("count %(exc)d", ({"exc": 3},)))
+    assert record.getMessage() == "count 3"
+    for odd in (True, (None, None, None), ("short",)):
+        record = _record("odd", ())
+        record.exc_info = odd  # type: ignore[assignment]
+        assert logs.redact(record) is record
