@@ -369,6 +369,7 @@ def new_outcome(patient_id: int) -> Any:
     try:
         instrument = Instrument(request.args.get("instrument", Instrument.ODI.value))
     except ValueError:
+        _form_header(patient_id)  # off the care team: the usual audited 404 first
         abort(404)
     form: OdiForm | PsfsForm = OdiForm() if instrument is Instrument.ODI else PsfsForm()
     if request.method == "GET":

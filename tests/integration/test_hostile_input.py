@@ -166,6 +166,25 @@ def test_other_digits_as_a_row_number_in_a_field_name_are_ignored_not_a_500(
     assert count(app, SessionLog) == 1
 
 
+def test_an_unknown_questionnaire_is_a_404_after_the_access_check(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    a = clinic.patient_a.patient_id
+    url = f"/clinic/patients/{a}/outcomes/new?instrument=sf36"
+    for who, outcome in ((clinic.other_clinician, "denied"), (clinic.clinician, "failed")):
+        login(client, who.email)
+        with app.app_context():
+            before = db.session.scalar(sa.select(sa.func.max(AuditEvent.id))) or 0
+        assert client.get(url).status_code == 404
+        with app.app_context():
+            rows = db.session.execute(
+                sa.select(AuditEvent.patient_id, AuditEvent.outcome, AuditEvent.user_id).where(
+                    AuditEvent.id > before, AuditEvent.patient_id.is_not(None)
+                )
+            ).all()
+        assert [(p, o.value, u) for p, o, u in rows] == [(a, outcome, who.user_id)], who.email
+
+
 def test_a_second_factor_code_in_other_digits_is_refused(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:
