@@ -29,14 +29,16 @@ from flask import current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from rehab.services.scan import BATCH_SIZE
+
 log = logging.getLogger(__name__)
 
 _KEY = "rehab_after_commit_tasks"
 
 # A task that takes one id → the task that takes a list of them (gathered, see above).
 GATHERED_TASKS = {"rehab.evaluate_patient": "rehab.evaluate_patients"}
-# As many patients as one batch of the periodic scan (`scan.BATCH_SIZE`).
-MAX_IDS_PER_TASK = 250
+# As many patients as one batch of the periodic scan.
+MAX_IDS_PER_TASK = BATCH_SIZE
 
 
 def enqueue_after_commit(session: Session, task_name: str, *ids: int) -> None:
@@ -71,7 +73,7 @@ def pending_tasks(session: Session) -> list[tuple[str, tuple[Any, ...]]]:
 
 def flush() -> None:
     """Send the gathered ids now (a process about to exit; tests that read the broker)."""
-    if _instance is not None and _instance_pid == os.getpid():
+    if _instance is not None:
         _instance.flush()
 
 
@@ -132,27 +134,26 @@ class Gatherer:
 
 
 _instance: Gatherer | None = None
-_instance_pid = 0
 _instance_lock = threading.Lock()
 
 
 def _gatherer() -> Gatherer:
-    """This process's gatherer, started on first use (after a fork, a new one)."""
-    global _instance, _instance_pid
-    pid = os.getpid()
-    if _instance is None or _instance_pid != pid:
+    """This process's gatherer, started on first use."""
+    global _instance
+    if _instance is None:
         with _instance_lock:
-            if _instance is None or _instance_pid != pid:
+            if _instance is None:
                 _instance = Gatherer()
-                _instance_pid = pid
     return _instance
 
 
 def _after_fork_in_child() -> None:
     # The child inherits a copy of the parent's pending ids (the parent sends them) but not
-    # its thread: it starts its own gatherer when it first needs one.
-    global _instance
+    # its thread, and maybe a lock another thread held: it starts its own gatherer when it
+    # first needs one.
+    global _instance, _instance_lock
     _instance = None
+    _instance_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
