@@ -235,9 +235,13 @@ class Batch:
     """
 
     def __init__(self, batch: Sequence[AnySeries], as_of: date | None) -> None:
-        self.series = batch
-        # PatientSeries carry Python objects, ArraySeries arrays (usually all one or the other).
+        # PatientSeries carry Python objects, ArraySeries arrays: a batch of PatientSeries only
+        # is read from its objects; any other is read as arrays throughout (a PatientSeries in
+        # a mixed batch, rare, is converted once here).
         self.tuples_only = all(isinstance(s, PatientSeries) for s in batch)
+        if not self.tuples_only:
+            batch = [s if isinstance(s, ArraySeries) else ArraySeries.from_series(s) for s in batch]
+        self.series = batch
         lengths = [_log_count(s) for s in batch]
         total = sum(lengths)
         self.size = total
@@ -293,12 +297,7 @@ class Batch:
         """A log column of every patient as floats, NaN where not logged (None) or where the
         patient has no such column; only logs dated on or before `as_of`."""
         if not self.tuples_only:
-            values: FloatArray = _concatenated(
-                [
-                    getattr(s, name) if isinstance(s, ArraySeries) else _series_floats(s, name)
-                    for s in self.series
-                ]
-            )
+            values: FloatArray = _concatenated([getattr(s, name) for s in self.series])
             return values if self.kept_all else values[self.kept]
         series = cast(Sequence[PatientSeries], self.series)
         columns = [getattr(s, name) for s in series]
@@ -331,23 +330,8 @@ def _ordinals(batch: Sequence[AnySeries], total: int, tuples_only: bool) -> IntA
             dtype=np.int64,
             count=total,
         )
-    ordinals: IntArray = _concatenated(
-        [
-            s.ordinal
-            if isinstance(s, ArraySeries)
-            else np.fromiter(map(date.toordinal, s.dates), dtype=np.int64, count=len(s.dates))
-            for s in batch
-        ],
-        np.int64,
-    )
+    ordinals: IntArray = _concatenated([cast(ArraySeries, s).ordinal for s in batch], np.int64)
     return ordinals
-
-
-def _series_floats(series: PatientSeries, name: str) -> FloatArray:
-    column = getattr(series, name)
-    if len(column) != len(series.dates):
-        return np.full(len(series.dates), np.nan)
-    return _floats(list(column))
 
 
 def _concatenated(parts: list[npt.NDArray[Any]], dtype: Any = np.float64) -> npt.NDArray[Any]:
