@@ -116,17 +116,14 @@ class StoredAlerts:
         self._keys: set[int] = set()
 
     def add(self, patient_id: int, key: AlertKey, alert: StoredAlert, *, resolved: bool) -> None:
-        kind, metric, day = key
-        code = self._codes.setdefault((kind, metric), len(self._codes) + 1)
-        self._keys.add(_packed_key(patient_id, day.toordinal() - 1, code))
+        code = self._codes.setdefault(key[:2], len(self._codes) + 1)
+        self._keys.add(_packed_key(patient_id, key[2], code))
         if not resolved:
             self.unresolved[patient_id][key] = alert
 
     def has(self, patient_id: int, key: AlertKey) -> bool:
-        code = self._codes.get((key[0], key[1]))
-        return code is not None and (
-            _packed_key(patient_id, key[2].toordinal() - 1, code) in self._keys
-        )
+        code = self._codes.get(key[:2])
+        return code is not None and _packed_key(patient_id, key[2], code) in self._keys
 
     @classmethod
     def from_packed(
@@ -149,7 +146,9 @@ class StoredAlerts:
         return stored
 
 
-def _packed_key(patient_id: int, day: int, code: int) -> int:
+def _packed_key(patient_id: int, detected_on: dt.date, code: int) -> int:
+    # Days since 0001-01-01, as `_stored_alert_columns` packs them in SQL.
+    day = detected_on.toordinal() - 1
     return (patient_id << 32) | (day << _CODE_BITS) | code
 
 

@@ -911,7 +911,7 @@ def admin_overview(
             for n, email, _ in found
         ]
 
-    # A patient's own address is shown for her reminders: that read is audited against her.
+    # A notification to a patient (a reminder) shows her address: audited against her.
     shown_patients: set[int] = set()
     failed = rows(Notification.status == FAILED)
     recent = rows(sa.true())
@@ -940,12 +940,13 @@ def retry_failed(session: Session, actor: Actor, notification_id: int) -> None:
 
 
 def list_outbox_messages(session: Session, actor: Actor) -> list[OutboxEntry]:
-    """The file outbox's newest messages (headers only). A reminder's "To" is its patient's
-    address: the list's read is audited against each such patient, or once without one."""
+    """The file outbox's newest messages (headers only). A message to a patient (a reminder)
+    shows her address in "To": the list's read is audited against each such patient, or once
+    without one."""
     _require_admin(actor)
     entries = list_outbox(outbox_dir())
     ids = [i for entry in entries for i in entry.notification_ids]
-    audit.record_per_patient(session, actor, "outbox.list", _reminded_patients(session, ids))
+    audit.record_per_patient(session, actor, "outbox.list", _patient_recipients(session, ids))
     return entries
 
 
@@ -972,20 +973,20 @@ def _patients_in_message(session: Session, notification_ids: Sequence[int]) -> l
         .join(Notification, Notification.alert_id == Alert.id)
         .where(Notification.id.in_(ids))
     )
-    rows = session.scalars(sa.union(about_alerts, _reminded_statement(ids))).all()
+    rows = session.scalars(sa.union(about_alerts, _patient_recipients_statement(ids))).all()
     return sorted(set(rows))
 
 
-def _reminded_patients(session: Session, notification_ids: Sequence[int]) -> list[int]:
-    """The patients these notifications reminded (their own address is the recipient)."""
+def _patient_recipients(session: Session, notification_ids: Sequence[int]) -> list[int]:
+    """The patients these notifications went to (reminders: alerts go to clinicians)."""
     if not notification_ids:
         return []
-    return sorted(set(session.scalars(_reminded_statement(list(notification_ids)))))
+    return sorted(set(session.scalars(_patient_recipients_statement(list(notification_ids)))))
 
 
-def _reminded_statement(ids: list[int]) -> sa.Select[Any]:
+def _patient_recipients_statement(ids: list[int]) -> sa.Select[Any]:
     return (
         sa.select(Patient.id)
         .join(Notification, Notification.recipient_user_id == Patient.user_id)
-        .where(Notification.id.in_(ids), Notification.purpose == REMINDER)
+        .where(Notification.id.in_(ids))
     )
