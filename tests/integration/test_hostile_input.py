@@ -18,6 +18,7 @@ from rehab.db.models import AuditEvent, Event, OutcomeMeasure, SessionLog
 from rehab.extensions import db
 from rehab.services import notifications
 from rehab.services.time import clinic_today
+from tests.integration.test_audit_coverage import last_id, rows_since
 from tests.integration.test_notifications_outbox import make_alert, rows
 from tests.support.clinic import PASSWORD, Clinic, Person, csrf_token, login, search_caseload
 from tests.support.history import add_logs
@@ -173,16 +174,12 @@ def test_an_unknown_questionnaire_is_a_404_after_the_access_check(
     url = f"/clinic/patients/{a}/outcomes/new?instrument=sf36"
     for who, outcome in ((clinic.other_clinician, "denied"), (clinic.clinician, "failed")):
         login(client, who.email)
-        with app.app_context():
-            before = db.session.scalar(sa.select(sa.func.max(AuditEvent.id))) or 0
+        before = last_id(app)
         assert client.get(url).status_code == 404
-        with app.app_context():
-            rows = db.session.execute(
-                sa.select(AuditEvent.patient_id, AuditEvent.outcome, AuditEvent.user_id).where(
-                    AuditEvent.id > before, AuditEvent.patient_id.is_not(None)
-                )
-            ).all()
-        assert [(p, o.value, u) for p, o, u in rows] == [(a, outcome, who.user_id)], who.email
+        rows = [r for r in rows_since(app, before) if r.patient_id is not None]
+        assert [(r.patient_id, r.outcome.value, r.user_id) for r in rows] == [
+            (a, outcome, who.user_id)
+        ], who.email
 
 
 def test_a_second_factor_code_in_other_digits_is_refused(
