@@ -764,11 +764,8 @@ def _sleep_until(moment: float) -> None:
 
 
 def _scalar(database_url: str, sql: str, params: tuple[Any, ...] = ()) -> int:
-    import psycopg
-
-    with psycopg.connect(_psycopg_dsn(database_url), autocommit=True) as conn:
-        row = conn.execute(sql, params).fetchone()
-    return int(row[0]) if row else 0
+    first = _column(database_url, sql, params)[:1]
+    return int(first[0]) if first else 0
 
 
 def _column(database_url: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
