@@ -104,7 +104,7 @@ def add_log(
         red_flags=red_flags,
         note=note,
     )
-    log.adherence = adherence_of(plan.programs[program_index], entries)
+    log.adherence = adherence_of(plan, log)
     plan.logs.append(log)
     return log
 

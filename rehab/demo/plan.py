@@ -12,7 +12,14 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from rehab.domain.session_adherence import DoneEntry, PrescribedDose, session_adherence
+from rehab.domain.session_adherence import (
+    DAILY,
+    DAYS_BEFORE,
+    DoneEntry,
+    PrescribedDose,
+    performed,
+    session_adherence,
+)
 from rehab.domain.vocabulary import (
     EventType,
     FallLocation,
@@ -161,9 +168,30 @@ def chain_programs(programs: list[ProgramPlan]) -> None:
         current.end = following.start - dt.timedelta(days=1)
 
 
-def adherence_of(program: ProgramPlan, entries: list[EntryPlan]) -> float | None:
-    """The stored adherence of a log, computed exactly as the log service computes it."""
+def adherence_of(plan: PatientPlan, log: LogPlan) -> float | None:
+    """The stored adherence of a log, computed exactly as the log service computes it: from
+    its entries and, for exercises prescribed less than daily, the plan's logs of the same
+    program in the days before (as stored so far, like the service's context query)."""
+    program = plan.programs[log.program]
+    performed_before = dict.fromkeys(range(len(program.prescriptions)), 0)
+    if any(p.sessions_per_week < DAILY for p in program.prescriptions):
+        first = log.day - dt.timedelta(days=DAYS_BEFORE)
+        for earlier in plan.logs:
+            if earlier.program == log.program and first <= earlier.day < log.day:
+                for e in earlier.entries:
+                    if performed(DoneEntry(e.position, e.done, e.sets_done)):
+                        performed_before[e.position] += 1
+    in_effect_before = min(DAYS_BEFORE, (log.day - program.start).days)
     return session_adherence(
-        [PrescribedDose(index, p.sets) for index, p in enumerate(program.prescriptions)],
-        {e.position: DoneEntry(e.position, e.done, e.sets_done) for e in entries},
+        [
+            PrescribedDose(
+                index,
+                p.sets,
+                p.sessions_per_week,
+                performed_before=performed_before[index],
+                days_in_effect_before=in_effect_before,
+            )
+            for index, p in enumerate(program.prescriptions)
+        ],
+        {e.position: DoneEntry(e.position, e.done, e.sets_done) for e in log.entries},
     )

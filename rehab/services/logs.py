@@ -26,7 +26,13 @@ from rehab.db.models import (
     utcnow,
 )
 from rehab.domain.advice import Advice, advice_for
-from rehab.domain.session_adherence import DoneEntry, PrescribedDose, session_adherence
+from rehab.domain.session_adherence import (
+    DAILY,
+    DAYS_BEFORE,
+    DoneEntry,
+    PrescribedDose,
+    session_adherence,
+)
 from rehab.domain.vocabulary import EventType, RedFlag
 from rehab.services import audit
 from rehab.services.access import check_patient, require_patient
@@ -93,7 +99,7 @@ def record_session_log(
         raise InvalidInput(
             "log_date", f"is before the patient's first program ({first_start.isoformat()})"
         )
-    prescriptions = context.prescribed_sets
+    prescriptions = context.prescribed
     for index, entry in enumerate(data.exercises):
         if entry.prescription_id not in prescriptions:
             raise InvalidInput(
@@ -101,7 +107,7 @@ def record_session_log(
                 "is not an exercise of the patient's program on that date",
             )
     adherence = session_adherence(
-        [PrescribedDose(pid, sets) for pid, sets in prescriptions.items()],
+        prescriptions.values(),
         {
             e.prescription_id: DoneEntry(e.prescription_id, e.done, e.sets_done)
             for e in data.exercises
@@ -172,19 +178,24 @@ class _LogContext:
     by_client_id: int | None  # the log already stored under this client id
     same_day_id: int | None  # the log already stored for this date
     first_start: dt.date | None  # start of the patient's first program
-    prescribed_sets: dict[int, int]  # active prescriptions in effect that day: id -> sets
+    # Active prescriptions in effect that day, by id, with what the day's adherence needs.
+    prescribed: dict[int, PrescribedDose]
     recent_fall: bool  # a fall in the 7 days up to the log's date (advice)
     spine_surgery: bool  # any surgery on record (advice)
 
 
 _LOGS = cast(sa.Table, SessionLog.__table__)
+_ENTRIES = cast(sa.Table, ExerciseEntry.__table__)
 
 
 def _log_context_statement() -> sa.Select[Any]:
     """One SELECT for every check of a new log, so that accepting a log costs this query and
     the INSERTs. A one-row `facts` subquery (scalar subqueries on the patient's indexed
     columns) is joined to the active prescriptions of the program in effect: one row per
-    prescription, or one row with NULLs when no program is in effect."""
+    prescription, or one row with NULLs when no program is in effect. Each prescription row
+    carries how often it was performed in the 6 days before the log's day, which decides
+    whether a less-than-daily exercise is part of the day's session
+    (`rehab.domain.session_adherence`)."""
     patient_id = sa.bindparam("patient_id", type_=sa.Integer)
     log_date = sa.bindparam("log_date", type_=sa.Date)
     client_id = sa.bindparam("client_id", type_=sa.String)
@@ -193,11 +204,31 @@ def _log_context_statement() -> sa.Select[Any]:
     programs, logs = _table(Program), _LOGS
     events, prescriptions = _table(Event), _table(Prescription)
     program_id = program_in_effect(patient_id, log_date, programs.c.id).scalar_subquery()
+    # Days of the DAYS_BEFORE before the log's day on which the prescription was performed
+    # (`session_adherence.performed`: ticked done or some sets logged): an index range on the
+    # patient's logs, then the (log, prescription) unique index. Daily exercises skip it.
+    performed_before = (
+        sa.select(sa.func.count())
+        .select_from(_ENTRIES.join(logs, logs.c.id == _ENTRIES.c.session_log_id))
+        .where(
+            logs.c.patient_id == patient_id,
+            logs.c.log_date > week_before,  # the 6 days before: week_before is 7 days back
+            logs.c.log_date < log_date,
+            _ENTRIES.c.prescription_id == prescriptions.c.id,
+            sa.or_(_ENTRIES.c.done, _ENTRIES.c.sets_done > 0),
+        )
+        .correlate(prescriptions)
+        .scalar_subquery()
+    )
+    less_than_daily = (prescriptions.c.sessions_per_week < DAILY, performed_before)
     facts = sa.select(
         sa.select(sa.func.min(programs.c.start_date))
         .where(programs.c.patient_id == patient_id)
         .scalar_subquery()
         .label("first_start"),
+        program_in_effect(patient_id, log_date, programs.c.start_date)
+        .scalar_subquery()
+        .label("program_start"),
         sa.select(logs.c.id)
         .where(logs.c.patient_id == patient_id, logs.c.client_id == client_id)
         .scalar_subquery()
@@ -220,7 +251,13 @@ def _log_context_statement() -> sa.Select[Any]:
         .label("surgeries"),
     ).subquery("facts")
     return (
-        sa.select(facts, prescriptions.c.id.label("prescription_id"), prescriptions.c.sets)
+        sa.select(
+            facts,
+            prescriptions.c.id.label("prescription_id"),
+            prescriptions.c.sets,
+            prescriptions.c.sessions_per_week,
+            sa.case(less_than_daily, else_=0).label("performed_before"),
+        )
         .select_from(
             facts.outerjoin(
                 prescriptions,
@@ -252,17 +289,31 @@ def _log_context(session: Session, patient_id: int, data: SessionLogInput) -> _L
         },
     ).all()
     first = rows[0]
+    days_in_effect_before = (
+        DAYS_BEFORE
+        if first.program_start is None
+        else min(DAYS_BEFORE, (data.log_date - first.program_start).days)
+    )
     return _LogContext(
         by_client_id=first.by_client_id,
         same_day_id=first.same_day_id,
         first_start=first.first_start,
-        prescribed_sets={r.prescription_id: r.sets for r in rows if r.prescription_id},
+        prescribed={
+            r.prescription_id: PrescribedDose(
+                r.prescription_id,
+                r.sets,
+                r.sessions_per_week,
+                performed_before=r.performed_before,
+                days_in_effect_before=days_in_effect_before,
+            )
+            for r in rows
+            if r.prescription_id
+        },
         recent_fall=bool(first.recent_falls),
         spine_surgery=bool(first.surgeries),
     )
 
 
-_ENTRIES = cast(sa.Table, ExerciseEntry.__table__)
 _AUDIT = cast(sa.Table, AuditEvent.__table__)
 _INSERT_LOG = sa.insert(_LOGS).returning(_LOGS.c.id)
 _INSERT_ENTRIES = sa.insert(_ENTRIES)

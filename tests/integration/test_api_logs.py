@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -10,9 +11,14 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import AuditEvent, SessionLog
+from rehab.db.models import AuditEvent, Exercise, SessionLog, User
 from rehab.extensions import db
+from rehab.services import accounts, logs
+from rehab.services.commands import PrescriptionInput, ProgramInput, SessionLogInput
+from rehab.services.programs import create_program
+from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic, Person
+from tests.support.queries import counting_queries
 
 
 def auth(person: Person) -> dict[str, str]:
@@ -185,3 +191,84 @@ def test_series_returns_the_logged_days(client: FlaskClient, clinic: Clinic) -> 
     bad = client.get(f"/api/v1/patients/{a}/series?start=yesterday", headers=auth(clinic.clinician))
     assert bad.status_code == 422
     assert bad.json["errors"][0]["field"] == "start"
+
+
+def _three_times_a_week_program(app: Flask, clinic: Clinic, start: dt.date) -> list[int]:
+    """Replace patient A's program from `start`: two daily exercises and one 3×/week."""
+    with app.app_context():
+        clinician = db.session.get(User, clinic.clinician.user_id)
+        assert clinician is not None and clinic.patient_a.patient_id is not None
+        exercises = db.session.scalars(sa.select(Exercise.id).order_by(Exercise.id).limit(3))
+        program = create_program(
+            db.session,
+            accounts.actor_for(clinician),
+            clinic.patient_a.patient_id,
+            ProgramInput(
+                title="Strength, three times a week",
+                start_date=start,
+                prescriptions=[
+                    PrescriptionInput(exercise_id=e, sets=3, reps=10, sessions_per_week=f)
+                    for e, f in zip(exercises, (7, 7, 3), strict=True)
+                ],
+            ),
+        )
+        return [p.id for p in program.prescriptions]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_an_exercise_prescribed_three_times_a_week_counts_on_the_days_it_is_due(
+    app: Flask, client: FlaskClient, clinic: Clinic, database_url: str
+) -> None:
+    """Daily exercises done every day and the 3×/week one every other weekday (days 0, 2, 4
+    of each week from the start): 100 % every day, the days between included. Skipped from
+    the third week on, it is due again and missed: 2 of 3 exercises, every day."""
+    a = clinic.patient_a.patient_id
+    start = clinic_today() - dt.timedelta(days=20)
+    daily_1, daily_2, thrice = _three_times_a_week_program(app, clinic, start)
+    url = f"/api/v1/patients/{a}/logs"
+
+    def post(day: int, thrice_done: bool) -> float:
+        exercises = [
+            {"prescription_id": daily_1, "done": True},
+            {"prescription_id": daily_2, "done": True, "sets_done": 3},
+            {"prescription_id": thrice, "done": thrice_done},  # the phone lists it every day
+        ]
+        date = (start + dt.timedelta(days=day)).isoformat()
+        body = log_body(clinic, log_date=date, exercises=exercises)
+        response = client.post(url, json=body, headers=auth(clinic.patient_a))
+        assert response.status_code == 201, response.json
+        return float(response.json["adherence"])
+
+    on_schedule = [post(day, day % 7 in (0, 2, 4)) for day in range(14)]
+    assert on_schedule == [1.0] * 14
+    with counting_queries(app) as statements:
+        skipped = [post(day, False) for day in range(14, 21)]
+    assert skipped == [pytest.approx(2 / 3, abs=0.001)] * 7
+    if database_url.startswith("postgresql"):
+        # Token, context SELECT (the week's counts included), one write: per log, as before.
+        assert len(statements) == 3 * 7, statements
+
+    # The web form's same-day edit (today is day 20) goes through the same rule.
+    with app.app_context():
+        patient = db.session.get(User, clinic.patient_a.user_id)
+        assert patient is not None and a is not None
+        edit = SessionLogInput.model_validate(
+            log_body(
+                clinic,
+                log_date=clinic_today().isoformat(),
+                exercises=[
+                    {"prescription_id": pid, "done": True} for pid in (daily_1, daily_2, thrice)
+                ],
+            )
+        )
+        result = logs.record_session_log(
+            db.session, accounts.actor_for(patient), a, edit, allow_same_day_edit=True
+        )
+        assert result.outcome == logs.LogOutcome.UPDATED
+        assert result.log.adherence == 1.0
+        stored = db.session.scalars(
+            sa.select(SessionLog.adherence)
+            .where(SessionLog.patient_id == a)
+            .order_by(SessionLog.log_date)
+        ).all()
+    assert stored == [*on_schedule, *skipped[:-1], 1.0]
