@@ -1,12 +1,16 @@
 """Clinician pages `/clinic/...`: the caseload, a patient's record, and the forms to add a
 patient, prescribe a program, and record events, findings and outcome measures.
 
+A clinician may also pin a patient's pain baseline, or return it to automatic
+(`rehab.services.baselines`).
+
 Only clinicians get here (anyone else: 404), and only for patients of their care teams (the
 services answer `NotFound` otherwise, which is a 404 too, audited as denied).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import (
@@ -29,6 +33,7 @@ from rehab.domain.questionnaires import ODI_SECTION_TITLES
 from rehab.domain.vocabulary import RED_FLAG_LABELS, Instrument, Role, humanize
 from rehab.extensions import db, login_manager
 from rehab.services import accounts, assessment, clinical, logs, programs, records, trajectory
+from rehab.services import baselines as baseline_service
 from rehab.services import caseload as caseload_service
 from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
@@ -45,6 +50,7 @@ from rehab.web.forms import (
     FormInvalid,
     OdiForm,
     PatientForm,
+    PinBaselineForm,
     ProgramForm,
     PsfsForm,
     choice_list,
@@ -224,6 +230,11 @@ def patient(patient_id: int) -> Any:
         ranges=trajectory_charts.range_presets(chart),
         form=AlertActionForm(),
         odi_titles=ODI_SECTION_TITLES,
+        **_baseline_context(
+            patient_id,
+            page.record.today,
+            {metric: band.current() for metric, band in chart.baselines.items()},
+        ),
     )
 
 
@@ -408,6 +419,117 @@ def _outcome_page(
             name=name,
             odi_titles=ODI_SECTION_TITLES,
             today=clinic_today(),
+        ),
+        status,
+    )
+
+
+# --- pinned baselines -------------------------------------------------------------------------
+
+PAIN_METRIC_PATH = "<any(leg_pain, back_pain):metric>"
+
+
+def _baseline_context(
+    patient_id: int,
+    today: dt.date,
+    levels: dict[str, float | None],
+    failed: dict[str, PinBaselineForm] | None = None,
+) -> dict[str, Any]:
+    """What the baseline panel needs (access already checked and audited by the caller):
+    each pain metric's status, its level today and its pin form (`failed`: the one sent
+    back with errors)."""
+    statuses = baseline_service.baseline_statuses(db.session, patient_id, today)
+    forms = dict(failed or {})
+    for metric in statuses:
+        if metric not in forms:
+            form = PinBaselineForm(formdata=None, prefix=metric)
+            form.effective_from.data = today
+            forms[metric] = form
+    return {
+        "baselines": statuses,
+        "levels": levels,
+        "pin_forms": forms,
+        "pin_earliest": baseline_service.earliest_pin_date(db.session, patient_id, today),
+        "pin_today": today,
+        "spread_range": (baseline_service.SPREAD_MIN, baseline_service.SPREAD_MAX),
+    }
+
+
+@bp.route(f"/patients/<int:patient_id>/baselines/{PAIN_METRIC_PATH}", methods=["GET", "POST"])
+def pin_baseline(patient_id: int, metric: str) -> Any:
+    """GET: the metric's baseline and its pin form; POST: pin (then back to the record)."""
+    form = PinBaselineForm(prefix=metric)
+    if request.method == "GET":
+        name = _form_header(patient_id)
+        return _baseline_page(patient_id, metric, name)
+
+    service_called = False
+    if form.validate():
+        try:
+            data = form.to_command(metric)
+            service_called = True
+            pin = baseline_service.pin_baseline(db.session, _actor(), patient_id, data)
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        except NotFound:
+            abort(404)
+        else:
+            flash(
+                f"{humanize(metric)} baseline pinned at {pin.level:g} from "
+                f"{pin.effective_from.isoformat()}; the alerts are being re-checked.",
+                "success",
+            )
+            return redirect(url_for("clinic.patient", patient_id=patient_id) + "#baselines-title")
+    if not service_called:
+        # The form never reached the service: check access and audit the attempt here, once.
+        try:
+            require_patient(
+                db.session,
+                _actor(),
+                patient_id,
+                baseline_service.PIN_ACTION,
+                baseline_service.audit_target(metric),
+                clinician_only=True,
+            )
+        except NotFound:
+            abort(404)
+    name = records.patient_name(db.session, patient_id)
+    return _baseline_page(patient_id, metric, name, form, 422)
+
+
+@bp.post(f"/patients/<int:patient_id>/baselines/{PAIN_METRIC_PATH}/automatic")
+def unpin_baseline(patient_id: int, metric: str) -> Any:
+    try:
+        removed = baseline_service.unpin_baseline(db.session, _actor(), patient_id, metric)
+    except NotFound:
+        abort(404)
+    if removed:
+        flash(
+            f"{humanize(metric)} baseline back to automatic; the alerts are being re-checked.",
+            "success",
+        )
+    else:
+        flash(f"{humanize(metric)} baseline was already automatic.", "info")
+    return redirect(url_for("clinic.patient", patient_id=patient_id) + "#baselines-title")
+
+
+def _baseline_page(
+    patient_id: int,
+    metric: str,
+    name: str,
+    failed: PinBaselineForm | None = None,
+    status: int = 200,
+) -> Any:
+    today = clinic_today()
+    context = _baseline_context(
+        patient_id,
+        today,
+        baseline_service.current_levels(db.session, patient_id, today),
+        {metric: failed} if failed is not None else None,
+    )
+    return (
+        render_template(
+            "clinic/baseline.html", patient_id=patient_id, name=name, metric=metric, **context
         ),
         status,
     )

@@ -22,6 +22,7 @@ from wtforms import (
     DateField,
     EmailField,
     FieldList,
+    FloatField,
     Form,
     FormField,
     HiddenField,
@@ -53,6 +54,7 @@ from rehab.domain.vocabulary import (
     TestResult,
     humanize,
 )
+from rehab.services.baselines import PinInput
 from rehab.services.commands import (
     EventInput,
     FindingInput,
@@ -703,6 +705,26 @@ class PsfsForm(PageForm):
             },
             self,
             {"psfs_activities": rows},
+        )
+
+
+class PinBaselineForm(PageForm):
+    """A clinician's pinned baseline for one pain metric (the metric is in the URL; each
+    metric's form on the patient page carries the metric as its prefix)."""
+
+    level = FloatField(
+        "Baseline level (0–10)",
+        validators=[InputRequired("Give the level, a number from 0 to 10.")],
+    )
+    spread = FloatField("Day-to-day spread (optional)", validators=[Optional()])
+    effective_from = DateField("In force from", validators=[InputRequired("Give the date.")])
+
+    def to_command(self, metric: str) -> PinInput:
+        return PinInput(
+            metric=metric,
+            level=self.level.data,
+            spread=self.spread.data,
+            effective_from=self.effective_from.data,
         )
 
 

@@ -155,6 +155,11 @@ def _odi(ctx: Ctx, actor: str, ids: Mapping[str, str]) -> dict[str, str]:
     return {f"sections-{i}": "2" for i in range(10)}
 
 
+def _pin(ctx: Ctx, actor: str, ids: Mapping[str, str]) -> dict[str, str]:
+    day = clinic_today() - dt.timedelta(days=1)
+    return {"leg_pain-level": "2", "leg_pain-effective_from": day.isoformat()}
+
+
 FALL = _static(
     event_type="fall",
     fall_location="stairs",
@@ -165,6 +170,7 @@ FALL = _static(
 )
 P = "/clinic/patients/{patient}"
 ODI = P + "/outcomes/new?instrument=odi"
+PIN = P + "/baselines/leg_pain"
 
 ROUTES: dict[tuple[str, str], Route] = {
     # --- public: no patient data, the same answer for everyone ---------------------------------
@@ -269,6 +275,13 @@ ROUTES: dict[tuple[str, str], Route] = {
         REDIRECT,
         form=P + "/program/new",
         fields=_program,
+    ),
+    ("clinic.pin_baseline", "GET"): Route(frozenset({CLINICIAN_ON}), PIN),
+    ("clinic.pin_baseline", "POST"): Route(
+        frozenset({CLINICIAN_ON}), PIN, REDIRECT, form=PIN, fields=_pin
+    ),
+    ("clinic.unpin_baseline", "POST"): Route(
+        frozenset({CLINICIAN_ON}), PIN + "/automatic", REDIRECT
     ),
     ("summary.summary", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/summary"),
     ("summary.chart", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/summary/chart.png"),

@@ -31,6 +31,7 @@ from rehab import create_app, migrate
 from rehab.db.models import AuditEvent, Patient, User, utcnow
 from rehab.extensions import db
 from rehab.services.login import LOCK_AFTER_FAILURES
+from rehab.services.time import clinic_today
 from tests.conftest import app_settings, dispose_engines
 from tests.integration.test_access_matrix import (
     EVERYONE,
@@ -72,6 +73,9 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("clinic.new_outcome", "POST"): "outcome.write",
     ("clinic.new_program", "GET"): "patient.read",
     ("clinic.new_program", "POST"): "program.write",
+    ("clinic.pin_baseline", "GET"): "patient.read",
+    ("clinic.pin_baseline", "POST"): "baseline.pin",
+    ("clinic.unpin_baseline", "POST"): "baseline.unpin",
     ("summary.summary", "GET"): "patient.summary",
     ("summary.chart", "GET"): "patient.summary_chart",
     ("summary.pdf", "GET"): "patient.summary_pdf",
@@ -280,6 +284,9 @@ def test_failed_attempts_are_one_failed_row(app: Flask) -> None:
             clients[PATIENT_A]), "back_pain": "99"}), "session_log.write", PATIENT_A),
         (lambda: clients[CLINICIAN_ON].post(f"/clinic/patients/{a}/events/new", data={
             "csrf_token": token_of(clients[CLINICIAN_ON])}), "event.write", CLINICIAN_ON),
+        (lambda: clients[CLINICIAN_ON].post(f"/clinic/patients/{a}/baselines/leg_pain", data={
+            "csrf_token": token_of(clients[CLINICIAN_ON]), "leg_pain-level": "11",
+            "leg_pain-effective_from": clinic_today().isoformat()}), "baseline.pin", CLINICIAN_ON),
     ]  # fmt: skip
     for send, action, actor in attempts:
         before = last_id(app)

@@ -1,0 +1,273 @@
+"""Clinician-pinned pain baselines (design §2 Baseline; issue 3): pin one, or return a metric
+to the automatic baseline.
+
+What a pin means is the detector's rule (`rehab.domain.episodes`, `rehab.charts.baseline`):
+a pin is in force from its `effective_from` on, open-ended, and of several pins of a metric
+the one with the latest `effective_from` wins from its date. So the rows of a metric are a
+sequence of periods, and this module keeps them that way:
+
+- pinning from a date D replaces the pins of that metric from D on (they would otherwise win
+  again from their own dates: the clinician's latest statement must be the one in force);
+  earlier pins keep governing the days before D, so past decisions stay as they were made;
+- returning to automatic removes the metric's pins, and the detector, the chart and the
+  caseload (which all read every row of `pinned_baselines`) compute the baseline from the
+  logs again. The domain has no "pin ended on" to express a pin that stops, so an un-pin is
+  the absence of rows, not a row of its own; who pinned and un-pinned what, and when, stays
+  in the audit trail (`baseline.pin`, `baseline.unpin`).
+
+Each write is one access check and one audit row (care team only, clinician writes), and asks
+for the patient to be re-evaluated once it commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from rehab.charts import baseline as chart_baseline
+from rehab.db.models import Alert, PinnedBaseline, Program, SessionLog, User
+from rehab.domain.config import DEFAULT_CONFIG
+from rehab.domain.explain import metric_label
+from rehab.domain.series import PAIN_METRICS
+from rehab.services import audit, trajectory
+from rehab.services.access import require_patient
+from rehab.services.actors import Actor
+from rehab.services.commands import InvalidInput
+from rehab.services.dispatch import enqueue_after_commit
+from rehab.services.logs import EVALUATE_PATIENT_TASK
+from rehab.services.time import clinic_today
+
+PIN_ACTION = "baseline.pin"
+UNPIN_ACTION = "baseline.unpin"
+# The metrics a clinician pins here: the pain ratings (0–10) the pain detector reads.
+PINNABLE_METRICS: tuple[str, ...] = tuple(sorted(PAIN_METRICS, key=lambda m: m != "leg_pain"))
+LEVEL_MIN, LEVEL_MAX = 0.0, 10.0
+# A pinned spread replaces the detector's estimate of the day-to-day noise: never below the
+# floor the detector puts under its own estimate (a smaller one would make every 1-point day a
+# "change"), and no wider than half the scale.
+SPREAD_MIN, SPREAD_MAX = DEFAULT_CONFIG.noise_floor, 5.0
+
+
+@dataclass(frozen=True)
+class PinInput:
+    """A pin as the clinician gives it."""
+
+    metric: str
+    level: float
+    effective_from: dt.date
+    spread: float | None = None
+
+
+@dataclass(frozen=True)
+class PinView:
+    """A stored pin, with the clinician's name."""
+
+    id: int
+    level: float
+    spread: float | None
+    effective_from: dt.date
+    pinned_by: str
+    pinned_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BaselineStatus:
+    """How one metric's baseline is obtained today: the pins on record (oldest first) and
+    the one in force, if any; else automatic."""
+
+    metric: str
+    pins: tuple[PinView, ...]
+    today: dt.date
+
+    @property
+    def label(self) -> str:
+        return metric_label(self.metric)
+
+    @property
+    def in_force(self) -> PinView | None:
+        """The pin the detector applies to a log today (the latest one already in effect)."""
+        current = [p for p in self.pins if p.effective_from <= self.today]
+        return current[-1] if current else None
+
+    @property
+    def is_pinned(self) -> bool:
+        return bool(self.pins)
+
+    @property
+    def method(self) -> str:
+        """How the baseline is computed, in words (design §2: always shown with its method)."""
+        pin = self.in_force
+        if pin is not None:
+            spread = (
+                f", day-to-day spread {pin.spread:g}"
+                if pin.spread is not None
+                else ", day-to-day spread estimated from the logs"
+            )
+            return (
+                f"Pinned by {pin.pinned_by} from {pin.effective_from.isoformat()}"
+                f" at {pin.level:g}/10{spread}"
+            )
+        return automatic_method()
+
+
+def automatic_method() -> str:
+    config = DEFAULT_CONFIG
+    return (
+        f"Automatic: robust mean of the logs of the previous {config.baseline_window_days} days"
+        f" (the last {config.baseline_recent_days} days once pain has fallen by"
+        f" {config.follow_down_min_drop:g} point or more), from {config.baseline_min_logs} logs on"
+    )
+
+
+def pin_baseline(session: Session, actor: Actor, patient_id: int, data: PinInput) -> PinnedBaseline:
+    """Pin `data.metric` at `data.level` from `data.effective_from` on (replacing the pins of
+    that metric from that date on). Raises `NotFound` (audited as denied) off the care team,
+    `InvalidInput` naming the field for a value refused."""
+    require_patient(
+        session, actor, patient_id, PIN_ACTION, audit_target(data.metric), clinician_only=True
+    )
+    _check_metric(data.metric)
+    level = _number("level", data.level, LEVEL_MIN, LEVEL_MAX)
+    spread = None if data.spread is None else _number("spread", data.spread, SPREAD_MIN, SPREAD_MAX)
+    today = clinic_today()
+    if data.effective_from > today:
+        raise InvalidInput("effective_from", f"is in the future (today is {today.isoformat()})")
+    earliest = earliest_pin_date(session, patient_id, today)
+    if data.effective_from < earliest:
+        raise InvalidInput(
+            "effective_from",
+            f"is before the patient's first log or program ({earliest.isoformat()})",
+        )
+    assert actor.user_id is not None
+    session.execute(
+        sa.delete(PinnedBaseline).where(
+            PinnedBaseline.patient_id == patient_id,
+            PinnedBaseline.metric == data.metric,
+            PinnedBaseline.effective_from >= data.effective_from,
+        )
+    )
+    pin = PinnedBaseline(
+        patient_id=patient_id,
+        metric=data.metric,
+        level=level,
+        spread=spread,
+        effective_from=data.effective_from,
+        pinned_by_user_id=actor.user_id,
+    )
+    session.add(pin)
+    enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
+    session.flush()
+    audit.commit(session)
+    return pin
+
+
+def unpin_baseline(session: Session, actor: Actor, patient_id: int, metric: str) -> int:
+    """Return `metric` to the automatic baseline: its pins are removed. Returns how many
+    (0: it was automatic already, and nothing changes). `NotFound` off the care team."""
+    require_patient(
+        session, actor, patient_id, UNPIN_ACTION, audit_target(metric), clinician_only=True
+    )
+    _check_metric(metric)
+    result = session.execute(
+        sa.delete(PinnedBaseline).where(
+            PinnedBaseline.patient_id == patient_id, PinnedBaseline.metric == metric
+        )
+    )
+    removed = int(cast(sa.CursorResult[Any], result).rowcount or 0)
+    if removed:
+        enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
+    audit.commit(session)
+    return removed
+
+
+def baseline_statuses(
+    session: Session, patient_id: int, today: dt.date | None = None
+) -> dict[str, BaselineStatus]:
+    """Each pinnable metric's status, for a page whose access was already checked and
+    audited (the patient page, the pin form): no audit row of its own."""
+    today = today or clinic_today()
+    rows = session.execute(
+        sa.select(
+            PinnedBaseline.id,
+            PinnedBaseline.metric,
+            PinnedBaseline.level,
+            PinnedBaseline.spread,
+            PinnedBaseline.effective_from,
+            User.display_name,
+            PinnedBaseline.created_at,
+        )
+        .join(User, User.id == PinnedBaseline.pinned_by_user_id)
+        .where(
+            PinnedBaseline.patient_id == patient_id,
+            PinnedBaseline.metric.in_(PINNABLE_METRICS),
+        )
+        # The detector's order: by date, and of two pins of one date the later row wins.
+        .order_by(PinnedBaseline.effective_from, PinnedBaseline.id)
+    ).all()
+    pins: dict[str, list[PinView]] = {metric: [] for metric in PINNABLE_METRICS}
+    for pin_id, metric, level, spread, effective_from, name, created_at in rows:
+        pins[metric].append(PinView(pin_id, level, spread, effective_from, name, created_at))
+    return {metric: BaselineStatus(metric, tuple(items), today) for metric, items in pins.items()}
+
+
+def earliest_pin_date(session: Session, patient_id: int, today: dt.date | None = None) -> dt.date:
+    """The first day a pin may take effect: the patient's first log or program start,
+    whichever is earlier (today when there is neither: a pin for the logs to come)."""
+    first_log = session.scalar(
+        sa.select(sa.func.min(SessionLog.log_date)).where(SessionLog.patient_id == patient_id)
+    )
+    first_program = session.scalar(
+        sa.select(sa.func.min(Program.start_date)).where(Program.patient_id == patient_id)
+    )
+    known = [d for d in (first_log, first_program) if d is not None]
+    return min(known) if known else (today or clinic_today())
+
+
+def audit_target(metric: str) -> str:
+    # Audit targets are "kind:id" without spaces; an unknown metric is not echoed.
+    return f"baseline:{metric if metric in PINNABLE_METRICS else 'unknown'}"
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in PINNABLE_METRICS:
+        raise InvalidInput("metric", f"must be one of {', '.join(PINNABLE_METRICS)}")
+
+
+def _number(field: str, value: float, low: float, high: float) -> float:
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise InvalidInput(field, f"must be a number from {low:g} to {high:g}")
+    return number
+
+
+def current_levels(session: Session, patient_id: int, today: dt.date) -> dict[str, float | None]:
+    """Each pinnable metric's baseline today as the patient page's chart shows it (the
+    detector's, with the pins, held at an open pain alert's baseline); None: too few logs.
+    For a page whose access was already checked and audited."""
+    logs = trajectory.daily_logs(session, patient_id, today)
+    pins = trajectory.pins_by_metric(session, [patient_id]).get(patient_id, {})
+    alerts = list(
+        session.scalars(
+            sa.select(Alert).where(
+                Alert.patient_id == patient_id,
+                Alert.kind == "pain_regression",
+                Alert.metric.in_(PINNABLE_METRICS),
+            )
+        )
+    )
+    return {
+        metric: chart_baseline.daily_band(
+            today,
+            today,
+            logs.dates,
+            logs.column(metric),
+            pins=pins.get(metric, ()),
+            frozen=trajectory.frozen_levels(alerts, metric),
+        ).current()
+        for metric in PINNABLE_METRICS
+    }

@@ -1,0 +1,354 @@
+"""A clinician pins a patient's pain baseline, and returns it to automatic (issue 3, design §2
+Baseline): from the patient page, care team only, each write audited and followed by a
+re-evaluation; bad values are refused with the field named; the detector uses the pin."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rehab.db.models import Alert, AuditEvent, PinnedBaseline
+from rehab.extensions import db
+from rehab.services import dispatch, evaluation
+from rehab.services.time import clinic_today
+from tests.support.actors import token_of
+from tests.support.clinic import Clinic, login
+from tests.support.history import add_logs
+from tests.support.pages import form_data, text, visible_text
+
+# Leg pain steady around 4 for six weeks: the automatic baseline is about 4, nothing to alert.
+STEADY = [4, 3, 4, 5, 4, 4, 3, 4, 4, 5] * 4 + [4, 4]
+
+
+@pytest.fixture
+def clinician(client: FlaskClient, clinic: Clinic) -> FlaskClient:
+    login(client, clinic.clinician.email)
+    return client
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, list[Any]]]]:
+    """The tasks sent to the broker (gathered ones once `dispatch.flush()` sends them)."""
+    calls: list[tuple[str, list[Any]]] = []
+    monkeypatch.setattr(dispatch, "_send", lambda app, name, args: calls.append((name, args)))
+    yield calls
+
+
+def evaluated_ids(calls: list[tuple[str, list[Any]]]) -> set[int]:
+    dispatch.flush()
+    ids: set[int] = set()
+    for name, args in calls:
+        if name == "rehab.evaluate_patient":
+            ids.update(args)
+        elif name == "rehab.evaluate_patients":
+            ids.update(args[0])
+    return ids
+
+
+def patient_a(clinic: Clinic) -> int:
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    return a
+
+
+def page_url(patient_id: int) -> str:
+    return f"/clinic/patients/{patient_id}"
+
+
+def pin_url(patient_id: int, metric: str = "leg_pain") -> str:
+    return f"/clinic/patients/{patient_id}/baselines/{metric}"
+
+
+def pin_form(client: FlaskClient, patient_id: int, metric: str = "leg_pain") -> dict[str, Any]:
+    """The metric's pin form as the patient page shows it."""
+    page = client.get(page_url(patient_id))
+    assert page.status_code == 200
+    return form_data(text(page), pin_url(patient_id, metric))
+
+
+def pins(app: Flask, patient_id: int) -> list[tuple[str, float, float | None, dt.date, int]]:
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(
+                PinnedBaseline.metric,
+                PinnedBaseline.level,
+                PinnedBaseline.spread,
+                PinnedBaseline.effective_from,
+                PinnedBaseline.pinned_by_user_id,
+            )
+            .where(PinnedBaseline.patient_id == patient_id)
+            .order_by(PinnedBaseline.metric, PinnedBaseline.effective_from)
+        ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def audit_rows(app: Flask, *actions: str) -> list[tuple[str, str, int | None, int | None, str]]:
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(
+                AuditEvent.action,
+                AuditEvent.outcome,
+                AuditEvent.patient_id,
+                AuditEvent.user_id,
+                AuditEvent.target,
+            )
+            .where(AuditEvent.action.in_(actions))
+            .order_by(AuditEvent.id)
+        ).all()
+    return [(r[0], r[1].value, r[2], r[3], r[4]) for r in rows]
+
+
+def test_pin_then_return_to_automatic_from_the_patient_page(
+    app: Flask, clinician: FlaskClient, clinic: Clinic, sent: list[tuple[str, list[Any]]]
+) -> None:
+    a = patient_a(clinic)
+    today = clinic_today()
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=len(STEADY) - 1), STEADY)
+    page = visible_text(clinician.get(page_url(a)))
+    assert "Pain baselines" in page
+    assert page.count("Automatic: robust mean of the logs") == 2  # leg and back pain
+    assert "Return to automatic" not in page
+
+    body = pin_form(clinician, a)
+    assert body["leg_pain-effective_from"] == today.isoformat()  # today by default
+    since = today - dt.timedelta(days=7)
+    body.update({"leg_pain-level": "1.5", "leg_pain-spread": "1", "leg_pain-effective_from": since})
+    response = clinician.post(pin_url(a), data=body)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(page_url(a))
+    assert pins(app, a) == [("leg_pain", 1.5, 1.0, since, clinic.clinician.user_id)]
+    assert a in evaluated_ids(sent)
+
+    page = visible_text(clinician.get(page_url(a)))
+    assert f"Pinned by Cara Clinician from {since.isoformat()} at 1.5/10" in page
+    assert "day-to-day spread 1" in page
+    assert page.count("Automatic: robust mean of the logs") == 1  # back pain still automatic
+    assert "Return to automatic" in page
+
+    sent.clear()
+    unpin = form_data(text(clinician.get(page_url(a))), pin_url(a) + "/automatic")
+    response = clinician.post(pin_url(a) + "/automatic", data=unpin)
+    assert response.status_code == 302
+    assert pins(app, a) == []
+    assert a in evaluated_ids(sent)
+    page = visible_text(clinician.get(page_url(a)))
+    assert page.count("Automatic: robust mean of the logs") == 2
+    assert "Return to automatic" not in page
+
+    target = "baseline:leg_pain"
+    who = clinic.clinician.user_id
+    assert audit_rows(app, "baseline.pin", "baseline.unpin") == [
+        ("baseline.pin", "allowed", a, who, target),
+        ("baseline.unpin", "allowed", a, who, target),
+    ]
+
+
+def test_a_new_pin_replaces_the_pins_from_its_date_on(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    """The detector lets the pin with the latest date win from that date: pinning from D
+    replaces later pins (or the new one would not be in force), and keeps earlier ones for
+    the days before D."""
+    a = patient_a(clinic)
+    today = clinic_today()
+    days = [today - dt.timedelta(days=n) for n in (20, 10, 5)]
+
+    def pin(level: str, day: dt.date, metric: str = "leg_pain") -> None:
+        body = {
+            "csrf_token": token_of(clinician),
+            f"{metric}-level": level,
+            f"{metric}-effective_from": day.isoformat(),
+        }
+        assert clinician.post(pin_url(a, metric), data=body).status_code == 302
+
+    pin("2", days[0])
+    pin("3", days[2])
+    pin("6", today, "back_pain")
+    user = clinic.clinician.user_id
+    assert [(m, level, d) for m, level, _, d, _ in pins(app, a)] == [
+        ("back_pain", 6.0, today),
+        ("leg_pain", 2.0, days[0]),
+        ("leg_pain", 3.0, days[2]),
+    ]
+    pin("4", days[1])  # replaces the pin from days[2], keeps the one from days[0]
+    assert pins(app, a) == [
+        ("back_pain", 6.0, None, today, user),
+        ("leg_pain", 2.0, None, days[0], user),
+        ("leg_pain", 4.0, None, days[1], user),
+    ]
+    page = visible_text(clinician.get(pin_url(a)))
+    assert f"Pinned by Cara Clinician from {days[1].isoformat()} at 4/10" in page
+    assert "Pins on record (2)" in page
+
+    # Back to automatic ends every pin of that metric, and only of that metric.
+    response = clinician.post(pin_url(a) + "/automatic", data={"csrf_token": token_of(clinician)})
+    assert response.status_code == 302
+    assert [m for m, *_ in pins(app, a)] == ["back_pain"]
+    # Already automatic: nothing to do, still a redirect (and on record).
+    response = clinician.post(pin_url(a) + "/automatic", data={"csrf_token": token_of(clinician)})
+    assert response.status_code == 302
+    assert [m for m, *_ in pins(app, a)] == ["back_pain"]
+    assert [r[:2] for r in audit_rows(app, "baseline.unpin")] == [
+        ("baseline.unpin", "allowed"),
+        ("baseline.unpin", "allowed"),
+    ]
+
+
+ERROR = re.compile(r'<p class="error" id="leg_pain-(\w+)-error">([^<]*)</p>')
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "message"),
+    [
+        ({"leg_pain-level": "11"}, "level", "from 0 to 10"),
+        ({"leg_pain-level": "-1"}, "level", "from 0 to 10"),
+        ({"leg_pain-level": "nan"}, "level", "from 0 to 10"),
+        ({"leg_pain-level": "high"}, "level", "Not a valid"),
+        ({"leg_pain-level": ""}, "level", "Give the level"),
+        ({"leg_pain-spread": "0.1"}, "spread", "from 0.8 to 5"),
+        ({"leg_pain-spread": "inf"}, "spread", "from 0.8 to 5"),
+        ({"leg_pain-effective_from": "tomorrow"}, "effective_from", "Not a valid date"),
+        ({"leg_pain-effective_from": ""}, "effective_from", "Give the date"),
+        ("future", "effective_from", "is in the future"),
+        ("before_first_log", "effective_from", "before the patient's first log or program"),
+    ],
+)
+def test_bad_values_are_refused_with_the_field_named_and_nothing_stored(
+    app: Flask,
+    clinician: FlaskClient,
+    clinic: Clinic,
+    sent: list[tuple[str, list[Any]]],
+    values: dict[str, str] | str,
+    field: str,
+    message: str,
+) -> None:
+    a = patient_a(clinic)
+    today = clinic_today()
+    body = {
+        "csrf_token": token_of(clinician),
+        "leg_pain-level": "2",
+        "leg_pain-effective_from": today.isoformat(),
+    }
+    if values == "future":
+        body["leg_pain-effective_from"] = (today + dt.timedelta(days=1)).isoformat()
+    elif values == "before_first_log":
+        # The clinic's programs start 60 days ago; no log is older.
+        body["leg_pain-effective_from"] = (today - dt.timedelta(days=61)).isoformat()
+    else:
+        assert isinstance(values, dict)
+        body.update(values)
+    response = clinician.post(pin_url(a), data=body)
+    assert response.status_code == 422
+    errors = {name: msg for name, msg in ERROR.findall(text(response))}
+    assert list(errors) == [field], errors
+    assert message in errors[field].replace("&#39;", "'")
+    assert "Nothing was saved" in visible_text(response)
+    # The form comes back with what was typed, ready to correct.
+    assert form_data(text(response), pin_url(a))["leg_pain-effective_from"] in (
+        body["leg_pain-effective_from"],
+        "",
+    )
+    assert pins(app, a) == []
+    assert a not in evaluated_ids(sent)
+    assert [r[:3] for r in audit_rows(app, "baseline.pin")] == [("baseline.pin", "failed", a)]
+
+
+def test_the_earliest_date_is_the_first_log_or_program(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    a = patient_a(clinic)
+    first = clinic.program_start
+    body = {"csrf_token": token_of(clinician), "leg_pain-level": "2"}
+    body["leg_pain-effective_from"] = first.isoformat()
+    assert clinician.post(pin_url(a), data=body).status_code == 302
+    with app.app_context():
+        add_logs(a, first - dt.timedelta(days=3), [2, 2])  # logs before the program
+    body["leg_pain-effective_from"] = (first - dt.timedelta(days=3)).isoformat()
+    assert clinician.post(pin_url(a), data=body).status_code == 302
+    body["leg_pain-effective_from"] = (first - dt.timedelta(days=4)).isoformat()
+    assert clinician.post(pin_url(a), data=body).status_code == 422
+
+
+def test_off_the_care_team_is_404_audited_as_denied(app: Flask, clinic: Clinic) -> None:
+    a = patient_a(clinic)
+    today = clinic_today().isoformat()
+    off = app.test_client()
+    login(off, clinic.other_clinician.email)
+    body = {"csrf_token": token_of(off), "leg_pain-level": "2", "leg_pain-effective_from": today}
+    assert off.get(pin_url(a)).status_code == 404
+    assert off.post(pin_url(a), data=body).status_code == 404
+    # An invalid body is refused the same way: validation tells nothing about the patient.
+    assert off.post(pin_url(a), data={**body, "leg_pain-level": "99"}).status_code == 404
+    assert off.post(pin_url(a) + "/automatic", data=body).status_code == 404
+    user = clinic.other_clinician.user_id
+    assert audit_rows(app, "baseline.pin", "baseline.unpin") == [
+        ("baseline.pin", "denied", a, user, "baseline:leg_pain"),
+        ("baseline.pin", "denied", a, user, "baseline:leg_pain"),
+        ("baseline.unpin", "denied", a, user, "baseline:leg_pain"),
+    ]
+    # A patient (even this one) may not pin: the clinic pages are not theirs.
+    patient = app.test_client()
+    login(patient, clinic.patient_a.email)
+    body["csrf_token"] = token_of(patient)
+    assert patient.post(pin_url(a), data=body).status_code == 404
+    assert patient.post(pin_url(a) + "/automatic", data=body).status_code == 404
+    assert pins(app, a) == []
+    # An unknown metric is no route at all.
+    on = app.test_client()
+    login(on, clinic.clinician.email)
+    assert on.post(pin_url(a, "adherence"), data={"csrf_token": token_of(on)}).status_code == 404
+
+
+def test_the_detector_judges_against_the_pin(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    """Six steady weeks around 4/10: no alert against the automatic baseline. Pinned at 1 (the
+    clinician knows the patient's usual is 1) from ten days ago, the same logs are a
+    clinically important rise: the next evaluation opens a leg pain alert against 1/10.
+    Back to automatic, a fresh replay finds none."""
+    a = patient_a(clinic)
+    today = clinic_today()
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=len(STEADY) - 1), STEADY)
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        assert pain_alerts(a) == []
+
+    body = {
+        "csrf_token": token_of(clinician),
+        "leg_pain-level": "1",
+        "leg_pain-effective_from": (today - dt.timedelta(days=10)).isoformat(),
+    }
+    assert clinician.post(pin_url(a), data=body).status_code == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        (alert,) = pain_alerts(a)
+        assert alert.metric == "leg_pain"
+        assert alert.baseline == 1.0
+        assert "vs baseline 1/10" in alert.explanation
+    # The page's chart and panel show the pinned level too.
+    page = visible_text(clinician.get(page_url(a)))
+    assert "Pinned by Cara Clinician" in page
+
+    response = clinician.post(pin_url(a) + "/automatic", data={"csrf_token": token_of(clinician)})
+    assert response.status_code == 302
+    with app.app_context():
+        episodes = evaluation.detect(db.session, [a], today, None)[a]
+        assert [e for e in episodes if e.kind == "pain_regression"] == []
+
+
+def pain_alerts(patient_id: int) -> list[Alert]:
+    return list(
+        db.session.scalars(
+            sa.select(Alert).where(
+                Alert.patient_id == patient_id, Alert.kind == "pain_regression"
+            )
+        )
+    )
