@@ -140,6 +140,21 @@ class DetectionConfig:
     # and needed assessment rather than assumptions).
     urgent_if_event_after_surgery: bool = True
 
+    @property
+    def decision_lookback_days(self) -> int:
+        """How many days before a log its decision may read: the baseline, noise and
+        autocorrelation periods before the first log of the longest window, plus that window's
+        span; the adherence rule's usual level before its window. A replay of logs from a day
+        S on decides exactly as the whole history would from S + this many days on."""
+        longest = int(self.window_span_per_log * max(w for w, _ in self.windows)) + 1
+        pain = max(self.baseline_window_days, self.noise_window_days, self.rho_window_days)
+        adherence = (
+            self.adherence_baseline_days
+            + self.adherence_gap_days
+            + self.adherence_window_max_span_days
+        )
+        return max(pain + max(longest, self.event_window_days), adherence)
+
     def __post_init__(self) -> None:
         if self.trimmed_logs != TRIMMED:
             raise ValueError(f"the null moments are tabled for {TRIMMED} trimmed logs")

@@ -52,8 +52,10 @@ from rehab.services import audit, notifications, series_copy
 from rehab.services.actors import SYSTEM
 from rehab.services.series import RED_FLAG_COLUMNS
 
-# A decision looks back at most ~10 weeks; 400 days of logs reproduce the full replay (see
-# rehab.domain.detection) at a fraction of the cost.
+# A decision looks back at most ~12 weeks (`DetectionConfig.decision_lookback_days`): with 400
+# days of logs, the detector decides as the full replay does for the last ~10 months, at a
+# fraction of the cost; it opens nothing before that (rehab.domain.detection), where the
+# evaluations of the time stored what there was.
 LOOKBACK_DAYS = 400
 # A log's updated_at is set when its request starts, before it commits; an evaluation that
 # starts in between does not see it. Marking the patient evaluated a minute early (longer than
@@ -592,7 +594,7 @@ def _detect(
     series, context = _load(session, patient_ids, since)
     # The batch call runs the same replay vectorised over the patients: several times
     # cheaper per patient than one call each.
-    detected = detect_episodes_many(series.values(), config, as_of=as_of)
+    detected = detect_episodes_many(series.values(), config, as_of=as_of, logs_since=since)
     episodes = {
         pid: tuple(
             e

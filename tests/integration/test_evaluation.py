@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from rehab.db.models import Alert, AlertStatus, AuditEvent, Event, Notification
+from rehab.db.models import Alert, AlertStatus, AuditEvent, Event, Notification, SessionLog
+from rehab.domain.simulation import generate_cohort
 from rehab.domain.vocabulary import EventType
 from rehab.extensions import db
 from rehab.services import evaluation
@@ -259,3 +260,57 @@ def test_the_cyclic_collector_is_paused_during_an_evaluation_and_back_after(
             assert seen == [False, False] and not gc.isenabled()
         finally:
             gc.enable()
+
+
+def test_the_windowed_evaluation_adds_nothing_the_whole_history_does_not_have(
+    app: Flask, clinic: Clinic
+) -> None:
+    """The worker replays the last `LOOKBACK_DAYS` of logs. Its first weeks would be judged
+    against baselines of a few logs, and used to open pain episodes the whole history never
+    had: stored as new (already resolved) alerts, each evaluation adding more as the window
+    slid. Two simulated patients (seed 3, 560 days) where that happened."""
+    cohort = generate_cohort(3, 63, 560)
+    with app.app_context():
+        today = clinic_today()
+        shift = today - cohort.last_day
+        pairs = ((clinic.patient_a, cohort.patients[6]), (clinic.patient_b, cohort.patients[62]))
+        ids = []
+        for person, simulated in pairs:
+            pid = person.patient_id
+            assert pid is not None
+            s = simulated.series
+            rows = [
+                {
+                    "patient_id": pid,
+                    "log_date": day + shift,
+                    "client_id": f"sim-{pid}-{day.isoformat()}",
+                    "body_hash": "0" * 64,
+                    "back_pain": back,
+                    "leg_pain": leg,
+                    "leg_side": "left" if leg else None,
+                    "adherence": adherence,
+                    "source": "test",
+                }
+                for day, back, leg, adherence in zip(
+                    s.dates, s.back_pain, s.leg_pain, s.adherence, strict=True
+                )
+                if back is not None and leg is not None
+            ]
+            db.session.execute(sa.insert(SessionLog), rows)
+            ids.append(pid)
+        db.session.commit()
+        whole = evaluation.reconcile(db.session, evaluation.detect(db.session, ids, today, None))
+        db.session.commit()
+        assert whole.stored > 10
+
+        def stored() -> set[tuple[int, str, str, dt.date]]:
+            return {
+                (a.patient_id, a.kind, a.metric, a.detected_on)
+                for a in db.session.scalars(sa.select(Alert).where(Alert.patient_id.in_(ids)))
+            }
+
+        before = stored()
+        for day in (today - dt.timedelta(days=2), today - dt.timedelta(days=1), today):
+            result = evaluation.evaluate_and_commit(db.session, ids, day)
+            assert (result.stored, result.resolved) == (0, 0), day
+        assert stored() == before

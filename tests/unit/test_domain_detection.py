@@ -28,6 +28,7 @@ from rehab.domain.series import (
     PatientSeries,
     PinnedBaseline,
 )
+from rehab.domain.simulation import generate_cohort
 from tests.unit.test_domain_builders import day, pain_alerts, series
 
 QUIET = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 6  # 60 days of a settled patient at ~1/10
@@ -433,3 +434,46 @@ def test_a_new_fall_on_top_of_an_open_alert_replaces_it() -> None:
     # Without the new fall, two logs of 8 are not yet a further rise (a 2-log window is
     # only enough after a fall).
     assert len(pain_alerts(detect_episodes(series(leg)))) == 1
+
+
+def _up_to(s: PatientSeries, last: date) -> PatientSeries:
+    """The series as it stood on `last` (events and the rest kept: they are dated)."""
+    kept = sum(1 for d in s.dates if d <= last)
+    return dataclasses.replace(
+        s,
+        dates=s.dates[:kept],
+        back_pain=s.back_pain[:kept],
+        leg_pain=s.leg_pain[:kept],
+        adherence=s.adherence[:kept],
+        red_flags=s.red_flags[:kept],
+        leg_side=s.leg_side[:kept],
+    )
+
+
+def test_a_window_of_the_history_opens_only_what_the_whole_history_opens() -> None:
+    """The worker replays the last 400 days with `logs_since`: over a cohort of 700-day
+    histories, evaluated as the window slides, every episode it returns is one the whole
+    history has. (Without `logs_since`, pain episodes opened on the window's first weeks,
+    judged against baselines of a few logs: 300 of them in this cohort.)"""
+    cohort = generate_cohort(7, 40, 700)
+    whole = {
+        p.series.patient_id: {
+            (e.kind, e.metric, e.detected_on)
+            for e in detect_episodes(p.series, as_of=cohort.last_day)
+        }
+        for p in cohort.patients
+    }
+    compared = 0
+    for back in range(0, 120, 6):
+        today = cohort.last_day - timedelta(days=back)
+        since = today - timedelta(days=400)
+        window = detect_episodes_many(
+            [trim_series(_up_to(p.series, today), since) for p in cohort.patients],
+            as_of=today,
+            logs_since=since,
+        )
+        for patient_id, episodes in window.items():
+            for e in episodes:
+                compared += 1
+                assert (e.kind, e.metric, e.detected_on) in whole[patient_id], (today, e)
+    assert compared > 5000
