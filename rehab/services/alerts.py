@@ -1,7 +1,16 @@
-"""The clinician's side of alerts: the inbox, acknowledging and resolving, each audited."""
+"""The clinician's side of alerts: the inbox (a page at a time), acknowledging and resolving,
+each audited, and each alert's history (who acknowledged or resolved it, and when).
+
+The inbox order is open, then acknowledged, then resolved; urgent on top within each; newest
+detected first; and the alert id last, so the order is total and paging by offset neither skips
+nor repeats an alert. A page gets one audit row per patient it shows.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -21,6 +30,8 @@ STATUS_ORDER = sa.case(
     else_=2,
 )
 URGENT_FIRST = sa.case((Alert.severity == "urgent", 0), else_=1)
+INBOX_ORDER = (STATUS_ORDER, URGENT_FIRST, Alert.detected_on.desc(), Alert.id.desc())
+PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -30,33 +41,164 @@ class InboxRow:
     patient_name: str
 
 
-def inbox(
-    session: Session, actor: Actor, *, include_resolved: bool = False, limit: int = 200
-) -> list[InboxRow]:
-    """Alerts of the actor's patients: open first, urgent on top, newest first."""
+@dataclass(frozen=True)
+class InboxPage:
+    rows: list[InboxRow]  # this page's rows
+    total: int  # alerts on all pages
+    page: int  # clamped to 1..pages
+    pages: int
+    per_page: int
+    requested_page: int  # as asked (differs from `page` when it was out of range)
+    # Display names of the clinicians who acknowledged or resolved the page's alerts.
+    names: dict[int, str]
+
+    @property
+    def first(self) -> int:
+        """1-based position of the page's first row (0 on an empty inbox)."""
+        return (self.page - 1) * self.per_page + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return (self.page - 1) * self.per_page + len(self.rows)
+
+
+def inbox_page(
+    session: Session,
+    actor: Actor,
+    *,
+    include_resolved: bool = False,
+    page: int = 1,
+    per_page: int = PAGE_SIZE,
+) -> InboxPage:
+    """One page of the alerts of the actor's patients: open first, urgent on top, newest
+    first. A page number out of range is clamped to the first or last page. Only the
+    patients of the page's alerts get an audit row."""
+    if per_page < 1:
+        raise ValueError("per_page must be positive")
+    where: list[sa.ColumnElement[bool]] = [Alert.patient_id.in_(visible_patient_ids(actor))]
+    if not include_resolved:
+        where.append(Alert.status != AlertStatus.RESOLVED)
+    total = session.scalar(sa.select(sa.func.count()).select_from(Alert).where(*where)) or 0
+    pages = max(1, math.ceil(total / per_page))
+    shown = min(max(1, page), pages)
     query = (
         sa.select(Alert, User.display_name)
         .join(Patient, Patient.id == Alert.patient_id)
         .join(User, User.id == Patient.user_id)
-        .where(Alert.patient_id.in_(visible_patient_ids(actor)))
-        .order_by(STATUS_ORDER, URGENT_FIRST, Alert.detected_on.desc(), Alert.id.desc())
-        .limit(limit)
+        .where(*where)
+        .order_by(*INBOX_ORDER)
+        .offset((shown - 1) * per_page)
+        .limit(per_page)
     )
-    if not include_resolved:
-        query = query.where(Alert.status != AlertStatus.RESOLVED)
     rows = [InboxRow(alert, alert.patient_id, name) for alert, name in session.execute(query)]
     for patient_id in sorted({r.patient_id for r in rows}):
         audit.record(session, actor, "alert.list", patient_id)
-    return rows
+    names = clinician_names(session, (r.alert for r in rows))
+    return InboxPage(rows, total, shown, pages, per_page, page, names)
+
+
+# --- who did what, when ---------------------------------------------------------------------
+
+# The notes `rehab.services.evaluation` writes when it resolves an alert itself.
+AUTO_BACK_NEAR_BASELINE = "Resolved automatically: back near baseline for a sustained period."
+AUTO_SUPERSEDED_PREFIX = "Superseded by a newer alert"
+AUTO_ALREADY_RESOLVED = "Already resolved when first evaluated."
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of an alert's lifecycle after it opened: acknowledged or resolved."""
+
+    action: str  # "acknowledged" or "resolved"
+    by: str | None  # the clinician's display name; None: by the system (or unknown)
+    at: dt.datetime | None  # when it was recorded (UTC)
+    on: dt.date | None  # automatic resolution: the day the metric was back near baseline
+    note: str  # the clinician's note ("" for none)
+    reason: str  # automatic resolution: why, in words ("" otherwise)
+
+    @property
+    def automatic(self) -> bool:
+        return self.action == "resolved" and self.by is None and bool(self.reason)
+
+
+def clinician_names(session: Session, alerts: Iterable[Alert]) -> dict[int, str]:
+    """Display names of the users who acknowledged or resolved these alerts (one query)."""
+    ids: set[int] = set()
+    for alert in alerts:
+        ids.update(
+            i for i in (alert.acknowledged_by_user_id, alert.resolved_by_user_id) if i is not None
+        )
+    return user_names(session, ids)
+
+
+def user_names(session: Session, user_ids: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    rows = session.execute(sa.select(User.id, User.display_name).where(User.id.in_(ids)))
+    return {user_id: name for user_id, name in rows}
+
+
+def _name(names: Mapping[int, str], user_id: int | None) -> str | None:
+    return None if user_id is None else names.get(user_id)
+
+
+def _auto_reason(note: str) -> str:
+    if note.startswith(AUTO_SUPERSEDED_PREFIX):
+        return "superseded by a newer alert of the same kind and metric"
+    if note == AUTO_ALREADY_RESOLVED:
+        return "already back near baseline when first evaluated"
+    return "back near baseline"
+
+
+def history(alert: Alert, names: Mapping[int, str]) -> list[Step]:
+    """Who acknowledged and resolved the alert and when, oldest step first (`names`: from
+    `clinician_names`). A resolved alert without a resolving user was resolved by the
+    detector (`rehab.services.evaluation`), on `resolved_on`."""
+    steps = []
+    if alert.acknowledged_at is not None or alert.acknowledged_by_user_id is not None:
+        steps.append(
+            Step(
+                "acknowledged",
+                _name(names, alert.acknowledged_by_user_id),
+                alert.acknowledged_at,
+                None,
+                alert.acknowledge_note,
+                "",
+            )
+        )
+    if alert.status is AlertStatus.RESOLVED:
+        if alert.resolved_by_user_id is not None:
+            steps.append(
+                Step(
+                    "resolved",
+                    _name(names, alert.resolved_by_user_id),
+                    alert.resolved_at,
+                    None,
+                    alert.resolve_note,
+                    "",
+                )
+            )
+        else:
+            on = alert.resolved_on
+            steps.append(
+                Step(
+                    "resolved",
+                    None,
+                    alert.resolved_at,
+                    on,
+                    "",
+                    _auto_reason(alert.resolve_note),
+                )
+            )
+    return steps
 
 
 def patient_alerts(session: Session, actor: Actor, patient_id: int) -> list[Alert]:
     require_patient(session, actor, patient_id, "alert.read")
     return list(
         session.scalars(
-            sa.select(Alert)
-            .where(Alert.patient_id == patient_id)
-            .order_by(STATUS_ORDER, URGENT_FIRST, Alert.detected_on.desc())
+            sa.select(Alert).where(Alert.patient_id == patient_id).order_by(*INBOX_ORDER)
         )
     )
 

@@ -1,10 +1,13 @@
-"""Clinician alert inbox `/clinic/alerts`: read, acknowledge (with a note), resolve."""
+"""Clinician alert inbox `/clinic/alerts`: read (a page at a time), acknowledge (with a note),
+resolve; and, for every template that shows an alert, its history (who and when)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import TextAreaField
@@ -15,6 +18,7 @@ from rehab.extensions import db
 from rehab.services import alerts
 from rehab.services.access import NotFound
 from rehab.services.commands import InvalidInput
+from rehab.services.time import clinic_timezone
 from rehab.web.guards import deny
 
 bp = Blueprint("alerts", __name__, url_prefix="/clinic/alerts")
@@ -31,13 +35,64 @@ def _clinicians_only() -> None:
         deny()
 
 
+# A page number: digits only, and not absurdly many (a longer one is no page of ours).
+PAGE_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
 @bp.get("/")
 def inbox() -> Any:
     include_resolved = request.args.get("show") == "all"
-    rows = alerts.inbox(db.session, current_user.actor, include_resolved=include_resolved)
-    return render_template(
-        "alerts/inbox.html", rows=rows, form=AlertActionForm(), include_resolved=include_resolved
+    asked = request.args.get("page")
+    number = int(asked) if asked is not None and PAGE_NUMBER.fullmatch(asked) else None
+    page = alerts.inbox_page(
+        db.session, current_user.actor, include_resolved=include_resolved, page=number or 1
     )
+    _remember_names(page.names)
+    notice = ""
+    if asked is not None and (number is None or number != page.page):
+        # Out of range or not a page number: the nearest page, said so (never an error page).
+        notice = f"There is no such page; showing page {page.page} of {page.pages}."
+    args: dict[str, Any] = {"show": "all"} if include_resolved else {}
+    here_args: dict[str, Any] = {**args, "page": page.page} if page.page > 1 else args
+    return render_template(
+        "alerts/inbox.html",
+        page=page,
+        rows=page.rows,
+        form=AlertActionForm(),
+        include_resolved=include_resolved,
+        args=args,
+        notice=notice,
+        here=url_for("alerts.inbox", **here_args),
+    )
+
+
+# --- an alert's history, for any template that shows an alert ------------------------------
+
+
+def _remember_names(names: dict[int, str]) -> None:
+    g.setdefault("alert_clinician_names", {}).update(names)
+
+
+def _history(alert: Any) -> list[alerts.Step]:
+    """Who acknowledged and resolved `alert`, and when. Names already known this request (the
+    inbox fetched its page's) cost nothing; another is fetched once (there are few)."""
+    known: dict[int, str] = g.setdefault("alert_clinician_names", {})
+    wanted = {alert.acknowledged_by_user_id, alert.resolved_by_user_id} - {None} - set(known)
+    if wanted:
+        known.update(alerts.user_names(db.session, wanted))
+    return alerts.history(alert, known)
+
+
+def _clinic_time(at: dt.datetime) -> str:
+    """A stored UTC time as the clinic reads it: 2024-03-05 14:32 CET (naive: UTC)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return at.astimezone(clinic_timezone()).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@bp.app_context_processor
+def _alert_helpers() -> dict[str, Any]:
+    return {"alert_history": _history, "clinic_time": _clinic_time}
 
 
 def _act(alert_id: int, action: Any, done: str) -> Any:
