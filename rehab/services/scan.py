@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rehab.db.models import Event, JobWatermark, OutcomeMeasure, Patient, SessionLog, utcnow
+from rehab.services.time import clinic_date
 
 DAILY_WATERMARK = "scan.daily"
 # Only this recent data is compared with evaluation times (an index range on the timestamps);
@@ -28,7 +29,9 @@ def patients_to_evaluate(session: Session, today: dt.date) -> list[int]:
     sending the tasks."""
     now = utcnow()
     daily = session.get(JobWatermark, DAILY_WATERMARK)
-    if daily is None or daily.through.date() < today:
+    # `today` is the clinic's date; the watermark is a UTC time (east of UTC, its UTC date
+    # would stay a day behind for hours, and every scan of them would take everyone).
+    if daily is None or clinic_date(daily.through) < today:
         if daily is None:
             session.add(JobWatermark(name=DAILY_WATERMARK, through=now))
         else:

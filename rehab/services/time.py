@@ -19,3 +19,8 @@ def clinic_timezone() -> ZoneInfo:
 
 def clinic_today() -> dt.date:
     return dt.datetime.now(clinic_timezone()).date()
+
+
+def clinic_date(moment: dt.datetime) -> dt.date:
+    """The clinic's date at `moment` (an aware time, as the database returns them)."""
+    return moment.astimezone(clinic_timezone()).date()

@@ -63,3 +63,15 @@ def test_a_new_day_evaluates_everyone_again(app: Flask, clinic: Clinic) -> None:
         db.session.commit()
         # The same day again: only changed data (there is none) is evaluated.
         assert scan.patients_to_evaluate(db.session, today) == []
+
+
+def test_the_day_is_the_clinics_not_utcs(app: Flask, clinic: Clinic) -> None:
+    """At 12:00 UTC it is already 02:00 the next day in Kiribati: a scan that ran then was
+    that day's, so a later scan the same clinic day takes only changed patients."""
+    app.config["REHAB_CLINIC_TIMEZONE"] = "Pacific/Kiritimati"  # UTC+14
+    with app.app_context():
+        ran_at = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+        db.session.add(JobWatermark(name=scan.DAILY_WATERMARK, through=ran_at))
+        db.session.commit()
+        assert scan.patients_to_evaluate(db.session, dt.date(2026, 11, 27)) == []
+        assert len(scan.patients_to_evaluate(db.session, dt.date(2026, 11, 28))) == 3
