@@ -217,6 +217,9 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
         "/clinic/patients/<int:patient_id>/events/new": f"/clinic/patients/{a}/events/new",
         "/clinic/patients/<int:patient_id>/findings/new": f"/clinic/patients/{a}/findings/new",
         "/clinic/patients/<int:patient_id>/outcomes/new": f"/clinic/patients/{a}/outcomes/new",
+        "/clinic/patients/<int:patient_id>/baselines/<any(leg_pain, back_pain):metric>": (
+            f"/clinic/patients/{a}/baselines/leg_pain"
+        ),
         "/welcome/<token>": f"/welcome/{_invite(app)}",
         "/unsubscribe/<token>": "/unsubscribe/"
         + make_token(app.config["SECRET_KEY"], clinic.patient_a.user_id),

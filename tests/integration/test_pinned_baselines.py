@@ -89,7 +89,9 @@ def pins(app: Flask, patient_id: int) -> list[tuple[str, float, float | None, dt
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-def audit_rows(app: Flask, *actions: str) -> list[tuple[str, str, int | None, int | None, str]]:
+def audit_rows(
+    app: Flask, *actions: str
+) -> list[tuple[str, str, int | None, int | None, str | None]]:
     with app.app_context():
         rows = db.session.execute(
             sa.select(
@@ -347,8 +349,6 @@ def test_the_detector_judges_against_the_pin(
 def pain_alerts(patient_id: int) -> list[Alert]:
     return list(
         db.session.scalars(
-            sa.select(Alert).where(
-                Alert.patient_id == patient_id, Alert.kind == "pain_regression"
-            )
+            sa.select(Alert).where(Alert.patient_id == patient_id, Alert.kind == "pain_regression")
         )
     )
