@@ -147,7 +147,7 @@ def _auto_reason(note: str) -> str:
     if note.startswith(AUTO_SUPERSEDED_PREFIX):
         return "superseded by a newer alert of the same kind and metric"
     if note == AUTO_ALREADY_RESOLVED:
-        return "already back near baseline when first evaluated"
+        return "already over when first evaluated"
     return "back near baseline"
 
 

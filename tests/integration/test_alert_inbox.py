@@ -21,6 +21,7 @@ from rehab.services.time import clinic_today
 from tests.integration.test_evaluation import seed_like_history
 from tests.support.clinic import Clinic, csrf_token, login
 from tests.support.pages import visible_text
+from tests.support.queries import counting_queries
 
 
 def open_pain_alert(app: Flask, clinic: Clinic) -> int:
@@ -362,3 +363,33 @@ def test_an_automatically_resolved_alert_says_so(
         page = visible_text(client.get(url))
         assert expected in page, url
         assert "Resolved by" not in page and "Acknowledged by" not in page
+
+
+def test_the_inbox_queries_do_not_grow_with_its_alerts_or_their_clinicians(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+    assert a and b
+    first = add_alerts(app, a, 3)
+    with app.app_context():
+        alert = db.session.get(Alert, first[1])
+        assert alert is not None
+        alert.acknowledged_by_user_id = clinic.clinician.user_id
+        alert.acknowledged_at = utcnow()
+        db.session.commit()
+    login(client, clinic.clinician.email)
+    client.get("/clinic/alerts/?show=all")  # warm up
+    with counting_queries(app) as small:
+        assert client.get("/clinic/alerts/?show=all").status_code == 200
+    ids = add_alerts(app, b, 60)
+    with app.app_context():  # acknowledged and resolved by two different people
+        for i, alert_id in enumerate(ids):
+            alert = db.session.get(Alert, alert_id)
+            assert alert is not None
+            who = clinic.clinician.user_id if i % 2 else clinic.admin.user_id
+            alert.acknowledged_by_user_id, alert.acknowledged_at = who, utcnow()
+        db.session.commit()
+    with counting_queries(app) as large:
+        page = client.get("/clinic/alerts/?show=all")
+    assert "Acknowledged by Ada Admin" in visible_text(page)
+    assert len(large) == len(small)
