@@ -134,7 +134,15 @@ def test_appending_future_rows_never_changes_earlier_alerts(n: int, data: st.Dat
     leg = data.draw(st.lists(pain, min_size=n, max_size=n))
     back = data.draw(st.lists(pain, min_size=n, max_size=n))
     cut = data.draw(st.integers(min_value=1, max_value=n - 1))
-    falls = data.draw(st.lists(st.integers(min_value=-20, max_value=n + 20), max_size=3))
+    events = data.draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=-20, max_value=n + 20),
+                st.sampled_from(["fall", "injury", "surgery", "medication_change"]),
+            ),
+            max_size=4,
+        )
+    )
     red = data.draw(st.lists(st.integers(min_value=0, max_value=n - 1), max_size=3))
     adherence = data.draw(
         st.lists(st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.0])), min_size=n, max_size=n)
@@ -142,7 +150,7 @@ def test_appending_future_rows_never_changes_earlier_alerts(n: int, data: st.Dat
     full = series(
         leg,
         back,
-        events=[PatientEvent(day(k), "fall", "on stairs") for k in falls],
+        events=[PatientEvent(day(k), kind, "on stairs") for k, kind in events],
         red_flag_days=red,
         adherence=adherence,
     )
@@ -158,7 +166,9 @@ def test_appending_future_rows_never_changes_earlier_alerts(n: int, data: st.Dat
         adherence=full.adherence[:keep],
         red_flags=full.red_flags[:keep],
         leg_side=full.leg_side[:keep],
-        events=full.events,
+        # Only what was known on the cutoff: a later fall, injury or surgery must change
+        # nothing before it.
+        events=tuple(e for e in full.events if e.date <= cutoff),
     )
     if not early.dates:
         return
