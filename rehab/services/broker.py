@@ -23,8 +23,10 @@ def delete_consumed_messages(broker_url: str, now: dt.datetime | None = None) ->
     try:
         if not sa.inspect(engine).has_table("kombu_message"):
             return 0
-        # kombu stores naive UTC timestamps.
-        cutoff = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None) - KEEP_CONSUMED
+        # kombu stamps a message when it is consumed with the host's naive local time
+        # (`datetime.now`, kombu/transport/sqlalchemy/models.py), not UTC.
+        local_now = (now or dt.datetime.now(dt.UTC)).astimezone().replace(tzinfo=None)
+        cutoff = local_now - KEEP_CONSUMED
         with engine.begin() as conn:
             result = conn.execute(
                 sa.text(
