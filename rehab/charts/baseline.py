@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rehab.charts.model import BaselineBand
-from rehab.domain.baseline import LogCalendar, apply_pin, pain_baselines
+from rehab.domain.baseline import LogCalendar, apply_pin, pain_baselines, pin_applies, pin_periods
 from rehab.domain.clinical import clinically_important_pain_rise_array
 from rehab.domain.config import DEFAULT_CONFIG, DetectionConfig
 
@@ -39,9 +39,10 @@ LEVEL_DECIMALS = 1
 
 @dataclass(frozen=True, slots=True)
 class Pin:
-    """A clinician's pinned level for one metric, in force from `effective_from` on."""
+    """A clinician's pinned level for one metric, in force from `effective_from` until the
+    next pin (None: the automatic baseline again from that day)."""
 
-    level: float
+    level: float | None
     effective_from: dt.date
     spread: float | None = None
 
@@ -114,10 +115,13 @@ def levels_before(
     # measured around each series' trend.
     baselines = pain_baselines(day, value, calendar, config, local_day)
     for query, (lo, hi, origin) in zip(queries, bounds, strict=True):
-        for pin in sorted(query.pins, key=lambda p: p.effective_from):
+        periods = pin_periods(
+            [(p.effective_from.toordinal() - origin, p.level, p.spread) for p in query.pins]
+        )
+        for period in periods:
             applies = np.zeros(day.shape[0], dtype=np.bool_)
-            applies[lo:hi] = local_day[lo:hi] >= pin.effective_from.toordinal() - origin
-            baselines = apply_pin(baselines, applies, pin.level, pin.spread)
+            applies[lo:hi] = pin_applies(period, local_day[lo:hi])
+            baselines = apply_pin(baselines, applies, period.level, period.spread)
     level = baselines.level
     out: list[list[float | None]] = []
     for lo, hi, _ in bounds:
@@ -131,7 +135,7 @@ def probe_levels(
     day: npt.NDArray[np.int64],
     value: npt.NDArray[np.float64],
     probe_day: npt.NDArray[np.int64],
-    pins: Mapping[int, Sequence[tuple[int, float, float | None]]] | None = None,
+    pins: Mapping[int, Sequence[tuple[int, float | None, float | None]]] | None = None,
     config: DetectionConfig = DEFAULT_CONFIG,
 ) -> npt.NDArray[np.float64]:
     """The detector's baseline at one probe day for each of many series, all in arrays (the
@@ -140,7 +144,8 @@ def probe_levels(
     Logs are (`series`, `day`, `value`) triples in any order, `day` a non-negative day number
     shared by all series; `probe_day[s]` is the day series `s` is read on (only its logs
     before that day count, as for a log on that day); `pins[s]` holds (first day, level,
-    spread) of clinicians' pins. Returns one level per series (NaN: history too short)."""
+    spread; level None: automatic again) of clinicians' pins, in the order given. Returns
+    one level per series (NaN: history too short)."""
     n_series = probe_day.shape[0]
     if n_series == 0:
         return np.zeros(0)
@@ -161,9 +166,9 @@ def probe_levels(
     calendar = LogCalendar(virtual, int(virtual[-1]) + 2)
     baselines = pain_baselines(virtual, values, calendar, config, local)
     for s_index, items in (pins or {}).items():
-        for first_day, level, spread in sorted(items):
-            applies = (all_series == s_index) & (local >= first_day)
-            baselines = apply_pin(baselines, applies, level, spread)
+        for period in pin_periods(items):
+            applies = (all_series == s_index) & pin_applies(period, local)
+            baselines = apply_pin(baselines, applies, period.level, period.spread)
     # Each series' probe is its last entry (probes come after every log they read).
     last = np.searchsorted(all_series, np.arange(n_series), side="right") - 1
     return np.asarray(baselines.level[last], dtype=np.float64)
@@ -221,9 +226,13 @@ def describe(pins: Sequence[Pin], config: DetectionConfig = DEFAULT_CONFIG) -> s
         f"{config.baseline_min_logs} logs are available; held at the alert's baseline while a "
         f"pain alert is open. Band: ± the clinically important change (at least 2 points)."
     )
-    if pins:
-        latest = max(pins, key=lambda p: p.effective_from)
-        text += (
-            f" Pinned by a clinician at {latest.level:g} from {latest.effective_from.isoformat()}."
+    periods = pin_periods([(p.effective_from.toordinal(), p.level, p.spread) for p in pins])
+    for period in periods:
+        start = dt.date.fromordinal(period.start).isoformat()
+        until = (
+            ""
+            if period.until is None
+            else f" until {dt.date.fromordinal(period.until).isoformat()}"
         )
+        text += f" Pinned by a clinician at {period.level:g} from {start}{until}."
     return text

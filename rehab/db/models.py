@@ -539,14 +539,16 @@ class Alert(Base):
 
 
 class PinnedBaseline(Base):
-    """A clinician's pinned baseline for one metric (overrides the automatic one)."""
+    """A clinician's pinned baseline for one metric (overrides the automatic one) from
+    `effective_from` until the metric's next row; a row with no level returns the metric to
+    the automatic baseline from its date."""
 
     __tablename__ = "pinned_baselines"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"), index=True)
     metric: Mapped[str] = mapped_column(sa.String(32))
-    level: Mapped[float]
+    level: Mapped[float | None]
     spread: Mapped[float | None]
     effective_from: Mapped[dt.date]
     pinned_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))

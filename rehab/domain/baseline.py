@@ -11,6 +11,7 @@ patient-year of baselines costs a few dozen array operations and no sorting.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -407,6 +408,41 @@ def pain_baselines(
         followed_down=followed_down,
         pinned=np.zeros(n_logs, dtype=np.bool_),
     )
+
+
+class PinPeriod(NamedTuple):
+    """Days `start` … `until` − 1 (`until` None: on) of a pin's level and spread."""
+
+    start: int
+    until: int | None
+    level: float
+    spread: float | None
+
+
+def pin_periods(pins: Sequence[tuple[int, float | None, float | None]]) -> list[PinPeriod]:
+    """When each of a metric's pins (first day, level, spread) is in force: from its day until
+    the next one's (of one day, the one given last); a level of None is a return to the
+    automatic baseline, in force until the next pin."""
+    ordered = sorted(pins, key=lambda pin: pin[0])  # stable: of one day, the last given wins
+    periods: list[PinPeriod] = []
+    for i, (start, level, spread) in enumerate(ordered):
+        until = ordered[i + 1][0] if i + 1 < len(ordered) else None
+        if level is not None and (until is None or until > start):
+            periods.append(PinPeriod(start, until, level, spread))
+    return periods
+
+
+def pin_in_force(periods: Sequence[PinPeriod], day: int) -> PinPeriod | None:
+    """The pin in force on `day`, if any."""
+    return next((p for p in periods if p.start <= day and (p.until is None or day < p.until)), None)
+
+
+def pin_applies(period: PinPeriod, day: IntArray) -> BoolArray:
+    """Which of the days the pin is in force on."""
+    applies = day >= period.start
+    if period.until is not None:
+        applies &= day < period.until
+    return applies
 
 
 def apply_pin(

@@ -39,6 +39,9 @@ from rehab.domain.baseline import (
     ShownBaselines,
     apply_pin_in_place,
     pain_baselines,
+    pin_applies,
+    pin_in_force,
+    pin_periods,
 )
 from rehab.domain.config import DetectionConfig
 from rehab.domain.detectors import (
@@ -407,10 +410,12 @@ def _pain_baselines_with_pins(
         if not pins:
             continue
         logs = slice(int(packed.series_start[k]), int(packed.series_end[k]))
-        for pin in pins:
-            from_day = pin.effective_from.toordinal() - patient.origin
-            applies = packed.local_day[logs] >= from_day
-            apply_pin_in_place(baselines, logs, applies, pin.level, pin.spread)
+        periods = pin_periods(
+            [(p.effective_from.toordinal() - patient.origin, p.level, p.spread) for p in pins]
+        )
+        for period in periods:
+            applies = pin_applies(period, packed.local_day[logs])
+            apply_pin_in_place(baselines, logs, applies, period.level, period.spread)
     return baselines
 
 
@@ -865,7 +870,14 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
         if not measures:
             continue
         measures.sort(key=_by_date)
-        pins = patient.series.pinned_for(instrument) if patient.series.pinned_baselines else ()
+        pins = pin_periods(
+            [
+                (p.effective_from.toordinal(), p.level, p.spread)
+                for p in patient.series.pinned_for(instrument)
+            ]
+            if patient.series.pinned_baselines
+            else []
+        )
         stable: list[float] = []
         # The open episode, built once its resolution is known: its fields but resolved_on.
         open_: dict[str, object] | None = None
@@ -878,11 +890,7 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
                     open_ = None
                     stable.append(score)
                 continue
-            pin = (
-                next((p for p in reversed(pins) if p.effective_from <= measure.date), None)
-                if pins
-                else None
-            )
+            pin = pin_in_force(pins, measure.date.toordinal()) if pins else None
             if pin is not None:
                 base, n_used = pin.level, 0
                 source = f"pinned by the clinician: {format_number(pin.level)}"

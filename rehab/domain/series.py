@@ -56,14 +56,16 @@ class OutcomeScore:
 
 @dataclass(frozen=True, slots=True)
 class PinnedBaseline:
-    """A clinician-pinned baseline for one metric, in force from `effective_from` on.
+    """A clinician-pinned baseline for one metric, in force from `effective_from` until the
+    metric's next pin (`baseline.pin_periods`); `level` None returns the metric to the
+    automatic baseline from `effective_from`.
 
     `spread` is the day-to-day noise the clinician expects (None: keep estimating it from the
     data). Metrics: "back_pain", "leg_pain", "adherence", "odi", "psfs".
     """
 
     metric: str
-    level: float
+    level: float | None
     effective_from: date
     spread: float | None = None
     pinned_by: str = ""

@@ -1,19 +1,20 @@
 """Clinician-pinned pain baselines (design §2 Baseline; issue 3): pin one, or return a metric
 to the automatic baseline.
 
-What a pin means is the detector's rule (`rehab.domain.episodes`, `rehab.charts.baseline`):
-a pin is in force from its `effective_from` on, open-ended, and of several pins of a metric
-the one with the latest `effective_from` wins from its date. So the rows of a metric are a
+What a pin means is the detector's rule (`rehab.domain.baseline.pin_periods`, which the
+detector, the chart and the caseload all apply): a pin is in force from its `effective_from`
+until the metric's next row (of two rows of one date, the later wins); a row with no level
+returns the metric to the automatic baseline from its date. So the rows of a metric are a
 sequence of periods, and this module keeps them that way:
 
-- pinning from a date D replaces the pins of that metric from D on (they would otherwise win
-  again from their own dates: the clinician's latest statement must be the one in force);
-  earlier pins keep governing the days before D, so past decisions stay as they were made;
-- returning to automatic removes the metric's pins, and the detector, the chart and the
-  caseload (which all read every row of `pinned_baselines`) compute the baseline from the
-  logs again. The domain has no "pin ended on" to express a pin that stops, so an un-pin is
-  the absence of rows, not a row of its own; who pinned and un-pinned what, and when, stays
-  in the audit trail (`baseline.pin`, `baseline.unpin`).
+- pinning from a date D replaces the metric's rows from D on (the clinician's latest statement
+  must be the one in force); earlier rows keep governing the days before D, so past decisions
+  stay as they were made;
+- returning to automatic (from today) adds a row with no level, after removing any row dated
+  today: the pin keeps governing the days it was in force, so the next evaluation does not
+  replay months of history as if it had never been pinned (which stored alerts those months
+  never had). Who pinned and un-pinned what, and when, is also in the audit trail
+  (`baseline.pin`, `baseline.unpin`).
 
 Each write is one access check and one audit row (care team only, clinician writes), and asks
 for the patient to be re-evaluated once it commits.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -68,7 +68,7 @@ class PinView:
     """A stored pin, with the clinician's name."""
 
     id: int
-    level: float
+    level: float | None  # None: back to the automatic baseline from `effective_from`
     spread: float | None
     effective_from: dt.date
     pinned_by: str
@@ -90,13 +90,21 @@ class BaselineStatus:
 
     @property
     def in_force(self) -> PinView | None:
-        """The pin the detector applies to a log today (the latest one already in effect)."""
+        """The pin the detector applies to a log today (the latest row already in effect,
+        unless that row returned the metric to automatic)."""
         current = [p for p in self.pins if p.effective_from <= self.today]
-        return current[-1] if current else None
+        return current[-1] if current and current[-1].level is not None else None
 
     @property
     def is_pinned(self) -> bool:
-        return bool(self.pins)
+        return self.in_force is not None
+
+    @property
+    def periods(self) -> list[tuple[PinView, dt.date | None]]:
+        """Each row on record with the day its period ends (None: still in force), latest
+        first, for the record's history."""
+        ends = [p.effective_from for p in self.pins[1:]] + [None]
+        return list(reversed(list(zip(self.pins, ends, strict=True))))
 
     @property
     def method(self) -> str:
@@ -111,6 +119,12 @@ class BaselineStatus:
             return (
                 f"Pinned by {pin.pinned_by} from {pin.effective_from.isoformat()}"
                 f" at {pin.level:g}/10{spread}"
+            )
+        if self.pins:
+            back = self.pins[-1]
+            return (
+                f"{automatic_method()}; back to automatic from {back.effective_from.isoformat()}"
+                f" ({back.pinned_by})"
             )
         return automatic_method()
 
@@ -166,23 +180,43 @@ def pin_baseline(session: Session, actor: Actor, patient_id: int, data: PinInput
     return pin
 
 
-def unpin_baseline(session: Session, actor: Actor, patient_id: int, metric: str) -> int:
-    """Return `metric` to the automatic baseline: its pins are removed. Returns how many
-    (0: it was automatic already, and nothing changes). `NotFound` off the care team."""
+def unpin_baseline(session: Session, actor: Actor, patient_id: int, metric: str) -> bool:
+    """Return `metric` to the automatic baseline from today: the pin in force ends today (the
+    days it governed keep it). False: it was automatic already, and nothing changes (still
+    audited). `NotFound` off the care team."""
     require_patient(
         session, actor, patient_id, UNPIN_ACTION, audit_target(metric), clinician_only=True
     )
     _check_metric(metric)
-    result = session.execute(
+    today = clinic_today()
+    status = baseline_statuses(session, patient_id, today)[metric]
+    if status.in_force is None:
+        audit.commit(session)
+        return False
+    assert actor.user_id is not None
+    # A pin from today governed no day yet: it goes; an earlier one ends here.
+    session.execute(
         sa.delete(PinnedBaseline).where(
-            PinnedBaseline.patient_id == patient_id, PinnedBaseline.metric == metric
+            PinnedBaseline.patient_id == patient_id,
+            PinnedBaseline.metric == metric,
+            PinnedBaseline.effective_from >= today,
         )
     )
-    removed = int(cast(sa.CursorResult[Any], result).rowcount or 0)
-    if removed:
-        enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
+    if any(p.effective_from < today for p in status.pins):
+        session.add(
+            PinnedBaseline(
+                patient_id=patient_id,
+                metric=metric,
+                level=None,
+                spread=None,
+                effective_from=today,
+                pinned_by_user_id=actor.user_id,
+            )
+        )
+    enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
+    session.flush()
     audit.commit(session)
-    return removed
+    return True
 
 
 def baseline_statuses(

@@ -303,7 +303,10 @@ def _pins(session: Session, patient_ids: list[int]) -> dict[tuple[int, str], lis
             PinnedBaseline.level,
             PinnedBaseline.effective_from,
             PinnedBaseline.spread,
-        ).where(PinnedBaseline.patient_id.in_(patient_ids), PinnedBaseline.metric.in_(PAIN_METRICS))
+        )
+        .where(PinnedBaseline.patient_id.in_(patient_ids), PinnedBaseline.metric.in_(PAIN_METRICS))
+        # Of two pins of one date the later row wins (`pin_periods` keeps the order given).
+        .order_by(PinnedBaseline.id)
     ):
         out[(pid, metric)].append(Pin(level, start, spread))
     return out

@@ -463,7 +463,7 @@ def _read_postgresql(
         context.pins[pid].append(
             PinnedBaseline(
                 metric,
-                float(level),
+                None if level is None else float(level),
                 fromisoformat(effective_from),
                 None if spread is None else float(spread),
             )

@@ -168,10 +168,13 @@ def pins_by_metric(
             PinnedBaseline.level,
             PinnedBaseline.effective_from,
             PinnedBaseline.spread,
-        ).where(
+        )
+        .where(
             PinnedBaseline.patient_id.in_(patient_ids),
             PinnedBaseline.metric.in_(PAIN_METRICS),
         )
+        # Of two pins of one date the later row wins (`pin_periods` keeps the order given).
+        .order_by(PinnedBaseline.id)
     ):
         out[row[0]][row[1]].append(chart_baseline.Pin(row[2], row[3], row[4]))
     return out

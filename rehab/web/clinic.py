@@ -500,12 +500,13 @@ def pin_baseline(patient_id: int, metric: str) -> Any:
 @bp.post(f"/patients/<int:patient_id>/baselines/{PAIN_METRIC_PATH}/automatic")
 def unpin_baseline(patient_id: int, metric: str) -> Any:
     try:
-        removed = baseline_service.unpin_baseline(db.session, _actor(), patient_id, metric)
+        ended = baseline_service.unpin_baseline(db.session, _actor(), patient_id, metric)
     except NotFound:
         abort(404)
-    if removed:
+    if ended:
         flash(
-            f"{humanize(metric)} baseline back to automatic; the alerts are being re-checked.",
+            f"{humanize(metric)} baseline back to automatic from today; the alerts are being"
+            " re-checked.",
             "success",
         )
     else:

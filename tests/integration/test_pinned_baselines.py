@@ -73,7 +73,7 @@ def pin_form(client: FlaskClient, patient_id: int, metric: str = "leg_pain") -> 
     return form_data(text(page), pin_url(patient_id, metric))
 
 
-def pins(app: Flask, patient_id: int) -> list[tuple[str, float, float | None, dt.date, int]]:
+def pins(app: Flask, patient_id: int) -> list[tuple[str, float | None, float | None, dt.date, int]]:
     with app.app_context():
         rows = db.session.execute(
             sa.select(
@@ -84,7 +84,7 @@ def pins(app: Flask, patient_id: int) -> list[tuple[str, float, float | None, dt
                 PinnedBaseline.pinned_by_user_id,
             )
             .where(PinnedBaseline.patient_id == patient_id)
-            .order_by(PinnedBaseline.metric, PinnedBaseline.effective_from)
+            .order_by(PinnedBaseline.metric, PinnedBaseline.effective_from, PinnedBaseline.id)
         ).all()
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
@@ -139,16 +139,27 @@ def test_pin_then_return_to_automatic_from_the_patient_page(
     unpin = form_data(text(clinician.get(page_url(a))), pin_url(a) + "/automatic")
     response = clinician.post(pin_url(a) + "/automatic", data=unpin)
     assert response.status_code == 302
-    assert pins(app, a) == []
+    # The pin keeps the days it governed; a row with no level ends it today.
+    assert pins(app, a) == [
+        ("leg_pain", 1.5, 1.0, since, clinic.clinician.user_id),
+        ("leg_pain", None, None, today, clinic.clinician.user_id),
+    ]
     assert a in evaluated_ids(sent)
     page = visible_text(clinician.get(page_url(a)))
     assert page.count("Automatic: robust mean of the logs") == 2
+    assert f"back to automatic from {today.isoformat()}" in page
+    assert f"From {since.isoformat()} to {today.isoformat()}: pinned at 1.5/10" in page
     assert "Return to automatic" not in page
+    # Again: nothing more to end (audited all the same).
+    again = clinician.post(pin_url(a) + "/automatic", data=unpin)
+    assert again.status_code == 302
+    assert len(pins(app, a)) == 2
 
     target = "baseline:leg_pain"
     who = clinic.clinician.user_id
     assert audit_rows(app, "baseline.pin", "baseline.unpin") == [
         ("baseline.pin", "allowed", a, who, target),
+        ("baseline.unpin", "allowed", a, who, target),
         ("baseline.unpin", "allowed", a, who, target),
     ]
 
@@ -188,17 +199,31 @@ def test_a_new_pin_replaces_the_pins_from_its_date_on(
     ]
     page = visible_text(clinician.get(pin_url(a)))
     assert f"Pinned by Cara Clinician from {days[1].isoformat()} at 4/10" in page
-    assert "Pins on record (2)" in page
+    assert "Baseline history (2)" in page
 
-    # Back to automatic ends every pin of that metric, and only of that metric.
+    # Back to automatic ends the pin in force of that metric today, and only of that metric;
+    # the earlier pins keep their days.
     response = clinician.post(pin_url(a) + "/automatic", data={"csrf_token": token_of(clinician)})
     assert response.status_code == 302
-    assert [m for m, *_ in pins(app, a)] == ["back_pain"]
+    after = [
+        ("back_pain", 6.0, None, today, user),
+        ("leg_pain", 2.0, None, days[0], user),
+        ("leg_pain", 4.0, None, days[1], user),
+        ("leg_pain", None, None, today, user),
+    ]
+    assert pins(app, a) == after
     # Already automatic: nothing to do, still a redirect (and on record).
     response = clinician.post(pin_url(a) + "/automatic", data={"csrf_token": token_of(clinician)})
     assert response.status_code == 302
-    assert [m for m, *_ in pins(app, a)] == ["back_pain"]
+    assert pins(app, a) == after
+    # A pin from today that is undone the same day governed no day: it goes, no row is added.
+    response = clinician.post(
+        pin_url(a, "back_pain") + "/automatic", data={"csrf_token": token_of(clinician)}
+    )
+    assert response.status_code == 302
+    assert pins(app, a) == after[1:]
     assert [r[:2] for r in audit_rows(app, "baseline.unpin")] == [
+        ("baseline.unpin", "allowed"),
         ("baseline.unpin", "allowed"),
         ("baseline.unpin", "allowed"),
     ]
@@ -315,7 +340,9 @@ def test_the_detector_judges_against_the_pin(
     """Six steady weeks around 4/10: no alert against the automatic baseline. Pinned at 1 (the
     clinician knows the patient's usual is 1) from ten days ago, the same logs are a
     clinically important rise: the next evaluation opens a leg pain alert against 1/10.
-    Back to automatic, a fresh replay finds none."""
+    Back to automatic from today, the days the pin governed keep it: the replay still raises
+    that alert, and nothing is stored or resolved (when un-pinning deleted the pin, the whole
+    history was replayed as if it had never been pinned)."""
     a = patient_a(clinic)
     today = clinic_today()
     with app.app_context():
@@ -332,6 +359,7 @@ def test_the_detector_judges_against_the_pin(
     with app.app_context():
         evaluation.evaluate_and_commit(db.session, [a], today)
         (alert,) = pain_alerts(a)
+        raised = (alert.metric, alert.detected_on)
         assert alert.metric == "leg_pain"
         assert alert.baseline == 1.0
         assert "vs baseline 1/10" in alert.explanation
@@ -343,7 +371,12 @@ def test_the_detector_judges_against_the_pin(
     assert response.status_code == 302
     with app.app_context():
         episodes = evaluation.detect(db.session, [a], today, None)[a]
-        assert [e for e in episodes if e.kind == "pain_regression"] == []
+        assert [(e.metric, e.detected_on) for e in episodes if e.kind == "pain_regression"] == [
+            raised
+        ]
+        result = evaluation.evaluate_and_commit(db.session, [a], today)
+        assert (result.stored, result.resolved) == (0, 0)
+        assert len(pain_alerts(a)) == 1
 
 
 def pain_alerts(patient_id: int) -> list[Alert]:

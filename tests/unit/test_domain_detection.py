@@ -8,9 +8,17 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rehab.domain.alerts import AlertEpisode
-from rehab.domain.baseline import LogCalendar, pain_baselines
+from rehab.domain.baseline import (
+    LogCalendar,
+    pain_baselines,
+    pin_applies,
+    pin_in_force,
+    pin_periods,
+)
 from rehab.domain.clinical import clinically_important_pain_rise, pain_mcid
 from rehab.domain.config import DEFAULT_CONFIG, DetectionConfig
 from rehab.domain.detection import (
@@ -98,6 +106,53 @@ def test_a_pinned_baseline_is_used_and_said() -> None:
     assert alert.detected_on == day(32)
     assert alert.baseline_source.startswith("pinned")
     assert pain_alerts(detect_episodes(series(leg))) == []  # +1 against her own baseline
+
+
+def test_a_pin_ends_where_the_metric_returns_to_automatic() -> None:
+    """A pin is in force until the metric's next row; a row with no level returns it to the
+    automatic baseline (the pin's days keep the pin)."""
+    leg = [4] * 40 + [5, 5, 5, 5]
+    pin = PinnedBaseline("leg_pain", 1.0, day(30), pinned_by="x")
+
+    def alerts(*pins: PinnedBaseline) -> list[AlertEpisode]:
+        return pain_alerts(detect_episodes(dataclasses.replace(series(leg), pinned_baselines=pins)))
+
+    # Ended after the alert was raised (day 32): it stands, judged against the pin.
+    (kept,) = alerts(pin, PinnedBaseline("leg_pain", None, day(35)))
+    assert (kept.detected_on, kept.baseline) == (day(32), 1.0)
+    # Ended the day it began (the later row of one day wins): as if never pinned.
+    assert alerts(pin, PinnedBaseline("leg_pain", None, day(30))) == []
+    # Ended before the window could fill: nothing.
+    assert alerts(pin, PinnedBaseline("leg_pain", None, day(31))) == []
+    # A return to automatic before the pin's date ends nothing after it.
+    assert [a.detected_on for a in alerts(PinnedBaseline("leg_pain", None, day(20)), pin)] == [
+        day(32)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=30),
+            st.one_of(st.none(), st.floats(min_value=0, max_value=10)),
+            st.one_of(st.none(), st.floats(min_value=0.8, max_value=5)),
+        ),
+        max_size=6,
+    )
+)
+def test_pin_periods_give_the_latest_row_in_force_each_day(
+    pins: list[tuple[int, float | None, float | None]],
+) -> None:
+    periods = pin_periods(pins)
+    for d in range(-1, 33):
+        started = [(start, k) for k, (start, _, _) in enumerate(pins) if start <= d]
+        latest = pins[max(started)[1]] if started else None
+        expected = latest if latest is not None and latest[1] is not None else None
+        found = pin_in_force(periods, d)
+        assert (None if found is None else (found.start, found.level, found.spread)) == expected
+        in_force = [p for p in periods if pin_applies(p, np.array([d]))[0]]
+        assert len(in_force) == (0 if expected is None else 1)
 
 
 # --- explanation ---------------------------------------------------------------------------
