@@ -324,11 +324,29 @@ def test_summary_page_has_history_events_findings_and_open_alerts(
     app: Flask, clinician: FlaskClient, clinic: Clinic
 ) -> None:
     a, fall_day = fall_history(app, clinic)
+    with app.app_context():
+        alert_id = db.session.scalar(
+            sa.select(Alert.id).where(Alert.patient_id == a, Alert.kind == "pain_regression")
+        )
+    response = clinician.post(
+        f"/clinic/alerts/{alert_id}/acknowledge",
+        data={
+            "csrf_token": csrf_token(clinician, "/clinic/alerts/"),
+            "note": "Phoned her; assessment booked.",
+        },
+    )
+    assert response.status_code == 303
     page = clinician.get(f"/clinic/patients/{a}/summary")
     assert page.status_code == 200
     body = visible_text(page)
     assert "Clinical summary for referral" in body and "Alice Patient" in body
     assert "Alerts not yet resolved" in body and "Routine — Pain regression: leg pain" in body
+    # Who acknowledged it and when (design §2: who/when for each step), with the note.
+    assert re.search(
+        r"Acknowledged by Cara Clinician on \d{4}-\d\d-\d\d \d\d:\d\d \S+ — Phoned her; "
+        r"assessment booked\.",
+        body,
+    ), body
     assert f"{fall_day.isoformat()} Fall (left)" in body and "10 steps" in body
     assert "Download PDF" in body
     html = text(page)
