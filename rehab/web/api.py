@@ -162,6 +162,30 @@ def submit_log(patient_id: int) -> Any:
     return response
 
 
+@bp.put("/patients/<int:patient_id>/logs/<log_date>")
+@service_errors
+def put_todays_log(patient_id: int, log_date: str) -> Any:
+    """Today's log, created or replaced (design §2: a log is editable that day). The body is a
+    log as for POST, with a new client id for each edit; its `log_date` is the path's."""
+    data = checked_body(SessionLogInput, patient_id, "session_log.write", patient_only=True)
+    if data.log_date.isoformat() != log_date:
+        check_patient(
+            db.session, current_actor(), patient_id, "session_log.write", patient_only=True
+        )
+        raise unprocessable([{"field": "log_date", "message": "must be the date in the path"}])
+    result = logs.record_session_log(
+        db.session, current_actor(), patient_id, data, source="api", allow_same_day_edit=True
+    )
+    created = result.outcome is logs.LogOutcome.CREATED
+    response = _json(
+        schemas.session_log_out(result.log, result.advice), status=201 if created else 200
+    )
+    response.headers["Idempotent-Replayed"] = str(
+        result.outcome is logs.LogOutcome.REPLAYED
+    ).lower()
+    return response
+
+
 @bp.get("/patients/<int:patient_id>/series")
 @service_errors
 def get_series(patient_id: int) -> Any:

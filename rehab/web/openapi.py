@@ -99,6 +99,34 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/patients/{patient_id}/logs/{log_date}": {
+                "put": {
+                    "operationId": "putTodaysSessionLog",
+                    "summary": "Create or replace today's log (a log is editable that day)",
+                    "description": "The body is a log as for POST, its log_date the path's "
+                    "date, which must be today (the clinic's date); use a new client_id for "
+                    "each edit. 201 when created, 200 when replaced; another day's log is 409.",
+                    "parameters": [
+                        PATIENT_ID,
+                        {
+                            "name": "log_date",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(SessionLogInput)}},
+                    },
+                    "responses": {
+                        "200": _json(schemas.SessionLogOut, "Replaced"),
+                        "201": _json(schemas.SessionLogOut, "Created"),
+                        **ERRORS,
+                        **BODY_ERRORS,
+                    },
+                }
+            },
             "/patients/{patient_id}/series": {
                 "get": {
                     "operationId": "getSeries",

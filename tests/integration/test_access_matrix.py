@@ -125,6 +125,10 @@ def _log_body(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+def _todays_log_body(ctx: Ctx) -> dict[str, Any]:
+    return {**_log_body(ctx), "log_date": clinic_today().isoformat()}
+
+
 def _event_body(ctx: Ctx) -> dict[str, Any]:
     return {
         "client_id": uuid.uuid4().hex,
@@ -339,6 +343,13 @@ ROUTES: dict[tuple[str, str], Route] = {
         api=True,
         json=_log_body,
     ),
+    ("api.put_todays_log", "PUT"): Route(
+        frozenset({PATIENT_A}),
+        "/api/v1/patients/{patient}/logs/{today}",
+        frozenset({200, 201}),
+        api=True,
+        json=_todays_log_body,
+    ),
     ("api.get_series", "GET"): Route(
         frozenset({PATIENT_A, CLINICIAN_ON}), "/api/v1/patients/{patient}/series", api=True
     ),
@@ -443,8 +454,10 @@ def build_ctx(app: Flask) -> Ctx:
             "outbox": outbox_name,
             "invite": accounts.make_invite_token(invited, app.config["SECRET_KEY"]),
             "unsubscribe": make_token(app.config["SECRET_KEY"], clinic.patient_a.user_id),
+            "today": today.isoformat(),
         }
     missing = {key: str(MISSING) for key in existing}
+    missing["today"] = today.isoformat()  # a date names no record: the patient is missing
     missing.update(
         outbox="20260101T000000000000Z-missing.eml",
         invite="not-a-valid-link",
@@ -521,7 +534,7 @@ def _call(
         if method == "GET":
             return client.get(url, headers=headers)
         assert route.json is not None
-        return client.post(url, json=route.json(ctx), headers=headers)
+        return client.open(url, method=method, json=route.json(ctx), headers=headers)
     client = clients[actor]
     if route.fresh_session:
         client = app.test_client()
@@ -580,7 +593,7 @@ def test_every_route_is_classified(app: Flask) -> None:
     assert not stale, f"no such routes any more: {stale}"
     for key, route in ROUTES.items():
         assert route.allowed, key
-        assert (route.json is not None) == (route.api and key[1] == "POST"), key
+        assert (route.json is not None) == (route.api and key[1] in ("POST", "PUT")), key
 
 
 @pytest.mark.slow

@@ -148,7 +148,7 @@ def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) ->
     auth = {"Authorization": f"Bearer {clinic.patient_a.token}"}
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 6
+    assert len(operations) == 7
     custom = never_shows_b(b)
     ran: dict[str, int] = {}
     statuses: dict[str, set[int]] = {}
@@ -172,6 +172,9 @@ def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) ->
             case.headers = {**(case.headers or {}), **auth}
             if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
                 steer(case.body, days_ago, prescriptions)
+                if "log_date" in (case.path_parameters or {}):
+                    # PUT edits today's log: the body's date is the path's.
+                    case.body["log_date"] = case.path_parameters["log_date"]
             response = case.call_and_validate(checks=checks, additional_checks=[custom])
             ran[label] = ran.get(label, 0) + 1
             statuses.setdefault(label, set()).add(response.status_code)
@@ -188,6 +191,8 @@ def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) ->
             fixed = None
             if has_id and whose != "generated":
                 fixed = {"patient_id": {"a": a, "b": b}[whose]}
+                if "{log_date}" in operation.path and mode is GenerationMode.POSITIVE:
+                    fixed["log_date"] = clinic_today().isoformat()
             fuzz(operation, mode, whose, examples, fixed)
 
     # What the fuzzer stored does not break the pages and the detection that read it.
@@ -210,4 +215,5 @@ def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) ->
     assert any(200 in s or 201 in s for label, s in statuses.items() if ", a]" in label)
     for write in ("POST /patients/{patient_id}/logs", "POST /patients/{patient_id}/events"):
         assert 201 in statuses[f"{write} [positive, a]"], write
+    assert 200 in statuses["PUT /patients/{patient_id}/logs/{log_date} [positive, a]"]
     assert total >= 300

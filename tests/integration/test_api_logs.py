@@ -272,3 +272,87 @@ def test_an_exercise_prescribed_three_times_a_week_counts_on_the_days_it_is_due(
             .order_by(SessionLog.log_date)
         ).all()
     assert stored == [*on_schedule, *skipped[:-1], 1.0]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_todays_log_is_created_then_replaced_with_put(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    """Design §2: a log is editable that day. POST answers 409 for a second log on one date
+    (a retry must never overwrite); PUT on today's date creates or replaces it."""
+    a = clinic.patient_a.patient_id
+    today = clinic_today().isoformat()
+    url = f"/api/v1/patients/{a}/logs/{today}"
+    first = client.put(url, json=log_body(clinic, log_date=today), headers=auth(clinic.patient_a))
+    assert first.status_code == 201, first.json
+    assert first.json["leg_pain"] == 3
+    second_post = client.post(
+        f"/api/v1/patients/{a}/logs",
+        json=log_body(clinic, log_date=today, leg_pain=8),
+        headers=auth(clinic.patient_a),
+    )
+    assert second_post.status_code == 409
+    edit = log_body(clinic, log_date=today, leg_pain=6, exercises=[], red_flags=["new_weakness"])
+    replaced = client.put(url, json=edit, headers=auth(clinic.patient_a))
+    assert replaced.status_code == 200, replaced.json
+    assert replaced.json["id"] == first.json["id"]
+    assert (replaced.json["leg_pain"], replaced.json["exercises"]) == (6, [])
+    assert replaced.json["red_flags"] == ["new_weakness"]
+    assert replaced.json["advice"] is not None  # a red flag: seek care
+    # The same edit again (a retry): the same state, still one log.
+    again = client.put(url, json=edit, headers=auth(clinic.patient_a))
+    assert again.status_code == 200
+    assert {k: v for k, v in again.json.items() if k != "updated_at"} == {
+        k: v for k, v in replaced.json.items() if k != "updated_at"
+    }
+    assert count_logs(app) == 1
+    with app.app_context():
+        actions = db.session.execute(
+            sa.select(AuditEvent.action, AuditEvent.outcome)
+            .where(AuditEvent.patient_id == a, AuditEvent.action == "session_log.write")
+            .order_by(AuditEvent.id)
+        ).all()
+    # The refused POST is on record as failed.
+    assert [o.value for _, o in actions] == ["allowed", "failed", "allowed", "allowed"]
+
+
+def test_put_refuses_other_days_other_patients_and_a_date_unlike_the_path(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+    today = clinic_today()
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+    url = f"/api/v1/patients/{a}/logs/"
+    body = log_body(clinic, log_date=yesterday)
+    response = client.put(url + yesterday, json=body, headers=auth(clinic.patient_a))
+    assert response.status_code == 201  # no log that day yet: created, as POST would
+    response = client.put(url + yesterday, json=log_body(clinic, log_date=yesterday),
+                          headers=auth(clinic.patient_a))  # fmt: skip
+    assert response.status_code == 409  # only today's log is edited
+    assert response.json["errors"][0]["field"] == "log_date"
+    mismatch = client.put(
+        url + today.isoformat(), json=log_body(clinic, log_date=yesterday),
+        headers=auth(clinic.patient_a),
+    )  # fmt: skip
+    assert mismatch.status_code == 422
+    assert mismatch.json["errors"] == [
+        {"field": "log_date", "message": "must be the date in the path"}
+    ]
+    for path in (f"/api/v1/patients/{b}/logs/{today}", f"/api/v1/patients/{a}/logs/not-a-day"):
+        other = client.put(
+            path, json=log_body(clinic, log_date=today.isoformat()), headers=auth(clinic.patient_a)
+        )
+        assert other.status_code in (404, 422), (path, other.status_code)
+    other_patient = client.put(
+        f"/api/v1/patients/{b}/logs/{today}",
+        json=log_body(clinic, log_date=today.isoformat()),
+        headers=auth(clinic.patient_a),
+    )
+    assert other_patient.status_code == 404
+    clinician = client.put(
+        f"/api/v1/patients/{a}/logs/{today}",
+        json=log_body(clinic, log_date=today.isoformat()),
+        headers=auth(clinic.clinician),
+    )
+    assert clinician.status_code == 404  # the log is the patient's own report
+    assert count_logs(app) == 1

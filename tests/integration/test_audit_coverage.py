@@ -82,6 +82,7 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("alerts.acknowledge", "POST"): "alert.acknowledge",
     ("alerts.resolve", "POST"): "alert.resolve",
     ("api.submit_log", "POST"): "session_log.write",
+    ("api.put_todays_log", "PUT"): "session_log.write",
     ("api.get_series", "GET"): "series.read",
     ("api.create_event", "POST"): "event.write",
     ("api.list_events", "GET"): "event.read",
