@@ -37,16 +37,17 @@ episodes returned: about a dozen per patient-year, most of them missed-log gaps)
 read once into integer day numbers; a fall's or a patient's event context is made once per
 patient; alerts' explanations are made only for the episodes emitted.
 
-For the worker after one new log: `detect_episodes_many([trim_series(series, since)],
-as_of=as_of, logs_since=since)` with `since = as_of - 400 days` costs a millisecond or two;
-reconcile the result with the stored alerts by `dedup_key`: create alerts for episodes not
-stored yet (each red-flag day is one), auto-resolve stored open alerts whose episode has
-`resolved_on`. A decision looks back at most 87 days (`decision_lookback_days`: the 56-day
-noise window before a window of up to 15 logs spanning up to 31 days), so from `since` + 87
-days on the window decides as the full replay does; before that its first logs would be judged
-against baselines made of a few logs, and `logs_since` keeps episodes from opening there (they
-are older than 10 months: the evaluations of their own time stored them). What is left is an
-episode already open when that point is reached, which the window does not know.
+For the worker after one new log: `detect_episodes(trim_series(series, as_of - 400 days),
+as_of=as_of)` costs a millisecond or two; reconcile the result with the stored alerts by
+`dedup_key`: create alerts for episodes not stored yet (each red-flag day is one), auto-resolve
+stored open alerts whose episode has `resolved_on`. A decision looks back at most 87 days
+(`decision_lookback_days`: the 56-day noise window before a window of up to 15 logs spanning
+up to 31 days), so from the window's start + 87 days on it decides as the full replay does;
+before that its first logs would be judged against baselines made of a few logs. A series
+that leaves earlier logs out says so (`logs_from`, which `trim_series` sets), and no pain or
+adherence episode detected there is returned (they are older than 10 months: the evaluations
+of their own time stored them). What is left is an episode already open when that point is
+reached, which the window does not know.
 
 Decisions
 ---------
@@ -189,18 +190,12 @@ def detect_episodes_many(
     patients: Iterable[AnySeries],
     config: DetectionConfig = DEFAULT_CONFIG,
     as_of: date | None = None,
-    logs_since: date | None = None,
 ) -> dict[str, tuple[AlertEpisode, ...]]:
     """`detect_episodes` for many patients at once (the periodic scan, `rehab detect`), keyed
     by patient id: the same code, vectorised over the batch, many times cheaper per patient.
-    A patient may come as an `ArraySeries` (log columns as arrays), with the same result.
-
-    `logs_since`: the series were cut to the logs dated from that day on (the worker's
-    window); no pain or adherence episode is then opened on a log dated within
-    `config.decision_lookback_days` after it, where the cut history would decide otherwise
-    than the whole one."""
+    A patient may come as an `ArraySeries` (log columns as arrays), with the same result."""
     batch = list(patients)
-    results = replay_batch(batch, config, as_of, logs_since)
+    results = replay_batch(batch, config, as_of)
     return {s.patient_id: tuple(episodes) for s, episodes in zip(batch, results, strict=True)}
 
 
@@ -211,12 +206,13 @@ def open_episodes(episodes: Iterable[AlertEpisode]) -> tuple[AlertEpisode, ...]:
 
 def trim_series(series: PatientSeries, since: date) -> PatientSeries:
     """The series without logs dated before `since` (events, outcomes, pins and history kept),
-    for a cheap re-evaluation after one new log."""
+    for a cheap re-evaluation after one new log; `logs_from` says so when any were left out."""
     first = bisect_left(series.dates, since)
     if first == 0:
         return series
     return replace(
         series,
+        logs_from=since,
         dates=series.dates[first:],
         back_pain=series.back_pain[first:],
         leg_pain=series.leg_pain[first:],

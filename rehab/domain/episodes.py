@@ -942,26 +942,18 @@ _episode_order = attrgetter("detected_on", "kind", "metric")
 
 
 def replay_batch(
-    batch: Sequence[AnySeries],
-    config: DetectionConfig,
-    as_of: date | None = None,
-    logs_since: date | None = None,
+    batch: Sequence[AnySeries], config: DetectionConfig, as_of: date | None = None
 ) -> list[list[AlertEpisode]]:
     """All episodes of each patient, replayed causally up to `as_of` (default: each patient's
     last log), in the order of `batch`.
 
-    `logs_since`: the series hold only the logs dated from that day on (a window of a longer
-    history). A pain or adherence decision reads up to `config.decision_lookback_days` before
-    its log, so the window's first logs are judged against baselines made of a few logs
-    instead of the history the whole replay has, and open episodes the whole replay never
-    opens. Those episodes are replayed (an episode open across the end of that stretch holds
-    off a new one, as the whole replay's open episode would) but not returned."""
+    A series with `logs_from` (a window of a longer history): a pain or adherence decision
+    reads up to `config.decision_lookback_days` before its log, so the window's first logs
+    are judged against baselines made of a few logs instead of the history the whole replay
+    has, and open episodes the whole replay never opens. Those episodes are replayed (one
+    still open when the window's own decisions begin holds off a new one, as the whole
+    replay's open episode would) but not returned."""
     out: list[list[AlertEpisode]] = [[] for _ in batch]
-    decided_from = (
-        None
-        if logs_since is None
-        else date.fromordinal(logs_since.toordinal() + config.decision_lookback_days)
-    )
     for first in range(0, len(batch), BATCH_PATIENTS):
         chunk = Batch(batch[first : first + BATCH_PATIENTS], as_of)
         chunk_out = out[first : first + BATCH_PATIENTS]
@@ -975,7 +967,11 @@ def replay_batch(
                 episodes.extend(_red_flag_episodes(patient, chunk.day, config))
             if patient.series.outcomes:
                 episodes.extend(_function_episodes(patient, config))
-            if decided_from is not None:
+            logs_from = patient.series.logs_from
+            if logs_from is not None:
+                decided_from = date.fromordinal(
+                    logs_from.toordinal() + config.decision_lookback_days
+                )
                 episodes[:] = [e for e in episodes if _decided(e, decided_from)]
             episodes.sort(key=_episode_order)
     return out

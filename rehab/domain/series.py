@@ -103,6 +103,13 @@ class PatientSeries:
     - `red_flags`: the red flags reported that day (empty tuple: none);
     - `leg_side`: "left"/"right"/"both" or None; empty tuple when not known at all.
     Events, outcomes, pinned baselines and history need no order.
+
+    `logs_from`: None when the series holds every log of the patient; a date when it holds
+    only the logs from that day on and earlier ones exist (a window of a longer history,
+    `detection.trim_series`). Detection then returns no pain or adherence episode detected
+    within `DetectionConfig.decision_lookback_days` after it: those decisions would read the
+    logs left out, and judged against baselines of a few logs they open episodes the whole
+    history never has.
     """
 
     patient_id: str
@@ -116,6 +123,7 @@ class PatientSeries:
     outcomes: tuple[OutcomeScore, ...] = ()
     pinned_baselines: tuple[PinnedBaseline, ...] = ()
     history: tuple[HistoryItem, ...] = field(default=())
+    logs_from: date | None = None
 
     def __post_init__(self) -> None:
         n = len(self.dates)
@@ -183,6 +191,7 @@ class ArraySeries:
     outcomes: tuple[OutcomeScore, ...] = ()
     pinned_baselines: tuple[PinnedBaseline, ...] = ()
     history: tuple[HistoryItem, ...] = ()
+    logs_from: date | None = None  # as in PatientSeries
 
     def __post_init__(self) -> None:
         n = self.ordinal.shape[0]
@@ -210,6 +219,7 @@ class ArraySeries:
             outcomes=self.outcomes,
             pinned_baselines=self.pinned_baselines,
             history=self.history,
+            logs_from=self.logs_from,
         )
 
     @classmethod
@@ -233,6 +243,7 @@ class ArraySeries:
             outcomes=series.outcomes,
             pinned_baselines=series.pinned_baselines,
             history=series.history,
+            logs_from=series.logs_from,
         )
 
 

@@ -164,6 +164,9 @@ class _Context:
     periods: Mapping[int, list[Period]]  # program start and end dates
     # The stored alerts, when read with the rest (PostgreSQL); else `reconcile` reads them.
     stored: StoredAlerts | None = None
+    # The window's first day, and the patients with logs before it (their series are cut).
+    since: dt.date | None = None
+    cut: frozenset[int] = frozenset()
 
 
 def _load(
@@ -176,9 +179,14 @@ def _load(
         series = {pid: _array_series(pid, arrays.get(pid), context) for pid in patient_ids}
     else:
         logs = _select_log_columns(session, patient_ids, since)
-        context = _context_generic(session, patient_ids)
+        context = _context_generic(session, patient_ids, since)
         series = {pid: _series(pid, logs.get(pid, _NO_LOGS), context) for pid in patient_ids}
     return series, context
+
+
+def _logs_before(since: Any, patient_id: Any) -> Any:
+    """Whether the patient has a log before `since` (one probe of the (patient, date) index)."""
+    return sa.exists().where(SessionLog.patient_id == patient_id, SessionLog.log_date < since)
 
 
 # Per patient: dates, back pain, leg pain, adherence, leg side, red flags (PatientSeries order).
@@ -220,6 +228,8 @@ def _not_logs(pid: int, context: _Context) -> dict[str, Any]:
         "events": tuple(context.events.get(pid, ())),
         "outcomes": tuple(context.outcomes.get(pid, ())),
         "pinned_baselines": tuple(context.pins.get(pid, ())),
+        # A window of a longer history: the detector must know (rehab.domain.series).
+        "logs_from": context.since if pid in context.cut else None,
     }
 
 
@@ -302,10 +312,25 @@ _PERIOD_COLUMNS = (Program.patient_id, Program.start_date, Program.end_date)
 _PERIOD_ORDER = (Program.patient_id, Program.id)
 
 
-def _context_generic(session: Session, patient_ids: Sequence[int]) -> _Context:
-    """Events, outcomes, pins and program periods: 4 plain selects."""
-    context = _Context(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list))
+def _context_generic(
+    session: Session, patient_ids: Sequence[int], since: dt.date | None = None
+) -> _Context:
+    """Events, outcomes, pins and program periods: 4 plain selects (5 with `since`: who has
+    logs before it)."""
+    cut: frozenset[int] = frozenset()
     core = _core(session)
+    if since is not None:
+        cut = frozenset(
+            core.execute(
+                sa.select(Patient.id).where(
+                    Patient.id.in_(patient_ids), _logs_before(since, Patient.id)
+                )
+            ).scalars()
+        )
+    context = _Context(
+        defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list),
+        since=since, cut=cut,
+    )  # fmt: skip
 
     def rows(columns: tuple[Any, ...], order: tuple[Any, ...]) -> Any:
         return core.execute(sa.select(*columns).where(columns[0].in_(patient_ids)).order_by(*order))
@@ -374,6 +399,14 @@ def _read_statement(with_since: bool) -> sa.Select[Any]:
     if with_since:
         logs = logs.where(SessionLog.log_date >= _SINCE)
     counted = logs.subquery("logs")
+    # The patients with logs before the window (their series are cut): none without one.
+    cut = (
+        sa.select(sa.func.array_agg(Patient.id))
+        .where(Patient.id == sa.func.any(_IDS), _logs_before(_SINCE, Patient.id))
+        .scalar_subquery()
+        if with_since
+        else sa.null()
+    )
     return sa.select(
         counted.c.n,
         counted.c.records,
@@ -382,6 +415,7 @@ def _read_statement(with_since: bool) -> sa.Select[Any]:
         _json_rows(_PIN_COLUMNS, _PIN_ORDER, _IDS),
         _json_rows(_PERIOD_COLUMNS, _PERIOD_ORDER, _IDS),
         *_stored_alert_columns(),
+        cut,
     )
 
 
@@ -442,12 +476,12 @@ def _read_postgresql(
     if since is not None:
         parameters["since"] = since
     row = _core(session).execute(_READ[since is not None], parameters).one()
-    count, packed, events, outcomes, pins, periods, codes, n_alerts, keys, unresolved = row
+    count, packed, events, outcomes, pins, periods, codes, n_alerts, keys, unresolved, cut = row
     arrays = series_copy.LogArrays.from_records(series_copy.records(packed, count))
     logs = series_copy.patient_logs(arrays)
     stored = StoredAlerts.from_packed(_as_list(codes), n_alerts, keys, _as_list(unresolved))
     context = _Context(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list),
-                       stored)  # fmt: skip
+                       stored, since, frozenset(cut or ()))  # fmt: skip
     fromisoformat = dt.date.fromisoformat
     for pid, day, kind, note, side, region, location, steps, height, landed in _as_list(events):
         context.events[pid].append(
@@ -594,7 +628,7 @@ def _detect(
     series, context = _load(session, patient_ids, since)
     # The batch call runs the same replay vectorised over the patients: several times
     # cheaper per patient than one call each.
-    detected = detect_episodes_many(series.values(), config, as_of=as_of, logs_since=since)
+    detected = detect_episodes_many(series.values(), config, as_of=as_of)
     episodes = {
         pid: tuple(
             e

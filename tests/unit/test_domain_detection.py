@@ -506,10 +506,11 @@ def _up_to(s: PatientSeries, last: date) -> PatientSeries:
 
 
 def test_a_window_of_the_history_opens_only_what_the_whole_history_opens() -> None:
-    """The worker replays the last 400 days with `logs_since`: over a cohort of 700-day
-    histories, evaluated as the window slides, every episode it returns is one the whole
-    history has. (Without `logs_since`, pain episodes opened on the window's first weeks,
-    judged against baselines of a few logs: 300 of them in this cohort.)"""
+    """The worker replays the last 400 days (`trim_series`, which sets `logs_from`): over a
+    cohort of 700-day histories, evaluated as the window slides, every episode it returns is
+    one the whole history has. (Without `logs_from`, pain episodes opened on the window's
+    first weeks, judged against baselines of a few logs: 300 of them in this cohort.) A
+    history that fits in the window loses nothing."""
     cohort = generate_cohort(7, 40, 700)
     whole = {
         p.series.patient_id: {
@@ -523,12 +524,17 @@ def test_a_window_of_the_history_opens_only_what_the_whole_history_opens() -> No
         today = cohort.last_day - timedelta(days=back)
         since = today - timedelta(days=400)
         window = detect_episodes_many(
-            [trim_series(_up_to(p.series, today), since) for p in cohort.patients],
-            as_of=today,
-            logs_since=since,
+            [trim_series(_up_to(p.series, today), since) for p in cohort.patients], as_of=today
         )
         for patient_id, episodes in window.items():
             for e in episodes:
                 compared += 1
                 assert (e.kind, e.metric, e.detected_on) in whole[patient_id], (today, e)
     assert compared > 5000
+    # Less than 400 days of history: nothing is cut, nothing is left out.
+    short = [_up_to(p.series, cohort.start + timedelta(days=300)) for p in cohort.patients]
+    since = cohort.start + timedelta(days=300 - 400)
+    assert all(trim_series(s, since) is s for s in short)
+    # (What `logs_from` would do to them, said wrongly: their first 87 days' episodes go.)
+    cut = [dataclasses.replace(s, logs_from=cohort.start) for s in short]
+    assert detect_episodes_many(short) != detect_episodes_many(cut)
