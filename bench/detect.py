@@ -640,17 +640,25 @@ def _since(spec: dict[str, Any]) -> dt.date:
     return dt.date.fromisoformat(spec["today"]) - dt.timedelta(days=LOOKBACK_DAYS)
 
 
-def _measured(spec: dict[str, Any], read: Callable[[Any], int]) -> dict[str, Any]:
+def _measured(
+    spec: dict[str, Any], read: Callable[[Any], int], barrier: Any = None
+) -> dict[str, Any]:
     import psycopg
 
     with psycopg.connect(spec["dsn"]) as conn:
         before, load = _rss_mb(), os.getloadavg()[0]
+        if barrier is not None:
+            barrier.wait()
         started, cpu = time.perf_counter(), time.process_time()
+        start_mono = time.monotonic()
         rows = read(conn)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        end_mono = time.monotonic()
     return {
         "seconds": seconds,
         "cpu": cpu,
+        "start": start_mono,
+        "end": end_mono,
         "rows": rows,
         "rss_before_mb": before,
         "peak_rss_mb": _peak_rss_mb(),
@@ -667,12 +675,20 @@ def _measure_copy(spec: dict[str, Any], barrier: Any) -> dict[str, Any]:
 
 
 def _measure_select(spec: dict[str, Any], barrier: Any) -> dict[str, Any]:
-    """The same records by a plain SELECT in binary format (one row per 1024 patient ids)."""
+    """The same records by a plain SELECT in binary format (one row per 1024 patient ids);
+    in part `part` of `parts` processes, that part of the patients (contiguous ids)."""
     from psycopg import sql
 
     from rehab.services import series_copy
 
-    copy = series_copy.log_query(None, _since(spec))
+    ids = None
+    parts = spec.get("parts", 1)
+    if parts > 1:
+        first, last = spec["first_patient_id"], spec["last_patient_id"]
+        share = -(-(last - first + 1) // parts)
+        low = first + spec["part"] * share
+        ids = list(range(low, min(low + share, last + 1)))
+    copy = series_copy.log_query(ids, _since(spec))
     # log_query's SELECT, without the COPY around it.
     select = sql.SQL(copy.as_string(None)[len("COPY (") : -len(") TO STDOUT (FORMAT BINARY)")])
 
@@ -685,7 +701,7 @@ def _measure_select(spec: dict[str, Any], barrier: Any) -> dict[str, Any]:
         ]
         return sum(map(len, arrays))
 
-    return _measured(spec, read)
+    return _measured(spec, read, barrier)
 
 
 # The textbook layout: one COPY row per log, each field with its length, NULLs made sentinels.
@@ -985,6 +1001,18 @@ def _child(kind: str, spec: dict[str, Any], queue: Any, barrier: Any) -> None:
         queue.put({"error": traceback.format_exc()})
 
 
+def _together(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Processes started together as one run: wall time from the first start to the last
+    end, CPU and rows summed, the largest peak RSS."""
+    return {
+        "seconds": max(p["end"] for p in parts) - min(p["start"] for p in parts),
+        "cpu": sum(p["cpu"] for p in parts),
+        "rows": sum(p.get("rows", 0) for p in parts),
+        "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+        "load": max(p["load"] for p in parts),
+    }
+
+
 def run_measure(kind: str, spec: dict[str, Any], processes: int = 1) -> list[dict[str, Any]]:
     """Run a measurement in `processes` fresh spawned processes at once (parts of the work)."""
     context = mp.get_context("spawn")
@@ -1024,6 +1052,7 @@ class DetectReport:
     copy_runs: list[dict[str, Any]]  # packed records by COPY, all rows
     select_runs: list[dict[str, Any]]  # packed records by a binary SELECT
     row_copy_runs: list[dict[str, Any]]  # one COPY row per log
+    select_parallel_runs: list[dict[str, Any]]  # the binary SELECT, 2 processes at once
     fetchall: dict[str, Any]
     first: dict[str, Any]
     steady_runs: list[dict[str, Any]]
@@ -1045,8 +1074,25 @@ class DetectReport:
         return min(self.row_copy_runs, key=lambda r: r["seconds"])
 
     @property
+    def select_parallel(self) -> dict[str, Any] | None:
+        runs = self.select_parallel_runs
+        return min(runs, key=lambda r: r["seconds"]) if runs else None
+
+    @property
     def fastest_read(self) -> float:
-        return float(min(r["seconds"] for r in (self.copy, self.select, self.row_copy)))
+        """The fastest raw read, in one process or two."""
+        reads = [self.copy, self.select, self.row_copy]
+        if self.select_parallel is not None:
+            reads.append(self.select_parallel)
+        return float(min(r["seconds"] for r in reads))
+
+    @property
+    def ratio_parallel(self) -> float:
+        """The scan as the worker runs it on this 2-core box (a process per core) ÷ the
+        fastest raw read."""
+        if self.parallel is None:
+            return math.nan
+        return float(self.parallel["seconds"]) / self.fastest_read
 
     @property
     def steady(self) -> dict[str, Any]:
@@ -1129,6 +1175,16 @@ class DetectReport:
             f" {row_copy['seconds'] / fastest:.2f} | {row_copy['cpu']:.2f} |"
             f" {row_copy['peak_rss_mb']:.0f} | {row_copy['rows']:,} rows;"
             f" {_runs(self.row_copy_runs)} |",
+        ]
+        sp = self.select_parallel
+        if sp is not None:
+            lines.append(
+                f"| raw read: the same SELECT in 2 processes at once, half of the patients each"
+                f" (contiguous ids) | {sp['seconds']:.2f} | {sp['seconds'] / fastest:.2f} |"
+                f" {sp['cpu']:.2f} (both) | {sp['peak_rss_mb']:.0f} (each, max) | wall time from"
+                f" the first start to the last end; {_runs(self.select_parallel_runs)} |"
+            )
+        lines += [
             f"| plain fetchall (psycopg tuples), for context | {self.fetchall['seconds']:.2f} | "
             f"{self.fetchall['seconds'] / fastest:.2f} | {self.fetchall['cpu']:.2f} | "
             f"{self.fetchall['peak_rss_mb']:.0f} | {self.fetchall['rows']:,} rows |",
@@ -1203,6 +1259,7 @@ class DetectReport:
             ratio_first=self.ratio_first,
             ratio_steady=self.ratio_steady,
             ratio_steady_row_copy=self.ratio_steady_row_copy,
+            ratio_parallel=self.ratio_parallel,
             incremental_median_ms=self.incremental_median,
             incremental_p90_ms=self.incremental_p90,
             scan_met=self.scan_met,
@@ -1355,13 +1412,20 @@ def run_detect(options: DetectOptions, echo: Echo = print) -> DetectReport:
         read("select", select_runs, "SELECT (binary) → numpy, packed records, again")
         parallel = None
         parts_runs: list[dict[str, Any]] = []
+        select_parallel_runs: list[dict[str, Any]] = []
         if options.parallel:
+            # The reference as the worker's scan runs on this box: 2 processes at once.
+            for _ in range(options.repeat):
+                _vacuum(dsn)
+                select_parallel_runs.append(_together(run_measure("select", spec, processes=2)))
+                echo(
+                    "  SELECT (binary) → numpy, packed records, 2 processes:"
+                    f" {select_parallel_runs[-1]['seconds']:.2f} s"
+                )
             _vacuum(dsn)
             parts = parts_runs = run_measure("scan", spec, processes=2)
             parallel = {
-                "seconds": max(p["end"] for p in parts) - min(p["start"] for p in parts),
-                "cpu": sum(p["cpu"] for p in parts),
-                "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+                **_together(parts),
                 "patients": sum(p["patients"] for p in parts),
                 "stored": sum(p["stored"] for p in parts),
             }
@@ -1378,7 +1442,7 @@ def run_detect(options: DetectOptions, echo: Echo = print) -> DetectReport:
             problems.append(
                 "rehab/domain changed during the run (the scans imported different detectors)"
             )
-        for run in [*copy_runs, *select_runs, *row_copy_runs, fetchall]:
+        for run in [*copy_runs, *select_runs, *row_copy_runs, *select_parallel_runs, fetchall]:
             if run["rows"] != clinic.logs:
                 problems.append(f"a raw read returned {run['rows']} rows of {clinic.logs}")
         report = DetectReport(
@@ -1396,6 +1460,7 @@ def run_detect(options: DetectOptions, echo: Echo = print) -> DetectReport:
             copy_runs=copy_runs,
             select_runs=select_runs,
             row_copy_runs=row_copy_runs,
+            select_parallel_runs=select_parallel_runs,
             fetchall=fetchall,
             first=first,
             steady_runs=steady_runs,

@@ -32,6 +32,8 @@ def test_quick_detect_bench_reports_its_figures(tmp_path: Path) -> None:
     assert report["copy_runs"][0]["rows"] == report["rows"]
     assert report["row_copy_runs"][0]["rows"] == report["rows"]
     assert report["select_runs"][0]["rows"] == report["rows"]
+    # The 2-process read: each process half of the patients, together every log.
+    assert report["select_parallel_runs"][0]["rows"] == report["rows"]
     assert report["fetchall"]["rows"] == report["rows"]
     first, steady = report["first"], report["steady_runs"][0]
     assert first["patients"] == steady["patients"] == 120
@@ -42,7 +44,8 @@ def test_quick_detect_bench_reports_its_figures(tmp_path: Path) -> None:
     assert set(steady["stages"]) == {"load", "domain", "reconcile", "notify", "commit"}
     assert report["parallel"]["patients"] == 120
     assert len(report["incremental"]["ms"]) == 8
-    names = ("fastest_read", "ratio_first", "ratio_steady", "ratio_steady_row_copy")
+    names = ("fastest_read", "ratio_first", "ratio_steady", "ratio_steady_row_copy",
+             "ratio_parallel")  # fmt: skip
     for name in (*names, "incremental_median_ms", "incremental_p90_ms"):
         assert math.isfinite(report[name]) and report[name] > 0, name
     assert report["problems"] == []
@@ -54,6 +57,7 @@ def test_quick_detect_bench_reports_its_figures(tmp_path: Path) -> None:
         "| raw read: COPY (SELECT …) TO STDOUT (FORMAT BINARY) → numpy, one fixed-width",
         "| raw read: the same records by a plain SELECT (binary) → numpy",
         "| raw read: the same COPY with one row per log → numpy |",
+        "| raw read: the same SELECT in 2 processes at once, half of the patients each",
         "| plain fetchall (psycopg tuples), for context |",
         "| full scan, first run |",
         "| **full scan, steady state** |",
