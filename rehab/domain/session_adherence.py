@@ -1,14 +1,16 @@
 """Adherence of one daily session: how much of the prescribed work was done (0–1).
 
 The day's session is the exercises *due* that day. An exercise prescribed 7 or more times a
-week is due every day. One prescribed fewer times (`sessions_per_week` 1–6) is due only when
+week is due every day. One prescribed fewer times (`sessions_per_week` 1–6) is due when the
+7-day window ending that day can no longer hold `sessions_per_week` sessions without it: fewer
+than that were performed in the 6 days before. Performed on a day it is not due (a session
+beyond the week's count), it is extra work and left out of that day's session: it neither
+raises the day's adherence (hiding a skipped exercise) nor lowers it (a set or two of it,
+credited by the fraction of sets, used to score below doing nothing).
 
-- it was performed that day (doing it is always part of the session), or
-- the 7-day window ending that day can no longer hold `sessions_per_week` sessions without
-  it: fewer than that were performed in the 6 days before.
-
-So Mon/Wed/Fri at 3×/week scores 100 % on every day of the week, and an exercise that is
-stopped is due again (and scored 0) within a week.
+So Mon/Wed/Fri at 3×/week scores 100 % on every day of the week (each session day is due:
+the 6 days before hold 2 sessions), and an exercise that is stopped is due again (and scored
+0) within a week.
 
 One refinement of that rule, for the start of a program: days of the 6-day window that came
 before the program started cannot have been logged, so they are given the benefit of the
@@ -54,9 +56,9 @@ def performed(entry: DoneEntry | None) -> bool:
     return entry is not None and (entry.done or entry.sets_done > 0)
 
 
-def is_due(dose: PrescribedDose, performed_today: bool) -> bool:
+def is_due(dose: PrescribedDose) -> bool:
     """Whether the exercise is part of the day's session (module docstring)."""
-    if dose.sessions_per_week >= DAILY or performed_today:
+    if dose.sessions_per_week >= DAILY:
         return True
     days_before_start = DAYS_BEFORE - max(0, min(DAYS_BEFORE, dose.days_in_effect_before))
     benefit_of_doubt = min(days_before_start, dose.sessions_per_week)
@@ -78,7 +80,7 @@ def session_adherence(
     for dose in prescribed:
         any_prescribed = True
         entry = done.get(dose.prescription_id)
-        if not is_due(dose, performed(entry)):
+        if not is_due(dose):
             continue
         if entry is None or not performed(entry):
             credits.append(0.0)

@@ -73,9 +73,15 @@ def test_a_rest_day_of_a_three_times_a_week_exercise_is_not_counted() -> None:
     # Only twice in the 6 days before: due today, and missing it halves the day.
     short = dose(2, per_week=3, before=2)
     assert session_adherence([daily, short], {1: DoneEntry(1, True)}) == 0.5
-    # Done anyway: part of the session and credited (partly, for some sets).
+    # Done anyway, beyond the week's count: extra work, left out. A set or two of it used to
+    # score 0.667, below doing nothing (1.0); done in full, it used to hide a skipped one.
     partial = {1: DoneEntry(1, True), 2: DoneEntry(2, False, sets_done=1)}
-    assert session_adherence([daily, thrice], partial) == pytest.approx((1 + 1 / 3) / 2, abs=1e-3)
+    assert session_adherence([daily, thrice], partial) == 1.0
+    assert (
+        session_adherence([daily, thrice], {1: DoneEntry(1, False), 2: DoneEntry(2, True)}) == 0.0
+    )
+    # Due today, it is credited by its sets as before.
+    assert session_adherence([daily, short], partial) == pytest.approx((1 + 1 / 3) / 2, abs=1e-3)
 
 
 def test_nothing_due_is_a_complete_session_and_nothing_prescribed_is_unknown() -> None:
@@ -85,17 +91,17 @@ def test_nothing_due_is_a_complete_session_and_nothing_prescribed_is_unknown() -
 
 def test_the_start_of_a_program_gives_the_days_before_it_the_benefit_of_the_doubt() -> None:
     # Day 1 of a 3×/week exercise, done on day 0: not due (the window may hold 3 more).
-    assert not is_due(dose(per_week=3, before=1, in_effect=1), performed_today=False)
+    assert not is_due(dose(per_week=3, before=1, in_effect=1))
     # Day 4, done only on day 0: the 2 days before the start may have been the other two.
-    assert not is_due(dose(per_week=3, before=1, in_effect=4), performed_today=False)
+    assert not is_due(dose(per_week=3, before=1, in_effect=4))
     # Day 5: one day before the start cannot make up the missing two.
-    assert is_due(dose(per_week=3, before=1, in_effect=5), performed_today=False)
+    assert is_due(dose(per_week=3, before=1, in_effect=5))
     # A week in, the window is all program: the plain rule.
-    assert is_due(dose(per_week=3, before=2, in_effect=DAYS_BEFORE), performed_today=False)
-    assert not is_due(dose(per_week=3, before=3, in_effect=DAYS_BEFORE), performed_today=False)
+    assert is_due(dose(per_week=3, before=2, in_effect=DAYS_BEFORE))
+    assert not is_due(dose(per_week=3, before=3, in_effect=DAYS_BEFORE))
     # Daily (and twice daily) exercises are always due.
-    assert is_due(dose(per_week=7, before=6), performed_today=False)
-    assert is_due(dose(per_week=14, before=6), performed_today=False)
+    assert is_due(dose(per_week=7, before=6))
+    assert is_due(dose(per_week=14, before=6))
 
 
 def test_mon_wed_fri_scores_every_day_and_stopping_shows_within_a_week() -> None:
