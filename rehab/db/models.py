@@ -316,6 +316,25 @@ class SessionLog(Base):
         return [flag.value for flag in RedFlag if getattr(self, f"red_flag_{flag.value}")]
 
 
+class SessionLogEdit(Base):
+    """A submission that replaced a day's log in place (the web form's edit, the API's PUT),
+    by its client id: a retry of it is answered as a replay instead of being applied again
+    over a newer edit. The log keeps the client id and body of the submission that created it."""
+
+    __tablename__ = "session_log_edits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"))
+    client_id: Mapped[str] = mapped_column(sa.String(64))
+    body_hash: Mapped[str] = mapped_column(sa.String(64))
+    session_log_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("session_logs.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("patient_id", "client_id"),)
+
+
 class ExerciseEntry(Base):
     __tablename__ = "exercise_entries"
 

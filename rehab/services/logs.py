@@ -22,6 +22,7 @@ from rehab.db.models import (
     Prescription,
     Program,
     SessionLog,
+    SessionLogEdit,
     UTCDateTime,
     utcnow,
 )
@@ -48,7 +49,8 @@ EVALUATE_PATIENT_TASK = "rehab.evaluate_patient"
 class LogOutcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
-    REPLAYED = "replayed"
+    REPLAYED = "replayed"  # a retry of the submission that created the log
+    REPLAYED_EDIT = "replayed_edit"  # a retry of an edit: the log as it stands, untouched
 
 
 class Conflict(Exception):
@@ -75,23 +77,30 @@ def record_session_log(
     *,
     source: str = "api",
     allow_same_day_edit: bool = False,
+    today_only: bool = False,
 ) -> LogResult:
     """Store one daily log (or replay the stored one for a retried client id).
 
-    `allow_same_day_edit`: the web form edits today's log in place; the API answers 409 for a
-    second log on one date, because a phone retrying must never overwrite a newer edit.
+    `allow_same_day_edit`: today's log is edited in place (the web form, the API's PUT), each
+    edit recorded by its client id (`SessionLogEdit`), so that a retried edit is a replay and
+    never lands again over a newer one. Without it (the API's POST) a second log on one date
+    is 409. `today_only`: a log for another day is 409 (PUT edits today's log only).
     """
     check_patient(session, actor, patient_id, "session_log.write", patient_only=True)
     data = data.canonical()
     body_hash = data.fingerprint()
     context = _log_context(session, patient_id, data)
 
-    if context.by_client_id is not None:
-        existing = _by_client_id(session, patient_id, data.client_id)
-        if existing is not None:
-            return _replay(session, existing, body_hash)
+    if context.by_client_id is not None or context.edit_log_id is not None:
+        replayed = _replay_by_client_id(session, patient_id, data.client_id, body_hash)
+        if replayed is not None:
+            return replayed
 
     today = clinic_today()
+    if today_only and data.log_date != today:
+        raise Conflict(
+            "log_date", f"is not today ({today.isoformat()}): only today's log is edited"
+        )
     if data.log_date > today:
         raise InvalidInput("log_date", f"is in the future (today is {today.isoformat()})")
     first_start = context.first_start
@@ -145,7 +154,20 @@ def record_session_log(
     try:
         if editing:
             assert context.same_day_id is not None
+            # The log keeps the client id and body hash it was created with (a retry of that
+            # submission is still its replay); the edit is recorded under its own.
+            del values["body_hash"]
             log = _edit_log(session, context.same_day_id, values, entries)
+            session.add(
+                SessionLogEdit(
+                    patient_id=patient_id,
+                    client_id=data.client_id,
+                    body_hash=body_hash,
+                    session_log_id=context.same_day_id,
+                    created_at=now,
+                )
+            )
+            session.flush()
             outcome = LogOutcome.UPDATED
         else:
             key = {"patient_id": patient_id, "log_date": data.log_date, "client_id": data.client_id}
@@ -158,10 +180,10 @@ def record_session_log(
         session.rollback()
         audit.discard_pending()
         audit.record(session, actor, "session_log.write", patient_id)
-        existing = _by_client_id(session, patient_id, data.client_id)
-        if existing is None:
+        replayed = _replay_by_client_id(session, patient_id, data.client_id, body_hash)
+        if replayed is None:
             raise Conflict("log_date", "a log for this date already exists") from None
-        return _replay(session, existing, body_hash)
+        return replayed
     # The same rule as `advice_after_log`, from facts read before the insert (same request).
     advice = advice_for(
         [RedFlag(f) for f in log.red_flags],
@@ -176,6 +198,9 @@ class _LogContext:
     """What recording one log needs to know about the patient, read in one round trip."""
 
     by_client_id: int | None  # the log already stored under this client id
+    # The edit already made under this client id: the log it edited and its body hash.
+    edit_log_id: int | None
+    edit_body_hash: str | None
     same_day_id: int | None  # the log already stored for this date
     first_start: dt.date | None  # start of the patient's first program
     # Active prescriptions in effect that day, by id, with what the day's adherence needs.
@@ -186,6 +211,7 @@ class _LogContext:
 
 _LOGS = cast(sa.Table, SessionLog.__table__)
 _ENTRIES = cast(sa.Table, ExerciseEntry.__table__)
+_EDITS = cast(sa.Table, SessionLogEdit.__table__)
 
 
 def _log_context_statement() -> sa.Select[Any]:
@@ -233,6 +259,13 @@ def _log_context_statement() -> sa.Select[Any]:
         .where(logs.c.patient_id == patient_id, logs.c.client_id == client_id)
         .scalar_subquery()
         .label("by_client_id"),
+        *(
+            sa.select(column)
+            .where(_EDITS.c.patient_id == patient_id, _EDITS.c.client_id == client_id)
+            .scalar_subquery()
+            .label(f"edit_{column.name}")
+            for column in (_EDITS.c.session_log_id, _EDITS.c.body_hash)
+        ),
         sa.select(logs.c.id)
         .where(logs.c.patient_id == patient_id, logs.c.log_date == log_date)
         .scalar_subquery()
@@ -296,6 +329,8 @@ def _log_context(session: Session, patient_id: int, data: SessionLogInput) -> _L
     )
     return _LogContext(
         by_client_id=first.by_client_id,
+        edit_log_id=first.edit_session_log_id,
+        edit_body_hash=first.edit_body_hash,
         same_day_id=first.same_day_id,
         first_start=first.first_start,
         prescribed={
@@ -449,12 +484,34 @@ def _by_client_id(session: Session, patient_id: int, client_id: str) -> SessionL
     ).one_or_none()
 
 
-def _replay(session: Session, log: SessionLog, body_hash: str) -> LogResult:
-    if log.body_hash != body_hash:
+def _replay_by_client_id(
+    session: Session, patient_id: int, client_id: str, body_hash: str
+) -> LogResult | None:
+    """The answer to a retried submission (the one that created a log, or an edit), or None
+    if the client id was never used. The log is returned as it stands: a retried edit never
+    lands again over a newer one. The same id with another body is 409."""
+    log = _by_client_id(session, patient_id, client_id)
+    outcome = LogOutcome.REPLAYED
+    stored_hash = log.body_hash if log is not None else None
+    if log is None:
+        edit = session.execute(
+            sa.select(SessionLogEdit.session_log_id, SessionLogEdit.body_hash).where(
+                SessionLogEdit.patient_id == patient_id, SessionLogEdit.client_id == client_id
+            )
+        ).one_or_none()
+        if edit is None:
+            return None
+        log = session.scalars(
+            sa.select(SessionLog)
+            .where(SessionLog.id == edit.session_log_id)
+            .options(selectinload(SessionLog.entries))
+        ).one()
+        outcome, stored_hash = LogOutcome.REPLAYED_EDIT, edit.body_hash
+    if stored_hash != body_hash:
         raise Conflict(
             "client_id", "was already used for a different log; generate a new id per log"
         )
-    return LogResult(log, LogOutcome.REPLAYED, advice_after_log(session, log))
+    return LogResult(log, outcome, advice_after_log(session, log))
 
 
 def has_spine_surgery_history(session: Session, patient_id: int) -> bool:

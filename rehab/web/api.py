@@ -155,7 +155,7 @@ def me() -> Any:
 def submit_log(patient_id: int) -> Any:
     data = checked_body(SessionLogInput, patient_id, "session_log.write", patient_only=True)
     result = logs.record_session_log(db.session, current_actor(), patient_id, data, source="api")
-    replayed = result.outcome is logs.LogOutcome.REPLAYED
+    replayed = result.outcome in _REPLAYED
     # The same client id answers with the same body and status; the header tells a replay.
     response = _json(schemas.session_log_out(result.log, result.advice), status=201)
     response.headers["Idempotent-Replayed"] = str(replayed).lower()
@@ -166,7 +166,8 @@ def submit_log(patient_id: int) -> Any:
 @service_errors
 def put_todays_log(patient_id: int, log_date: str) -> Any:
     """Today's log, created or replaced (design §2: a log is editable that day). The body is a
-    log as for POST, with a new client id for each edit; its `log_date` is the path's."""
+    log as for POST, with a new client id for each edit; its `log_date` is the path's. A retry
+    answers as the first time (201 or 200) and leaves the log as it stands."""
     data = checked_body(SessionLogInput, patient_id, "session_log.write", patient_only=True)
     if data.log_date.isoformat() != log_date:
         check_patient(
@@ -174,16 +175,23 @@ def put_todays_log(patient_id: int, log_date: str) -> Any:
         )
         raise unprocessable([{"field": "log_date", "message": "must be the date in the path"}])
     result = logs.record_session_log(
-        db.session, current_actor(), patient_id, data, source="api", allow_same_day_edit=True
+        db.session,
+        current_actor(),
+        patient_id,
+        data,
+        source="api",
+        allow_same_day_edit=True,
+        today_only=True,
     )
-    created = result.outcome is logs.LogOutcome.CREATED
+    created = result.outcome in (logs.LogOutcome.CREATED, logs.LogOutcome.REPLAYED)
     response = _json(
         schemas.session_log_out(result.log, result.advice), status=201 if created else 200
     )
-    response.headers["Idempotent-Replayed"] = str(
-        result.outcome is logs.LogOutcome.REPLAYED
-    ).lower()
+    response.headers["Idempotent-Replayed"] = str(result.outcome in _REPLAYED).lower()
     return response
+
+
+_REPLAYED = (logs.LogOutcome.REPLAYED, logs.LogOutcome.REPLAYED_EDIT)
 
 
 @bp.get("/patients/<int:patient_id>/series")

@@ -105,7 +105,9 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Create or replace today's log (a log is editable that day)",
                     "description": "The body is a log as for POST, its log_date the path's "
                     "date, which must be today (the clinic's date); use a new client_id for "
-                    "each edit. 201 when created, 200 when replaced; another day's log is 409.",
+                    "each edit. 201 when created, 200 when replaced; another day is 409. A "
+                    "retry (the same client_id and body) answers as the first time and leaves "
+                    "the log as it stands; the same client_id with another body is 409.",
                     "parameters": [
                         PATIENT_ID,
                         {

@@ -279,41 +279,67 @@ def test_todays_log_is_created_then_replaced_with_put(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:
     """Design §2: a log is editable that day. POST answers 409 for a second log on one date
-    (a retry must never overwrite); PUT on today's date creates or replaces it."""
+    (a retry must never overwrite); PUT on today's date creates or replaces it, and a retried
+    PUT, however late, answers as the first time and leaves the log as it stands."""
     a = clinic.patient_a.patient_id
     today = clinic_today().isoformat()
     url = f"/api/v1/patients/{a}/logs/{today}"
-    first = client.put(url, json=log_body(clinic, log_date=today), headers=auth(clinic.patient_a))
+    headers = auth(clinic.patient_a)
+
+    def put(body: dict[str, Any]) -> Any:
+        return client.put(url, json=body, headers=headers)
+
+    create = log_body(clinic, log_date=today)
+    first = put(create)
     assert first.status_code == 201, first.json
+    assert first.headers["Idempotent-Replayed"] == "false"
     assert first.json["leg_pain"] == 3
+    again = put(create)  # a retry of the creation
+    assert (again.status_code, again.headers["Idempotent-Replayed"]) == (201, "true")
     second_post = client.post(
-        f"/api/v1/patients/{a}/logs",
-        json=log_body(clinic, log_date=today, leg_pain=8),
-        headers=auth(clinic.patient_a),
-    )
+        f"/api/v1/patients/{a}/logs", json=log_body(clinic, log_date=today, leg_pain=8),
+        headers=headers,
+    )  # fmt: skip
     assert second_post.status_code == 409
-    edit = log_body(clinic, log_date=today, leg_pain=6, exercises=[], red_flags=["new_weakness"])
-    replaced = client.put(url, json=edit, headers=auth(clinic.patient_a))
-    assert replaced.status_code == 200, replaced.json
+    edit_b = log_body(clinic, log_date=today, leg_pain=6, exercises=[], red_flags=["new_weakness"])
+    replaced = put(edit_b)
+    assert (replaced.status_code, replaced.headers["Idempotent-Replayed"]) == (200, "false")
     assert replaced.json["id"] == first.json["id"]
     assert (replaced.json["leg_pain"], replaced.json["exercises"]) == (6, [])
     assert replaced.json["red_flags"] == ["new_weakness"]
     assert replaced.json["advice"] is not None  # a red flag: seek care
-    # The same edit again (a retry): the same state, still one log.
-    again = client.put(url, json=edit, headers=auth(clinic.patient_a))
-    assert again.status_code == 200
-    assert {k: v for k, v in again.json.items() if k != "updated_at"} == {
-        k: v for k, v in replaced.json.items() if k != "updated_at"
-    }
+    retried = put(edit_b)
+    assert (retried.status_code, retried.headers["Idempotent-Replayed"]) == (200, "true")
+    assert retried.json == replaced.json
+    edit_c = log_body(clinic, log_date=today, leg_pain=9, exercises=[])
+    assert put(edit_c).json["leg_pain"] == 9
+    # Late retries of B and of the creation: answered, and the newer edit C stands.
+    for late, status in ((edit_b, 200), (create, 201)):
+        response = put(late)
+        assert (response.status_code, response.headers["Idempotent-Replayed"]) == (status, "true")
+        assert response.json["leg_pain"] == 9
+    # A used client id with another body is refused, whichever submission used it.
+    for used in (create, edit_b):
+        assert put({**used, "back_pain": 0}).status_code == 409
     assert count_logs(app) == 1
     with app.app_context():
-        actions = db.session.execute(
-            sa.select(AuditEvent.action, AuditEvent.outcome)
-            .where(AuditEvent.patient_id == a, AuditEvent.action == "session_log.write")
-            .order_by(AuditEvent.id)
-        ).all()
-    # The refused POST is on record as failed.
-    assert [o.value for _, o in actions] == ["allowed", "failed", "allowed", "allowed"]
+        stored = db.session.scalars(sa.select(SessionLog).where(SessionLog.patient_id == a)).one()
+        assert (stored.leg_pain, stored.client_id) == (9, create["client_id"])
+        outcomes = (
+            db.session.execute(
+                sa.select(AuditEvent.outcome)
+                .where(AuditEvent.patient_id == a, AuditEvent.action == "session_log.write")
+                .order_by(AuditEvent.id)
+            )
+            .scalars()
+            .all()
+        )
+    # Every submission is on record; the refused ones (POST on a logged day, reused ids)
+    # as failed.
+    assert [o.value for o in outcomes] == [
+        "allowed", "allowed", "failed", "allowed", "allowed", "allowed", "allowed", "allowed",
+        "failed", "failed",
+    ]  # fmt: skip
 
 
 def test_put_refuses_other_days_other_patients_and_a_date_unlike_the_path(
@@ -325,10 +351,13 @@ def test_put_refuses_other_days_other_patients_and_a_date_unlike_the_path(
     url = f"/api/v1/patients/{a}/logs/"
     body = log_body(clinic, log_date=yesterday)
     response = client.put(url + yesterday, json=body, headers=auth(clinic.patient_a))
-    assert response.status_code == 201  # no log that day yet: created, as POST would
+    assert response.status_code == 409  # only today's log: other days are sent by POST
+    assert response.json["errors"][0]["field"] == "log_date"
+    posted = client.post(url.rstrip("/"), json=body, headers=auth(clinic.patient_a))
+    assert posted.status_code == 201
     response = client.put(url + yesterday, json=log_body(clinic, log_date=yesterday),
                           headers=auth(clinic.patient_a))  # fmt: skip
-    assert response.status_code == 409  # only today's log is edited
+    assert response.status_code == 409
     assert response.json["errors"][0]["field"] == "log_date"
     mismatch = client.put(
         url + today.isoformat(), json=log_body(clinic, log_date=yesterday),
