@@ -99,9 +99,10 @@ def inbox_page(
 
 # --- who did what, when ---------------------------------------------------------------------
 
-# The notes `rehab.services.evaluation` writes when it resolves an alert itself.
+# The notes `rehab.services.evaluation` writes when it resolves an alert itself (written and
+# read back through these names only).
 AUTO_BACK_NEAR_BASELINE = "Resolved automatically: back near baseline for a sustained period."
-AUTO_SUPERSEDED_PREFIX = "Superseded by a newer alert"
+AUTO_SUPERSEDED = "Superseded by a newer alert of the same kind and metric (a further change)."
 AUTO_ALREADY_RESOLVED = "Already resolved when first evaluated."
 
 
@@ -144,7 +145,7 @@ def _name(names: Mapping[int, str], user_id: int | None) -> str | None:
 
 
 def _auto_reason(note: str) -> str:
-    if note.startswith(AUTO_SUPERSEDED_PREFIX):
+    if note == AUTO_SUPERSEDED:
         return "superseded by a newer alert of the same kind and metric"
     if note == AUTO_ALREADY_RESOLVED:
         return "already over when first evaluated"

@@ -48,7 +48,7 @@ from rehab.domain.detection import (
 from rehab.domain.event_text import fall_mechanism
 from rehab.domain.series import AnySeries
 from rehab.domain.vocabulary import RedFlag
-from rehab.services import audit, notifications, series_copy
+from rehab.services import alerts, audit, notifications, series_copy
 from rehab.services.actors import SYSTEM
 from rehab.services.series import RED_FLAG_COLUMNS
 
@@ -785,11 +785,7 @@ def _auto_resolve(
 ) -> bool:
     """Resolve a stored alert the replay closed, audited (a write of patient data); False if
     it was resolved already (nothing written)."""
-    note = (
-        "Superseded by a newer alert of the same kind and metric (a further change)."
-        if superseded
-        else "Resolved automatically: back near baseline for a sustained period."
-    )
+    note = alerts.AUTO_SUPERSEDED if superseded else alerts.AUTO_BACK_NEAR_BASELINE
     changed = session.execute(
         sa.update(Alert)
         .where(Alert.id == alert_id, Alert.status != AlertStatus.RESOLVED)
@@ -832,7 +828,7 @@ def _row(patient_id: int, episode: AlertEpisode, now: dt.datetime) -> dict[str, 
         "explanation": episode.explanation,
         "status": AlertStatus.RESOLVED if resolved else AlertStatus.OPEN,
         "resolved_at": now if resolved else None,
-        "resolve_note": "Already resolved when first evaluated." if resolved else "",
+        "resolve_note": alerts.AUTO_ALREADY_RESOLVED if resolved else "",
         "created_at": now,
     }
 
