@@ -87,12 +87,14 @@ def _labels() -> dict[str, Any]:
     }
 
 
-def _denied_or_name(patient_id: int, action: str, service_called: bool) -> str:
+def _denied_or_name(
+    patient_id: int, action: str, service_called: bool, target: str | None = None
+) -> str:
     """The patient's name for a re-rendered form. If the service was never reached (the form
     was invalid), check access and audit the attempt here, exactly once."""
     if not service_called:
         try:
-            require_patient(db.session, _actor(), patient_id, action, clinician_only=True)
+            require_patient(db.session, _actor(), patient_id, action, target, clinician_only=True)
         except NotFound:
             abort(404)
     return records.patient_name(db.session, patient_id)
@@ -480,20 +482,12 @@ def pin_baseline(patient_id: int, metric: str) -> Any:
                 "success",
             )
             return redirect(url_for("clinic.patient", patient_id=patient_id) + "#baselines-title")
-    if not service_called:
-        # The form never reached the service: check access and audit the attempt here, once.
-        try:
-            require_patient(
-                db.session,
-                _actor(),
-                patient_id,
-                baseline_service.PIN_ACTION,
-                baseline_service.audit_target(metric),
-                clinician_only=True,
-            )
-        except NotFound:
-            abort(404)
-    name = records.patient_name(db.session, patient_id)
+    name = _denied_or_name(
+        patient_id,
+        baseline_service.PIN_ACTION,
+        service_called,
+        baseline_service.audit_target(metric),
+    )
     return _baseline_page(patient_id, metric, name, form, 422)
 
 
