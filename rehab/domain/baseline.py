@@ -411,24 +411,28 @@ def pain_baselines(
 
 
 class PinPeriod(NamedTuple):
-    """Days `start` … `until` − 1 (`until` None: on) of a pin's level and spread."""
+    """Days `start` … `until` − 1 (`until` None: on) of a pin's level and spread; `position`:
+    the pin's position in the pins given."""
 
     start: int
     until: int | None
     level: float
     spread: float | None
+    position: int
 
 
 def pin_periods(pins: Sequence[tuple[int, float | None, float | None]]) -> list[PinPeriod]:
     """When each of a metric's pins (first day, level, spread) is in force: from its day until
     the next one's (of one day, the one given last); a level of None is a return to the
     automatic baseline, in force until the next pin."""
-    ordered = sorted(pins, key=lambda pin: pin[0])  # stable: of one day, the last given wins
+    # Stable: of one day, the last given wins.
+    order = sorted(range(len(pins)), key=lambda k: pins[k][0])
     periods: list[PinPeriod] = []
-    for i, (start, level, spread) in enumerate(ordered):
-        until = ordered[i + 1][0] if i + 1 < len(ordered) else None
+    for i, k in enumerate(order):
+        start, level, spread = pins[k]
+        until = pins[order[i + 1]][0] if i + 1 < len(order) else None
         if level is not None and (until is None or until > start):
-            periods.append(PinPeriod(start, until, level, spread))
+            periods.append(PinPeriod(start, until, level, spread, k))
     return periods
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from rehab.charts import baseline as chart_baseline
 from rehab.db.models import Alert, PinnedBaseline, Program, SessionLog, User
+from rehab.domain.baseline import pin_in_force, pin_periods
 from rehab.domain.config import DEFAULT_CONFIG
 from rehab.domain.explain import metric_label
 from rehab.domain.series import PAIN_METRICS
@@ -90,10 +90,12 @@ class BaselineStatus:
 
     @property
     def in_force(self) -> PinView | None:
-        """The pin the detector applies to a log today (the latest row already in effect,
-        unless that row returned the metric to automatic)."""
-        current = [p for p in self.pins if p.effective_from <= self.today]
-        return current[-1] if current and current[-1].level is not None else None
+        """The pin the detector applies to a log today (the detector's rule, `pin_periods`)."""
+        periods = pin_periods(
+            [(p.effective_from.toordinal(), p.level, p.spread) for p in self.pins]
+        )
+        found = pin_in_force(periods, self.today.toordinal())
+        return None if found is None else self.pins[found.position]
 
     @property
     def is_pinned(self) -> bool:
@@ -158,13 +160,6 @@ def pin_baseline(session: Session, actor: Actor, patient_id: int, data: PinInput
             f"is before the patient's first log or program ({earliest.isoformat()})",
         )
     assert actor.user_id is not None
-    session.execute(
-        sa.delete(PinnedBaseline).where(
-            PinnedBaseline.patient_id == patient_id,
-            PinnedBaseline.metric == data.metric,
-            PinnedBaseline.effective_from >= data.effective_from,
-        )
-    )
     pin = PinnedBaseline(
         patient_id=patient_id,
         metric=data.metric,
@@ -173,7 +168,7 @@ def pin_baseline(session: Session, actor: Actor, patient_id: int, data: PinInput
         effective_from=data.effective_from,
         pinned_by_user_id=actor.user_id,
     )
-    session.add(pin)
+    _replace_from(session, patient_id, data.metric, data.effective_from, pin)
     enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
     session.flush()
     audit.commit(session)
@@ -194,29 +189,32 @@ def unpin_baseline(session: Session, actor: Actor, patient_id: int, metric: str)
         audit.commit(session)
         return False
     assert actor.user_id is not None
-    # A pin from today governed no day yet: it goes; an earlier one ends here.
-    session.execute(
-        sa.delete(PinnedBaseline).where(
-            PinnedBaseline.patient_id == patient_id,
-            PinnedBaseline.metric == metric,
-            PinnedBaseline.effective_from >= today,
-        )
+    # A pin from today governed no day yet: it goes; an earlier one ends here (a row with
+    # no level).
+    ends_earlier = any(p.effective_from < today for p in status.pins)
+    automatic = PinnedBaseline(
+        patient_id=patient_id, metric=metric, effective_from=today, pinned_by_user_id=actor.user_id
     )
-    if any(p.effective_from < today for p in status.pins):
-        session.add(
-            PinnedBaseline(
-                patient_id=patient_id,
-                metric=metric,
-                level=None,
-                spread=None,
-                effective_from=today,
-                pinned_by_user_id=actor.user_id,
-            )
-        )
+    _replace_from(session, patient_id, metric, today, automatic if ends_earlier else None)
     enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
     session.flush()
     audit.commit(session)
     return True
+
+
+def _replace_from(
+    session: Session, patient_id: int, metric: str, day: dt.date, row: PinnedBaseline | None
+) -> None:
+    """The metric's rows from `day` on give way to `row` (None: to nothing)."""
+    session.execute(
+        sa.delete(PinnedBaseline).where(
+            PinnedBaseline.patient_id == patient_id,
+            PinnedBaseline.metric == metric,
+            PinnedBaseline.effective_from >= day,
+        )
+    )
+    if row is not None:
+        session.add(row)
 
 
 def baseline_statuses(
@@ -284,7 +282,6 @@ def current_levels(session: Session, patient_id: int, today: dt.date) -> dict[st
     detector's, with the pins, held at an open pain alert's baseline); None: too few logs.
     For a page whose access was already checked and audited."""
     logs = trajectory.daily_logs(session, patient_id, today)
-    pins = trajectory.pins_by_metric(session, [patient_id]).get(patient_id, {})
     alerts = list(
         session.scalars(
             sa.select(Alert).where(
@@ -294,14 +291,5 @@ def current_levels(session: Session, patient_id: int, today: dt.date) -> dict[st
             )
         )
     )
-    return {
-        metric: chart_baseline.daily_band(
-            today,
-            today,
-            logs.dates,
-            logs.column(metric),
-            pins=pins.get(metric, ()),
-            frozen=trajectory.frozen_levels(alerts, metric),
-        ).current()
-        for metric in PINNABLE_METRICS
-    }
+    bands = trajectory.baseline_bands(session, patient_id, logs, alerts, today, today)
+    return {metric: bands[metric].current() for metric in PINNABLE_METRICS}

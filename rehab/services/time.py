@@ -21,6 +21,13 @@ def clinic_today() -> dt.date:
     return dt.datetime.now(clinic_timezone()).date()
 
 
+def clinic_time(moment: dt.datetime) -> dt.datetime:
+    """`moment` on the clinic's clock (a naive time is UTC, as the database stores them)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(clinic_timezone())
+
+
 def clinic_date(moment: dt.datetime) -> dt.date:
-    """The clinic's date at `moment` (an aware time, as the database returns them)."""
-    return moment.astimezone(clinic_timezone()).date()
+    """The clinic's date at `moment`."""
+    return clinic_time(moment).date()

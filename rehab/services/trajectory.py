@@ -111,21 +111,10 @@ def clinician_page(
             .order_by(STATUS_ORDER, URGENT_FIRST, Alert.detected_on.desc(), Alert.id.desc())
         )
     )
-    pins = pins_by_metric(session, [patient_id]).get(patient_id, {})
     markers = event_markers(record.events) + finding_markers(record.findings)
     spans = tuple(alert_span(a) for a in alerts)
     start = chart_start(logs, markers, spans, today)
-    bands = {
-        metric: chart_baseline.daily_band(
-            start,
-            today,
-            logs.dates,
-            logs.column(metric),
-            pins=pins.get(metric, ()),
-            frozen=frozen_levels(alerts, metric),
-        )
-        for metric in PAIN_METRICS
-    }
+    bands = baseline_bands(session, patient_id, logs, alerts, start, today)
     chart = Trajectory(start, today, logs, bands, spans, tuple(markers))
     return ClinicianPage(
         record=record,
@@ -207,6 +196,30 @@ def alert_span(alert: Alert) -> AlertSpan:
         end=alert_end(alert),
         label=f"{alert_title(alert)} · {alert.severity} · {alert.status.value}",
     )
+
+
+def baseline_bands(
+    session: Session,
+    patient_id: int,
+    logs: DailyLogs,
+    alerts: list[Alert],
+    start: dt.date,
+    today: dt.date,
+) -> dict[str, chart_baseline.BaselineBand]:
+    """The detector's baseline band of each pain metric from `start` to `today`: the pins
+    applied, each pain alert's baseline held over its episode."""
+    pins = pins_by_metric(session, [patient_id]).get(patient_id, {})
+    return {
+        metric: chart_baseline.daily_band(
+            start,
+            today,
+            logs.dates,
+            logs.column(metric),
+            pins=pins.get(metric, ()),
+            frozen=frozen_levels(alerts, metric),
+        )
+        for metric in PAIN_METRICS
+    }
 
 
 def frozen_levels(alerts: list[Alert], metric: str) -> list[chart_baseline.Frozen]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, Map
+
+from rehab.services.time import clinic_time
 
 API_PREFIX = "/api/v1"
 
@@ -60,12 +63,19 @@ class IdConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+def clinic_time_text(moment: dt.datetime) -> str:
+    """A stored time as the clinic reads it, e.g. 2024-03-05 14:32 CET (templates:
+    `clinic_time`)."""
+    return clinic_time(moment).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def register_web(app: Flask) -> None:
     from rehab.web import admin, alerts, api, auth, chart_assets, clinic, patient, summary
     from rehab.web import outbox as outbox_web
     from rehab.web import settings as settings_web
 
     app.url_map.converters["int"] = IdConverter
+    app.add_template_global(clinic_time_text, "clinic_time")
     auth.init_login(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(patient.bp)

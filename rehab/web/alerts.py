@@ -3,7 +3,6 @@ resolve; and, for every template that shows an alert, its history (who and when)
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
@@ -18,7 +17,6 @@ from rehab.extensions import db
 from rehab.services import alerts
 from rehab.services.access import NotFound
 from rehab.services.commands import InvalidInput
-from rehab.services.time import clinic_timezone
 from rehab.web.guards import deny
 
 bp = Blueprint("alerts", __name__, url_prefix="/clinic/alerts")
@@ -83,16 +81,9 @@ def _history(alert: Any) -> list[alerts.Step]:
     return alerts.history(alert, known)
 
 
-def _clinic_time(at: dt.datetime) -> str:
-    """A stored UTC time as the clinic reads it: 2024-03-05 14:32 CET (naive: UTC)."""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.UTC)
-    return at.astimezone(clinic_timezone()).strftime("%Y-%m-%d %H:%M %Z")
-
-
 @bp.app_context_processor
 def _alert_helpers() -> dict[str, Any]:
-    return {"alert_history": _history, "clinic_time": _clinic_time}
+    return {"alert_history": _history}
 
 
 def _act(alert_id: int, action: Any, done: str) -> Any:
