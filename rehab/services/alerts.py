@@ -9,7 +9,6 @@ nor repeats an alert. A page gets one audit row per patient it shows.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from rehab.services import audit
 from rehab.services.access import NotFound, require_patient, visible_patient_ids
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
+from rehab.services.paging import page_bounds
 
 MAX_NOTE = 2000
 STATUS_ORDER = sa.case(
@@ -73,14 +73,11 @@ def inbox_page(
     """One page of the alerts of the actor's patients: open first, urgent on top, newest
     first. A page number out of range is clamped to the first or last page. Only the
     patients of the page's alerts get an audit row."""
-    if per_page < 1:
-        raise ValueError("per_page must be positive")
     where: list[sa.ColumnElement[bool]] = [Alert.patient_id.in_(visible_patient_ids(actor))]
     if not include_resolved:
         where.append(Alert.status != AlertStatus.RESOLVED)
     total = session.scalar(sa.select(sa.func.count()).select_from(Alert).where(*where)) or 0
-    pages = max(1, math.ceil(total / per_page))
-    shown = min(max(1, page), pages)
+    shown, pages = page_bounds(total, page, per_page)
     query = (
         sa.select(Alert, User.display_name)
         .join(Patient, Patient.id == Alert.patient_id)

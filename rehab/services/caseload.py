@@ -47,6 +47,7 @@ from rehab.domain.config import DEFAULT_CONFIG
 from rehab.services import audit
 from rehab.services.access import NotFound, visible_patient_ids
 from rehab.services.actors import Actor
+from rehab.services.paging import page_bounds
 from rehab.services.time import clinic_today
 
 ADHERENCE_DAYS = 7
@@ -437,8 +438,7 @@ def caseload_page(
     """One page of the sorted caseload (every patient is computed and sorted; only the
     page's rows are audited and drawn)."""
     rows = _all_rows(session, actor, search, sort, filter_by)
-    pages = max(1, math.ceil(len(rows) / per_page)) if per_page else 1
-    page = min(max(1, page), pages)
+    page, pages = page_bounds(len(rows), page, per_page) if per_page else (1, 1)
     shown = rows[(page - 1) * per_page : page * per_page] if per_page else rows
     for row in shown:
         audit.record(session, actor, "caseload.read", row.patient_id)

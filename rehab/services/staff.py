@@ -21,6 +21,7 @@ from rehab.services import accounts, audit
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
 from rehab.services.commands import ClinicDate, Command, InvalidInput
+from rehab.services.paging import page_bounds
 
 AUDIT_PAGE_SIZE = 50
 
@@ -284,8 +285,7 @@ def search_audit(
     if query.date_to is not None:
         conditions.append(AuditEvent.at < _day_start(query.date_to + dt.timedelta(days=1)))
     total = session.scalar(sa.select(sa.func.count(AuditEvent.id)).where(*conditions)) or 0
-    pages = max(1, -(-total // page_size))
-    page = min(query.page, pages)
+    page, pages = page_bounds(total, query.page, page_size)
     rows = list(
         session.scalars(
             sa.select(AuditEvent)
