@@ -3,6 +3,7 @@ the tests assume)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -38,6 +39,21 @@ def series(
         red_flags=tuple(("new_numbness",) if k in red_flag_days else () for k in logged),
         leg_side=tuple(leg_side for _ in logged),
         events=tuple(events),
+    )
+
+
+def up_to(s: PatientSeries, last: date) -> PatientSeries:
+    """The series as it stood on `last`: its logs dated by then (events, outcomes and the rest
+    kept as they are)."""
+    kept = sum(1 for d in s.dates if d <= last)
+    return dataclasses.replace(
+        s,
+        dates=s.dates[:kept],
+        back_pain=s.back_pain[:kept],
+        leg_pain=s.leg_pain[:kept],
+        adherence=s.adherence[:kept],
+        red_flags=s.red_flags[:kept],
+        leg_side=s.leg_side[:kept],
     )
 
 

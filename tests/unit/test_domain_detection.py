@@ -37,7 +37,7 @@ from rehab.domain.series import (
     PinnedBaseline,
 )
 from rehab.domain.simulation import generate_cohort
-from tests.unit.test_domain_builders import day, pain_alerts, series
+from tests.unit.test_domain_builders import day, pain_alerts, series, up_to
 
 QUIET = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 6  # 60 days of a settled patient at ~1/10
 
@@ -491,20 +491,6 @@ def test_a_new_fall_on_top_of_an_open_alert_replaces_it() -> None:
     assert len(pain_alerts(detect_episodes(series(leg)))) == 1
 
 
-def _up_to(s: PatientSeries, last: date) -> PatientSeries:
-    """The series as it stood on `last` (events and the rest kept: they are dated)."""
-    kept = sum(1 for d in s.dates if d <= last)
-    return dataclasses.replace(
-        s,
-        dates=s.dates[:kept],
-        back_pain=s.back_pain[:kept],
-        leg_pain=s.leg_pain[:kept],
-        adherence=s.adherence[:kept],
-        red_flags=s.red_flags[:kept],
-        leg_side=s.leg_side[:kept],
-    )
-
-
 def test_a_window_of_the_history_opens_only_what_the_whole_history_opens() -> None:
     """The worker replays the last 400 days (`trim_series`, which sets `logs_from`): over a
     cohort of 700-day histories, evaluated as the window slides, every episode it returns is
@@ -524,7 +510,7 @@ def test_a_window_of_the_history_opens_only_what_the_whole_history_opens() -> No
         today = cohort.last_day - timedelta(days=back)
         since = today - timedelta(days=400)
         window = detect_episodes_many(
-            [trim_series(_up_to(p.series, today), since) for p in cohort.patients], as_of=today
+            [trim_series(up_to(p.series, today), since) for p in cohort.patients], as_of=today
         )
         for patient_id, episodes in window.items():
             for e in episodes:
@@ -532,7 +518,7 @@ def test_a_window_of_the_history_opens_only_what_the_whole_history_opens() -> No
                 assert (e.kind, e.metric, e.detected_on) in whole[patient_id], (today, e)
     assert compared > 5000
     # Less than 400 days of history: nothing is cut, nothing is left out.
-    short = [_up_to(p.series, cohort.start + timedelta(days=300)) for p in cohort.patients]
+    short = [up_to(p.series, cohort.start + timedelta(days=300)) for p in cohort.patients]
     since = cohort.start + timedelta(days=300 - 400)
     assert all(trim_series(s, since) is s for s in short)
     # (What `logs_from` would do to them, said wrongly: their first 87 days' episodes go.)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from rehab.domain.alerts import AlertEpisode
 from rehab.domain.detection import detect_episodes
 from rehab.domain.explain import format_number, signed
-from rehab.domain.series import PatientEvent, PatientSeries, PinnedBaseline
-from tests.unit.test_domain_builders import day, pain_alerts, series
+from rehab.domain.series import PatientEvent, PinnedBaseline
+from tests.unit.test_domain_builders import day, pain_alerts, series, up_to
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -157,15 +157,8 @@ def test_appending_future_rows_never_changes_earlier_alerts(n: int, data: st.Dat
     if not full.dates:
         return
     cutoff = day(cut)
-    keep = sum(1 for d in full.dates if d <= cutoff)
-    early = PatientSeries(
-        patient_id=full.patient_id,
-        dates=full.dates[:keep],
-        back_pain=full.back_pain[:keep],
-        leg_pain=full.leg_pain[:keep],
-        adherence=full.adherence[:keep],
-        red_flags=full.red_flags[:keep],
-        leg_side=full.leg_side[:keep],
+    early = dataclasses.replace(
+        up_to(full, cutoff),
         # Only what was known on the cutoff: a later fall, injury or surgery must change
         # nothing before it.
         events=tuple(e for e in full.events if e.date <= cutoff),
