@@ -88,8 +88,9 @@ def inbox_page(
         .limit(per_page)
     )
     rows = [InboxRow(alert, alert.patient_id, name) for alert, name in session.execute(query)]
-    for patient_id in sorted({r.patient_id for r in rows}):
-        audit.record(session, actor, "alert.list", patient_id)
+    audit.record_per_patient(
+        session, actor, "alert.list", (r.patient_id for r in rows), none_shown_row=False
+    )
     names = clinician_names(session, (r.alert for r in rows))
     return InboxPage(rows, total, shown, pages, per_page, page, names)
 

@@ -52,12 +52,16 @@ def record_per_patient(
     action: str,
     patient_ids: Iterable[int],
     target: str | None = None,
+    *,
+    none_shown_row: bool = True,
 ) -> None:
     """A read of several patients' data (a list, a message about several): one row per
-    patient (so "who read this patient's data" finds it), or one without a patient when it
-    showed none."""
+    patient (so "who read this patient's data" finds it), or, when it showed none, one row
+    without a patient (`none_shown_row`; a clinician's own lists write nothing then)."""
     shown: list[int | None] = [*sorted(set(patient_ids))]
-    for patient_id in shown or [None]:
+    if not shown and none_shown_row:
+        shown = [None]
+    for patient_id in shown:
         record(session, actor, action, patient_id, target=target)
 
 

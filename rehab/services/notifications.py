@@ -843,8 +843,13 @@ def failed_for_clinician(
     items = [
         FailedAlertMail(r[0], r[1], r[2], r[3] == "urgent", r[4], r[5], r[6], r[7]) for r in rows
     ]
-    for patient_id in sorted({i.patient_id for i in items}):
-        audit.record(session, actor, "notification.list", patient_id)
+    audit.record_per_patient(
+        session,
+        actor,
+        "notification.list",
+        (i.patient_id for i in items),
+        none_shown_row=False,
+    )
     return items
 
 
