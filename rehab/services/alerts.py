@@ -48,7 +48,6 @@ class InboxPage:
     page: int  # clamped to 1..pages
     pages: int
     per_page: int
-    requested_page: int  # as asked (differs from `page` when it was out of range)
     # Display names of the clinicians who acknowledged or resolved the page's alerts.
     names: dict[int, str]
 
@@ -92,7 +91,7 @@ def inbox_page(
         session, actor, "alert.list", (r.patient_id for r in rows), none_shown_row=False
     )
     names = clinician_names(session, (r.alert for r in rows))
-    return InboxPage(rows, total, shown, pages, per_page, page, names)
+    return InboxPage(rows, total, shown, pages, per_page, names)
 
 
 # --- who did what, when ---------------------------------------------------------------------
