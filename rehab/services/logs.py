@@ -89,7 +89,7 @@ def record_session_log(
     check_patient(session, actor, patient_id, "session_log.write", patient_only=True)
     data = data.canonical()
     body_hash = data.fingerprint()
-    context = _log_context(session, patient_id, data)
+    context = _log_context(session, patient_id, data.log_date, data.client_id)
 
     if context.by_client_id is not None or context.edit_log_id is not None:
         replayed = _replay_by_client_id(session, patient_id, data.client_id, body_hash)
@@ -173,6 +173,8 @@ def record_session_log(
             key = {"patient_id": patient_id, "log_date": data.log_date, "client_id": data.client_id}
             log = _insert_log(session, {**key, "created_at": now, **values}, entries)
             outcome = LogOutcome.CREATED
+        if context.logs_in_week_after:
+            _recompute_adherence_after(session, patient_id, data.log_date)
         _commit_keeping_loaded(session)
     except IntegrityError:
         # A concurrent identical submission won the race: answer as its replay. The rollback
@@ -207,6 +209,9 @@ class _LogContext:
     prescribed: dict[int, PrescribedDose]
     recent_fall: bool  # a fall in the 7 days up to the log's date (advice)
     spine_surgery: bool  # any surgery on record (advice)
+    # Logs already stored for the DAYS_BEFORE days after this one (an app syncing a missed
+    # day late): their adherence depends on this day's (`_recompute_adherence_after`).
+    logs_in_week_after: int
 
 
 _LOGS = cast(sa.Table, SessionLog.__table__)
@@ -226,6 +231,7 @@ def _log_context_statement() -> sa.Select[Any]:
     log_date = sa.bindparam("log_date", type_=sa.Date)
     client_id = sa.bindparam("client_id", type_=sa.String)
     week_before = sa.bindparam("week_before", type_=sa.Date)
+    week_after = sa.bindparam("week_after", type_=sa.Date)
     # Table columns, not ORM attributes: a plain Core statement skips the ORM's result layer.
     programs, logs = _table(Program), _LOGS
     events, prescriptions = _table(Event), _table(Prescription)
@@ -282,6 +288,14 @@ def _log_context_statement() -> sa.Select[Any]:
         .where(events.c.patient_id == patient_id, events.c.event_type == EventType.SURGERY)
         .scalar_subquery()
         .label("surgeries"),
+        sa.select(sa.func.count(logs.c.id))
+        .where(
+            logs.c.patient_id == patient_id,
+            logs.c.log_date > log_date,
+            logs.c.log_date <= week_after,
+        )
+        .scalar_subquery()
+        .label("logs_in_week_after"),
     ).subquery("facts")
     return (
         sa.select(
@@ -309,23 +323,26 @@ def _table(model: type[Any]) -> sa.Table:
 _LOG_CONTEXT = _log_context_statement()
 
 
-def _log_context(session: Session, patient_id: int, data: SessionLogInput) -> _LogContext:
+def _log_context(
+    session: Session, patient_id: int, log_date: dt.date, client_id: str
+) -> _LogContext:
     rows = session.execute(
         _LOG_CONTEXT,
         {
             "patient_id": patient_id,
-            "log_date": data.log_date,
-            "client_id": data.client_id,
-            # (The first week of the calendar has no week before it.)
-            "week_before": max(data.log_date, dt.date.min + dt.timedelta(days=7))
-            - dt.timedelta(days=7),
+            "log_date": log_date,
+            "client_id": client_id,
+            # (The calendar's first and last weeks have no week before or after them.)
+            "week_before": max(log_date, dt.date.min + dt.timedelta(days=7)) - dt.timedelta(days=7),
+            "week_after": min(log_date, dt.date.max - dt.timedelta(days=DAYS_BEFORE))
+            + dt.timedelta(days=DAYS_BEFORE),
         },
     ).all()
     first = rows[0]
     days_in_effect_before = (
         DAYS_BEFORE
         if first.program_start is None
-        else min(DAYS_BEFORE, (data.log_date - first.program_start).days)
+        else min(DAYS_BEFORE, (log_date - first.program_start).days)
     )
     return _LogContext(
         by_client_id=first.by_client_id,
@@ -346,7 +363,43 @@ def _log_context(session: Session, patient_id: int, data: SessionLogInput) -> _L
         },
         recent_fall=bool(first.recent_falls),
         spine_surgery=bool(first.surgeries),
+        logs_in_week_after=first.logs_in_week_after,
     )
+
+
+def _recompute_adherence_after(session: Session, patient_id: int, log_date: dt.date) -> None:
+    """Store again the adherence of the logs of the DAYS_BEFORE days after `log_date`.
+
+    Whether a less-than-daily exercise was due on a day depends on the 6 days before it
+    (`rehab.domain.session_adherence`), so a log stored after those days' logs (a phone
+    syncing a missed day late) changes what they should have scored, and the detector reads
+    the stored figure. Each day is computed as when it was logged (same context query, same
+    rule), now with the new log among the days before it. Only such late logs pay for this:
+    the context query says whether there are any."""
+    later = session.execute(
+        sa.select(_LOGS.c.id, _LOGS.c.log_date, _LOGS.c.adherence)
+        .where(
+            _LOGS.c.patient_id == patient_id,
+            _LOGS.c.log_date > log_date,
+            _LOGS.c.log_date <= log_date + dt.timedelta(days=DAYS_BEFORE),
+        )
+        .order_by(_LOGS.c.log_date)
+    ).all()
+    for log in later:
+        prescribed = _log_context(session, patient_id, log.log_date, client_id="").prescribed
+        entries = session.execute(
+            sa.select(_ENTRIES.c.prescription_id, _ENTRIES.c.done, _ENTRIES.c.sets_done).where(
+                _ENTRIES.c.session_log_id == log.id
+            )
+        ).all()
+        adherence = session_adherence(
+            prescribed.values(),
+            {e.prescription_id: DoneEntry(e.prescription_id, e.done, e.sets_done) for e in entries},
+        )
+        if adherence != log.adherence:
+            session.execute(
+                sa.update(_LOGS).where(_LOGS.c.id == log.id).values(adherence=adherence)
+            )
 
 
 _AUDIT = cast(sa.Table, AuditEvent.__table__)

@@ -275,6 +275,54 @@ def test_an_exercise_prescribed_three_times_a_week_counts_on_the_days_it_is_due(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_day_synced_late_recomputes_the_adherence_of_the_week_after_it(
+    app: Flask, client: FlaskClient, clinic: Clinic, database_url: str
+) -> None:
+    """The 3×/week exercise done on days 0, 2, 4 of each week, every day logged but day 9,
+    which a phone syncs last. Until then the week after it looks one session short (days 10,
+    12, 13 and 15 show the exercise due and missed); once day 9 is stored those days score
+    what they would have in order, and what the detector reads is the same either way."""
+    a = clinic.patient_a.patient_id
+    start = clinic_today() - dt.timedelta(days=20)
+    daily_1, daily_2, thrice = _three_times_a_week_program(app, clinic, start)
+    url = f"/api/v1/patients/{a}/logs"
+
+    def post(day: int) -> None:
+        exercises = [
+            {"prescription_id": daily_1, "done": True},
+            {"prescription_id": daily_2, "done": True, "sets_done": 3},
+            {"prescription_id": thrice, "done": day % 7 in (0, 2, 4)},
+        ]
+        date = (start + dt.timedelta(days=day)).isoformat()
+        body = log_body(clinic, log_date=date, exercises=exercises)
+        response = client.post(url, json=body, headers=auth(clinic.patient_a))
+        assert response.status_code == 201, response.json
+
+    def stored() -> dict[int, float | None]:
+        with app.app_context():
+            rows = db.session.execute(
+                sa.select(SessionLog.log_date, SessionLog.adherence).where(
+                    SessionLog.patient_id == a
+                )
+            ).all()
+        return {(row.log_date - start).days: row.adherence for row in rows}
+
+    for day in (*range(9), *range(10, 18)):
+        post(day)
+    short = stored()
+    assert {day for day, value in short.items() if value != 1.0} == {10, 12, 13, 15}
+    assert short[10] == pytest.approx(2 / 3, abs=0.001)
+
+    with counting_queries(app) as statements:
+        post(9)
+    assert stored() == {day: 1.0 for day in range(18)}
+    # The late log's own statements, then for each of the 6 logs after it: its context, its
+    # entries, and an UPDATE for the 4 that changed.
+    if database_url.startswith("postgresql"):
+        assert len(statements) == 3 + 1 + 6 * 2 + 4, statements
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_todays_log_is_created_then_replaced_with_put(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:
