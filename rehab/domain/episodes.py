@@ -980,10 +980,12 @@ def replay_batch(
 def _decided(episode: AlertEpisode, decided_from: date) -> bool:
     """Whether a window replay decides `episode` as the whole history would (see
     `replay_batch`): missed logs, red flags and function declines read no earlier logs."""
-    return episode.detected_on >= decided_from or episode.kind not in _LOOKBACK_KINDS
+    return episode.detected_on >= decided_from or episode.kind not in LOOKBACK_KINDS
 
 
-_LOOKBACK_KINDS = frozenset({"pain_regression", "adherence_drop"})
+# The kinds whose decisions read earlier logs: a window of the history decides them as the
+# whole history does only from `decision_lookback_days` after its first log.
+LOOKBACK_KINDS = frozenset({"pain_regression", "adherence_drop"})
 
 
 # --- the detector's baselines for one series, as the trajectory chart's checks replay them ----

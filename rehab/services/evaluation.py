@@ -45,6 +45,7 @@ from rehab.domain.detection import (
     PinnedBaseline,
     detect_episodes_many,
 )
+from rehab.domain.episodes import LOOKBACK_KINDS
 from rehab.domain.event_text import fall_mechanism
 from rehab.domain.series import AnySeries
 from rehab.domain.vocabulary import RedFlag
@@ -55,7 +56,8 @@ from rehab.services.series import RED_FLAG_COLUMNS
 # A decision looks back at most ~12 weeks (`DetectionConfig.decision_lookback_days`): with 400
 # days of logs, the detector decides as the full replay does for the last ~10 months, at a
 # fraction of the cost; it opens nothing before that (rehab.domain.detection), where the
-# evaluations of the time stored what there was.
+# evaluations of the time stored what there was. A patient with an alert still open from
+# before then is read from further back (`_follow_older_open_alerts`).
 LOOKBACK_DAYS = 400
 # A log's updated_at is set when its request starts, before it commits; an evaluation that
 # starts in between does not see it. Marking the patient evaluated a minute early (longer than
@@ -626,6 +628,8 @@ def _detect(
     config: DetectionConfig,
 ) -> tuple[dict[int, tuple[AlertEpisode, ...]], _Context]:
     series, context = _load(session, patient_ids, since)
+    if since is not None:
+        context = _follow_older_open_alerts(session, series, context, since, config)
     # The batch call runs the same replay vectorised over the patients: several times
     # cheaper per patient than one call each.
     detected = detect_episodes_many(series.values(), config, as_of=as_of)
@@ -638,6 +642,39 @@ def _detect(
         for pid in series
     }
     return episodes, context
+
+
+def _follow_older_open_alerts(
+    session: Session,
+    series: dict[int, AnySeries],
+    context: _Context,
+    since: dt.date,
+    config: DetectionConfig,
+) -> _Context:
+    """Read from further back the patients with a pain or adherence alert still open from
+    before the window's own decisions begin (a persistent flare, open for months): the
+    window alone no longer returns that episode, so the alert could never settle or give way.
+    Their series (replaced in `series`) start `2 × decision_lookback_days` before the oldest
+    such alert: a warm-up as long as the window's own, then as many days of decisions before
+    the alert as the state that opened it needs. One more read, for those patients only, and
+    only in the batches that have any; the stored alerts are read here on SQLite too (the
+    reconcile then uses them), so no other evaluation pays a statement for it."""
+    stored = context.stored
+    if stored is None:
+        stored = _stored_alerts(session, list(series))
+    decided_from = since + dt.timedelta(days=config.decision_lookback_days)
+    oldest: dict[int, dt.date] = {}
+    for pid, alerts_of_patient in stored.unresolved.items():
+        days = [
+            d for kind, _, d in alerts_of_patient if kind in LOOKBACK_KINDS and d < decided_from
+        ]
+        if days and pid in series:
+            oldest[pid] = min(days)
+    if oldest:
+        lead = dt.timedelta(days=2 * config.decision_lookback_days)
+        longer, _ = _load(session, sorted(oldest), min(oldest.values()) - lead)
+        series.update(longer)
+    return replace(context, stored=stored)
 
 
 def _in_program(day: dt.date, periods: Iterable[Period]) -> bool:

@@ -353,3 +353,42 @@ def test_the_windowed_evaluation_adds_nothing_the_whole_history_does_not_have(
             result = evaluation.evaluate_and_commit(db.session, ids, day)
             assert (result.stored, result.resolved) == (0, 0), day
         assert stored() == before
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_an_alert_open_for_longer_than_the_window_still_resolves(
+    app: Flask, clinic: Clinic
+) -> None:
+    """Leg pain ~1 for 60 days, then ~7 for 340 days, then back to ~1: the alert opened on the
+    rise stays open through the long flare (a persistent patient), and once the pain has been
+    back near baseline it resolves, as the whole history says — although by then it was
+    detected more than the worker's window ago."""
+    wobble = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1]
+    leg = wobble * 6 + [7, 6, 7, 7, 8, 7, 6, 7, 7, 7] * 34 + wobble * 3
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        today = clinic_today()
+        start = today - dt.timedelta(days=len(leg) - 1)
+        add_logs(a, start, leg, [1] * len(leg))
+        whole = [
+            e
+            for e in evaluation.detect(db.session, [a], today, None)[a]
+            if e.kind == "pain_regression"
+        ]
+        db.session.rollback()
+        assert len(whole) == 1 and whole[0].resolved_on is not None
+        detected_on = whole[0].detected_on
+        # Older than the window's own decisions on the last day: the case in question.
+        assert detected_on < today - dt.timedelta(days=evaluation.LOOKBACK_DAYS - 87)
+
+        evaluation.evaluate_and_commit(db.session, [a], detected_on + dt.timedelta(days=30))
+        (alert,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert alert.status is AlertStatus.OPEN and alert.detected_on == detected_on
+        for day in (today - dt.timedelta(days=40), today):
+            evaluation.evaluate_and_commit(db.session, [a], day)
+        db.session.expire_all()
+        (alert,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert alert.status is AlertStatus.RESOLVED
+        assert alert.resolved_on == whole[0].resolved_on
+        assert alert.resolve_note is not None and "back near baseline" in alert.resolve_note
