@@ -101,6 +101,10 @@ def inbox_page(
 AUTO_BACK_NEAR_BASELINE = "Resolved automatically: back near baseline for a sustained period."
 AUTO_SUPERSEDED = "Superseded by a newer alert of the same kind and metric (a further change)."
 AUTO_ALREADY_RESOLVED = "Already resolved when first evaluated."
+AUTO_NO_LONGER_SHOWN = (
+    "Resolved automatically: the logs and baselines as they now stand no longer show it "
+    "(a log or a pinned baseline changed after it was raised)."
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,8 @@ def _auto_reason(note: str) -> str:
         return "superseded by a newer alert of the same kind and metric"
     if note == AUTO_ALREADY_RESOLVED:
         return "already over when first evaluated"
+    if note == AUTO_NO_LONGER_SHOWN:
+        return "no longer shown by the logs and baselines as they now stand"
     return "back near baseline"
 
 

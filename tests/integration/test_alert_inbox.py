@@ -337,14 +337,21 @@ def test_who_and_when_are_shown_after_acknowledge_and_resolve(
 
 
 @pytest.mark.parametrize(
-    ("superseded", "reason"),
+    ("note", "reason"),
     [
-        (False, "(back near baseline)"),
-        (True, "(superseded by a newer alert of the same kind and metric)"),
+        (alerts_service.AUTO_BACK_NEAR_BASELINE, "(back near baseline)"),
+        (
+            alerts_service.AUTO_SUPERSEDED,
+            "(superseded by a newer alert of the same kind and metric)",
+        ),
+        (
+            alerts_service.AUTO_NO_LONGER_SHOWN,
+            "(no longer shown by the logs and baselines as they now stand)",
+        ),
     ],
 )
 def test_an_automatically_resolved_alert_says_so(
-    app: Flask, client: FlaskClient, clinic: Clinic, superseded: bool, reason: str
+    app: Flask, client: FlaskClient, clinic: Clinic, note: str, reason: str
 ) -> None:
     alert_id = open_pain_alert(app, clinic)
     back_on = clinic_today()
@@ -353,9 +360,7 @@ def test_an_automatically_resolved_alert_says_so(
         assert alert is not None
         patient_id = alert.patient_id
         # The detector's own way of resolving (read only here: rehab.services.evaluation).
-        assert evaluation._auto_resolve(
-            db.session, patient_id, alert_id, back_on, utcnow(), superseded
-        )
+        assert evaluation._auto_resolve(db.session, patient_id, alert_id, back_on, utcnow(), note)
         db.session.commit()
     login(client, clinic.clinician.email)
     expected = f"Resolved automatically on {back_on.isoformat()} {reason}"

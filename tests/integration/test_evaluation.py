@@ -15,7 +15,7 @@ from rehab.db.models import Alert, AlertStatus, AuditEvent, Event, Notification,
 from rehab.domain.simulation import generate_cohort
 from rehab.domain.vocabulary import EventType
 from rehab.extensions import db
-from rehab.services import evaluation
+from rehab.services import alerts, evaluation
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic
 from tests.support.history import add_fall, add_logs
@@ -180,6 +180,40 @@ def test_an_alert_the_edited_logs_no_longer_show_gives_way_audited(
             )
         ).all()
         assert targets.count(("alert.resolve", a)) == 1
+
+
+def test_an_alert_today_s_edited_log_no_longer_shows_is_resolved_saying_why(
+    app: Flask, clinic: Clinic
+) -> None:
+    """Leg pain ~1 for 60 days, then 6, 6 and today 6: an alert on today's log. The patient
+    edits today's log to 1 (a slip of the finger): the rise is two days, which never alerts,
+    and nothing takes the alert's place. The next evaluation resolves it, saying why, audited;
+    before, it stayed open for good."""
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        today = clinic_today()
+        leg = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1] * 6 + [6, 6, 6]
+        add_logs(a, today - dt.timedelta(days=len(leg) - 1), leg)
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        (alert,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert alert.status is AlertStatus.OPEN and alert.detected_on == today
+        db.session.execute(
+            sa.update(SessionLog)
+            .where(SessionLog.patient_id == a, SessionLog.log_date == today)
+            .values(leg_pain=1)
+        )
+        db.session.commit()
+        result = evaluation.evaluate_and_commit(db.session, [a], today)
+        assert (result.stored, result.resolved) == (0, 1)
+        db.session.expire_all()
+        (alert,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert alert.status is AlertStatus.RESOLVED and alert.resolved_on == today
+        assert alert.resolve_note == alerts.AUTO_NO_LONGER_SHOWN
+        actions = db.session.scalars(
+            sa.select(AuditEvent.action).where(AuditEvent.target == f"alert:{alert.id}")
+        ).all()
+        assert actions.count("alert.resolve") == 1
 
 
 def test_a_fall_logged_after_the_alert_makes_it_urgent_and_sends_it_again(

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import Alert, AuditEvent, PinnedBaseline
+from rehab.db.models import Alert, AlertStatus, AuditEvent, PinnedBaseline
 from rehab.extensions import db
-from rehab.services import dispatch, evaluation
+from rehab.services import alerts, dispatch, evaluation
 from rehab.services.time import clinic_today
 from tests.support.actors import token_of
 from tests.support.clinic import Clinic, login
@@ -385,3 +385,48 @@ def pain_alerts(patient_id: int) -> list[Alert]:
             sa.select(Alert).where(Alert.patient_id == patient_id, Alert.kind == "pain_regression")
         )
     )
+
+
+def test_an_alert_the_new_pin_would_not_raise_is_resolved_saying_why(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    """Pinned at 1 from ten days ago, the steady 4/10 raises a leg pain alert. The clinician
+    then pins 4 from twenty days ago (the patient's usual, she now knows): the logs as they
+    stand raise nothing, so the next evaluation resolves the alert with a note saying so,
+    audited — before, it stayed open for good, as nothing took its place."""
+    a = patient_a(clinic)
+    today = clinic_today()
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=len(STEADY) - 1), STEADY)
+
+    def pin(level: str, days_ago: int) -> None:
+        body = {
+            "csrf_token": token_of(clinician),
+            "leg_pain-level": level,
+            "leg_pain-effective_from": (today - dt.timedelta(days=days_ago)).isoformat(),
+        }
+        assert clinician.post(pin_url(a), data=body).status_code == 302
+
+    pin("1", 10)
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        (alert,) = pain_alerts(a)
+        assert alert.status is AlertStatus.OPEN
+    pin("4", 20)
+    with app.app_context():
+        result = evaluation.evaluate_and_commit(db.session, [a], today)
+        assert (result.stored, result.resolved) == (0, 1)
+        (alert,) = pain_alerts(a)
+        assert alert.status is AlertStatus.RESOLVED and alert.resolved_on == today
+        assert alert.resolve_note == alerts.AUTO_NO_LONGER_SHOWN
+        resolved_rows = db.session.scalars(
+            sa.select(AuditEvent.id).where(
+                AuditEvent.action == "alert.resolve", AuditEvent.target == f"alert:{alert.id}"
+            )
+        ).all()
+        assert len(resolved_rows) == 1
+        # Evaluated again: nothing more to do.
+        again = evaluation.evaluate_and_commit(db.session, [a], today)
+        assert (again.stored, again.resolved) == (0, 0)
+    page = visible_text(clinician.get("/clinic/alerts/?show=all"))
+    assert "no longer shown by the logs and baselines as they now stand" in page
