@@ -654,11 +654,12 @@ def _follow_older_open_alerts(
     """Read from further back the patients with a pain or adherence alert still open from
     before the window's own decisions begin (a persistent flare, open for months): the
     window alone no longer returns that episode, so the alert could never settle or give way.
-    Their series (replaced in `series`) start `2 × decision_lookback_days` before the oldest
-    such alert: a warm-up as long as the window's own, then as many days of decisions before
-    the alert as the state that opened it needs. One more read, for those patients only, and
-    only in the batches that have any; the stored alerts are read here on SQLite too (the
-    reconcile then uses them), so no other evaluation pays a statement for it."""
+    Their series (replaced in `series`; only cut ones, see `_Context.cut`) start
+    `2 × decision_lookback_days` before the oldest such alert: a warm-up as long as the
+    window's own, then as many days of decisions before the alert as the state that opened it
+    needs. One more read, for those patients only, and only in the batches that have any;
+    the stored alerts are read here on SQLite too (the reconcile then uses them), so no other
+    evaluation pays a statement for it."""
     stored = context.stored
     if stored is None:
         stored = _stored_alerts(session, list(series))
@@ -668,7 +669,8 @@ def _follow_older_open_alerts(
         days = [
             d for kind, _, d in alerts_of_patient if kind in LOOKBACK_KINDS and d < decided_from
         ]
-        if days and pid in series:
+        # Only a cut series leaves episodes out: a shorter history is whole in the window.
+        if days and pid in context.cut:
             oldest[pid] = min(days)
     if oldest:
         lead = dt.timedelta(days=2 * config.decision_lookback_days)

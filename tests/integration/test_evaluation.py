@@ -426,3 +426,33 @@ def test_an_alert_open_for_longer_than_the_window_still_resolves(
         assert alert.status is AlertStatus.RESOLVED
         assert alert.resolved_on == whole[0].resolved_on
         assert alert.resolve_note is not None and "back near baseline" in alert.resolve_note
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_history_shorter_than_the_window_is_read_once_whatever_its_open_alerts(
+    app: Flask, clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """380 days of history, an alert open since day 62 (before the window's own decisions):
+    the window already holds the whole history, so the evaluation reads it once — the read
+    from further back is for cut series only (it cost every such evaluation a statement)."""
+    wobble = [1, 0, 1, 1, 2, 1, 0, 1, 1, 1]
+    leg = wobble * 6 + [7, 6, 7, 7, 8, 7, 6, 7, 7, 7] * 32
+    reads: list[dt.date | None] = []
+    load = evaluation._load
+
+    def counted(session: Any, patient_ids: Any, since: dt.date | None) -> Any:
+        reads.append(since)
+        return load(session, patient_ids, since)
+
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        today = clinic_today()
+        add_logs(a, today - dt.timedelta(days=len(leg) - 1), leg, [1] * len(leg))
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        (alert,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
+        assert alert.status is AlertStatus.OPEN
+        assert alert.detected_on < today - dt.timedelta(days=evaluation.LOOKBACK_DAYS - 87)
+        monkeypatch.setattr(evaluation, "_load", counted)
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    assert reads == [today - dt.timedelta(days=evaluation.LOOKBACK_DAYS)]
