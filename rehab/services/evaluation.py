@@ -56,8 +56,8 @@ from rehab.services.series import RED_FLAG_COLUMNS
 # A decision looks back at most ~12 weeks (`DetectionConfig.decision_lookback_days`): with 400
 # days of logs, the detector decides as the full replay does for the last ~10 months, at a
 # fraction of the cost; it opens nothing before that (rehab.domain.detection), where the
-# evaluations of the time stored what there was. A patient with an alert still open from
-# before then is read from further back (`_follow_older_open_alerts`).
+# evaluations of the time stored what there was. A patient with a stored open alert the
+# window does not show is replayed whole (`_not_followed`).
 LOOKBACK_DAYS = 400
 # A log's updated_at is set when its request starts, before it commits; an evaluation that
 # starts in between does not see it. Marking the patient evaluated a minute early (longer than
@@ -602,7 +602,13 @@ def evaluate_patients(
     evaluated_at = utcnow() - CLOCK_SLACK
     since = today - dt.timedelta(days=LOOKBACK_DAYS)
     episodes, context = _detect(session, patient_ids, today, since, config)
-    result = _reconcile(session, episodes, context.stored, as_of=today)
+    stored = context.stored
+    if stored is None:  # (SQLite: read here rather than by the reconcile, as often)
+        stored = _stored_alerts(session, list(patient_ids))
+    doubtful = _not_followed(stored, episodes, today)
+    if doubtful:
+        episodes.update(_detect(session, doubtful, today, None, config)[0])
+    result = _reconcile(session, episodes, stored, as_of=today)
     session.execute(
         sa.update(Patient).where(Patient.id.in_(patient_ids)).values(evaluated_at=evaluated_at)
     )
@@ -628,8 +634,6 @@ def _detect(
     config: DetectionConfig,
 ) -> tuple[dict[int, tuple[AlertEpisode, ...]], _Context]:
     series, context = _load(session, patient_ids, since)
-    if since is not None:
-        context = _follow_older_open_alerts(session, series, context, since, config)
     # The batch call runs the same replay vectorised over the patients: several times
     # cheaper per patient than one call each.
     detected = detect_episodes_many(series.values(), config, as_of=as_of)
@@ -644,39 +648,26 @@ def _detect(
     return episodes, context
 
 
-def _follow_older_open_alerts(
-    session: Session,
-    series: dict[int, AnySeries],
-    context: _Context,
-    since: dt.date,
-    config: DetectionConfig,
-) -> _Context:
-    """Read from further back the patients with a pain or adherence alert still open from
-    before the window's own decisions begin (a persistent flare, open for months): the
-    window alone no longer returns that episode, so the alert could never settle or give way.
-    Their series (replaced in `series`; only cut ones, see `_Context.cut`) start
-    `2 × decision_lookback_days` before the oldest such alert: a warm-up as long as the
-    window's own, then as many days of decisions before the alert as the state that opened it
-    needs. One more read, for those patients only, and only in the batches that have any;
-    the stored alerts are read here on SQLite too (the reconcile then uses them), so no other
-    evaluation pays a statement for it."""
-    stored = context.stored
-    if stored is None:
-        stored = _stored_alerts(session, list(series))
-    decided_from = since + dt.timedelta(days=config.decision_lookback_days)
-    oldest: dict[int, dt.date] = {}
-    for pid, alerts_of_patient in stored.unresolved.items():
-        days = [
-            d for kind, _, d in alerts_of_patient if kind in LOOKBACK_KINDS and d < decided_from
-        ]
-        # Only a cut series leaves episodes out: a shorter history is whole in the window.
-        if days and pid in context.cut:
-            oldest[pid] = min(days)
-    if oldest:
-        lead = dt.timedelta(days=2 * config.decision_lookback_days)
-        longer, _ = _load(session, sorted(oldest), min(oldest.values()) - lead)
-        series.update(longer)
-    return replace(context, stored=stored)
+def _not_followed(
+    stored: StoredAlerts, episodes: Mapping[int, Iterable[AlertEpisode]], as_of: dt.date
+) -> list[int]:
+    """The patients with a stored open pain or adherence alert (raised by `as_of`) that the
+    window's replay does not show. The window decides as the whole history does nearly
+    always; such an alert is one the data no longer supports (today's log edited down, a
+    baseline re-pinned from an earlier day), one older than the window's own decisions (a
+    persistent flare, open for months), or one an episode of the window's warm-up — replayed
+    but not returned — holds off. Only the whole history tells these apart, so these
+    patients are replayed whole and reconciled from that: one more read, for them only."""
+    out = []
+    for patient_id, unresolved in stored.unresolved.items():
+        if patient_id not in episodes:
+            continue
+        shown = {(e.kind, e.metric or "", e.detected_on) for e in episodes[patient_id]}
+        if any(
+            key[0] in LOOKBACK_KINDS and key[2] <= as_of and key not in shown for key in unresolved
+        ):
+            out.append(patient_id)
+    return out
 
 
 def _in_program(day: dt.date, periods: Iterable[Period]) -> bool:
@@ -839,13 +830,9 @@ def _no_longer_shown(
     """The open pain and adherence alerts raised up to `as_of` that the replay has no episode
     for, while it has no open episode of their kind and metric either: the logs or pins that
     raised one were changed (today's log edited down, a baseline re-pinned from an earlier
-    day) and nothing took its place. The worker's replay decides every such alert as the
-    whole history does (`_follow_older_open_alerts`). Over 300 days of daily evaluations of
-    360 simulated patients with unchanged data (`default`, `shifted`, `harsh`), this rule
-    resolved nothing; an open alert went missing from the replay 3 times, each time because
-    the same episode was decided a day earlier or later, and the open episode it then shows
-    keeps the alert open. Red flags, missed logs and function declines are left to their own
-    rules."""
+    day) and nothing took its place. The worker applies it to whole-history replays only
+    (`_not_followed`): a window's replay can miss an alert the whole history still has open.
+    Red flags, missed logs and function declines are left to their own rules."""
     shown = {(e.kind, e.metric or "", e.detected_on) for e in episodes}
     ongoing = {(e.kind, e.metric or "") for e in episodes if e.resolved_on is None}
     return [

@@ -375,7 +375,9 @@ def _recompute_adherence_after(session: Session, patient_id: int, log_date: dt.d
     syncing a missed day late) changes what they should have scored, and the detector reads
     the stored figure. Each day is computed as when it was logged (same context query, same
     rule), now with the new log among the days before it. Only such late logs pay for this:
-    the context query says whether there are any."""
+    the context query says whether there are any. A day whose exercises are not those of the
+    program now in effect on it (a program change recorded afterwards, back-dated) keeps its
+    score: it was logged against another program, and only that one could judge it."""
     later = session.execute(
         sa.select(_LOGS.c.id, _LOGS.c.log_date, _LOGS.c.adherence)
         .where(
@@ -392,6 +394,8 @@ def _recompute_adherence_after(session: Session, patient_id: int, log_date: dt.d
                 _ENTRIES.c.session_log_id == log.id
             )
         ).all()
+        if any(e.prescription_id not in prescribed for e in entries):
+            continue
         adherence = session_adherence(
             prescribed.values(),
             {e.prescription_id: DoneEntry(e.prescription_id, e.done, e.sets_done) for e in entries},

@@ -323,6 +323,44 @@ def test_a_day_synced_late_recomputes_the_adherence_of_the_week_after_it(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_day_synced_late_leaves_the_days_logged_under_another_program_alone(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    """Days 0-8 and 10-12 logged with every exercise done (1.0 each); the clinician then
+    records a new program from day 10 (back-dated: new prescriptions); day 9 is synced late.
+    Days 10-12 were logged against the first program and keep their scores — judged against
+    the new program's exercises, which they could not have logged, they scored 0 (a review's
+    case)."""
+    a = clinic.patient_a.patient_id
+    start = clinic_today() - dt.timedelta(days=20)
+    first_program = _three_times_a_week_program(app, clinic, start)
+    url = f"/api/v1/patients/{a}/logs"
+
+    def post(day: int) -> None:
+        exercises = [{"prescription_id": p, "done": True} for p in first_program]
+        date = (start + dt.timedelta(days=day)).isoformat()
+        body = log_body(clinic, log_date=date, exercises=exercises)
+        response = client.post(url, json=body, headers=auth(clinic.patient_a))
+        assert response.status_code == 201, response.json
+
+    def stored() -> dict[int, float | None]:
+        with app.app_context():
+            rows = db.session.execute(
+                sa.select(SessionLog.log_date, SessionLog.adherence).where(
+                    SessionLog.patient_id == a
+                )
+            ).all()
+        return {(row.log_date - start).days: row.adherence for row in rows}
+
+    for day in (*range(9), 10, 11, 12):
+        post(day)
+    assert set(stored().values()) == {1.0}
+    _three_times_a_week_program(app, clinic, start + dt.timedelta(days=10))
+    post(9)
+    assert stored() == {day: 1.0 for day in range(13)}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_todays_log_is_created_then_replaced_with_put(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:

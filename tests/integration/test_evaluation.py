@@ -18,7 +18,7 @@ from rehab.extensions import db
 from rehab.services import alerts, evaluation
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic
-from tests.support.history import add_fall, add_logs
+from tests.support.history import add_fall, add_logs, log_rows
 
 
 def alerts_of(patient_id: int) -> list[Alert]:
@@ -456,3 +456,51 @@ def test_a_history_shorter_than_the_window_is_read_once_whatever_its_open_alerts
         monkeypatch.setattr(evaluation, "_load", counted)
         evaluation.evaluate_and_commit(db.session, [a], today)
     assert reads == [today - dt.timedelta(days=evaluation.LOOKBACK_DAYS)]
+
+
+def _persistent_flare() -> list[int | None]:
+    path = Path(__file__).parent.parent / "support" / "data" / "persistent_flare_leg_pain.txt"
+    text = "".join(
+        line.strip() for line in path.read_text().splitlines() if not line.startswith("#")
+    )
+    return [None if c == "." else 10 if c == "a" else int(c) for c in text]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_window_that_does_not_show_an_open_alert_defers_to_the_whole_history(
+    app: Flask, clinic: Clinic
+) -> None:
+    """A persistent flare whose alert the whole history keeps open (a review's case). On the
+    day the worker's window starts 87 days before the alert, the window replays the flare two
+    days early in its warm-up, does not return that episode, and it holds the real one off:
+    the window shows neither. Resolving what the window no longer shows closed the alert for
+    good that day; now such a patient is replayed whole, and the alert stays open every day."""
+    leg = _persistent_flare()
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        today = clinic_today()
+        first = today - dt.timedelta(days=len(leg) - 1)
+        rows = log_rows(a, first, [v or 0 for v in leg], [1] * len(leg))
+        db.session.execute(
+            sa.insert(SessionLog), [r for r, v in zip(rows, leg, strict=True) if v is not None]
+        )
+        db.session.commit()
+        (flare,) = [
+            e
+            for e in evaluation.detect(db.session, [a], today, None)[a]
+            if e.kind == "pain_regression" and e.resolved_on is None
+        ]
+        db.session.rollback()
+        evaluation.evaluate_and_commit(db.session, [a], flare.detected_on + dt.timedelta(days=30))
+        # The worker's daily evaluations while its window's start passes 87 days before it.
+        for k in range(92, 83, -1):
+            day = flare.detected_on + dt.timedelta(days=evaluation.LOOKBACK_DAYS - k)
+            evaluation.evaluate_and_commit(db.session, [a], day)
+            db.session.expire_all()
+            open_pain = [
+                (x.metric, x.detected_on)
+                for x in alerts_of(a)
+                if x.kind == "pain_regression" and x.status is not AlertStatus.RESOLVED
+            ]
+            assert open_pain == [(flare.metric, flare.detected_on)], (k, open_pain)
