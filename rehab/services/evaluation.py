@@ -658,16 +658,28 @@ def _not_followed(
     persistent flare, open for months), or one an episode of the window's warm-up — replayed
     but not returned — holds off. Only the whole history tells these apart, so these
     patients are replayed whole and reconciled from that: one more read, for them only."""
-    out = []
-    for patient_id, unresolved in stored.unresolved.items():
-        if patient_id not in episodes:
-            continue
-        shown = {(e.kind, e.metric or "", e.detected_on) for e in episodes[patient_id]}
-        if any(
-            key[0] in LOOKBACK_KINDS and key[2] <= as_of and key not in shown for key in unresolved
-        ):
-            out.append(patient_id)
-    return out
+    return [
+        patient_id
+        for patient_id, unresolved in stored.unresolved.items()
+        if patient_id in episodes and _unshown(unresolved, episodes[patient_id], as_of)
+    ]
+
+
+def _unshown(
+    unresolved: Mapping[AlertKey, StoredAlert], episodes: Iterable[AlertEpisode], as_of: dt.date
+) -> list[tuple[AlertKey, StoredAlert]]:
+    """The stored open pain and adherence alerts raised by `as_of` that `episodes` lack."""
+    shown = {_key(e) for e in episodes}
+    return [
+        (key, alert)
+        for key, alert in unresolved.items()
+        if key[0] in LOOKBACK_KINDS and key[2] <= as_of and key not in shown
+    ]
+
+
+def _key(episode: AlertEpisode) -> AlertKey:
+    """What identifies an episode among a patient's stored alerts."""
+    return (episode.kind, episode.metric or "", episode.detected_on)
 
 
 def _in_program(day: dt.date, periods: Iterable[Period]) -> bool:
@@ -700,7 +712,7 @@ def _reconcile(
         episodes = tuple(given)
         unresolved = stored.unresolved.get(patient_id, {})
         for episode in episodes:
-            key = (episode.kind, episode.metric or "", episode.detected_on)
+            key = _key(episode)
             existing = unresolved.get(key)
             if existing is not None:
                 alert_id, severity = existing
@@ -833,15 +845,10 @@ def _no_longer_shown(
     day) and nothing took its place. The worker applies it to whole-history replays only
     (`_not_followed`): a window's replay can miss an alert the whole history still has open.
     Red flags, missed logs and function declines are left to their own rules."""
-    shown = {(e.kind, e.metric or "", e.detected_on) for e in episodes}
-    ongoing = {(e.kind, e.metric or "") for e in episodes if e.resolved_on is None}
+    episodes = tuple(episodes)
+    ongoing = {_key(e)[:2] for e in episodes if e.resolved_on is None}
     return [
-        alert.id
-        for key, alert in unresolved.items()
-        if key[0] in LOOKBACK_KINDS
-        and key[2] <= as_of
-        and key not in shown
-        and key[:2] not in ongoing
+        alert.id for key, alert in _unshown(unresolved, episodes, as_of) if key[:2] not in ongoing
     ]
 
 
