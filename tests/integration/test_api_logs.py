@@ -215,6 +215,40 @@ def _three_times_a_week_program(app: Flask, clinic: Clinic, start: dt.date) -> l
         return [p.id for p in program.prescriptions]
 
 
+def _post_day(
+    client: FlaskClient, clinic: Clinic, start: dt.date, day: int, exercises: list[Any]
+) -> Any:
+    """Patient A's log for `start` + `day` days, through the API: the answer's JSON."""
+    date = (start + dt.timedelta(days=day)).isoformat()
+    body = log_body(clinic, log_date=date, exercises=exercises)
+    url = f"/api/v1/patients/{clinic.patient_a.patient_id}/logs"
+    response = client.post(url, json=body, headers=auth(clinic.patient_a))
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def _session(prescriptions: list[int], thrice_done: bool) -> list[dict[str, Any]]:
+    """The day's exercises of `_three_times_a_week_program`, the daily ones done (the phone
+    lists the 3×/week one every day)."""
+    daily_1, daily_2, thrice = prescriptions
+    return [
+        {"prescription_id": daily_1, "done": True},
+        {"prescription_id": daily_2, "done": True, "sets_done": 3},
+        {"prescription_id": thrice, "done": thrice_done},
+    ]
+
+
+def _stored_adherence(app: Flask, patient_id: int | None, start: dt.date) -> dict[int, Any]:
+    """The stored adherence of the patient's logs, by days since `start`."""
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(SessionLog.log_date, SessionLog.adherence).where(
+                SessionLog.patient_id == patient_id
+            )
+        ).all()
+    return {(row.log_date - start).days: row.adherence for row in rows}
+
+
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_an_exercise_prescribed_three_times_a_week_counts_on_the_days_it_is_due(
     app: Flask, client: FlaskClient, clinic: Clinic, database_url: str
@@ -224,20 +258,11 @@ def test_an_exercise_prescribed_three_times_a_week_counts_on_the_days_it_is_due(
     the third week on, it is due again and missed: 2 of 3 exercises, every day."""
     a = clinic.patient_a.patient_id
     start = clinic_today() - dt.timedelta(days=20)
-    daily_1, daily_2, thrice = _three_times_a_week_program(app, clinic, start)
-    url = f"/api/v1/patients/{a}/logs"
+    prescriptions = _three_times_a_week_program(app, clinic, start)
 
     def post(day: int, thrice_done: bool) -> float:
-        exercises = [
-            {"prescription_id": daily_1, "done": True},
-            {"prescription_id": daily_2, "done": True, "sets_done": 3},
-            {"prescription_id": thrice, "done": thrice_done},  # the phone lists it every day
-        ]
-        date = (start + dt.timedelta(days=day)).isoformat()
-        body = log_body(clinic, log_date=date, exercises=exercises)
-        response = client.post(url, json=body, headers=auth(clinic.patient_a))
-        assert response.status_code == 201, response.json
-        return float(response.json["adherence"])
+        exercises = _session(prescriptions, thrice_done)
+        return float(_post_day(client, clinic, start, day, exercises)["adherence"])
 
     on_schedule = [post(day, day % 7 in (0, 2, 4)) for day in range(14)]
     assert on_schedule == [1.0] * 14
@@ -256,9 +281,7 @@ def test_an_exercise_prescribed_three_times_a_week_counts_on_the_days_it_is_due(
             log_body(
                 clinic,
                 log_date=clinic_today().isoformat(),
-                exercises=[
-                    {"prescription_id": pid, "done": True} for pid in (daily_1, daily_2, thrice)
-                ],
+                exercises=[{"prescription_id": pid, "done": True} for pid in prescriptions],
             )
         )
         result = logs.record_session_log(
@@ -284,28 +307,13 @@ def test_a_day_synced_late_recomputes_the_adherence_of_the_week_after_it(
     what they would have in order, and what the detector reads is the same either way."""
     a = clinic.patient_a.patient_id
     start = clinic_today() - dt.timedelta(days=20)
-    daily_1, daily_2, thrice = _three_times_a_week_program(app, clinic, start)
-    url = f"/api/v1/patients/{a}/logs"
+    prescriptions = _three_times_a_week_program(app, clinic, start)
 
     def post(day: int) -> None:
-        exercises = [
-            {"prescription_id": daily_1, "done": True},
-            {"prescription_id": daily_2, "done": True, "sets_done": 3},
-            {"prescription_id": thrice, "done": day % 7 in (0, 2, 4)},
-        ]
-        date = (start + dt.timedelta(days=day)).isoformat()
-        body = log_body(clinic, log_date=date, exercises=exercises)
-        response = client.post(url, json=body, headers=auth(clinic.patient_a))
-        assert response.status_code == 201, response.json
+        _post_day(client, clinic, start, day, _session(prescriptions, day % 7 in (0, 2, 4)))
 
-    def stored() -> dict[int, float | None]:
-        with app.app_context():
-            rows = db.session.execute(
-                sa.select(SessionLog.log_date, SessionLog.adherence).where(
-                    SessionLog.patient_id == a
-                )
-            ).all()
-        return {(row.log_date - start).days: row.adherence for row in rows}
+    def stored() -> dict[int, Any]:
+        return _stored_adherence(app, a, start)
 
     for day in (*range(9), *range(10, 18)):
         post(day)
@@ -334,30 +342,13 @@ def test_a_day_synced_late_leaves_the_days_logged_under_another_program_alone(
     a = clinic.patient_a.patient_id
     start = clinic_today() - dt.timedelta(days=20)
     first_program = _three_times_a_week_program(app, clinic, start)
-    url = f"/api/v1/patients/{a}/logs"
-
-    def post(day: int) -> None:
-        exercises = [{"prescription_id": p, "done": True} for p in first_program]
-        date = (start + dt.timedelta(days=day)).isoformat()
-        body = log_body(clinic, log_date=date, exercises=exercises)
-        response = client.post(url, json=body, headers=auth(clinic.patient_a))
-        assert response.status_code == 201, response.json
-
-    def stored() -> dict[int, float | None]:
-        with app.app_context():
-            rows = db.session.execute(
-                sa.select(SessionLog.log_date, SessionLog.adherence).where(
-                    SessionLog.patient_id == a
-                )
-            ).all()
-        return {(row.log_date - start).days: row.adherence for row in rows}
-
+    done = [{"prescription_id": p, "done": True} for p in first_program]
     for day in (*range(9), 10, 11, 12):
-        post(day)
-    assert set(stored().values()) == {1.0}
+        _post_day(client, clinic, start, day, done)
+    assert set(_stored_adherence(app, a, start).values()) == {1.0}
     _three_times_a_week_program(app, clinic, start + dt.timedelta(days=10))
-    post(9)
-    assert stored() == {day: 1.0 for day in range(13)}
+    _post_day(client, clinic, start, 9, done)
+    assert _stored_adherence(app, a, start) == {day: 1.0 for day in range(13)}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

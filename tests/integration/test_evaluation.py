@@ -18,7 +18,7 @@ from rehab.extensions import db
 from rehab.services import alerts, evaluation
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic
-from tests.support.history import add_fall, add_logs, log_rows
+from tests.support.history import add_fall, add_logs, log_rows, set_leg_pain
 
 
 def alerts_of(patient_id: int) -> list[Alert]:
@@ -149,8 +149,6 @@ def test_an_alert_the_edited_logs_no_longer_show_gives_way_audited(
     """The log that opened an alert is edited down: the replay now opens the episode a day
     later, so the stored alert gives way to it — resolved as superseded, and audited like
     every other write of an alert."""
-    from rehab.db.models import SessionLog
-
     with app.app_context():
         a = clinic.patient_a.patient_id
         assert a is not None
@@ -160,13 +158,7 @@ def test_an_alert_the_edited_logs_no_longer_show_gives_way_audited(
         add_logs(a, start, leg)
         evaluation.evaluate_and_commit(db.session, [a], today)
         (first,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
-        first_raised = start + dt.timedelta(days=60)
-        db.session.execute(
-            sa.update(SessionLog)
-            .where(SessionLog.patient_id == a, SessionLog.log_date == first_raised)
-            .values(leg_pain=1)
-        )
-        db.session.commit()
+        set_leg_pain(a, start + dt.timedelta(days=60), 1)  # the log that first raised it
         result = evaluation.evaluate_and_commit(db.session, [a], today)
         old, new = [x for x in alerts_of(a) if x.kind == "pain_regression"]
         assert old.id == first.id and new.detected_on > old.detected_on
@@ -198,12 +190,7 @@ def test_an_alert_today_s_edited_log_no_longer_shows_is_resolved_saying_why(
         evaluation.evaluate_and_commit(db.session, [a], today)
         (alert,) = [x for x in alerts_of(a) if x.kind == "pain_regression"]
         assert alert.status is AlertStatus.OPEN and alert.detected_on == today
-        db.session.execute(
-            sa.update(SessionLog)
-            .where(SessionLog.patient_id == a, SessionLog.log_date == today)
-            .values(leg_pain=1)
-        )
-        db.session.commit()
+        set_leg_pain(a, today, 1)
         result = evaluation.evaluate_and_commit(db.session, [a], today)
         assert (result.stored, result.resolved) == (0, 1)
         db.session.expire_all()

@@ -66,6 +66,16 @@ def log_rows(
     return rows
 
 
+def set_leg_pain(patient_id: int, day: dt.date, leg_pain: int) -> None:
+    """Change the stored leg pain of the patient's log on `day` (an edit); commits."""
+    db.session.execute(
+        sa.update(SessionLog)
+        .where(SessionLog.patient_id == patient_id, SessionLog.log_date == day)
+        .values(leg_pain=leg_pain)
+    )
+    db.session.commit()
+
+
 def add_fall(patient_id: int, recorded_by: int, day: dt.date) -> None:
     db.session.add(
         Event(
