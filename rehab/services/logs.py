@@ -89,6 +89,7 @@ def record_session_log(
     check_patient(session, actor, patient_id, "session_log.write", patient_only=True)
     data = data.canonical()
     body_hash = data.fingerprint()
+    _one_log_write_at_a_time(session, patient_id)
     context = _log_context(session, patient_id, data.log_date, data.client_id)
 
     if context.by_client_id is not None or context.edit_log_id is not None:
@@ -193,6 +194,33 @@ def record_session_log(
         has_spine_surgery_history=context.spine_surgery,
     )
     return LogResult(log, outcome, advice)
+
+
+# An advisory lock key space of its own (the first of the two int4 keys; the evaluation's is
+# `evaluation.EVALUATION_LOCK`).
+LOG_WRITE_LOCK = 0x524C4F47  # "RLOG"
+_LOCK_LOG_WRITES = sa.select(
+    sa.func.pg_advisory_xact_lock(
+        sa.bindparam("key", type_=sa.Integer), sa.bindparam("patient_id", type_=sa.Integer)
+    )
+)
+
+
+def _one_log_write_at_a_time(session: Session, patient_id: int) -> None:
+    """Serialise one patient's log writes, before the context is read.
+
+    A log's adherence is computed from the 6 days before it, and a log stored late recomputes
+    the 6 days after it (`_recompute_adherence_after`): each relies on reading the other's
+    day. Two of them in flight at once (a phone syncing a missed day and the next one
+    together) would each read the other as absent, and the later day would keep a score
+    without the earlier one for good. Under this lock the second waits for the first's
+    commit, and its context SELECT (a statement of its own, so a snapshot taken after the
+    wait: READ COMMITTED) then sees it. Identical retries are serialised too: the second
+    finds the first's log by its client id and replays it. Transaction-scoped: released at
+    commit or rollback. SQLite (the demo) is left as it is: its one writer is not held from
+    the context read to the commit."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_LOG_WRITES, {"key": LOG_WRITE_LOCK, "patient_id": patient_id})
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -270,8 +272,9 @@ def test_an_exercise_prescribed_three_times_a_week_counts_on_the_days_it_is_due(
         skipped = [post(day, False) for day in range(14, 21)]
     assert skipped == [pytest.approx(2 / 3, abs=0.001)] * 7
     if database_url.startswith("postgresql"):
-        # Token, context SELECT (the week's counts included), one write: per log, as before.
-        assert len(statements) == 3 * 7, statements
+        # Token, the patient's log-write lock, context SELECT (the week's counts included),
+        # one write: per log, as before.
+        assert len(statements) == 4 * 7, statements
 
     # The web form's same-day edit (today is day 20) goes through the same rule.
     with app.app_context():
@@ -327,7 +330,7 @@ def test_a_day_synced_late_recomputes_the_adherence_of_the_week_after_it(
     # The late log's own statements, then for each of the 6 logs after it: its context, its
     # entries, and an UPDATE for the 4 that changed.
     if database_url.startswith("postgresql"):
-        assert len(statements) == 3 + 1 + 6 * 2 + 4, statements
+        assert len(statements) == 4 + 1 + 6 * 2 + 4, statements
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
@@ -349,6 +352,69 @@ def test_a_day_synced_late_leaves_the_days_logged_under_another_program_alone(
     _three_times_a_week_program(app, clinic, start + dt.timedelta(days=10))
     _post_day(client, clinic, start, 9, done)
     assert _stored_adherence(app, a, start) == {day: 1.0 for day in range(13)}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_late_day_and_the_day_after_in_flight_together_see_each_other(
+    app: Flask, client: FlaskClient, clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phone syncing a missed day 9 and day 10 at once: day 9's request is held just before
+    its commit while day 10's arrives. Neither can read the other's uncommitted log, and day
+    9's recompute of the week after it finds no day 10 yet; had day 10 gone ahead it would
+    keep 2/3 for good (the 3×/week exercise looking due: done on days 4 and 7 only). It must
+    wait for day 9 and count it, as in order."""
+    a = clinic.patient_a.patient_id
+    start = clinic_today() - dt.timedelta(days=20)
+    prescriptions = _three_times_a_week_program(app, clinic, start)
+    for day in range(9):
+        _post_day(client, clinic, start, day, _session(prescriptions, day % 7 in (0, 2, 4)))
+
+    held, release = threading.Event(), threading.Event()
+    commit = logs._commit_keeping_loaded
+
+    def commit_held_for_day_9(session: Any) -> None:
+        if threading.current_thread().name == "day 9":
+            held.set()
+            release.wait(30)
+        commit(session)
+
+    monkeypatch.setattr(logs, "_commit_keeping_loaded", commit_held_for_day_9)
+    failures: list[BaseException] = []
+
+    def record(day: int) -> None:
+        try:
+            with app.app_context():
+                patient = db.session.get(User, clinic.patient_a.user_id)
+                assert patient is not None and a is not None
+                exercises = _session(prescriptions, day % 7 in (0, 2, 4))
+                date = (start + dt.timedelta(days=day)).isoformat()
+                data = SessionLogInput.model_validate(
+                    log_body(clinic, log_date=date, exercises=exercises)
+                )
+                logs.record_session_log(db.session, accounts.actor_for(patient), a, data)
+        except BaseException as error:  # reported by the test's thread
+            failures.append(error)
+
+    day_9 = threading.Thread(target=record, args=(9,), name="day 9")
+    day_10 = threading.Thread(target=record, args=(10,), name="day 10")
+    day_9.start()
+    assert held.wait(30)
+    day_10.start()
+    # Until day 10's request has finished, or waits for a lock.
+    deadline = time.monotonic() + 30
+    while day_10.is_alive() and not _lock_waiters(app) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    day_9.join(30)
+    day_10.join(30)
+    assert not failures, failures
+    assert _stored_adherence(app, a, start) == {day: 1.0 for day in range(11)}
+
+
+def _lock_waiters(app: Flask) -> int:
+    """Backends of this database waiting for a lock."""
+    with app.app_context(), db.engine.connect() as connection:
+        return connection.scalar(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")) or 0
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
