@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from rehab.db.models import Alert, AlertStatus
 from rehab.services import notifications
-from rehab.services.evaluation import detect, reconcile
+from rehab.services.evaluation import replay_whole_history
 
 FALL_ALERT_NOTE = (
     "Elena phoned from her holiday after falling down ten marble stairs. Advised to get "
@@ -35,7 +35,7 @@ RED_FLAG_HANDLED_AFTER_DAYS = 7
 
 def evaluate_history(session: Session, patient_ids: Sequence[int], as_of: dt.date) -> int:
     """Store every alert episode of the patients' whole history; returns how many."""
-    return reconcile(session, detect(session, patient_ids, as_of, since=None)).stored
+    return replay_whole_history(session, patient_ids, as_of).stored
 
 
 def clinician_follow_up(

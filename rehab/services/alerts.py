@@ -105,6 +105,11 @@ AUTO_NO_LONGER_SHOWN = (
     "Resolved automatically: the logs and baselines as they now stand no longer show it "
     "(a log or a pinned baseline changed after it was raised)."
 )
+AUTO_LOGGING_RESUMED = "Resolved automatically: a log arrived."
+AUTO_PROGRAM_ENDED = (
+    "Resolved automatically: the program ended (discharge or a break in care); no logs are "
+    "asked for after it."
+)
 
 
 @dataclass(frozen=True)
@@ -145,13 +150,18 @@ def _name(names: Mapping[int, str], user_id: int | None) -> str | None:
     return None if user_id is None else names.get(user_id)
 
 
-def _auto_reason(note: str) -> str:
+def _auto_reason(note: str, kind: str) -> str:
     if note == AUTO_SUPERSEDED:
         return "superseded by a newer alert of the same kind and metric"
     if note == AUTO_ALREADY_RESOLVED:
         return "already over when first evaluated"
     if note == AUTO_NO_LONGER_SHOWN:
         return "no longer shown by the logs and baselines as they now stand"
+    if note == AUTO_PROGRAM_ENDED:
+        return "the program ended: no logs asked for after it"
+    if note == AUTO_LOGGING_RESUMED or kind == "missed_logs":
+        # (Until these notes, a log closing a gap was noted as back near baseline.)
+        return "a log arrived"
     return "back near baseline"
 
 
@@ -192,7 +202,7 @@ def history(alert: Alert, names: Mapping[int, str]) -> list[Step]:
                     alert.resolved_at,
                     on,
                     "",
-                    _auto_reason(alert.resolve_note),
+                    _auto_reason(alert.resolve_note, alert.kind),
                 )
             )
     return steps

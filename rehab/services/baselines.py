@@ -38,8 +38,7 @@ from rehab.services import audit, trajectory
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
-from rehab.services.dispatch import enqueue_after_commit
-from rehab.services.logs import EVALUATE_PATIENT_TASK
+from rehab.services.dispatch import EVALUATE_PATIENT_TASK, enqueue_after_commit
 from rehab.services.time import clinic_today
 
 PIN_ACTION = "baseline.pin"

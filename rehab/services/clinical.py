@@ -12,8 +12,8 @@ from rehab.services import audit
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import EventInput, FindingInput, InvalidInput, OutcomeInput
-from rehab.services.dispatch import enqueue_after_commit
-from rehab.services.logs import EVALUATE_PATIENT_TASK, Conflict
+from rehab.services.dispatch import EVALUATE_PATIENT_TASK, enqueue_after_commit
+from rehab.services.logs import Conflict
 from rehab.services.time import clinic_today
 
 

@@ -228,6 +228,12 @@ class ProgramInput(Command):
         return self
 
 
+class EndProgramInput(Command):
+    """The last day of the program in effect on it (a discharge, or a break in care)."""
+
+    end_date: ClinicDate
+
+
 class PatientInput(Command):
     display_name: Annotated[
         str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)

@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 _KEY = "rehab_after_commit_tasks"
 
+# Sent by every write that may change what the detector finds for a patient (`worker.tasks`).
+EVALUATE_PATIENT_TASK = "rehab.evaluate_patient"
 # A task that takes one id → the task that takes a list of them (gathered, see above).
-GATHERED_TASKS = {"rehab.evaluate_patient": "rehab.evaluate_patients"}
+GATHERED_TASKS = {EVALUATE_PATIENT_TASK: "rehab.evaluate_patients"}
 # As many patients as one batch of the periodic scan.
 MAX_IDS_PER_TASK = BATCH_SIZE
 

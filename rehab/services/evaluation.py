@@ -608,7 +608,7 @@ def evaluate_patients(
     doubtful = _not_followed(stored, episodes, today)
     if doubtful:
         episodes.update(_detect(session, doubtful, today, None, config)[0])
-    result = _reconcile(session, episodes, stored, as_of=today)
+    result = _reconcile(session, episodes, stored, as_of=today, periods=context.periods)
     session.execute(
         sa.update(Patient).where(Patient.id.in_(patient_ids)).values(evaluated_at=evaluated_at)
     )
@@ -638,14 +638,19 @@ def _detect(
     # cheaper per patient than one call each.
     detected = detect_episodes_many(series.values(), config, as_of=as_of)
     episodes = {
-        pid: tuple(
-            e
-            for e in detected[str(pid)]
-            if e.kind != "missed_logs" or _in_program(e.detected_on, context.periods.get(pid, ()))
-        )
+        pid: _while_asked_to_log(detected[str(pid)], context.periods.get(pid, ()), as_of)
         for pid in series
     }
     return episodes, context
+
+
+def replay_whole_history(
+    session: Session, patient_ids: Sequence[int], as_of: dt.date
+) -> EvaluationResult:
+    """Detect over the patients' whole history and store what is new (the demo's history);
+    the caller commits."""
+    episodes, context = _detect(session, patient_ids, as_of, None, DEFAULT_CONFIG)
+    return _reconcile(session, episodes, None, periods=context.periods)
 
 
 def _not_followed(
@@ -682,9 +687,55 @@ def _key(episode: AlertEpisode) -> AlertKey:
     return (episode.kind, episode.metric or "", episode.detected_on)
 
 
-def _in_program(day: dt.date, periods: Iterable[Period]) -> bool:
-    """Missed logging only matters while a program asks the patient to log."""
-    return any(start <= day and (end is None or day <= end) for start, end in periods)
+def _while_asked_to_log(
+    episodes: Iterable[AlertEpisode], periods: Sequence[Period], as_of: dt.date
+) -> tuple[AlertEpisode, ...]:
+    """Missed logging only matters while a program asks the patient to log (the domain's
+    detector knows logs, not programs): a gap found outside every program is dropped, and
+    one still open when the programs ended (a discharge) closes the day after, as a log
+    would have closed it."""
+    kept = []
+    for episode in episodes:
+        if episode.kind == "missed_logs":
+            asked, until = _asked_to_log(episode.detected_on, periods)
+            if not asked:
+                continue
+            if until is not None and until < as_of:
+                closes = until + dt.timedelta(days=1)
+                if episode.resolved_on is None or episode.resolved_on > closes:
+                    episode = replace(episode, resolved_on=closes)
+        kept.append(episode)
+    return tuple(kept)
+
+
+def _asked_to_log(day: dt.date, periods: Sequence[Period]) -> tuple[bool, dt.date | None]:
+    """Whether a program is in effect on `day`, and the last day of the unbroken run of
+    programs from it (a new program starts the day after the one it replaces ends); None:
+    open-ended."""
+    if not any(start <= day and (end is None or day <= end) for start, end in periods):
+        return False, None
+    until = day
+    extended = True
+    while extended:
+        extended = False
+        for start, end in periods:
+            if start <= until + dt.timedelta(days=1) and (end is None or end > until):
+                if end is None:
+                    return True, None
+                until, extended = end, True
+    return True, until
+
+
+def _resolution_note(episode: AlertEpisode, periods: Sequence[Period]) -> str:
+    """Why the replay closed an episode, in the note of the alert it resolves."""
+    if episode.superseded:  # a further rise, not a return to baseline
+        return alerts.AUTO_SUPERSEDED
+    if episode.kind == "missed_logs":
+        _, until = _asked_to_log(episode.detected_on, periods)
+        if until is not None and episode.resolved_on == until + dt.timedelta(days=1):
+            return alerts.AUTO_PROGRAM_ENDED
+        return alerts.AUTO_LOGGING_RESUMED
+    return alerts.AUTO_BACK_NEAR_BASELINE
 
 
 def reconcile(
@@ -692,7 +743,7 @@ def reconcile(
 ) -> EvaluationResult:
     """Store the episodes not stored yet, auto-resolve the stored ones the detector resolved,
     with one query for the stored alerts of all the patients."""
-    return _reconcile(session, episodes_by_patient, None)
+    return _reconcile(session, episodes_by_patient, None, periods={})
 
 
 def _reconcile(
@@ -700,9 +751,12 @@ def _reconcile(
     episodes_by_patient: Mapping[int, Iterable[AlertEpisode]],
     stored: StoredAlerts | None,
     as_of: dt.date | None = None,
+    *,
+    periods: Mapping[int, Sequence[Period]],
 ) -> EvaluationResult:
     """`as_of`: the replay covers every decision up to that day (the worker's evaluation), so
-    an open pain or adherence alert it no longer shows at all is resolved (`_no_longer_shown`)."""
+    an open pain or adherence alert it no longer shows at all is resolved (`_no_longer_shown`).
+    `periods`: the patients' programs, which say why a missed-logs episode closed."""
     result = EvaluationResult()
     if stored is None:
         stored = _stored_alerts(session, list(episodes_by_patient))
@@ -725,12 +779,7 @@ def _reconcile(
                     )
                     result.escalated.append(alert_id)
                 if episode.resolved_on is not None:
-                    # A further rise closed it, not a return to baseline: the note says which.
-                    note = (
-                        alerts.AUTO_SUPERSEDED
-                        if episode.superseded
-                        else alerts.AUTO_BACK_NEAR_BASELINE
-                    )
+                    note = _resolution_note(episode, periods.get(patient_id, ()))
                     result.resolved += _auto_resolve(
                         session, patient_id, alert_id, episode.resolved_on, now, note
                     )

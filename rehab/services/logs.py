@@ -39,11 +39,9 @@ from rehab.services import audit
 from rehab.services.access import check_patient, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput, SessionLogInput
-from rehab.services.dispatch import enqueue_after_commit
+from rehab.services.dispatch import EVALUATE_PATIENT_TASK, enqueue_after_commit
 from rehab.services.programs import program_in_effect, program_on
 from rehab.services.time import clinic_today
-
-EVALUATE_PATIENT_TASK = "rehab.evaluate_patient"
 
 
 class LogOutcome(StrEnum):

@@ -8,11 +8,12 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from rehab.db.models import Exercise, Prescription, Program, ProgramPhase
+from rehab.db.models import Exercise, ExerciseEntry, Prescription, Program, ProgramPhase, SessionLog
 from rehab.services import audit
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
-from rehab.services.commands import InvalidInput, ProgramInput
+from rehab.services.commands import EndProgramInput, InvalidInput, ProgramInput
+from rehab.services.dispatch import EVALUATE_PATIENT_TASK, enqueue_after_commit
 
 _PROGRAMS = cast(sa.Table, Program.__table__)
 
@@ -123,5 +124,43 @@ def create_program(session: Session, actor: Actor, patient_id: int, data: Progra
     ]
     session.add(program)
     session.flush()
+    audit.commit(session)
+    return program
+
+
+def end_program(session: Session, actor: Actor, patient_id: int, data: EndProgramInput) -> Program:
+    """End the program in effect on `data.end_date`, that day being its last: a discharge, or
+    a break in care. From the next day no program asks the patient to log, so missed logging
+    is no longer alerted and an open missed-logs alert closes on it (the evaluation is
+    requested after the commit). The date may be ahead (a planned discharge); it may not
+    leave out what is already recorded under the program: a day logged against it after the
+    end, or a later program already prescribed (end that one, or prescribe anew)."""
+    require_patient(session, actor, patient_id, "program.write", clinician_only=True)
+    end = data.end_date
+    program = session.scalars(program_in_effect(patient_id, end).with_for_update()).first()
+    if program is None:
+        raise InvalidInput("end_date", f"no program is in effect on {end.isoformat()}")
+    later = session.scalar(
+        sa.select(sa.func.min(Program.start_date)).where(
+            Program.patient_id == patient_id, Program.start_date > end
+        )
+    )
+    if later is not None:
+        raise InvalidInput(
+            "end_date", f"a later program starts on {later.isoformat()}: the plan goes on"
+        )
+    last_logged = session.scalar(
+        sa.select(sa.func.max(SessionLog.log_date))
+        .join(ExerciseEntry, ExerciseEntry.session_log_id == SessionLog.id)
+        .join(Prescription, Prescription.id == ExerciseEntry.prescription_id)
+        .where(SessionLog.patient_id == patient_id, Prescription.program_id == program.id)
+    )
+    if last_logged is not None and last_logged > end:
+        raise InvalidInput(
+            "end_date",
+            f"is before {last_logged.isoformat()}, the last day logged under this program",
+        )
+    program.end_date = end
+    enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
     audit.commit(session)
     return program

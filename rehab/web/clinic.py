@@ -11,7 +11,9 @@ services answer `NotFound` otherwise, which is a 404 too, audited as denied).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
@@ -37,7 +39,13 @@ from rehab.services import baselines as baseline_service
 from rehab.services import caseload as caseload_service
 from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
-from rehab.services.commands import InvalidInput
+from rehab.services.commands import (
+    EndProgramInput,
+    FindingInput,
+    InvalidInput,
+    OutcomeInput,
+    ProgramInput,
+)
 from rehab.services.time import clinic_today
 from rehab.web.alerts import AlertActionForm
 from rehab.web.forms import (
@@ -45,6 +53,7 @@ from rehab.web.forms import (
     FALL_LOCATION_LABELS,
     IMAGING_LABELS,
     CaseloadSearchForm,
+    EndProgramForm,
     EventForm,
     FindingsForm,
     FormInvalid,
@@ -98,6 +107,48 @@ def _denied_or_name(
         except NotFound:
             abort(404)
     return records.patient_name(db.session, patient_id)
+
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class _Posted:
+    """A clinician's form, posted: `redirect` when saved, else the patient's `name` for the
+    form shown again with its errors."""
+
+    redirect: Any = None
+    name: str = ""
+
+
+def _post_form(
+    form: Any,
+    patient_id: int,
+    action: str,
+    command: Callable[[], C],
+    save: Callable[[C], str],
+    index_maps: Mapping[str, Sequence[int]] | None = None,
+) -> _Posted:
+    """The POST of a form adding to a patient's record: validate it, build its command, call
+    the service (`save`, which answers the flash message) and go back to the record. Errors
+    go next to their fields; access is checked and audited exactly once, by the service or,
+    if it was never reached, here (`_denied_or_name`)."""
+    service_called = False
+    if form.validate():
+        try:
+            data = command()
+            service_called = True
+            message = save(data)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc, index_maps)
+        except NotFound:
+            abort(404)
+        else:
+            flash(message, "success")
+            return _Posted(redirect(url_for("clinic.patient", patient_id=patient_id)))
+    return _Posted(name=_denied_or_name(patient_id, action, service_called))
 
 
 def _form_header(patient_id: int) -> str:
@@ -253,23 +304,49 @@ def new_program(patient_id: int) -> Any:
         form.start_date.data = clinic_today()
         return _program_page(form, patient_id, name, library)
 
-    service_called = False
-    if form.validate():
-        try:
-            data = form.to_command({e.id: e for e in library})
-            service_called = True
-            programs.create_program(db.session, _actor(), patient_id, data)
-        except FormInvalid:
-            pass
-        except InvalidInput as exc:
-            show_service_error(form, exc, form.index_maps())
-        except NotFound:
-            abort(404)
-        else:
-            flash(f"Program “{data.title}” saved.", "success")
-            return redirect(url_for("clinic.patient", patient_id=patient_id))
-    name = _denied_or_name(patient_id, "program.write", service_called)
-    return _program_page(form, patient_id, name, library, 422)
+    def save(data: ProgramInput) -> str:
+        programs.create_program(db.session, _actor(), patient_id, data)
+        return f"Program “{data.title}” saved."
+
+    posted = _post_form(
+        form,
+        patient_id,
+        "program.write",
+        lambda: form.to_command({e.id: e for e in library}),
+        save,
+        form.index_maps(),
+    )
+    return posted.redirect or _program_page(form, patient_id, posted.name, library, 422)
+
+
+@bp.route("/patients/<int:patient_id>/program/end", methods=["GET", "POST"])
+def end_program(patient_id: int) -> Any:
+    """GET: the program in effect and the form; POST: end it (then back to the record)."""
+    form = EndProgramForm()
+    if request.method == "GET":
+        name = _form_header(patient_id)
+        form.end_date.data = clinic_today()
+        return _end_program_page(form, patient_id, name)
+
+    def save(data: EndProgramInput) -> str:
+        program = programs.end_program(db.session, _actor(), patient_id, data)
+        return (
+            f"Program “{program.title}” ends on {program.end_date}: no logs are asked for after it."
+        )
+
+    posted = _post_form(form, patient_id, "program.write", form.to_command, save)
+    return posted.redirect or _end_program_page(form, patient_id, posted.name, 422)
+
+
+def _end_program_page(form: EndProgramForm, patient_id: int, name: str, status: int = 200) -> Any:
+    # (Access is checked and audited by the caller.)
+    program = programs.program_on(db.session, patient_id, clinic_today())
+    return (
+        render_template(
+            "clinic/program_end.html", form=form, patient_id=patient_id, name=name, program=program
+        ),
+        status,
+    )
 
 
 def _program_page(
@@ -342,23 +419,12 @@ def new_findings(patient_id: int) -> Any:
         form.finding_date.data = clinic_today()
         return _findings_page(form, patient_id, name)
 
-    service_called = False
-    if form.validate():
-        try:
-            items = form.to_commands()
-            service_called = True
-            saved = assessment.record_findings(db.session, _actor(), patient_id, items)
-        except FormInvalid:
-            pass
-        except InvalidInput as exc:
-            show_service_error(form, exc)
-        except NotFound:
-            abort(404)
-        else:
-            flash(f"{len(saved)} finding{'s' if len(saved) != 1 else ''} saved.", "success")
-            return redirect(url_for("clinic.patient", patient_id=patient_id))
-    name = _denied_or_name(patient_id, "finding.write", service_called)
-    return _findings_page(form, patient_id, name, 422)
+    def save(items: list[FindingInput]) -> str:
+        saved = assessment.record_findings(db.session, _actor(), patient_id, items)
+        return f"{len(saved)} finding{'s' if len(saved) != 1 else ''} saved."
+
+    posted = _post_form(form, patient_id, "finding.write", form.to_commands, save)
+    return posted.redirect or _findings_page(form, patient_id, posted.name, 422)
 
 
 def _findings_page(form: FindingsForm, patient_id: int, name: str, status: int = 200) -> Any:
@@ -390,23 +456,12 @@ def new_outcome(patient_id: int) -> Any:
         form.measured_on.data = clinic_today()
         return _outcome_page(form, instrument, patient_id, name)
 
-    service_called = False
-    if form.validate():
-        try:
-            data = form.to_command()
-            service_called = True
-            measure = clinical.record_outcome(db.session, _actor(), patient_id, data)
-        except FormInvalid:
-            pass
-        except InvalidInput as exc:
-            show_service_error(form, exc)
-        except NotFound:
-            abort(404)
-        else:
-            flash(f"{instrument.value.upper()} saved: score {measure.score:g}.", "success")
-            return redirect(url_for("clinic.patient", patient_id=patient_id))
-    name = _denied_or_name(patient_id, "outcome.write", service_called)
-    return _outcome_page(form, instrument, patient_id, name, 422)
+    def save(data: OutcomeInput) -> str:
+        measure = clinical.record_outcome(db.session, _actor(), patient_id, data)
+        return f"{instrument.value.upper()} saved: score {measure.score:g}."
+
+    posted = _post_form(form, patient_id, "outcome.write", form.to_command, save)
+    return posted.redirect or _outcome_page(form, instrument, patient_id, posted.name, 422)
 
 
 def _outcome_page(

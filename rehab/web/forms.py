@@ -56,6 +56,7 @@ from rehab.domain.vocabulary import (
 )
 from rehab.services.baselines import PinInput
 from rehab.services.commands import (
+    EndProgramInput,
     EventInput,
     FindingInput,
     InvalidInput,
@@ -726,6 +727,13 @@ class PinBaselineForm(PageForm):
             spread=self.spread.data,
             effective_from=self.effective_from.data,
         )
+
+
+class EndProgramForm(PageForm):
+    end_date = DateField("Last day of the program", validators=[InputRequired("Give the date.")])
+
+    def to_command(self) -> EndProgramInput:
+        return build(EndProgramInput, {"end_date": self.end_date.data}, self)
 
 
 # --- account --------------------------------------------------------------------------------

@@ -280,6 +280,14 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=P + "/program/new",
         fields=_program,
     ),
+    ("clinic.end_program", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/program/end"),
+    ("clinic.end_program", "POST"): Route(
+        frozenset({CLINICIAN_ON}),
+        P + "/program/end",
+        REDIRECT,
+        form=P + "/program/end",
+        fields=_static(end_date=(clinic_today() + dt.timedelta(days=30)).isoformat()),
+    ),
     ("clinic.pin_baseline", "GET"): Route(frozenset({CLINICIAN_ON}), PIN),
     ("clinic.pin_baseline", "POST"): Route(
         frozenset({CLINICIAN_ON}), PIN, REDIRECT, form=PIN, fields=_pin

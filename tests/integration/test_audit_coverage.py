@@ -73,6 +73,8 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("clinic.new_outcome", "POST"): "outcome.write",
     ("clinic.new_program", "GET"): "patient.read",
     ("clinic.new_program", "POST"): "program.write",
+    ("clinic.end_program", "GET"): "patient.read",
+    ("clinic.end_program", "POST"): "program.write",
     ("clinic.pin_baseline", "GET"): "patient.read",
     ("clinic.pin_baseline", "POST"): "baseline.pin",
     ("clinic.unpin_baseline", "POST"): "baseline.unpin",
