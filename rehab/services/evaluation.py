@@ -695,35 +695,47 @@ def _while_asked_to_log(
     one still open when the programs ended (a discharge) closes the day after, as a log
     would have closed it."""
     kept = []
+    runs: list[Period] | None = None
     for episode in episodes:
         if episode.kind == "missed_logs":
-            asked, until = _asked_to_log(episode.detected_on, periods)
-            if not asked:
+            if runs is None:
+                runs = _program_runs(periods)
+            run = _run_of(episode.detected_on, runs)
+            if run is None:
                 continue
+            until = run[1]
             if until is not None and until < as_of:
-                closes = until + dt.timedelta(days=1)
+                closes = until + _ONE_DAY
                 if episode.resolved_on is None or episode.resolved_on > closes:
                     episode = replace(episode, resolved_on=closes)
         kept.append(episode)
     return tuple(kept)
 
 
-def _asked_to_log(day: dt.date, periods: Sequence[Period]) -> tuple[bool, dt.date | None]:
-    """Whether a program is in effect on `day`, and the last day of the unbroken run of
-    programs from it (a new program starts the day after the one it replaces ends); None:
-    open-ended."""
-    if not any(start <= day and (end is None or day <= end) for start, end in periods):
-        return False, None
-    until = day
-    extended = True
-    while extended:
-        extended = False
-        for start, end in periods:
-            if start <= until + dt.timedelta(days=1) and (end is None or end > until):
-                if end is None:
-                    return True, None
-                until, extended = end, True
-    return True, until
+_ONE_DAY = dt.timedelta(days=1)
+
+
+def _program_runs(periods: Iterable[Period]) -> list[Period]:
+    """A patient's programs as unbroken runs of days asked for logs: a program replaced by the
+    next (ended the day before it starts) is one run with it; None: no end set."""
+    runs: list[Period] = []
+    for start, end in sorted(periods, key=lambda period: period[0]):
+        if runs:
+            run_start, run_end = runs[-1]
+            if run_end is None or start <= run_end + _ONE_DAY:
+                longer = None if run_end is None or end is None else max(run_end, end)
+                runs[-1] = (run_start, longer)
+                continue
+        runs.append((start, end))
+    return runs
+
+
+def _run_of(day: dt.date, runs: Iterable[Period]) -> Period | None:
+    """The run of programs in effect on `day`, if any."""
+    for start, end in runs:
+        if start <= day and (end is None or day <= end):
+            return start, end
+    return None
 
 
 def _resolution_note(episode: AlertEpisode, periods: Sequence[Period]) -> str:
@@ -731,8 +743,8 @@ def _resolution_note(episode: AlertEpisode, periods: Sequence[Period]) -> str:
     if episode.superseded:  # a further rise, not a return to baseline
         return alerts.AUTO_SUPERSEDED
     if episode.kind == "missed_logs":
-        _, until = _asked_to_log(episode.detected_on, periods)
-        if until is not None and episode.resolved_on == until + dt.timedelta(days=1):
+        run = _run_of(episode.detected_on, _program_runs(periods))
+        if run is not None and run[1] is not None and episode.resolved_on == run[1] + _ONE_DAY:
             return alerts.AUTO_PROGRAM_ENDED
         return alerts.AUTO_LOGGING_RESUMED
     return alerts.AUTO_BACK_NEAR_BASELINE

@@ -243,29 +243,30 @@ D = dt.date(2026, 3, 1)
 
 
 @pytest.mark.parametrize(
-    ("periods", "asked"),
+    ("periods", "run"),
     [
-        ([], (False, None)),
-        ([(D, None)], (True, None)),
-        ([(D, D + dt.timedelta(days=9))], (True, D + dt.timedelta(days=9))),
+        ([], None),
+        ([(D, None)], (D, None)),
+        ([(D, D + dt.timedelta(days=9))], (D, D + dt.timedelta(days=9))),
         # A program replaced by the next (ended the day before it starts): one unbroken run.
         (
-            [(D, D + dt.timedelta(days=9)), (D + dt.timedelta(days=10), D + dt.timedelta(days=30))],
-            (True, D + dt.timedelta(days=30)),
+            [(D + dt.timedelta(days=10), D + dt.timedelta(days=30)), (D, D + dt.timedelta(days=9))],
+            (D, D + dt.timedelta(days=30)),
         ),
-        ([(D, D + dt.timedelta(days=9)), (D + dt.timedelta(days=10), None)], (True, None)),
+        ([(D, D + dt.timedelta(days=9)), (D + dt.timedelta(days=10), None)], (D, None)),
         # A break in care between two programs ends the run.
         (
             [(D, D + dt.timedelta(days=9)), (D + dt.timedelta(days=12), None)],
-            (True, D + dt.timedelta(days=9)),
+            (D, D + dt.timedelta(days=9)),
         ),
-        ([(D + dt.timedelta(days=1), None)], (False, None)),
+        ([(D - dt.timedelta(days=30), D - dt.timedelta(days=1))], None),
+        ([(D + dt.timedelta(days=1), None)], None),
     ],
 )
-def test_which_programs_ask_for_logs_from_a_day(
-    periods: list[evaluation.Period], asked: tuple[bool, dt.date | None]
+def test_which_run_of_programs_asks_for_logs_on_a_day(
+    periods: list[evaluation.Period], run: evaluation.Period | None
 ) -> None:
-    assert evaluation._asked_to_log(D, periods) == asked
+    assert evaluation._run_of(D, evaluation._program_runs(periods)) == run
 
 
 @pytest.mark.parametrize(
