@@ -105,6 +105,9 @@ class CaseloadRow:
     adherence_7d: float | None
     program_title: str | None
     phase_name: str | None = None
+    # No program in effect today, and the last one ended before today (a discharge): not
+    # expected to log, so the caseload's attention and silence views put her last.
+    program_ended_on: dt.date | None = None
     open_urgent: int = 0
     open_routine: int = 0
     acknowledged: int = 0
@@ -122,6 +125,10 @@ class CaseloadRow:
     def trend(self) -> Sparkline:
         """The trend lines as SVG paths (built for the rows a page shows, not all of them)."""
         return sparkline(self.trend_leg, self.trend_back, TREND_DAYS)
+
+    @property
+    def discharged(self) -> bool:
+        return self.program_ended_on is not None
 
     @property
     def open_alerts(self) -> int:
@@ -178,6 +185,14 @@ def _patients_query(actor: Actor, today: dt.date, search: str) -> sa.Select[tupl
         .group_by(Program.patient_id)
         .subquery("first")
     )
+    ended = aliased(Program, name="ended")
+    # The last day of the latest program that has ended (read when none is in effect today).
+    program_ended_on = (
+        sa.select(sa.func.max(ended.end_date))
+        .where(ended.patient_id == Patient.id, ended.end_date < today)
+        .correlate(Patient)
+        .scalar_subquery()
+    )
     unresolved = Alert.status != AlertStatus.RESOLVED
     is_open = Alert.status == AlertStatus.OPEN
 
@@ -215,6 +230,7 @@ def _patients_query(actor: Actor, today: dt.date, search: str) -> sa.Select[tupl
             current.title,
             phase_name.label("phase_name"),
             first.c.first_start,
+            program_ended_on.label("program_ended_on"),
             alerts.c.open_urgent,
             alerts.c.open_routine,
             alerts.c.acknowledged,
@@ -494,6 +510,7 @@ def _all_rows(
                 adherence_7d=adherence,
                 program_title=p.title,
                 phase_name=p.phase_name,
+                program_ended_on=p.program_ended_on if p.title is None else None,
                 open_urgent=int(p.open_urgent or 0),
                 open_routine=int(p.open_routine or 0),
                 acknowledged=int(p.acknowledged or 0),
@@ -512,8 +529,10 @@ def _all_rows(
 _FILTERS: dict[str, Callable[[CaseloadRow], bool]] = {
     "alerts": lambda r: r.open_alerts > 0,
     "urgent": lambda r: r.open_urgent > 0,
-    "silent": lambda r: r.days_since_log is None or r.days_since_log >= SILENT_DAYS,
-    "rtm": lambda r: not r.rtm_met,
+    "silent": lambda r: (
+        not r.discharged and (r.days_since_log is None or r.days_since_log >= SILENT_DAYS)
+    ),
+    "rtm": lambda r: not r.discharged and not r.rtm_met,
     "adherence": lambda r: r.adherence_7d is not None and r.adherence_7d < LOW_ADHERENCE,
 }
 
@@ -523,11 +542,12 @@ def filter_rows(rows: list[CaseloadRow], filter_by: str) -> list[CaseloadRow]:
     return [r for r in rows if keep(r)] if keep else rows
 
 
-def attention_key(row: CaseloadRow) -> tuple[int, int, float, int]:
+def attention_key(row: CaseloadRow) -> tuple[int, int, bool, float, int]:
     never = 10**6  # never logged: a new patient to get started, near the top
     return (
         -row.open_urgent,
         -row.open_routine,
+        row.discharged,  # after everyone still in a program, unless an alert is open
         -(row.worst_change if row.worst_change is not None else -math.inf),
         -(row.days_since_log if row.days_since_log is not None else never),
     )
@@ -538,9 +558,13 @@ def sort_rows(rows: list[CaseloadRow], sort: str) -> list[CaseloadRow]:
     if sort == "attention":
         return sorted(by_name, key=attention_key)
     if sort == "last_log":
-        # Never logged first, then the longest silence.
+        # Never logged first, then the longest silence; the discharged after the others.
         return sorted(
-            by_name, key=lambda r: -(r.days_since_log if r.days_since_log is not None else 10**6)
+            by_name,
+            key=lambda r: (
+                r.discharged,
+                -(r.days_since_log if r.days_since_log is not None else 10**6),
+            ),
         )
     if sort in ("leg_pain", "back_pain"):
         return sorted(

@@ -21,6 +21,7 @@ from rehab.charts import assets
 from rehab.db.models import Alert, AlertStatus, AuditEvent, Program, ProgramPhase
 from rehab.extensions import db
 from rehab.services import evaluation
+from rehab.services.caseload import CaseloadRow, sort_rows
 from rehab.services.time import clinic_today
 from rehab.web import CONTENT_SECURITY_POLICY
 from tests.support.clinic import Clinic, csrf_token, login, search_caseload
@@ -129,6 +130,62 @@ def test_caseload_filters_and_search(app: Flask, clinician: FlaskClient, clinic:
     search = visible_text(clinician.get("/clinic/?show=all"))
     assert "Bob Patient" in search and "Alice Patient" not in search
     assert clinician.get("/clinic/?show=nonsense&sort=nonsense").status_code == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_discharged_patient_goes_after_the_others_and_out_of_the_silent_view(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    """Alice stopped logging 11 days ago; Bob logs daily. Alice is first by silence and in the
+    silent and RTM views. Once her program has ended she comes after Bob, labelled with the
+    end, and leaves both views: she is no longer asked to log."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    today = clinic_today()
+    quiet_history(app, clinic, "patient_b")
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=40), [1] * 30)
+
+    def order(query: str) -> list[str]:
+        body = visible_text(clinician.get(f"/clinic/?{query}"))
+        names = ("Alice Patient", "Bob Patient")
+        return sorted((n for n in names if n in body), key=body.index)
+
+    assert order("sort=last_log") == ["Alice Patient", "Bob Patient"]
+    assert order("show=silent") == ["Alice Patient"]
+    assert set(order("show=rtm")) == {"Alice Patient", "Bob Patient"}
+    ended = today - dt.timedelta(days=5)
+    with app.app_context():
+        program = db.session.scalars(sa.select(Program).where(Program.patient_id == a)).one()
+        program.end_date = ended
+        db.session.commit()
+
+    assert order("sort=last_log") == ["Bob Patient", "Alice Patient"]
+    assert order("show=silent") == []
+    assert order("show=rtm") == ["Bob Patient"]
+    assert f"ended {ended.isoformat()}" in visible_text(clinician.get("/clinic/"))
+
+
+def test_attention_order_puts_the_discharged_after_the_others_unless_an_alert_is_open() -> None:
+    def row(name: str, **fields: Any) -> CaseloadRow:
+        defaults: dict[str, Any] = {
+            "condition_summary": "",
+            "last_log_date": None,
+            "days_since_log": 1,
+            "back_pain": None,
+            "leg_pain": None,
+            "leg_side": None,
+            "adherence_7d": None,
+            "program_title": None,
+        }
+        return CaseloadRow(patient_id=len(name), name=name, **{**defaults, **fields})
+
+    today = clinic_today()
+    rising_but_discharged = row("Ann", worst_change=4.0, program_ended_on=today)
+    settled = row("Bea", worst_change=0.5, program_title="Core")
+    alerted_and_discharged = row("Cy", open_routine=1, program_ended_on=today)
+    ranked = sort_rows([rising_but_discharged, settled, alerted_and_discharged], "attention")
+    assert [r.name for r in ranked] == ["Cy", "Bea", "Ann"]
 
 
 def test_caseload_pages_audit_only_the_patients_shown(
