@@ -750,14 +750,6 @@ def _resolution_note(episode: AlertEpisode, periods: Sequence[Period]) -> str:
     return alerts.AUTO_BACK_NEAR_BASELINE
 
 
-def reconcile(
-    session: Session, episodes_by_patient: Mapping[int, Iterable[AlertEpisode]]
-) -> EvaluationResult:
-    """Store the episodes not stored yet, auto-resolve the stored ones the detector resolved,
-    with one query for the stored alerts of all the patients."""
-    return _reconcile(session, episodes_by_patient, None, periods={})
-
-
 def _reconcile(
     session: Session,
     episodes_by_patient: Mapping[int, Iterable[AlertEpisode]],
@@ -766,7 +758,9 @@ def _reconcile(
     *,
     periods: Mapping[int, Sequence[Period]],
 ) -> EvaluationResult:
-    """`as_of`: the replay covers every decision up to that day (the worker's evaluation), so
+    """Store the episodes not stored yet and auto-resolve the stored ones the detector
+    resolved, with one query for the stored alerts of all the patients (unless given).
+    `as_of`: the replay covers every decision up to that day (the worker's evaluation), so
     an open pain or adherence alert it no longer shows at all is resolved (`_no_longer_shown`).
     `periods`: the patients' programs, which say why a missed-logs episode closed."""
     result = EvaluationResult()

@@ -359,7 +359,7 @@ def test_the_windowed_evaluation_adds_nothing_the_whole_history_does_not_have(
             db.session.execute(sa.insert(SessionLog), _simulated_logs(pid, simulated.series, shift))
             ids.append(pid)
         db.session.commit()
-        whole = evaluation.reconcile(db.session, evaluation.detect(db.session, ids, today, None))
+        whole = evaluation.replay_whole_history(db.session, ids, today)
         db.session.commit()
         assert whole.stored > 10
 
