@@ -56,11 +56,13 @@ from rehab.domain.explain import (
     function_head,
     join_sentences,
     missed_logs_head,
+    missed_logs_since_start_head,
     pain_began,
     pain_head,
     red_flag_head,
     with_context,
 )
+from rehab.domain.missed_logs import asked_gaps, program_runs
 from rehab.domain.packing import Batch, Packed, Patient, pack
 from rehab.domain.series import (
     PAIN_METRICS,
@@ -723,7 +725,12 @@ def _adherence_episodes(
 def _missed_log_episodes(
     batch: Batch, config: DetectionConfig, out: list[list[AlertEpisode]]
 ) -> None:
-    """Detected on the Nth consecutive day without a log; resolved by the next log."""
+    """Detected on the Nth consecutive day without a log; resolved by the next log. A series
+    that says when logging was asked (`logging_asked`) counts only the days of its programs
+    (`rehab.domain.missed_logs`)."""
+    asked = [p for p, series in enumerate(batch.series) if series.logging_asked is not None]
+    for position in asked:
+        _asked_missed_log_episodes(batch, position, config, out[position])
     n_missing = config.missed_log_days
     ordinal = batch.ordinal
     n = ordinal.shape[0]
@@ -736,6 +743,10 @@ def _missed_log_episodes(
     following[:-1] = ordinal[1:]
     following[last[has_logs]] = (batch.origin + batch.last_day + 1)[has_logs]
     gaps = flat_true(following - ordinal - 1 >= n_missing)
+    if asked and gaps.shape[0]:
+        counted_here = np.ones(len(batch.series), dtype=np.bool_)
+        counted_here[asked] = False
+        gaps = gaps[counted_here[batch.owner[gaps]]]
     if gaps.shape[0] == 0:
         return
     is_last = np.zeros(n, dtype=np.bool_)
@@ -770,6 +781,61 @@ def _missed_log_episodes(
                 "routine",
                 None,
                 days_without,  # current
+                None,
+                related,
+                explanation,
+            )
+        )
+
+
+def _asked_missed_log_episodes(
+    batch: Batch, position: int, config: DetectionConfig, out: list[AlertEpisode]
+) -> None:
+    """`_missed_log_episodes` for a series that says when logging was asked: also a patient
+    with no log at all (no `Patient` in the batch: one is made here for the context)."""
+    series = batch.series[position]
+    assert series.logging_asked is not None
+    as_of = int(batch.origin[position] + batch.last_day[position])
+    first, count = int(batch.first[position]), int(batch.n_logs[position])
+    log_days: list[int] = batch.ordinal[first : first + count].tolist()
+    logs_from = series.logs_from
+    gaps = asked_gaps(
+        log_days,
+        program_runs(series.logging_asked),
+        as_of,
+        config.missed_log_days,
+        logs_from.toordinal() if logs_from is not None else None,
+    )
+    if not gaps:
+        return
+    patient = batch.patients[position] or Patient(series, position, as_of, 0, first)
+    n_missing = config.missed_log_days
+    dates = _DateCache()
+    for gap in gaps:
+        if gap.last_log is not None and gap.last_log == gap.onset - 1:
+            head = missed_logs_head(days_without=n_missing, last_log=dates.isoformat(gap.last_log))
+        else:
+            head = missed_logs_since_start_head(
+                days_without=n_missing,
+                started=dates.isoformat(gap.run_start),
+                last_log=None if gap.last_log is None else dates.isoformat(gap.last_log),
+            )
+        if patient.events or series.history:
+            related, tail = patient.context_tail(gap.detected - patient.origin, config)
+            explanation = with_context(head, tail)
+        else:
+            related, explanation = (), head
+        out.append(
+            AlertEpisode(
+                series.patient_id,
+                "missed_logs",
+                None,
+                dates[gap.onset],
+                dates[gap.detected],
+                None if gap.resolved is None else dates[gap.resolved],
+                "routine",
+                None,
+                float(n_missing),  # current
                 None,
                 related,
                 explanation,

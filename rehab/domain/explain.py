@@ -174,6 +174,12 @@ def missed_logs_head(*, days_without: int, last_log: str) -> str:
     return f"No log for {days_without} days (last log {last_log})."
 
 
+def missed_logs_since_start_head(*, days_without: int, started: str, last_log: str | None) -> str:
+    """No log since the program began (or began again after a break); dates in ISO format."""
+    before = f"last log {last_log}" if last_log is not None else "no log yet"
+    return f"No log for {days_without} days since the program started {started} ({before})."
+
+
 def red_flag_head(*, day: date, flags: Sequence[str]) -> str:
     named = [
         _RED_FLAG_NAMES.get(f, f.replace("_", " ")) for f in flags if f != UNSPECIFIED_RED_FLAG

@@ -110,6 +110,10 @@ class PatientSeries:
     within `DetectionConfig.decision_lookback_days` after it: those decisions would read the
     logs left out, and judged against baselines of a few logs they open episodes the whole
     history never has.
+
+    `logging_asked`: the patient's programs (first and last day; None: no end set), when
+    known. Missed logging then counts only while they ask for logs, from their start
+    (`rehab.domain.missed_logs`); None (the CSV contract): from the first log on, for good.
     """
 
     patient_id: str
@@ -124,6 +128,7 @@ class PatientSeries:
     pinned_baselines: tuple[PinnedBaseline, ...] = ()
     history: tuple[HistoryItem, ...] = field(default=())
     logs_from: date | None = None
+    logging_asked: tuple[tuple[date, date | None], ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.dates)
@@ -192,6 +197,7 @@ class ArraySeries:
     pinned_baselines: tuple[PinnedBaseline, ...] = ()
     history: tuple[HistoryItem, ...] = ()
     logs_from: date | None = None  # as in PatientSeries
+    logging_asked: tuple[tuple[date, date | None], ...] | None = None  # as in PatientSeries
 
     def __post_init__(self) -> None:
         n = self.ordinal.shape[0]
@@ -220,6 +226,7 @@ class ArraySeries:
             pinned_baselines=self.pinned_baselines,
             history=self.history,
             logs_from=self.logs_from,
+            logging_asked=self.logging_asked,
         )
 
     @classmethod
@@ -244,6 +251,7 @@ class ArraySeries:
             pinned_baselines=series.pinned_baselines,
             history=series.history,
             logs_from=series.logs_from,
+            logging_asked=series.logging_asked,
         )
 
 

@@ -47,6 +47,7 @@ from rehab.domain.detection import (
 )
 from rehab.domain.episodes import LOOKBACK_KINDS
 from rehab.domain.event_text import fall_mechanism
+from rehab.domain.missed_logs import Period, program_runs, run_of
 from rehab.domain.series import AnySeries
 from rehab.domain.vocabulary import RedFlag
 from rehab.services import alerts, audit, notifications, series_copy
@@ -87,9 +88,6 @@ def load_series(
         pid: s.to_series() if isinstance(s, ArraySeries) else s
         for pid, s in _load(session, patient_ids, since)[0].items()
     }
-
-
-Period = tuple[dt.date, dt.date | None]
 
 
 class StoredAlert(NamedTuple):
@@ -232,6 +230,8 @@ def _not_logs(pid: int, context: _Context) -> dict[str, Any]:
         "pinned_baselines": tuple(context.pins.get(pid, ())),
         # A window of a longer history: the detector must know (rehab.domain.series).
         "logs_from": context.since if pid in context.cut else None,
+        # Missed logging counts while her programs ask for logs (rehab.domain.missed_logs).
+        "logging_asked": tuple(context.periods.get(pid, ())),
     }
 
 
@@ -637,11 +637,7 @@ def _detect(
     # The batch call runs the same replay vectorised over the patients: several times
     # cheaper per patient than one call each.
     detected = detect_episodes_many(series.values(), config, as_of=as_of)
-    episodes = {
-        pid: _while_asked_to_log(detected[str(pid)], context.periods.get(pid, ()), as_of)
-        for pid in series
-    }
-    return episodes, context
+    return {pid: detected[str(pid)] for pid in series}, context
 
 
 def replay_whole_history(
@@ -687,55 +683,7 @@ def _key(episode: AlertEpisode) -> AlertKey:
     return (episode.kind, episode.metric or "", episode.detected_on)
 
 
-def _while_asked_to_log(
-    episodes: Iterable[AlertEpisode], periods: Sequence[Period], as_of: dt.date
-) -> tuple[AlertEpisode, ...]:
-    """Missed logging only matters while a program asks the patient to log (the domain's
-    detector knows logs, not programs): a gap found outside every program is dropped, and
-    one still open when the programs ended (a discharge) closes the day after, as a log
-    would have closed it."""
-    kept = []
-    runs: list[Period] | None = None
-    for episode in episodes:
-        if episode.kind == "missed_logs":
-            if runs is None:
-                runs = _program_runs(periods)
-            run = _run_of(episode.detected_on, runs)
-            if run is None:
-                continue
-            until = run[1]
-            if until is not None and until < as_of:
-                closes = until + _ONE_DAY
-                if episode.resolved_on is None or episode.resolved_on > closes:
-                    episode = replace(episode, resolved_on=closes)
-        kept.append(episode)
-    return tuple(kept)
-
-
 _ONE_DAY = dt.timedelta(days=1)
-
-
-def _program_runs(periods: Iterable[Period]) -> list[Period]:
-    """A patient's programs as unbroken runs of days asked for logs: a program replaced by the
-    next (ended the day before it starts) is one run with it; None: no end set."""
-    runs: list[Period] = []
-    for start, end in sorted(periods, key=lambda period: period[0]):
-        if runs:
-            run_start, run_end = runs[-1]
-            if run_end is None or start <= run_end + _ONE_DAY:
-                longer = None if run_end is None or end is None else max(run_end, end)
-                runs[-1] = (run_start, longer)
-                continue
-        runs.append((start, end))
-    return runs
-
-
-def _run_of(day: dt.date, runs: Iterable[Period]) -> Period | None:
-    """The run of programs in effect on `day`, if any."""
-    for start, end in runs:
-        if start <= day and (end is None or day <= end):
-            return start, end
-    return None
 
 
 def _resolution_note(episode: AlertEpisode, periods: Sequence[Period]) -> str:
@@ -743,7 +691,7 @@ def _resolution_note(episode: AlertEpisode, periods: Sequence[Period]) -> str:
     if episode.superseded:  # a further rise, not a return to baseline
         return alerts.AUTO_SUPERSEDED
     if episode.kind == "missed_logs":
-        run = _run_of(episode.detected_on, _program_runs(periods))
+        run = run_of(episode.detected_on, program_runs(periods))
         if run is not None and run[1] is not None and episode.resolved_on == run[1] + _ONE_DAY:
             return alerts.AUTO_PROGRAM_ENDED
         return alerts.AUTO_LOGGING_RESUMED

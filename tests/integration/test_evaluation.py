@@ -98,7 +98,8 @@ def test_missed_logs_follow_the_clinic_setting(database_url: str, tmp_path: Path
                     clinic = build_clinic()
                     b = clinic.patient_b.patient_id
                     assert b is not None
-                    add_logs(b, clinic_today() - dt.timedelta(days=30), [1] * 27)
+                    # Every day of her program (60 days) but the last 4.
+                    add_logs(b, clinic.program_start, [1] * 57)
                 db.session.execute(sa.delete(Notification))
                 db.session.execute(sa.delete(Alert))
                 db.session.commit()

@@ -1,5 +1,6 @@
 """Ending a patient's program (a discharge, or a break in care): the clinician's page, its
-checks, and what the detector makes of missed logging afterwards."""
+checks, and missed logging counted while programs ask for logs (from their start, up to
+their end)."""
 
 from __future__ import annotations
 
@@ -180,8 +181,9 @@ def test_a_discharge_closes_the_open_missed_logs_alert_and_no_new_one_follows(
     assert a is not None and b is not None
     today = clinic_today()
     with app.app_context():
-        add_logs(a, today - dt.timedelta(days=30), [1] * 22)  # the last on today - 9
-        add_logs(b, today - dt.timedelta(days=30), [1] * 22)
+        # Every day of their programs up to today - 9.
+        add_logs(a, clinic.program_start, [1] * ((today - clinic.program_start).days - 8))
+        add_logs(b, clinic.program_start, [1] * ((today - clinic.program_start).days - 8))
         evaluation.evaluate_and_commit(db.session, [a, b], today)
         for patient in (a, b):
             (gap,) = _missed_logs_alerts(patient)
@@ -209,6 +211,49 @@ def test_a_discharge_closes_the_open_missed_logs_alert_and_no_new_one_follows(
         evaluation.evaluate_and_commit(db.session, [a, b], today + dt.timedelta(days=21))
         assert [x.id for x in _missed_logs_alerts(a)] == [closed_a.id]
         assert len(_missed_logs_alerts(b)) == 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_missed_logging_counts_from_the_programs_start_and_again_after_a_break(
+    app: Flask, clinic: Clinic
+) -> None:
+    """Patient A never logged since her program began 60 days ago: one open missed-logs
+    alert, from the start. Patient B logged every day until her discharge 20 days ago and was
+    taken on again 5 days ago, with no log since: nothing for the break, an alert from the new
+    start (the detector used to count only from a log, so neither was alerted)."""
+    a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+    assert a is not None and b is not None
+    today = clinic_today()
+    start = clinic.program_start
+    discharged, again = today - dt.timedelta(days=20), today - dt.timedelta(days=5)
+    with app.app_context():
+        add_logs(b, start, [1] * ((discharged - start).days + 1))
+        actor = _clinician_actor(clinic)
+        programs.end_program(db.session, actor, b, EndProgramInput(end_date=discharged))
+        exercise = db.session.scalar(sa.select(Exercise.id).order_by(Exercise.id).limit(1))
+        assert exercise is not None
+        programs.create_program(
+            db.session,
+            actor,
+            b,
+            ProgramInput(
+                title="Back again",
+                start_date=again,
+                prescriptions=[PrescriptionInput(exercise_id=exercise, sets=2, reps=8)],
+            ),
+        )
+        evaluation.evaluate_and_commit(db.session, [a, b], today)
+        (never,) = _missed_logs_alerts(a)
+        (taken_on_again,) = _missed_logs_alerts(b)
+        assert (never.status, never.onset, never.resolved_on) == (AlertStatus.OPEN, start, None)
+        assert never.explanation.startswith(
+            f"No log for 3 days since the program started {start.isoformat()} (no log yet)."
+        )
+        assert (taken_on_again.status, taken_on_again.onset) == (AlertStatus.OPEN, again)
+        assert taken_on_again.explanation.startswith(
+            f"No log for 3 days since the program started {again.isoformat()}"
+            f" (last log {discharged.isoformat()})."
+        )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
@@ -240,33 +285,6 @@ def test_after_the_end_the_patient_can_still_log_pain_but_not_the_old_exercises(
 
 
 D = dt.date(2026, 3, 1)
-
-
-@pytest.mark.parametrize(
-    ("periods", "run"),
-    [
-        ([], None),
-        ([(D, None)], (D, None)),
-        ([(D, D + dt.timedelta(days=9))], (D, D + dt.timedelta(days=9))),
-        # A program replaced by the next (ended the day before it starts): one unbroken run.
-        (
-            [(D + dt.timedelta(days=10), D + dt.timedelta(days=30)), (D, D + dt.timedelta(days=9))],
-            (D, D + dt.timedelta(days=30)),
-        ),
-        ([(D, D + dt.timedelta(days=9)), (D + dt.timedelta(days=10), None)], (D, None)),
-        # A break in care between two programs ends the run.
-        (
-            [(D, D + dt.timedelta(days=9)), (D + dt.timedelta(days=12), None)],
-            (D, D + dt.timedelta(days=9)),
-        ),
-        ([(D - dt.timedelta(days=30), D - dt.timedelta(days=1))], None),
-        ([(D + dt.timedelta(days=1), None)], None),
-    ],
-)
-def test_which_run_of_programs_asks_for_logs_on_a_day(
-    periods: list[evaluation.Period], run: evaluation.Period | None
-) -> None:
-    assert evaluation._run_of(D, evaluation._program_runs(periods)) == run
 
 
 @pytest.mark.parametrize(
