@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rehab.domain.alerts import AlertEpisode, RelatedEvent
-from rehab.domain.arrays import FloatArray, IntArray, flat_true
+from rehab.domain.arrays import BoolArray, FloatArray, IntArray, flat_true
 from rehab.domain.baseline import (
     PainBaselines,
     ShownBaselines,
@@ -62,7 +62,7 @@ from rehab.domain.explain import (
     red_flag_head,
     with_context,
 )
-from rehab.domain.missed_logs import asked_gaps, program_runs
+from rehab.domain.missed_logs import Stretch, asked_gaps, program_runs
 from rehab.domain.packing import Batch, Packed, Patient, pack
 from rehab.domain.series import (
     PAIN_METRICS,
@@ -727,36 +727,77 @@ def _missed_log_episodes(
 ) -> None:
     """Detected on the Nth consecutive day without a log; resolved by the next log. A series
     that says when logging was asked (`logging_asked`) counts only the days of its programs
-    (`rehab.domain.missed_logs`)."""
-    asked = [p for p, series in enumerate(batch.series) if series.logging_asked is not None]
-    for position in asked:
-        _asked_missed_log_episodes(batch, position, config, out[position])
+    (`rehab.domain.missed_logs`): its stretches without logs found here are handed over."""
     n_missing = config.missed_log_days
     ordinal = batch.ordinal
     n = ordinal.shape[0]
-    if n == 0:
-        return
-    # The day after `as_of` acts as the next log: only gaps reaching N days by `as_of` alert.
-    last = batch.first + batch.n_logs - 1
-    has_logs = batch.n_logs > 0
-    following = np.empty(n, dtype=np.int64)
-    following[:-1] = ordinal[1:]
-    following[last[has_logs]] = (batch.origin + batch.last_day + 1)[has_logs]
-    gaps = flat_true(following - ordinal - 1 >= n_missing)
-    if asked and gaps.shape[0]:
-        counted_here = np.ones(len(batch.series), dtype=np.bool_)
-        counted_here[asked] = False
-        gaps = gaps[counted_here[batch.owner[gaps]]]
+    dates = _DateCache()  # the batch's patients share their calendar
+    # Patients whose logging was asked have their stretches without logs handed over to
+    # `missed_logs.asked_gaps` (`stretches`): the one before the first log, then those found
+    # below (`asked`). The usual case is shorter: one open-ended program that began on or
+    # before her first log, whose gaps after it are the ones found here; only the stretch
+    # before that log is handed over, if it is long enough to hold one.
+    asked: list[int] = []
+    stretches: dict[int, list[Stretch]] = {}
+    for p, series in enumerate(batch.series):
+        periods = series.logging_asked
+        if periods is None:
+            continue
+        first_log = int(ordinal[batch.first[p]]) if batch.n_logs[p] > 0 else None
+        if len(periods) == 1 and periods[0][1] is None and first_log is not None:
+            started = periods[0][0].toordinal()
+            if started <= first_log:
+                if first_log - started >= n_missing:
+                    stretches[p] = [(None, first_log)]
+                continue
+        stretches[p] = [(None, first_log)]
+        asked.append(p)
+    if n:
+        # The day after `as_of` acts as the next log: only gaps reaching N days by `as_of`.
+        last = batch.first + batch.n_logs - 1
+        has_logs = batch.n_logs > 0
+        following = np.empty(n, dtype=np.int64)
+        following[:-1] = ordinal[1:]
+        following[last[has_logs]] = (batch.origin + batch.last_day + 1)[has_logs]
+        gaps = flat_true(following - ordinal - 1 >= n_missing)
+        is_last = np.zeros(n, dtype=np.bool_)
+        is_last[last[has_logs]] = True
+        if asked and gaps.shape[0]:
+            handed = np.zeros(len(batch.series), dtype=np.bool_)
+            handed[asked] = True
+            theirs = handed[batch.owner[gaps]]
+            for owner, last_log, next_log, open_ in zip(
+                batch.owner[gaps[theirs]].tolist(),
+                ordinal[gaps[theirs]].tolist(),
+                following[gaps[theirs]].tolist(),
+                is_last[gaps[theirs]].tolist(),
+                strict=True,
+            ):
+                stretches[owner].append((last_log, None if open_ else next_log))
+            gaps = gaps[~theirs]
+        _log_gap_episodes(batch, gaps, following, is_last, config, dates, out)
+    for p, handed_over in stretches.items():
+        _asked_missed_log_episodes(batch, p, handed_over, config, dates, out[p])
+
+
+def _log_gap_episodes(
+    batch: Batch,
+    gaps: IntArray,
+    following: IntArray,
+    is_last: BoolArray,
+    config: DetectionConfig,
+    dates: _DateCache,
+    out: list[list[AlertEpisode]],
+) -> None:
+    """The episodes of the logs followed by N days or more without one (`gaps`)."""
     if gaps.shape[0] == 0:
         return
-    is_last = np.zeros(n, dtype=np.bool_)
-    is_last[last[has_logs]] = True
+    n_missing = config.missed_log_days
     days_without = float(n_missing)
-    dates = _DateCache()
     patients = batch.patients
     for owner, last_log, next_log, open_ in zip(
         batch.owner[gaps].tolist(),
-        ordinal[gaps].tolist(),
+        batch.ordinal[gaps].tolist(),
         following[gaps].tolist(),
         is_last[gaps].tolist(),
         strict=True,
@@ -789,18 +830,22 @@ def _missed_log_episodes(
 
 
 def _asked_missed_log_episodes(
-    batch: Batch, position: int, config: DetectionConfig, out: list[AlertEpisode]
+    batch: Batch,
+    position: int,
+    stretches: list[Stretch],
+    config: DetectionConfig,
+    dates: _DateCache,
+    out: list[AlertEpisode],
 ) -> None:
-    """`_missed_log_episodes` for a series that says when logging was asked: also a patient
-    with no log at all (no `Patient` in the batch: one is made here for the context)."""
+    """The missed-log episodes of a series that says when logging was asked, from its
+    stretches without logs; also for a patient with no log at all (no `Patient` in the
+    batch: one is made here for the context)."""
     series = batch.series[position]
     assert series.logging_asked is not None
     as_of = int(batch.origin[position] + batch.last_day[position])
-    first, count = int(batch.first[position]), int(batch.n_logs[position])
-    log_days: list[int] = batch.ordinal[first : first + count].tolist()
     logs_from = series.logs_from
     gaps = asked_gaps(
-        log_days,
+        stretches,
         program_runs(series.logging_asked),
         as_of,
         config.missed_log_days,
@@ -808,9 +853,9 @@ def _asked_missed_log_episodes(
     )
     if not gaps:
         return
+    first = int(batch.first[position])
     patient = batch.patients[position] or Patient(series, position, as_of, 0, first)
     n_missing = config.missed_log_days
-    dates = _DateCache()
     for gap in gaps:
         if gap.last_log is not None and gap.last_log == gap.onset - 1:
             head = missed_logs_head(days_without=n_missing, last_log=dates.isoformat(gap.last_log))

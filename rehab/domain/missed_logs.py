@@ -12,9 +12,9 @@ Plain integers: days are date ordinals.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
+from itertools import pairwise
 from typing import NamedTuple
 
 # A program's first and last day (None: no end set).
@@ -55,8 +55,19 @@ class Gap(NamedTuple):
     run_start: int  # the first day of its run
 
 
+# Days without a log between two logs (exclusive); None for "no log before" (the stretch
+# before the first log) or "no log after" (up to as_of).
+Stretch = tuple[int | None, int | None]
+
+
+def stretches_of(log_days: Sequence[int]) -> list[Stretch]:
+    """Every stretch around the logs: before the first, between each two, after the last."""
+    bounds: list[int | None] = [None, *log_days, None]
+    return list(pairwise(bounds))
+
+
 def asked_gaps(
-    log_days: Sequence[int],
+    stretches: Iterable[Stretch],
     runs: Sequence[Period],
     as_of: int,
     n_missing: int,
@@ -64,27 +75,37 @@ def asked_gaps(
 ) -> list[Gap]:
     """The stretches of `n_missing` days or more without a log, inside `runs`, up to `as_of`.
 
-    `log_days`: the patient's logs, increasing, none after `as_of`. `known_from`: the first day
-    the logs are known from (a window of a longer history); a stretch that may have begun
-    before it is left out, as its onset cannot be known."""
+    `stretches`: the patient's stretches without logs in date order (`stretches_of`; the
+    detector passes only those of `n_missing` days or more, the others cannot hold a gap),
+    none after `as_of`. `known_from`: the first day the logs are known from (a window of a
+    longer history): the stretch before the first log then has an unknown beginning, and a
+    gap in it is left out unless its run began inside the window."""
     gaps: list[Gap] = []
-    for start, end in runs:
-        first = start.toordinal()
-        if first > as_of:
-            break
-        ended = end is not None and end.toordinal() < as_of
-        last = end.toordinal() if end is not None and ended else as_of
-        cursor_known = known_from is None or first >= known_from
-        cursor = first if cursor_known else max(first, known_from or first)
-        i = bisect_left(log_days, cursor)
-        j = bisect_right(log_days, last)
-        before = log_days[i - 1] if i > 0 else None
-        for k in range(i, j + 1):
-            next_log = log_days[k] if k < j else None
-            stop = next_log if next_log is not None else last + 1
-            if cursor_known and stop - cursor >= n_missing:
-                resolved = next_log if next_log is not None else (last + 1 if ended else None)
-                gaps.append(Gap(cursor, cursor + n_missing - 1, resolved, before, first))
-            if next_log is not None:
-                cursor, cursor_known, before = next_log + 1, True, next_log
+    bounds = [
+        (
+            start.toordinal(),
+            end.toordinal() if end is not None and end.toordinal() < as_of else as_of,
+            end is not None and end.toordinal() < as_of,
+        )
+        for start, end in runs
+        if start.toordinal() <= as_of
+    ]
+    for last_log, next_log in stretches:
+        first_day = last_log + 1 if last_log is not None else None
+        last_day = next_log - 1 if next_log is not None else as_of
+        for run_start, run_last, ended in bounds:
+            if first_day is None:
+                if known_from is not None and run_start < known_from:
+                    continue
+                onset = run_start
+            else:
+                onset = max(first_day, run_start)
+            until = min(last_day, run_last)
+            if until - onset + 1 < n_missing:
+                continue
+            if until == last_day and next_log is not None:
+                resolved: int | None = next_log
+            else:
+                resolved = run_last + 1 if ended and until == run_last else None
+            gaps.append(Gap(onset, onset + n_missing - 1, resolved, last_log, run_start))
     return gaps

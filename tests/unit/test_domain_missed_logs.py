@@ -6,11 +6,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from rehab.domain.detection import DEFAULT_CONFIG, PatientSeries, detect_episodes
-from rehab.domain.missed_logs import Gap, Period, asked_gaps, program_runs, run_of
+from rehab.domain.detection import (
+    DEFAULT_CONFIG,
+    PatientSeries,
+    detect_episodes,
+    detect_episodes_many,
+)
+from rehab.domain.missed_logs import Gap, Period, asked_gaps, program_runs, run_of, stretches_of
 
 D = dt.date(2026, 3, 1)
 S = D.toordinal()
@@ -74,7 +79,7 @@ def test_stretches_without_logs_inside_the_programs(
     known_from: int | None,
     gaps: list[Gap],
 ) -> None:
-    assert asked_gaps(log_days, runs, as_of, N, known_from) == gaps
+    assert asked_gaps(stretches_of(log_days), runs, as_of, N, known_from) == gaps
 
 
 def _day_by_day(log_days: set[int], runs: list[Period], as_of: int, n: int) -> list[int]:
@@ -109,7 +114,7 @@ def test_gaps_are_the_calendars_nth_days_without_a_log_inside_the_runs(
         periods[-1] = (periods[-1][0], None)
     runs = program_runs(periods)
     log_days = sorted(S + d for d in logs if d <= as_of)
-    gaps = asked_gaps(log_days, runs, S + as_of, n)
+    gaps = asked_gaps(stretches_of(log_days), runs, S + as_of, n)
     assert [g.detected for g in gaps] == _day_by_day(set(log_days), runs, S + as_of, n)
     for gap in gaps:
         run = run_of(dt.date.fromordinal(gap.detected), runs)
@@ -155,3 +160,53 @@ def test_a_patient_who_never_logged_is_alerted_with_the_program_start() -> None:
     )
     # Without programs (the CSV contract) there is nothing to count from.
     assert detect_episodes(PatientSeries("p", (), (), ()), DEFAULT_CONFIG, as_of=day(10)) == ()
+
+
+@given(
+    logs=st.sets(st.integers(0, 80), max_size=40),
+    cuts=st.lists(st.integers(-10, 90), min_size=1, max_size=6, unique=True),
+    open_ended=st.booleans(),
+    as_of=st.integers(0, 95),
+    batch_mates=st.integers(0, 2),
+)
+# One open program begun after the first log (the longer path), before it with a stretch before
+# the first log (the shorter one), and no log at all.
+@example(logs={0, 4, 10}, cuts=[3], open_ended=True, as_of=12, batch_mates=1)
+@example(logs={5, 6}, cuts=[0], open_ended=True, as_of=20, batch_mates=1)
+@example(logs=set(), cuts=[0], open_ended=True, as_of=20, batch_mates=1)
+def test_the_detector_alerts_the_gaps_of_the_programs(
+    logs: set[int], cuts: list[int], open_ended: bool, as_of: int, batch_mates: int
+) -> None:
+    """Whatever the programs (one open program from before the first log takes a shorter
+    path in the detector), the missed-log episodes are `asked_gaps`' — in a batch with other
+    patients too."""
+    bounds = sorted(cuts)
+    periods: list[Period] = [
+        (day(a), day(b - 1)) for a, b in zip(bounds[0::2], bounds[1::2], strict=False)
+    ]
+    if open_ended and len(bounds) % 2:
+        periods.append((day(bounds[-1]), None))  # the odd bound starts one with no end
+    elif open_ended and periods:
+        periods[-1] = (periods[-1][0], None)
+    dates = tuple(day(d) for d in sorted(logs))
+    ones = (1,) * len(dates)
+    series = PatientSeries("p", dates, ones, ones, logging_asked=tuple(periods))
+    others = [
+        PatientSeries(f"o{i}", dates[i::2], ones[i::2], ones[i::2]) for i in range(batch_mates)
+    ]
+    found = [
+        (e.onset, e.detected_on, e.resolved_on)
+        for e in detect_episodes_many([*others, series], DEFAULT_CONFIG, as_of=day(as_of))["p"]
+        if e.kind == "missed_logs"
+    ]
+    log_days = [d.toordinal() for d in dates if d <= day(as_of)]
+    n = DEFAULT_CONFIG.missed_log_days
+    expected = [
+        (
+            dt.date.fromordinal(g.onset),
+            dt.date.fromordinal(g.detected),
+            None if g.resolved is None else dt.date.fromordinal(g.resolved),
+        )
+        for g in asked_gaps(stretches_of(log_days), program_runs(periods), S + as_of, n)
+    ]
+    assert found == expected
