@@ -162,18 +162,18 @@ def build_fault_clinic(
     teams: dict[str, int], patients_per_team: int, red_flag_every: int, today: dt.date
 ) -> FaultClinic:
     """Care teams (name -> number of clinicians), each with `patients_per_team` patients on a
-    one-exercise program that began 60 days ago. Every patient has logged daily, quietly,
-    through the day before yesterday; every `red_flag_every`-th patient is a red-flag patient
-    (yesterday quiet, today a red flag: one urgent `red_flag` alert today), the others have a
-    step up (the day before yesterday 7/10 already, then 7/10 yesterday and today: one
+    one-exercise program that began 47 days ago. Every patient has logged daily since,
+    quietly, through the day before yesterday; every `red_flag_every`-th patient is a red-flag
+    patient (yesterday quiet, today a red flag: one urgent `red_flag` alert today), the others
+    have a step up (the day before yesterday 7/10 already, then 7/10 yesterday and today: one
     `pain_regression` of leg pain, detected today). No state in between alerts: with one or
     none of the two logs the detector finds nothing (and two missing days are not yet
     `missed_logs`). Commits inside the current app context."""
     session = db.session
     seed_exercise_library(session)
     exercise_id = session.scalars(sa.select(Exercise.id).order_by(Exercise.id).limit(1)).one()
-    start = today - dt.timedelta(days=60)
     first_log = today - dt.timedelta(days=2 + len(QUIET))
+    start = first_log  # (a program without logs for a while would be missed logging)
     clinicians: dict[str, list[int]] = {}
     patients: list[FaultPatient] = []
     run = uuid.uuid4().hex[:6]
