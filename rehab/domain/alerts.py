@@ -35,7 +35,8 @@ class AlertEpisode:
     without a log). `baseline_source` says how the baseline was obtained (design §2: "always
     shown with how it was computed"). `linked_event` is the fall or injury the regression began
     after, if any. `superseded`: it was closed (on `resolved_on`) because a further rise of the
-    same metric opened the next episode, not because the metric settled.
+    same metric opened the next episode, not because the metric settled. `program_ended`: a
+    missed-logs episode closed because the programs asking for logs ended, not by a log.
     """
 
     patient_id: str
@@ -53,6 +54,7 @@ class AlertEpisode:
     baseline_source: str = ""
     linked_event: RelatedEvent | None = None
     superseded: bool = False
+    program_ended: bool = False
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class AlertEpisode:
         baseline_source: str = "",
         linked_event: RelatedEvent | None = None,
         superseded: bool = False,
+        program_ended: bool = False,
     ) -> None:
         # The dataclass's own __init__, written out: a replay makes a dozen episodes per
         # patient-year, and this one sets the frozen fields a third faster.
@@ -90,6 +93,7 @@ class AlertEpisode:
         set_field(self, "baseline_source", baseline_source)
         set_field(self, "linked_event", linked_event)
         set_field(self, "superseded", superseded)
+        set_field(self, "program_ended", program_ended)
 
     @property
     def dedup_key(self) -> tuple[str, str | None, date | None]:

@@ -62,7 +62,7 @@ from rehab.domain.explain import (
     red_flag_head,
     with_context,
 )
-from rehab.domain.missed_logs import Stretch, asked_gaps, program_runs
+from rehab.domain.missed_logs import Gap, Stretch, asked_gaps, program_runs
 from rehab.domain.packing import Batch, Packed, Patient, pack
 from rehab.domain.series import (
     PAIN_METRICS,
@@ -793,7 +793,6 @@ def _log_gap_episodes(
     if gaps.shape[0] == 0:
         return
     n_missing = config.missed_log_days
-    days_without = float(n_missing)
     patients = batch.patients
     for owner, last_log, next_log, open_ in zip(
         batch.owner[gaps].tolist(),
@@ -804,29 +803,10 @@ def _log_gap_episodes(
     ):
         patient = patients[owner]
         assert patient is not None
-        detected = last_log + n_missing
         head = missed_logs_head(days_without=n_missing, last_log=dates.isoformat(last_log))
-        if patient.events or patient.series.history:
-            related, tail = patient.context_tail(detected - patient.origin, config)
-            explanation = with_context(head, tail)
-        else:
-            related, explanation = (), head
-        out[owner].append(
-            AlertEpisode(
-                patient.series.patient_id,
-                "missed_logs",
-                None,
-                dates[last_log + 1],  # onset
-                dates[detected],
-                None if open_ else dates[next_log],  # resolved
-                "routine",
-                None,
-                days_without,  # current
-                None,
-                related,
-                explanation,
-            )
-        )
+        resolved = None if open_ else next_log
+        gap = Gap(last_log + 1, last_log + n_missing, resolved, last_log, run_start=0)  # no run
+        out[owner].append(_missed_log_episode(patient, gap, head, config, dates))
 
 
 def _asked_missed_log_episodes(
@@ -865,27 +845,34 @@ def _asked_missed_log_episodes(
                 started=dates.isoformat(gap.run_start),
                 last_log=None if gap.last_log is None else dates.isoformat(gap.last_log),
             )
-        if patient.events or series.history:
-            related, tail = patient.context_tail(gap.detected - patient.origin, config)
-            explanation = with_context(head, tail)
-        else:
-            related, explanation = (), head
-        out.append(
-            AlertEpisode(
-                series.patient_id,
-                "missed_logs",
-                None,
-                dates[gap.onset],
-                dates[gap.detected],
-                None if gap.resolved is None else dates[gap.resolved],
-                "routine",
-                None,
-                float(n_missing),  # current
-                None,
-                related,
-                explanation,
-            )
-        )
+        out.append(_missed_log_episode(patient, gap, head, config, dates))
+
+
+def _missed_log_episode(
+    patient: Patient, gap: Gap, head: str, config: DetectionConfig, dates: _DateCache
+) -> AlertEpisode:
+    """A missed-logs episode: its head, then the events around its detection and history."""
+    series = patient.series
+    if patient.events or series.history:
+        related, tail = patient.context_tail(gap.detected - patient.origin, config)
+        explanation = with_context(head, tail)
+    else:
+        related, explanation = (), head
+    return AlertEpisode(
+        series.patient_id,
+        "missed_logs",
+        None,
+        dates[gap.onset],
+        dates[gap.detected],
+        None if gap.resolved is None else dates[gap.resolved],
+        "routine",
+        None,
+        float(config.missed_log_days),  # current: days without a log
+        None,
+        related,
+        explanation,
+        program_ended=gap.run_ended,
+    )
 
 
 class _DateCache(dict[int, date]):

@@ -37,14 +37,6 @@ def program_runs(periods: Iterable[Period]) -> list[Period]:
     return runs
 
 
-def run_of(day: date, runs: Iterable[Period]) -> Period | None:
-    """The run of programs in effect on `day`, if any."""
-    for start, end in runs:
-        if start <= day and (end is None or day <= end):
-            return start, end
-    return None
-
-
 class Gap(NamedTuple):
     """A stretch of at least N days without a log, while logging was asked."""
 
@@ -53,6 +45,7 @@ class Gap(NamedTuple):
     resolved: int | None  # the next log's day, or the day after the run ended; None: open
     last_log: int | None  # the log before it, if any (it may precede the run)
     run_start: int  # the first day of its run
+    run_ended: bool = False  # resolved by the end of the run, not by a log
 
 
 # Days without a log between two logs (exclusive); None for "no log before" (the stretch
@@ -103,9 +96,11 @@ def asked_gaps(
             until = min(last_day, run_last)
             if until - onset + 1 < n_missing:
                 continue
+            detected = onset + n_missing - 1
             if until == last_day and next_log is not None:
-                resolved: int | None = next_log
+                gaps.append(Gap(onset, detected, next_log, last_log, run_start))
+            elif ended and until == run_last:
+                gaps.append(Gap(onset, detected, run_last + 1, last_log, run_start, True))
             else:
-                resolved = run_last + 1 if ended and until == run_last else None
-            gaps.append(Gap(onset, onset + n_missing - 1, resolved, last_log, run_start))
+                gaps.append(Gap(onset, detected, None, last_log, run_start))
     return gaps

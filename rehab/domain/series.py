@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from rehab.domain.arrays import FloatArray, IntArray
+from rehab.domain.missed_logs import Period
 
 PainMetric = Literal["back_pain", "leg_pain"]
 PAIN_METRICS: tuple[PainMetric, ...] = ("back_pain", "leg_pain")
@@ -128,7 +129,7 @@ class PatientSeries:
     pinned_baselines: tuple[PinnedBaseline, ...] = ()
     history: tuple[HistoryItem, ...] = field(default=())
     logs_from: date | None = None
-    logging_asked: tuple[tuple[date, date | None], ...] | None = None
+    logging_asked: tuple[Period, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.dates)
@@ -197,7 +198,7 @@ class ArraySeries:
     pinned_baselines: tuple[PinnedBaseline, ...] = ()
     history: tuple[HistoryItem, ...] = ()
     logs_from: date | None = None  # as in PatientSeries
-    logging_asked: tuple[tuple[date, date | None], ...] | None = None  # as in PatientSeries
+    logging_asked: tuple[Period, ...] | None = None  # as in PatientSeries
 
     def __post_init__(self) -> None:
         n = self.ordinal.shape[0]

@@ -47,7 +47,7 @@ from rehab.domain.detection import (
 )
 from rehab.domain.episodes import LOOKBACK_KINDS
 from rehab.domain.event_text import fall_mechanism
-from rehab.domain.missed_logs import Period, program_runs, run_of
+from rehab.domain.missed_logs import Period
 from rehab.domain.series import AnySeries
 from rehab.domain.vocabulary import RedFlag
 from rehab.services import alerts, audit, notifications, series_copy
@@ -608,7 +608,7 @@ def evaluate_patients(
     doubtful = _not_followed(stored, episodes, today)
     if doubtful:
         episodes.update(_detect(session, doubtful, today, None, config)[0])
-    result = _reconcile(session, episodes, stored, as_of=today, periods=context.periods)
+    result = _reconcile(session, episodes, stored, as_of=today)
     session.execute(
         sa.update(Patient).where(Patient.id.in_(patient_ids)).values(evaluated_at=evaluated_at)
     )
@@ -645,8 +645,7 @@ def replay_whole_history(
 ) -> EvaluationResult:
     """Detect over the patients' whole history and store what is new (the demo's history);
     the caller commits."""
-    episodes, context = _detect(session, patient_ids, as_of, None, DEFAULT_CONFIG)
-    return _reconcile(session, episodes, None, periods=context.periods)
+    return _reconcile(session, _detect(session, patient_ids, as_of, None, DEFAULT_CONFIG)[0], None)
 
 
 def _not_followed(
@@ -683,17 +682,13 @@ def _key(episode: AlertEpisode) -> AlertKey:
     return (episode.kind, episode.metric or "", episode.detected_on)
 
 
-_ONE_DAY = dt.timedelta(days=1)
-
-
-def _resolution_note(episode: AlertEpisode, periods: Sequence[Period]) -> str:
+def _resolution_note(episode: AlertEpisode) -> str:
     """Why the replay closed an episode, in the note of the alert it resolves."""
     if episode.superseded:  # a further rise, not a return to baseline
         return alerts.AUTO_SUPERSEDED
+    if episode.program_ended:
+        return alerts.AUTO_PROGRAM_ENDED
     if episode.kind == "missed_logs":
-        run = run_of(episode.detected_on, program_runs(periods))
-        if run is not None and run[1] is not None and episode.resolved_on == run[1] + _ONE_DAY:
-            return alerts.AUTO_PROGRAM_ENDED
         return alerts.AUTO_LOGGING_RESUMED
     return alerts.AUTO_BACK_NEAR_BASELINE
 
@@ -703,14 +698,11 @@ def _reconcile(
     episodes_by_patient: Mapping[int, Iterable[AlertEpisode]],
     stored: StoredAlerts | None,
     as_of: dt.date | None = None,
-    *,
-    periods: Mapping[int, Sequence[Period]],
 ) -> EvaluationResult:
     """Store the episodes not stored yet and auto-resolve the stored ones the detector
     resolved, with one query for the stored alerts of all the patients (unless given).
     `as_of`: the replay covers every decision up to that day (the worker's evaluation), so
-    an open pain or adherence alert it no longer shows at all is resolved (`_no_longer_shown`).
-    `periods`: the patients' programs, which say why a missed-logs episode closed."""
+    an open pain or adherence alert it no longer shows at all is resolved (`_no_longer_shown`)."""
     result = EvaluationResult()
     if stored is None:
         stored = _stored_alerts(session, list(episodes_by_patient))
@@ -733,7 +725,7 @@ def _reconcile(
                     )
                     result.escalated.append(alert_id)
                 if episode.resolved_on is not None:
-                    note = _resolution_note(episode, periods.get(patient_id, ()))
+                    note = _resolution_note(episode)
                     result.resolved += _auto_resolve(
                         session, patient_id, alert_id, episode.resolved_on, now, note
                     )

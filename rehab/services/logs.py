@@ -4,6 +4,7 @@ by detection once committed."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from functools import cache
@@ -114,13 +115,7 @@ def record_session_log(
                 f"exercises.{index}.prescription_id",
                 "is not an exercise of the patient's program on that date",
             )
-    adherence = session_adherence(
-        prescriptions.values(),
-        {
-            e.prescription_id: DoneEntry(e.prescription_id, e.done, e.sets_done)
-            for e in data.exercises
-        },
-    )
+    adherence = _day_adherence(prescriptions, data.exercises)
 
     now = utcnow()
     values: dict[str, Any] = {
@@ -422,14 +417,20 @@ def _recompute_adherence_after(session: Session, patient_id: int, log_date: dt.d
         ).all()
         if any(e.prescription_id not in prescribed for e in entries):
             continue
-        adherence = session_adherence(
-            prescribed.values(),
-            {e.prescription_id: DoneEntry(e.prescription_id, e.done, e.sets_done) for e in entries},
-        )
+        adherence = _day_adherence(prescribed, entries)
         if adherence != log.adherence:
             session.execute(
                 sa.update(_LOGS).where(_LOGS.c.id == log.id).values(adherence=adherence)
             )
+
+
+def _day_adherence(prescribed: dict[int, PrescribedDose], entries: Iterable[Any]) -> float | None:
+    """The day's adherence from its exercise entries (anything with `prescription_id`,
+    `done` and `sets_done`: the submitted ones or the stored rows)."""
+    return session_adherence(
+        prescribed.values(),
+        {e.prescription_id: DoneEntry(e.prescription_id, e.done, e.sets_done) for e in entries},
+    )
 
 
 _AUDIT = cast(sa.Table, AuditEvent.__table__)

@@ -15,7 +15,7 @@ from rehab.domain.detection import (
     detect_episodes,
     detect_episodes_many,
 )
-from rehab.domain.missed_logs import Gap, Period, asked_gaps, program_runs, run_of, stretches_of
+from rehab.domain.missed_logs import Gap, Period, asked_gaps, program_runs, stretches_of
 
 D = dt.date(2026, 3, 1)
 S = D.toordinal()
@@ -24,6 +24,11 @@ N = 3
 
 def day(offset: int) -> dt.date:
     return D + dt.timedelta(days=offset)
+
+
+def run_of(day: dt.date, runs: list[Period]) -> Period | None:
+    """The run of programs in effect on `day`, if any."""
+    return next((r for r in runs if r[0] <= day and (r[1] is None or day <= r[1])), None)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +60,7 @@ def test_which_run_of_programs_asks_for_logs_on_a_day(
         # Began logging on day 4: the first three days are a gap the first log closed.
         ([S + 4], [(D, None)], S + 4, None, [Gap(S, S + 2, S + 4, None, S)]),
         # Discharged on day 9 with the last log on day 1: closed the day after the end.
-        ([S, S + 1], [(D, day(9))], S + 20, None, [Gap(S + 2, S + 4, S + 10, S + 1, S)]),
+        ([S, S + 1], [(D, day(9))], S + 20, None, [Gap(S + 2, S + 4, S + 10, S + 1, S, True)]),
         # Taken on again on day 20 after logging every day of the first program, no log since.
         (
             list(range(S, S + 10)),
@@ -195,7 +200,7 @@ def test_the_detector_alerts_the_gaps_of_the_programs(
         PatientSeries(f"o{i}", dates[i::2], ones[i::2], ones[i::2]) for i in range(batch_mates)
     ]
     found = [
-        (e.onset, e.detected_on, e.resolved_on)
+        (e.onset, e.detected_on, e.resolved_on, e.program_ended)
         for e in detect_episodes_many([*others, series], DEFAULT_CONFIG, as_of=day(as_of))["p"]
         if e.kind == "missed_logs"
     ]
@@ -206,6 +211,7 @@ def test_the_detector_alerts_the_gaps_of_the_programs(
             dt.date.fromordinal(g.onset),
             dt.date.fromordinal(g.detected),
             None if g.resolved is None else dt.date.fromordinal(g.resolved),
+            g.run_ended,
         )
         for g in asked_gaps(stretches_of(log_days), program_runs(periods), S + as_of, n)
     ]
