@@ -92,11 +92,13 @@ def _register_commands() -> None:
     from rehab.cli_bench import bench
     from rehab.cli_demo import demo
     from rehab.cli_detect import detect_command, eval_command
+    from rehab.cli_export import export_group
 
     main.add_command(demo)
     main.add_command(bench)
     main.add_command(detect_command, "detect")
     main.add_command(eval_command, "eval")
+    main.add_command(export_group)
 
 
 _register_commands()

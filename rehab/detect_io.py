@@ -6,6 +6,12 @@ and `date` (YYYY-MM-DD); optional `back_pain`, `leg_pain` (integers 0–10, empt
 event type), `event_note`, and `leg_side` (left/right/both, so explanations can say "Left leg
 pain"). Unknown columns are ignored, rows may come in any order, days may be missing.
 
+Columns of ours beyond §4, written by `rehab export` so that a file exported from the clinic
+replays with what the app knew: `red_flags` (which ones, `;`-separated: `new_numbness;
+new_weakness`; a day with some is a red-flag day whatever `red_flag` says), and a row's event's
+`event_side`, `event_body_region` and `event_mechanism` (a fall's, as the app words it). Without
+them a red flag is "unspecified" and an event has its type and note only.
+
 Read as generously as the contract allows, because one refused cell refuses the whole file:
 column names in any case; whole numbers written as decimals (`3.0`, `1.0`: what a dataframe
 with gaps writes); event types as the glossary spells them (`medication change`); and
@@ -40,7 +46,7 @@ from typing import IO, Any
 from rehab.domain.alerts import AlertEpisode, JsonValue
 from rehab.domain.series import UNSPECIFIED_RED_FLAG, PatientEvent, PatientSeries
 from rehab.domain.simulation import Cohort
-from rehab.domain.vocabulary import EventType
+from rehab.domain.vocabulary import EventType, RedFlag
 
 REQUIRED_COLUMNS = ("patient_id", "date")
 CSV_COLUMNS = (
@@ -53,8 +59,13 @@ CSV_COLUMNS = (
     "event",
     "event_note",
     "leg_side",
+    "red_flags",
+    "event_side",
+    "event_body_region",
+    "event_mechanism",
 )
 EVENT_TYPES = frozenset(e.value for e in EventType)
+RED_FLAGS = frozenset(f.value for f in RedFlag)
 LEG_SIDES = {
     "left": "left",
     "l": "left",
@@ -90,6 +101,7 @@ class _DayLog:
     adherence: float | None = None
     leg_side: str | None = None
     red_flag: bool = False
+    red_flags: list[str] = field(default_factory=list)  # which ones, when the file says
     is_log: bool = False
     lines: dict[str, int] = field(default_factory=dict)  # field -> line that set it
 
@@ -125,6 +137,31 @@ def _adherence(text: str, line: int, header: Sequence[str], index: int) -> float
     if not (0.0 <= value <= 1.0):  # also rejects NaN
         raise _cell_error(line, header, index, f"expected a fraction 0–1 or empty, got {text!r}")
     return value
+
+
+def _red_flags(
+    text: str, line: int, header: Sequence[str], positions: Mapping[str, int]
+) -> list[str]:
+    """The `red_flags` cell's names, in the order written."""
+    names = [re.sub(r"[\s-]+", "_", name.strip().lower()) for name in text.split(";")]
+    names = list(dict.fromkeys(name for name in names if name))
+    unknown = set(names) - RED_FLAGS - {UNSPECIFIED_RED_FLAG}
+    if unknown:
+        raise _cell_error(
+            line,
+            header,
+            positions["red_flags"],
+            f"expected red flags ({', '.join(sorted(RED_FLAGS))}) separated by ';', "
+            f"got {sorted(unknown)[0]!r}",
+        )
+    return names
+
+
+def _day_red_flags(log: _DayLog) -> tuple[str, ...]:
+    if not log.red_flag:
+        return ()
+    named = [flag for flag in log.red_flags if flag != UNSPECIFIED_RED_FLAG]
+    return tuple(named) if named else (UNSPECIFIED_RED_FLAG,)
 
 
 def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
@@ -204,6 +241,8 @@ def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
                     f"expected 0, 1 or empty, got {cells['red_flag']!r}",
                 )
             red_flag = int(flag.group(1)) == 1
+        red_flags = _red_flags(cells.get("red_flags", ""), line, header, positions)
+        red_flag = red_flag or bool(red_flags)
         event_type = re.sub(r"[\s-]+", "_", cells.get("event", "").lower())
         if event_type and event_type not in EVENT_TYPES:
             raise _cell_error(
@@ -216,13 +255,21 @@ def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
 
         if event_type:
             events.setdefault(patient_id, []).append(
-                PatientEvent(date=day, event_type=event_type, note=cells.get("event_note", ""))
+                PatientEvent(
+                    date=day,
+                    event_type=event_type,
+                    note=cells.get("event_note", ""),
+                    side=cells.get("event_side") or None,
+                    body_region=cells.get("event_body_region") or None,
+                    mechanism=cells.get("event_mechanism") or None,
+                )
             )
         has_measure = any(values.get(name) is not None for name in _MEASURES) or red_flag
         day_log = days.setdefault(patient_id, {}).setdefault(day, _DayLog())
         if has_measure:
             day_log.is_log = True
         day_log.red_flag = day_log.red_flag or red_flag
+        day_log.red_flags.extend(f for f in red_flags if f not in day_log.red_flags)
         for name, value in values.items():
             if value is None:
                 continue
@@ -248,9 +295,7 @@ def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
                 back_pain=tuple(log.back_pain for _, log in logged),
                 leg_pain=tuple(log.leg_pain for _, log in logged),
                 adherence=tuple(log.adherence for _, log in logged),
-                red_flags=tuple(
-                    (UNSPECIFIED_RED_FLAG,) if log.red_flag else () for _, log in logged
-                ),
+                red_flags=tuple(_day_red_flags(log) for _, log in logged),
                 leg_side=tuple(log.leg_side for _, log in logged),
                 events=tuple(sorted(events.get(patient_id, []), key=lambda e: e.date)),
             )
@@ -282,27 +327,41 @@ def json_lines(alerts: Iterable[AlertEpisode]) -> Iterator[str]:
 
 def write_cohort_csv(cohort: Cohort, stream: IO[str]) -> None:
     """A simulated cohort as a §4 CSV (logs as rows; events as event-only rows)."""
+    write_series_csv((patient.series for patient in cohort.patients), stream)
+
+
+def write_series_csv(
+    patients: Iterable[PatientSeries], stream: IO[str], *, header: bool = True
+) -> None:
+    """Series as a §4 CSV with our columns: a row per log, then a row per event (an
+    event-only row). `parse_detect_csv` reads back the same logs and events (`header=False`:
+    rows only, for a file written in parts)."""
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for patient in cohort.patients:
-        series = patient.series
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    for series in patients:
         for k, day in enumerate(series.dates):
             back = series.back_pain[k]
             leg = series.leg_pain[k]
             adherence = series.adherence[k] if series.adherence else None
             flags = series.red_flags[k] if series.red_flags else ()
             side = series.leg_side[k] if series.leg_side else None
+            named = [flag for flag in flags if flag != UNSPECIFIED_RED_FLAG]
             writer.writerow(
                 [
                     series.patient_id,
                     day.isoformat(),
-                    "" if back is None else back,
-                    "" if leg is None else leg,
-                    "" if adherence is None else f"{adherence:g}",
+                    "" if back is None else int(back),
+                    "" if leg is None else int(leg),
+                    "" if adherence is None else _fraction(adherence),
                     1 if flags else 0,
                     "",
                     "",
                     side or "",
+                    ";".join(named),
+                    "",
+                    "",
+                    "",
                 ]
             )
         for event in series.events:
@@ -317,8 +376,18 @@ def write_cohort_csv(cohort: Cohort, stream: IO[str]) -> None:
                     event.event_type,
                     event.note,
                     "",
+                    "",
+                    event.side or "",
+                    event.body_region or "",
+                    event.mechanism or "",
                 ]
             )
+
+
+def _fraction(value: float) -> str:
+    """Short when that reads back the same number (0.5, 1), else every digit it needs."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 def cohort_labels(cohort: Cohort) -> dict[str, JsonValue]:

@@ -22,6 +22,7 @@ from rehab.services.access import NotFound, check_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import EventInput, InvalidInput, SessionLogInput, error_list
 from rehab.web import schemas
+from rehab.web.downloads import csv_download
 from rehab.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -223,6 +224,19 @@ def create_event(patient_id: int) -> Any:
 def list_events(patient_id: int) -> Any:
     events = clinical.list_events(db.session, current_actor(), patient_id)
     return _json(schemas.EventList(items=[schemas.EventOut.model_validate(e) for e in events]))
+
+
+@bp.get("/patients/<int:patient_id>/export.csv")
+@service_errors
+def export_patient(patient_id: int) -> Any:
+    """The patient's logs and events as the `rehab detect` CSV (`rehab.services.export`)."""
+    return csv_download(current_actor(), [patient_id])
+
+
+@bp.get("/export.csv")
+def export_all() -> Any:
+    """Every patient the token's owner may see, as one CSV (a clinician's care teams)."""
+    return csv_download(current_actor(), None)
 
 
 @bp.get("/patients/<int:patient_id>/programs")

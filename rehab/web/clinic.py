@@ -48,6 +48,7 @@ from rehab.services.commands import (
 )
 from rehab.services.time import clinic_today
 from rehab.web.alerts import AlertActionForm
+from rehab.web.downloads import csv_download
 from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
@@ -254,6 +255,14 @@ def new_patient() -> Any:
 
 
 # --- the patient's record ---------------------------------------------------------------------
+
+
+@bp.get("/patients/<int:patient_id>/export.csv")
+def export_patient(patient_id: int) -> Any:
+    try:
+        return csv_download(_actor(), [patient_id])
+    except NotFound:
+        abort(404)
 
 
 @bp.get("/patients/<int:patient_id>")

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from rehab.detect_io import CSV_COLUMNS
 from rehab.services.commands import EventInput, SessionLogInput
 from rehab.web import MAX_ID, schemas
 
@@ -31,6 +32,10 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 ERRORS = {
     "401": _json(schemas.ErrorOut, "No or invalid bearer token"),
     "404": _json(schemas.ErrorOut, "Unknown, or not visible to this token"),
+}
+CSV_FILE = {
+    "description": "A row per log, then a row per event; columns: " + ", ".join(CSV_COLUMNS),
+    "content": {"text/csv": {"schema": {"type": "string"}}},
 }
 BODY_ERRORS = {
     "400": _json(schemas.ErrorOut, "Malformed JSON"),
@@ -174,6 +179,22 @@ def openapi_document() -> dict[str, Any]:
                         **BODY_ERRORS,
                     },
                 },
+            },
+            "/patients/{patient_id}/export.csv": {
+                "get": {
+                    "operationId": "exportPatient",
+                    "summary": "The patient's logs and events as CSV (the `rehab detect` input)",
+                    "parameters": [PATIENT_ID],
+                    "responses": {"200": CSV_FILE, **ERRORS},
+                }
+            },
+            "/export.csv": {
+                "get": {
+                    "operationId": "exportAll",
+                    "summary": "Every patient this token may see (a clinician's care teams), as "
+                    "one CSV",
+                    "responses": {"200": CSV_FILE, "401": ERRORS["401"]},
+                }
             },
             "/patients/{patient_id}/programs": {
                 "get": {

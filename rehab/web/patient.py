@@ -21,6 +21,7 @@ from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
 from rehab.services.time import clinic_today
+from rehab.web.downloads import csv_download
 from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
@@ -240,6 +241,13 @@ def _account_page(
         ),
         status,
     )
+
+
+@bp.get("/export.csv")
+def export_own() -> Any:
+    """Her logs and events, as she can take them elsewhere (the right of access)."""
+    actor, patient_id = _actor()
+    return csv_download(actor, [patient_id])
 
 
 @bp.get("/account")

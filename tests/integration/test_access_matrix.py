@@ -221,6 +221,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("patient.history", "GET"): Route(PATIENTS, "/me/history"),
     ("patient.progress", "GET"): Route(PATIENTS, "/me/progress"),
     ("patient.account", "GET"): Route(PATIENTS, "/me/account"),
+    ("patient.export_own", "GET"): Route(PATIENTS, "/me/export.csv"),
     ("patient.reminders", "POST"): Route(
         PATIENTS, "/me/account/reminders", REDIRECT, fields=_static(reminder_opt_in="y")
     ),
@@ -252,6 +253,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # --- patient A's record: the clinician on A's care team only -------------------------------
     ("clinic.patient", "GET"): Route(frozenset({CLINICIAN_ON}), P),
+    ("clinic.export_patient", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/export.csv"),
     ("clinic.new_event", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/events/new"),
     ("clinic.new_event", "POST"): Route(
         frozenset({CLINICIAN_ON}), P + "/events/new", REDIRECT, form=P + "/events/new", fields=FALL
@@ -374,6 +376,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("api.list_programs", "GET"): Route(
         frozenset({PATIENT_A, CLINICIAN_ON}), "/api/v1/patients/{patient}/programs", api=True
     ),
+    ("api.export_patient", "GET"): Route(
+        frozenset({PATIENT_A, CLINICIAN_ON}), "/api/v1/patients/{patient}/export.csv", api=True
+    ),
+    # Each caller's own patients (none for an admin): tests/integration/test_export.py.
+    ("api.export_all", "GET"): Route(frozenset(LOGGED_IN), "/api/v1/export.csv", api=True),
 }
 
 

@@ -66,6 +66,13 @@ CELLS: dict[str, st.SearchStrategy[str]] = {
     "event": EVENT,
     "event_note": NOTE,
     "leg_side": SIDE,
+    "red_flags": st.one_of(
+        st.sampled_from(["new_numbness;new_weakness", "Saddle numbness", "numb", ";;", "x;"]),
+        st.text(max_size=12),
+    ),
+    "event_side": SIDE,
+    "event_body_region": NOTE,
+    "event_mechanism": NOTE,
 }
 
 
@@ -114,6 +121,10 @@ VALID_CELLS: dict[str, st.SearchStrategy[str]] = {
     "event": st.sampled_from(["", "", "", "fall", "surgery"]),
     "event_note": st.text(max_size=10),
     "leg_side": st.sampled_from(["", "left", "right", "both"]),
+    "red_flags": st.sampled_from(["", "", "new_numbness", "new_weakness; saddle_numbness"]),
+    "event_side": st.sampled_from(["", "left", "right"]),
+    "event_body_region": st.text(max_size=10),
+    "event_mechanism": st.text(max_size=10),
 }
 
 
@@ -175,7 +186,8 @@ def valid_documents(draw: st.DrawFn) -> tuple[str, dict[str, set[dt.date]]]:
             continue  # a second value for the same day would be a (correct) error
         logged[patient].add(day)
         row = [patient, day.isoformat(), "", str(leg), "", draw(FLAG.filter(
-            lambda f: f in ("", "0", "1"))), "", draw(st.text(max_size=10)), ""]  # fmt: skip
+            lambda f: f in ("", "0", "1"))), "", draw(st.text(max_size=10)), "",
+            draw(VALID_CELLS["red_flags"]), "", "", ""]  # fmt: skip
         writer.writerow(row)
     return buffer.getvalue(), logged
 
