@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     session_idle_minutes: int
     session_absolute_minutes: int
     missed_logs_days: int
+    outcome_interval_days: int = Field(ge=1, le=365)
     scan_interval_seconds: int
     evaluation_batch_ms: int = Field(ge=0, le=5000)
     broker_cleanup_interval_seconds: int

@@ -36,6 +36,7 @@ from rehab.db.models import (
     AlertStatus,
     CareTeam,
     CareTeamMember,
+    OutcomeMeasure,
     Patient,
     PinnedBaseline,
     Program,
@@ -44,10 +45,13 @@ from rehab.db.models import (
     User,
 )
 from rehab.domain.config import DEFAULT_CONFIG
+from rehab.domain.outcome_schedule import OutcomeDue
+from rehab.domain.vocabulary import Instrument
 from rehab.services import audit
 from rehab.services.access import NotFound, visible_patient_ids
 from rehab.services.actors import Actor
 from rehab.services.paging import page_bounds
+from rehab.services.schedule import outcome_schedule
 from rehab.services.time import clinic_today
 
 ADHERENCE_DAYS = 7
@@ -87,6 +91,7 @@ FILTERS: dict[str, str] = {
     "silent": f"No log for {SILENT_DAYS} days or more",
     "rtm": f"Under {RTM_THRESHOLD} RTM days",
     "adherence": f"Adherence under {round(100 * LOW_ADHERENCE)} %",
+    "outcomes": "ODI/PSFS due",
 }
 
 
@@ -120,6 +125,8 @@ class CaseloadRow:
     # The last 30 days' leg and back pain, one value a day (NaN: no log).
     trend_leg: tuple[float, ...] = ()
     trend_back: tuple[float, ...] = ()
+    # ODI or PSFS due today or overdue (a program in effect: rehab.domain.outcome_schedule).
+    outcomes_due: tuple[OutcomeDue, ...] = ()
 
     @property
     def trend(self) -> Sparkline:
@@ -193,6 +200,16 @@ def _patients_query(actor: Actor, today: dt.date, search: str) -> sa.Select[tupl
         .correlate(Patient)
         .scalar_subquery()
     )
+
+    def last_measured(instrument: Instrument) -> sa.Label[dt.date]:
+        return (
+            sa.select(sa.func.max(OutcomeMeasure.measured_on))
+            .where(OutcomeMeasure.patient_id == Patient.id, OutcomeMeasure.instrument == instrument)
+            .correlate(Patient)
+            .scalar_subquery()
+            .label(f"last_{instrument.value}")
+        )
+
     unresolved = Alert.status != AlertStatus.RESOLVED
     is_open = Alert.status == AlertStatus.OPEN
 
@@ -228,6 +245,7 @@ def _patients_query(actor: Actor, today: dt.date, search: str) -> sa.Select[tupl
             last.leg_pain,
             last.leg_side,
             current.title,
+            current.start_date.label("program_start"),
             phase_name.label("phase_name"),
             first.c.first_start,
             program_ended_on.label("program_ended_on"),
@@ -236,6 +254,7 @@ def _patients_query(actor: Actor, today: dt.date, search: str) -> sa.Select[tupl
             alerts.c.acknowledged,
             alerts.c.leg_pain_baseline,
             alerts.c.back_pain_baseline,
+            *(last_measured(i) for i in Instrument),
         )
         .join(User, User.id == Patient.user_id)
         .outerjoin(last, sa.and_(last.patient_id == Patient.id, last.log_date == last_date))
@@ -521,6 +540,13 @@ def _all_rows(
                 rtm_period_end=period_end,
                 trend_leg=tuple(figures.trend_leg[i]),
                 trend_back=tuple(figures.trend_back[i]),
+                outcomes_due=tuple(
+                    due
+                    for due in outcome_schedule(
+                        {i: getattr(p, f"last_{i.value}") for i in Instrument}, p.program_start
+                    )
+                    if due.is_due(today)
+                ),
             )
         )
     return sort_rows(filter_rows(rows, filter_by), sort)
@@ -534,6 +560,7 @@ _FILTERS: dict[str, Callable[[CaseloadRow], bool]] = {
     ),
     "rtm": lambda r: not r.discharged and not r.rtm_met,
     "adherence": lambda r: r.adherence_7d is not None and r.adherence_7d < LOW_ADHERENCE,
+    "outcomes": lambda r: bool(r.outcomes_due),
 }
 
 

@@ -21,10 +21,12 @@ from rehab.db.models import (
     SessionLog,
     User,
 )
+from rehab.domain.outcome_schedule import OutcomeDue
 from rehab.domain.vocabulary import EventType
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
 from rehab.services.programs import phase_on, program_on
+from rehab.services.schedule import last_measured_on, outcome_schedule
 from rehab.services.time import clinic_today
 
 RECENT_LOGS = 14
@@ -50,6 +52,8 @@ class PatientRecord:
     outcomes: list[OutcomeMeasure]
     has_surgery_history: bool
     today: dt.date
+    # ODI's and PSFS's next due dates while a program is in effect (none otherwise).
+    outcomes_schedule: tuple[OutcomeDue, ...] = ()
 
 
 def patient_record(
@@ -95,6 +99,10 @@ def patient_record(
         outcomes=outcomes,
         has_surgery_history=any(e.event_type is EventType.SURGERY for e in events),
         today=today,
+        outcomes_schedule=outcome_schedule(
+            last_measured_on((m.instrument, m.measured_on) for m in outcomes),
+            program.start_date if program else None,
+        ),
     )
 
 

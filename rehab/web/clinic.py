@@ -46,6 +46,7 @@ from rehab.services.commands import (
     OutcomeInput,
     ProgramInput,
 )
+from rehab.services.schedule import outcome_interval_days
 from rehab.services.time import clinic_today
 from rehab.web.alerts import AlertActionForm
 from rehab.web.downloads import csv_download
@@ -94,6 +95,7 @@ def _labels() -> dict[str, Any]:
         "fall_labels": FALL_LOCATION_LABELS,
         "imaging_labels": IMAGING_LABELS,
         "humanize": humanize,
+        "outcome_interval_days": outcome_interval_days(),
     }
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import re
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,14 +18,17 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from rehab import create_app
 from rehab.charts import assets
-from rehab.db.models import Alert, AlertStatus, AuditEvent, Program, ProgramPhase
+from rehab.db.models import Alert, AlertStatus, AuditEvent, OutcomeMeasure, Program, ProgramPhase
+from rehab.domain.vocabulary import Instrument
 from rehab.extensions import db
 from rehab.services import evaluation
 from rehab.services.caseload import CaseloadRow, sort_rows
 from rehab.services.time import clinic_today
 from rehab.web import CONTENT_SECURITY_POLICY
-from tests.support.clinic import Clinic, csrf_token, login, search_caseload
+from tests.conftest import app_settings, dispose_engines
+from tests.support.clinic import Clinic, build_clinic, csrf_token, login, search_caseload
 from tests.support.history import add_fall, add_logs
 from tests.support.pages import text, visible_text
 from tests.support.queries import counting_queries
@@ -454,3 +458,88 @@ def test_plotly_is_served_from_the_package_cached_and_compressed(client: FlaskCl
     assert client.get("/assets/plotly-0.0.1.min.js").status_code == 404
     css = client.get(f"/assets/plotly-{assets.VERSION}.css")
     assert css.mimetype == "text/css" and b".js-plotly-plot .plotly .modebar" in css.data
+
+
+def add_score(patient_id: int, instrument: Instrument, days_ago: int, by: int) -> None:
+    db.session.add(
+        OutcomeMeasure(
+            patient_id=patient_id,
+            instrument=instrument,
+            measured_on=clinic_today() - dt.timedelta(days=days_ago),
+            score=30.0 if instrument is Instrument.ODI else 6.0,
+            answers={},
+            recorded_by_user_id=by,
+        )
+    )
+    db.session.commit()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_odi_and_psfs_fall_due_while_a_program_is_in_effect(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    """Both programs began 60 days ago (every 30 days, the default). Alice: ODI 10 days ago,
+    PSFS 45 days ago, so PSFS is 15 days overdue and ODI due in 20. Bob: both 5 days ago,
+    nothing due. Once Alice's program has ended she is not asked any more."""
+    a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+    assert a is not None and b is not None
+    today = clinic_today()
+    by = clinic.clinician.user_id
+    with app.app_context():
+        add_score(a, Instrument.ODI, 10, by)
+        add_score(a, Instrument.PSFS, 45, by)
+        add_score(b, Instrument.ODI, 5, by)
+        add_score(b, Instrument.PSFS, 5, by)
+
+    due_view = visible_text(clinician.get("/clinic/?show=outcomes"))
+    assert "Alice Patient" in due_view and "Bob Patient" not in due_view
+    assert "(odi/psfs due)" in due_view
+    assert "PSFS due (15 d over)" in due_view and "ODI due" not in due_view
+    record = visible_text(clinician.get(f"/clinic/patients/{a}"))
+    assert "PSFS: due, 15 days overdue" in record
+    assert f"ODI: next due {(today + dt.timedelta(days=20)).isoformat()}" in record
+    assert f"last {(today - dt.timedelta(days=10)).isoformat()}" in record
+
+    # A patient never measured in her program is due from its start.
+    with app.app_context():
+        db.session.execute(sa.delete(OutcomeMeasure).where(OutcomeMeasure.patient_id == b))
+        db.session.commit()
+    due_view = visible_text(clinician.get("/clinic/?show=outcomes"))
+    assert "Bob Patient" in due_view and "ODI due (60 d over)" in due_view
+    assert "not yet measured in this program" in visible_text(
+        clinician.get(f"/clinic/patients/{b}")
+    )
+
+    with app.app_context():
+        program = db.session.scalars(sa.select(Program).where(Program.patient_id == a)).one()
+        program.end_date = today - dt.timedelta(days=1)
+        db.session.commit()
+    assert "Alice Patient" not in visible_text(clinician.get("/clinic/?show=outcomes"))
+    assert (
+        "due"
+        not in visible_text(clinician.get(f"/clinic/patients/{a}"))
+        .split("Outcome measures")[1]
+        .split("All scores")[0]
+    )
+
+
+def test_the_interval_is_the_clinics_setting(tmp_path: Path, database_url: str) -> None:
+    app = create_app(app_settings(database_url, tmp_path, outcome_interval_days=60))
+    try:
+        with app.app_context():
+            clinic = build_clinic()
+            a = clinic.patient_a.patient_id
+            assert a is not None
+            add_score(a, Instrument.ODI, 45, clinic.clinician.user_id)
+            add_score(a, Instrument.PSFS, 61, clinic.clinician.user_id)
+            b = clinic.patient_b.patient_id
+            assert b is not None
+            for instrument in Instrument:  # Bob is up to date
+                add_score(b, instrument, 1, clinic.clinician.user_id)
+        client = app.test_client()
+        login(client, clinic.clinician.email)
+        due_view = visible_text(client.get("/clinic/?show=outcomes"))
+        assert "PSFS due (1 d over)" in due_view and "ODI due" not in due_view
+        assert "every 60 days" in visible_text(client.get(f"/clinic/patients/{a}"))
+    finally:
+        dispose_engines(app)

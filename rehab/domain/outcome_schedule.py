@@ -1,0 +1,58 @@
+"""When the next ODI and PSFS are due (design §2: outcome measures "on a cadence").
+
+The questionnaires are the only measure of function the detector has (`function_decline`
+compares each score with the patient's earlier ones), so a patient in a program is measured
+once at the start of care — the baseline later scores are read against — and again every
+`interval_days` (the clinic's `REHAB_OUTCOME_INTERVAL_DAYS`, 30 by default: the monthly
+progress review clinics and payers commonly work to, and the caseload's 30-day monitoring
+period). A patient with no program in effect is not scheduled: a discharged patient is not
+asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+
+def outcome_due_on(last_measured: date | None, program_start: date, interval_days: int) -> date:
+    """The day the next measure of one instrument is due while a program is in effect.
+
+    Never measured: due from the program's start. Otherwise `interval_days` after the last
+    score, and never before the program's start (a score from an earlier episode of care is
+    no baseline for this one: due at once)."""
+    if interval_days < 1:
+        raise ValueError(f"interval_days must be at least 1, got {interval_days}")
+    if last_measured is None:
+        return program_start
+    return max(program_start, last_measured + timedelta(days=interval_days))
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeDue:
+    """One instrument's schedule for a patient in a program."""
+
+    instrument: str  # "odi" or "psfs"
+    last_measured: date | None
+    due_on: date
+
+    def is_due(self, today: date) -> bool:
+        return self.due_on <= today
+
+    def days_overdue(self, today: date) -> int:
+        """0 on the day it falls due (and before)."""
+        return max(0, (today - self.due_on).days)
+
+
+def outcomes_due(
+    last_measured: dict[str, date | None],
+    program_start: date | None,
+    interval_days: int,
+) -> tuple[OutcomeDue, ...]:
+    """Each instrument's schedule (in the order given); none without a program in effect."""
+    if program_start is None:
+        return ()
+    return tuple(
+        OutcomeDue(instrument, last, outcome_due_on(last, program_start, interval_days))
+        for instrument, last in last_measured.items()
+    )
