@@ -5,7 +5,13 @@ rehab export csv [--patient ID ...] [-o FILE]    # the `rehab detect` CSV; stdou
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import click
 from flask.cli import with_appcontext
@@ -28,8 +34,8 @@ def export_group() -> None:
     "-o",
     "--output",
     default="-",
-    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
-    help="File to write [- : standard output].",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
+    help="File to write, readable by its owner only [- : standard output].",
 )
 @with_appcontext
 def export_csv(patient_ids: tuple[int, ...], output: str) -> None:
@@ -37,25 +43,47 @@ def export_csv(patient_ids: tuple[int, ...], output: str) -> None:
     from rehab import migrate
     from rehab.extensions import db
     from rehab.services import export
-    from rehab.services.access import NotFound
     from rehab.services.actors import SYSTEM
 
     session = db.session
     if not migrate.is_at_head(session.get_bind()):  # type: ignore[arg-type]
-        click.echo(
-            "error: the database is not migrated to this version: run `rehab db upgrade`", err=True
-        )
+        click.echo("error: the database is not migrated: run `rehab db upgrade`", err=True)
         sys.exit(2)
     try:
         ids = export.authorize(session, SYSTEM, list(patient_ids) or None)
-    except NotFound as exc:
+    except export.ExportRefused as refused:
         session.rollback()
-        click.echo(f"error: --patient: no {exc}", err=True)
+        export.record_refusal(session, SYSTEM, refused)
+        session.commit()  # the refused attempt stays on record, as on the web
+        click.echo(f"error: --patient: no {refused}", err=True)
         sys.exit(2)
-    session.commit()  # the audit rows first: nothing leaves unrecorded
-    # A file appears whole or not at all (written aside, renamed at the end).
-    with click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as stream:
-        for part in export.csv_parts(session, ids):
-            stream.write(part)
+    try:
+        with _destination(output) as stream:
+            session.commit()  # the audit rows, once the file can be written: before any row
+            for part in export.csv_parts(session, ids):
+                stream.write(part)
+    except OSError as exc:
+        session.rollback()
+        click.echo(f"error: --output: cannot write {output}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     session.rollback()  # reads only
     click.echo(f"exported {len(ids)} patient(s) to {output}", err=True)
+
+
+@contextlib.contextmanager
+def _destination(output: str) -> Iterator[IO[str]]:
+    """Standard output, or a file that appears whole or not at all: written aside (created
+    readable by its owner only: it holds health data), renamed over `output` at the end."""
+    if output == "-":
+        yield sys.stdout
+        return
+    target = Path(output)
+    fd, aside = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        os.replace(aside, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(aside)
+        raise

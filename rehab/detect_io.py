@@ -10,7 +10,9 @@ Columns of ours beyond §4, written by `rehab export` so that a file exported fr
 replays with what the app knew: `red_flags` (which ones, `;`-separated: `new_numbness;
 new_weakness`; a day with some is a red-flag day whatever `red_flag` says), and a row's event's
 `event_side`, `event_body_region` and `event_mechanism` (a fall's, as the app words it). Without
-them a red flag is "unspecified" and an event has its type and note only.
+them a red flag is "unspecified" and an event has its type and note only. Free text that a
+spreadsheet would run as a formula (`=…`, `+…`, `-…`, `@…`) is written after a `'`, which the
+importer removes again (`as_text_cell`).
 
 Read as generously as the contract allows, because one refused cell refuses the whole file:
 column names in any case; whole numbers written as decimals (`3.0`, `1.0`: what a dataframe
@@ -258,10 +260,10 @@ def parse_detect_csv(stream: Iterable[str]) -> DetectInput:
                 PatientEvent(
                     date=day,
                     event_type=event_type,
-                    note=cells.get("event_note", ""),
-                    side=cells.get("event_side") or None,
-                    body_region=cells.get("event_body_region") or None,
-                    mechanism=cells.get("event_mechanism") or None,
+                    note=from_text_cell(cells.get("event_note", "")),
+                    side=LEG_SIDES.get(cells.get("event_side", "").lower()),
+                    body_region=from_text_cell(cells.get("event_body_region", "")) or None,
+                    mechanism=from_text_cell(cells.get("event_mechanism", "")) or None,
                 )
             )
         has_measure = any(values.get(name) is not None for name in _MEASURES) or red_flag
@@ -336,7 +338,9 @@ def write_series_csv(
     """Series as a §4 CSV with our columns: a row per log, then a row per event (an
     event-only row). `parse_detect_csv` reads back the same logs and events (`header=False`:
     rows only, for a file written in parts)."""
-    writer = csv.writer(stream, lineterminator="\n")
+    # "\r\n" (RFC 4180): the writer then quotes any cell holding \r or \n, so a note with a
+    # bare \r stays one cell (with "\n" it would not: a reader sees a new row).
+    writer = csv.writer(stream, lineterminator="\r\n")
     if header:
         writer.writerow(CSV_COLUMNS)
     for series in patients:
@@ -374,14 +378,30 @@ def write_series_csv(
                     "",
                     "",
                     event.event_type,
-                    event.note,
+                    as_text_cell(event.note),
                     "",
                     "",
                     event.side or "",
-                    event.body_region or "",
-                    event.mechanism or "",
+                    as_text_cell(event.body_region or ""),
+                    as_text_cell(event.mechanism or ""),
                 ]
             )
+
+
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP, "CSV
+# injection"); a quote first makes it text. A leading quote is itself escaped, so reading
+# back (`from_text_cell`) can tell our quote from one the text began with.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def as_text_cell(text: str) -> str:
+    """Free text as a cell no spreadsheet runs: "=1+1" is written "'=1+1"."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def from_text_cell(cell: str) -> str:
+    """`as_text_cell` undone."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS) else cell
 
 
 def _fraction(value: float) -> str:

@@ -11,6 +11,7 @@ asked.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -19,8 +20,9 @@ def outcome_due_on(last_measured: date | None, program_start: date, interval_day
     """The day the next measure of one instrument is due while a program is in effect.
 
     Never measured: due from the program's start. Otherwise `interval_days` after the last
-    score, and never before the program's start (a score from an earlier episode of care is
-    no baseline for this one: due at once)."""
+    score, and never before the program's start. So a score taken shortly before the program
+    (at the intake assessment) stands as its first for one interval, while one older than
+    the interval (from an earlier episode of care) makes the measure due at the start."""
     if interval_days < 1:
         raise ValueError(f"interval_days must be at least 1, got {interval_days}")
     if last_measured is None:
@@ -44,8 +46,17 @@ class OutcomeDue:
         return max(0, (today - self.due_on).days)
 
 
+def last_measured_on(scores: Iterable[tuple[str, date]]) -> dict[str, date]:
+    """The latest date of each instrument among (instrument, measured_on) pairs."""
+    last: dict[str, date] = {}
+    for instrument, measured_on in scores:
+        if instrument not in last or measured_on > last[instrument]:
+            last[instrument] = measured_on
+    return last
+
+
 def outcomes_due(
-    last_measured: dict[str, date | None],
+    last_measured: Mapping[str, date | None],
     program_start: date | None,
     interval_days: int,
 ) -> tuple[OutcomeDue, ...]:

@@ -50,8 +50,8 @@ from rehab.domain.vocabulary import Instrument
 from rehab.services import audit
 from rehab.services.access import NotFound, visible_patient_ids
 from rehab.services.actors import Actor
+from rehab.services.outcome_schedule import outcome_schedule
 from rehab.services.paging import page_bounds
-from rehab.services.schedule import outcome_schedule
 from rehab.services.time import clinic_today
 
 ADHERENCE_DAYS = 7
@@ -543,7 +543,8 @@ def _all_rows(
                 outcomes_due=tuple(
                     due
                     for due in outcome_schedule(
-                        {i: getattr(p, f"last_{i.value}") for i in Instrument}, p.program_start
+                        {i.value: getattr(p, f"last_{i.value}") for i in Instrument},
+                        p.program_start,
                     )
                     if due.is_due(today)
                 ),

@@ -21,12 +21,12 @@ from rehab.db.models import (
     SessionLog,
     User,
 )
-from rehab.domain.outcome_schedule import OutcomeDue
+from rehab.domain.outcome_schedule import OutcomeDue, last_measured_on
 from rehab.domain.vocabulary import EventType
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
+from rehab.services.outcome_schedule import outcome_schedule
 from rehab.services.programs import phase_on, program_on
-from rehab.services.schedule import last_measured_on, outcome_schedule
 from rehab.services.time import clinic_today
 
 RECENT_LOGS = 14
@@ -100,7 +100,7 @@ def patient_record(
         has_surgery_history=any(e.event_type is EventType.SURGERY for e in events),
         today=today,
         outcomes_schedule=outcome_schedule(
-            last_measured_on((m.instrument, m.measured_on) for m in outcomes),
+            last_measured_on((m.instrument.value, m.measured_on) for m in outcomes),
             program.start_date if program else None,
         ),
     )

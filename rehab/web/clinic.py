@@ -46,7 +46,7 @@ from rehab.services.commands import (
     OutcomeInput,
     ProgramInput,
 )
-from rehab.services.schedule import outcome_interval_days
+from rehab.services.outcome_schedule import outcome_interval_days
 from rehab.services.time import clinic_today
 from rehab.web.alerts import AlertActionForm
 from rehab.web.downloads import csv_download

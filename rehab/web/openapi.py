@@ -34,7 +34,10 @@ ERRORS = {
     "404": _json(schemas.ErrorOut, "Unknown, or not visible to this token"),
 }
 CSV_FILE = {
-    "description": "A row per log, then a row per event; columns: " + ", ".join(CSV_COLUMNS),
+    "description": "The `rehab detect` CSV (RFC 4180, header line): the patient's logs, a row "
+    "each, then her events, a row each; `red_flags` lists the day's red flags separated by "
+    "`;`; free text starting like a spreadsheet formula is written after a `'`. Sent as an "
+    "attachment (Content-Disposition). Columns: " + ", ".join(CSV_COLUMNS),
     "content": {"text/csv": {"schema": {"type": "string"}}},
 }
 BODY_ERRORS = {
@@ -186,14 +189,6 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "The patient's logs and events as CSV (the `rehab detect` input)",
                     "parameters": [PATIENT_ID],
                     "responses": {"200": CSV_FILE, **ERRORS},
-                }
-            },
-            "/export.csv": {
-                "get": {
-                    "operationId": "exportAll",
-                    "summary": "Every patient this token may see (a clinician's care teams), as "
-                    "one CSV",
-                    "responses": {"200": CSV_FILE, "401": ERRORS["401"]},
                 }
             },
             "/patients/{patient_id}/programs": {

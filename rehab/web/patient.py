@@ -245,7 +245,7 @@ def _account_page(
 
 @bp.get("/export.csv")
 def export_own() -> Any:
-    """Her logs and events, as she can take them elsewhere (the right of access)."""
+    """Her logs and events as a file she can keep or take elsewhere (`services.export`)."""
     actor, patient_id = _actor()
     return csv_download(actor, [patient_id])
 

@@ -506,9 +506,14 @@ def test_odi_and_psfs_fall_due_while_a_program_is_in_effect(
         db.session.commit()
     due_view = visible_text(clinician.get("/clinic/?show=outcomes"))
     assert "Bob Patient" in due_view and "ODI due (60 d over)" in due_view
-    assert "not yet measured in this program" in visible_text(
-        clinician.get(f"/clinic/patients/{b}")
-    )
+    assert "not measured yet" in visible_text(clinician.get(f"/clinic/patients/{b}"))
+    # A score from the intake, 10 days before the program, stands as its first for one
+    # interval: due 20 days into the program, 40 days ago.
+    with app.app_context():
+        add_score(b, Instrument.ODI, 70, by)
+    assert "ODI due (40 d over)" in visible_text(clinician.get("/clinic/?show=outcomes"))
+    record = visible_text(clinician.get(f"/clinic/patients/{b}"))
+    assert f"last {(today - dt.timedelta(days=70)).isoformat()}, before this program" in record
 
     with app.app_context():
         program = db.session.scalars(sa.select(Program).where(Program.patient_id == a)).one()

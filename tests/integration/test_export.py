@@ -126,11 +126,20 @@ def test_cli_refuses_an_unknown_patient_and_an_unmigrated_database(
     assert result.exit_code == 2
     assert "error: --patient: no patient 987654" in result.output
     assert "Traceback" not in result.output
-    assert not out.exists()
-    assert export_rows(app) == []  # rolled back: nothing was exported
+    assert not out.exists() and list(tmp_path.glob("*.part")) == []
+    # The refusal is on record; the patient checked before it was not exported.
+    assert [(r.patient_id, r.outcome.value) for r in export_rows(app)] == [(987654, "denied")]
+
+    result = runner.invoke(
+        export_group, ["csv", "--patient", str(a), "-o", str(tmp_path / "no-such-dir" / "x.csv")]
+    )
+    assert result.exit_code == 2 and "error: --output: cannot write" in result.output
+    assert "Traceback" not in result.output
+    assert [r.outcome.value for r in export_rows(app)] == ["denied"]  # nothing exported
 
     result = runner.invoke(export_group, ["csv", "--patient", str(a), "-o", str(out)])
     assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o777 == 0o600  # health data: its owner only
     assert [(r["patient_id"], r["leg_pain"]) for r in rows_of(out.read_text(encoding="utf-8"))] == [
         (str(a), "3"),
         (str(a), "4"),
@@ -169,16 +178,10 @@ def test_downloads_hold_only_the_callers_patients_and_are_audited(
     assert [r["leg_pain"] for r in own if not r["event"]] == ["2"] * 20
     assert [r["event"] for r in own if r["event"]] == ["fall"]
 
-    # The caseload-wide file: a clinician's care team (A and B), not patient C.
-    response = api.get("/api/v1/export.csv", headers=bearer(clinic, "clinician_on"))
-    assert response.status_code == 200
-    assert {r["patient_id"] for r in rows_of(response.get_data(as_text=True))} == {str(a), str(b)}
-    # A patient's caseload-wide file is herself; an admin's holds no patient.
-    mine = api.get("/api/v1/export.csv", headers=bearer(clinic, "patient_b"))
-    assert {r["patient_id"] for r in rows_of(mine.get_data(as_text=True))} == {str(b)}
-    nobody = api.get("/api/v1/export.csv", headers=bearer(clinic, "admin"))
-    assert rows_of(nobody.get_data(as_text=True)) == []
-
+    # Another patient and an admin get the 404 of a record that does not exist.
+    for who in ("patient_b", "admin"):
+        other = api.get(f"/api/v1/patients/{a}/export.csv", headers=bearer(clinic, who))
+        assert other.status_code == 404, who
     refused = api.get(f"/api/v1/patients/{c}/export.csv", headers=bearer(clinic, "clinician_on"))
     assert refused.status_code == 404
     assert "text/csv" not in refused.content_type
@@ -200,9 +203,10 @@ def test_downloads_hold_only_the_callers_patients_and_are_audited(
     audited = [(r.patient_id, r.outcome.value, r.user_id) for r in export_rows(app)]
     clinician, other = clinic.clinician.user_id, clinic.patient_a.user_id
     assert (a, "allowed", other) in audited  # the patient's own download
-    assert (a, "allowed", clinician) in audited and (b, "allowed", clinician) in audited
+    assert (a, "allowed", clinician) in audited
     assert (c, "denied", clinician) in audited
-    assert (None, "allowed", clinic.admin.user_id) in audited  # the admin's empty file
+    assert (a, "denied", clinic.patient_b.user_id) in audited
+    assert (a, "denied", clinic.admin.user_id) in audited
     assert not [row for row in audited if row[0] == c and row[1] == "allowed"]
 
 
@@ -224,7 +228,7 @@ def test_a_caseload_is_written_in_batches(app: Flask, clinic: Clinic) -> None:
         db.session.commit()
         parts = list(export.csv_parts(db.session, [a, b], batch_size=1))
         db.session.rollback()
-    assert parts[0] == ",".join(CSV_COLUMNS) + "\n"
+    assert parts[0] == ",".join(CSV_COLUMNS) + "\r\n"
     assert [{r["patient_id"] for r in rows_of(parts[0] + part)} for part in parts[1:]] == [
         {str(a)},
         {str(b)},

@@ -18,7 +18,23 @@ START = dt.date(2025, 1, 1)
 # What the app stores: text without surrounding blanks (the importer strips cells).
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zs")), max_size=12)
 FREE_TEXT = st.one_of(
-    TEXT, st.sampled_from(["slipped, on marble", 'said "ouch"', "line\nbreak", "a;b"])
+    TEXT,
+    st.sampled_from(
+        [
+            "slipped, on marble",
+            'said "ouch"',
+            "line\nbreak",
+            "a\rb",
+            "a;b",
+            "=1+1",
+            "-3 steps",
+            "+x",
+            "@here",
+            "'quoted'",
+            "'=2",
+            "''",
+        ]
+    ),
 )
 FLAGS = st.one_of(
     st.just(()),
@@ -86,12 +102,24 @@ def test_what_is_written_reads_back_the_same(patients: list[PatientSeries]) -> N
 def test_the_header_names_every_column_and_our_columns_come_last() -> None:
     buffer = io.StringIO()
     write_series_csv([], buffer)
-    assert buffer.getvalue() == ",".join(CSV_COLUMNS) + "\n"
+    assert buffer.getvalue() == ",".join(CSV_COLUMNS) + "\r\n"
     # The §4 columns first, in the contract's order: a reader of §4 files finds them there.
     assert CSV_COLUMNS[:8] == (
         "patient_id", "date", "back_pain", "leg_pain", "adherence", "red_flag", "event",
         "event_note",
     )  # fmt: skip
+
+
+def test_free_text_is_never_a_spreadsheet_formula() -> None:
+    event = PatientEvent(
+        date=START, event_type="fall", note="=HYPERLINK(1)", body_region="@x", mechanism="-1"
+    )
+    buffer = io.StringIO()
+    write_series_csv([PatientSeries("1", (), (), (), events=(event,))], buffer)
+    cells = buffer.getvalue().splitlines()[1].split(",")
+    text_cells = [c for c in cells if c]
+    assert all(not c.startswith(("=", "+", "-", "@")) for c in text_cells), cells
+    assert "'=HYPERLINK(1)" in cells and "'@x" in cells and "'-1" in cells
 
 
 def test_named_red_flags_mark_the_day_and_unknown_names_are_refused() -> None:

@@ -8,7 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rehab.domain.outcome_schedule import OutcomeDue, outcome_due_on, outcomes_due
+from rehab.domain.outcome_schedule import (
+    OutcomeDue,
+    last_measured_on,
+    outcome_due_on,
+    outcomes_due,
+)
 
 DAYS = st.dates(dt.date(2024, 1, 1), dt.date(2027, 12, 31))
 INTERVALS = st.integers(1, 120)
@@ -45,3 +50,11 @@ def test_worked_example_and_overdue_days() -> None:
     assert outcomes_due({"odi": None}, None, 30) == ()  # no program: not scheduled
     with pytest.raises(ValueError, match="interval_days"):
         outcome_due_on(None, start, 0)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["odi", "psfs"]), DAYS), max_size=12))
+def test_last_measured_is_each_instruments_latest(scores: list[tuple[str, dt.date]]) -> None:
+    last = last_measured_on(scores)
+    assert set(last) == {instrument for instrument, _ in scores}
+    for instrument, day in last.items():
+        assert day == max(d for i, d in scores if i == instrument)
