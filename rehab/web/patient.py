@@ -21,17 +21,16 @@ from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
 from rehab.services.time import clinic_today
+from rehab.web import api_keys
 from rehab.web.downloads import csv_download
 from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
-    ActionForm,
     DeviceTokenForm,
     EventForm,
     FormInvalid,
     RemindersForm,
     SessionLogForm,
-    build,
     new_client_id,
     show_service_error,
 )
@@ -220,26 +219,20 @@ def progress() -> Any:
 
 
 def _account_page(
-    token_form: DeviceTokenForm | None = None,
-    new_token: str | None = None,
-    new_token_name: str | None = None,
-    status: int = 200,
+    token_form: DeviceTokenForm | None = None, new_token: str | None = None, status: int = 200
 ) -> Any:
     actor, _ = _actor()
     reminders_form = RemindersForm(
         formdata=None,
         reminder_opt_in=account_settings.reminder_opt_in(db.session, actor),
     )
-    return (
-        render_template(
-            "patient/account.html",
-            reminders_form=reminders_form,
-            token_form=token_form or DeviceTokenForm(formdata=None),
-            tokens=account_settings.list_device_tokens(db.session, actor),
-            new_token=new_token,
-            new_token_name=new_token_name,
-        ),
+    return api_keys.page(
+        "patient/account.html",
+        actor,
+        token_form,
+        new_token,
         status,
+        reminders_form=reminders_form,
     )
 
 
@@ -268,31 +261,15 @@ def reminders() -> Any:
 @bp.post("/account/tokens")
 def create_token() -> Any:
     actor, _ = _actor()
-    form = DeviceTokenForm()
-    if form.validate():
-        try:
-            data = build(
-                account_settings.DeviceTokenInput, {"device_name": form.device_name.data}, form
-            )
-            clear = account_settings.create_device_token(db.session, actor, data)
-        except FormInvalid:
-            pass
-        except InvalidInput as exc:
-            show_service_error(form, exc)
-        else:
-            return _account_page(new_token=clear, new_token_name=data.device_name)
-    return _account_page(token_form=form, status=422)
+    form, clear = api_keys.create_from_form(actor)
+    if clear is not None:
+        return _account_page(form, new_token=clear)
+    return _account_page(form, status=422)
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
 def revoke_token(token_id: int) -> Any:
     actor, _ = _actor()
-    form = ActionForm()
-    if not form.validate():
-        abort(400)
-    try:
-        account_settings.revoke_device_token(db.session, actor, token_id)
-    except NotFound:
-        abort(404)
+    api_keys.revoke_from_form(actor, token_id)
     flash("The device key is revoked; the device can no longer send logs.", "success")
     return redirect(url_for("patient.account"))

@@ -1,6 +1,7 @@
 """A clinician's e-mail settings `/settings/notifications` (routine alerts at once or in a
-daily digest), the failed-e-mail section of the alert inbox, and the patients' unsubscribe
-link `/unsubscribe/<token>` (no login: the signed token is the proof).
+daily digest) and API keys `/settings/api-keys` (an integration reading her care teams'
+patients through `/api/v1`), the failed-e-mail section of the alert inbox, and the patients'
+unsubscribe link `/unsubscribe/<token>` (no login: the signed token is the proof).
 
 Unsubscribing never happens on GET (mail scanners follow links): GET shows a confirm button;
 POST unsubscribes, either from that page (with its CSRF token) or as an RFC 8058 one-click
@@ -23,6 +24,9 @@ from rehab.domain.vocabulary import NotifyMode, Role
 from rehab.extensions import csrf, db, login_manager
 from rehab.notifications import tokens
 from rehab.services import notifications
+from rehab.services.actors import Actor
+from rehab.web import api_keys
+from rehab.web.forms import DeviceTokenForm
 from rehab.web.guards import deny
 
 bp = Blueprint("notify_settings", __name__)
@@ -55,13 +59,19 @@ def _failed_notifications() -> dict[str, Any]:
     return {"failed_notifications": failed_notifications}
 
 
-@bp.route("/settings/notifications", methods=["GET", "POST"])
-def notification_settings() -> Any:
+def _clinician() -> Actor:
+    """The logged-in clinician; anyone else is sent to log in, or gets the audited 404."""
     if not current_user.is_authenticated:
-        return login_manager.unauthorized()
+        abort(login_manager.unauthorized())  # the redirect to the login page
     if current_user.role is not Role.CLINICIAN:
         deny()
-    actor = current_user.actor
+    actor: Actor = current_user.actor
+    return actor
+
+
+@bp.route("/settings/notifications", methods=["GET", "POST"])
+def notification_settings() -> Any:
+    actor = _clinician()
     settings = current_app.config["REHAB_SETTINGS"]
     form = NotifyModeForm()
     if request.method == "POST":
@@ -88,6 +98,32 @@ def notification_settings() -> Any:
         ),
         status,
     )
+
+
+@bp.get("/settings/api-keys")
+def api_key_settings() -> Any:
+    return _api_keys_page(_clinician())
+
+
+@bp.post("/settings/api-keys")
+def create_api_key() -> Any:
+    actor = _clinician()
+    form, clear = api_keys.create_from_form(actor)
+    return _api_keys_page(actor, form, clear, 200 if clear else 422)
+
+
+@bp.post("/settings/api-keys/<int:token_id>/revoke")
+def revoke_api_key(token_id: int) -> Any:
+    actor = _clinician()
+    api_keys.revoke_from_form(actor, token_id)
+    flash("The key is revoked: it no longer opens the API.", "success")
+    return redirect(url_for("notify_settings.api_key_settings"), 303)
+
+
+def _api_keys_page(
+    actor: Actor, form: DeviceTokenForm | None = None, new_key: str | None = None, status: int = 200
+) -> Any:
+    return api_keys.page("settings/api_keys.html", actor, form, new_key, status)
 
 
 def _read(token: str) -> tokens.Unsubscribe:

@@ -244,6 +244,18 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("alerts.inbox", "GET"): Route(CLINICIANS, "/clinic/alerts/"),
     ("notify_settings.notification_settings", "GET"): Route(CLINICIANS, "/settings/notifications"),
+    ("notify_settings.api_key_settings", "GET"): Route(CLINICIANS, "/settings/api-keys"),
+    ("notify_settings.create_api_key", "POST"): Route(
+        CLINICIANS, "/settings/api-keys", fields=_static(device_name="Matrix records system")
+    ),
+    # The on-team clinician's own key: another clinician's attempt is answered like a key
+    # that does not exist.
+    ("notify_settings.revoke_api_key", "POST"): Route(
+        frozenset({CLINICIAN_ON}),
+        "/settings/api-keys/{clinician_token}/revoke",
+        SEE_OTHER,
+        form="/settings/api-keys",
+    ),
     ("notify_settings.notification_settings", "POST"): Route(
         CLINICIANS,
         "/settings/notifications",
@@ -442,6 +454,9 @@ def build_ctx(app: Flask) -> Ctx:
         user_a = db.session.get(User, clinic.patient_a.user_id)
         assert user_a is not None
         spare_token, _ = accounts.issue_api_token(db.session, user_a, "spare")
+        clinician_user = db.session.get(User, clinic.clinician.user_id)
+        assert clinician_user is not None
+        clinician_token, _ = accounts.issue_api_token(db.session, clinician_user, "spare")
         invited = accounts.create_staff_user(
             db.session, "ivy@clinic.test", "Ivy Invited", Role.CLINICIAN, None
         )
@@ -460,6 +475,7 @@ def build_ctx(app: Flask) -> Ctx:
             "patient": str(a),
             "alert": str(alert_a),
             "token": str(spare_token.id),
+            "clinician_token": str(clinician_token.id),
             "user": str(invited.id),
             "team": str(spare_team.id),
             "clinician": str(eve.clinician.id),

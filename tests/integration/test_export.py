@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from flask import Flask
 from rehab import create_app
 from rehab.cli_detect import detect_command
 from rehab.cli_export import export_group
-from rehab.db.models import AuditEvent
+from rehab.db.models import ApiToken, AuditEvent
 from rehab.db.models import PinnedBaseline as PinnedBaselineRow
 from rehab.demo.loader import load_demo
 from rehab.detect_io import CSV_COLUMNS, alerts_in_output_order, json_lines
@@ -33,6 +34,7 @@ from tests.conftest import app_settings, dispose_engines
 from tests.support.actors import bearer
 from tests.support.clinic import Clinic, login
 from tests.support.history import add_fall, add_logs
+from tests.support.pages import get_form, visible_text
 
 AS_OF = dt.date(2025, 12, 1)
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
@@ -234,3 +236,58 @@ def test_a_caseload_is_written_in_batches(app: Flask, clinic: Clinic) -> None:
         {str(b)},
     ]
     assert [len(rows_of(parts[0] + part)) for part in parts[1:]] == [3, 4]
+
+
+def test_a_clinicians_api_key_reads_her_care_teams_patients_until_revoked(
+    app: Flask, clinic: Clinic
+) -> None:
+    """The integrator's way in: a clinician creates a key on her settings page (shown once),
+    and a program holding it reads what she may read, audited under her name."""
+    a, c = clinic.patient_a.patient_id, clinic.patient_c.patient_id
+    assert a is not None and c is not None
+    with app.app_context():
+        add_logs(a, clinic.program_start, [2, 3])
+    pages = app.test_client()
+    login(pages, clinic.clinician.email)
+    assert b"/settings/api-keys" in pages.get("/settings/notifications").data
+    form = get_form(pages, "/settings/api-keys", "/settings/api-keys")
+    created = pages.post("/settings/api-keys", data={**form, "device_name": "Records system"})
+    assert created.status_code == 200
+    match = re.search(r'id="new-token"[^>]*value="([^"]+)"', created.get_data(as_text=True))
+    assert match is not None
+    key = match.group(1)
+    assert key not in pages.get("/settings/api-keys").get_data(as_text=True)  # shown once
+
+    api = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    me = api.get("/api/v1/me", headers=headers).get_json()
+    assert me["role"] == "clinician" and me["patient_id"] is None
+    exported = api.get(f"/api/v1/patients/{a}/export.csv", headers=headers)
+    assert exported.status_code == 200
+    assert [r["leg_pain"] for r in rows_of(exported.get_data(as_text=True))] == ["2", "3"]
+    assert api.get(f"/api/v1/patients/{c}/export.csv", headers=headers).status_code == 404
+    # A patient's daily log is hers alone to send.
+    assert api.post(f"/api/v1/patients/{a}/logs", json={}, headers=headers).status_code == 404
+    assert (a, "allowed", clinic.clinician.user_id) in [
+        (r.patient_id, r.outcome.value, r.user_id) for r in export_rows(app)
+    ]
+    assert [r.user_id for r in export_rows(app, "api_token.create")] == [clinic.clinician.user_id]
+
+    # Patients and admins have no such page; another clinician cannot revoke her key.
+    with app.app_context():
+        key_id = db.session.scalar(sa.select(ApiToken.id).where(ApiToken.name == "Records system"))
+    revoke = f"/settings/api-keys/{key_id}/revoke"
+    for person in (clinic.patient_a, clinic.admin, clinic.other_clinician):
+        other = app.test_client()
+        login(other, person.email)
+        if person is clinic.other_clinician:
+            other_form = get_form(other, "/settings/api-keys", "/settings/api-keys")
+            assert other.post(revoke, data=other_form).status_code == 404
+        else:
+            assert other.get("/settings/api-keys").status_code == 404, person.email
+    assert api.get("/api/v1/me", headers=headers).status_code == 200
+
+    revoke_form = get_form(pages, "/settings/api-keys", revoke)
+    assert pages.post(revoke, data=revoke_form).status_code == 303
+    assert api.get(f"/api/v1/patients/{a}/export.csv", headers=headers).status_code == 401
+    assert "revoked" in visible_text(pages.get("/settings/api-keys"))
