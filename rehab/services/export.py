@@ -45,7 +45,8 @@ class ExportRefused(NotFound):
 
 def authorize(session: Session, actor: Actor, patient_ids: Sequence[int] | None) -> list[int]:
     """The patients of one export, each allowed and audited; `None`: every patient the actor
-    may see (the CLI, as the system: every patient). A patient the
+    may see (a clinician's care teams, a patient herself, an admin none; the CLI, as the
+    system, every patient). A patient the
     actor may not see raises `ExportRefused` (a `NotFound`), and nothing of the file is
     written."""
     if patient_ids is None:

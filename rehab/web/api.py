@@ -233,6 +233,13 @@ def export_patient(patient_id: int) -> Any:
     return csv_download(current_actor(), [patient_id])
 
 
+@bp.get("/export.csv")
+def export_all() -> Any:
+    """Every patient the key may see, as one CSV: a clinician's care teams (a patient's own
+    key: herself). Streamed batch by batch."""
+    return csv_download(current_actor(), None)
+
+
 @bp.get("/patients/<int:patient_id>/programs")
 @service_errors
 def list_programs(patient_id: int) -> Any:

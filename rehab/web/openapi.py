@@ -34,8 +34,8 @@ ERRORS = {
     "404": _json(schemas.ErrorOut, "Unknown, or not visible to this token"),
 }
 CSV_FILE = {
-    "description": "The `rehab detect` CSV (RFC 4180, header line): the patient's logs, a row "
-    "each, then her events, a row each; `red_flags` lists the day's red flags separated by "
+    "description": "The `rehab detect` CSV (RFC 4180, header line): for each patient, her logs, "
+    "a row each, then her events, a row each; `red_flags` lists the day's red flags separated by "
     "`;`; free text starting like a spreadsheet formula is written after a `'`. Sent as an "
     "attachment (Content-Disposition). Columns: " + ", ".join(CSV_COLUMNS),
     "content": {"text/csv": {"schema": {"type": "string"}}},
@@ -189,6 +189,14 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "The patient's logs and events as CSV (the `rehab detect` input)",
                     "parameters": [PATIENT_ID],
                     "responses": {"200": CSV_FILE, **ERRORS},
+                }
+            },
+            "/export.csv": {
+                "get": {
+                    "operationId": "exportAll",
+                    "summary": "Every patient this key may see (a clinician's care teams) as one "
+                    "CSV, the same as one patient's",
+                    "responses": {"200": CSV_FILE, "401": ERRORS["401"]},
                 }
             },
             "/patients/{patient_id}/programs": {

@@ -391,6 +391,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("api.export_patient", "GET"): Route(
         frozenset({PATIENT_A, CLINICIAN_ON}), "/api/v1/patients/{patient}/export.csv", api=True
     ),
+    # Each caller's own patients (none for an admin): tests/integration/test_export.py.
+    ("api.export_all", "GET"): Route(frozenset(LOGGED_IN), "/api/v1/export.csv", api=True),
 }
 
 

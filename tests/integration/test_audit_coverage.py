@@ -97,6 +97,7 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
 MANY_PATIENTS: dict[tuple[str, str], set[str]] = {
     ("clinic.caseload", "GET"): {"caseload.read"},
     ("alerts.inbox", "GET"): {"alert.list", "notification.list"},
+    ("api.export_all", "GET"): {"patient.export"},
 }
 # An e-mail in the outbox, as the admin reads it (alert explanations, event notes): one row
 # per patient it is about.

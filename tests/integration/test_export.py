@@ -180,6 +180,16 @@ def test_downloads_hold_only_the_callers_patients_and_are_audited(
     assert [r["leg_pain"] for r in own if not r["event"]] == ["2"] * 20
     assert [r["event"] for r in own if r["event"]] == ["fall"]
 
+    # The file of every patient a key may see: a clinician's care team (A and B), not C; a
+    # patient's own key, herself; an admin's, nobody.
+    response = api.get("/api/v1/export.csv", headers=bearer(clinic, "clinician_on"))
+    assert response.status_code == 200
+    assert {r["patient_id"] for r in rows_of(response.get_data(as_text=True))} == {str(a), str(b)}
+    mine = api.get("/api/v1/export.csv", headers=bearer(clinic, "patient_b"))
+    assert {r["patient_id"] for r in rows_of(mine.get_data(as_text=True))} == {str(b)}
+    nobody = api.get("/api/v1/export.csv", headers=bearer(clinic, "admin"))
+    assert rows_of(nobody.get_data(as_text=True)) == []
+
     # Another patient and an admin get the 404 of a record that does not exist.
     for who in ("patient_b", "admin"):
         other = api.get(f"/api/v1/patients/{a}/export.csv", headers=bearer(clinic, who))
@@ -205,7 +215,8 @@ def test_downloads_hold_only_the_callers_patients_and_are_audited(
     audited = [(r.patient_id, r.outcome.value, r.user_id) for r in export_rows(app)]
     clinician, other = clinic.clinician.user_id, clinic.patient_a.user_id
     assert (a, "allowed", other) in audited  # the patient's own download
-    assert (a, "allowed", clinician) in audited
+    assert (a, "allowed", clinician) in audited and (b, "allowed", clinician) in audited
+    assert (None, "allowed", clinic.admin.user_id) in audited  # the admin's empty file
     assert (c, "denied", clinician) in audited
     assert (a, "denied", clinic.patient_b.user_id) in audited
     assert (a, "denied", clinic.admin.user_id) in audited
