@@ -12,7 +12,9 @@ Each step leaves a screenshot in the test's folder and in test-output/e2e/.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,5 +242,39 @@ def test_patient_logs_a_session_on_a_360px_phone(demo: Flask, browser: Any, tmp_
         assert "days in a row" in page.locator(".stat-cards").inner_text()
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
         save_screenshot(page, tmp_path, "13-progress-360")
+        assert csp_violations(page) == []
+        context.close()
+
+
+def test_patient_downloads_her_data_on_a_360px_phone(
+    demo: Flask, browser: Any, tmp_path: Path
+) -> None:
+    """Her account page fits the phone; the download button hands the browser a CSV file
+    (an attachment, named by id and date only) with her logs and her fall."""
+    with live_server(demo) as base:
+        context = browser.new_context(
+            viewport={"width": 360, "height": 780}, is_mobile=True, accept_downloads=True
+        )
+        context.add_init_script(CSP_RECORDER)
+        page = context.new_page()
+        log_in(page, base, PATIENT_LOGIN.email, PATIENT_LOGIN.password)
+        page.goto(base + "/me/account")
+        button = page.get_by_role("link", name="Download my logs and events (CSV)")
+        button.scroll_into_view_if_needed()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        save_screenshot(page, tmp_path, "14-account-360")
+        with page.expect_download() as download_info:
+            button.click()
+        download = download_info.value
+        assert re.fullmatch(r"rehab-patient-\d+-2025-09-18\.csv", download.suggested_filename)
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"), newline="")))
+        assert len({r["patient_id"] for r in rows}) == 1  # hers only
+        logged = [r for r in rows if r["back_pain"]]
+        assert len(logged) > 300  # a year of daily logs and more
+        (fall,) = [r for r in rows if r["event"] == "fall"]
+        assert fall["date"] == FALL.isoformat()
+        assert fall["event_mechanism"] == "on stairs (10 steps, landed on buttocks)"
         assert csp_violations(page) == []
         context.close()
