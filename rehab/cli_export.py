@@ -46,7 +46,7 @@ def export_csv(patient_ids: tuple[int, ...], output: str) -> None:
     from rehab.services.actors import SYSTEM
 
     session = db.session
-    if not migrate.is_at_head(session.get_bind()):  # type: ignore[arg-type]
+    if not migrate.is_at_head(db.engine):
         click.echo("error: the database is not migrated: run `rehab db upgrade`", err=True)
         sys.exit(2)
     try:

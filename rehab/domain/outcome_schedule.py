@@ -59,11 +59,16 @@ def outcomes_due(
     last_measured: Mapping[str, date | None],
     program_start: date | None,
     interval_days: int,
+    *,
+    due_by: date | None = None,
 ) -> tuple[OutcomeDue, ...]:
-    """Each instrument's schedule (in the order given); none without a program in effect."""
+    """Each instrument's schedule (in the order given); none without a program in effect.
+    `due_by`: only the measures due by that day (a caseload asks this of every patient)."""
     if program_start is None:
         return ()
-    return tuple(
-        OutcomeDue(instrument, last, outcome_due_on(last, program_start, interval_days))
-        for instrument, last in last_measured.items()
-    )
+    schedule = []
+    for instrument, last in last_measured.items():
+        due_on = outcome_due_on(last, program_start, interval_days)
+        if due_by is None or due_on <= due_by:
+            schedule.append(OutcomeDue(instrument, last, due_on))
+    return tuple(schedule)

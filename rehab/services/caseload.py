@@ -46,7 +46,7 @@ from rehab.db.models import (
     User,
 )
 from rehab.domain.config import DEFAULT_CONFIG
-from rehab.domain.outcome_schedule import OutcomeDue, outcome_due_on
+from rehab.domain.outcome_schedule import OutcomeDue, outcomes_due
 from rehab.domain.vocabulary import Instrument
 from rehab.services import audit
 from rehab.services.access import NotFound, visible_patient_ids
@@ -572,18 +572,9 @@ _LAST_SCORE_COLUMNS = tuple((i.value, f"last_{i.value}") for i in Instrument)
 
 def _outcomes_due_today(p: Any, today: dt.date, interval: int) -> tuple[OutcomeDue, ...]:
     """The measures due or overdue for a row of the patients query (none without a program
-    in effect), by `rehab.domain.outcome_schedule`'s rule; an object only for those due (the
-    caseload computes every patient's)."""
-    start = p.program_start
-    if start is None:
-        return ()
-    due: list[OutcomeDue] = []
-    for name, column in _LAST_SCORE_COLUMNS:
-        last = getattr(p, column)
-        due_on = outcome_due_on(last, start, interval)
-        if due_on <= today:
-            due.append(OutcomeDue(name, last, due_on))
-    return tuple(due)
+    in effect)."""
+    last = {name: getattr(p, column) for name, column in _LAST_SCORE_COLUMNS}
+    return outcomes_due(last, p.program_start, interval, due_by=today)
 
 
 _FILTERS: dict[str, Callable[[CaseloadRow], bool]] = {

@@ -29,7 +29,7 @@ from rehab.web import api_keys
 from rehab.web.forms import DeviceTokenForm
 from rehab.web.guards import deny
 
-bp = Blueprint("notify_settings", __name__)
+bp = Blueprint("settings", __name__)
 
 MODE_LABELS = {
     NotifyMode.IMMEDIATE: "At once: one e-mail per alert",
@@ -84,7 +84,7 @@ def notification_settings() -> Any:
                 else f"Routine alerts will come in one summary a day at {settings.digest_hour}:00.",
                 "success",
             )
-            return redirect(url_for("notify_settings.notification_settings"), 303)
+            return redirect(url_for("settings.notification_settings"), 303)
         status = 422
     else:
         form.notify_mode.data = notifications.notify_mode(db.session, actor).value
@@ -117,7 +117,7 @@ def revoke_api_key(token_id: int) -> Any:
     actor = _clinician()
     api_keys.revoke_from_form(actor, token_id)
     flash("The key is revoked: it no longer opens the API.", "success")
-    return redirect(url_for("notify_settings.api_key_settings"), 303)
+    return redirect(url_for("settings.api_key_settings"), 303)
 
 
 def _api_keys_page(

@@ -200,8 +200,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         missing_status=400,
         fields=_static(password="one long pass phrase", confirm="another long phrase"),
     ),
-    ("notify_settings.unsubscribe", "GET"): Route(EVERYONE, "/unsubscribe/{unsubscribe}"),
-    ("notify_settings.unsubscribe_post", "POST"): Route(
+    ("settings.unsubscribe", "GET"): Route(EVERYONE, "/unsubscribe/{unsubscribe}"),
+    ("settings.unsubscribe_post", "POST"): Route(
         EVERYONE, "/unsubscribe/{unsubscribe}", form="/unsubscribe/{unsubscribe}"
     ),
     ("static", "GET"): Route(EVERYONE, "/static/css/app.css"),
@@ -243,20 +243,20 @@ ROUTES: dict[tuple[str, str], Route] = {
         CLINICIANS, "/clinic/search", SEE_OTHER, form="/clinic/", fields=_static(q="alice")
     ),
     ("alerts.inbox", "GET"): Route(CLINICIANS, "/clinic/alerts/"),
-    ("notify_settings.notification_settings", "GET"): Route(CLINICIANS, "/settings/notifications"),
-    ("notify_settings.api_key_settings", "GET"): Route(CLINICIANS, "/settings/api-keys"),
-    ("notify_settings.create_api_key", "POST"): Route(
+    ("settings.notification_settings", "GET"): Route(CLINICIANS, "/settings/notifications"),
+    ("settings.api_key_settings", "GET"): Route(CLINICIANS, "/settings/api-keys"),
+    ("settings.create_api_key", "POST"): Route(
         CLINICIANS, "/settings/api-keys", fields=_static(device_name="Matrix records system")
     ),
     # The on-team clinician's own key: another clinician's attempt is answered like a key
     # that does not exist.
-    ("notify_settings.revoke_api_key", "POST"): Route(
+    ("settings.revoke_api_key", "POST"): Route(
         frozenset({CLINICIAN_ON}),
         "/settings/api-keys/{clinician_token}/revoke",
         SEE_OTHER,
         form="/settings/api-keys",
     ),
-    ("notify_settings.notification_settings", "POST"): Route(
+    ("settings.notification_settings", "POST"): Route(
         CLINICIANS,
         "/settings/notifications",
         SEE_OTHER,

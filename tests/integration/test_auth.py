@@ -207,7 +207,7 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
     ):
         clients[role] = app.test_client()
         login(clients[role], person.email)
-    clients["alerts"] = clients["notify_settings"] = clients["clinic"]
+    clients["alerts"] = clients["settings"] = clients["clinic"]
     clients["outbox"] = clients["admin"]
     clients["auth"] = clients["api"] = app.test_client()
     a = clinic.patient_a.patient_id

@@ -112,7 +112,7 @@ def test_every_html_post_refuses_a_missing_or_forged_csrf_token_and_stores_nothi
     assert snapshot(app) == before
     # The one POST without a CSRF token by design: RFC 8058 one-click unsubscribe from a mail
     # client (no session; the signed link is the proof, and it can only turn reminders off).
-    unsubscribe = ctx.url(ROUTES[("notify_settings.unsubscribe_post", "POST")], "existing")
+    unsubscribe = ctx.url(ROUTES[("settings.unsubscribe_post", "POST")], "existing")
     one_click = app.test_client().post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
     assert one_click.status_code == 204
 

@@ -48,6 +48,11 @@ def test_worked_example_and_overdue_days() -> None:
     assert odi.days_overdue(dt.date(2025, 4, 12)) == 10
     assert psfs.due_on == start and psfs.days_overdue(dt.date(2025, 3, 8)) == 7
     assert outcomes_due({"odi": None}, None, 30) == ()  # no program: not scheduled
+    # Only what is due by a day: PSFS (due from the start), not ODI (due 2025-04-02).
+    due = outcomes_due(
+        {"odi": dt.date(2025, 3, 3), "psfs": None}, start, 30, due_by=dt.date(2025, 3, 8)
+    )
+    assert due == (psfs,)
     with pytest.raises(ValueError, match="interval_days"):
         outcome_due_on(None, start, 0)
 
