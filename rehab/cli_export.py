@@ -1,6 +1,7 @@
 """`rehab export`: patients' data out of the clinic's database (design §1, the integrator).
 
 rehab export csv [--patient ID ...] [-o FILE]    # the `rehab detect` CSV; stdout by default
+rehab export fhir [--patient ID ...] [-o FILE]   # FHIR R4, a patient's Bundle per line
 """
 
 from __future__ import annotations
@@ -22,45 +23,72 @@ def export_group() -> None:
     """Export patients' data."""
 
 
-@export_group.command("csv")
-@click.option(
+_PATIENTS = click.option(
     "--patient",
     "patient_ids",
     type=int,
     multiple=True,
     help="A patient's id (repeat for several) [every patient].",
 )
-@click.option(
+_OUTPUT = click.option(
     "-o",
     "--output",
     default="-",
     type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
     help="File to write, readable by its owner only [- : standard output].",
 )
+
+
+@export_group.command("csv")
+@_PATIENTS
+@_OUTPUT
 @with_appcontext
 def export_csv(patient_ids: tuple[int, ...], output: str) -> None:
     """Patients' logs and events as the CSV `rehab detect` reads (one audit row each)."""
+    from rehab.services import export
+
+    _export(patient_ids, output, export.CSV)
+
+
+@export_group.command("fhir")
+@_PATIENTS
+@_OUTPUT
+@with_appcontext
+def export_fhir(patient_ids: tuple[int, ...], output: str) -> None:
+    """Patients' whole records as FHIR R4, a Bundle per line (NDJSON; one audit row each)."""
+    from rehab.services import export
+
+    _export(patient_ids, output, export.FHIR)
+
+
+def _export(patient_ids: tuple[int, ...], output: str, file_format: str) -> None:
     from rehab import migrate
     from rehab.extensions import db
     from rehab.services import export
     from rehab.services.actors import SYSTEM
+    from rehab.services.time import clinic_today
 
     session = db.session
     if not migrate.is_at_head(db.engine):
         click.echo("error: the database is not migrated: run `rehab db upgrade`", err=True)
         sys.exit(2)
     try:
-        ids = export.authorize(session, SYSTEM, list(patient_ids) or None)
+        ids = export.authorize(session, SYSTEM, list(patient_ids) or None, file_format)
     except export.ExportRefused as refused:
         session.rollback()
-        export.record_refusal(session, SYSTEM, refused)
+        export.record_refusal(session, SYSTEM, refused, file_format)
         session.commit()  # the refused attempt stays on record, as on the web
         click.echo(f"error: --patient: no {refused}", err=True)
         sys.exit(2)
     try:
         with _destination(output) as stream:
             session.commit()  # the audit rows, once the file can be written: before any row
-            for part in export.csv_parts(session, ids):
+            parts = (
+                export.fhir_parts(session, ids, clinic_today())
+                if file_format == export.FHIR
+                else export.csv_parts(session, ids)
+            )
+            for part in parts:
                 stream.write(part)
     except OSError as exc:
         session.rollback()

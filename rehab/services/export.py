@@ -1,5 +1,10 @@
-"""Patients' logs and events as CSV, for an integrator or a clinic's records (design §1:
-"pull data as CSV"; `rehab export csv`, the API's and the pages' downloads).
+"""Patients' data for an integrator or a clinic's records (design §1: "pull data as CSV or
+FHIR R4"; `rehab export csv|fhir`, the API's and the pages' downloads).
+
+FHIR: each patient's whole record as a Bundle (`rehab.fhir`: logs, events, findings,
+ODI/PSFS), read batch by batch like the CSV; several patients are NDJSON, a Bundle a line.
+
+CSV:
 
 In the file: each log's pain (back, leg and its side), adherence and red flags, and each
 event's type, date, note, side, body region and fall mechanism. Not in it: log notes, pain
@@ -20,10 +25,16 @@ the memory a download holds is one batch's, whatever the caseload.
 from __future__ import annotations
 
 import io
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from rehab import fhir
+from rehab.db.models import Event, Finding, OutcomeMeasure, Patient, SessionLog, User, utcnow
 from rehab.detect_io import write_series_csv
 from rehab.domain.vocabulary import AuditOutcome
 from rehab.services import audit, evaluation, scan
@@ -31,8 +42,10 @@ from rehab.services.access import NotFound, check_patient, visible_patient_ids
 from rehab.services.actors import Actor
 
 EXPORT_ACTION = "patient.export"
-EXPORT_TARGET = "format:csv"  # the audit log's "kind:value" form
+CSV = "csv"
+FHIR = "fhir"
 MEDIA_TYPE = "text/csv; charset=utf-8"
+FHIR_BATCH_SIZE = 25  # a whole record per patient (≈ 5 resources a log): fewer at a time
 
 
 class ExportRefused(NotFound):
@@ -43,30 +56,44 @@ class ExportRefused(NotFound):
         self.patient_id = patient_id
 
 
-def authorize(session: Session, actor: Actor, patient_ids: Sequence[int] | None) -> list[int]:
+def _target(file_format: str) -> str:
+    return f"format:{file_format}"  # the audit log's "kind:value" form
+
+
+def authorize(
+    session: Session, actor: Actor, patient_ids: Sequence[int] | None, file_format: str = CSV
+) -> list[int]:
     """The patients of one export, each allowed and audited; `None`: every patient the actor
     may see (a clinician's care teams, a patient herself, an admin none; the CLI, as the
     system, every patient). A patient the
     actor may not see raises `ExportRefused` (a `NotFound`), and nothing of the file is
     written."""
+    target = _target(file_format)
     if patient_ids is None:
         ids = sorted(session.scalars(visible_patient_ids(actor)))
-        audit.record_per_patient(session, actor, EXPORT_ACTION, ids, target=EXPORT_TARGET)
+        audit.record_per_patient(session, actor, EXPORT_ACTION, ids, target=target)
         return ids
     ids = list(dict.fromkeys(patient_ids))
     for patient_id in ids:
         try:
-            check_patient(session, actor, patient_id, EXPORT_ACTION, target=EXPORT_TARGET)
+            check_patient(session, actor, patient_id, EXPORT_ACTION, target=target)
         except NotFound:
             raise ExportRefused(patient_id) from None
     return ids
 
 
-def record_refusal(session: Session, actor: Actor, refused: ExportRefused) -> None:
+def record_refusal(
+    session: Session, actor: Actor, refused: ExportRefused, file_format: str = CSV
+) -> None:
     """Outside a web request (the CLI): the refused attempt as one denied row, the rows of
     the patients checked before it dropped with the rest (`authorize` was rolled back)."""
     audit.record(
-        session, actor, EXPORT_ACTION, refused.patient_id, AuditOutcome.DENIED, EXPORT_TARGET
+        session,
+        actor,
+        EXPORT_ACTION,
+        refused.patient_id,
+        AuditOutcome.DENIED,
+        _target(file_format),
     )
 
 
@@ -91,8 +118,90 @@ def _header() -> str:
     return buffer.getvalue()
 
 
-def filename(patient_ids: Sequence[int] | None, on: str) -> str:
-    """ "rehab-patient-12-2026-11-26.csv" or "rehab-export-2026-11-26.csv": ids only."""
-    if patient_ids is not None and len(patient_ids) == 1:
-        return f"rehab-patient-{patient_ids[0]}-{on}.csv"
-    return f"rehab-export-{on}.csv"
+def fhir_parts(
+    session: Session,
+    patient_ids: Sequence[int],
+    today: date,
+    batch_size: int = FHIR_BATCH_SIZE,
+) -> Iterator[str]:
+    """Authorised patients' Bundles, one NDJSON line each, read batch by batch (each batch's
+    transaction ended before its lines are handed over, as for the CSV)."""
+    generated_at = utcnow()
+    for batch in scan.batches(list(patient_ids), batch_size):
+        records = fhir_records(session, batch)
+        session.rollback()  # reads only
+        yield from fhir.patient_bundles_json(records, today, generated_at)
+
+
+def fhir_bundle(session: Session, patient_id: int, today: date) -> dict[str, Any]:
+    """One authorised patient's Bundle."""
+    (record,) = fhir_records(session, [patient_id])
+    return fhir.patient_bundle(record, today, utcnow())
+
+
+def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.PatientExport]:
+    """The patients' rows for `rehab.fhir`, in `patient_ids`' order: 5 statements a batch.
+    Plain rows (table columns), not ORM objects: they outlive the read's transaction and cost
+    a fraction to build."""
+    ids = list(patient_ids)
+    patients = {
+        row.id: row
+        for row in session.execute(
+            select(Patient.id, Patient.year_of_birth, User.display_name)
+            .join(User, User.id == Patient.user_id)
+            .where(Patient.id.in_(ids))
+        )
+    }
+    logs = _rows_by_patient(
+        session, SessionLog, SessionLog.patient_id.in_(ids), SessionLog.log_date
+    )
+    events = _rows_by_patient(session, Event, Event.patient_id.in_(ids), Event.event_date)
+    findings = _rows_by_patient(
+        session, Finding, Finding.patient_id.in_(ids), Finding.finding_date, User.display_name
+    )
+    outcomes = _rows_by_patient(
+        session, OutcomeMeasure, OutcomeMeasure.patient_id.in_(ids), OutcomeMeasure.measured_on
+    )
+    return [
+        fhir.PatientExport(
+            patient=patients[pid],
+            display_name=patients[pid].display_name,
+            logs=logs.get(pid, []),
+            events=events.get(pid, []),
+            findings=[(row, row.display_name) for row in findings.get(pid, [])],
+            outcomes=outcomes.get(pid, []),
+        )
+        for pid in ids
+        if pid in patients
+    ]
+
+
+def _rows_by_patient(
+    session: Session,
+    model: type[Event | Finding | OutcomeMeasure | SessionLog],
+    where: ColumnElement[bool],
+    dated: InstrumentedAttribute[date],
+    *extra: InstrumentedAttribute[str],
+) -> dict[int, list[Any]]:
+    """A table's rows of the batch's patients, by patient, in date order; a finding's
+    author's name (`extra`) joined in."""
+    table = model.__table__
+    query = select(*table.columns, *extra).where(where).order_by(dated, table.c.id)
+    if extra:
+        query = query.join(User, User.id == table.c.author_user_id)
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(query):
+        grouped[row.patient_id].append(row)
+    return grouped
+
+
+def filename(patient_ids: Sequence[int] | None, on: str, file_format: str = CSV) -> str:
+    """ "rehab-patient-12-2026-11-26.csv" or "rehab-export-2026-11-26.csv": ids only. FHIR:
+    one patient's Bundle is `.fhir.json`, several patients' `.fhir.ndjson`."""
+    single = patient_ids is not None and len(patient_ids) == 1
+    extension = "csv"
+    if file_format == FHIR:
+        extension = "fhir.json" if single else "fhir.ndjson"
+    if patient_ids is not None and single:
+        return f"rehab-patient-{patient_ids[0]}-{on}.{extension}"
+    return f"rehab-export-{on}.{extension}"

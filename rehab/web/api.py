@@ -22,7 +22,7 @@ from rehab.services.access import NotFound, check_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import EventInput, InvalidInput, SessionLogInput, error_list
 from rehab.web import schemas
-from rehab.web.downloads import csv_download
+from rehab.web.downloads import csv_download, fhir_download
 from rehab.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -238,6 +238,19 @@ def export_all() -> Any:
     """Every patient the key may see, as one CSV: a clinician's care teams (a patient's own
     key: herself). Streamed batch by batch."""
     return csv_download(current_actor(), None)
+
+
+@bp.get("/patients/<int:patient_id>/export.fhir.json")
+@service_errors
+def export_patient_fhir(patient_id: int) -> Any:
+    """The patient's record as a FHIR R4 Bundle (`rehab.fhir`)."""
+    return fhir_download(current_actor(), [patient_id])
+
+
+@bp.get("/export.fhir.ndjson")
+def export_all_fhir() -> Any:
+    """Every patient the key may see, a FHIR R4 Bundle a line (NDJSON), streamed."""
+    return fhir_download(current_actor(), None)
 
 
 @bp.get("/patients/<int:patient_id>/programs")

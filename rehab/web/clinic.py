@@ -49,7 +49,7 @@ from rehab.services.commands import (
 from rehab.services.outcome_schedule import outcome_interval_days
 from rehab.services.time import clinic_today
 from rehab.web.alerts import AlertActionForm
-from rehab.web.downloads import csv_download
+from rehab.web.downloads import csv_download, fhir_download
 from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
@@ -263,6 +263,14 @@ def new_patient() -> Any:
 def export_patient(patient_id: int) -> Any:
     try:
         return csv_download(_actor(), [patient_id])
+    except NotFound:
+        abort(404)
+
+
+@bp.get("/patients/<int:patient_id>/export.fhir.json")
+def export_patient_fhir(patient_id: int) -> Any:
+    try:
+        return fhir_download(_actor(), [patient_id])
     except NotFound:
         abort(404)
 

@@ -40,6 +40,16 @@ CSV_FILE = {
     "attachment (Content-Disposition). Columns: " + ", ".join(CSV_COLUMNS),
     "content": {"text/csv": {"schema": {"type": "string"}}},
 }
+FHIR_BUNDLE = {
+    "description": "The patient's record as a FHIR R4 Bundle (type collection): the Patient, "
+    "an Observation per pain score (LOINC 72514-3), adherence, red flag, event, finding and "
+    "ODI/PSFS score, and a daily-log panel per log; stable urn:uuid ids. Sent as an attachment.",
+    "content": {"application/fhir+json": {"schema": {"type": "object"}}},
+}
+FHIR_NDJSON = {
+    "description": "One FHIR R4 Bundle per line (NDJSON), each as one patient's export.",
+    "content": {"application/fhir+ndjson": {"schema": {"type": "string"}}},
+}
 BODY_ERRORS = {
     "400": _json(schemas.ErrorOut, "Malformed JSON"),
     "409": _json(schemas.ErrorOut, "Conflicts with what is stored"),
@@ -197,6 +207,21 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Every patient this key may see (a clinician's care teams) as one "
                     "CSV, the same as one patient's",
                     "responses": {"200": CSV_FILE, "401": ERRORS["401"]},
+                }
+            },
+            "/patients/{patient_id}/export.fhir.json": {
+                "get": {
+                    "operationId": "exportPatientFhir",
+                    "summary": "The patient's record as a FHIR R4 Bundle",
+                    "parameters": [PATIENT_ID],
+                    "responses": {"200": FHIR_BUNDLE, **ERRORS},
+                }
+            },
+            "/export.fhir.ndjson": {
+                "get": {
+                    "operationId": "exportAllFhir",
+                    "summary": "Every patient this key may see, a FHIR R4 Bundle a line",
+                    "responses": {"200": FHIR_NDJSON, "401": ERRORS["401"]},
                 }
             },
             "/patients/{patient_id}/programs": {

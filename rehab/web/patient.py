@@ -22,7 +22,7 @@ from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
 from rehab.services.time import clinic_today
 from rehab.web import api_keys
-from rehab.web.downloads import csv_download
+from rehab.web.downloads import csv_download, fhir_download
 from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
@@ -241,6 +241,13 @@ def export_own() -> Any:
     """Her logs and events as a file she can keep or take elsewhere (`services.export`)."""
     actor, patient_id = _actor()
     return csv_download(actor, [patient_id])
+
+
+@bp.get("/export.fhir.json")
+def export_own_fhir() -> Any:
+    """Her whole record as FHIR R4, for another clinic's or a health app's import."""
+    actor, patient_id = _actor()
+    return fhir_download(actor, [patient_id])
 
 
 @bp.get("/account")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,5 +277,26 @@ def test_patient_downloads_her_data_on_a_360px_phone(
         (fall,) = [r for r in rows if r["event"] == "fall"]
         assert fall["date"] == FALL.isoformat()
         assert fall["event_mechanism"] == "on stairs (10 steps, landed on buttocks)"
+
+        # Her whole record, for another clinic's system or a health app: one FHIR Bundle.
+        fhir_button = page.get_by_role("link", name="Download my whole record (FHIR)")
+        fhir_button.scroll_into_view_if_needed()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        with page.expect_download() as download_info:
+            fhir_button.click()
+        record = download_info.value
+        assert re.fullmatch(r"rehab-patient-\d+-2025-09-18\.fhir\.json", record.suggested_filename)
+        saved = tmp_path / record.suggested_filename
+        record.save_as(saved)
+        bundle = json.loads(saved.read_text(encoding="utf-8"))
+        assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+        kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+        assert kinds.count("Patient") == 1 and kinds.count("Observation") > 4 * 300
+        falls = [
+            e["resource"]
+            for e in bundle["entry"]
+            if e["resource"].get("valueString", "").startswith("Fall on stairs (10 steps")
+        ]
+        assert [f["effectiveDateTime"] for f in falls] == [FALL.isoformat()]
         assert csp_violations(page) == []
         context.close()

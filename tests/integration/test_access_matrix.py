@@ -222,6 +222,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("patient.progress", "GET"): Route(PATIENTS, "/me/progress"),
     ("patient.account", "GET"): Route(PATIENTS, "/me/account"),
     ("patient.export_own", "GET"): Route(PATIENTS, "/me/export.csv"),
+    ("patient.export_own_fhir", "GET"): Route(PATIENTS, "/me/export.fhir.json"),
     ("patient.reminders", "POST"): Route(
         PATIENTS, "/me/account/reminders", REDIRECT, fields=_static(reminder_opt_in="y")
     ),
@@ -266,6 +267,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     # --- patient A's record: the clinician on A's care team only -------------------------------
     ("clinic.patient", "GET"): Route(frozenset({CLINICIAN_ON}), P),
     ("clinic.export_patient", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/export.csv"),
+    ("clinic.export_patient_fhir", "GET"): Route(
+        frozenset({CLINICIAN_ON}), P + "/export.fhir.json"
+    ),
     ("clinic.new_event", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/events/new"),
     ("clinic.new_event", "POST"): Route(
         frozenset({CLINICIAN_ON}), P + "/events/new", REDIRECT, form=P + "/events/new", fields=FALL
@@ -393,6 +397,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # Each caller's own patients (none for an admin): tests/integration/test_export.py.
     ("api.export_all", "GET"): Route(frozenset(LOGGED_IN), "/api/v1/export.csv", api=True),
+    ("api.export_patient_fhir", "GET"): Route(
+        frozenset({PATIENT_A, CLINICIAN_ON}),
+        "/api/v1/patients/{patient}/export.fhir.json",
+        api=True,
+    ),
+    ("api.export_all_fhir", "GET"): Route(
+        frozenset(LOGGED_IN), "/api/v1/export.fhir.ndjson", api=True
+    ),
 }
 
 

@@ -39,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from rehab import create_app
+from rehab import create_app, fhir
 from rehab.db.models import Event
 from rehab.extensions import db
 from rehab.services import evaluation
@@ -106,6 +106,17 @@ def never_shows_b(b: int) -> Callable[..., None]:
             ids = {row.get("patient_id") for row in csv.DictReader(io.StringIO(body))}
             assert str(b) not in ids, f"patient {b} (patient B) in a CSV for A's token"
             return
+        if response.headers.get("Content-Type", "").startswith("application/fhir+"):
+            bundles = [json.loads(line) for line in body.splitlines()]
+            shown = {
+                identifier["value"]
+                for bundle in bundles
+                for entry in bundle["entry"]
+                for identifier in entry["resource"].get("identifier", [])
+                if identifier["system"] == fhir.PATIENT_ID_SYSTEM
+            }
+            assert str(b) not in shown, f"patient {b} (patient B) in a FHIR export for A's token"
+            return
         try:
             data = json.loads(body)
         except ValueError:
@@ -155,7 +166,7 @@ def test_the_api_survives_fuzzing_and_never_shows_another_patient(app: Flask) ->
     auth = {"Authorization": f"Bearer {clinic.patient_a.token}"}
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 11
     custom = never_shows_b(b)
     ran: dict[str, int] = {}
     statuses: dict[str, set[int]] = {}

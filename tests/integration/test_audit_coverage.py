@@ -92,12 +92,16 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("api.export_patient", "GET"): "patient.export",
     ("clinic.export_patient", "GET"): "patient.export",
     ("patient.export_own", "GET"): "patient.export",
+    ("api.export_patient_fhir", "GET"): "patient.export",
+    ("clinic.export_patient_fhir", "GET"): "patient.export",
+    ("patient.export_own_fhir", "GET"): "patient.export",
 }
 # Pages about several patients: one row per patient shown.
 MANY_PATIENTS: dict[tuple[str, str], set[str]] = {
     ("clinic.caseload", "GET"): {"caseload.read"},
     ("alerts.inbox", "GET"): {"alert.list", "notification.list"},
     ("api.export_all", "GET"): {"patient.export"},
+    ("api.export_all_fhir", "GET"): {"patient.export"},
 }
 # An e-mail in the outbox, as the admin reads it (alert explanations, event notes): one row
 # per patient it is about.

@@ -1,0 +1,294 @@
+"""The FHIR R4 export's mapping (`rehab.fhir`) over plain records, checked against the FHIR
+models of `fhir.resources` (R4B): every Bundle it can build is valid, its references resolve,
+and it says what the rows say."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rehab import fhir
+from rehab.domain.vocabulary import (
+    EventType,
+    FallLocation,
+    FindingKind,
+    ImagingModality,
+    Instrument,
+    LandedOn,
+    NeurodynamicTest,
+    RedFlag,
+    Side,
+    TestResult,
+)
+
+TODAY = dt.date(2025, 10, 1)
+GENERATED_AT = dt.datetime(2025, 10, 1, 9, 30, tzinfo=dt.UTC)
+# What FHIR R4 allows where it fixes the codes (the models check structure, not value sets).
+OBSERVATION_STATUSES = {"registered", "preliminary", "final", "amended"}
+CATEGORIES = {"survey", "exam", "imaging", "therapy"}
+
+
+@dataclass(frozen=True)
+class Patient:
+    id: int
+    year_of_birth: int | None
+
+
+@dataclass(frozen=True)
+class Log:
+    id: int
+    log_date: dt.date
+    back_pain: int
+    leg_pain: int
+    leg_side: str | None
+    pain_location: str | None
+    adherence: float | None
+    note: str
+    red_flag_new_numbness: bool = False
+    red_flag_new_weakness: bool = False
+    red_flag_bladder_bowel_change: bool = False
+    red_flag_saddle_numbness: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    event_date: dt.date
+    event_type: str
+    side: str | None
+    body_region: str | None
+    description: str
+    fall_location: str | None = None
+    fall_steps: int | None = None
+    fall_height_cm: int | None = None
+    fall_landed_on: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: int
+    finding_date: dt.date
+    kind: str
+    test_name: str | None
+    side: str | None
+    result: str | None
+    modality: str | None
+    body_region: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: int
+    instrument: str
+    measured_on: dt.date
+    score: float
+
+
+@dataclass
+class Ids:
+    """Row ids unique within a generated record, as the database's are."""
+
+    taken: set[int] = field(default_factory=set)
+
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+optional_text = st.none() | text
+days = st.dates(dt.date(2024, 1, 1), TODAY)
+sides = st.none() | st.sampled_from([s.value for s in Side])
+
+
+def logs() -> st.SearchStrategy[Log]:
+    flags = st.fixed_dictionaries({f"red_flag_{flag.value}": st.booleans() for flag in RedFlag})
+    return st.builds(
+        lambda base, flagged: Log(**{**base, **flagged}),
+        st.fixed_dictionaries(
+            {
+                "id": st.integers(1, 10**9),
+                "log_date": days,
+                "back_pain": st.integers(0, 10),
+                "leg_pain": st.integers(0, 10),
+                "leg_side": sides,
+                "pain_location": optional_text,
+                "adherence": st.none() | st.floats(0, 1),
+                "note": text,
+            }
+        ),
+        flags,
+    )
+
+
+events = st.builds(
+    Event,
+    id=st.integers(1, 10**9),
+    event_date=days,
+    event_type=st.sampled_from([e.value for e in EventType]),
+    side=sides,
+    body_region=optional_text,
+    description=text,
+    fall_location=st.none() | st.sampled_from([f.value for f in FallLocation]),
+    fall_steps=st.none() | st.integers(0, 60),
+    fall_height_cm=st.none() | st.integers(0, 1000),
+    fall_landed_on=st.none() | st.sampled_from([x.value for x in LandedOn]),
+)
+findings = st.builds(
+    Finding,
+    id=st.integers(1, 10**9),
+    finding_date=days,
+    kind=st.sampled_from([k.value for k in FindingKind]),
+    test_name=st.none() | st.sampled_from([t.value for t in NeurodynamicTest]),
+    side=sides,
+    result=st.none() | st.sampled_from([r.value for r in TestResult]),
+    modality=st.none() | st.sampled_from([m.value for m in ImagingModality]),
+    body_region=optional_text,
+    text=text,
+)
+outcomes = st.builds(
+    Outcome,
+    id=st.integers(1, 10**9),
+    instrument=st.sampled_from([i.value for i in Instrument]),
+    measured_on=days,
+    score=st.floats(0, 100),
+)
+
+
+def unique_ids(rows: list[Any]) -> bool:
+    return len({row.id for row in rows}) == len(rows)
+
+
+records = st.builds(
+    fhir.PatientExport,
+    patient=st.builds(
+        Patient, id=st.integers(1, 10**9), year_of_birth=st.none() | st.integers(1900, 2024)
+    ),
+    display_name=text.filter(bool),
+    logs=st.lists(logs(), max_size=8).filter(unique_ids),
+    events=st.lists(events, max_size=4).filter(unique_ids),
+    findings=st.lists(st.tuples(findings, text.filter(bool)), max_size=4).filter(
+        lambda pairs: unique_ids([f for f, _ in pairs])
+    ),
+    outcomes=st.lists(outcomes, max_size=3).filter(unique_ids),
+)
+
+
+def resources(bundle: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
+    found = [entry["resource"] for entry in bundle["entry"]]
+    return [r for r in found if all(r.get(k) == v for k, v in match.items())]
+
+
+def coded(bundle: dict[str, Any], code: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in resources(bundle, resourceType="Observation")
+        if any(c["code"] == code for c in r["code"].get("coding", []))
+    ]
+
+
+def references(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        own = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        return own + [ref for v in value.values() for ref in references(v)]
+    if isinstance(value, list):
+        return [ref for v in value for ref in references(v)]
+    return []
+
+
+@settings(max_examples=150, deadline=None)
+@given(records)
+def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
+    record: fhir.PatientExport,
+) -> None:
+    line = "".join(fhir.patient_bundles_json([record], TODAY, GENERATED_AT))
+    assert line.endswith("\n") and line.count("\n") == 1
+    bundle = json.loads(line)
+    Bundle.model_validate(bundle)  # raises on anything FHIR R4(B) does not allow
+
+    # One resource per row and part, each id unique and every reference inside the Bundle.
+    full_urls = [entry["fullUrl"] for entry in bundle["entry"]]
+    assert len(set(full_urls)) == len(full_urls)
+    assert set(references(bundle)) <= set(full_urls)
+    observations = resources(bundle, resourceType="Observation")
+    assert {o["status"] for o in observations} <= OBSERVATION_STATUSES
+    assert {c["code"] for o in observations for c in _codings(o.get("category"))} <= CATEGORIES
+
+    (patient,) = resources(bundle, resourceType="Patient")
+    assert patient["identifier"][0]["value"] == str(record.patient.id)
+    assert patient["name"] == [{"text": record.display_name}]
+
+    panels = coded(bundle, "daily-log")
+    assert len(panels) == len(record.logs)
+    pain = [o for o in observations if o["code"]["coding"][0] == fhir.PAIN_NRS]
+    assert len(pain) == 2 * len(record.logs)
+    by_id = {r["id"]: r for r in resources(bundle)}
+    for log, panel in zip(record.logs, panels, strict=True):
+        assert panel["effectiveDateTime"] == log.log_date.isoformat()
+        assert panel["status"] == ("preliminary" if log.log_date >= TODAY else "final")
+        members = [by_id[ref["reference"].removeprefix("urn:uuid:")] for ref in panel["hasMember"]]
+        back, leg = members[0], members[1]
+        assert (back["valueInteger"], back["bodySite"]["text"]) == (log.back_pain, "Back")
+        assert leg["valueInteger"] == log.leg_pain
+        side_word = {"left": "Left leg", "right": "Right leg", "both": "Both legs", None: "Leg"}
+        assert leg["bodySite"]["text"] == side_word[log.leg_side]
+        adherence = [m for m in members if "valueQuantity" in m]
+        expected = [] if log.adherence is None else [round(log.adherence * 100, 1)]
+        assert [m["valueQuantity"]["value"] for m in adherence] == expected
+        flagged = sorted(f.value for f in RedFlag if getattr(log, f"red_flag_{f.value}"))
+        reported = [m for m in members if m.get("valueBoolean") is True]
+        assert len(reported) == len(flagged)
+        assert panel.get("note", [{}])[0].get("text", "") == log.note
+
+    events_out = [o for o in observations if o["code"]["coding"][0]["code"].startswith("event-")]
+    assert len(events_out) == len(record.events)
+    for event, out in zip(record.events, events_out, strict=True):
+        steps = [c["valueInteger"] for c in out.get("component", []) if "valueInteger" in c]
+        assert steps == ([] if event.fall_steps is None else [event.fall_steps])
+        assert out.get("note", [{}])[0].get("text", "") == event.description
+
+    exam = [o for o in observations if _category_of(o) in {"exam", "imaging"}]
+    assert len(exam) == len(record.findings)
+    for (finding, author), out in zip(record.findings, exam, strict=True):
+        assert out["performer"] == [{"display": author}]
+        if finding.result:
+            assert out["valueCodeableConcept"]["coding"][0]["code"] == f"result-{finding.result}"
+
+    scores = coded(bundle, "odi") + coded(bundle, "psfs")
+    assert sorted(o["valueQuantity"]["value"] for o in scores) == sorted(
+        round(o.score, 1) for o in record.outcomes
+    )
+
+
+def _codings(concepts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [c for concept in concepts or [] for c in concept["coding"]]
+
+
+def _category_of(observation: dict[str, Any]) -> str | None:
+    codes = _codings(observation.get("category"))
+    return codes[0]["code"] if codes else None
+
+
+def test_ids_are_stable_across_exports_and_distinct_between_rows() -> None:
+    """Exporting again gives the same resource ids (a receiver updates rather than
+    duplicates); two rows, or two parts of one log, never share one."""
+    log = Log(1, dt.date(2025, 9, 14), 2, 7, "left", "buttock", 0.5, "slipped")
+    record = fhir.PatientExport(Patient(12, 1971), "A. Patient", [log], [], [], [])
+    first = fhir.patient_bundle(record, TODAY, GENERATED_AT)
+    again = fhir.patient_bundle(record, TODAY, GENERATED_AT + dt.timedelta(days=1))
+    assert [e["fullUrl"] for e in first["entry"]] == [e["fullUrl"] for e in again["entry"]]
+    assert first["id"] != again["id"]  # the Bundle itself is one export
+    other = fhir.PatientExport(Patient(13, None), "B. Patient", [log], [], [], [])
+    theirs = fhir.patient_bundle(other, TODAY, GENERATED_AT)
+    assert fhir.resource_id("SessionLog", 1, "back_pain") != fhir.resource_id(
+        "SessionLog", 1, "leg_pain"
+    )
+    assert (
+        resources(theirs, resourceType="Patient")[0]["id"]
+        != (resources(first, resourceType="Patient")[0]["id"])
+    )
+    assert "birthDate" not in resources(theirs, resourceType="Patient")[0]
+    assert resources(first, resourceType="Patient")[0]["birthDate"] == "1971"
