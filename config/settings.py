@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     evaluation_batch_ms: int = Field(ge=0, le=5000)
     broker_cleanup_interval_seconds: int
     invite_valid_hours: int
+    password_reset_valid_minutes: int = Field(ge=5, le=24 * 60)
+    password_reset_every_minutes: int = Field(ge=1, le=24 * 60)
     # E-mail notifications (rehab.services.notifications).
     smtp_timeout_seconds: float
     digest_hour: int = Field(ge=0, le=23)

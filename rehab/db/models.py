@@ -603,8 +603,8 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     channel: Mapped[str] = mapped_column(sa.String(16), default="email")
-    # "alert" (to a clinician, at once), "alert_digest" (to a clinician, in the daily digest)
-    # or "reminder" (to a patient who has not logged).
+    # "alert" (to a clinician, at once), "alert_digest" (to a clinician, in the daily digest),
+    # "reminder" (to a patient who has not logged) or "password_reset" (to anyone who asked).
     purpose: Mapped[str] = mapped_column(sa.String(16))
     alert_id: Mapped[int | None] = mapped_column(sa.ForeignKey("alerts.id"), index=True)
     # What makes the row unique per recipient and channel: "alert:42", "reminder:2026-11-26".

@@ -29,6 +29,7 @@ URGENT_SUBJECT = "[rehab] Urgent: a patient on your caseload needs review"
 ROUTINE_SUBJECT = "[rehab] New alert for a patient on your caseload"
 DIGEST_SUBJECT = "[rehab] Daily summary: {count} new alert{s} on your caseload"
 REMINDER_SUBJECT = "[rehab] A reminder to log your exercise session"
+PASSWORD_RESET_SUBJECT = "[rehab] Choose a new password"
 
 KIND_LABELS = {
     "pain_regression": "Pain regression",
@@ -217,4 +218,15 @@ def reminder_message(
     context = {"days": days, "log_url": log_url, "unsubscribe_url": unsubscribe_url}
     text = render_template("email/reminder.txt", **context)
     html = render_template("email/reminder.html", **context)
+    return _assemble(message, text, html, [])
+
+
+def password_reset_message(
+    envelope: Envelope, *, reset_url: str, valid_minutes: int
+) -> EmailMessage:
+    """The one-time link someone asked for on the login page ("Forgot your password?")."""
+    message = _base(envelope, PASSWORD_RESET_SUBJECT)
+    context = {"reset_url": reset_url, "valid_minutes": valid_minutes}
+    text = render_template("email/password_reset.txt", **context)
+    html = render_template("email/password_reset.html", **context)
     return _assemble(message, text, html, [])

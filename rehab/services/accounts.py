@@ -62,8 +62,14 @@ def actor_for(user: User) -> Actor:
 # --- invitations --------------------------------------------------------------------------
 
 
-def _invite_serializer(secret_key: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt="rehab.invite")
+INVITE = "rehab.invite"
+PASSWORD_RESET = "rehab.password-reset"
+
+
+def _link_serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
+    # The purpose is the salt: an invitation's token does not open the reset page, nor the
+    # other way round.
+    return URLSafeTimedSerializer(secret_key, salt=purpose)
 
 
 def _password_fingerprint(user: User) -> str:
@@ -72,23 +78,34 @@ def _password_fingerprint(user: User) -> str:
     return hashlib.sha256((user.password_hash or "unset").encode()).hexdigest()[:16]
 
 
+def make_link_token(user: User, secret_key: str, purpose: str = INVITE) -> str:
+    """A one-time set-password link's token: an invitation, or a reset asked for by e-mail."""
+    return _link_serializer(secret_key, purpose).dumps([user.id, _password_fingerprint(user)])
+
+
 def make_invite_token(user: User, secret_key: str) -> str:
-    return _invite_serializer(secret_key).dumps([user.id, _password_fingerprint(user)])
+    return make_link_token(user, secret_key, INVITE)
 
 
-def user_for_invite(session: Session, token: str, secret_key: str, max_age_hours: int) -> User:
+def user_for_link(
+    session: Session, token: str, secret_key: str, max_age_seconds: int, purpose: str = INVITE
+) -> User:
     try:
-        user_id, fingerprint = _invite_serializer(secret_key).loads(
-            token, max_age=max_age_hours * 3600
+        user_id, fingerprint = _link_serializer(secret_key, purpose).loads(
+            token, max_age=max_age_seconds
         )
     except SignatureExpired:
         raise InvalidInput("token", "this link has expired; ask for a new one") from None
     except (BadSignature, ValueError, TypeError):
         raise InvalidInput("token", "this link is not valid") from None
-    user = session.get(User, user_id)
+    user = session.get(User, user_id) if isinstance(user_id, int) else None
     if user is None or not user.is_active or _password_fingerprint(user) != fingerprint:
         raise InvalidInput("token", "this link was already used or is not valid")
     return user
+
+
+def user_for_invite(session: Session, token: str, secret_key: str, max_age_hours: int) -> User:
+    return user_for_link(session, token, secret_key, max_age_hours * 3600, INVITE)
 
 
 def set_password(session: Session, user: User, password: str) -> None:
@@ -96,6 +113,9 @@ def set_password(session: Session, user: User, password: str) -> None:
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
     user.session_epoch = (user.session_epoch or 0) + 1
+    # Whoever holds the e-mailed link proved the address: a lockout from failed guesses ends.
+    user.failed_logins = 0
+    user.locked_until = None
 
 
 # --- API tokens ---------------------------------------------------------------------------

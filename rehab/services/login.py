@@ -1,6 +1,7 @@
 """The login use case: password check with account lockout, then (for clinicians and
-admins) the TOTP second factor. Every outcome is audited; the answer to a failure is the
-same whether the account exists, the password is wrong or the account is locked."""
+admins) the TOTP second factor; and "Forgot your password?", which e-mails a one-time link.
+Every outcome is audited; the answer to a failure is the same whether the account exists,
+the password is wrong or the account is locked."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from rehab.db.models import User, utcnow
 from rehab.domain.vocabulary import AuditOutcome, Role
-from rehab.services import accounts, audit, two_factor
+from rehab.services import accounts, audit, notifications, two_factor
 from rehab.services.actors import Actor
 
 # After this many failures in a row the account is locked for LOCK_FOR (ASVS 2.2.1); the
@@ -72,3 +73,26 @@ def check_second_factor(session: Session, user: User, secret: str, code: str) ->
         audit.record(session, actor, "two_factor.enrol", None)
     user.totp_last_step = step
     return True
+
+
+def request_password_reset(session: Session, email: str) -> None:
+    """ "Forgot your password?": an active account with this address gets the e-mail with a
+    one-time link (`notifications.queue_password_reset`, at most one per few minutes). The
+    caller answers the same whatever happened here, so the page tells nobody whether an
+    address has an account. Audited either way (an unknown address as an anonymous attempt;
+    the address itself is never stored). The caller commits."""
+    user = session.scalars(sa.select(User).where(User.email == email.strip().lower())).first()
+    if user is None or not user.is_active:
+        audit.record(
+            session, _anonymous_for(user), "password.reset_request", None, AuditOutcome.DENIED
+        )
+        return
+    queued = notifications.queue_password_reset(session, user.id)
+    audit.record(
+        session,
+        accounts.actor_for(user),
+        "password.reset_request",
+        None,
+        AuditOutcome.ALLOWED if queued is not None else AuditOutcome.DENIED,
+        target=f"notification:{queued}" if queued is not None else None,
+    )

@@ -62,7 +62,7 @@ from rehab.notifications.transport import (
     Transport,
     transport_for,
 )
-from rehab.services import audit
+from rehab.services import accounts, audit
 from rehab.services.access import NotFound, can_see_patient, visible_patient_ids
 from rehab.services.actors import SYSTEM, Actor
 from rehab.services.dispatch import enqueue_after_commit
@@ -74,6 +74,7 @@ CHANNEL = "email"
 ALERT = "alert"
 ALERT_DIGEST = "alert_digest"
 REMINDER = "reminder"
+PASSWORD_RESET = "password_reset"
 
 DELIVER_TASK = "rehab.deliver_notification"
 DIGEST_TASK = "rehab.deliver_digest"
@@ -281,6 +282,29 @@ def queue_reminders(session: Session, today: dt.date, now: dt.datetime | None = 
         audit.record(session, SYSTEM, "reminder.queue", patient_of[user_id], target=target)
     _enqueue(session, inserted)
     return [i for i, _, _ in inserted]
+
+
+def queue_password_reset(
+    session: Session, user_id: int, now: dt.datetime | None = None
+) -> int | None:
+    """The "choose a new password" message for an account, at most one per
+    `password_reset_every_minutes` (a second request in that time writes nothing: None). The
+    link itself is made when the message is composed, so its validity starts at sending and
+    no usable token is ever stored. The caller commits."""
+    settings = _settings()
+    now = now or utcnow()
+    every = settings.password_reset_every_minutes * 60
+    window = dt.datetime.fromtimestamp(now.timestamp() // every * every, dt.UTC)
+    row = _row(
+        recipient=user_id,
+        purpose=PASSWORD_RESET,
+        dedup_key=f"password_reset:{window.isoformat(timespec='minutes')}",
+        due=now,
+        now=now,
+    )
+    inserted = _insert_ignoring_duplicates(session, [row])
+    _enqueue(session, inserted)
+    return inserted[0][0] if inserted else None
 
 
 # --- delivering ---------------------------------------------------------------------------
@@ -557,6 +581,13 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
         if not user.reminder_opt_in:
             raise NotSendable("the patient turned reminders off")
         return _reminder(session, user, envelope, settings), held
+    if held.purpose == PASSWORD_RESET:
+        token = accounts.make_link_token(user, settings.secret_key, accounts.PASSWORD_RESET)
+        reset_url = f"{settings.public_url.rstrip('/')}/reset/{token}"
+        message = render.password_reset_message(
+            envelope, reset_url=reset_url, valid_minutes=settings.password_reset_valid_minutes
+        )
+        return message, held
     actor = _clinician_actor(user)
     rows = session.execute(
         sa.select(Notification.id, Alert)

@@ -104,6 +104,10 @@ class SecondFactorForm(FlaskForm):
     )
 
 
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
+
+
 class LogoutForm(FlaskForm):
     pass
 
@@ -121,6 +125,10 @@ def _login_limit() -> str:
 
 def _email_key() -> str:
     return "login:" + (request.form.get("email", "") or "").strip().lower()[:254]
+
+
+def _reset_email_key() -> str:
+    return "reset:" + (request.form.get("email", "") or "").strip().lower()[:254]
 
 
 def _pending_key() -> str:
@@ -224,10 +232,37 @@ def logout() -> Any:
 
 @bp.route("/welcome/<token>", methods=["GET", "POST"])
 def set_password(token: str) -> Any:
-    settings = current_app.config["REHAB_SETTINGS"]
+    """The invitation's one-time link (a clinician or an admin hands it over)."""
+    hours = current_app.config["REHAB_SETTINGS"].invite_valid_hours
+    return _password_link(token, accounts.INVITE, hours * 3600, "password.set")
+
+
+@bp.route("/login/forgot", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(_login_limit, key_func=_reset_email_key, methods=["POST"])
+def forgot_password() -> Any:
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        login_service.request_password_reset(db.session, form.email.data or "")
+        db.session.commit()  # the outbox row, then its delivery task (after the commit)
+        # One answer whether or not the address has an account.
+        minutes = current_app.config["REHAB_SETTINGS"].password_reset_valid_minutes
+        return render_template("auth/forgot_password_sent.html", minutes=minutes)
+    return render_template("auth/forgot_password.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> Any:
+    """The e-mailed one-time link of "Forgot your password?"."""
+    minutes = current_app.config["REHAB_SETTINGS"].password_reset_valid_minutes
+    return _password_link(token, accounts.PASSWORD_RESET, minutes * 60, "password.reset")
+
+
+def _password_link(token: str, purpose: str, max_age_seconds: int, action: str) -> Any:
+    """A one-time link's page: choose a password, every session of the account ends."""
     try:
-        user = accounts.user_for_invite(
-            db.session, token, current_app.config["SECRET_KEY"], settings.invite_valid_hours
+        user = accounts.user_for_link(
+            db.session, token, current_app.config["SECRET_KEY"], max_age_seconds, purpose
         )
     except InvalidInput as exc:
         return render_template("auth/invalid_link.html", message=exc.message), 400
@@ -242,8 +277,10 @@ def set_password(token: str) -> Any:
                 form.password.errors = [exc.message]
             else:
                 sessions.end_all(db.session, user.id)
-                audit.record(db.session, accounts.actor_for(user), "password.set", None)
+                audit.record(db.session, accounts.actor_for(user), action, None)
                 db.session.commit()
                 flash("Your password is set. Please log in.", "info")
                 return redirect(url_for("auth.login"))
-    return render_template("auth/set_password.html", form=form, user=user)
+    return render_template(
+        "auth/set_password.html", form=form, user=user, reset=purpose == accounts.PASSWORD_RESET
+    )

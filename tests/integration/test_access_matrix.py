@@ -200,6 +200,19 @@ ROUTES: dict[tuple[str, str], Route] = {
         missing_status=400,
         fields=_static(password="one long pass phrase", confirm="another long phrase"),
     ),
+    ("auth.reset_password", "GET"): Route(EVERYONE, "/reset/{reset}", missing_status=400),
+    ("auth.reset_password", "POST"): Route(
+        EVERYONE,
+        "/reset/{reset}",
+        form="/reset/{reset}",
+        missing_status=400,
+        fields=_static(password="one long pass phrase", confirm="another long phrase"),
+    ),
+    # The same answer for any address; an unknown one sends nothing.
+    ("auth.forgot_password", "GET"): Route(EVERYONE, "/login/forgot"),
+    ("auth.forgot_password", "POST"): Route(
+        EVERYONE, "/login/forgot", form="/login/forgot", fields=_static(email="nobody@clinic.test")
+    ),
     ("settings.unsubscribe", "GET"): Route(EVERYONE, "/unsubscribe/{unsubscribe}"),
     ("settings.unsubscribe_post", "POST"): Route(
         EVERYONE, "/unsubscribe/{unsubscribe}", form="/unsubscribe/{unsubscribe}"
@@ -496,6 +509,9 @@ def build_ctx(app: Flask) -> Ctx:
             "notification": str(failed.id),
             "outbox": outbox_name,
             "invite": accounts.make_invite_token(invited, app.config["SECRET_KEY"]),
+            "reset": accounts.make_link_token(
+                invited, app.config["SECRET_KEY"], accounts.PASSWORD_RESET
+            ),
             "unsubscribe": make_token(app.config["SECRET_KEY"], clinic.patient_a.user_id),
             "today": today.isoformat(),
         }
@@ -504,6 +520,7 @@ def build_ctx(app: Flask) -> Ctx:
     missing.update(
         outbox="20260101T000000000000Z-missing.eml",
         invite="not-a-valid-link",
+        reset="not-a-valid-link",
         unsubscribe="not-a-valid-link",
     )
     return Ctx(clinic, existing, missing, exercise_id)

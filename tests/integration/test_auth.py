@@ -102,6 +102,14 @@ def _invite(app: Flask, email: str = "newbie@clinic.test") -> str:
         return accounts.make_invite_token(user, app.config["SECRET_KEY"])
 
 
+def _reset_link(app: Flask, user_id: int) -> str:
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        secret = app.config["SECRET_KEY"]
+        return f"/reset/{accounts.make_link_token(user, secret, accounts.PASSWORD_RESET)}"
+
+
 def test_invite_link_sets_the_password_once(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:
@@ -222,6 +230,7 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
             f"/clinic/patients/{a}/baselines/leg_pain"
         ),
         "/welcome/<token>": f"/welcome/{_invite(app)}",
+        "/reset/<token>": _reset_link(app, clinic.patient_b.user_id),
         "/unsubscribe/<token>": "/unsubscribe/"
         + make_token(app.config["SECRET_KEY"], clinic.patient_a.user_id),
     }

@@ -432,6 +432,39 @@ def test_a_reminder_is_delivered_and_its_unsubscribe_link_works(
         assert user is not None and not user.reminder_opt_in
 
 
+def test_a_forgotten_password_link_arrives_and_sets_a_new_password(
+    app: Flask, clinic: Clinic, smtp: SmtpServer, pg_url: str, redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The login page's "Forgot your password?" through the worker to a real SMTP server."""
+    client = app.test_client()
+    with worker(pg_url, redis_server, tmp_path, smtp):
+        token = csrf_token(client, "/login/forgot")
+        asked = client.post(
+            "/login/forgot", data={"email": clinic.clinician.email, "csrf_token": token}
+        )
+        assert asked.status_code == 200
+        (message,) = smtp.wait_for(1, timeout=60)
+        settle(smtp, 1)
+    assert message.rcpt_tos == [clinic.clinician.email]
+    assert message.subject == render.PASSWORD_RESET_SUBJECT
+    assert_subject_is_impersonal(message.subject, clinic.clinician.user_id)
+    url = next(word for word in message.text().split() if word.startswith(PUBLIC_URL + "/reset/"))
+    path = url.removeprefix(PUBLIC_URL)
+    form = {
+        "password": "a long phrase nobody guesses 42",
+        "confirm": "a long phrase nobody guesses 42",
+    }
+    chosen = client.post(path, data={**form, "csrf_token": csrf_token(client, path)})
+    assert chosen.status_code == 302
+    assert client.get(path).status_code == 400  # once only
+    with app.app_context():
+        (row,) = rows(purpose="password_reset")
+        assert (row.status, row.message_id) == (
+            NotificationStatus.SENT, message.message["Message-ID"]
+        )  # fmt: skip
+
+
 def test_the_demo_setup_sqlite_database_and_broker_delivers(
     sqlite_url: str, smtp: SmtpServer, tmp_path: Path
 ) -> None:
