@@ -7,6 +7,8 @@ What a Bundle (type `collection`) holds, for one patient:
   one per red flag reported; and a panel (`hasMember`) that holds the day's note and pain
   location. A log of the clinic's today is `preliminary` (the patient may still edit it), older
   ones `final`.
+- An event, finding or score a clinician marked entered in error is still there, with the
+  status `entered-in-error`, so that a receiver that imported it before can drop it.
 - Per event (a fall, surgery, imaging…): an `Observation` coded by its type, with its side and
   body region, its description as a note and a fall's mechanism as components (where, steps,
   height, what landed first).
@@ -106,6 +108,9 @@ class LogRecord(Protocol):
 
 class EventRecord(Protocol):
     @property
+    def entered_in_error_at(self) -> datetime | None: ...
+
+    @property
     def id(self) -> int: ...
     @property
     def event_date(self) -> date: ...
@@ -129,6 +134,9 @@ class EventRecord(Protocol):
 
 class FindingRecord(Protocol):
     @property
+    def entered_in_error_at(self) -> datetime | None: ...
+
+    @property
     def id(self) -> int: ...
     @property
     def finding_date(self) -> date: ...
@@ -149,6 +157,9 @@ class FindingRecord(Protocol):
 
 
 class OutcomeRecord(Protocol):
+    @property
+    def entered_in_error_at(self) -> datetime | None: ...
+
     @property
     def id(self) -> int: ...
     @property
@@ -210,7 +221,7 @@ def _patient(patient_id: str, record: PatientExport) -> dict[str, Any]:
         "resourceType": "Patient",
         "id": patient_id,
         "identifier": [{"system": PATIENT_ID_SYSTEM, "value": str(record.patient.id)}],
-        "name": [{"text": record.display_name}],
+        "name": [{"text": _text(record.display_name) or "(no name)"}],
     }
     if record.patient.year_of_birth is not None:
         resource["birthDate"] = f"{record.patient.year_of_birth:04d}"
@@ -305,18 +316,30 @@ def _log_observations(log: LogRecord, subject: dict[str, str], today: date) -> l
         status,
     )
     panel["hasMember"] = [{"reference": f"urn:uuid:{m['id']}"} for m in members]
-    if log.pain_location:
+    if location := _text(log.pain_location):
         panel["component"] = [
-            {"code": _code("pain-location", "Pain location"), "valueString": log.pain_location}
+            {"code": _code("pain-location", "Pain location"), "valueString": location}
         ]
-    if log.note:
-        panel["note"] = [{"text": log.note}]
+    if note := _text(log.note):
+        panel["note"] = [{"text": note}]
     return [panel, *members]
 
 
+def _text(value: str | None) -> str | None:
+    """Free text as FHIR takes it: a string must hold more than whitespace (any Unicode
+    whitespace: a no-break space alone is refused)."""
+    stripped = (value or "").strip()
+    return stripped or None
+
+
 def _body_site(side: str | None, region: str | None) -> dict[str, str] | None:
-    words = " ".join(w for w in (side, region) if w)
+    words = " ".join(w for w in (side, _text(region)) if w)
     return {"text": humanize(words)} if words else None
+
+
+def _status(row: EventRecord | FindingRecord | OutcomeRecord) -> str:
+    # A clinician's correction: a receiver that imported the row before learns to drop it.
+    return "entered-in-error" if row.entered_in_error_at is not None else "final"
 
 
 def _event_observation(event: EventRecord, subject: dict[str, str]) -> dict[str, Any]:
@@ -327,6 +350,7 @@ def _event_observation(event: EventRecord, subject: dict[str, str]) -> dict[str,
         event.event_date,
         _code(f"event-{event.event_type.replace('_', '-')}", humanize(event.event_type)),
         None,
+        _status(event),
     )
     site = _body_site(event.side, event.body_region)
     if site:
@@ -368,8 +392,8 @@ def _event_observation(event: EventRecord, subject: dict[str, str]) -> dict[str,
             event.fall_location, event.fall_steps, event.fall_height_cm, event.fall_landed_on
         )
         observation["valueString"] = f"Fall {mechanism}".strip()
-    if event.description:
-        observation["note"] = [{"text": event.description}]
+    if description := _text(event.description):
+        observation["note"] = [{"text": description}]
     return observation
 
 
@@ -391,6 +415,7 @@ def _finding_observation(
         finding.finding_date,
         code,
         "imaging" if kind is FindingKind.IMAGING else "exam",
+        _status(finding),
     )
     observation["performer"] = [{"display": author}]
     site = _body_site(finding.side, finding.body_region)
@@ -400,10 +425,10 @@ def _finding_observation(
         observation["valueCodeableConcept"] = _code(
             f"result-{finding.result}", humanize(finding.result)
         )
-        if finding.text:
-            observation["note"] = [{"text": finding.text}]
-    elif finding.text:
-        observation["valueString"] = finding.text
+        if text := _text(finding.text):
+            observation["note"] = [{"text": text}]
+    elif text := _text(finding.text):
+        observation["valueString"] = text
     return observation
 
 
@@ -416,6 +441,7 @@ def _outcome_observation(outcome: OutcomeRecord, subject: dict[str, str]) -> dic
         outcome.measured_on,
         _code(instrument.value, INSTRUMENT_LABELS[instrument]),
         "survey",
+        _status(outcome),
     )
     observation["valueQuantity"] = {"value": round(outcome.score, 1)}
     return observation

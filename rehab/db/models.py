@@ -361,7 +361,21 @@ class ExerciseEntry(Base):
 # --- events, findings, outcomes -------------------------------------------------------------
 
 
-class Event(CreatedAt, Base):
+class EnteredInError:
+    """A clinician's correction of a mistake (a wrong date, the wrong patient, a duplicate):
+    the row stays, for the record's history and so that an export can retract it (FHIR's
+    `entered-in-error`), but no page, detection or CSV uses it any more."""
+
+    entered_in_error_at: Mapped[dt.datetime | None]
+    entered_in_error_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    entered_in_error_reason: Mapped[str | None] = mapped_column(sa.String(300))
+
+    @property
+    def in_error(self) -> bool:
+        return self.entered_in_error_at is not None
+
+
+class Event(EnteredInError, CreatedAt, Base):
     """Something that happened to the patient; falls carry a structured mechanism."""
 
     __tablename__ = "events"
@@ -393,7 +407,7 @@ class Event(CreatedAt, Base):
     )
 
 
-class Finding(CreatedAt, Base):
+class Finding(EnteredInError, CreatedAt, Base):
     """A clinician's dated assessment item: neurodynamic test, imaging result, observation."""
 
     __tablename__ = "findings"
@@ -425,7 +439,7 @@ class Finding(CreatedAt, Base):
     )
 
 
-class OutcomeMeasure(CreatedAt, Base):
+class OutcomeMeasure(EnteredInError, CreatedAt, Base):
     """A scored questionnaire (ODI 0–100, PSFS 0–10) with its raw answers."""
 
     __tablename__ = "outcome_measures"

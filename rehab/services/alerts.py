@@ -102,6 +102,11 @@ AUTO_BACK_NEAR_BASELINE = "Resolved automatically: back near baseline for a sust
 AUTO_SUPERSEDED = "Superseded by a newer alert of the same kind and metric (a further change)."
 AUTO_ALREADY_RESOLVED = "Already resolved when first evaluated."
 AUTO_NO_LONGER_SHOWN = (
+    "Resolved automatically: the record as it now stands no longer shows it (a log, a pinned "
+    "baseline, or an event or score marked entered in error changed after it was raised)."
+)
+# The same note as stored before entries could be marked entered in error.
+_AUTO_NO_LONGER_SHOWN_BEFORE = (
     "Resolved automatically: the logs and baselines as they now stand no longer show it "
     "(a log or a pinned baseline changed after it was raised)."
 )
@@ -155,8 +160,8 @@ def _auto_reason(note: str, kind: str) -> str:
         return "superseded by a newer alert of the same kind and metric"
     if note == AUTO_ALREADY_RESOLVED:
         return "already over when first evaluated"
-    if note == AUTO_NO_LONGER_SHOWN:
-        return "no longer shown by the logs and baselines as they now stand"
+    if note in (AUTO_NO_LONGER_SHOWN, _AUTO_NO_LONGER_SHOWN_BEFORE):
+        return "no longer shown by the record as it now stands"
     if note == AUTO_PROGRAM_ENDED:
         return "the program ended: no logs asked for after it"
     if note == AUTO_LOGGING_RESUMED or kind == "missed_logs":

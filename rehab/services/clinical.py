@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from rehab.db.models import Event, Finding, OutcomeMeasure
+from rehab.db.models import Event, Finding, OutcomeMeasure, utcnow
 from rehab.domain.questionnaires import QuestionnaireError, score_odi, score_psfs
 from rehab.domain.vocabulary import Instrument
 from rehab.services import audit
-from rehab.services.access import require_patient
+from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
-from rehab.services.commands import EventInput, FindingInput, InvalidInput, OutcomeInput
+from rehab.services.commands import (
+    EnteredInErrorInput,
+    EventInput,
+    FindingInput,
+    InvalidInput,
+    OutcomeInput,
+)
 from rehab.services.dispatch import EVALUATE_PATIENT_TASK, enqueue_after_commit
 from rehab.services.logs import Conflict
 from rehab.services.time import clinic_today
@@ -62,7 +70,7 @@ def list_events(session: Session, actor: Actor, patient_id: int) -> list[Event]:
     return list(
         session.scalars(
             sa.select(Event)
-            .where(Event.patient_id == patient_id)
+            .where(Event.patient_id == patient_id, Event.entered_in_error_at.is_(None))
             .order_by(Event.event_date.desc(), Event.id.desc())
         )
     )
@@ -84,7 +92,7 @@ def list_findings(session: Session, actor: Actor, patient_id: int) -> list[Findi
     return list(
         session.scalars(
             sa.select(Finding)
-            .where(Finding.patient_id == patient_id)
+            .where(Finding.patient_id == patient_id, Finding.entered_in_error_at.is_(None))
             .order_by(Finding.finding_date.desc(), Finding.id.desc())
         )
     )
@@ -128,7 +136,80 @@ def list_outcomes(session: Session, actor: Actor, patient_id: int) -> list[Outco
     return list(
         session.scalars(
             sa.select(OutcomeMeasure)
-            .where(OutcomeMeasure.patient_id == patient_id)
+            .where(
+                OutcomeMeasure.patient_id == patient_id,
+                OutcomeMeasure.entered_in_error_at.is_(None),
+            )
             .order_by(OutcomeMeasure.measured_on, OutcomeMeasure.id)
         )
     )
+
+
+# --- entered in error ----------------------------------------------------------------------
+
+# The record kinds a clinician can mark entered in error, as the pages name them; the audit
+# log's action and target use the singular.
+CORRECTABLE: dict[str, tuple[type[Event] | type[Finding] | type[OutcomeMeasure], str]] = {
+    "events": (Event, "event"),
+    "findings": (Finding, "finding"),
+    "outcomes": (OutcomeMeasure, "outcome"),
+}
+
+Correctable = Event | Finding | OutcomeMeasure
+
+
+def correctable_record(
+    session: Session, actor: Actor, patient_id: int, kind: str, record_id: int, action: str
+) -> Correctable:
+    """One event, finding or score of the patient, for a clinician of her care team (access
+    checked and audited as `action`); `NotFound` for anything else."""
+    _, singular = _correctable(kind, record_id)
+    target = f"{singular}:{record_id}"
+    require_patient(session, actor, patient_id, action, target, clinician_only=True)
+    return entry_of(session, patient_id, kind, record_id)
+
+
+def entry_of(session: Session, patient_id: int, kind: str, record_id: int) -> Correctable:
+    """The patient's event, finding or score (access already checked), or `NotFound`."""
+    model, singular = _correctable(kind, record_id)
+    row = cast(Correctable | None, session.get(model, record_id))
+    if row is None or row.patient_id != patient_id:
+        raise NotFound(f"{singular} {record_id}")
+    return row
+
+
+def mark_entered_in_error(
+    session: Session,
+    actor: Actor,
+    patient_id: int,
+    kind: str,
+    record_id: int,
+    data: EnteredInErrorInput,
+) -> Correctable:
+    """Mark a clinician's or patient's entry as a mistake: it stays in the record with who,
+    when and why, and leaves every page, detection and CSV (the FHIR export retracts it).
+    Detection runs again for the patient (after the commit): an alert that rested on a
+    wrongly recorded fall or score is settled by what is left."""
+    _, singular = _correctable(kind, record_id)
+    row = correctable_record(
+        session, actor, patient_id, kind, record_id, f"{singular}.entered_in_error"
+    )
+    if row.in_error:
+        raise InvalidInput("record", "is already marked entered in error")
+    assert actor.user_id is not None
+    row.entered_in_error_at = utcnow()
+    row.entered_in_error_by_user_id = actor.user_id
+    row.entered_in_error_reason = data.reason
+    if not isinstance(row, Finding):  # findings give context to pages, not to detection
+        enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
+    session.flush()
+    audit.commit(session)
+    return row
+
+
+def _correctable(
+    kind: str, record_id: int
+) -> tuple[type[Event] | type[Finding] | type[OutcomeMeasure], str]:
+    if kind not in CORRECTABLE:
+        raise NotFound(f"{kind} {record_id}")
+    return CORRECTABLE[kind]

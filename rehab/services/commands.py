@@ -228,6 +228,15 @@ class ProgramInput(Command):
         return self
 
 
+class EnteredInErrorInput(Command):
+    """Why an event, finding or score is marked entered in error (it stays in the record)."""
+
+    reason: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=300, strip_whitespace=True, pattern=_ONE_LINE),
+    ]
+
+
 class EndProgramInput(Command):
     """The last day of the program in effect on it (a discharge, or a break in care)."""
 

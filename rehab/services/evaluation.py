@@ -295,6 +295,8 @@ _EVENT_COLUMNS = (
     Event.fall_landed_on,
 )
 _EVENT_ORDER = (Event.patient_id, Event.event_date, Event.id)
+# A row a clinician marked entered in error is no evidence: detection never sees it.
+_CURRENT_EVENTS = Event.entered_in_error_at.is_(None)
 _OUTCOME_COLUMNS = (
     OutcomeMeasure.patient_id,
     OutcomeMeasure.measured_on,
@@ -302,6 +304,7 @@ _OUTCOME_COLUMNS = (
     OutcomeMeasure.score,
 )
 _OUTCOME_ORDER = (OutcomeMeasure.patient_id, OutcomeMeasure.measured_on, OutcomeMeasure.id)
+_CURRENT_OUTCOMES = OutcomeMeasure.entered_in_error_at.is_(None)
 _PIN_COLUMNS = (
     PinnedBaselineRow.patient_id,
     PinnedBaselineRow.metric,
@@ -334,11 +337,13 @@ def _context_generic(
         since=since, cut=cut,
     )  # fmt: skip
 
-    def rows(columns: tuple[Any, ...], order: tuple[Any, ...]) -> Any:
-        return core.execute(sa.select(*columns).where(columns[0].in_(patient_ids)).order_by(*order))
+    def rows(columns: tuple[Any, ...], order: tuple[Any, ...], *where: Any) -> Any:
+        return core.execute(
+            sa.select(*columns).where(columns[0].in_(patient_ids), *where).order_by(*order)
+        )
 
     for pid, day, kind, note, side, region, location, steps, height, landed in rows(
-        _EVENT_COLUMNS, _EVENT_ORDER
+        _EVENT_COLUMNS, _EVENT_ORDER, _CURRENT_EVENTS
     ):
         context.events[pid].append(
             _patient_event(
@@ -346,7 +351,9 @@ def _context_generic(
                 _value(landed),
             )
         )  # fmt: skip
-    for pid, measured_on, instrument, score in rows(_OUTCOME_COLUMNS, _OUTCOME_ORDER):
+    for pid, measured_on, instrument, score in rows(
+        _OUTCOME_COLUMNS, _OUTCOME_ORDER, _CURRENT_OUTCOMES
+    ):
         context.outcomes[pid].append(OutcomeScore(measured_on, instrument.value, score))
     for pid, metric, level, effective_from, spread in rows(_PIN_COLUMNS, _PIN_ORDER):
         context.pins[pid].append(PinnedBaseline(metric, level, effective_from, spread))
@@ -412,8 +419,8 @@ def _read_statement(with_since: bool) -> sa.Select[Any]:
     return sa.select(
         counted.c.n,
         counted.c.records,
-        _json_rows(_EVENT_COLUMNS, _EVENT_ORDER, _IDS),
-        _json_rows(_OUTCOME_COLUMNS, _OUTCOME_ORDER, _IDS),
+        _json_rows(_EVENT_COLUMNS, _EVENT_ORDER, _IDS, _CURRENT_EVENTS),
+        _json_rows(_OUTCOME_COLUMNS, _OUTCOME_ORDER, _IDS, _CURRENT_OUTCOMES),
         _json_rows(_PIN_COLUMNS, _PIN_ORDER, _IDS),
         _json_rows(_PERIOD_COLUMNS, _PERIOD_ORDER, _IDS),
         *_stored_alert_columns(),
@@ -666,15 +673,24 @@ def _not_followed(
 
 
 def _unshown(
-    unresolved: Mapping[AlertKey, StoredAlert], episodes: Iterable[AlertEpisode], as_of: dt.date
+    unresolved: Mapping[AlertKey, StoredAlert],
+    episodes: Iterable[AlertEpisode],
+    as_of: dt.date,
+    kinds: frozenset[str] = LOOKBACK_KINDS,
 ) -> list[tuple[AlertKey, StoredAlert]]:
-    """The stored open pain and adherence alerts raised by `as_of` that `episodes` lack."""
+    """The stored open alerts of `kinds` (pain and adherence) raised by `as_of` that
+    `episodes` lack."""
     shown = {_key(e) for e in episodes}
     return [
         (key, alert)
         for key, alert in unresolved.items()
-        if key[0] in LOOKBACK_KINDS and key[2] <= as_of and key not in shown
+        if key[0] in kinds and key[2] <= as_of and key not in shown
     ]
+
+
+# Every replay, a window's too, decides function declines from all of the patient's ODI/PSFS
+# scores: one it no longer shows lost its evidence (a score marked entered in error).
+NO_LONGER_SHOWN_KINDS = LOOKBACK_KINDS | {"function_decline"}
 
 
 def _key(episode: AlertEpisode) -> AlertKey:
@@ -837,14 +853,15 @@ def _no_longer_shown(
     """The open pain and adherence alerts raised up to `as_of` that the replay has no episode
     for, while it has no open episode of their kind and metric either: the logs or pins that
     raised one were changed (today's log edited down, a baseline re-pinned from an earlier
-    day) and nothing took its place. The worker applies it to whole-history replays only
-    (`_not_followed`): a window's replay can miss an alert the whole history still has open.
-    Red flags, missed logs and function declines are left to their own rules."""
+    day, a fall or score marked entered in error) and nothing took its place. The worker
+    applies it to whole-history replays only (`_not_followed`): a window's replay can miss a
+    pain or adherence alert the whole history still has open; function declines, which every
+    replay decides from all the scores, are checked on any replay. Red flags and missed logs
+    are left to their own rules."""
     episodes = tuple(episodes)
     ongoing = {_key(e)[:2] for e in episodes if e.resolved_on is None}
-    return [
-        alert.id for key, alert in _unshown(unresolved, episodes, as_of) if key[:2] not in ongoing
-    ]
+    unshown = _unshown(unresolved, episodes, as_of, NO_LONGER_SHOWN_KINDS)
+    return [alert.id for key, alert in unshown if key[:2] not in ongoing]
 
 
 def _auto_resolve(

@@ -302,11 +302,16 @@ def _log_context_statement() -> sa.Select[Any]:
             events.c.patient_id == patient_id,
             events.c.event_type == EventType.FALL,
             events.c.event_date.between(week_before, log_date),
+            events.c.entered_in_error_at.is_(None),
         )
         .scalar_subquery()
         .label("recent_falls"),
         sa.select(sa.func.count(events.c.id))
-        .where(events.c.patient_id == patient_id, events.c.event_type == EventType.SURGERY)
+        .where(
+            events.c.patient_id == patient_id,
+            events.c.event_type == EventType.SURGERY,
+            events.c.entered_in_error_at.is_(None),
+        )
         .scalar_subquery()
         .label("surgeries"),
         sa.select(sa.func.count(logs.c.id))
@@ -602,7 +607,9 @@ def has_spine_surgery_history(session: Session, patient_id: int) -> bool:
     return (
         session.scalar(
             sa.select(sa.func.count(Event.id)).where(
-                Event.patient_id == patient_id, Event.event_type == EventType.SURGERY
+                Event.patient_id == patient_id,
+                Event.event_type == EventType.SURGERY,
+                Event.entered_in_error_at.is_(None),
             )
         )
         or 0
@@ -616,6 +623,7 @@ def advice_after_log(session: Session, log: SessionLog) -> Advice | None:
             Event.patient_id == log.patient_id,
             Event.event_type == EventType.FALL,
             Event.event_date.between(log.log_date - dt.timedelta(days=7), log.log_date),
+            Event.entered_in_error_at.is_(None),
         )
     )
     return advice_for(

@@ -22,7 +22,7 @@ from rehab.db.models import (
     User,
 )
 from rehab.domain.outcome_schedule import OutcomeDue, last_measured_on
-from rehab.domain.vocabulary import EventType
+from rehab.domain.vocabulary import EventType, humanize
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
 from rehab.services.outcome_schedule import outcome_schedule
@@ -54,6 +54,21 @@ class PatientRecord:
     today: dt.date
     # ODI's and PSFS's next due dates while a program is in effect (none otherwise).
     outcomes_schedule: tuple[OutcomeDue, ...] = ()
+    # Events, findings and scores marked entered in error, newest mark first.
+    corrections: tuple[Correction, ...] = ()
+
+
+@dataclass(frozen=True)
+class Correction:
+    """An entry a clinician marked entered in error, as the record still shows it."""
+
+    kind: str  # "events", "findings" or "outcomes" (clinical.CORRECTABLE)
+    record_id: int
+    dated: dt.date
+    what: str
+    marked_at: dt.datetime
+    marked_by: str
+    reason: str
 
 
 def patient_record(
@@ -72,21 +87,24 @@ def patient_record(
             .limit(RECENT_LOGS)
         )
     )
-    events = _events(session, patient_id, limit=None)
-    findings = list(
+    every_event = _events(session, patient_id, limit=None, in_error_too=True)
+    every_finding = list(
         session.scalars(
             sa.select(Finding)
             .where(Finding.patient_id == patient_id)
             .order_by(Finding.finding_date.desc(), Finding.id.desc())
         )
     )
-    outcomes = list(
+    every_outcome = list(
         session.scalars(
             sa.select(OutcomeMeasure)
             .where(OutcomeMeasure.patient_id == patient_id)
             .order_by(OutcomeMeasure.measured_on.desc(), OutcomeMeasure.id.desc())
         )
     )
+    events = [e for e in every_event if not e.in_error]
+    findings = [f for f in every_finding if not f.in_error]
+    outcomes = [m for m in every_outcome if not m.in_error]
     return PatientRecord(
         patient=patient,
         display_name=patient.user.display_name,
@@ -103,7 +121,70 @@ def patient_record(
             last_measured_on((m.instrument.value, m.measured_on) for m in outcomes),
             program.start_date if program else None,
         ),
+        corrections=_corrections(session, every_event, every_finding, every_outcome),
     )
+
+
+def _corrections(
+    session: Session,
+    events: list[Event],
+    findings: list[Finding],
+    outcomes: list[OutcomeMeasure],
+) -> tuple[Correction, ...]:
+    marked: list[tuple[str, Event | Finding | OutcomeMeasure, dt.date, str]] = [
+        (kind, row, *describe_entry(row))
+        for kind, rows in (("events", events), ("findings", findings), ("outcomes", outcomes))
+        for row in rows
+        if row.in_error
+    ]
+    if not marked:
+        return ()
+    names = {
+        user_id: name
+        for user_id, name in session.execute(
+            sa.select(User.id, User.display_name).where(
+                User.id.in_({row.entered_in_error_by_user_id for _, row, _, _ in marked})
+            )
+        )
+    }
+    corrections = [
+        Correction(
+            kind=kind,
+            record_id=row.id,
+            dated=dated,
+            what=what,
+            marked_at=row.entered_in_error_at,
+            marked_by=names.get(row.entered_in_error_by_user_id or 0, ""),
+            reason=row.entered_in_error_reason or "",
+        )
+        for kind, row, dated, what in marked
+        if row.entered_in_error_at is not None
+    ]
+    return tuple(sorted(corrections, key=lambda c: c.marked_at, reverse=True))
+
+
+def describe_entry(row: Event | Finding | OutcomeMeasure) -> tuple[dt.date, str]:
+    """An event's, finding's or score's date and words, for the pages that name one."""
+    if isinstance(row, Event):
+        return row.event_date, _event_words(row)
+    if isinstance(row, Finding):
+        return row.finding_date, _finding_words(row)
+    return row.measured_on, f"{row.instrument.value.upper()} {row.score:g}"
+
+
+def _event_words(event: Event) -> str:
+    words = humanize(event.event_type.value)
+    return f"{words}: {event.description}" if event.description else words
+
+
+def _finding_words(finding: Finding) -> str:
+    if finding.test_name is not None:
+        result = finding.result.value if finding.result else ""
+        side = f" ({finding.side.value})" if finding.side else ""
+        return f"{humanize(finding.test_name.value)}{side} {result}".strip()
+    if finding.modality is not None:
+        return f"{finding.modality.value.upper()}: {finding.text}".strip()
+    return finding.text or humanize(finding.kind.value)
 
 
 @dataclass(frozen=True)
@@ -248,12 +329,16 @@ def progress_from_rows(
     )
 
 
-def _events(session: Session, patient_id: int, limit: int | None) -> list[Event]:
+def _events(
+    session: Session, patient_id: int, limit: int | None, *, in_error_too: bool = False
+) -> list[Event]:
     query = (
         sa.select(Event)
         .where(Event.patient_id == patient_id)
         .order_by(Event.event_date.desc(), Event.id.desc())
     )
+    if not in_error_too:
+        query = query.where(Event.entered_in_error_at.is_(None))
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))

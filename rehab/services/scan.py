@@ -56,7 +56,9 @@ def _changed_since_evaluation(now: dt.datetime) -> sa.Subquery:
     return sa.union(
         newer(SessionLog.updated_at, SessionLog.patient_id),
         newer(Event.created_at, Event.patient_id),
+        newer(Event.entered_in_error_at, Event.patient_id),
         newer(OutcomeMeasure.created_at, OutcomeMeasure.patient_id),
+        newer(OutcomeMeasure.entered_in_error_at, OutcomeMeasure.patient_id),
     ).subquery()
 
 

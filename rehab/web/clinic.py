@@ -41,6 +41,7 @@ from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import (
     EndProgramInput,
+    EnteredInErrorInput,
     FindingInput,
     InvalidInput,
     OutcomeInput,
@@ -56,6 +57,7 @@ from rehab.web.forms import (
     IMAGING_LABELS,
     CaseloadSearchForm,
     EndProgramForm,
+    EnteredInErrorForm,
     EventForm,
     FindingsForm,
     FormInvalid,
@@ -421,6 +423,71 @@ def new_event(patient_id: int) -> Any:
     return (
         render_template(
             "clinic/event_new.html", form=form, patient_id=patient_id, name=name, today=today
+        ),
+        status,
+    )
+
+
+# --- entered in error -------------------------------------------------------------------------
+
+_CORRECTABLE = "<any(events, findings, outcomes):kind>"
+
+
+@bp.route(
+    f"/patients/<int:patient_id>/{_CORRECTABLE}/<int:record_id>/entered-in-error",
+    methods=["GET", "POST"],
+)
+def entered_in_error(patient_id: int, kind: str, record_id: int) -> Any:
+    """GET: the entry and the form; POST: mark it entered in error (then back to the
+    record). `clinical.mark_entered_in_error` says what that changes."""
+    form = EnteredInErrorForm()
+    if request.method == "GET":
+        try:
+            row = clinical.correctable_record(
+                db.session, _actor(), patient_id, kind, record_id, "patient.read"
+            )
+        except NotFound:
+            abort(404)
+        return _entered_in_error_page(
+            form, patient_id, row, records.patient_name(db.session, patient_id)
+        )
+
+    def save(data: EnteredInErrorInput) -> str:
+        row = clinical.mark_entered_in_error(
+            db.session, _actor(), patient_id, kind, record_id, data
+        )
+        dated, words = records.describe_entry(row)
+        return f"Marked entered in error: {words} ({dated.isoformat()})."
+
+    _, singular = clinical.CORRECTABLE[kind]
+    posted = _post_form(form, patient_id, f"{singular}.entered_in_error", form.to_command, save)
+    if posted.redirect:
+        return posted.redirect
+    try:
+        row = clinical.entry_of(db.session, patient_id, kind, record_id)
+    except NotFound:
+        abort(404)
+    return _entered_in_error_page(form, patient_id, row, posted.name, 422)
+
+
+def _entered_in_error_page(
+    form: EnteredInErrorForm,
+    patient_id: int,
+    row: clinical.Correctable,
+    name: str,
+    status: int = 200,
+) -> Any:
+    # (Access is checked and audited by the caller.)
+    dated, words = records.describe_entry(row)
+    return (
+        render_template(
+            "clinic/entered_in_error.html",
+            form=form,
+            patient_id=patient_id,
+            name=name,
+            row=row,
+            dated=dated,
+            words=words,
         ),
         status,
     )

@@ -57,6 +57,7 @@ from rehab.domain.vocabulary import (
 from rehab.services.baselines import PinInput
 from rehab.services.commands import (
     EndProgramInput,
+    EnteredInErrorInput,
     EventInput,
     FindingInput,
     InvalidInput,
@@ -727,6 +728,16 @@ class PinBaselineForm(PageForm):
             spread=self.spread.data,
             effective_from=self.effective_from.data,
         )
+
+
+class EnteredInErrorForm(PageForm):
+    reason = StringField(
+        "What was wrong",
+        validators=[InputRequired("Say what was wrong: it stays in the record."), Length(max=300)],
+    )
+
+    def to_command(self) -> EnteredInErrorInput:
+        return build(EnteredInErrorInput, {"reason": self.reason.data or ""}, self)
 
 
 class EndProgramForm(PageForm):

@@ -69,7 +69,7 @@ from tests.support.actors import (
     token_of,
 )
 from tests.support.clinic import Clinic, build_clinic, login, search_caseload
-from tests.support.history import add_logs
+from tests.support.history import add_fall, add_logs
 from tests.support.pages import form_data, text, visible_text
 
 MISSING = 987654
@@ -287,6 +287,16 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("clinic.new_event", "POST"): Route(
         frozenset({CLINICIAN_ON}), P + "/events/new", REDIRECT, form=P + "/events/new", fields=FALL
     ),
+    ("clinic.entered_in_error", "GET"): Route(
+        frozenset({CLINICIAN_ON}), P + "/events/{event}/entered-in-error"
+    ),
+    ("clinic.entered_in_error", "POST"): Route(
+        frozenset({CLINICIAN_ON}),
+        P + "/events/{event}/entered-in-error",
+        REDIRECT,
+        form=P + "/events/{event}/entered-in-error",
+        fields=_static(reason="wrong patient"),
+    ),
     ("clinic.new_findings", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/findings/new"),
     ("clinic.new_findings", "POST"): Route(
         frozenset({CLINICIAN_ON}),
@@ -468,6 +478,8 @@ def build_ctx(app: Flask) -> Ctx:
         assert a is not None and b is not None
         today = clinic_today()
         add_logs(a, today - dt.timedelta(days=12), [1] * 9 + [6, 7])
+        add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=3))
+        event_a = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
         alert_a = make_alert(a)
         (mail,) = rows(alert_id=alert_a)
         assert notifications.deliver(db.session, mail.id).status == "sent"
@@ -501,6 +513,7 @@ def build_ctx(app: Flask) -> Ctx:
         existing = {
             "patient": str(a),
             "alert": str(alert_a),
+            "event": str(event_a),
             "token": str(spare_token.id),
             "clinician_token": str(clinician_token.id),
             "user": str(invited.id),

@@ -346,7 +346,12 @@ def test_who_and_when_are_shown_after_acknowledge_and_resolve(
         ),
         (
             alerts_service.AUTO_NO_LONGER_SHOWN,
-            "(no longer shown by the logs and baselines as they now stand)",
+            "(no longer shown by the record as it now stands)",
+        ),
+        (  # as stored before entries could be marked entered in error
+            "Resolved automatically: the logs and baselines as they now stand no longer show "
+            "it (a log or a pinned baseline changed after it was raised).",
+            "(no longer shown by the record as it now stands)",
         ),
     ],
 )

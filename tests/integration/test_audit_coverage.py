@@ -67,6 +67,8 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("clinic.patient", "GET"): "patient.read",
     ("clinic.new_event", "GET"): "patient.read",
     ("clinic.new_event", "POST"): "event.write",
+    ("clinic.entered_in_error", "GET"): "patient.read",
+    ("clinic.entered_in_error", "POST"): "event.entered_in_error",
     ("clinic.new_findings", "GET"): "patient.read",
     ("clinic.new_findings", "POST"): "finding.write",
     ("clinic.new_outcome", "GET"): "patient.read",

@@ -8,12 +8,13 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import AuditEvent, SessionLog, User
+from rehab.db.models import AuditEvent, Event, SessionLog, User
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db
 from rehab.notifications.tokens import make_token
 from rehab.services import accounts
 from tests.support.clinic import PASSWORD, Clinic, csrf_token, login
+from tests.support.history import add_fall
 from tests.support.pages import form_data, get_form, text, visible_text
 
 NEW_PASSWORD = "a long and new pass phrase"
@@ -100,6 +101,16 @@ def _invite(app: Flask, email: str = "newbie@clinic.test") -> str:
         user = accounts.create_staff_user(db.session, email, "New Clinician", Role.CLINICIAN, None)
         db.session.commit()
         return accounts.make_invite_token(user, app.config["SECRET_KEY"])
+
+
+def _event_of(app: Flask, clinic: Clinic) -> int:
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    with app.app_context():
+        add_fall(a, clinic.patient_a.user_id, clinic.program_start)
+        event_id = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
+        assert event_id is not None
+        return event_id
 
 
 def _reset_link(app: Flask, user_id: int) -> str:
@@ -228,6 +239,10 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
         "/clinic/patients/<int:patient_id>/outcomes/new": f"/clinic/patients/{a}/outcomes/new",
         "/clinic/patients/<int:patient_id>/baselines/<any(leg_pain, back_pain):metric>": (
             f"/clinic/patients/{a}/baselines/leg_pain"
+        ),
+        "/clinic/patients/<int:patient_id>/<any(events, findings, outcomes):kind>/<int:record_id>"
+        "/entered-in-error": (
+            f"/clinic/patients/{a}/events/{_event_of(app, clinic)}/entered-in-error"
         ),
         "/welcome/<token>": f"/welcome/{_invite(app)}",
         "/reset/<token>": _reset_link(app, clinic.patient_b.user_id),

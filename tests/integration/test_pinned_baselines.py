@@ -429,4 +429,4 @@ def test_an_alert_the_new_pin_would_not_raise_is_resolved_saying_why(
         again = evaluation.evaluate_and_commit(db.session, [a], today)
         assert (again.stored, again.resolved) == (0, 0)
     page = visible_text(clinician.get("/clinic/alerts/?show=all"))
-    assert "no longer shown by the logs and baselines as they now stand" in page
+    assert "no longer shown by the record as it now stands" in page

@@ -8,12 +8,12 @@ import datetime as dt
 import sqlalchemy as sa
 from flask import Flask
 
-from rehab.db.models import JobWatermark, Patient, SessionLog, utcnow
+from rehab.db.models import Event, JobWatermark, Patient, SessionLog, utcnow
 from rehab.extensions import db
 from rehab.services import evaluation, scan
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic
-from tests.support.history import add_logs
+from tests.support.history import add_fall, add_logs
 
 
 def test_the_first_scan_of_a_day_takes_everyone_then_only_changed_patients(
@@ -50,6 +50,24 @@ def test_the_first_scan_of_a_day_takes_everyone_then_only_changed_patients(
 
         add_logs(b, today, [1])
         assert scan.patients_to_evaluate(db.session, today) == [b]
+        evaluation.evaluate_and_commit(db.session, [b], today)
+
+        # A fall marked entered in error after the last evaluation (its task lost too).
+        add_fall(a, clinic.clinician.user_id, today - dt.timedelta(days=2))
+        evaluation.evaluate_and_commit(db.session, [a, b], today)
+        # (Evaluated a minute early, `CLOCK_SLACK`: that minute's data would be taken again.)
+        db.session.execute(sa.update(Patient).values(evaluated_at=utcnow()))
+        db.session.commit()
+        assert scan.patients_to_evaluate(db.session, today) == []
+        db.session.execute(
+            sa.update(Event).values(
+                entered_in_error_at=utcnow(),
+                entered_in_error_by_user_id=clinic.clinician.user_id,
+                entered_in_error_reason="wrong patient",
+            )
+        )
+        db.session.commit()
+        assert scan.patients_to_evaluate(db.session, today) == [a]
 
 
 def test_a_new_day_evaluates_everyone_again(app: Flask, clinic: Clinic) -> None:

@@ -30,7 +30,8 @@ from rehab.domain.vocabulary import (
 TODAY = dt.date(2025, 10, 1)
 GENERATED_AT = dt.datetime(2025, 10, 1, 9, 30, tzinfo=dt.UTC)
 # What FHIR R4 allows where it fixes the codes (the models check structure, not value sets).
-OBSERVATION_STATUSES = {"registered", "preliminary", "final", "amended"}
+OBSERVATION_STATUSES = {"registered", "preliminary", "final", "amended", "entered-in-error"}
+marked = st.none() | st.just(GENERATED_AT)
 CATEGORIES = {"survey", "exam", "imaging", "therapy"}
 
 
@@ -68,6 +69,7 @@ class Event:
     fall_steps: int | None = None
     fall_height_cm: int | None = None
     fall_landed_on: str | None = None
+    entered_in_error_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Finding:
     modality: str | None
     body_region: str | None
     text: str
+    entered_in_error_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class Outcome:
     instrument: str
     measured_on: dt.date
     score: float
+    entered_in_error_at: dt.datetime | None = None
 
 
 @dataclass
@@ -136,6 +140,7 @@ events = st.builds(
     fall_steps=st.none() | st.integers(0, 60),
     fall_height_cm=st.none() | st.integers(0, 1000),
     fall_landed_on=st.none() | st.sampled_from([x.value for x in LandedOn]),
+    entered_in_error_at=marked,
 )
 findings = st.builds(
     Finding,
@@ -148,6 +153,7 @@ findings = st.builds(
     modality=st.none() | st.sampled_from([m.value for m in ImagingModality]),
     body_region=optional_text,
     text=text,
+    entered_in_error_at=marked,
 )
 outcomes = st.builds(
     Outcome,
@@ -155,6 +161,7 @@ outcomes = st.builds(
     instrument=st.sampled_from([i.value for i in Instrument]),
     measured_on=days,
     score=st.floats(0, 100),
+    entered_in_error_at=marked,
 )
 
 
@@ -219,7 +226,7 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
 
     (patient,) = resources(bundle, resourceType="Patient")
     assert patient["identifier"][0]["value"] == str(record.patient.id)
-    assert patient["name"] == [{"text": record.display_name}]
+    assert patient["name"] == [{"text": record.display_name.strip() or "(no name)"}]
 
     panels = coded(bundle, "daily-log")
     assert len(panels) == len(record.logs)
@@ -241,25 +248,31 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
         flagged = sorted(f.value for f in RedFlag if getattr(log, f"red_flag_{f.value}"))
         reported = [m for m in members if m.get("valueBoolean") is True]
         assert len(reported) == len(flagged)
-        assert panel.get("note", [{}])[0].get("text", "") == log.note
+        assert panel.get("note", [{}])[0].get("text", "") == log.note.strip()
 
     events_out = [o for o in observations if o["code"]["coding"][0]["code"].startswith("event-")]
     assert len(events_out) == len(record.events)
     for event, out in zip(record.events, events_out, strict=True):
         steps = [c["valueInteger"] for c in out.get("component", []) if "valueInteger" in c]
         assert steps == ([] if event.fall_steps is None else [event.fall_steps])
-        assert out.get("note", [{}])[0].get("text", "") == event.description
+        assert out.get("note", [{}])[0].get("text", "") == event.description.strip()
+        assert out["status"] == (
+            "final" if event.entered_in_error_at is None else "entered-in-error"
+        )
 
     exam = [o for o in observations if _category_of(o) in {"exam", "imaging"}]
     assert len(exam) == len(record.findings)
     for (finding, author), out in zip(record.findings, exam, strict=True):
         assert out["performer"] == [{"display": author}]
+        in_error = finding.entered_in_error_at is not None
+        assert out["status"] == ("entered-in-error" if in_error else "final")
         if finding.result:
             assert out["valueCodeableConcept"]["coding"][0]["code"] == f"result-{finding.result}"
 
     scores = coded(bundle, "odi") + coded(bundle, "psfs")
-    assert sorted(o["valueQuantity"]["value"] for o in scores) == sorted(
-        round(o.score, 1) for o in record.outcomes
+    assert sorted((o["valueQuantity"]["value"], o["status"]) for o in scores) == sorted(
+        (round(o.score, 1), "final" if o.entered_in_error_at is None else "entered-in-error")
+        for o in record.outcomes
     )
 
 

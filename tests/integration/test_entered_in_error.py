@@ -1,0 +1,210 @@
+"""A clinician marks an event, finding or ODI/PSFS score entered in error.
+
+The seed case's lesson is that context decides: a fall recorded on the wrong patient (or the
+wrong day) would have every later alert "begin after a fall". Marking it entered in error
+keeps the row, with who, when and why, and takes it out of detection, pages and the CSV; the
+FHIR export retracts it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rehab.db.models import Alert, AlertStatus, AuditEvent, Event, Finding, OutcomeMeasure
+from rehab.domain.vocabulary import FindingKind, Side, TestResult
+from rehab.extensions import db
+from rehab.services import alerts, evaluation
+from rehab.services.time import clinic_today
+from tests.support.clinic import Clinic, csrf_token, login
+from tests.support.history import add_fall, add_logs
+from tests.support.pages import visible_text
+
+REASON = "wrong patient: the fall was Ms B's"
+
+
+def mark(client: FlaskClient, path: str, reason: str) -> tuple[int, str]:
+    token = csrf_token(client, path)
+    response = client.post(path, data={"reason": reason, "csrf_token": token})
+    return response.status_code, visible_text(response)
+
+
+def open_pain_alerts(app: Flask, patient_id: int) -> list[tuple[str, list[Any]]]:
+    """(explanation, related events) of the patient's unresolved pain alerts."""
+    with app.app_context():
+        alerts = [
+            (explanation, related)
+            for explanation, related in db.session.execute(
+                sa.select(Alert.explanation, Alert.related_events).where(
+                    Alert.patient_id == patient_id,
+                    Alert.kind == "pain_regression",
+                    Alert.status != AlertStatus.RESOLVED,
+                )
+            )
+        ]
+        db.session.rollback()
+        return alerts
+
+
+def test_a_fall_entered_in_error_leaves_detection_the_record_and_the_csv(
+    app: Flask, clinic: Clinic
+) -> None:
+    a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+    assert a is not None and b is not None
+    today = clinic_today()
+    fall_day = today - dt.timedelta(days=4)
+    with app.app_context():
+        # Six weeks near 1/10, a fall, then 7s: an alert that "began after a fall".
+        add_logs(a, today - dt.timedelta(days=45), [1, 2, 1, 1, 2] * 8 + [1] * 2 + [7] * 4)
+        add_fall(a, clinic.clinician.user_id, fall_day)
+        fall_id = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
+        assert fall_id is not None
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    ((explanation, related),) = open_pain_alerts(app, a)
+    assert "fall" in explanation and related
+
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    record = clinician.get(f"/clinic/patients/{a}")
+    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
+    assert f'href="{path}"'.encode() in record.data
+    page = clinician.get(path)
+    assert page.status_code == 200 and fall_day.isoformat() in visible_text(page)
+    status, text = mark(clinician, path, "   ")
+    assert status == 422 and "What was wrong" in text  # a reason is required
+    status, _ = mark(clinician, path, REASON)
+    assert status == 302
+
+    with app.app_context():
+        fall = db.session.get(Event, fall_id)
+        assert fall is not None  # kept, with who, when and why
+        assert fall.entered_in_error_by_user_id == clinic.clinician.user_id
+        assert fall.entered_in_error_reason == REASON and fall.entered_in_error_at is not None
+        # The worker evaluates the patient again after the commit; here, directly.
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    after = open_pain_alerts(app, a)
+    assert after, "the rise itself is still a regression"
+    assert all("fall" not in explanation for explanation, _ in after)
+    assert all(related == [] for _, related in after)
+
+    record_text = visible_text(clinician.get(f"/clinic/patients/{a}"))
+    assert "Entered in error (1)" in record_text and REASON in record_text
+    assert "Marked entered in error: Fall: slipped on marble stairs" in record_text  # flash
+    timeline = record_text.split("Events and findings")[1].split("Entered in error (1)")[0]
+    assert "No events or findings recorded" in timeline
+    # Again: refused, nothing changes.
+    status, text = mark(clinician, path, "another reason")
+    assert status == 422 and "Already marked entered in error" in text
+
+    csv_text = clinician.get(f"/clinic/patients/{a}/export.csv").get_data(as_text=True)
+    assert ",fall," not in csv_text
+    bundle = json.loads(clinician.get(f"/clinic/patients/{a}/export.fhir.json").data)
+    (fall_out,) = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"].get("code", {}).get("text") == "Fall"
+    ]
+    assert fall_out["status"] == "entered-in-error"
+
+    # Only a clinician of the care team, only this patient's records.
+    for person in (clinic.other_clinician, clinic.patient_a):
+        other = app.test_client()
+        login(other, person.email)
+        assert other.get(path).status_code == 404, person.email
+    with app.app_context():
+        add_fall(b, clinic.clinician.user_id, fall_day)
+        b_fall = db.session.scalar(sa.select(Event.id).where(Event.patient_id == b))
+    assert (
+        clinician.get(f"/clinic/patients/{a}/events/{b_fall}/entered-in-error").status_code == 404
+    )
+    assert clinician.get(f"/clinic/patients/{a}/events/987654/entered-in-error").status_code == 404
+    assert clinician.get(f"/clinic/patients/{a}/logs/{fall_id}/entered-in-error").status_code == 404
+
+    with app.app_context():
+        audited = [
+            (r.user_id, r.patient_id, r.outcome.value, r.target)
+            for r in db.session.scalars(
+                sa.select(AuditEvent).where(AuditEvent.action == "event.entered_in_error")
+            )
+        ]
+    assert (clinic.clinician.user_id, a, "allowed", f"event:{fall_id}") in audited
+
+
+def test_a_score_or_a_finding_entered_in_error(app: Flask, clinic: Clinic) -> None:
+    """A wrong ODI no longer makes a function decline; a wrong finding leaves the record's
+    timeline (and stays listed as entered in error)."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    today = clinic_today()
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=30), [2] * 30)
+        for days_ago, score in ((28, 20.0), (14, 22.0), (2, 46.0)):
+            db.session.add(
+                OutcomeMeasure(
+                    patient_id=a,
+                    instrument="odi",
+                    measured_on=today - dt.timedelta(days=days_ago),
+                    score=score,
+                    answers={},
+                    recorded_by_user_id=clinic.clinician.user_id,
+                )
+            )
+        db.session.add(
+            Finding(
+                patient_id=a,
+                finding_date=today - dt.timedelta(days=1),
+                kind=FindingKind.NEURODYNAMIC_TEST,
+                test_name="slump",
+                side=Side.RIGHT,
+                result=TestResult.POSITIVE,
+                author_user_id=clinic.clinician.user_id,
+            )
+        )
+        db.session.commit()
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        wrong_score = db.session.scalar(
+            sa.select(OutcomeMeasure.id).where(OutcomeMeasure.score == 46.0)
+        )
+        finding_id = db.session.scalar(sa.select(Finding.id).where(Finding.patient_id == a))
+
+    def declines() -> list[tuple[str, str]]:
+        with app.app_context():
+            found = [
+                (status.value, note)
+                for status, note in db.session.execute(
+                    sa.select(Alert.status, Alert.resolve_note).where(
+                        Alert.patient_id == a, Alert.kind == "function_decline"
+                    )
+                )
+            ]
+            db.session.rollback()
+            return found
+
+    assert declines() == [("open", "")]
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    record = clinician.get(f"/clinic/patients/{a}").get_data(as_text=True)
+    assert f"/outcomes/{wrong_score}/entered-in-error" in record
+    assert f"/findings/{finding_id}/entered-in-error" in record
+    score_path = f"/clinic/patients/{a}/outcomes/{wrong_score}/entered-in-error"
+    assert mark(clinician, score_path, "typed 46 for 26")[0] == 302
+    assert (
+        mark(
+            clinician,
+            f"/clinic/patients/{a}/findings/{finding_id}/entered-in-error",
+            "other patient",
+        )[0]
+        == 302
+    )
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    assert declines() == [("resolved", alerts.AUTO_NO_LONGER_SHOWN)]
+    text = visible_text(clinician.get(f"/clinic/patients/{a}"))
+    assert "Entered in error (2)" in text
+    listed = text.split("Entered in error (2)")[1]
+    assert "ODI 46" in listed and "Slump (right) positive" in listed
+    assert "typed 46 for 26" in listed and "other patient" in listed
