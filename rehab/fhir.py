@@ -8,7 +8,8 @@ What a Bundle (type `collection`) holds, for one patient:
   location. A log of the clinic's today is `preliminary` (the patient may still edit it), older
   ones `final`.
 - An event, finding or score a clinician marked entered in error is still there, with the
-  status `entered-in-error`, so that a receiver that imported it before can drop it.
+  status `entered-in-error`, so that a receiver that imported it before can drop it: its id,
+  code and subject only (no date, value, note or author: it may be another patient's).
 - Per event (a fall, surgery, imaging…): an `Observation` coded by its type, with its side and
   body region, its description as a note and a fall's mechanism as components (where, steps,
   height, what landed first).
@@ -203,9 +204,11 @@ def patient_bundle(record: PatientExport, today: date, generated_at: datetime) -
     resources: list[dict[str, Any]] = [_patient(patient_id, record)]
     for log in record.logs:
         resources.extend(_log_observations(log, subject, today))
-    resources.extend(_event_observation(event, subject) for event in record.events)
-    resources.extend(_finding_observation(f, author, subject) for f, author in record.findings)
-    resources.extend(_outcome_observation(outcome, subject) for outcome in record.outcomes)
+    resources.extend(_retracted(_event_observation(e, subject)) for e in record.events)
+    resources.extend(
+        _retracted(_finding_observation(f, author, subject)) for f, author in record.findings
+    )
+    resources.extend(_retracted(_outcome_observation(m, subject)) for m in record.outcomes)
     return {
         "resourceType": "Bundle",
         "id": resource_id("Bundle", record.patient.id, generated_at.isoformat()),
@@ -337,6 +340,17 @@ def _body_site(side: str | None, region: str | None) -> dict[str, str] | None:
     return {"text": humanize(words)} if words else None
 
 
+# What a retracted entry keeps: enough for a receiver to find what it imported and drop it.
+# Its content goes: the usual mistake is the wrong patient, whose data it would carry.
+_RETRACTED_KEEPS = ("resourceType", "id", "status", "category", "code", "subject")
+
+
+def _retracted(observation: dict[str, Any]) -> dict[str, Any]:
+    if observation["status"] != "entered-in-error":
+        return observation
+    return {key: observation[key] for key in _RETRACTED_KEEPS if key in observation}
+
+
 def _status(row: EventRecord | FindingRecord | OutcomeRecord) -> str:
     # A clinician's correction: a receiver that imported the row before learns to drop it.
     return "entered-in-error" if row.entered_in_error_at is not None else "final"
@@ -417,7 +431,8 @@ def _finding_observation(
         "imaging" if kind is FindingKind.IMAGING else "exam",
         _status(finding),
     )
-    observation["performer"] = [{"display": author}]
+    if name := _text(author):
+        observation["performer"] = [{"display": name}]
     site = _body_site(finding.side, finding.body_region)
     if site:
         observation["bodySite"] = site

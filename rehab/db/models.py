@@ -374,6 +374,12 @@ class EnteredInError:
     def in_error(self) -> bool:
         return self.entered_in_error_at is not None
 
+    @classmethod
+    def current(cls) -> sa.ColumnElement[bool]:
+        """The rows not marked entered in error: the only ones any page, detection or CSV
+        may use."""
+        return cls.entered_in_error_at.is_(None)
+
 
 class Event(EnteredInError, CreatedAt, Base):
     """Something that happened to the patient; falls carry a structured mechanism."""

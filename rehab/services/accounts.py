@@ -108,6 +108,17 @@ def user_for_invite(session: Session, token: str, secret_key: str, max_age_hours
     return user_for_link(session, token, secret_key, max_age_hours * 3600, INVITE)
 
 
+def revoke_all_api_tokens(session: Session, user: User) -> int:
+    """Every device key and API key of the account stops working (a new password: whoever
+    knew the old one may have made one)."""
+    result = session.execute(
+        sa.update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def set_password(session: Session, user: User, password: str) -> None:
     password_policy.check(password, email=user.email or "")
     user.password_hash = hash_password(password)

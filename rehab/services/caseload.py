@@ -218,7 +218,7 @@ def _patients_query(actor: Actor, today: dt.date, searching: bool) -> sa.Select[
                 for i in Instrument
             ),
         )
-        .where(OutcomeMeasure.patient_id.in_(visible), OutcomeMeasure.entered_in_error_at.is_(None))
+        .where(OutcomeMeasure.patient_id.in_(visible), OutcomeMeasure.current())
         .group_by(OutcomeMeasure.patient_id)
         .subquery("scores")
     )

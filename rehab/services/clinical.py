@@ -70,7 +70,7 @@ def list_events(session: Session, actor: Actor, patient_id: int) -> list[Event]:
     return list(
         session.scalars(
             sa.select(Event)
-            .where(Event.patient_id == patient_id, Event.entered_in_error_at.is_(None))
+            .where(Event.patient_id == patient_id, Event.current())
             .order_by(Event.event_date.desc(), Event.id.desc())
         )
     )
@@ -92,7 +92,7 @@ def list_findings(session: Session, actor: Actor, patient_id: int) -> list[Findi
     return list(
         session.scalars(
             sa.select(Finding)
-            .where(Finding.patient_id == patient_id, Finding.entered_in_error_at.is_(None))
+            .where(Finding.patient_id == patient_id, Finding.current())
             .order_by(Finding.finding_date.desc(), Finding.id.desc())
         )
     )
@@ -138,7 +138,7 @@ def list_outcomes(session: Session, actor: Actor, patient_id: int) -> list[Outco
             sa.select(OutcomeMeasure)
             .where(
                 OutcomeMeasure.patient_id == patient_id,
-                OutcomeMeasure.entered_in_error_at.is_(None),
+                OutcomeMeasure.current(),
             )
             .order_by(OutcomeMeasure.measured_on, OutcomeMeasure.id)
         )

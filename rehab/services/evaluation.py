@@ -95,6 +95,8 @@ class StoredAlert(NamedTuple):
 
     id: int
     severity: str
+    # As stored: the events the explanation cites (a correction can take one away).
+    related_events: list[Any] | None = None
 
 
 AlertKey = tuple[str, str, dt.date]  # kind, metric ("" for none), detected_on
@@ -142,9 +144,9 @@ class StoredAlerts:
         if len(data) != 8 * count:
             raise ValueError(f"packed alert keys: {len(data)} bytes for {count} alerts")
         stored._keys = set(np.frombuffer(data, ">i8").tolist())
-        for pid, alert_id, kind, metric, detected_on, severity in unresolved:
+        for pid, alert_id, kind, metric, detected_on, severity, related in unresolved:
             key: AlertKey = (kind, metric, dt.date.fromisoformat(detected_on))
-            stored.unresolved[pid][key] = StoredAlert(alert_id, severity)
+            stored.unresolved[pid][key] = StoredAlert(alert_id, severity, related)
         return stored
 
 
@@ -296,7 +298,7 @@ _EVENT_COLUMNS = (
 )
 _EVENT_ORDER = (Event.patient_id, Event.event_date, Event.id)
 # A row a clinician marked entered in error is no evidence: detection never sees it.
-_CURRENT_EVENTS = Event.entered_in_error_at.is_(None)
+_CURRENT_EVENTS = Event.current()
 _OUTCOME_COLUMNS = (
     OutcomeMeasure.patient_id,
     OutcomeMeasure.measured_on,
@@ -304,7 +306,7 @@ _OUTCOME_COLUMNS = (
     OutcomeMeasure.score,
 )
 _OUTCOME_ORDER = (OutcomeMeasure.patient_id, OutcomeMeasure.measured_on, OutcomeMeasure.id)
-_CURRENT_OUTCOMES = OutcomeMeasure.entered_in_error_at.is_(None)
+_CURRENT_OUTCOMES = OutcomeMeasure.current()
 _PIN_COLUMNS = (
     PinnedBaselineRow.patient_id,
     PinnedBaselineRow.metric,
@@ -393,6 +395,7 @@ _UNRESOLVED_ALERT_COLUMNS = (
     Alert.metric,
     Alert.detected_on,
     Alert.severity,
+    Alert.related_events,
 )
 
 
@@ -731,15 +734,23 @@ def _reconcile(
             key = _key(episode)
             existing = unresolved.get(key)
             if existing is not None:
-                alert_id, severity = existing
+                alert_id, severity, related = existing
                 if severity != "urgent" and episode.severity == "urgent":
                     # A fall logged after the alert opened (the phone caught up, or the
                     # clinician recorded it): the alert now says so and goes out again.
-                    _escalate(session, alert_id, episode)
+                    _reword(session, alert_id, episode)
                     audit.record(
                         session, SYSTEM, "alert.escalate", patient_id, target=f"alert:{alert_id}"
                     )
                     result.escalated.append(alert_id)
+                elif related is not None and related != _related_json(episode):
+                    # The events it cites changed under it (one was marked entered in error,
+                    # or logged late without making it urgent): it says what the record now
+                    # says, severity included; nobody is e-mailed again.
+                    _reword(session, alert_id, episode)
+                    audit.record(
+                        session, SYSTEM, "alert.update", patient_id, target=f"alert:{alert_id}"
+                    )
                 if episode.resolved_on is not None:
                     note = _resolution_note(episode)
                     result.resolved += _auto_resolve(
@@ -751,7 +762,7 @@ def _reconcile(
             if episode.resolved_on is None and episode.kind != "red_flag":
                 # A still-unresolved older alert of this kind and metric that the detector no
                 # longer follows (e.g. its log was edited) gives way to the new episode.
-                for (kind, metric, _), (old_id, _severity) in unresolved.items():
+                for (kind, metric, _), (old_id, *_) in unresolved.items():
                     if (kind, metric) == key[:2]:
                         # (The usual further rise resolved it above already: a no-op then.)
                         result.resolved += _auto_resolve(
@@ -827,7 +838,8 @@ def _json_value(value: Any) -> Any:
 def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
     """Every stored alert of the patients: one query."""
     out = StoredAlerts()
-    for alert_id, patient_id, kind, metric, detected_on, status, severity in _core(session).execute(
+    unresolved = Alert.status != AlertStatus.RESOLVED
+    rows = _core(session).execute(
         sa.select(
             Alert.id,
             Alert.patient_id,
@@ -836,12 +848,15 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
             Alert.detected_on,
             Alert.status,
             Alert.severity,
+            # (Only the unresolved alerts' events are compared: no JSON for the others.)
+            sa.case((unresolved, Alert.related_events), else_=sa.null()),
         ).where(Alert.patient_id.in_(patient_ids))
-    ):
+    )
+    for alert_id, patient_id, kind, metric, detected_on, status, severity, related in rows:
         out.add(
             patient_id,
             (kind, metric, detected_on),
-            StoredAlert(alert_id, severity),
+            StoredAlert(alert_id, severity, related),
             resolved=status is AlertStatus.RESOLVED,
         )
     return out
@@ -886,7 +901,7 @@ def _auto_resolve(
     return True
 
 
-def _escalate(session: Session, alert_id: int, episode: AlertEpisode) -> None:
+def _reword(session: Session, alert_id: int, episode: AlertEpisode) -> None:
     """An open alert's severity, explanation and related events as the replay now has them."""
     session.execute(
         sa.update(Alert)
@@ -894,9 +909,13 @@ def _escalate(session: Session, alert_id: int, episode: AlertEpisode) -> None:
         .values(
             severity=episode.severity,
             explanation=episode.explanation,
-            related_events=[e.to_json_dict() for e in episode.related_events],
+            related_events=_related_json(episode),
         )
     )
+
+
+def _related_json(episode: AlertEpisode) -> list[dict[str, Any]]:
+    return [e.to_json_dict() for e in episode.related_events]
 
 
 def _row(patient_id: int, episode: AlertEpisode, now: dt.datetime) -> dict[str, Any]:
@@ -913,7 +932,7 @@ def _row(patient_id: int, episode: AlertEpisode, now: dt.datetime) -> dict[str, 
         "current": episode.current,
         "change": episode.change,
         "baseline_source": episode.baseline_source[:300],
-        "related_events": [e.to_json_dict() for e in episode.related_events],
+        "related_events": _related_json(episode),
         "explanation": episode.explanation,
         "status": AlertStatus.RESOLVED if resolved else AlertStatus.OPEN,
         "resolved_at": now if resolved else None,

@@ -302,7 +302,7 @@ def _log_context_statement() -> sa.Select[Any]:
             events.c.patient_id == patient_id,
             events.c.event_type == EventType.FALL,
             events.c.event_date.between(week_before, log_date),
-            events.c.entered_in_error_at.is_(None),
+            Event.current(),  # (the same table: a WHERE leaves the result's columns alone)
         )
         .scalar_subquery()
         .label("recent_falls"),
@@ -310,7 +310,7 @@ def _log_context_statement() -> sa.Select[Any]:
         .where(
             events.c.patient_id == patient_id,
             events.c.event_type == EventType.SURGERY,
-            events.c.entered_in_error_at.is_(None),
+            Event.current(),
         )
         .scalar_subquery()
         .label("surgeries"),
@@ -609,7 +609,7 @@ def has_spine_surgery_history(session: Session, patient_id: int) -> bool:
             sa.select(sa.func.count(Event.id)).where(
                 Event.patient_id == patient_id,
                 Event.event_type == EventType.SURGERY,
-                Event.entered_in_error_at.is_(None),
+                Event.current(),
             )
         )
         or 0
@@ -623,7 +623,7 @@ def advice_after_log(session: Session, log: SessionLog) -> Advice | None:
             Event.patient_id == log.patient_id,
             Event.event_type == EventType.FALL,
             Event.event_date.between(log.log_date - dt.timedelta(days=7), log.log_date),
-            Event.entered_in_error_at.is_(None),
+            Event.current(),
         )
     )
     return advice_for(

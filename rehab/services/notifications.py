@@ -23,9 +23,11 @@ Nothing personal is logged; tasks get ids only.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -294,6 +296,16 @@ def queue_password_reset(
     settings = _settings()
     now = now or utcnow()
     every = settings.password_reset_every_minutes * 60
+    recent = session.scalar(
+        sa.select(sa.func.count(Notification.id)).where(
+            Notification.recipient_user_id == user_id,
+            Notification.purpose == PASSWORD_RESET,
+            Notification.created_at > now - dt.timedelta(seconds=every),
+        )
+    )
+    if recent:
+        return None
+    # Two requests at the same moment: the unique key of the window keeps one.
     window = dt.datetime.fromtimestamp(now.timestamp() // every * every, dt.UTC)
     row = _row(
         recipient=user_id,
@@ -995,7 +1007,21 @@ def read_outbox_message(session: Session, actor: Actor, name: str) -> OutboxMess
         return None
     patients = _patients_in_message(session, message.notification_ids)
     audit.record_per_patient(session, actor, "outbox.read", patients, f"outbox:{name}"[:64])
-    return message
+    return _without_reset_links(message)
+
+
+# A password-reset link opens the account it was sent to: the admin reading the file outbox
+# must not be able to use it (its recipient has it in the file, or asks again once SMTP works).
+_RESET_LINK = re.compile(r"/reset/[A-Za-z0-9_.\-]+")
+RESET_LINK_HIDDEN = "/reset/(one-time link hidden from the outbox)"
+
+
+def _without_reset_links(message: OutboxMessage) -> OutboxMessage:
+    return dataclasses.replace(
+        message,
+        text=_RESET_LINK.sub(RESET_LINK_HIDDEN, message.text),
+        html=_RESET_LINK.sub(RESET_LINK_HIDDEN, message.html) if message.html else message.html,
+    )
 
 
 def _patients_in_message(session: Session, notification_ids: Sequence[int]) -> list[int]:

@@ -338,7 +338,7 @@ def _events(
         .order_by(Event.event_date.desc(), Event.id.desc())
     )
     if not in_error_too:
-        query = query.where(Event.entered_in_error_at.is_(None))
+        query = query.where(Event.current())
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))

@@ -14,7 +14,16 @@ from rehab.services.time import clinic_time
 API_PREFIX = "/api/v1"
 
 # Patient pages and API answers must not be kept by browsers or proxies.
-NO_STORE_PREFIXES = ("/me", "/clinic", "/admin", "/settings", "/unsubscribe", API_PREFIX)
+NO_STORE_PREFIXES = (
+    "/me",
+    "/clinic",
+    "/admin",
+    "/settings",
+    "/unsubscribe",
+    "/welcome",  # the one-time links' pages show the account's address
+    "/reset",
+    API_PREFIX,
+)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

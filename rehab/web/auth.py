@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -123,12 +124,17 @@ def _login_limit() -> str:
     return str(current_app.config["REHAB_SETTINGS"].login_rate_limit)
 
 
-def _email_key() -> str:
-    return "login:" + (request.form.get("email", "") or "").strip().lower()[:254]
+def _email_key_for(purpose: str) -> Callable[[], str]:
+    """flask-limiter's key for a form's e-mail address (each purpose counted apart)."""
+
+    def key() -> str:
+        return f"{purpose}:" + (request.form.get("email", "") or "").strip().lower()[:254]
+
+    return key
 
 
-def _reset_email_key() -> str:
-    return "reset:" + (request.form.get("email", "") or "").strip().lower()[:254]
+_email_key = _email_key_for("login")
+_reset_email_key = _email_key_for("reset")
 
 
 def _pending_key() -> str:
@@ -259,7 +265,8 @@ def reset_password(token: str) -> Any:
 
 
 def _password_link(token: str, purpose: str, max_age_seconds: int, action: str) -> Any:
-    """A one-time link's page: choose a password, every session of the account ends."""
+    """A one-time link's page: choose a password; every session and API key of the account
+    ends."""
     try:
         user = accounts.user_for_link(
             db.session, token, current_app.config["SECRET_KEY"], max_age_seconds, purpose
@@ -277,6 +284,8 @@ def _password_link(token: str, purpose: str, max_age_seconds: int, action: str) 
                 form.password.errors = [exc.message]
             else:
                 sessions.end_all(db.session, user.id)
+                if accounts.revoke_all_api_tokens(db.session, user):
+                    audit.record(db.session, accounts.actor_for(user), "api_token.revoke_all", None)
                 audit.record(db.session, accounts.actor_for(user), action, None)
                 db.session.commit()
                 flash("Your password is set. Please log in.", "info")

@@ -69,6 +69,8 @@ def test_a_fall_entered_in_error_leaves_detection_the_record_and_the_csv(
 
     clinician = app.test_client()
     login(clinician, clinic.clinician.email)
+    csv_before = clinician.get(f"/clinic/patients/{a}/export.csv").get_data(as_text=True)
+    assert ",fall," in csv_before
     record = clinician.get(f"/clinic/patients/{a}")
     path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
     assert f'href="{path}"'.encode() in record.data
@@ -109,6 +111,7 @@ def test_a_fall_entered_in_error_leaves_detection_the_record_and_the_csv(
         if e["resource"].get("code", {}).get("text") == "Fall"
     ]
     assert fall_out["status"] == "entered-in-error"
+    assert not {"note", "effectiveDateTime", "component", "valueString"} & set(fall_out)
 
     # Only a clinician of the care team, only this patient's records.
     for person in (clinic.other_clinician, clinic.patient_a):
@@ -208,3 +211,61 @@ def test_a_score_or_a_finding_entered_in_error(app: Flask, clinic: Clinic) -> No
     listed = text.split("Entered in error (2)")[1]
     assert "ODI 46" in listed and "Slump (right) positive" in listed
     assert "typed 46 for 26" in listed and "other patient" in listed
+
+
+def test_an_open_alert_that_cited_the_fall_is_reworded_not_reopened(
+    app: Flask, clinic: Clinic
+) -> None:
+    """A rise that alerts on its own, with a fall two weeks before it cited as context: after
+    the fall is marked entered in error the same alert stays open (same id, no new e-mail)
+    and no longer cites it."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    today = clinic_today()
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=49), [1, 2, 1, 1, 2] * 9 + [8] * 4)
+        # 14 days before the rise began: cited, too early to lower the evidence it needs.
+        add_fall(a, clinic.clinician.user_id, today - dt.timedelta(days=18))
+        fall_id = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        found = db.session.execute(
+            sa.select(Alert.id, Alert.related_events, Alert.kind, Alert.explanation).where(
+                Alert.patient_id == a, Alert.status != AlertStatus.RESOLVED
+            )
+        ).all()
+        db.session.rollback()
+    assert len(found) == 1, found
+    ((alert_id, related, _, _),) = found
+    assert [e["event"] for e in related] == ["fall"]
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
+    assert mark(clinician, path, "wrong day")[0] == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        rows = db.session.execute(
+            sa.select(Alert.id, Alert.status, Alert.related_events, Alert.explanation).where(
+                Alert.patient_id == a, Alert.kind == "pain_regression"
+            )
+        ).all()
+        updates = db.session.scalars(
+            sa.select(AuditEvent.target).where(AuditEvent.action == "alert.update")
+        ).all()
+        db.session.rollback()
+    assert len(rows) == 1, detected_days(app, a)  # not superseded by a new alert
+    ((same_id, status, related_now, explanation),) = rows
+    assert (same_id, status, related_now) == (alert_id, AlertStatus.OPEN, [])
+    assert "fall" not in explanation.lower()
+    assert updates == [f"alert:{alert_id}"]
+
+
+def detected_days(app: Flask, patient_id: int) -> list[Any]:
+    """(id, detected_on, resolve note) of the patient's alerts: what a failure shows."""
+    with app.app_context():
+        found = db.session.execute(
+            sa.select(Alert.id, Alert.detected_on, Alert.resolve_note).where(
+                Alert.patient_id == patient_id
+            )
+        ).all()
+        db.session.rollback()
+        return [tuple(r) for r in found]

@@ -63,6 +63,13 @@ def audit_rows(app: Flask) -> list[tuple[str, int | None, str]]:
         return [(r.action, r.user_id, r.outcome.value) for r in rows]
 
 
+def all_audit_rows(app: Flask) -> list[AuditEvent]:
+    with app.app_context():
+        rows = list(db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id)))
+        db.session.expunge_all()
+        return rows
+
+
 def deliver(app: Flask, notification_id: int) -> str:
     """Send through the file outbox; the message's reset link."""
     with app.app_context():
@@ -93,6 +100,14 @@ def test_a_forgotten_password_is_replaced_through_a_one_time_emailed_link(
     other_device = app.test_client()
     login(other_device, person.email)
     assert other_device.get("/me/").status_code == 200
+    with app.app_context():
+        user = db.session.get(User, person.user_id)
+        assert user is not None
+        _, device_key = accounts.issue_api_token(db.session, user, "old phone")
+        db.session.commit()
+    api = app.test_client()
+    key = {"Authorization": f"Bearer {device_key}"}
+    assert api.get("/api/v1/me", headers=key).status_code == 200
 
     anonymous = app.test_client()
     assert b'href="/login/forgot"' in anonymous.get("/login").data
@@ -105,11 +120,15 @@ def test_a_forgotten_password_is_replaced_through_a_one_time_emailed_link(
     assert row.recipient_user_id == person.user_id
 
     link = deliver(app, row.id)
+    page = anonymous.get(link)
+    assert page.headers["Cache-Control"] == "no-store"  # it shows the account's address
     assert choose(anonymous, link, NEW_PASSWORD, "something else entirely 42") == 200
     assert choose(anonymous, link, NEW_PASSWORD) == 302
 
-    # The new password works, the old one does not, and the other device was logged out.
+    # The new password works, the old one does not; the other device was logged out and
+    # the device key made with the old password no longer works.
     assert other_device.get("/me/").status_code == 302
+    assert api.get("/api/v1/me", headers=key).status_code == 401
     fresh = app.test_client()
     form = {"email": person.email, "csrf_token": csrf_token(fresh, "/login")}
     assert fresh.post("/login", data={**form, "password": PASSWORD}).status_code == 200
@@ -123,6 +142,9 @@ def test_a_forgotten_password_is_replaced_through_a_one_time_emailed_link(
         ("password.reset_request", None, "denied"),  # the unknown address, not stored
         ("password.reset_request", person.user_id, "denied"),  # within the few minutes
         ("password.reset", person.user_id, "allowed"),
+    ]
+    assert ("api_token.revoke_all", person.user_id) in [
+        (r.action, r.user_id) for r in all_audit_rows(app)
     ]
     with app.app_context():
         stored = " ".join(
@@ -186,5 +208,22 @@ def test_asking_is_rate_limited_and_validated(app: Flask, clinic: Clinic) -> Non
     empty = client.post("/login/forgot", data={"email": "", "csrf_token": token})
     assert empty.status_code == 422 and "This field is required" in visible_text(empty)
     codes = [ask(client, f"someone{i}@example.org")[0] for i in range(11)]
-    assert codes[:9] == [200] * 9 and codes[-1] == 429
+    assert codes == [200] * 9 + [429, 429]  # 10 a minute, the empty one included
     assert reset_rows(app) == []
+
+
+def test_the_admin_reading_the_outbox_cannot_use_the_link(app: Flask, clinic: Clinic) -> None:
+    """Without SMTP the message waits in the file outbox, which admins read: the link there
+    would open the patient's account, so the page hides it."""
+    ask(app.test_client(), clinic.patient_a.email)
+    (row,) = reset_rows(app)
+    with app.app_context():
+        assert notifications.deliver(db.session, row.id).status == "sent"
+        (path,) = notifications.outbox_dir().glob("*.eml")
+    assert "/reset/" in path.read_text(encoding="utf-8")  # the file itself has it
+    admin = app.test_client()
+    login(admin, clinic.admin.email)
+    for url in (f"/admin/outbox/{path.name}", f"/admin/outbox/{path.name}/html"):
+        page = admin.get(url).get_data(as_text=True)
+        assert notifications.RESET_LINK_HIDDEN in page, url
+        assert not re.search(r"/reset/[A-Za-z0-9_-]{20,}", page), url
