@@ -174,7 +174,8 @@ def openapi_document() -> dict[str, Any]:
             "/patients/{patient_id}/events": {
                 "get": {
                     "operationId": "listEvents",
-                    "summary": "The patient's events, newest first",
+                    "summary": "The patient's events, newest first (those a clinician marked "
+                    "entered in error are left out)",
                     "parameters": [PATIENT_ID],
                     "responses": {"200": _json(schemas.EventList, "Events"), **ERRORS},
                 },
