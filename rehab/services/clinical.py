@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from rehab.db.models import Event, Finding, OutcomeMeasure, utcnow
 from rehab.domain.questionnaires import QuestionnaireError, score_odi, score_psfs
-from rehab.domain.vocabulary import Instrument
+from rehab.domain.vocabulary import AuditOutcome, Instrument
 from rehab.services import audit
 from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
@@ -147,8 +147,8 @@ def list_outcomes(session: Session, actor: Actor, patient_id: int) -> list[Outco
 
 # --- entered in error ----------------------------------------------------------------------
 
-# The record kinds a clinician can mark entered in error, as the pages name them; the audit
-# log's action and target use the singular.
+# The record kinds a clinician can mark entered in error (a patient: the events she recorded),
+# as the pages name them; the audit log's action and target use the singular.
 CORRECTABLE: dict[str, tuple[type[Event] | type[Finding] | type[OutcomeMeasure], str]] = {
     "events": (Event, "event"),
     "findings": (Finding, "finding"),
@@ -161,11 +161,24 @@ Correctable = Event | Finding | OutcomeMeasure
 def correctable_record(
     session: Session, actor: Actor, patient_id: int, kind: str, record_id: int, action: str
 ) -> Correctable:
-    """One event, finding or score of the patient, for a clinician of her care team (access
-    checked and audited as `action`); `NotFound` for anything else."""
+    """One event, finding or score of the patient, for a clinician of her care team; or an
+    event the patient recorded herself, for her (a fall logged by mistake: what her clinic
+    recorded is her clinic's to correct). Access checked and audited as `action`;
+    `NotFound` for anything else."""
     _, singular = _correctable(kind, record_id)
     target = f"{singular}:{record_id}"
-    require_patient(session, actor, patient_id, action, target, clinician_only=True)
+    if actor.is_patient:
+        event = session.get(Event, record_id) if kind == "events" else None
+        own = event is not None and (event.patient_id, event.recorded_by_user_id) == (
+            patient_id,
+            actor.user_id,
+        )
+        if not own:
+            # On her record, as every refusal on her own pages (none: no such event at all).
+            about = patient_id if event is not None else None
+            audit.record(session, actor, action, about, AuditOutcome.DENIED, target)
+            raise NotFound(f"{singular} {record_id}")
+    require_patient(session, actor, patient_id, action, target, clinician_only=not actor.is_patient)
     return entry_of(session, patient_id, kind, record_id)
 
 

@@ -27,6 +27,7 @@ from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
     DeviceTokenForm,
+    EnteredInErrorForm,
     EventForm,
     FormInvalid,
     RemindersForm,
@@ -198,7 +199,49 @@ def history() -> Any:
         data = records.patient_history(db.session, actor, patient_id)
     except NotFound:
         abort(404)
-    return render_template("patient/history.html", history=data)
+    return render_template("patient/history.html", history=data, own_user_id=actor.user_id)
+
+
+@bp.route("/events/<int:event_id>/entered-in-error", methods=["GET", "POST"])
+def event_entered_in_error(event_id: int) -> Any:
+    """An event she logged by mistake (`clinical.mark_entered_in_error`): it leaves her
+    history, her clinic's charts and the detector's evidence, and stays in the record."""
+    actor, patient_id = _actor()
+    form = EnteredInErrorForm()
+    action = "event.entered_in_error"
+    try:
+        if request.method == "GET":
+            event = clinical.correctable_record(
+                db.session, actor, patient_id, "events", event_id, "event.read"
+            )
+            return render_template("patient/event_entered_in_error.html", form=form, event=event)
+        service_called = False
+        if form.validate():
+            try:
+                data = form.to_command()
+                service_called = True
+                clinical.mark_entered_in_error(
+                    db.session, actor, patient_id, "events", event_id, data
+                )
+            except FormInvalid:
+                pass
+            except InvalidInput as exc:
+                show_service_error(form, exc)
+            else:
+                flash("Marked as logged by mistake. Your clinic can see that it was.", "success")
+                return redirect(url_for("patient.history"))
+        # Access checked and audited once: by the service, or here if it was never reached.
+        event = (
+            clinical.entry_of(db.session, patient_id, "events", event_id)
+            if service_called
+            else clinical.correctable_record(
+                db.session, actor, patient_id, "events", event_id, action
+            )
+        )
+    except NotFound:
+        abort(404)
+    page = render_template("patient/event_entered_in_error.html", form=form, event=event)
+    return page, 422
 
 
 # --- progress -------------------------------------------------------------------------------

@@ -236,6 +236,17 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("patient.account", "GET"): Route(PATIENTS, "/me/account"),
     ("patient.export_own", "GET"): Route(PATIENTS, "/me/export.csv"),
     ("patient.export_own_fhir", "GET"): Route(PATIENTS, "/me/export.fhir.json"),
+    # An event she recorded herself: hers to take back (B gets the 404 of a missing one).
+    ("patient.event_entered_in_error", "GET"): Route(
+        frozenset({PATIENT_A}), "/me/events/{own_event}/entered-in-error"
+    ),
+    ("patient.event_entered_in_error", "POST"): Route(
+        frozenset({PATIENT_A}),
+        "/me/events/{own_event}/entered-in-error",
+        REDIRECT,
+        form="/me/events/{own_event}/entered-in-error",
+        fields=_static(reason="wrong day"),
+    ),
     ("patient.reminders", "POST"): Route(
         PATIENTS, "/me/account/reminders", REDIRECT, fields=_static(reminder_opt_in="y")
     ),
@@ -479,7 +490,10 @@ def build_ctx(app: Flask) -> Ctx:
         today = clinic_today()
         add_logs(a, today - dt.timedelta(days=12), [1] * 9 + [6, 7])
         add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=3))
-        event_a = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
+        add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=2))
+        event_a, own_event_a = db.session.scalars(
+            sa.select(Event.id).where(Event.patient_id == a).order_by(Event.id)
+        ).all()
         alert_a = make_alert(a)
         (mail,) = rows(alert_id=alert_a)
         assert notifications.deliver(db.session, mail.id).status == "sent"
@@ -514,6 +528,7 @@ def build_ctx(app: Flask) -> Ctx:
             "patient": str(a),
             "alert": str(alert_a),
             "event": str(event_a),
+            "own_event": str(own_event_a),
             "token": str(spare_token.id),
             "clinician_token": str(clinician_token.id),
             "user": str(invited.id),

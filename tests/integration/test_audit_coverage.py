@@ -68,6 +68,8 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("clinic.new_event", "GET"): "patient.read",
     ("clinic.new_event", "POST"): "event.write",
     ("clinic.entered_in_error", "GET"): "patient.read",
+    ("patient.event_entered_in_error", "GET"): "event.read",
+    ("patient.event_entered_in_error", "POST"): "event.entered_in_error",
     ("clinic.entered_in_error", "POST"): "event.entered_in_error",
     ("clinic.new_findings", "GET"): "patient.read",
     ("clinic.new_findings", "POST"): "finding.write",

@@ -108,7 +108,7 @@ def _event_of(app: Flask, clinic: Clinic) -> int:
     assert a is not None
     with app.app_context():
         add_fall(a, clinic.patient_a.user_id, clinic.program_start)
-        event_id = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
+        event_id = db.session.scalar(sa.select(sa.func.max(Event.id)).where(Event.patient_id == a))
         assert event_id is not None
         return event_id
 
@@ -243,6 +243,9 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
         "/clinic/patients/<int:patient_id>/<any(events, findings, outcomes):kind>/<int:record_id>"
         "/entered-in-error": (
             f"/clinic/patients/{a}/events/{_event_of(app, clinic)}/entered-in-error"
+        ),
+        "/me/events/<int:event_id>/entered-in-error": (
+            f"/me/events/{_event_of(app, clinic)}/entered-in-error"
         ),
         "/welcome/<token>": f"/welcome/{_invite(app)}",
         "/reset/<token>": _reset_link(app, clinic.patient_b.user_id),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -269,3 +270,50 @@ def detected_days(app: Flask, patient_id: int) -> list[Any]:
         ).all()
         db.session.rollback()
         return [tuple(r) for r in found]
+
+
+def test_a_patient_takes_back_a_fall_she_logged_by_mistake(app: Flask, clinic: Clinic) -> None:
+    """Her own events only: what her clinic recorded is the clinic's to correct."""
+    a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
+    assert a is not None and b is not None
+    day = clinic_today() - dt.timedelta(days=1)
+    with app.app_context():
+        add_fall(a, clinic.patient_a.user_id, day)  # hers
+        add_fall(a, clinic.clinician.user_id, day)  # her clinic's
+        add_fall(b, clinic.patient_b.user_id, day)  # someone else's
+        own, clinics = db.session.scalars(
+            sa.select(Event.id).where(Event.patient_id == a).order_by(Event.id)
+        ).all()
+        other = db.session.scalar(sa.select(Event.id).where(Event.patient_id == b))
+    patient = app.test_client()
+    login(patient, clinic.patient_a.email)
+    history = patient.get("/me/history").get_data(as_text=True)
+    assert f"/me/events/{own}/entered-in-error" in history
+    assert f"/me/events/{clinics}/entered-in-error" not in history
+    for not_hers in (clinics, other, 987654):
+        path = f"/me/events/{not_hers}/entered-in-error"
+        assert patient.get(path).status_code == 404
+        token = csrf_token(patient, "/me/history")
+        refused = patient.post(path, data={"reason": "wrong day", "csrf_token": token})
+        assert refused.status_code == 404
+    assert mark(patient, f"/me/events/{own}/entered-in-error", "")[0] == 422
+    status, _ = mark(patient, f"/me/events/{own}/entered-in-error", "wrong day, it was Friday")
+    assert status == 302
+    assert (
+        len(re.findall("slipped on marble stairs", visible_text(patient.get("/me/history")))) == 1
+    )
+
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    text = visible_text(clinician.get(f"/clinic/patients/{a}"))
+    listed = text.split("Entered in error (1)")[1]
+    assert "wrong day, it was Friday" in listed and "Marked by Alice Patient" in listed
+    with app.app_context():
+        audited = [
+            (r.user_id, r.outcome.value, r.target)
+            for r in db.session.scalars(
+                sa.select(AuditEvent).where(AuditEvent.action.like("event.%"))
+            )
+        ]
+    assert (clinic.patient_a.user_id, "allowed", f"event:{own}") in audited
+    assert (clinic.patient_a.user_id, "denied", f"event:{clinics}") in audited
