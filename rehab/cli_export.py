@@ -83,12 +83,7 @@ def _export(patient_ids: tuple[int, ...], output: str, file_format: str) -> None
     try:
         with _destination(output) as stream:
             session.commit()  # the audit rows, once the file can be written: before any row
-            parts = (
-                export.fhir_parts(session, ids, clinic_today())
-                if file_format == export.FHIR
-                else export.csv_parts(session, ids)
-            )
-            for part in parts:
+            for part in export.parts(session, ids, file_format, clinic_today()):
                 stream.write(part)
     except OSError as exc:
         session.rollback()

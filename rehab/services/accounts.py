@@ -104,10 +104,6 @@ def user_for_link(
     return user
 
 
-def user_for_invite(session: Session, token: str, secret_key: str, max_age_hours: int) -> User:
-    return user_for_link(session, token, secret_key, max_age_hours * 3600, INVITE)
-
-
 def revoke_all_api_tokens(session: Session, user: User) -> int:
     """Every device key and API key of the account stops working (a new password: whoever
     knew the old one may have made one)."""

@@ -159,13 +159,19 @@ Correctable = Event | Finding | OutcomeMeasure
 
 
 def correctable_record(
-    session: Session, actor: Actor, patient_id: int, kind: str, record_id: int, action: str
+    session: Session,
+    actor: Actor,
+    patient_id: int,
+    kind: str,
+    record_id: int,
+    action: str | None = None,
 ) -> Correctable:
     """One event, finding or score of the patient, for a clinician of her care team; or an
     event the patient recorded herself, for her (a fall logged by mistake: what her clinic
-    recorded is her clinic's to correct). Access checked and audited as `action`;
-    `NotFound` for anything else."""
+    recorded is her clinic's to correct). Access checked and audited, once, as `action`
+    (default: marking it, "event.entered_in_error"); `NotFound` for anything else."""
     _, singular = _correctable(kind, record_id)
+    action = action or f"{singular}.entered_in_error"
     target = f"{singular}:{record_id}"
     if actor.is_patient:
         event = session.get(Event, record_id) if kind == "events" else None
@@ -179,12 +185,7 @@ def correctable_record(
             audit.record(session, actor, action, about, AuditOutcome.DENIED, target)
             raise NotFound(f"{singular} {record_id}")
     require_patient(session, actor, patient_id, action, target, clinician_only=not actor.is_patient)
-    return entry_of(session, patient_id, kind, record_id)
-
-
-def entry_of(session: Session, patient_id: int, kind: str, record_id: int) -> Correctable:
-    """The patient's event, finding or score (access already checked), or `NotFound`."""
-    model, singular = _correctable(kind, record_id)
+    model, _ = _correctable(kind, record_id)
     row = cast(Correctable | None, session.get(model, record_id))
     if row is None or row.patient_id != patient_id:
         raise NotFound(f"{singular} {record_id}")
@@ -192,21 +193,15 @@ def entry_of(session: Session, patient_id: int, kind: str, record_id: int) -> Co
 
 
 def mark_entered_in_error(
-    session: Session,
-    actor: Actor,
-    patient_id: int,
-    kind: str,
-    record_id: int,
-    data: EnteredInErrorInput,
-) -> Correctable:
+    session: Session, actor: Actor, row: Correctable, data: EnteredInErrorInput
+) -> None:
     """Mark a clinician's or patient's entry as a mistake: it stays in the record with who,
     when and why, and leaves every page, detection and CSV (the FHIR export retracts it).
     Detection runs again for the patient (after the commit): an alert that rested on a
-    wrongly recorded fall or score is settled by what is left."""
-    _, singular = _correctable(kind, record_id)
-    row = correctable_record(
-        session, actor, patient_id, kind, record_id, f"{singular}.entered_in_error"
-    )
+    wrongly recorded fall or score is settled by what is left.
+
+    `row` comes from `correctable_record(...)` with its default action: that checked and
+    audited the actor's access (so a form refused before this call is on record too)."""
     if row.in_error:
         raise InvalidInput("record", "is already marked entered in error")
     assert actor.user_id is not None
@@ -214,10 +209,9 @@ def mark_entered_in_error(
     row.entered_in_error_by_user_id = actor.user_id
     row.entered_in_error_reason = data.reason
     if not isinstance(row, Finding):  # findings give context to pages, not to detection
-        enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
+        enqueue_after_commit(session, EVALUATE_PATIENT_TASK, row.patient_id)
     session.flush()
     audit.commit(session)
-    return row
 
 
 def _correctable(

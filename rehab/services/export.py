@@ -97,6 +97,22 @@ def record_refusal(
     )
 
 
+def parts(
+    session: Session, patient_ids: Sequence[int], file_format: str, today: date
+) -> Iterator[str]:
+    """An authorised export's text in parts, batch by batch: the CSV or the FHIR NDJSON."""
+    if file_format == FHIR:
+        return fhir_parts(session, patient_ids, today)
+    return csv_parts(session, patient_ids)
+
+
+def media_type(file_format: str, single: bool) -> str:
+    """One patient's Bundle is FHIR JSON, several patients' NDJSON; a CSV is a CSV."""
+    if file_format == FHIR:
+        return fhir.MEDIA_TYPE if single else fhir.NDJSON_MEDIA_TYPE
+    return MEDIA_TYPE
+
+
 def csv_parts(
     session: Session, patient_ids: Sequence[int], batch_size: int = scan.BATCH_SIZE
 ) -> Iterator[str]:
@@ -131,12 +147,6 @@ def fhir_parts(
         records = fhir_records(session, batch)
         session.rollback()  # reads only
         yield from fhir.patient_bundles_json(records, today, generated_at)
-
-
-def fhir_bundle(session: Session, patient_id: int, today: date) -> dict[str, Any]:
-    """One authorised patient's Bundle."""
-    (record,) = fhir_records(session, [patient_id])
-    return fhir.patient_bundle(record, today, utcnow())
 
 
 def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.PatientExport]:

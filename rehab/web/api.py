@@ -17,12 +17,12 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from rehab.extensions import csrf, db, limiter
-from rehab.services import accounts, clinical, logs, programs, series
+from rehab.services import accounts, clinical, export, logs, programs, series
 from rehab.services.access import NotFound, check_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import EventInput, InvalidInput, SessionLogInput, error_list
 from rehab.web import schemas
-from rehab.web.downloads import csv_download, fhir_download
+from rehab.web.downloads import download
 from rehab.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -230,27 +230,27 @@ def list_events(patient_id: int) -> Any:
 @service_errors
 def export_patient(patient_id: int) -> Any:
     """The patient's logs and events as the `rehab detect` CSV (`rehab.services.export`)."""
-    return csv_download(current_actor(), [patient_id])
+    return download(current_actor(), [patient_id], export.CSV)
 
 
 @bp.get("/export.csv")
 def export_all() -> Any:
     """Every patient the key may see, as one CSV: a clinician's care teams (a patient's own
     key: herself). Streamed batch by batch."""
-    return csv_download(current_actor(), None)
+    return download(current_actor(), None, export.CSV)
 
 
 @bp.get("/patients/<int:patient_id>/export.fhir.json")
 @service_errors
 def export_patient_fhir(patient_id: int) -> Any:
     """The patient's record as a FHIR R4 Bundle (`rehab.fhir`)."""
-    return fhir_download(current_actor(), [patient_id])
+    return download(current_actor(), [patient_id], export.FHIR)
 
 
 @bp.get("/export.fhir.ndjson")
 def export_all_fhir() -> Any:
     """Every patient the key may see, a FHIR R4 Bundle a line (NDJSON), streamed."""
-    return fhir_download(current_actor(), None)
+    return download(current_actor(), None, export.FHIR)
 
 
 @bp.get("/patients/<int:patient_id>/programs")

@@ -34,14 +34,22 @@ from rehab.charts.serialize import figure_json
 from rehab.domain.questionnaires import ODI_SECTION_TITLES
 from rehab.domain.vocabulary import RED_FLAG_LABELS, Instrument, Role, humanize
 from rehab.extensions import db, login_manager
-from rehab.services import accounts, assessment, clinical, logs, programs, records, trajectory
+from rehab.services import (
+    accounts,
+    assessment,
+    clinical,
+    export,
+    logs,
+    programs,
+    records,
+    trajectory,
+)
 from rehab.services import baselines as baseline_service
 from rehab.services import caseload as caseload_service
 from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import (
     EndProgramInput,
-    EnteredInErrorInput,
     FindingInput,
     InvalidInput,
     OutcomeInput,
@@ -50,7 +58,8 @@ from rehab.services.commands import (
 from rehab.services.outcome_schedule import outcome_interval_days
 from rehab.services.time import clinic_today
 from rehab.web.alerts import AlertActionForm
-from rehab.web.downloads import csv_download, fhir_download
+from rehab.web.corrections import mark_from_form
+from rehab.web.downloads import download
 from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
@@ -263,16 +272,17 @@ def new_patient() -> Any:
 
 @bp.get("/patients/<int:patient_id>/export.csv")
 def export_patient(patient_id: int) -> Any:
-    try:
-        return csv_download(_actor(), [patient_id])
-    except NotFound:
-        abort(404)
+    return _download(patient_id, export.CSV)
 
 
 @bp.get("/patients/<int:patient_id>/export.fhir.json")
 def export_patient_fhir(patient_id: int) -> Any:
+    return _download(patient_id, export.FHIR)
+
+
+def _download(patient_id: int, file_format: str) -> Any:
     try:
-        return fhir_download(_actor(), [patient_id])
+        return download(_actor(), [patient_id], file_format)
     except NotFound:
         abort(404)
 
@@ -441,33 +451,19 @@ def entered_in_error(patient_id: int, kind: str, record_id: int) -> Any:
     """GET: the entry and the form; POST: mark it entered in error (then back to the
     record). `clinical.mark_entered_in_error` says what that changes."""
     form = EnteredInErrorForm()
-    if request.method == "GET":
-        try:
-            row = clinical.correctable_record(
-                db.session, _actor(), patient_id, kind, record_id, "patient.read"
-            )
-        except NotFound:
-            abort(404)
-        return _entered_in_error_page(
-            form, patient_id, row, records.patient_name(db.session, patient_id)
-        )
-
-    def save(data: EnteredInErrorInput) -> str:
-        row = clinical.mark_entered_in_error(
-            db.session, _actor(), patient_id, kind, record_id, data
-        )
-        dated, words = records.describe_entry(row)
-        return f"Marked entered in error: {words} ({dated.isoformat()})."
-
-    _, singular = clinical.CORRECTABLE[kind]
-    posted = _post_form(form, patient_id, f"{singular}.entered_in_error", form.to_command, save)
-    if posted.redirect:
-        return posted.redirect
+    posting = request.method == "POST"
     try:
-        row = clinical.entry_of(db.session, patient_id, kind, record_id)
+        row = clinical.correctable_record(
+            db.session, _actor(), patient_id, kind, record_id, None if posting else "patient.read"
+        )
     except NotFound:
         abort(404)
-    return _entered_in_error_page(form, patient_id, row, posted.name, 422)
+    if posting and mark_from_form(form, _actor(), row):
+        dated, words = records.describe_entry(row)
+        flash(f"Marked entered in error: {words} ({dated.isoformat()}).", "success")
+        return redirect(url_for("clinic.patient", patient_id=patient_id))
+    name = records.patient_name(db.session, patient_id)
+    return _entered_in_error_page(form, patient_id, row, name, 422 if posting else 200)
 
 
 def _entered_in_error_page(

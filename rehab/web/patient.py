@@ -16,13 +16,14 @@ from rehab.charts.serialize import figure_json
 from rehab.db.models import Prescription, SessionLog
 from rehab.domain.vocabulary import RED_FLAG_LABELS, Role
 from rehab.extensions import db, login_manager
-from rehab.services import account_settings, clinical, logs, records
+from rehab.services import account_settings, clinical, export, logs, records
 from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
 from rehab.services.time import clinic_today
 from rehab.web import api_keys
-from rehab.web.downloads import csv_download, fhir_download
+from rehab.web.corrections import mark_from_form
+from rehab.web.downloads import download
 from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
@@ -208,40 +209,18 @@ def event_entered_in_error(event_id: int) -> Any:
     history, her clinic's charts and the detector's evidence, and stays in the record."""
     actor, patient_id = _actor()
     form = EnteredInErrorForm()
-    action = "event.entered_in_error"
+    posting = request.method == "POST"
     try:
-        if request.method == "GET":
-            event = clinical.correctable_record(
-                db.session, actor, patient_id, "events", event_id, "event.read"
-            )
-            return render_template("patient/event_entered_in_error.html", form=form, event=event)
-        service_called = False
-        if form.validate():
-            try:
-                data = form.to_command()
-                service_called = True
-                clinical.mark_entered_in_error(
-                    db.session, actor, patient_id, "events", event_id, data
-                )
-            except FormInvalid:
-                pass
-            except InvalidInput as exc:
-                show_service_error(form, exc)
-            else:
-                flash("Marked as logged by mistake. Your clinic can see that it was.", "success")
-                return redirect(url_for("patient.history"))
-        # Access checked and audited once: by the service, or here if it was never reached.
-        event = (
-            clinical.entry_of(db.session, patient_id, "events", event_id)
-            if service_called
-            else clinical.correctable_record(
-                db.session, actor, patient_id, "events", event_id, action
-            )
+        event = clinical.correctable_record(
+            db.session, actor, patient_id, "events", event_id, None if posting else "event.read"
         )
     except NotFound:
         abort(404)
+    if posting and mark_from_form(form, actor, event):
+        flash("Marked as logged by mistake. Your clinic can see that it was.", "success")
+        return redirect(url_for("patient.history"))
     page = render_template("patient/event_entered_in_error.html", form=form, event=event)
-    return page, 422
+    return page, 422 if posting else 200
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -283,14 +262,14 @@ def _account_page(
 def export_own() -> Any:
     """Her logs and events as a file she can keep or take elsewhere (`services.export`)."""
     actor, patient_id = _actor()
-    return csv_download(actor, [patient_id])
+    return download(actor, [patient_id], export.CSV)
 
 
 @bp.get("/export.fhir.json")
 def export_own_fhir() -> Any:
     """Her whole record as FHIR R4, for another clinic's or a health app's import."""
     actor, patient_id = _actor()
-    return fhir_download(actor, [patient_id])
+    return download(actor, [patient_id], export.FHIR)
 
 
 @bp.get("/account")
