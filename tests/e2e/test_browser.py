@@ -260,17 +260,24 @@ def test_patient_downloads_her_data_on_a_360px_phone(
         page = context.new_page()
         log_in(page, base, PATIENT_LOGIN.email, PATIENT_LOGIN.password)
         page.goto(base + "/me/account")
-        button = page.get_by_role("link", name="Download my logs and events (CSV)")
-        button.scroll_into_view_if_needed()
-        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+
+        def download(link: str, name: str) -> str:
+            """Click the link (the page still fits the phone): the file's text, its
+            suggested name the patient's id and the day only."""
+            button = page.get_by_role("link", name=link)
+            button.scroll_into_view_if_needed()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360
+            with page.expect_download() as download_info:
+                button.click()
+            file = download_info.value
+            assert re.fullmatch(rf"rehab-patient-\d+-2025-09-18\.{name}", file.suggested_filename)
+            saved = tmp_path / file.suggested_filename
+            file.save_as(saved)
+            return saved.read_text(encoding="utf-8")
+
         save_screenshot(page, tmp_path, "14-account-360")
-        with page.expect_download() as download_info:
-            button.click()
-        download = download_info.value
-        assert re.fullmatch(r"rehab-patient-\d+-2025-09-18\.csv", download.suggested_filename)
-        saved = tmp_path / download.suggested_filename
-        download.save_as(saved)
-        rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"), newline="")))
+        text = download("Download my logs and events (CSV)", r"csv")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
         assert len({r["patient_id"] for r in rows}) == 1  # hers only
         logged = [r for r in rows if r["back_pain"]]
         assert len(logged) > 300  # a year of daily logs and more
@@ -279,16 +286,7 @@ def test_patient_downloads_her_data_on_a_360px_phone(
         assert fall["event_mechanism"] == "on stairs (10 steps, landed on buttocks)"
 
         # Her whole record, for another clinic's system or a health app: one FHIR Bundle.
-        fhir_button = page.get_by_role("link", name="Download my whole record (FHIR)")
-        fhir_button.scroll_into_view_if_needed()
-        assert page.evaluate("document.documentElement.scrollWidth") <= 360
-        with page.expect_download() as download_info:
-            fhir_button.click()
-        record = download_info.value
-        assert re.fullmatch(r"rehab-patient-\d+-2025-09-18\.fhir\.json", record.suggested_filename)
-        saved = tmp_path / record.suggested_filename
-        record.save_as(saved)
-        bundle = json.loads(saved.read_text(encoding="utf-8"))
+        bundle = json.loads(download("Download my whole record (FHIR)", r"fhir\.json"))
         assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
         kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
         assert kinds.count("Patient") == 1 and kinds.count("Observation") > 4 * 300

@@ -157,16 +157,23 @@ def test_cli_refuses_an_unknown_patient_and_an_unmigrated_database(
         dispose_engines(bare)
 
 
-def test_downloads_hold_only_the_callers_patients_and_are_audited(
-    app: Flask, clinic: Clinic
-) -> None:
+def three_patients(app: Flask, clinic: Clinic, days: int) -> tuple[int, int, int]:
+    """A, B (the clinician's care team) and C (another team), each with `days` logs of leg
+    pain 2 from the program's start; A's fall on stairs in the middle."""
     a, b, c = (p.patient_id for p in (clinic.patient_a, clinic.patient_b, clinic.patient_c))
     assert a is not None and b is not None and c is not None
     with app.app_context():
         for pid in (a, b, c):
-            add_logs(pid, clinic.program_start, [2] * 20)
-        add_fall(a, clinic.patient_a.user_id, clinic.program_start + dt.timedelta(days=10))
+            add_logs(pid, clinic.program_start, [2] * days)
+        add_fall(a, clinic.patient_a.user_id, clinic.program_start + dt.timedelta(days=days // 2))
         db.session.commit()
+    return a, b, c
+
+
+def test_downloads_hold_only_the_callers_patients_and_are_audited(
+    app: Flask, clinic: Clinic
+) -> None:
+    a, b, c = three_patients(app, clinic, days=20)
     api = app.test_client()
 
     response = api.get(f"/api/v1/patients/{a}/export.csv", headers=bearer(clinic, "patient_a"))

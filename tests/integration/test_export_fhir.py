@@ -19,14 +19,15 @@ from flask import Flask
 
 from rehab import fhir
 from rehab.cli_export import export_group
-from rehab.db.models import AuditEvent, Event, Finding, OutcomeMeasure, Patient, SessionLog, User
+from rehab.db.models import Event, Finding, OutcomeMeasure, Patient, SessionLog, User
 from rehab.demo.loader import SEED_PATIENT_EMAIL, load_demo
 from rehab.domain.vocabulary import FindingKind
 from rehab.extensions import db
 from rehab.services import export
+from tests.integration.test_export import export_rows, three_patients
 from tests.support.actors import bearer
 from tests.support.clinic import Clinic, login
-from tests.support.history import add_fall, add_logs
+from tests.support.history import add_logs
 
 AS_OF = dt.date(2025, 12, 1)
 FALL_DAY = dt.date(2025, 9, 14)
@@ -34,13 +35,7 @@ both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"
 
 
 def audit_rows(app: Flask) -> list[tuple[int | None, str, int | None, str | None]]:
-    with app.app_context():
-        rows = db.session.scalars(
-            sa.select(AuditEvent)
-            .where(AuditEvent.action == export.EXPORT_ACTION)
-            .order_by(AuditEvent.id)
-        )
-        return [(r.patient_id, r.outcome.value, r.user_id, r.target) for r in rows]
+    return [(r.patient_id, r.outcome.value, r.user_id, r.target) for r in export_rows(app)]
 
 
 def observations(bundle: dict[str, Any], code: str) -> list[dict[str, Any]]:
@@ -176,13 +171,7 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
 def test_fhir_downloads_hold_only_the_callers_patients_and_are_audited(
     app: Flask, clinic: Clinic, tmp_path: Path
 ) -> None:
-    a, b, c = (p.patient_id for p in (clinic.patient_a, clinic.patient_b, clinic.patient_c))
-    assert a is not None and b is not None and c is not None
-    with app.app_context():
-        for pid in (a, b, c):
-            add_logs(pid, clinic.program_start, [2] * 5)
-        add_fall(a, clinic.patient_a.user_id, clinic.program_start + dt.timedelta(days=3))
-        db.session.commit()
+    a, b, c = three_patients(app, clinic, days=5)
     api = app.test_client()
 
     def patient_of(bundle: dict[str, Any]) -> str:
