@@ -46,12 +46,12 @@ from rehab.db.models import (
     User,
 )
 from rehab.domain.config import DEFAULT_CONFIG
-from rehab.domain.outcome_schedule import OutcomeDue, outcomes_due
+from rehab.domain.outcome_schedule import OutcomeDue
 from rehab.domain.vocabulary import Instrument
 from rehab.services import audit
 from rehab.services.access import NotFound, visible_patient_ids
 from rehab.services.actors import Actor
-from rehab.services.outcome_schedule import outcome_interval_days
+from rehab.services.outcome_schedule import outcome_interval_days, outcome_schedule
 from rehab.services.paging import page_bounds
 from rehab.services.time import clinic_today
 
@@ -574,7 +574,7 @@ def _outcomes_due_today(p: Any, today: dt.date, interval: int) -> tuple[OutcomeD
     """The measures due or overdue for a row of the patients query (none without a program
     in effect)."""
     last = {name: getattr(p, column) for name, column in _LAST_SCORE_COLUMNS}
-    return outcomes_due(last, p.program_start, interval, due_by=today)
+    return outcome_schedule(last, p.program_start, due_by=today, interval_days=interval)
 
 
 _FILTERS: dict[str, Callable[[CaseloadRow], bool]] = {

@@ -19,12 +19,18 @@ def outcome_interval_days() -> int:
 
 
 def outcome_schedule(
-    last_measured: Mapping[str, dt.date | None], program_start: dt.date | None
+    last_measured: Mapping[str, dt.date | None],
+    program_start: dt.date | None,
+    *,
+    due_by: dt.date | None = None,
+    interval_days: int | None = None,
 ) -> tuple[OutcomeDue, ...]:
     """ODI's then PSFS's schedule (`last_measured` by instrument value: "odi", "psfs"); none
-    without a program in effect."""
+    without a program in effect. `due_by`: only what is due by then (the caseload's rows);
+    `interval_days`: the setting, read once by a caller that asks for many patients."""
     return outcomes_due(
         {i.value: last_measured.get(i.value) for i in Instrument},
         program_start,
-        outcome_interval_days(),
+        interval_days or outcome_interval_days(),
+        due_by=due_by,
     )

@@ -79,6 +79,10 @@ def test_a_fall_entered_in_error_leaves_detection_the_record_and_the_csv(
     assert page.status_code == 200 and fall_day.isoformat() in visible_text(page)
     status, text = mark(clinician, path, "   ")
     assert status == 422 and "What was wrong" in text  # a reason is required
+    status, text = mark(clinician, path, "x" * 301)
+    assert status == 422 and "300" in text  # and a short one: no 500, nothing stored
+    status, text = mark(clinician, path, "wrong\x00patient")
+    assert status == 400 and "Traceback" not in text  # refused before any view (NUL)
     status, _ = mark(clinician, path, REASON)
     assert status == 302
 
