@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, joinedload
 from rehab.db.models import ApiToken, CareTeamMember, Clinician, Patient, User, utcnow
 from rehab.domain.vocabulary import AuditOutcome, Role
 from rehab.services import audit, password_policy
+from rehab.services.access import require_patient
 from rehab.services.actors import Actor
-from rehab.services.commands import InvalidInput, PatientInput
+from rehab.services.commands import InvalidInput, PatientDetailsInput, PatientInput
 
 # argon2-cffi's defaults are argon2id with RFC 9106's "low memory" profile.
 _hasher = PasswordHasher()
@@ -74,8 +75,11 @@ def _link_serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
 
 def _password_fingerprint(user: User) -> str:
     # Part of the signed token: once a password is set the fingerprint changes and the link
-    # stops working, which makes it one-time without storing it.
-    return hashlib.sha256((user.password_hash or "unset").encode()).hexdigest()[:16]
+    # stops working, which makes it one-time without storing it. The e-mail is part of it
+    # too: a link made before the address was corrected (it may have gone to someone else)
+    # stops working with the correction.
+    state = f"{user.password_hash or 'unset'}\n{user.email}"
+    return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
 def make_link_token(user: User, secret_key: str, purpose: str = INVITE) -> str:
@@ -258,6 +262,55 @@ def create_patient(
     audit.record(session, actor, "patient.create", patient.id, AuditOutcome.ALLOWED)
     audit.commit(session)
     return NewPatient(patient, make_invite_token(user, secret_key))
+
+
+def update_patient_details(
+    session: Session, actor: Actor, patient_id: int, data: PatientDetailsInput
+) -> Patient:
+    """A clinician of the care team corrects the patient's name, year of birth or working
+    summary, and her e-mail while the invitation is pending: once she has set a password the
+    address is her login (and where a reset link goes), not the clinic's to move."""
+    patient = require_patient(session, actor, patient_id, "patient.update", clinician_only=True)
+    user = patient.user
+    if data.email != user.email:
+        if user.password_hash is not None:
+            raise InvalidInput(
+                "email", "is the patient's login now that she has set a password: it stays"
+            )
+        taken = session.scalar(sa.select(User.id).where(User.email == data.email))
+        if taken is not None:
+            raise InvalidInput("email", "is already registered")
+        user.email = data.email
+    user.display_name = data.display_name
+    patient.year_of_birth = data.year_of_birth
+    patient.condition_summary = data.condition_summary
+    audit.commit(session)
+    return patient
+
+
+def invitation_pending(session: Session, patient_id: int) -> bool:
+    """Whether the patient has yet to set a password (the caller has checked access)."""
+    password_hash = session.scalar(
+        sa.select(User.password_hash)
+        .join(Patient, Patient.user_id == User.id)
+        .where(Patient.id == patient_id)
+    )
+    return password_hash is None
+
+
+def new_patient_invite(
+    session: Session, actor: Actor, patient_id: int, secret_key: str
+) -> tuple[Patient, str]:
+    """A fresh set-password link for a patient of the care team who has not set a password
+    (the first one expired, or went to a mistyped address)."""
+    patient = require_patient(session, actor, patient_id, "patient.invite", clinician_only=True)
+    user = patient.user
+    if user.password_hash is not None:
+        raise InvalidInput("patient", "has already set a password")
+    if not user.is_active:
+        raise InvalidInput("patient", "has a disabled account: an admin enables it first")
+    audit.commit(session)
+    return patient, make_invite_token(user, secret_key)
 
 
 def create_staff_user(

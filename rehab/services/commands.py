@@ -243,7 +243,10 @@ class EndProgramInput(Command):
     end_date: ClinicDate
 
 
-class PatientInput(Command):
+class PatientDetailsInput(Command):
+    """What identifies a patient and her working summary: set when she is added, corrected
+    later on her record (`accounts.update_patient_details`)."""
+
     display_name: Annotated[
         str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)
     ]
@@ -255,6 +258,9 @@ class PatientInput(Command):
     ]
     year_of_birth: Annotated[int, Field(ge=1900, le=2100, strict=True)] | None = None
     condition_summary: Annotated[str, StringConstraints(max_length=300)] = ""
+
+
+class PatientInput(PatientDetailsInput):
     care_team_id: Annotated[int, Field(gt=0, strict=True)]
 
 

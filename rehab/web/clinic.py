@@ -53,6 +53,7 @@ from rehab.services.commands import (
     FindingInput,
     InvalidInput,
     OutcomeInput,
+    PatientDetailsInput,
     ProgramInput,
 )
 from rehab.services.outcome_schedule import outcome_interval_days
@@ -64,6 +65,7 @@ from rehab.web.forms import (
     EVENT_TYPE_LABELS,
     FALL_LOCATION_LABELS,
     IMAGING_LABELS,
+    ActionForm,
     CaseloadSearchForm,
     EndProgramForm,
     EnteredInErrorForm,
@@ -71,6 +73,7 @@ from rehab.web.forms import (
     FindingsForm,
     FormInvalid,
     OdiForm,
+    PatientDetailsForm,
     PatientForm,
     PinBaselineForm,
     ProgramForm,
@@ -265,6 +268,73 @@ def new_patient() -> Any:
                 hours=current_app.config["REHAB_SETTINGS"].invite_valid_hours,
             )
     return render_template("clinic/patient_new.html", form=form, teams=teams), 422
+
+
+# --- the patient's details ------------------------------------------------------------------
+
+
+@bp.route("/patients/<int:patient_id>/details", methods=["GET", "POST"])
+def patient_details(patient_id: int) -> Any:
+    """GET: name, e-mail, year of birth and working summary to correct; POST: save them."""
+    form = PatientDetailsForm()
+    if request.method == "GET":
+        try:
+            patient = records.patient_header(db.session, _actor(), patient_id, "patient.read")
+        except NotFound:
+            abort(404)
+        user = patient.user
+        form.display_name.data = user.display_name
+        form.email.data = user.email
+        form.year_of_birth.data = patient.year_of_birth
+        form.condition_summary.data = patient.condition_summary
+        return _details_page(form, patient_id, user.display_name)
+
+    def save(data: PatientDetailsInput) -> str:
+        accounts.update_patient_details(db.session, _actor(), patient_id, data)
+        return "Details saved."
+
+    posted = _post_form(form, patient_id, "patient.update", form.to_command, save)
+    return posted.redirect or _details_page(form, patient_id, posted.name, 422)
+
+
+def _details_page(form: PatientDetailsForm, patient_id: int, name: str, status: int = 200) -> Any:
+    # (Access is checked and audited by the caller.)
+    pending = accounts.invitation_pending(db.session, patient_id)
+    return (
+        render_template(
+            "clinic/patient_details.html",
+            form=form,
+            patient_id=patient_id,
+            name=name,
+            pending=pending,
+            invite_form=ActionForm(),
+        ),
+        status,
+    )
+
+
+@bp.post("/patients/<int:patient_id>/invite")
+def new_patient_invite(patient_id: int) -> Any:
+    """A fresh set-password link for a patient who has not set a password yet."""
+    if not ActionForm().validate():
+        abort(400)
+    try:
+        patient, token = accounts.new_patient_invite(
+            db.session, _actor(), patient_id, current_app.config["SECRET_KEY"]
+        )
+    except NotFound:
+        abort(404)
+    except InvalidInput as exc:
+        flash(f"No link made: the patient {exc.message}.", "error")
+        return redirect(url_for("clinic.patient_details", patient_id=patient_id), code=303)
+    return render_template(
+        "clinic/patient_created.html",
+        patient=patient,
+        name=patient.user.display_name,
+        link=url_for("auth.set_password", token=token, _external=True),
+        hours=current_app.config["REHAB_SETTINGS"].invite_valid_hours,
+        renewed=True,
+    )
 
 
 # --- the patient's record ---------------------------------------------------------------------

@@ -62,6 +62,7 @@ from rehab.services.commands import (
     FindingInput,
     InvalidInput,
     OutcomeInput,
+    PatientDetailsInput,
     PatientInput,
     ProgramInput,
     PsfsActivity,
@@ -387,7 +388,7 @@ class EventForm(PageForm):
 # --- clinician forms ------------------------------------------------------------------------
 
 
-class PatientForm(PageForm):
+class PatientDetailsForm(PageForm):
     display_name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
     year_of_birth = IntegerField(
@@ -397,20 +398,24 @@ class PatientForm(PageForm):
         "Condition summary (e.g. left L5 radiculopathy after L4-L5 decompression)",
         validators=[Length(max=300)],
     )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "display_name": self.display_name.data or "",
+            "email": self.email.data or "",
+            "year_of_birth": self.year_of_birth.data,
+            "condition_summary": (self.condition_summary.data or "").strip(),
+        }
+
+    def to_command(self) -> PatientDetailsInput:
+        return build(PatientDetailsInput, self.details(), self)
+
+
+class PatientForm(PatientDetailsForm):
     care_team_id = SelectField("Care team", coerce=int, validators=[InputRequired()])
 
     def to_command(self) -> PatientInput:
-        return build(
-            PatientInput,
-            {
-                "display_name": self.display_name.data or "",
-                "email": self.email.data or "",
-                "year_of_birth": self.year_of_birth.data,
-                "condition_summary": (self.condition_summary.data or "").strip(),
-                "care_team_id": self.care_team_id.data,
-            },
-            self,
-        )
+        return build(PatientInput, {**self.details(), "care_team_id": self.care_team_id.data}, self)
 
 
 class PhaseRowForm(Form):

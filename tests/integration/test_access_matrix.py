@@ -294,6 +294,18 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("clinic.export_patient_fhir", "GET"): Route(
         frozenset({CLINICIAN_ON}), P + "/export.fhir.json"
     ),
+    ("clinic.patient_details", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/details"),
+    ("clinic.patient_details", "POST"): Route(
+        frozenset({CLINICIAN_ON}),
+        P + "/details",
+        REDIRECT,
+        form=P + "/details",
+        fields=_static(condition_summary="Left L5 radiculopathy"),
+    ),
+    # Patient A has set a password: no new link, back to the details (303).
+    ("clinic.new_patient_invite", "POST"): Route(
+        frozenset({CLINICIAN_ON}), P + "/invite", SEE_OTHER, form=P + "/details"
+    ),
     ("clinic.new_event", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/events/new"),
     ("clinic.new_event", "POST"): Route(
         frozenset({CLINICIAN_ON}), P + "/events/new", REDIRECT, form=P + "/events/new", fields=FALL
