@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import cast
 
 import sqlalchemy as sa
@@ -11,7 +13,7 @@ from rehab.db.models import Event, Finding, OutcomeMeasure, utcnow
 from rehab.domain.questionnaires import QuestionnaireError, score_odi, score_psfs
 from rehab.domain.vocabulary import AuditOutcome, Instrument
 from rehab.services import audit
-from rehab.services.access import NotFound, require_patient
+from rehab.services.access import NotFound, check_patient, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import (
     EnteredInErrorInput,
@@ -19,9 +21,13 @@ from rehab.services.commands import (
     FindingInput,
     InvalidInput,
     OutcomeInput,
+    PsfsActivity,
+    PsfsRatingsInput,
 )
 from rehab.services.dispatch import EVALUATE_PATIENT_TASK, enqueue_after_commit
 from rehab.services.logs import Conflict
+from rehab.services.outcome_schedule import outcome_schedule
+from rehab.services.programs import program_on
 from rehab.services.time import clinic_today
 
 
@@ -103,18 +109,7 @@ def record_outcome(
 ) -> OutcomeMeasure:
     require_patient(session, actor, patient_id, "outcome.write", clinician_only=True)
     _not_future("measured_on", data.measured_on)
-    field = "odi_sections" if data.instrument is Instrument.ODI else "psfs_activities"
-    try:
-        if data.instrument is Instrument.ODI:
-            assert data.odi_sections is not None
-            score = score_odi(data.odi_sections)
-            answers: dict[str, object] = {"sections": data.odi_sections}
-        else:
-            assert data.psfs_activities is not None
-            score = score_psfs([a.rating for a in data.psfs_activities])
-            answers = {"activities": [a.model_dump() for a in data.psfs_activities]}
-    except QuestionnaireError as exc:
-        raise InvalidInput(field, str(exc)) from None
+    score, answers = _scored(data)
     assert actor.user_id is not None
     measure = OutcomeMeasure(
         patient_id=patient_id,
@@ -125,10 +120,129 @@ def record_outcome(
         recorded_by_user_id=actor.user_id,
     )
     session.add(measure)
+    return _stored(session, patient_id, measure)
+
+
+def _scored(data: OutcomeInput) -> tuple[float, dict[str, object]]:
+    """The score and the answers as stored, or InvalidInput naming the answers' field."""
+    field = "odi_sections" if data.instrument is Instrument.ODI else "psfs_activities"
+    try:
+        if data.instrument is Instrument.ODI:
+            assert data.odi_sections is not None
+            return score_odi(data.odi_sections), {"sections": data.odi_sections}
+        assert data.psfs_activities is not None
+        return (
+            score_psfs([a.rating for a in data.psfs_activities]),
+            {"activities": [a.model_dump() for a in data.psfs_activities]},
+        )
+    except QuestionnaireError as exc:
+        raise InvalidInput(field, str(exc)) from None
+
+
+def _stored(session: Session, patient_id: int, measure: OutcomeMeasure) -> OutcomeMeasure:
+    # A new score can open or settle a function decline: evaluate after the commit.
     enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
     session.flush()
     audit.commit(session)
     return measure
+
+
+def _latest_psfs(session: Session, patient_id: int) -> OutcomeMeasure | None:
+    return session.scalars(
+        sa.select(OutcomeMeasure)
+        .where(
+            OutcomeMeasure.patient_id == patient_id,
+            OutcomeMeasure.instrument == Instrument.PSFS,
+            OutcomeMeasure.current(),
+        )
+        .order_by(OutcomeMeasure.measured_on.desc(), OutcomeMeasure.id.desc())
+        .limit(1)
+    ).first()
+
+
+@dataclass(frozen=True)
+class OwnActivities:
+    """What a patient rates herself (PSFS): the activities of her latest PSFS, when it was
+    and what she rated them then; `rated_today` when that latest one is her own of today."""
+
+    activities: tuple[str, ...]
+    last_measured: dt.date | None
+    last_ratings: tuple[int, ...]
+    rated_today: bool
+
+
+def own_activities(session: Session, actor: Actor, patient_id: int) -> OwnActivities:
+    check_patient(session, actor, patient_id, "outcome.read", patient_only=True)
+    return _own_activities(session, actor, patient_id)
+
+
+def peek_own_activities(session: Session, actor: Actor, patient_id: int) -> OwnActivities:
+    """`own_activities` for a page whose access the caller has already checked and audited."""
+    return _own_activities(session, actor, patient_id)
+
+
+def own_activities_due(session: Session, actor: Actor, patient_id: int, today: dt.date) -> bool:
+    """Whether her activities are due for rating by the clinic's outcome schedule (none
+    without a program in effect); for a page whose access the caller has checked."""
+    own = _own_activities(session, actor, patient_id)
+    if not own.activities:
+        return False
+    program = program_on(session, patient_id, today)
+    due = outcome_schedule(
+        {Instrument.PSFS.value: own.last_measured},
+        program.start_date if program else None,
+        due_by=today,
+    )
+    return any(d.instrument == Instrument.PSFS.value for d in due)
+
+
+def _own_activities(session: Session, actor: Actor, patient_id: int) -> OwnActivities:
+    latest = _latest_psfs(session, patient_id)
+    if latest is None:
+        return OwnActivities((), None, (), False)
+    rows = latest.answers.get("activities", [])
+    return OwnActivities(
+        tuple(str(row["activity"]) for row in rows),
+        latest.measured_on,
+        tuple(int(row["rating"]) for row in rows),
+        latest.measured_on == clinic_today() and latest.recorded_by_user_id == actor.user_id,
+    )
+
+
+def rate_own_activities(
+    session: Session, actor: Actor, patient_id: int, data: PsfsRatingsInput
+) -> OutcomeMeasure:
+    """The patient rates the activities of her latest PSFS (her clinic chose them with her)
+    for today: a PSFS recorded by her, which the detector reads like any other. Rating again
+    the same day changes today's (a second tap, a second thought) instead of adding one."""
+    check_patient(session, actor, patient_id, "outcome.write", patient_only=True)
+    own = _own_activities(session, actor, patient_id)
+    if not own.activities:
+        raise InvalidInput("ratings", "your clinic has not set your activities yet")
+    if len(data.ratings) != len(own.activities):
+        raise InvalidInput("ratings", f"rate each of your {len(own.activities)} activities")
+    measure_data = OutcomeInput(
+        instrument=Instrument.PSFS,
+        measured_on=clinic_today(),
+        psfs_activities=[
+            PsfsActivity(activity=name, rating=rating)
+            for name, rating in zip(own.activities, data.ratings, strict=True)
+        ],
+    )
+    score, answers = _scored(measure_data)
+    assert actor.user_id is not None
+    measure = _latest_psfs(session, patient_id) if own.rated_today else None
+    if measure is None:
+        measure = OutcomeMeasure(
+            patient_id=patient_id,
+            instrument=Instrument.PSFS,
+            measured_on=measure_data.measured_on,
+            recorded_by_user_id=actor.user_id,
+        )
+        session.add(measure)
+    measure.score = score
+    measure.answers = answers
+    return _stored(session, patient_id, measure)
 
 
 def list_outcomes(session: Session, actor: Actor, patient_id: int) -> list[OutcomeMeasure]:

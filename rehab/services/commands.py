@@ -194,6 +194,14 @@ class PsfsActivity(Command):
 OutcomeInput.model_rebuild()
 
 
+class PsfsRatingsInput(Command):
+    """A patient's own PSFS: a rating 0–10 for each activity of her latest PSFS, in order."""
+
+    ratings: Annotated[
+        list[Annotated[int, Field(ge=0, le=10, strict=True)]], Field(min_length=1, max_length=5)
+    ]
+
+
 class PrescriptionInput(Command):
     exercise_id: Annotated[int, Field(gt=0, strict=True)]
     sets: Annotated[int, Field(ge=1, le=20, strict=True)]

@@ -66,6 +66,7 @@ from rehab.services.commands import (
     PatientInput,
     ProgramInput,
     PsfsActivity,
+    PsfsRatingsInput,
     SessionLogInput,
     error_list,
 )
@@ -680,6 +681,40 @@ class OdiForm(PageForm):
 class PsfsRowForm(Form):
     activity = StringField("Activity", validators=[Optional(), Length(max=80)])
     rating = IntegerField("Rating 0–10", validators=[Optional(), NumberRange(0, 10)])
+
+
+def _activity_rating() -> RadioField:
+    return RadioField(
+        "Rating",
+        choices=choice_list((i, str(i)) for i in range(11)),
+        coerce=int,
+        validate_choice=False,
+        validators=[Optional(), NumberRange(0, 10, PAIN_MESSAGE)],
+    )
+
+
+class OwnActivitiesForm(PageForm):
+    """A patient rates the activities of her latest PSFS: one field per activity, by
+    position (a row list would shift the rows after one left unanswered); the view shows as
+    many as she has and sets their labels."""
+
+    rating_0 = _activity_rating()
+    rating_1 = _activity_rating()
+    rating_2 = _activity_rating()
+    rating_3 = _activity_rating()
+    rating_4 = _activity_rating()
+
+    def rating_fields(self, count: int) -> list[RadioField]:
+        return [self[f"rating_{i}"] for i in range(min(count, PSFS_MAX_ACTIVITIES))]
+
+    def to_command(self, count: int) -> PsfsRatingsInput:
+        ratings = []
+        for f in self.rating_fields(count):
+            if f.data is None:
+                f.errors = [PAIN_MESSAGE]
+                raise FormInvalid
+            ratings.append(f.data)
+        return build(PsfsRatingsInput, {"ratings": ratings}, self)
 
 
 class PsfsForm(PageForm):

@@ -31,6 +31,7 @@ from rehab.web.forms import (
     EnteredInErrorForm,
     EventForm,
     FormInvalid,
+    OwnActivitiesForm,
     RemindersForm,
     SessionLogForm,
     new_client_id,
@@ -101,13 +102,17 @@ def _prefill(
 def _today_page(
     form: SessionLogForm, prescriptions: list[Prescription], existing: bool, status: int = 200
 ) -> Any:
+    actor, patient_id = _actor()
+    day = clinic_today()
     return (
         render_template(
             "patient/today.html",
             form=form,
             prescriptions={p.id: p for p in prescriptions},
             existing=existing,
-            today=clinic_today(),
+            today=day,
+            # (Access was checked and audited by the log's read or write.)
+            activities_due=clinical.own_activities_due(db.session, actor, patient_id, day),
         ),
         status,
     )
@@ -235,6 +240,54 @@ def progress() -> Any:
         abort(404)
     figure = figure_json(progress_charts.progress_spec(data.chart), progress_charts.CONFIG)
     return render_template("patient/progress.html", progress=data, figure=figure)
+
+
+# --- her activities (PSFS) ------------------------------------------------------------------
+
+
+@bp.route("/activities", methods=["GET", "POST"])
+def activities() -> Any:
+    """She rates, 0–10, the activities her clinic chose with her (her latest PSFS)."""
+    actor, patient_id = _actor()
+    form = OwnActivitiesForm()
+    if request.method == "GET":
+        own = clinical.own_activities(db.session, actor, patient_id)
+        if own.rated_today:
+            for field, rating in zip(
+                form.rating_fields(len(own.activities)), own.last_ratings, strict=True
+            ):
+                field.data = rating
+        return _activities_page(form, own)
+    # (Her own record; the write below checks and audits access for this request.)
+    own = clinical.peek_own_activities(db.session, actor, patient_id)
+    service_called = False
+    if form.validate():
+        try:
+            data = form.to_command(len(own.activities))
+            service_called = True
+            measure = clinical.rate_own_activities(db.session, actor, patient_id, data)
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        except NotFound:
+            abort(404)
+        else:
+            flash(f"Saved. Your activities score {measure.score:g} out of 10 today.", "success")
+            return redirect(url_for("patient.progress"))
+    if not service_called:
+        require_patient(db.session, actor, patient_id, "outcome.write")
+    return _activities_page(form, own, 422)
+
+
+def _activities_page(
+    form: OwnActivitiesForm, own: clinical.OwnActivities, status: int = 200
+) -> Any:
+    fields = form.rating_fields(len(own.activities))
+    for field, name in zip(fields, own.activities, strict=True):
+        field.label.text = name
+    page = render_template("patient/activities.html", form=form, own=own, fields=fields)
+    return page, status
 
 
 # --- account --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from flask import Flask
 from rehab import create_app
 from rehab.db.models import Alert, AlertStatus, Patient, User
 from rehab.demo.loader import CLINICIAN_LOGIN, PATIENT_LOGIN, load_demo
-from rehab.demo.seed_case import FALL, SEED_PATIENT_EMAIL
+from rehab.demo.seed_case import FALL, PSFS_ACTIVITIES, SEED_PATIENT_EMAIL
 from rehab.extensions import db
 from tests.conftest import app_settings, dispose_engines
 from tests.support.live_server import (
@@ -243,6 +243,18 @@ def test_patient_logs_a_session_on_a_360px_phone(demo: Flask, browser: Any, tmp_
         assert "days in a row" in page.locator(".stat-cards").inner_text()
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
         save_screenshot(page, tmp_path, "13-progress-360")
+
+        # Her activities (the PSFS her clinic chose with her), rated on the phone.
+        page.click("text=Rate my activities")
+        scales = page.locator("fieldset.scale")
+        assert scales.count() == len(PSFS_ACTIVITIES)
+        assert PSFS_ACTIVITIES[0] in scales.nth(0).inner_text()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        for i in range(scales.count()):
+            page.locator(f"input[name=rating_{i}][value='8']").check()
+        save_screenshot(page, tmp_path, "13b-activities-360")
+        page.locator("button[type=submit]", has_text="Save").click()
+        page.wait_for_selector("text=Your activities score 8 out of 10 today")
         assert csp_violations(page) == []
         context.close()
 

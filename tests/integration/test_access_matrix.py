@@ -45,10 +45,11 @@ from rehab.db.models import (
     Exercise,
     Notification,
     NotificationStatus,
+    OutcomeMeasure,
     SessionLog,
     User,
 )
-from rehab.domain.vocabulary import Role
+from rehab.domain.vocabulary import Instrument, Role
 from rehab.extensions import db
 from rehab.notifications.tokens import make_token
 from rehab.services import accounts, notifications
@@ -233,6 +234,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("patient.history", "GET"): Route(PATIENTS, "/me/history"),
     ("patient.progress", "GET"): Route(PATIENTS, "/me/progress"),
+    ("patient.activities", "GET"): Route(PATIENTS, "/me/activities"),
+    ("patient.activities", "POST"): Route(
+        PATIENTS,
+        "/me/activities",
+        REDIRECT,
+        form="/me/activities",
+        fields=_static(rating_0="5", rating_1="5", rating_2="6"),
+    ),
     ("patient.account", "GET"): Route(PATIENTS, "/me/account"),
     ("patient.export_own", "GET"): Route(PATIENTS, "/me/export.csv"),
     ("patient.export_own_fhir", "GET"): Route(PATIENTS, "/me/export.fhir.json"),
@@ -503,6 +512,23 @@ def build_ctx(app: Flask) -> Ctx:
         add_logs(a, today - dt.timedelta(days=12), [1] * 9 + [6, 7])
         add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=3))
         add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=2))
+        # Their activities (a PSFS the clinician recorded with each), which they rate.
+        for patient_id in (a, b):
+            db.session.add(
+                OutcomeMeasure(
+                    patient_id=patient_id,
+                    instrument=Instrument.PSFS,
+                    measured_on=today - dt.timedelta(days=40),
+                    score=4.0,
+                    answers={
+                        "activities": [
+                            {"activity": name, "rating": 4} for name in ("Walk", "Sit", "Lift")
+                        ]
+                    },
+                    recorded_by_user_id=clinic.clinician.user_id,
+                )
+            )
+        db.session.commit()
         event_a, own_event_a = db.session.scalars(
             sa.select(Event.id).where(Event.patient_id == a).order_by(Event.id)
         ).all()

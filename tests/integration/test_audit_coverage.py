@@ -64,6 +64,8 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("patient.new_event", "POST"): "event.write",
     ("patient.history", "GET"): "history.read",
     ("patient.progress", "GET"): "progress.read",
+    ("patient.activities", "GET"): "outcome.read",
+    ("patient.activities", "POST"): "outcome.write",
     ("clinic.patient", "GET"): "patient.read",
     ("clinic.patient_details", "GET"): "patient.read",
     ("clinic.patient_details", "POST"): "patient.update",
