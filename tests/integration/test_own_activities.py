@@ -103,7 +103,9 @@ def test_due_activities_are_asked_for_rated_and_shown_to_the_clinic(
     assert "rate your activities" not in visible_text(client.get("/me/"))
     clinician = app.test_client()
     login(clinician, clinic.clinician.email)
-    assert "PSFS" in visible_text(clinician.get(f"/clinic/patients/{a}"))
+    record = visible_text(clinician.get(f"/clinic/patients/{a}"))
+    # Hers is told apart from the one taken at the clinic.
+    assert record.count("PSFS (rated by the patient)") == 1
     with app.app_context():
         actions = list(
             db.session.execute(
