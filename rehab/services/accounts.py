@@ -248,7 +248,7 @@ def create_patient(
     )
     if not actor.is_clinician or member is None:
         raise InvalidInput("care_team_id", "is not one of your care teams")
-    if session.scalar(sa.select(User.id).where(User.email == data.email)) is not None:
+    if email_taken(session, data.email):
         raise InvalidInput("email", "is already registered")
     user = User(email=data.email, display_name=data.display_name, role=Role.PATIENT)
     patient = Patient(
@@ -277,8 +277,7 @@ def update_patient_details(
             raise InvalidInput(
                 "email", "is the patient's login now that she has set a password: it stays"
             )
-        taken = session.scalar(sa.select(User.id).where(User.email == data.email))
-        if taken is not None:
+        if email_taken(session, data.email):
             raise InvalidInput("email", "is already registered")
         user.email = data.email
     user.display_name = data.display_name
@@ -304,13 +303,23 @@ def new_patient_invite(
     """A fresh set-password link for a patient of the care team who has not set a password
     (the first one expired, or went to a mistyped address)."""
     patient = require_patient(session, actor, patient_id, "patient.invite", clinician_only=True)
-    user = patient.user
-    if user.password_hash is not None:
-        raise InvalidInput("patient", "has already set a password")
-    if not user.is_active:
-        raise InvalidInput("patient", "has a disabled account: an admin enables it first")
+    token = fresh_invite_token(patient.user, secret_key)
     audit.commit(session)
-    return patient, make_invite_token(user, secret_key)
+    return patient, token
+
+
+def fresh_invite_token(user: User, secret_key: str) -> str:
+    """A new set-password link's token, for an account whose password was never set (the
+    admin's for any account, a clinician's for a patient of the care team)."""
+    if user.password_hash is not None:
+        raise InvalidInput("user", "has already set a password")
+    if not user.is_active:
+        raise InvalidInput("user", "is disabled: the account must be enabled first")
+    return make_invite_token(user, secret_key)
+
+
+def email_taken(session: Session, email: str) -> bool:
+    return session.scalar(sa.select(User.id).where(User.email == email)) is not None
 
 
 def create_staff_user(

@@ -90,7 +90,7 @@ def create_staff(
 ) -> tuple[User, str]:
     """A clinician or admin account without a password, and its one-time set-password token."""
     _require_admin(actor)
-    if session.scalar(sa.select(User.id).where(User.email == data.email)) is not None:
+    if accounts.email_taken(session, data.email):
         raise InvalidInput("email", "is already registered")
     user = accounts.create_staff_user(
         session, data.email, data.display_name, Role(data.role), password=None
@@ -106,13 +106,10 @@ def new_invite(session: Session, actor: Actor, user_id: int, secret_key: str) ->
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"user {user_id}")
-    if user.password_hash:
-        raise InvalidInput("user", "has already set a password")
-    if not user.is_active:
-        raise InvalidInput("user", "is disabled; enable the account first")
+    token = accounts.fresh_invite_token(user, secret_key)
     audit.record(session, actor, "user.invite", None, target=_user_target(user.id))
     audit.commit(session)
-    return user, accounts.make_invite_token(user, secret_key)
+    return user, token
 
 
 def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> User:

@@ -77,19 +77,21 @@ def rate(client: FlaskClient, **ratings: str) -> tuple[int, str]:
     return response.status_code, visible_text(response)
 
 
-def patient_client(app: Flask, clinic: Clinic) -> FlaskClient:
+def with_activities(app: Flask, clinic: Clinic, ratings: list[int]) -> tuple[int, FlaskClient]:
+    """Patient A's id, her activities rated by her clinician 40 days ago (due again), and her
+    logged-in client."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    psfs_by_clinician(app, clinic, 40, ratings)
     client = app.test_client()
     login(client, clinic.patient_a.email)
-    return client
+    return a, client
 
 
 def test_due_activities_are_asked_for_rated_and_shown_to_the_clinic(
     app: Flask, clinic: Clinic
 ) -> None:
-    a = clinic.patient_a.patient_id
-    assert a is not None
-    psfs_by_clinician(app, clinic, 40, [3, 4, 2])
-    client = patient_client(app, clinic)
+    a, client = with_activities(app, clinic, [3, 4, 2])
     assert "rate your activities" in visible_text(client.get("/me/"))
     page = visible_text(client.get("/me/activities"))
     assert all(name in page for name in ACTIVITIES)
@@ -119,10 +121,7 @@ def test_due_activities_are_asked_for_rated_and_shown_to_the_clinic(
 
 
 def test_rating_again_the_same_day_changes_todays_ratings(app: Flask, clinic: Clinic) -> None:
-    a = clinic.patient_a.patient_id
-    assert a is not None
-    psfs_by_clinician(app, clinic, 40, [3, 4, 2])
-    client = patient_client(app, clinic)
+    a, client = with_activities(app, clinic, [3, 4, 2])
     assert rate(client, rating_0="6", rating_1="7", rating_2="5")[0] == 302
     page = client.get("/me/activities")
     assert "You rated them today" in visible_text(page)
@@ -135,10 +134,7 @@ def test_rating_again_the_same_day_changes_todays_ratings(app: Flask, clinic: Cl
 def test_a_missing_or_bad_rating_names_the_activity_and_stores_nothing(
     app: Flask, clinic: Clinic
 ) -> None:
-    a = clinic.patient_a.patient_id
-    assert a is not None
-    psfs_by_clinician(app, clinic, 40, [3, 4, 2])
-    client = patient_client(app, clinic)
+    a, client = with_activities(app, clinic, [3, 4, 2])
     before = psfs_rows(app, a)
     for ratings in (
         {"rating_0": "6", "rating_2": "5"},
@@ -155,7 +151,8 @@ def test_a_missing_or_bad_rating_names_the_activity_and_stores_nothing(
 def test_without_activities_there_is_nothing_to_rate(app: Flask, clinic: Clinic) -> None:
     a = clinic.patient_a.patient_id
     assert a is not None
-    client = patient_client(app, clinic)
+    client = app.test_client()
+    login(client, clinic.patient_a.email)
     assert "has not chosen your activities" in visible_text(client.get("/me/activities"))
     assert "rate your activities" not in visible_text(client.get("/me/"))
     status, _ = rate(client, rating_0="5")
@@ -168,8 +165,7 @@ def test_a_drop_she_reports_herself_is_a_function_decline(app: Flask, clinic: Cl
     assert a is not None
     with app.app_context():
         add_logs(a, clinic_today() - dt.timedelta(days=45), [2] * 45)
-    psfs_by_clinician(app, clinic, 40, [7, 8, 6])
-    client = patient_client(app, clinic)
+    a, client = with_activities(app, clinic, [7, 8, 6])
     assert rate(client, rating_0="4", rating_1="5", rating_2="3")[0] == 302
     with app.app_context():
         evaluation.evaluate_and_commit(db.session, [a], clinic_today())
