@@ -160,6 +160,14 @@ def _latest_psfs(session: Session, patient_id: int) -> OutcomeMeasure | None:
     ).first()
 
 
+def latest_psfs_activities(session: Session, patient_id: int) -> tuple[str, ...]:
+    """The activities of the patient's latest PSFS, which a follow-up rates again; for a page
+    whose access the caller has checked and audited."""
+    latest = _latest_psfs(session, patient_id)
+    rows = latest.answers.get("activities", []) if latest is not None else []
+    return tuple(str(row["activity"]) for row in rows)
+
+
 @dataclass(frozen=True)
 class OwnActivities:
     """What a patient rates herself (PSFS): the activities of her latest PSFS, when it was

@@ -606,6 +606,11 @@ def new_outcome(patient_id: int) -> Any:
     if request.method == "GET":
         name = _form_header(patient_id)
         form.measured_on.data = clinic_today()
+        if isinstance(form, PsfsForm):
+            # A follow-up rates the same activities again: their names are filled in.
+            activities = clinical.latest_psfs_activities(db.session, patient_id)
+            for row, activity in zip(form.activities.entries, activities, strict=False):
+                row.form.activity.data = activity
         return _outcome_page(form, instrument, patient_id, name)
 
     def save(data: OutcomeInput) -> str:

@@ -600,6 +600,17 @@ def test_odi_and_psfs_are_scored(app: Flask, clinician: FlaskClient, clinic: Cli
     assert [(i.value, s) for i, s in scores] == [("odi", 40.0), ("psfs", 6.0)]
     assert [r[0] for r in audit_rows(app, "outcome.write")] == ["allowed", "allowed"]
 
+    # The follow-up rates the same activities: their names come filled in, the ratings not.
+    follow_up = get_form(clinician, psfs_url)
+    assert [follow_up[f"activities-{i}-activity"] for i in range(5)] == [
+        "Sitting 1 hour",
+        "Stairs",
+        "Lifting",
+        "",
+        "",
+    ]
+    assert all(follow_up[f"activities-{i}-rating"] == "" for i in range(5))
+
 
 def test_outcome_forms_refuse_bad_input(app: Flask, clinician: FlaskClient, clinic: Clinic) -> None:
     a = clinic.patient_a.patient_id
