@@ -37,8 +37,13 @@ def hash_password(password: str) -> str:
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
+def user_by_email(session: Session, email: str) -> User | None:
+    """The account with this address (addresses are stored stripped and lower-case)."""
+    return session.scalars(sa.select(User).where(User.email == email.strip().lower())).first()
+
+
 def authenticate(session: Session, email: str, password: str) -> User | None:
-    user = session.scalars(sa.select(User).where(User.email == email.strip().lower())).first()
+    user = user_by_email(session, email)
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     try:
         _hasher.verify(stored, password)

@@ -163,9 +163,7 @@ def _latest_psfs(session: Session, patient_id: int) -> OutcomeMeasure | None:
 def latest_psfs_activities(session: Session, patient_id: int) -> tuple[str, ...]:
     """The activities of the patient's latest PSFS, which a follow-up rates again; for a page
     whose access the caller has checked and audited."""
-    latest = _latest_psfs(session, patient_id)
-    rows = latest.answers.get("activities", []) if latest is not None else []
-    return tuple(str(row["activity"]) for row in rows)
+    return _activities_of(_latest_psfs(session, patient_id), None).activities
 
 
 @dataclass(frozen=True)
@@ -181,18 +179,18 @@ class OwnActivities:
 
 def own_activities(session: Session, actor: Actor, patient_id: int) -> OwnActivities:
     check_patient(session, actor, patient_id, "outcome.read", patient_only=True)
-    return _own_activities(session, actor, patient_id)
+    return peek_own_activities(session, actor, patient_id)
 
 
 def peek_own_activities(session: Session, actor: Actor, patient_id: int) -> OwnActivities:
     """`own_activities` for a page whose access the caller has already checked and audited."""
-    return _own_activities(session, actor, patient_id)
+    return _activities_of(_latest_psfs(session, patient_id), actor.user_id)
 
 
 def own_activities_due(session: Session, actor: Actor, patient_id: int, today: dt.date) -> bool:
     """Whether her activities are due for rating by the clinic's outcome schedule (none
     without a program in effect); for a page whose access the caller has checked."""
-    own = _own_activities(session, actor, patient_id)
+    own = peek_own_activities(session, actor, patient_id)
     if not own.activities:
         return False
     program = program_on(session, patient_id, today)
@@ -204,8 +202,8 @@ def own_activities_due(session: Session, actor: Actor, patient_id: int, today: d
     return any(d.instrument == Instrument.PSFS.value for d in due)
 
 
-def _own_activities(session: Session, actor: Actor, patient_id: int) -> OwnActivities:
-    latest = _latest_psfs(session, patient_id)
+def _activities_of(latest: OutcomeMeasure | None, user_id: int | None) -> OwnActivities:
+    """A PSFS's activities and ratings; `rated_today` if `user_id` recorded it today."""
     if latest is None:
         return OwnActivities((), None, (), False)
     rows = latest.answers.get("activities", [])
@@ -213,7 +211,7 @@ def _own_activities(session: Session, actor: Actor, patient_id: int) -> OwnActiv
         tuple(str(row["activity"]) for row in rows),
         latest.measured_on,
         tuple(int(row["rating"]) for row in rows),
-        latest.measured_on == clinic_today() and latest.recorded_by_user_id == actor.user_id,
+        latest.measured_on == clinic_today() and latest.recorded_by_user_id == user_id,
     )
 
 
@@ -224,7 +222,8 @@ def rate_own_activities(
     for today: a PSFS recorded by her, which the detector reads like any other. Rating again
     the same day changes today's (a second tap, a second thought) instead of adding one."""
     check_patient(session, actor, patient_id, "outcome.write", patient_only=True)
-    own = _own_activities(session, actor, patient_id)
+    latest = _latest_psfs(session, patient_id)
+    own = _activities_of(latest, actor.user_id)
     if not own.activities:
         raise InvalidInput("ratings", "your clinic has not set your activities yet")
     if len(data.ratings) != len(own.activities):
@@ -239,7 +238,7 @@ def rate_own_activities(
     )
     score, answers = _scored(measure_data)
     assert actor.user_id is not None
-    measure = _latest_psfs(session, patient_id) if own.rated_today else None
+    measure = latest if own.rated_today else None
     if measure is None:
         measure = OutcomeMeasure(
             patient_id=patient_id,

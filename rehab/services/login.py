@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from rehab.db.models import User, utcnow
 from rehab.domain.vocabulary import AuditOutcome, Role
-from rehab.services import accounts, audit, notifications, two_factor
+from rehab.services import accounts, audit, notifications, sessions, two_factor
 from rehab.services.actors import Actor
 
 # After this many failures in a row the account is locked for LOCK_FOR (ASVS 2.2.1); the
@@ -75,13 +75,26 @@ def check_second_factor(session: Session, user: User, secret: str, code: str) ->
     return True
 
 
+def choose_password(session: Session, user: User, password: str, action: str) -> None:
+    """A password chosen through a one-time link (an invitation: `password.set`; "Forgot
+    your password?": `password.reset`): every session of the account ends, and so does
+    every API and device key (whoever knew the old password may have made one); audited.
+    `InvalidInput` when the password policy refuses it. The caller commits."""
+    accounts.set_password(session, user, password)
+    sessions.end_all(session, user.id)
+    actor = accounts.actor_for(user)
+    if accounts.revoke_all_api_tokens(session, user):
+        audit.record(session, actor, "api_token.revoke_all", None)
+    audit.record(session, actor, action, None)
+
+
 def request_password_reset(session: Session, email: str) -> None:
     """ "Forgot your password?": an active account with this address gets the e-mail with a
     one-time link (`notifications.queue_password_reset`, at most one per few minutes). The
     caller answers the same whatever happened here, so the page tells nobody whether an
     address has an account. Audited either way (an unknown address as an anonymous attempt;
     the address itself is never stored). The caller commits."""
-    user = session.scalars(sa.select(User).where(User.email == email.strip().lower())).first()
+    user = accounts.user_by_email(session, email)
     if user is None or not user.is_active:
         audit.record(
             session, _anonymous_for(user), "password.reset_request", None, AuditOutcome.DENIED

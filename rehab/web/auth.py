@@ -279,14 +279,10 @@ def _password_link(token: str, purpose: str, max_age_seconds: int, action: str) 
             form.confirm.errors = ["The two passwords differ."]
         else:
             try:
-                accounts.set_password(db.session, user, form.password.data or "")
+                login_service.choose_password(db.session, user, form.password.data or "", action)
             except InvalidInput as exc:
                 form.password.errors = [exc.message]
             else:
-                sessions.end_all(db.session, user.id)
-                if accounts.revoke_all_api_tokens(db.session, user):
-                    audit.record(db.session, accounts.actor_for(user), "api_token.revoke_all", None)
-                audit.record(db.session, accounts.actor_for(user), action, None)
                 db.session.commit()
                 flash("Your password is set. Please log in.", "info")
                 return redirect(url_for("auth.login"))
