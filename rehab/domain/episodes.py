@@ -1058,8 +1058,15 @@ def replay_batch(
         _pain_episodes(chunk, config, chunk_out)
         _adherence_episodes(chunk, config, chunk_out)
         _missed_log_episodes(chunk, config, chunk_out)
-        for patient, episodes in zip(chunk.patients, chunk_out, strict=True):
+        for position, (patient, episodes) in enumerate(zip(chunk.patients, chunk_out, strict=True)):
             if patient is None:
+                # No daily log (yet): a patient followed at her visits only still has her
+                # ODI/PSFS scores watched (her missed logging, if asked for, is above).
+                series = chunk.series[position]
+                if series.outcomes:
+                    scored = _patient_without_logs(chunk, position)
+                    episodes.extend(_function_episodes(scored, config))
+                    episodes.sort(key=_episode_order)
                 continue
             if len(patient.series.red_flags):
                 episodes.extend(_red_flag_episodes(patient, chunk.day, config))
@@ -1073,6 +1080,17 @@ def replay_batch(
                 episodes[:] = [e for e in episodes if _decided(e, decided_from)]
             episodes.sort(key=_episode_order)
     return out
+
+
+def _patient_without_logs(batch: Batch, position: int) -> Patient:
+    """A `Patient` for a series with ODI/PSFS scores but no log on or before the replay's day,
+    whose day 0 is that day: `as_of` if given, else her latest score (a replay "up to her last
+    log" is then up to her last data)."""
+    series = batch.series[position]
+    as_of = int(batch.origin[position] + batch.last_day[position])
+    if not as_of:  # neither `as_of` nor a log
+        as_of = max(measure.date for measure in series.outcomes).toordinal()
+    return Patient(series, position, as_of, 0, int(batch.first[position]))
 
 
 def _decided(episode: AlertEpisode, decided_from: date) -> bool:

@@ -229,8 +229,9 @@ class Batch:
     """The patients of a batch with their logs dated on or before `as_of` (default: each
     patient's last log) as flat arrays, patient after patient.
 
-    `patients[p]` is None for a patient with no log on or before `as_of` (nothing to
-    replay). Logs of patient p are `first[p]` … `first[p] + n_logs[p] - 1` of `ordinal` and
+    `patients[p]` is None for a patient with no log on or before `as_of` (no log to replay:
+    only her missed logging and her ODI/PSFS scores are, by `rehab.domain.episodes`).
+    Logs of patient p are `first[p]` … `first[p] + n_logs[p] - 1` of `ordinal` and
     `day` (her day numbers); `owner` gives each log's patient.
     """
 

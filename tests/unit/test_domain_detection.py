@@ -330,6 +330,30 @@ def test_function_decline_by_the_mcid() -> None:
     assert "ODI 42/100" in alert.explanation
 
 
+def test_function_decline_without_a_single_daily_log() -> None:
+    """A patient seen at the clinic who never logs on her phone: her ODI is still watched."""
+    outcomes = (
+        OutcomeScore(day(0), "odi", 30.0),
+        OutcomeScore(day(30), "odi", 32.0),
+        OutcomeScore(day(60), "odi", 46.0),
+    )
+    patient = dataclasses.replace(series([]), outcomes=outcomes)
+    for as_of in (None, day(70)):
+        alert = _only([e for e in detect_episodes(patient, as_of=as_of)])  # type: ignore[arg-type]
+        assert (alert.kind, alert.metric, alert.detected_on, alert.baseline, alert.current) == (
+            "function_decline",
+            "odi",
+            day(60),
+            31.0,
+            46.0,
+        )
+        assert alert.resolved_on is None
+    # Replayed up to a day before the decline, there is nothing yet (causal).
+    assert detect_episodes(patient, as_of=day(59)) == ()
+    many = detect_episodes_many([patient, series([1] * 10, patient_id="B")], as_of=day(70))
+    assert many[patient.patient_id] == detect_episodes(patient, as_of=day(70))
+
+
 # --- entry points --------------------------------------------------------------------------
 
 
