@@ -272,6 +272,12 @@ class PatientInput(PatientDetailsInput):
     care_team_id: Annotated[int, Field(gt=0, strict=True)]
 
 
+class HandOverInput(Command):
+    """The care team a patient is handed over to (`handover.hand_over`)."""
+
+    care_team_id: Annotated[int, Field(gt=0, strict=True)]
+
+
 def error_list(exc: Any) -> list[dict[str, str]]:
     """pydantic's ValidationError as [{"field": "exercises.0.sets_done", "message": ...}]."""
     out = []

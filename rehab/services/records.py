@@ -349,6 +349,11 @@ def patient_header(session: Session, actor: Actor, patient_id: int, action: str)
     return require_patient(session, actor, patient_id, action)
 
 
+def care_team_id(session: Session, patient_id: int) -> int | None:
+    """The patient's care team, for a page whose access a service has already checked."""
+    return session.scalar(sa.select(Patient.care_team_id).where(Patient.id == patient_id))
+
+
 def patient_name(session: Session, patient_id: int) -> str:
     """The name for a page whose access a service has already checked and audited."""
     name = session.scalar(

@@ -39,6 +39,7 @@ from rehab.services import (
     assessment,
     clinical,
     export,
+    handover,
     logs,
     programs,
     records,
@@ -51,6 +52,7 @@ from rehab.services.actors import Actor
 from rehab.services.commands import (
     EndProgramInput,
     FindingInput,
+    HandOverInput,
     InvalidInput,
     OutcomeInput,
     PatientDetailsInput,
@@ -72,6 +74,7 @@ from rehab.web.forms import (
     EventForm,
     FindingsForm,
     FormInvalid,
+    HandOverForm,
     OdiForm,
     PatientDetailsForm,
     PatientForm,
@@ -145,11 +148,12 @@ def _post_form(
     command: Callable[[], C],
     save: Callable[[C], str],
     index_maps: Mapping[str, Sequence[int]] | None = None,
+    then: Callable[[], str] | None = None,
 ) -> _Posted:
     """The POST of a form adding to a patient's record: validate it, build its command, call
-    the service (`save`, which answers the flash message) and go back to the record. Errors
-    go next to their fields; access is checked and audited exactly once, by the service or,
-    if it was never reached, here (`_denied_or_name`)."""
+    the service (`save`, which answers the flash message) and go back to the record (or to
+    `then()`). Errors go next to their fields; access is checked and audited exactly once, by
+    the service or, if it was never reached, here (`_denied_or_name`)."""
     service_called = False
     if form.validate():
         try:
@@ -164,7 +168,8 @@ def _post_form(
             abort(404)
         else:
             flash(message, "success")
-            return _Posted(redirect(url_for("clinic.patient", patient_id=patient_id)))
+            back = then() if then is not None else url_for("clinic.patient", patient_id=patient_id)
+            return _Posted(redirect(back))
     return _Posted(name=_denied_or_name(patient_id, action, service_called))
 
 
@@ -308,6 +313,65 @@ def _details_page(form: PatientDetailsForm, patient_id: int, name: str, status: 
             name=name,
             pending=pending,
             invite_form=ActionForm(),
+        ),
+        status,
+    )
+
+
+@bp.route("/patients/<int:patient_id>/care-team", methods=["GET", "POST"])
+def hand_over(patient_id: int) -> Any:
+    """GET: her care team, and the others she may be handed over to; POST: hand her over."""
+    form = HandOverForm()
+    teams = handover.care_teams(db.session)
+    form.care_team_id.choices = choice_list((t.id, t.name) for t in teams)
+    if request.method == "GET":
+        try:
+            patient = records.patient_header(db.session, _actor(), patient_id, "patient.read")
+        except NotFound:
+            abort(404)
+        form.care_team_id.data = patient.care_team_id
+        return _hand_over_page(form, patient_id, patient.user.display_name, patient.care_team_id)
+    done: list[handover.HandedOver] = []
+
+    def save(data: HandOverInput) -> str:
+        moved = handover.hand_over(db.session, _actor(), patient_id, data)
+        done.append(moved)
+        message = f"Handed over to {moved.team_name}."
+        if moved.open_alerts:
+            message += (
+                f" Its clinicians were sent {moved.notifications} notification"
+                f"{'s' if moved.notifications != 1 else ''} of her {moved.open_alerts} open"
+                f" alert{'s' if moved.open_alerts != 1 else ''}."
+            )
+        if not moved.still_visible:
+            message += " You are not on that team: her record is theirs now."
+        return message
+
+    def then() -> str:
+        if done[0].still_visible:
+            return url_for("clinic.patient", patient_id=patient_id)
+        return url_for("clinic.caseload")
+
+    posted = _post_form(form, patient_id, "patient.transfer", form.to_command, save, then=then)
+    if posted.redirect is not None:
+        return posted.redirect
+    current = records.care_team_id(db.session, patient_id)
+    return _hand_over_page(form, patient_id, posted.name, current, 422)
+
+
+def _hand_over_page(
+    form: HandOverForm, patient_id: int, name: str, current: int | None, status: int = 200
+) -> Any:
+    # (Access is checked and audited by the caller.)
+    choices = form.care_team_id.choices
+    current_name = next((c.label for c in choices if c.value == str(current)), "")
+    return (
+        render_template(
+            "clinic/care_team.html",
+            form=form,
+            patient_id=patient_id,
+            name=name,
+            current_name=current_name,
         ),
         status,
     )

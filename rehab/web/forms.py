@@ -60,6 +60,7 @@ from rehab.services.commands import (
     EnteredInErrorInput,
     EventInput,
     FindingInput,
+    HandOverInput,
     InvalidInput,
     OutcomeInput,
     PatientDetailsInput,
@@ -417,6 +418,13 @@ class PatientForm(PatientDetailsForm):
 
     def to_command(self) -> PatientInput:
         return build(PatientInput, {**self.details(), "care_team_id": self.care_team_id.data}, self)
+
+
+class HandOverForm(PageForm):
+    care_team_id = SelectField("Hand over to", coerce=int, validators=[InputRequired()])
+
+    def to_command(self) -> HandOverInput:
+        return build(HandOverInput, {"care_team_id": self.care_team_id.data}, self)
 
 
 class PhaseRowForm(Form):

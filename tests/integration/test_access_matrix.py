@@ -311,6 +311,14 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=P + "/details",
         fields=_static(condition_summary="Left L5 radiculopathy"),
     ),
+    ("clinic.hand_over", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/care-team"),
+    ("clinic.hand_over", "POST"): Route(
+        frozenset({CLINICIAN_ON}),
+        P + "/care-team",
+        REDIRECT,
+        form=P + "/care-team",
+        fields=lambda ctx, actor, ids: {"care_team_id": ctx.existing["second_team"]},
+    ),
     # Patient A has set a password: no new link, back to the details (303).
     ("clinic.new_patient_invite", "POST"): Route(
         frozenset({CLINICIAN_ON}), P + "/invite", SEE_OTHER, form=P + "/details"
@@ -559,6 +567,14 @@ def build_ctx(app: Flask) -> Ctx:
         db.session.flush()
         assert eve.clinician is not None
         db.session.add(CareTeamMember(care_team_id=spare_team.id, clinician_id=eve.clinician.id))
+        # A second team of the on-team clinician's, where she hands patient A over (and so
+        # keeps seeing her for the calls after that one).
+        second_team = CareTeam(name="Team North-East")
+        db.session.add(second_team)
+        db.session.flush()
+        db.session.add(
+            CareTeamMember(care_team_id=second_team.id, clinician_id=clinic.clinician.clinician_id)
+        )
         exercise_id = db.session.scalar(sa.select(Exercise.id).order_by(Exercise.id).limit(1))
         assert exercise_id is not None
         db.session.commit()
@@ -571,6 +587,7 @@ def build_ctx(app: Flask) -> Ctx:
             "clinician_token": str(clinician_token.id),
             "user": str(invited.id),
             "team": str(spare_team.id),
+            "second_team": str(second_team.id),
             "clinician": str(eve.clinician.id),
             "notification": str(failed.id),
             "outbox": outbox_name,

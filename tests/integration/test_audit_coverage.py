@@ -70,6 +70,8 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("clinic.patient_details", "GET"): "patient.read",
     ("clinic.patient_details", "POST"): "patient.update",
     ("clinic.new_patient_invite", "POST"): "patient.invite",
+    ("clinic.hand_over", "GET"): "patient.read",
+    ("clinic.hand_over", "POST"): "patient.transfer",
     ("clinic.new_event", "GET"): "patient.read",
     ("clinic.new_event", "POST"): "event.write",
     ("clinic.entered_in_error", "GET"): "patient.read",

@@ -236,6 +236,7 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
         "/clinic/patients/<int:patient_id>/program/end": f"/clinic/patients/{a}/program/end",
         "/clinic/patients/<int:patient_id>/details": f"/clinic/patients/{a}/details",
         "/clinic/patients/<int:patient_id>/invite": f"/clinic/patients/{a}/invite",
+        "/clinic/patients/<int:patient_id>/care-team": f"/clinic/patients/{a}/care-team",
         "/clinic/patients/<int:patient_id>/events/new": f"/clinic/patients/{a}/events/new",
         "/clinic/patients/<int:patient_id>/findings/new": f"/clinic/patients/{a}/findings/new",
         "/clinic/patients/<int:patient_id>/outcomes/new": f"/clinic/patients/{a}/outcomes/new",
