@@ -624,7 +624,8 @@ class Notification(Base):
     recipient_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     channel: Mapped[str] = mapped_column(sa.String(16), default="email")
     # "alert" (to a clinician, at once), "alert_digest" (to a clinician, in the daily digest),
-    # "reminder" (to a patient who has not logged) or "password_reset" (to anyone who asked).
+    # "reminder" (to a patient who has not logged), "password_reset" (to anyone who asked) or
+    # "password_changed" (a notice to the account whose password was changed).
     purpose: Mapped[str] = mapped_column(sa.String(16))
     alert_id: Mapped[int | None] = mapped_column(sa.ForeignKey("alerts.id"), index=True)
     # What makes the row unique per recipient and channel: "alert:42", "reminder:2026-11-26".

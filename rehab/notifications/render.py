@@ -30,6 +30,7 @@ ROUTINE_SUBJECT = "[rehab] New alert for a patient on your caseload"
 DIGEST_SUBJECT = "[rehab] Daily summary: {count} new alert{s} on your caseload"
 REMINDER_SUBJECT = "[rehab] A reminder to log your exercise session"
 PASSWORD_RESET_SUBJECT = "[rehab] Choose a new password"
+PASSWORD_CHANGED_SUBJECT = "[rehab] Your password was changed"
 
 KIND_LABELS = {
     "pain_regression": "Pain regression",
@@ -229,4 +230,17 @@ def password_reset_message(
     context = {"reset_url": reset_url, "valid_minutes": valid_minutes}
     text = render_template("email/password_reset.txt", **context)
     html = render_template("email/password_reset.html", **context)
+    return _assemble(message, text, html, [])
+
+
+def password_changed_message(
+    envelope: Envelope, *, forgot_url: str, changed_at: dt.datetime | None
+) -> EmailMessage:
+    """The notice that the account's password was changed by someone logged in to it."""
+    message = _base(envelope, PASSWORD_CHANGED_SUBJECT)
+    when = changed_at or envelope.date
+    when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    context = {"forgot_url": forgot_url, "changed_at": when.strftime("%Y-%m-%d %H:%M UTC")}
+    text = render_template("email/password_changed.txt", **context)
+    html = render_template("email/password_changed.html", **context)
     return _assemble(message, text, html, [])

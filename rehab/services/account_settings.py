@@ -1,4 +1,4 @@
-"""A person's own account settings: reminder e-mails and API device tokens."""
+"""A person's own account settings: her password, reminder e-mails and API device tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
 from rehab.db.models import ApiToken, User
-from rehab.services import accounts, audit
+from rehab.domain.vocabulary import AuditOutcome
+from rehab.services import accounts, audit, notifications, sessions
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
 from rehab.services.commands import Command, InvalidInput
@@ -75,3 +76,22 @@ def revoke_device_token(session: Session, actor: Actor, token_id: int) -> None:
         raise NotFound(f"token {token_id}")
     audit.record(session, actor, "api_token.revoke", None, target=f"api_token:{token_id}")
     audit.commit(session)
+
+
+def change_password(session: Session, actor: Actor, current: str, new: str) -> User:
+    """A logged-in person changes her password, knowing the current one. Every session of
+    the account ends (the caller starts a fresh one for the browser she is using); her device
+    and API keys stay (her keys page lists them); the account's address gets a notice, so a
+    change she did not make does not go unseen. `InvalidInput` names `current_password` or
+    `password`; a wrong current password is audited as denied. The caller commits."""
+    user = _own_user(session, actor)
+    if accounts.authenticate(session, user.email, current) is None:
+        audit.record(session, actor, "password.change", None, AuditOutcome.DENIED)
+        raise InvalidInput("current_password", "is not your current password")
+    if new == current:
+        raise InvalidInput("password", "is your current password: choose a new one")
+    accounts.set_password(session, user, new)
+    sessions.end_all(session, user.id)
+    notifications.queue_account_notice(session, user.id, notifications.PASSWORD_CHANGED)
+    audit.record(session, actor, "password.change", None)
+    return user

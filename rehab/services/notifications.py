@@ -77,6 +77,9 @@ ALERT = "alert"
 ALERT_DIGEST = "alert_digest"
 REMINDER = "reminder"
 PASSWORD_RESET = "password_reset"
+# A notice to an account's own address that its password was changed.
+PASSWORD_CHANGED = "password_changed"
+ACCOUNT_NOTICES = (PASSWORD_CHANGED,)
 
 DELIVER_TASK = "rehab.deliver_notification"
 DIGEST_TASK = "rehab.deliver_digest"
@@ -311,6 +314,27 @@ def queue_password_reset(
         recipient=user_id,
         purpose=PASSWORD_RESET,
         dedup_key=f"password_reset:{window.isoformat(timespec='minutes')}",
+        due=now,
+        now=now,
+    )
+    inserted = _insert_ignoring_duplicates(session, [row])
+    _enqueue(session, inserted)
+    return inserted[0][0] if inserted else None
+
+
+def queue_account_notice(
+    session: Session, user_id: int, purpose: str, now: dt.datetime | None = None
+) -> int | None:
+    """A security notice to the account's own address (`ACCOUNT_NOTICES`), one per change.
+    The caller commits."""
+    if purpose not in ACCOUNT_NOTICES:
+        raise ValueError(f"not an account notice: {purpose}")
+    now = now or utcnow()
+    row = _row(
+        recipient=user_id,
+        purpose=purpose,
+        dedup_key=f"{purpose}:{now.isoformat(timespec='microseconds')}",
+        urgent=True,
         due=now,
         now=now,
     )
@@ -598,6 +622,12 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
         reset_url = f"{settings.public_url.rstrip('/')}/reset/{token}"
         message = render.password_reset_message(
             envelope, reset_url=reset_url, valid_minutes=settings.password_reset_valid_minutes
+        )
+        return message, held
+    if held.purpose == PASSWORD_CHANGED:
+        base = settings.public_url.rstrip("/")
+        message = render.password_changed_message(
+            envelope, forgot_url=f"{base}/login/forgot", changed_at=user.password_changed_at
         )
         return message, held
     actor = _clinician_actor(user)

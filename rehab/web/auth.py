@@ -1,5 +1,5 @@
 """Login (password, then TOTP for clinicians and admins), logout, one-time set-password
-links; the logged-in user for every page."""
+links, changing one's own password; the logged-in user for every page."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from wtforms.validators import DataRequired, Length
 from rehab.db.models import User
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db, limiter, login_manager
-from rehab.services import accounts, audit, sessions, two_factor
+from rehab.services import account_settings, accounts, audit, sessions, two_factor
 from rehab.services import login as login_service
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
@@ -47,6 +47,7 @@ class SessionUser(UserMixin):
         self.id = user.id
         self.role = user.role
         self.display_name = user.display_name
+        self.email = user.email
         self.session_epoch = user.session_epoch
         self.actor: Actor = accounts.actor_for(user)
 
@@ -120,6 +121,16 @@ class SetPasswordForm(FlaskForm):
     confirm = PasswordField("Repeat it", validators=[DataRequired(), Length(max=256)])
 
 
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=256)]
+    )
+    password = PasswordField(
+        "New password (at least 12 characters)", validators=[DataRequired(), Length(max=256)]
+    )
+    confirm = PasswordField("Repeat the new password", validators=[DataRequired(), Length(max=256)])
+
+
 def _login_limit() -> str:
     return str(current_app.config["REHAB_SETTINGS"].login_rate_limit)
 
@@ -139,6 +150,10 @@ _reset_email_key = _email_key_for("reset")
 
 def _pending_key() -> str:
     return f"2fa:{session.get('pending_user', '')}"
+
+
+def _account_key() -> str:
+    return f"account:{current_user.get_id() if current_user.is_authenticated else ''}"
 
 
 @bp.route("/", methods=["GET"])
@@ -213,13 +228,48 @@ def second_factor() -> Any:
     )
 
 
-def _complete_login(user: User) -> Any:
-    session.clear()  # a fresh session at login (no fixation)
+def _fresh_session(user: User) -> None:
+    """A new server-side session for this browser (no fixation); the caller commits."""
+    session.clear()
     session["sid"] = sessions.start(db.session, user.id)
     login_user(SessionUser(user))
+
+
+def _complete_login(user: User) -> Any:
+    _fresh_session(user)
     audit.record(db.session, accounts.actor_for(user), "login", None)
     db.session.commit()
     return redirect(home_for(user.role))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit(_login_limit, key_func=_account_key, methods=["POST"])
+def change_password() -> Any:
+    """Anyone logged in changes her password, knowing the current one; every other session
+    ends, this browser gets a fresh one, and her address gets a notice."""
+    form = ChangePasswordForm()
+    if request.method == "POST":
+        if form.validate_on_submit():
+            if form.password.data != form.confirm.data:
+                form.confirm.errors = ["The two passwords differ."]
+            else:
+                try:
+                    user = account_settings.change_password(
+                        db.session,
+                        current_user.actor,
+                        form.current_password.data or "",
+                        form.password.data or "",
+                    )
+                except InvalidInput as exc:
+                    getattr(form, exc.field).errors = [exc.message]
+                else:
+                    _fresh_session(user)
+                    audit.commit(db.session)
+                    flash("Your password is changed; every other device was logged out.", "success")
+                    return redirect(url_for("auth.change_password"), 303)
+        return render_template("auth/change_password.html", form=form), 422
+    return render_template("auth/change_password.html", form=form)
 
 
 @bp.route("/logout", methods=["POST"])

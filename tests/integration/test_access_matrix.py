@@ -192,6 +192,21 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("auth.second_factor", "GET"): Route(EVERYONE, "/login/two-factor", REDIRECT),
     ("auth.second_factor", "POST"): Route(EVERYONE, "/login/two-factor", REDIRECT),
     ("auth.logout", "POST"): Route(frozenset(LOGGED_IN), "/logout", REDIRECT, fresh_session=True),
+    # Anyone logged in, for her own account. A wrong current password changes nothing (a
+    # real change would end the other sessions the matrix logs in with the old password;
+    # tests/integration/test_change_password.py changes it).
+    ("auth.change_password", "GET"): Route(frozenset(LOGGED_IN), "/account/password"),
+    ("auth.change_password", "POST"): Route(
+        frozenset(LOGGED_IN),
+        "/account/password",
+        frozenset({422}),
+        form="/account/password",
+        fields=_static(
+            current_password="not the password",
+            password="a long phrase nobody guesses 42",
+            confirm="a long phrase nobody guesses 42",
+        ),
+    ),
     # The one-time link is the proof; mismatched passwords change nothing.
     ("auth.set_password", "GET"): Route(EVERYONE, "/welcome/{invite}", missing_status=400),
     ("auth.set_password", "POST"): Route(

@@ -259,6 +259,10 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
         ("clinic", f"/clinic/patients/{a}/outcomes/new?instrument=psfs"),
         ("clinic", "/clinic/?q=alice&sort=leg_pain"),
         ("admin", "/admin/audit?action=login&page=2"),
+        # Every role's own password page.
+        ("patient", "/account/password"),
+        ("clinic", "/account/password"),
+        ("admin", "/account/password"),
     ]
     visits = list(extra)
     for rule in app.url_map.iter_rules():
@@ -269,6 +273,8 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
             continue  # JSON, tested with the API
         if rule.endpoint in ("auth.index", "auth.second_factor"):
             continue  # redirects without a login under way; tested above and in test_two_factor
+        if rule.endpoint == "auth.change_password":
+            continue  # every role's, in `extra`
         if rule.endpoint.startswith("outbox.outbox_"):
             continue  # need a stored message; tests/integration/test_notifications_outbox.py
         if rule.rule.endswith((".csv", ".fhir.json")):
