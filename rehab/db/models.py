@@ -115,6 +115,21 @@ class User(CreatedAt, Base):
     clinician: Mapped[Clinician | None] = relationship(back_populates="user")
 
 
+class EmailChange(Base):
+    """A change of login address someone asked for from her account page: it takes effect
+    when the new address confirms it (a link sent there), and the old address is then told.
+    Kept as the history of an account's login addresses (audit rows hold ids only)."""
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    old_email: Mapped[str] = mapped_column(sa.String(254))
+    new_email: Mapped[str] = mapped_column(sa.String(254))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[dt.datetime | None]
+
+
 class CareTeam(CreatedAt, Base):
     """Which clinicians may see which patients: a patient belongs to one care team."""
 

@@ -31,6 +31,8 @@ DIGEST_SUBJECT = "[rehab] Daily summary: {count} new alert{s} on your caseload"
 REMINDER_SUBJECT = "[rehab] A reminder to log your exercise session"
 PASSWORD_RESET_SUBJECT = "[rehab] Choose a new password"
 PASSWORD_CHANGED_SUBJECT = "[rehab] Your password was changed"
+EMAIL_CONFIRM_SUBJECT = "[rehab] Confirm your new login address"
+EMAIL_CHANGED_SUBJECT = "[rehab] Your login address was changed"
 
 KIND_LABELS = {
     "pain_regression": "Pain regression",
@@ -233,14 +235,39 @@ def password_reset_message(
     return _assemble(message, text, html, [])
 
 
+def _utc_text(when: dt.datetime) -> str:
+    when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def password_changed_message(
     envelope: Envelope, *, forgot_url: str, changed_at: dt.datetime | None
 ) -> EmailMessage:
     """The notice that the account's password was changed by someone logged in to it."""
     message = _base(envelope, PASSWORD_CHANGED_SUBJECT)
-    when = changed_at or envelope.date
-    when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
-    context = {"forgot_url": forgot_url, "changed_at": when.strftime("%Y-%m-%d %H:%M UTC")}
+    context = {"forgot_url": forgot_url, "changed_at": _utc_text(changed_at or envelope.date)}
     text = render_template("email/password_changed.txt", **context)
     html = render_template("email/password_changed.html", **context)
+    return _assemble(message, text, html, [])
+
+
+def email_confirm_message(
+    envelope: Envelope, *, confirm_url: str, valid_hours: int
+) -> EmailMessage:
+    """The link that makes this (new) address the account's login."""
+    message = _base(envelope, EMAIL_CONFIRM_SUBJECT)
+    context = {"confirm_url": confirm_url, "valid_hours": valid_hours}
+    text = render_template("email/email_confirm.txt", **context)
+    html = render_template("email/email_confirm.html", **context)
+    return _assemble(message, text, html, [])
+
+
+def email_changed_message(
+    envelope: Envelope, *, new_email: str, changed_at: dt.datetime | None
+) -> EmailMessage:
+    """The notice to the old address that the login moved to `new_email`."""
+    message = _base(envelope, EMAIL_CHANGED_SUBJECT)
+    context = {"new_email": new_email, "changed_at": _utc_text(changed_at or envelope.date)}
+    text = render_template("email/email_changed.txt", **context)
+    html = render_template("email/email_changed.html", **context)
     return _assemble(message, text, html, [])

@@ -14,7 +14,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session, joinedload
 
-from rehab.db.models import ApiToken, CareTeamMember, Clinician, Patient, User, utcnow
+from rehab.db.models import (
+    ApiToken,
+    CareTeamMember,
+    Clinician,
+    EmailChange,
+    Patient,
+    User,
+    utcnow,
+)
 from rehab.domain.vocabulary import AuditOutcome, Role
 from rehab.services import audit, password_policy
 from rehab.services.access import require_patient
@@ -70,6 +78,9 @@ def actor_for(user: User) -> Actor:
 
 INVITE = "rehab.invite"
 PASSWORD_RESET = "rehab.password-reset"
+EMAIL_CHANGE = "rehab.email-change"
+# How long the link confirming a new login address works.
+EMAIL_CHANGE_VALID_HOURS = 24
 
 
 def _link_serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
@@ -85,6 +96,52 @@ def _password_fingerprint(user: User) -> str:
     # stops working with the correction.
     state = f"{user.password_hash or 'unset'}\n{user.email}"
     return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def make_email_change_token(user: User, change: EmailChange, secret_key: str) -> str:
+    """The link that confirms a change of login address, sent to the new address. Its
+    fingerprint is the account's (password and address): once the change is confirmed, or
+    the password changes, the link stops working."""
+    payload = [change.id, _password_fingerprint(user)]
+    return _link_serializer(secret_key, EMAIL_CHANGE).dumps(payload)
+
+
+def email_change_for_link(session: Session, token: str, secret_key: str) -> EmailChange:
+    """The change a confirmation link is for, if it is still the account's latest request
+    and waiting; `InvalidInput` (field "token") otherwise."""
+    try:
+        change_id, fingerprint = _link_serializer(secret_key, EMAIL_CHANGE).loads(
+            token, max_age=EMAIL_CHANGE_VALID_HOURS * 3600
+        )
+    except SignatureExpired:
+        raise InvalidInput("token", "this link has expired; ask for the change again") from None
+    except (BadSignature, ValueError, TypeError):
+        raise InvalidInput("token", "this link is not valid") from None
+    change = session.get(EmailChange, change_id) if isinstance(change_id, int) else None
+    user = session.get(User, change.user_id) if change is not None else None
+    if (
+        change is None
+        or user is None
+        or not user.is_active
+        or change.confirmed_at is not None
+        or _password_fingerprint(user) != fingerprint
+        or latest_email_change(session, user.id) is not change
+    ):
+        raise InvalidInput(
+            "token", "this link was already used, or a newer change was asked for since"
+        )
+    return change
+
+
+def latest_email_change(session: Session, user_id: int) -> EmailChange | None:
+    """The account's latest change of address not confirmed yet (an older one gave way)."""
+    latest = session.scalars(
+        sa.select(EmailChange)
+        .where(EmailChange.user_id == user_id)
+        .order_by(EmailChange.id.desc())
+        .limit(1)
+    ).first()
+    return latest if latest is not None and latest.confirmed_at is None else None
 
 
 def make_link_token(user: User, secret_key: str, purpose: str = INVITE) -> str:

@@ -251,6 +251,16 @@ class EndProgramInput(Command):
     end_date: ClinicDate
 
 
+# An e-mail address as a login: trimmed, lower-cased, one "@" with something on each side
+# (deliverability is the confirmation link's job, not a regular expression's).
+EmailAddress = Annotated[
+    str,
+    StringConstraints(
+        max_length=254, strip_whitespace=True, to_lower=True, pattern=r"^[^@\s]+@[^@\s]+$"
+    ),
+]
+
+
 class PatientDetailsInput(Command):
     """What identifies a patient and her working summary: set when she is added, corrected
     later on her record (`accounts.update_patient_details`)."""
@@ -258,18 +268,19 @@ class PatientDetailsInput(Command):
     display_name: Annotated[
         str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)
     ]
-    email: Annotated[
-        str,
-        StringConstraints(
-            max_length=254, strip_whitespace=True, to_lower=True, pattern=r"^[^@\s]+@[^@\s]+$"
-        ),
-    ]
+    email: EmailAddress
     year_of_birth: Annotated[int, Field(ge=1900, le=2100, strict=True)] | None = None
     condition_summary: Annotated[str, StringConstraints(max_length=300)] = ""
 
 
 class PatientInput(PatientDetailsInput):
     care_team_id: Annotated[int, Field(gt=0, strict=True)]
+
+
+class EmailChangeInput(Command):
+    """The new login address someone asks for (`account_settings.request_email_change`)."""
+
+    email: EmailAddress
 
 
 class HandOverInput(Command):

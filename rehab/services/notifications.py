@@ -46,6 +46,7 @@ from rehab.db.models import (
     Alert,
     CareTeamMember,
     Clinician,
+    EmailChange,
     Notification,
     NotificationStatus,
     Patient,
@@ -80,6 +81,10 @@ PASSWORD_RESET = "password_reset"
 # A notice to an account's own address that its password was changed.
 PASSWORD_CHANGED = "password_changed"
 ACCOUNT_NOTICES = (PASSWORD_CHANGED,)
+# A change of login address: the link confirming it, to the new address; then the notice
+# that it was made, to the old one. The change is named by the row's dedup key.
+EMAIL_CONFIRM = "email_confirm"
+EMAIL_CHANGED = "email_changed"
 
 DELIVER_TASK = "rehab.deliver_notification"
 DIGEST_TASK = "rehab.deliver_digest"
@@ -334,6 +339,27 @@ def queue_account_notice(
         recipient=user_id,
         purpose=purpose,
         dedup_key=f"{purpose}:{now.isoformat(timespec='microseconds')}",
+        urgent=True,
+        due=now,
+        now=now,
+    )
+    inserted = _insert_ignoring_duplicates(session, [row])
+    _enqueue(session, inserted)
+    return inserted[0][0] if inserted else None
+
+
+def queue_email_change(
+    session: Session, user_id: int, change_id: int, purpose: str, now: dt.datetime | None = None
+) -> int | None:
+    """The message of a change of login address (`EMAIL_CONFIRM` or `EMAIL_CHANGED`), once
+    per change. The caller commits."""
+    if purpose not in (EMAIL_CONFIRM, EMAIL_CHANGED):
+        raise ValueError(f"not an e-mail change message: {purpose}")
+    now = now or utcnow()
+    row = _row(
+        recipient=user_id,
+        purpose=purpose,
+        dedup_key=f"{purpose}:{change_id}",
         urgent=True,
         due=now,
         now=now,
@@ -630,6 +656,8 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
             envelope, forgot_url=f"{base}/login/forgot", changed_at=user.password_changed_at
         )
         return message, held
+    if held.purpose in (EMAIL_CONFIRM, EMAIL_CHANGED):
+        return _email_change_message(session, user, held, envelope, settings), held
     actor = _clinician_actor(user)
     rows = session.execute(
         sa.select(Notification.id, Alert)
@@ -655,6 +683,32 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
     if held.purpose == ALERT_DIGEST:
         return render.digest_message(envelope, items, _links(settings)), narrowed
     return render.alert_message(envelope, items[0], _links(settings)), narrowed
+
+
+def _email_change_message(
+    session: Session, user: User, held: Claim, envelope: render.Envelope, settings: Settings
+) -> EmailMessage:
+    """The confirmation link, to the new address (while the change waits), or the notice that
+    it was made, to the old one."""
+    key = session.scalar(sa.select(Notification.dedup_key).where(Notification.id == held.ids[0]))
+    change = session.get(EmailChange, int((key or "").rpartition(":")[2] or 0))
+    if change is None or change.user_id != user.id:
+        raise NotSendable("no such change of address")
+    base = settings.public_url.rstrip("/")
+    if held.purpose == EMAIL_CONFIRM:
+        if change is not accounts.latest_email_change(session, user.id):
+            raise NotSendable("the change was confirmed, or a newer one asked for")
+        token = accounts.make_email_change_token(user, change, settings.secret_key)
+        return render.email_confirm_message(
+            dataclasses.replace(envelope, to=change.new_email),
+            confirm_url=f"{base}/account/email/{token}",
+            valid_hours=accounts.EMAIL_CHANGE_VALID_HOURS,
+        )
+    return render.email_changed_message(
+        dataclasses.replace(envelope, to=change.old_email),
+        new_email=change.new_email,
+        changed_at=change.confirmed_at,
+    )
 
 
 def _clinician_actor(user: User) -> Actor:
@@ -1040,17 +1094,23 @@ def read_outbox_message(session: Session, actor: Actor, name: str) -> OutboxMess
     return _without_reset_links(message)
 
 
-# A password-reset link opens the account it was sent to: the admin reading the file outbox
-# must not be able to use it (its recipient has it in the file, or asks again once SMTP works).
-_RESET_LINK = re.compile(r"/reset/[A-Za-z0-9_.\-]+")
+# A password-reset link opens the account it was sent to, and a confirmation link moves its
+# login: the admin reading the file outbox must not be able to use them (their recipient has
+# them in the file, or asks again once SMTP works).
+_ONE_TIME_LINK = re.compile(r"/(reset|account/email)/[A-Za-z0-9_.\-]+")
 RESET_LINK_HIDDEN = "/reset/(one-time link hidden from the outbox)"
+EMAIL_LINK_HIDDEN = "/account/email/(one-time link hidden from the outbox)"
+
+
+def _hidden(match: re.Match[str]) -> str:
+    return RESET_LINK_HIDDEN if match.group(1) == "reset" else EMAIL_LINK_HIDDEN
 
 
 def _without_reset_links(message: OutboxMessage) -> OutboxMessage:
     return dataclasses.replace(
         message,
-        text=_RESET_LINK.sub(RESET_LINK_HIDDEN, message.text),
-        html=_RESET_LINK.sub(RESET_LINK_HIDDEN, message.html) if message.html else message.html,
+        text=_ONE_TIME_LINK.sub(_hidden, message.text),
+        html=_ONE_TIME_LINK.sub(_hidden, message.html) if message.html else message.html,
     )
 
 

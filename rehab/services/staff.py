@@ -20,7 +20,7 @@ from rehab.domain.vocabulary import AuditOutcome, Role
 from rehab.services import accounts, audit
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
-from rehab.services.commands import ClinicDate, Command, InvalidInput
+from rehab.services.commands import ClinicDate, Command, EmailAddress, InvalidInput
 from rehab.services.paging import page_bounds
 
 AUDIT_PAGE_SIZE = 50
@@ -30,12 +30,7 @@ class StaffInput(Command):
     display_name: Annotated[
         str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)
     ]
-    email: Annotated[
-        str,
-        StringConstraints(
-            max_length=254, strip_whitespace=True, to_lower=True, pattern=r"^[^@\s]+@[^@\s]+$"
-        ),
-    ]
+    email: EmailAddress
     role: Literal[Role.CLINICIAN, Role.ADMIN]
 
 

@@ -22,6 +22,7 @@ NO_STORE_PREFIXES = (
     "/unsubscribe",
     "/welcome",  # the one-time links' pages show the account's address
     "/reset",
+    "/account",  # her login address, and the link confirming a new one
     API_PREFIX,
 )
 

@@ -32,7 +32,8 @@ from rehab.extensions import db, limiter, login_manager
 from rehab.services import account_settings, accounts, audit, sessions, two_factor
 from rehab.services import login as login_service
 from rehab.services.actors import Actor
-from rehab.services.commands import InvalidInput
+from rehab.services.commands import EmailChangeInput, InvalidInput
+from rehab.web.forms import FormInvalid, build, show_service_error
 
 bp = Blueprint("auth", __name__)
 
@@ -129,6 +130,17 @@ class ChangePasswordForm(FlaskForm):
         "New password (at least 12 characters)", validators=[DataRequired(), Length(max=256)]
     )
     confirm = PasswordField("Repeat the new password", validators=[DataRequired(), Length(max=256)])
+
+
+class ChangeEmailForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=256)]
+    )
+    email = EmailField("New login address", validators=[DataRequired(), Length(max=254)])
+
+
+class ConfirmForm(FlaskForm):
+    """A button: a link followed from an e-mail changes nothing until it is pressed."""
 
 
 def _login_limit() -> str:
@@ -242,12 +254,31 @@ def _complete_login(user: User) -> Any:
     return redirect(home_for(user.role))
 
 
+def _account_page(
+    password_form: ChangePasswordForm | None = None,
+    email_form: ChangeEmailForm | None = None,
+    status: int = 200,
+) -> Any:
+    """Her login: the address (and a change waiting for its confirmation) and the password."""
+    return (
+        render_template(
+            "auth/change_password.html",
+            form=password_form or ChangePasswordForm(formdata=None),
+            email_form=email_form or ChangeEmailForm(formdata=None),
+            waiting=account_settings.waiting_email_change(db.session, current_user.actor),
+            valid_hours=accounts.EMAIL_CHANGE_VALID_HOURS,
+        ),
+        status,
+    )
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
 @limiter.limit(_login_limit, key_func=_account_key, methods=["POST"])
 def change_password() -> Any:
     """Anyone logged in changes her password, knowing the current one; every other session
-    ends, this browser gets a fresh one, and her address gets a notice."""
+    ends, this browser gets a fresh one, and her address gets a notice. (GET: the page of
+    her login, address and password.)"""
     form = ChangePasswordForm()
     if request.method == "POST":
         if form.validate_on_submit():
@@ -262,14 +293,66 @@ def change_password() -> Any:
                         form.password.data or "",
                     )
                 except InvalidInput as exc:
-                    getattr(form, exc.field).errors = [exc.message]
+                    show_service_error(form, exc)
                 else:
                     _fresh_session(user)
                     audit.commit(db.session)
                     flash("Your password is changed; every other device was logged out.", "success")
                     return redirect(url_for("auth.change_password"), 303)
-        return render_template("auth/change_password.html", form=form), 422
-    return render_template("auth/change_password.html", form=form)
+        return _account_page(password_form=form, status=422)
+    return _account_page()
+
+
+@bp.route("/account/email", methods=["POST"])
+@login_required
+@limiter.limit(_login_limit, key_func=_account_key)
+def change_email() -> Any:
+    """Ask for a new login address, knowing the current password: a link to confirm it goes
+    to the new address, and the login stays as it is until then."""
+    form = ChangeEmailForm()
+    if form.validate_on_submit():
+        try:
+            data = build(EmailChangeInput, {"email": form.email.data or ""}, form)
+            change = account_settings.request_email_change(
+                db.session, current_user.actor, form.current_password.data or "", data
+            )
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        else:
+            audit.commit(db.session)
+            flash(
+                f"A link to confirm it went to {change.new_email}. Your login stays"
+                f" {change.old_email} until it is followed.",
+                "success",
+            )
+            return redirect(url_for("auth.change_password"), 303)
+    return _account_page(email_form=form, status=422)
+
+
+def _unusable_email_link(message: str, status: int) -> Any:
+    return render_template("auth/invalid_link.html", message=message, email_change=True), status
+
+
+@bp.route("/account/email/<token>", methods=["GET", "POST"])
+def confirm_email(token: str) -> Any:
+    """The link sent to a new login address. GET shows what it confirms (mail scanners
+    follow links); the button makes it the login."""
+    try:
+        change = accounts.email_change_for_link(db.session, token, current_app.config["SECRET_KEY"])
+    except InvalidInput as exc:
+        return _unusable_email_link(exc.message, 400)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            account_settings.confirm_email_change(db.session, change)
+        except InvalidInput as exc:
+            return _unusable_email_link(f"that address {exc.message}", 409)
+        audit.commit(db.session)
+        flash(f"Your login address is now {change.new_email}.", "success")
+        return redirect(url_for("auth.index"))
+    return render_template("auth/confirm_email.html", form=form, change=change)
 
 
 @bp.route("/logout", methods=["POST"])

@@ -207,6 +207,22 @@ ROUTES: dict[tuple[str, str], Route] = {
             confirm="a long phrase nobody guesses 42",
         ),
     ),
+    # The same for a new login address: a wrong current password changes nothing
+    # (tests/integration/test_change_email.py changes it).
+    ("auth.change_email", "POST"): Route(
+        frozenset(LOGGED_IN),
+        "/account/email",
+        frozenset({422}),
+        form="/account/password",
+        fields=_static(current_password="not the password", email="matrix-new@clinic.test"),
+    ),
+    # The link sent to the new address is the proof (a bad one: 400 for everyone).
+    ("auth.confirm_email", "GET"): Route(
+        EVERYONE, "/account/email/{invite}", frozenset({400}), missing_status=400
+    ),
+    ("auth.confirm_email", "POST"): Route(
+        EVERYONE, "/account/email/{invite}", frozenset({400}), missing_status=400
+    ),
     # The one-time link is the proof; mismatched passwords change nothing.
     ("auth.set_password", "GET"): Route(EVERYONE, "/welcome/{invite}", missing_status=400),
     ("auth.set_password", "POST"): Route(

@@ -1,0 +1,254 @@
+"""Anyone logged in changes her own login address (`/account/password`, "Login address").
+
+The current password first; the new address gets a link, and the login stays as it was until
+it is followed (a GET shows it, a button confirms it); then the old address is told. A newer
+request, a confirmation, or a password change makes the earlier link stop working; an address
+another account has is refused, also when taken between the request and the confirmation.
+Each step is audited without the addresses; the admin reading the outbox cannot use a link."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rehab import create_app
+from rehab.db.models import AuditEvent, EmailChange, Notification, User
+from rehab.extensions import db
+from rehab.notifications import render
+from rehab.services import notifications
+from tests.conftest import app_settings, dispose_engines
+from tests.integration.test_notifications_outbox import PUBLIC_URL, SECRET
+from tests.support.clinic import PASSWORD, Clinic, csrf_token, login
+from tests.support.pages import visible_text
+
+NEW = "alice.new@patient.test"
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app(app_settings(database_url, tmp_path, public_url=PUBLIC_URL, secret_key=SECRET))
+    yield app
+    dispose_engines(app)
+
+
+def ask(client: FlaskClient, email: str, current: str = PASSWORD) -> tuple[int, str]:
+    token = csrf_token(client, "/account/password")
+    response = client.post(
+        "/account/email",
+        data={"email": email, "current_password": current, "csrf_token": token},
+    )
+    return response.status_code, visible_text(response)
+
+
+def send(app: Flask, purpose: str) -> list[EmailMessage]:
+    """Deliver the pending rows of `purpose` through the file outbox; the messages."""
+    with app.app_context():
+        ids = db.session.scalars(
+            sa.select(Notification.id)
+            .where(
+                Notification.purpose == purpose,
+                Notification.status == notifications.PENDING,
+            )
+            .order_by(Notification.id)
+        ).all()
+        for notification_id in ids:
+            notifications.deliver(db.session, notification_id)
+        paths = sorted(notifications.outbox_dir().glob("*.eml"))
+    messages = []
+    for path in paths:
+        parsed = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        assert isinstance(parsed, EmailMessage)
+        messages.append(parsed)
+        path.unlink()
+    return messages
+
+
+def link_in(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    match = re.search(
+        re.escape(PUBLIC_URL) + r"(/account/email/[A-Za-z0-9_.\-]+)", body.get_content()
+    )
+    assert match is not None, body.get_content()
+    return match.group(1)
+
+
+def confirm(client: FlaskClient, link: str) -> int:
+    token = csrf_token(client, "/login")
+    return client.post(link, data={"csrf_token": token}).status_code
+
+
+def can_log_in(app: Flask, email: str) -> bool:
+    client = app.test_client()
+    form = {"email": email, "password": PASSWORD, "csrf_token": csrf_token(client, "/login")}
+    return client.post("/login", data=form).status_code == 302
+
+
+def email_of(app: Flask, user_id: int) -> str:
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        return user.email
+
+
+def test_a_new_login_address_takes_effect_once_confirmed(app: Flask, clinic: Clinic) -> None:
+    person = clinic.patient_a
+    client = app.test_client()
+    login(client, person.email)
+    status, _ = ask(client, "  Alice.New@Patient.TEST ")
+    assert status == 303
+    page = visible_text(client.get("/account/password"))
+    assert f"A link to confirm it went to {NEW}" in page
+    assert f"A change to {NEW} is waiting" in page
+    assert email_of(app, person.user_id) == person.email  # not yet
+    assert can_log_in(app, person.email)
+
+    (message,) = send(app, notifications.EMAIL_CONFIRM)
+    assert message["To"] == NEW
+    assert message["Subject"] == render.EMAIL_CONFIRM_SUBJECT
+    link = link_in(message)
+    anonymous = app.test_client()  # opened on another device, not logged in
+    shown = anonymous.get(link)
+    assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
+    assert NEW in visible_text(shown)
+    assert email_of(app, person.user_id) == person.email  # a GET changes nothing
+    assert confirm(anonymous, link) == 302
+    assert email_of(app, person.user_id) == NEW
+    assert can_log_in(app, NEW) and not can_log_in(app, person.email)
+    assert client.get("/me/").status_code == 200  # her session goes on
+    used = anonymous.get(link)
+    assert used.status_code == 400 and "already used" in visible_text(used)
+
+    (notice,) = send(app, notifications.EMAIL_CHANGED)
+    assert notice["To"] == person.email  # the old address is told
+    assert notice["Subject"] == render.EMAIL_CHANGED_SUBJECT
+    body = notice.get_body(preferencelist=("plain",))
+    assert body is not None and NEW in body.get_content()
+
+    with app.app_context():
+        audited = [
+            (action, user_id, outcome.value)
+            for action, user_id, outcome in db.session.execute(
+                sa.select(AuditEvent.action, AuditEvent.user_id, AuditEvent.outcome)
+                .where(AuditEvent.action.like("email.%"))
+                .order_by(AuditEvent.id)
+            )
+        ]
+        stored = " ".join(
+            str(value)
+            for row in db.session.execute(sa.select(AuditEvent.__table__)).all()
+            for value in row
+        )
+        (change,) = db.session.scalars(sa.select(EmailChange)).all()
+        assert (change.old_email, change.new_email) == (person.email, NEW)
+        assert change.confirmed_at is not None
+    assert audited == [
+        ("email.change_request", person.user_id, "allowed"),
+        ("email.change", person.user_id, "allowed"),
+    ]
+    assert NEW not in stored and person.email not in stored
+
+
+def test_only_the_latest_link_works_and_a_password_change_ends_it(
+    app: Flask, clinic: Clinic
+) -> None:
+    person = clinic.clinician
+    client = app.test_client()
+    login(client, person.email)
+    assert ask(client, "first@clinic.test")[0] == 303
+    (first,) = send(app, notifications.EMAIL_CONFIRM)
+    assert ask(client, "second@clinic.test")[0] == 303
+    (second,) = send(app, notifications.EMAIL_CONFIRM)
+    anonymous = app.test_client()
+    assert anonymous.get(link_in(first)).status_code == 400  # a newer change was asked for
+    # A password change: whoever changed it may not have asked for the address.
+    token = csrf_token(client, "/account/password")
+    new_password = "a long phrase nobody guesses 42"
+    changed = client.post(
+        "/account/password",
+        data={
+            "current_password": PASSWORD,
+            "password": new_password,
+            "confirm": new_password,
+            "csrf_token": token,
+        },
+    )
+    assert changed.status_code == 303
+    assert anonymous.get(link_in(second)).status_code == 400
+    assert confirm(anonymous, link_in(second)) == 400
+    assert email_of(app, person.user_id) == person.email
+
+
+def test_bad_requests_name_the_field_and_change_nothing(app: Flask, clinic: Clinic) -> None:
+    person = clinic.patient_b
+    client = app.test_client()
+    login(client, person.email)
+    for email, current, says in (
+        (NEW, "not my password", "is not your current password"),
+        (clinic.patient_a.email, PASSWORD, "is already registered"),
+        (person.email.upper(), PASSWORD, "is your login address already"),
+        ("no-at-sign", PASSWORD, "should match pattern"),
+        ("", PASSWORD, "This field is required"),
+        ("x" * 250 + "@example.org", PASSWORD, "254"),
+    ):
+        status, text = ask(client, email, current)
+        assert status == 422, email
+        assert says in text, (says, text)
+    with app.app_context():
+        assert db.session.scalars(sa.select(EmailChange)).all() == []
+        assert (
+            db.session.scalars(
+                sa.select(Notification.id).where(
+                    Notification.purpose == notifications.EMAIL_CONFIRM
+                )
+            ).all()
+            == []
+        )
+        denied = db.session.scalars(
+            sa.select(AuditEvent.outcome).where(AuditEvent.action == "email.change_request")
+        ).all()
+    assert [d.value for d in denied] == ["denied"]
+    assert app.test_client().get("/account/password").status_code == 302  # login needed
+    assert app.test_client().get("/account/email/not-a-token").status_code == 400
+
+
+def test_an_address_taken_meanwhile_is_not_confirmed(app: Flask, clinic: Clinic) -> None:
+    person = clinic.patient_a
+    client = app.test_client()
+    login(client, person.email)
+    assert ask(client, NEW)[0] == 303
+    (message,) = send(app, notifications.EMAIL_CONFIRM)
+    with app.app_context():
+        other = db.session.get(User, clinic.patient_b.user_id)
+        assert other is not None
+        other.email = NEW  # e.g. a clinician gave it to a new patient meanwhile
+        db.session.commit()
+    anonymous = app.test_client()
+    assert confirm(anonymous, link_in(message)) == 409
+    assert email_of(app, person.user_id) == person.email
+
+
+def test_the_admin_reading_the_outbox_cannot_use_the_link(app: Flask, clinic: Clinic) -> None:
+    client = app.test_client()
+    login(client, clinic.patient_a.email)
+    assert ask(client, NEW)[0] == 303
+    with app.app_context():
+        (row_id,) = db.session.scalars(
+            sa.select(Notification.id).where(Notification.purpose == notifications.EMAIL_CONFIRM)
+        ).all()
+        assert notifications.deliver(db.session, row_id).status == "sent"
+        (path,) = notifications.outbox_dir().glob("*.eml")
+    admin = app.test_client()
+    login(admin, clinic.admin.email)
+    page = visible_text(admin.get(f"/admin/outbox/{path.name}"))
+    assert notifications.EMAIL_LINK_HIDDEN in page
+    assert not re.search(r"/account/email/[A-Za-z0-9_.\-]{20,}", page)
