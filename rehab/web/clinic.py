@@ -466,8 +466,13 @@ def new_program(patient_id: int) -> Any:
     form.set_library(library)
     if request.method == "GET":
         name = _form_header(patient_id)
-        form.start_date.data = clinic_today()
-        return _program_page(form, patient_id, name, library)
+        today = clinic_today()
+        form.start_date.data = today
+        # Adjusting a program means a new one from today: it starts as the current one.
+        current = programs.program_on(db.session, patient_id, today)
+        if current is not None:
+            form.adjust(current)
+        return _program_page(form, patient_id, name, library, current=current)
 
     def save(data: ProgramInput) -> str:
         programs.create_program(db.session, _actor(), patient_id, data)
@@ -515,7 +520,12 @@ def _end_program_page(form: EndProgramForm, patient_id: int, name: str, status: 
 
 
 def _program_page(
-    form: ProgramForm, patient_id: int, name: str, library: list[Any], status: int = 200
+    form: ProgramForm,
+    patient_id: int,
+    name: str,
+    library: list[Any],
+    status: int = 200,
+    current: Any = None,
 ) -> Any:
     return (
         render_template(
@@ -524,6 +534,7 @@ def _program_page(
             patient_id=patient_id,
             name=name,
             library=library,
+            current=current,
         ),
         status,
     )

@@ -38,7 +38,7 @@ from wtforms.fields.core import Field
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
-from rehab.db.models import Exercise
+from rehab.db.models import Exercise, Program
 from rehab.domain.questionnaires import ODI_MAX_PER_SECTION, ODI_SECTIONS, PSFS_MAX_ACTIVITIES
 from rehab.domain.vocabulary import (
     RED_FLAG_LABELS,
@@ -456,6 +456,19 @@ class ProgramForm(PageForm):
         min_entries=PROGRAM_EXERCISE_ROWS,
         max_entries=PROGRAM_EXERCISE_ROWS,
     )
+
+    def adjust(self, current: Program) -> None:
+        """Start from the program in effect: its title and exercises with their doses, to
+        change what changes (phases start anew)."""
+        self.title.data = current.title
+        for row, item in zip(self.prescriptions.entries, current.prescriptions, strict=False):
+            form = row.form
+            form.exercise_id.data = str(item.exercise_id)
+            form.sets.data = item.sets
+            form.reps.data = item.reps
+            form.hold_seconds.data = item.hold_seconds
+            form.sessions_per_week.data = item.sessions_per_week
+            form.notes.data = item.notes
 
     def set_library(self, library: Sequence[Exercise]) -> None:
         choices = choice_list(

@@ -399,8 +399,13 @@ def test_program_form_prescribes_a_program_with_phases(
             "prescriptions-0-reps": "8",
             "prescriptions-0-sessions_per_week": "5",
             "prescriptions-3-exercise_id": bridge,  # a later row; numbers from the library
+            # The rows filled in from the current program, cleared: a different program.
+            "prescriptions-1-exercise_id": "",
+            "prescriptions-2-exercise_id": "",
         }
     )
+    for field in ("sets", "reps", "hold_seconds", "sessions_per_week", "notes"):
+        data[f"prescriptions-3-{field}"] = ""
     response = clinician.post(f"/clinic/patients/{a}/program/new", data=data)
     assert response.status_code == 302, visible_text(response)
     assert response.headers["Location"] == f"/clinic/patients/{a}"
@@ -430,6 +435,57 @@ def test_program_form_prescribes_a_program_with_phases(
     assert "Bird dog" in today_page and "Abdominal bracing" not in today_page
 
 
+def test_adjusting_a_program_starts_from_the_one_in_effect(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    """The new-program form opens with the current program's title, exercises and doses:
+    progressing one dose is a change of one field, not a program typed again."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    with app.app_context():
+        current = db.session.scalars(sa.select(Program).where(Program.patient_id == a)).one()
+        title = current.title
+        before = [
+            (p.exercise_id, p.sets, p.reps, p.hold_seconds, p.sessions_per_week, p.notes)
+            for p in current.prescriptions
+        ]
+        db.session.rollback()
+    data, _ = program_form(clinician, a)
+    assert data["title"] == title
+    shown = [
+        (
+            int(data[f"prescriptions-{i}-exercise_id"]),
+            int(data[f"prescriptions-{i}-sets"]),
+            int(data[f"prescriptions-{i}-reps"]),
+            int(data[f"prescriptions-{i}-hold_seconds"]),
+            int(data[f"prescriptions-{i}-sessions_per_week"]),
+            data[f"prescriptions-{i}-notes"],
+        )
+        for i in range(len(before))
+    ]
+    assert shown == before
+    assert data[f"prescriptions-{len(before)}-exercise_id"] == ""
+    assert "The form starts from" in visible_text(
+        clinician.get(f"/clinic/patients/{a}/program/new")
+    )
+
+    data["prescriptions-0-reps"] = str(before[0][2] + 5)  # progress one dose
+    data["title"] = title + " (progressed)"
+    response = clinician.post(f"/clinic/patients/{a}/program/new", data=data)
+    assert response.status_code == 302, visible_text(response)
+    with app.app_context():
+        old, new = db.session.scalars(
+            sa.select(Program).where(Program.patient_id == a).order_by(Program.id)
+        ).all()
+        assert old.end_date == clinic_today() - dt.timedelta(days=1)
+        after = [
+            (p.exercise_id, p.sets, p.reps, p.hold_seconds, p.sessions_per_week, p.notes)
+            for p in new.prescriptions
+        ]
+    assert after[0] == (*before[0][:2], before[0][2] + 5, *before[0][3:])
+    assert after[1:] == before[1:]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -452,6 +508,8 @@ def test_program_form_refuses_bad_input(
     data.update(
         {"title": "T", "prescriptions-0-exercise_id": next(v for v in library.values() if v)}
     )
+    for row in range(1, 12):  # only the first row (the current program's others cleared)
+        data[f"prescriptions-{row}-exercise_id"] = ""
     data.update(change)
     response = clinician.post(f"/clinic/patients/{a}/program/new", data=data)
     assert response.status_code == 422
