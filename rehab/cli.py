@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,21 @@ def _create_app() -> Any:
         sys.exit(2)
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no password entry (some containers)
+        return f"uid{os.getuid()}"
+
+
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """rehab: longitudinal rehabilitation tracking."""
+    # Audit rows written by this command name who ran it (`audit.invocation`).
+    from rehab.services import audit
+
+    ctx.with_resource(audit.invocation(f"cli:{_os_user()}:{os.getpid()}"))
 
 
 def database_url() -> str:

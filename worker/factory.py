@@ -9,12 +9,15 @@ from celery import Celery, Task
 from flask import Flask
 
 from config.celery import celery_settings
+from rehab.services import audit
 
 
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):  # type: ignore[misc]
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            with app.app_context():
+            # Audit rows written by the task name it (`audit.invocation`).
+            label = f"task:{self.request.id or 'called directly'}"
+            with app.app_context(), audit.invocation(label):
                 return self.run(*args, **kwargs)
 
     celery_app = Celery(app.name, task_cls=FlaskTask)

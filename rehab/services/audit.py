@@ -4,12 +4,17 @@ Inside a web request the rows are collected on `flask.g` and written by `flush_r
 after the view: on success in the same transaction as the view's work (views call `commit`);
 on an error response the view's uncommitted work is rolled back first and the rows are kept,
 with "allowed" turned into "failed", so a refused or failed attempt is still on record.
-Outside a request (CLI, worker) rows go straight into the given session.
+Outside a request (CLI, worker) rows go straight into the given session, their `request_id`
+naming the invocation instead (`invocation`): "cli:<OS user>:<pid>" for a `rehab` command,
+"task:<Celery task id>" for a worker's task, so that "who exported these patients from the
+command line" and "which run wrote these rows" have an answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -31,6 +36,20 @@ class AuditEntry:
     target: str | None
 
 
+_INVOCATION: ContextVar[str | None] = ContextVar("audit_invocation", default=None)
+
+
+@contextmanager
+def invocation(label: str) -> Iterator[None]:
+    """Name what runs outside a web request (a command, a worker's task): the audit rows
+    written in the block carry it as their `request_id`."""
+    token = _INVOCATION.set(label[:64])
+    try:
+        yield
+    finally:
+        _INVOCATION.reset(token)
+
+
 def record(
     session: Session,
     actor: Actor,
@@ -43,7 +62,7 @@ def record(
     if has_request_context():
         g.setdefault("audit_trail", []).append(entry)
     else:
-        session.add(_row(entry, request_id=None))
+        session.add(_row(entry, request_id=_INVOCATION.get()))
 
 
 def record_per_patient(

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import getpass
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from click.testing import CliRunner
 from flask import Flask
 
 from rehab import create_app
+from rehab.cli import main as rehab_cli
 from rehab.cli_detect import detect_command
 from rehab.cli_export import export_group
 from rehab.db.models import ApiToken, AuditEvent
@@ -64,7 +67,8 @@ def test_rehab_detect_on_the_demo_export_finds_what_the_worker_finds(
         load_demo(db.session, as_of=AS_OF)
         db.session.commit()
     out = tmp_path / "clinic.csv"
-    result = app.test_cli_runner().invoke(export_group, ["csv", "-o", str(out)])
+    # Through the `rehab` command itself, which names who ran it in the audit rows.
+    result = app.test_cli_runner().invoke(rehab_cli, ["export", "csv", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "exported 45 patient(s)" in result.output
 
@@ -107,10 +111,11 @@ def test_rehab_detect_on_the_demo_export_finds_what_the_worker_finds(
         fall_linked
         and "on stairs (10 steps, landed on buttocks)" in (fall_linked[0]["explanation"])
     )
-    # The CLI is the system: one audit row per patient, no user.
+    # The CLI is the system: one audit row per patient, no user, but the OS user who ran it.
     audited = export_rows(app)
     assert sorted(r.patient_id for r in audited if r.patient_id is not None) == ids
     assert {(r.role, r.user_id, r.outcome.value) for r in audited} == {("system", None, "allowed")}
+    assert {r.request_id for r in audited} == {f"cli:{getpass.getuser()}:{os.getpid()}"}
 
 
 def test_cli_refuses_an_unknown_patient_and_an_unmigrated_database(

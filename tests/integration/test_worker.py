@@ -14,7 +14,7 @@ from celery import Celery
 from flask import Flask
 
 from rehab import create_app
-from rehab.db.models import Alert
+from rehab.db.models import Alert, AuditEvent
 from rehab.devservers import RedisServer
 from rehab.extensions import db
 from rehab.services.time import clinic_today
@@ -65,6 +65,15 @@ def run_scenario(pg_url: str, broker_url: str, tmp_path: Path) -> None:
             assert response.status_code == 201
             alerts = wait_until(lambda: pain_alerts(app, a), timeout=60)
             assert [(k, m) for k, m, _ in alerts] == [("pain_regression", "leg_pain")]
+            # The audit rows of the alerts name the task that stored them.
+            with app.app_context():
+                by = db.session.scalars(
+                    sa.select(AuditEvent.request_id).where(
+                        AuditEvent.action == "alert.create", AuditEvent.patient_id == a
+                    )
+                ).all()
+                db.session.rollback()
+            assert by and all(re.fullmatch(r"task:[0-9a-f-]{36}", b or "") for b in by), by
 
             # The same task delivered twice more (a redelivery after a crash, a retry).
             with app.app_context():
