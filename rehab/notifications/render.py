@@ -33,6 +33,7 @@ PASSWORD_RESET_SUBJECT = "[rehab] Choose a new password"
 PASSWORD_CHANGED_SUBJECT = "[rehab] Your password was changed"
 EMAIL_CONFIRM_SUBJECT = "[rehab] Confirm your new login address"
 EMAIL_CHANGED_SUBJECT = "[rehab] Your login address was changed"
+EMAIL_IN_USE_SUBJECT = "[rehab] This address already has an account"
 
 KIND_LABELS = {
     "pain_regression": "Pain regression",
@@ -262,12 +263,19 @@ def email_confirm_message(
     return _assemble(message, text, html, [])
 
 
-def email_changed_message(
-    envelope: Envelope, *, new_email: str, changed_at: dt.datetime | None
-) -> EmailMessage:
-    """The notice to the old address that the login moved to `new_email`."""
+def email_changed_message(envelope: Envelope, *, changed_at: dt.datetime | None) -> EmailMessage:
+    """The notice to the old address that the login moved to another address."""
     message = _base(envelope, EMAIL_CHANGED_SUBJECT)
-    context = {"new_email": new_email, "changed_at": _utc_text(changed_at or envelope.date)}
+    context = {"changed_at": _utc_text(changed_at or envelope.date)}
     text = render_template("email/email_changed.txt", **context)
     html = render_template("email/email_changed.html", **context)
+    return _assemble(message, text, html, [])
+
+
+def email_in_use_message(envelope: Envelope) -> EmailMessage:
+    """To an address someone asked to make the login of their account, which is already the
+    login of an account: nothing was changed."""
+    message = _base(envelope, EMAIL_IN_USE_SUBJECT)
+    text = render_template("email/email_in_use.txt")
+    html = render_template("email/email_in_use.html")
     return _assemble(message, text, html, [])

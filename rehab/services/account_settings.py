@@ -3,15 +3,14 @@ device tokens."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
 from rehab.db.models import ApiToken, EmailChange, User, utcnow
-from rehab.domain.vocabulary import AuditOutcome
-from rehab.services import accounts, audit, notifications, sessions
+from rehab.services import accounts, audit, login, notifications
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
 from rehab.services.commands import Command, EmailChangeInput, InvalidInput
@@ -80,75 +79,88 @@ def revoke_device_token(session: Session, actor: Actor, token_id: int) -> None:
 
 
 def change_password(session: Session, actor: Actor, current: str, new: str) -> User:
-    """A logged-in person changes her password, knowing the current one. Every session of
-    the account ends (the caller starts a fresh one for the browser she is using); her device
-    and API keys stay (her keys page lists them); the account's address gets a notice, so a
-    change she did not make does not go unseen. `InvalidInput` names `current_password` or
-    `password`; a wrong current password is audited as denied. The caller commits."""
+    """A logged-in person changes her password, knowing the current one. As with a password
+    chosen through an e-mailed link (`login.choose_password`), every session and every API
+    and device key of the account ends (whoever took over a session may have made one; the
+    caller starts a fresh session for this browser), and the account's address is told.
+    `InvalidInput` names `current_password` (`login.WrongPassword`) or `password`. The caller
+    commits."""
     user = _own_user(session, actor)
-    _check_current_password(session, actor, user, current, "password.change")
+    login.check_current_password(session, user, current, "password.change")
     if new == current:
         raise InvalidInput("password", "is your current password: choose a new one")
-    accounts.set_password(session, user, new)
-    sessions.end_all(session, user.id)
-    notifications.queue_account_notice(session, user.id, notifications.PASSWORD_CHANGED)
-    audit.record(session, actor, "password.change", None)
+    login.choose_password(session, user, new, "password.change")
+    now = utcnow()
+    notifications.queue_account_message(
+        session, user.id, notifications.PASSWORD_CHANGED, now.isoformat(), now
+    )
     return user
-
-
-def _check_current_password(
-    session: Session, actor: Actor, user: User, current: str, action: str
-) -> None:
-    """A change to the login asks for the current password (a session left open on a shared
-    computer is not enough); a wrong one is audited as a denied `action`."""
-    if accounts.authenticate(session, user.email, current) is None:
-        audit.record(session, actor, action, None, AuditOutcome.DENIED)
-        raise InvalidInput("current_password", "is not your current password")
 
 
 def request_email_change(
     session: Session, actor: Actor, current: str, data: EmailChangeInput
 ) -> EmailChange:
-    """Ask for a new login address: a link to confirm it goes to that address, and the
-    login stays as it is until it is followed (`confirm_email_change`). A newer request
-    replaces a waiting one. `InvalidInput` names `current_password` or `email`. The caller
-    commits."""
+    """Ask for a new login address: a message goes to that address, and the login stays as
+    it is until the link in it is followed (`confirm_email_change`). A newer request replaces
+    a waiting one. The answer is the same whether or not the address belongs to an account
+    (that is for its own mailbox to learn: `notifications`), so the page tells nobody who
+    has one. `InvalidInput` names `current_password` or `email`. The caller commits."""
     user = _own_user(session, actor)
-    _check_current_password(session, actor, user, current, "email.change_request")
+    login.check_current_password(session, user, current, "email.change_request")
     if data.email == user.email:
         raise InvalidInput("email", "is your login address already")
-    if accounts.email_taken(session, data.email):
-        raise InvalidInput("email", "is already registered")
     change = EmailChange(user_id=user.id, old_email=user.email, new_email=data.email)
     session.add(change)
     session.flush()
-    notifications.queue_email_change(session, user.id, change.id, notifications.EMAIL_CONFIRM)
-    audit.record(session, actor, "email.change_request", None, target=f"email_change:{change.id}")
+    notifications.queue_account_message(
+        session, user.id, notifications.EMAIL_CONFIRM, str(change.id)
+    )
+    audit.record(
+        session, actor, "email.change_request", actor.patient_id, target=f"email_change:{change.id}"
+    )
     return change
 
 
 def waiting_email_change(session: Session, actor: Actor) -> EmailChange | None:
     """The change of address waiting for its confirmation, if its link still works."""
-    change = accounts.latest_email_change(session, _own_user(session, actor).id)
-    if change is None:
-        return None
-    age = utcnow() - change.requested_at
-    return change if age.total_seconds() < accounts.EMAIL_CHANGE_VALID_HOURS * 3600 else None
+    user = _own_user(session, actor)
+    change = accounts.latest_email_change(session, user.id)
+    return change if change is not None and accounts.email_change_usable(user, change) else None
 
 
-def confirm_email_change(session: Session, change: EmailChange) -> User:
-    """The new address confirmed the change (`accounts.email_change_for_link`): it is the
-    login from now on, and the old address is told. `InvalidInput` (field "email") if another
-    account took the address meanwhile. The caller commits."""
+def confirm_email_change(session: Session, change: EmailChange, password: str) -> User:
+    """The new address confirms the change (`accounts.email_change_for_link`), with the
+    account's password (a mistyped address's owner does not know it): it is the login from
+    now on, and the old address is told. A confirmation already made (a double click) is
+    `InvalidInput` on "token"; an address another account has is `InvalidInput` on "email"
+    (the caller also answers so if the database's unique address refuses it at commit).
+    The caller commits."""
     user = session.get(User, change.user_id)
     if user is None:
         raise NotFound("user")
+    login.check_current_password(session, user, password, "email.change", field="password")
     if accounts.email_taken(session, change.new_email):
-        raise InvalidInput("email", "is registered to another account now")
+        raise InvalidInput("email", "is registered to another account")
+    now = utcnow()
+    confirmed = session.execute(
+        sa.update(EmailChange)
+        .where(EmailChange.id == change.id, EmailChange.confirmed_at.is_(None))
+        .values(confirmed_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    if not _rowcount(confirmed):
+        raise InvalidInput("token", "this link was already used")
     user.email = change.new_email
-    change.confirmed_at = utcnow()
-    notifications.queue_email_change(session, user.id, change.id, notifications.EMAIL_CHANGED)
+    session.flush()
+    notifications.queue_account_message(
+        session, user.id, notifications.EMAIL_CHANGED, str(change.id), now
+    )
+    actor = accounts.actor_for(user)
     audit.record(
-        session, accounts.actor_for(user), "email.change", None, target=f"email_change:{change.id}"
+        session, actor, "email.change", actor.patient_id, target=f"email_change:{change.id}"
     )
     return user
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -106,26 +106,33 @@ def make_email_change_token(user: User, change: EmailChange, secret_key: str) ->
     return _link_serializer(secret_key, EMAIL_CHANGE).dumps(payload)
 
 
+def email_change_usable(user: User, change: EmailChange) -> bool:
+    """Whether a change may still be confirmed (or its link sent): not confirmed, asked for
+    less than EMAIL_CHANGE_VALID_HOURS ago, and no password chosen since (whoever changed the
+    password, perhaps to shut someone out, did not necessarily ask for the address). The
+    caller checks that it is the account's latest request (`latest_email_change`)."""
+    if change.confirmed_at is not None or change.user_id != user.id or not user.is_active:
+        return False
+    if utcnow() - change.requested_at >= dt.timedelta(hours=EMAIL_CHANGE_VALID_HOURS):
+        return False
+    changed = user.password_changed_at
+    return changed is None or changed <= change.requested_at
+
+
 def email_change_for_link(session: Session, token: str, secret_key: str) -> EmailChange:
-    """The change a confirmation link is for, if it is still the account's latest request
-    and waiting; `InvalidInput` (field "token") otherwise."""
-    try:
-        change_id, fingerprint = _link_serializer(secret_key, EMAIL_CHANGE).loads(
-            token, max_age=EMAIL_CHANGE_VALID_HOURS * 3600
-        )
-    except SignatureExpired:
-        raise InvalidInput("token", "this link has expired; ask for the change again") from None
-    except (BadSignature, ValueError, TypeError):
-        raise InvalidInput("token", "this link is not valid") from None
+    """The change a confirmation link is for, if it is still usable and the account's latest
+    request; `InvalidInput` (field "token") otherwise."""
+    change_id, fingerprint = _link_payload(
+        token, secret_key, EMAIL_CHANGE, EMAIL_CHANGE_VALID_HOURS * 3600
+    )
     change = session.get(EmailChange, change_id) if isinstance(change_id, int) else None
     user = session.get(User, change.user_id) if change is not None else None
     if (
         change is None
         or user is None
-        or not user.is_active
-        or change.confirmed_at is not None
         or _password_fingerprint(user) != fingerprint
         or latest_email_change(session, user.id) is not change
+        or not email_change_usable(user, change)
     ):
         raise InvalidInput(
             "token", "this link was already used, or a newer change was asked for since"
@@ -144,6 +151,19 @@ def latest_email_change(session: Session, user_id: int) -> EmailChange | None:
     return latest if latest is not None and latest.confirmed_at is None else None
 
 
+def _link_payload(token: str, secret_key: str, purpose: str, max_age_seconds: int) -> list[Any]:
+    """The [id, fingerprint] a one-time link signs, or `InvalidInput` (field "token")."""
+    try:
+        payload = _link_serializer(secret_key, purpose).loads(token, max_age=max_age_seconds)
+    except SignatureExpired:
+        raise InvalidInput("token", "this link has expired; ask for a new one") from None
+    except BadSignature:
+        raise InvalidInput("token", "this link is not valid") from None
+    if not isinstance(payload, list) or len(payload) != 2:
+        raise InvalidInput("token", "this link is not valid")
+    return payload
+
+
 def make_link_token(user: User, secret_key: str, purpose: str = INVITE) -> str:
     """A one-time set-password link's token: an invitation, or a reset asked for by e-mail."""
     return _link_serializer(secret_key, purpose).dumps([user.id, _password_fingerprint(user)])
@@ -156,14 +176,7 @@ def make_invite_token(user: User, secret_key: str) -> str:
 def user_for_link(
     session: Session, token: str, secret_key: str, max_age_seconds: int, purpose: str = INVITE
 ) -> User:
-    try:
-        user_id, fingerprint = _link_serializer(secret_key, purpose).loads(
-            token, max_age=max_age_seconds
-        )
-    except SignatureExpired:
-        raise InvalidInput("token", "this link has expired; ask for a new one") from None
-    except (BadSignature, ValueError, TypeError):
-        raise InvalidInput("token", "this link is not valid") from None
+    user_id, fingerprint = _link_payload(token, secret_key, purpose, max_age_seconds)
     user = session.get(User, user_id) if isinstance(user_id, int) else None
     if user is None or not user.is_active or _password_fingerprint(user) != fingerprint:
         raise InvalidInput("token", "this link was already used or is not valid")

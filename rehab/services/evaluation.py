@@ -569,7 +569,7 @@ def _patient_event(
 EVALUATION_LOCK = 0x52455641  # "REVA"
 
 
-def _lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
+def lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
     """Serialise evaluations of the same patients, so two workers never reconcile one patient
     at the same time; in id order, so two overlapping batches cannot deadlock. PostgreSQL:
     transaction-scoped advisory locks — unlike row locks (SELECT … FOR UPDATE) they write
@@ -608,7 +608,7 @@ def evaluate_patients(
     """Detect and reconcile for a batch of patients; the caller commits."""
     if not patient_ids:
         return EvaluationResult()
-    _lock_patients(session, patient_ids)
+    lock_patients(session, patient_ids)
     evaluated_at = utcnow() - CLOCK_SLACK
     since = today - dt.timedelta(days=LOOKBACK_DAYS)
     episodes, context = _detect(session, patient_ids, today, since, config)

@@ -5,9 +5,11 @@ another skill: a clinician of her care team hands her over, and from then on the
 sees her record (and alerts) and hers no longer does, unless she belongs to both. What was
 recorded stays as it was, authored by whoever recorded it; the move itself is audited with the
 team it went to. Open alerts do not wait in silence for the new team to look: each of its
-clinicians is notified of them as if they had just opened (routine ones by their chosen mode,
-urgent ones at once). Notifications not yet sent to the previous team are dropped at delivery,
-which checks the recipient's access (`notifications._compose`).
+clinicians who could not see her before is notified of them as if they had just opened
+(routine ones by their chosen mode, urgent ones at once), also when she comes back to a team
+she was with. Notifications not yet sent to the previous team are dropped at delivery, which
+checks the recipient's access (`notifications._compose`). A team without an active clinician
+cannot take her: nobody would see her record.
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from rehab.db.models import Alert, AlertStatus, CareTeam
-from rehab.services import audit, notifications
+from rehab.db.models import (
+    Alert,
+    AlertStatus,
+    CareTeam,
+    CareTeamMember,
+    Clinician,
+    User,
+    utcnow,
+)
+from rehab.services import audit, evaluation, notifications
 from rehab.services.access import can_see_patient, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import HandOverInput, InvalidInput
@@ -52,6 +62,13 @@ def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInp
         raise InvalidInput("care_team_id", "is not a care team of the clinic")
     if team.id == patient.care_team_id:
         raise InvalidInput("care_team_id", "is her care team already")
+    if not _active_clinicians(session, team.id):
+        # Nobody would see her record or hear of her alerts.
+        raise InvalidInput("care_team_id", "has no active clinician")
+    # An evaluation storing an alert meanwhile would tell the team she is leaving, and this
+    # would not see it: the two take turns (the evaluation's lock).
+    evaluation.lock_patients(session, [patient_id])
+    saw_her = _active_clinicians(session, patient.care_team_id)
     patient.care_team_id = team.id
     session.flush()
     open_alerts = list(
@@ -61,11 +78,25 @@ def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInp
             .order_by(Alert.id)
         )
     )
-    queued = notifications.queue_for_alerts(session, open_alerts)
+    queued = notifications.queue_for_alerts(
+        session, open_alerts, handover=(utcnow().isoformat(), saw_her)
+    )
     audit.commit(session)
     return HandedOver(
         team_name=team.name,
         still_visible=can_see_patient(session, actor, patient_id),
         open_alerts=len(open_alerts),
         notifications=len(queued),
+    )
+
+
+def _active_clinicians(session: Session, care_team_id: int) -> set[int]:
+    """The user ids of the team's active clinicians."""
+    return set(
+        session.scalars(
+            sa.select(User.id)
+            .join(Clinician, Clinician.user_id == User.id)
+            .join(CareTeamMember, CareTeamMember.clinician_id == Clinician.id)
+            .where(CareTeamMember.care_team_id == care_team_id, User.is_active.is_(True))
+        )
     )

@@ -15,6 +15,7 @@ from rehab.db.models import User, utcnow
 from rehab.domain.vocabulary import AuditOutcome, Role
 from rehab.services import accounts, audit, notifications, sessions, two_factor
 from rehab.services.actors import Actor
+from rehab.services.commands import InvalidInput
 
 # After this many failures in a row the account is locked for LOCK_FOR (ASVS 2.2.1); the
 # per-IP and per-account rate limits (flask-limiter) slow guessing before that.
@@ -43,13 +44,7 @@ def check_password(
     verified = accounts.authenticate(session, email, password)
     if locked or verified is None:
         if user is not None and not locked:
-            user.failed_logins += 1
-            if user.failed_logins >= LOCK_AFTER_FAILURES:
-                user.locked_until = now + LOCK_FOR
-                user.failed_logins = 0
-                audit.record(
-                    session, _anonymous_for(user), "login.lockout", None, AuditOutcome.DENIED
-                )
+            _count_failure(session, user, _anonymous_for(user), now)
         audit.record(session, _anonymous_for(user), "login", None, AuditOutcome.DENIED)
         return PasswordOutcome(None)
     verified.failed_logins = 0
@@ -58,6 +53,42 @@ def check_password(
     if needs:
         audit.record(session, accounts.actor_for(verified), "login.password", None)
     return PasswordOutcome(verified, needs_second_factor=needs)
+
+
+def _count_failure(session: Session, user: User, actor: Actor, now: dt.datetime) -> bool:
+    """One more wrong password in a row; at LOCK_AFTER_FAILURES the account is locked for
+    LOCK_FOR (audited). Returns whether it was locked now."""
+    user.failed_logins += 1
+    if user.failed_logins < LOCK_AFTER_FAILURES:
+        return False
+    user.locked_until = now + LOCK_FOR
+    user.failed_logins = 0
+    audit.record(session, actor, "login.lockout", None, AuditOutcome.DENIED)
+    return True
+
+
+class WrongPassword(InvalidInput):
+    """The current password, asked for before a change to the login, was wrong. The caller
+    commits before answering, so that the failure counts towards the lockout."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field, "is not your current password")
+
+
+def check_current_password(
+    session: Session, user: User, password: str, action: str, field: str = "current_password"
+) -> None:
+    """A change to the login (password, address) asks for the password: a session left open
+    on a shared computer is not enough. A wrong one is audited as a denied `action` and
+    counts as a failed login: at the lockout every session of the account ends as well (ten
+    guesses from a session are not its owner's)."""
+    if accounts.authenticate(session, user.email, password) is not None:
+        return
+    actor = accounts.actor_for(user)
+    if _count_failure(session, user, actor, utcnow()):
+        sessions.end_all(session, user.id)
+    audit.record(session, actor, action, None, AuditOutcome.DENIED)
+    raise WrongPassword(field)
 
 
 def check_second_factor(session: Session, user: User, secret: str, code: str) -> bool:

@@ -28,7 +28,7 @@ import datetime as dt
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -80,11 +80,11 @@ REMINDER = "reminder"
 PASSWORD_RESET = "password_reset"
 # A notice to an account's own address that its password was changed.
 PASSWORD_CHANGED = "password_changed"
-ACCOUNT_NOTICES = (PASSWORD_CHANGED,)
 # A change of login address: the link confirming it, to the new address; then the notice
 # that it was made, to the old one. The change is named by the row's dedup key.
 EMAIL_CONFIRM = "email_confirm"
 EMAIL_CHANGED = "email_changed"
+ACCOUNT_MESSAGES = (PASSWORD_CHANGED, EMAIL_CONFIRM, EMAIL_CHANGED)
 
 DELIVER_TASK = "rehab.deliver_notification"
 DIGEST_TASK = "rehab.deliver_digest"
@@ -194,6 +194,7 @@ def queue_for_alerts(
     alert_ids: Sequence[int],
     *,
     escalation: bool = False,
+    handover: tuple[str, Collection[int]] | None = None,
     now: dt.datetime | None = None,
 ) -> list[int]:
     """Write the outbox rows for newly opened alerts: one per active clinician of the
@@ -202,13 +203,16 @@ def queue_for_alerts(
 
     `escalation`: the alert became urgent after it opened; its rows are new (dedup key
     `alert:<id>:escalated`) and go out at once.
+    `handover`: (a key naming the hand-over, the users who saw the patient before it): her
+    open alerts, told to the new team's clinicians who did not; the rows are new (dedup key
+    `alert:<id>:handover:<key>`), so a patient handed back is told again.
     """
     if not alert_ids:
         return []
     settings = _settings()
     now = now or utcnow()
     digest_at = next_digest_time(now, settings.digest_hour, settings.clinic_timezone)
-    recipients = session.execute(
+    query = (
         sa.select(Alert.id, Alert.severity, User.id, User.notify_mode)
         .join(Patient, Patient.id == Alert.patient_id)
         .join(CareTeamMember, CareTeamMember.care_team_id == Patient.care_team_id)
@@ -217,8 +221,14 @@ def queue_for_alerts(
         .where(Alert.id.in_(alert_ids), User.is_active.is_(True))
         .order_by(Alert.id, User.id)
     )
+    suffix = ":escalated" if escalation else ""
+    if handover is not None:
+        key, saw_her = handover
+        suffix += f":handover:{key}"
+        if saw_her:
+            query = query.where(User.id.not_in(list(saw_her)))
     rows = []
-    for alert_id, severity, user_id, mode in recipients:
+    for alert_id, severity, user_id, mode in session.execute(query):
         urgent = severity == "urgent" or escalation
         digest = not urgent and mode is NotifyMode.DIGEST
         rows.append(
@@ -226,7 +236,7 @@ def queue_for_alerts(
                 recipient=user_id,
                 purpose=ALERT_DIGEST if digest else ALERT,
                 alert_id=alert_id,
-                dedup_key=f"alert:{alert_id}" + (":escalated" if escalation else ""),
+                dedup_key=f"alert:{alert_id}{suffix}",
                 urgent=urgent,
                 due=digest_at if digest else now,
                 now=now,
@@ -315,55 +325,29 @@ def queue_password_reset(
         return None
     # Two requests at the same moment: the unique key of the window keeps one.
     window = dt.datetime.fromtimestamp(now.timestamp() // every * every, dt.UTC)
-    row = _row(
-        recipient=user_id,
-        purpose=PASSWORD_RESET,
-        dedup_key=f"password_reset:{window.isoformat(timespec='minutes')}",
-        due=now,
-        now=now,
-    )
-    inserted = _insert_ignoring_duplicates(session, [row])
-    _enqueue(session, inserted)
-    return inserted[0][0] if inserted else None
+    key = f"password_reset:{window.isoformat(timespec='minutes')}"
+    return _queue_one(session, user_id, PASSWORD_RESET, key, now)
 
 
-def queue_account_notice(
-    session: Session, user_id: int, purpose: str, now: dt.datetime | None = None
+def queue_account_message(
+    session: Session, user_id: int, purpose: str, key: str, now: dt.datetime | None = None
 ) -> int | None:
-    """A security notice to the account's own address (`ACCOUNT_NOTICES`), one per change.
-    The caller commits."""
-    if purpose not in ACCOUNT_NOTICES:
-        raise ValueError(f"not an account notice: {purpose}")
+    """One message about the account itself, sent at once: a notice to its address that the
+    password was changed (`PASSWORD_CHANGED`), or a change of login address (`EMAIL_CONFIRM`,
+    `EMAIL_CHANGED`: `key` is the change's id). Written once per (purpose, key); the caller
+    commits."""
+    if purpose not in ACCOUNT_MESSAGES:
+        raise ValueError(f"not an account message: {purpose}")
     now = now or utcnow()
-    row = _row(
-        recipient=user_id,
-        purpose=purpose,
-        dedup_key=f"{purpose}:{now.isoformat(timespec='microseconds')}",
-        urgent=True,
-        due=now,
-        now=now,
-    )
-    inserted = _insert_ignoring_duplicates(session, [row])
-    _enqueue(session, inserted)
-    return inserted[0][0] if inserted else None
+    return _queue_one(session, user_id, purpose, f"{purpose}:{key}", now)
 
 
-def queue_email_change(
-    session: Session, user_id: int, change_id: int, purpose: str, now: dt.datetime | None = None
+def _queue_one(
+    session: Session, user_id: int, purpose: str, dedup_key: str, now: dt.datetime
 ) -> int | None:
-    """The message of a change of login address (`EMAIL_CONFIRM` or `EMAIL_CHANGED`), once
-    per change. The caller commits."""
-    if purpose not in (EMAIL_CONFIRM, EMAIL_CHANGED):
-        raise ValueError(f"not an e-mail change message: {purpose}")
-    now = now or utcnow()
-    row = _row(
-        recipient=user_id,
-        purpose=purpose,
-        dedup_key=f"{purpose}:{change_id}",
-        urgent=True,
-        due=now,
-        now=now,
-    )
+    """One immediate row (None if its dedup key was written already), delivered after the
+    commit."""
+    row = _row(recipient=user_id, purpose=purpose, dedup_key=dedup_key, due=now, now=now)
     inserted = _insert_ignoring_duplicates(session, [row])
     _enqueue(session, inserted)
     return inserted[0][0] if inserted else None
@@ -688,26 +672,31 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
 def _email_change_message(
     session: Session, user: User, held: Claim, envelope: render.Envelope, settings: Settings
 ) -> EmailMessage:
-    """The confirmation link, to the new address (while the change waits), or the notice that
-    it was made, to the old one."""
+    """To the new address, while the change waits: the link confirming it, or, if that
+    address already logs in to an account, a note saying so (the page that took the request
+    told nobody). To the old address, once confirmed: the notice (without the new address:
+    whoever reads the old mailbox now need not learn it)."""
     key = session.scalar(sa.select(Notification.dedup_key).where(Notification.id == held.ids[0]))
-    change = session.get(EmailChange, int((key or "").rpartition(":")[2] or 0))
+    change_id = (key or "").rpartition(":")[2]
+    change = session.get(EmailChange, int(change_id)) if change_id.isdigit() else None
     if change is None or change.user_id != user.id:
         raise NotSendable("no such change of address")
-    base = settings.public_url.rstrip("/")
-    if held.purpose == EMAIL_CONFIRM:
-        if change is not accounts.latest_email_change(session, user.id):
-            raise NotSendable("the change was confirmed, or a newer one asked for")
-        token = accounts.make_email_change_token(user, change, settings.secret_key)
-        return render.email_confirm_message(
-            dataclasses.replace(envelope, to=change.new_email),
-            confirm_url=f"{base}/account/email/{token}",
-            valid_hours=accounts.EMAIL_CHANGE_VALID_HOURS,
+    if held.purpose == EMAIL_CHANGED:
+        return render.email_changed_message(
+            dataclasses.replace(envelope, to=change.old_email), changed_at=change.confirmed_at
         )
-    return render.email_changed_message(
-        dataclasses.replace(envelope, to=change.old_email),
-        new_email=change.new_email,
-        changed_at=change.confirmed_at,
+    latest = accounts.latest_email_change(session, user.id)
+    if change is not latest or not accounts.email_change_usable(user, change):
+        raise NotSendable("the change was confirmed, replaced or ended by a new password")
+    to_new = dataclasses.replace(envelope, to=change.new_email)
+    if accounts.email_taken(session, change.new_email):
+        return render.email_in_use_message(to_new)
+    token = accounts.make_email_change_token(user, change, settings.secret_key)
+    base = settings.public_url.rstrip("/")
+    return render.email_confirm_message(
+        to_new,
+        confirm_url=f"{base}/account/email/{token}",
+        valid_hours=accounts.EMAIL_CHANGE_VALID_HOURS,
     )
 
 

@@ -22,6 +22,7 @@ from flask import (
 )
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
@@ -139,8 +140,12 @@ class ChangeEmailForm(FlaskForm):
     email = EmailField("New login address", validators=[DataRequired(), Length(max=254)])
 
 
-class ConfirmForm(FlaskForm):
-    """A button: a link followed from an e-mail changes nothing until it is pressed."""
+class ConfirmEmailForm(FlaskForm):
+    """A link followed from an e-mail changes nothing until this is sent."""
+
+    password = PasswordField(
+        "The password of your rehab account", validators=[DataRequired(), Length(max=256)]
+    )
 
 
 def _login_limit() -> str:
@@ -272,13 +277,28 @@ def _account_page(
     )
 
 
+# One budget for every change to the login of an account, whichever the page (a session
+# guessing the current password gets no more tries than a login form).
+_account_change_limit = limiter.shared_limit(
+    _login_limit, scope="account-change", key_func=_account_key, methods=["POST"]
+)
+
+
+def _refused(form: FlaskForm, exc: InvalidInput) -> None:
+    """Show a service's refusal next to its field; a wrong password is committed first, so
+    that it counts towards the lockout (the error answer rolls back what is not)."""
+    if isinstance(exc, login_service.WrongPassword):
+        audit.commit(db.session)
+    show_service_error(form, exc)
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
-@limiter.limit(_login_limit, key_func=_account_key, methods=["POST"])
+@_account_change_limit
 def change_password() -> Any:
     """Anyone logged in changes her password, knowing the current one; every other session
-    ends, this browser gets a fresh one, and her address gets a notice. (GET: the page of
-    her login, address and password.)"""
+    and every API and device key ends, this browser gets a fresh session, and her address
+    gets a notice. (GET: the page of her login, address and password.)"""
     form = ChangePasswordForm()
     if request.method == "POST":
         if form.validate_on_submit():
@@ -293,11 +313,15 @@ def change_password() -> Any:
                         form.password.data or "",
                     )
                 except InvalidInput as exc:
-                    show_service_error(form, exc)
+                    _refused(form, exc)
                 else:
                     _fresh_session(user)
                     audit.commit(db.session)
-                    flash("Your password is changed; every other device was logged out.", "success")
+                    flash(
+                        "Your password is changed. Every other device was logged out, and every"
+                        " app and API key stopped working: make a new one where you need it.",
+                        "success",
+                    )
                     return redirect(url_for("auth.change_password"), 303)
         return _account_page(password_form=form, status=422)
     return _account_page()
@@ -305,10 +329,10 @@ def change_password() -> Any:
 
 @bp.route("/account/email", methods=["POST"])
 @login_required
-@limiter.limit(_login_limit, key_func=_account_key)
+@_account_change_limit
 def change_email() -> Any:
-    """Ask for a new login address, knowing the current password: a link to confirm it goes
-    to the new address, and the login stays as it is until then."""
+    """Ask for a new login address, knowing the current password: a message goes to the new
+    address, and the login stays as it is until the link in it is followed."""
     form = ChangeEmailForm()
     if form.validate_on_submit():
         try:
@@ -319,12 +343,13 @@ def change_email() -> Any:
         except FormInvalid:
             pass
         except InvalidInput as exc:
-            show_service_error(form, exc)
+            _refused(form, exc)
         else:
             audit.commit(db.session)
             flash(
-                f"A link to confirm it went to {change.new_email}. Your login stays"
-                f" {change.old_email} until it is followed.",
+                f"A message went to {change.new_email}: follow the link in it, within"
+                f" {accounts.EMAIL_CHANGE_VALID_HOURS} hours, to make it your login. Until"
+                " then your login stays as it is.",
                 "success",
             )
             return redirect(url_for("auth.change_password"), 303)
@@ -336,23 +361,35 @@ def _unusable_email_link(message: str, status: int) -> Any:
 
 
 @bp.route("/account/email/<token>", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
 def confirm_email(token: str) -> Any:
     """The link sent to a new login address. GET shows what it confirms (mail scanners
-    follow links); the button makes it the login."""
+    follow links); confirming asks for the account's password (whoever owns a mistyped
+    address does not know it)."""
     try:
         change = accounts.email_change_for_link(db.session, token, current_app.config["SECRET_KEY"])
     except InvalidInput as exc:
         return _unusable_email_link(exc.message, 400)
-    form = ConfirmForm()
+    form = ConfirmEmailForm()
     if form.validate_on_submit():
         try:
-            account_settings.confirm_email_change(db.session, change)
+            account_settings.confirm_email_change(db.session, change, form.password.data or "")
+            audit.commit(db.session)
+        except login_service.WrongPassword as exc:
+            _refused(form, exc)
         except InvalidInput as exc:
+            if exc.field == "token":
+                return _unusable_email_link(exc.message, 400)
             return _unusable_email_link(f"that address {exc.message}", 409)
-        audit.commit(db.session)
-        flash(f"Your login address is now {change.new_email}.", "success")
-        return redirect(url_for("auth.index"))
-    return render_template("auth/confirm_email.html", form=form, change=change)
+        except IntegrityError:  # another account took the address at this very moment
+            db.session.rollback()
+            audit.discard_pending()
+            return _unusable_email_link("that address is registered to another account", 409)
+        else:
+            flash(f"Your login address is now {change.new_email}.", "success")
+            return redirect(url_for("auth.index"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/confirm_email.html", form=form, change=change), status
 
 
 @bp.route("/logout", methods=["POST"])

@@ -470,9 +470,8 @@ def new_program(patient_id: int) -> Any:
         form.start_date.data = today
         # Adjusting a program means a new one from today: it starts as the current one.
         current = programs.program_on(db.session, patient_id, today)
-        if current is not None:
-            form.adjust(current)
-        return _program_page(form, patient_id, name, library, current=current)
+        adjusted = current is not None and form.adjust(current)
+        return _program_page(form, patient_id, name, library, current=current, adjusted=adjusted)
 
     def save(data: ProgramInput) -> str:
         programs.create_program(db.session, _actor(), patient_id, data)
@@ -526,6 +525,7 @@ def _program_page(
     library: list[Any],
     status: int = 200,
     current: Any = None,
+    adjusted: bool = False,
 ) -> Any:
     return (
         render_template(
@@ -535,6 +535,7 @@ def _program_page(
             name=name,
             library=library,
             current=current,
+            adjusted=adjusted,
         ),
         status,
     )

@@ -457,9 +457,12 @@ class ProgramForm(PageForm):
         max_entries=PROGRAM_EXERCISE_ROWS,
     )
 
-    def adjust(self, current: Program) -> None:
+    def adjust(self, current: Program) -> bool:
         """Start from the program in effect: its title and exercises with their doses, to
-        change what changes (phases start anew)."""
+        change what changes (phases start anew). False, and nothing filled in, if it has more
+        exercises than the form has rows (a part of it would be dropped unseen)."""
+        if len(current.prescriptions) > len(self.prescriptions.entries):
+            return False
         self.title.data = current.title
         for row, item in zip(self.prescriptions.entries, current.prescriptions, strict=False):
             form = row.form
@@ -469,6 +472,7 @@ class ProgramForm(PageForm):
             form.hold_seconds.data = item.hold_seconds
             form.sessions_per_week.data = item.sessions_per_week
             form.notes.data = item.notes
+        return True
 
     def set_library(self, library: Sequence[Exercise]) -> None:
         choices = choice_list(

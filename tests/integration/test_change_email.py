@@ -1,10 +1,12 @@
 """Anyone logged in changes her own login address (`/account/password`, "Login address").
 
 The current password first; the new address gets a link, and the login stays as it was until
-it is followed (a GET shows it, a button confirms it); then the old address is told. A newer
-request, a confirmation, or a password change makes the earlier link stop working; an address
-another account has is refused, also when taken between the request and the confirmation.
-Each step is audited without the addresses; the admin reading the outbox cannot use a link."""
+it is followed (a GET shows it; confirming asks for the account's password again); then the
+old address is told, without the new one. A newer request, a confirmation, or a password
+change (also one made before the link was sent) makes the link stop working. The page answers
+the same for an address another account has (that address gets a note instead of a link), and
+one taken between the request and the confirmation is refused. Each step is audited without
+the addresses; the admin reading the outbox cannot use a link."""
 
 from __future__ import annotations
 
@@ -82,9 +84,9 @@ def link_in(message: EmailMessage) -> str:
     return match.group(1)
 
 
-def confirm(client: FlaskClient, link: str) -> int:
+def confirm(client: FlaskClient, link: str, password: str = PASSWORD) -> int:
     token = csrf_token(client, "/login")
-    return client.post(link, data={"csrf_token": token}).status_code
+    return client.post(link, data={"csrf_token": token, "password": password}).status_code
 
 
 def can_log_in(app: Flask, email: str) -> bool:
@@ -107,7 +109,7 @@ def test_a_new_login_address_takes_effect_once_confirmed(app: Flask, clinic: Cli
     status, _ = ask(client, "  Alice.New@Patient.TEST ")
     assert status == 303
     page = visible_text(client.get("/account/password"))
-    assert f"A link to confirm it went to {NEW}" in page
+    assert f"A message went to {NEW}" in page
     assert f"A change to {NEW} is waiting" in page
     assert email_of(app, person.user_id) == person.email  # not yet
     assert can_log_in(app, person.email)
@@ -119,8 +121,11 @@ def test_a_new_login_address_takes_effect_once_confirmed(app: Flask, clinic: Cli
     anonymous = app.test_client()  # opened on another device, not logged in
     shown = anonymous.get(link)
     assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
-    assert NEW in visible_text(shown)
+    assert NEW in visible_text(shown) and person.email not in visible_text(shown)
     assert email_of(app, person.user_id) == person.email  # a GET changes nothing
+    # Whoever owns the (perhaps mistyped) new address does not know the password.
+    assert confirm(anonymous, link, "not the password") == 422
+    assert email_of(app, person.user_id) == person.email
     assert confirm(anonymous, link) == 302
     assert email_of(app, person.user_id) == NEW
     assert can_log_in(app, NEW) and not can_log_in(app, person.email)
@@ -132,13 +137,16 @@ def test_a_new_login_address_takes_effect_once_confirmed(app: Flask, clinic: Cli
     assert notice["To"] == person.email  # the old address is told
     assert notice["Subject"] == render.EMAIL_CHANGED_SUBJECT
     body = notice.get_body(preferencelist=("plain",))
-    assert body is not None and NEW in body.get_content()
+    assert body is not None and "was changed on" in body.get_content()
+    assert NEW not in notice.as_string()  # whoever reads the old mailbox need not learn it
 
     with app.app_context():
         audited = [
-            (action, user_id, outcome.value)
-            for action, user_id, outcome in db.session.execute(
-                sa.select(AuditEvent.action, AuditEvent.user_id, AuditEvent.outcome)
+            (action, user_id, patient_id, outcome.value)
+            for action, user_id, patient_id, outcome in db.session.execute(
+                sa.select(
+                    AuditEvent.action, AuditEvent.user_id, AuditEvent.patient_id, AuditEvent.outcome
+                )
                 .where(AuditEvent.action.like("email.%"))
                 .order_by(AuditEvent.id)
             )
@@ -151,9 +159,11 @@ def test_a_new_login_address_takes_effect_once_confirmed(app: Flask, clinic: Cli
         (change,) = db.session.scalars(sa.select(EmailChange)).all()
         assert (change.old_email, change.new_email) == (person.email, NEW)
         assert change.confirmed_at is not None
+    a = person.patient_id  # her identity is part of her record
     assert audited == [
-        ("email.change_request", person.user_id, "allowed"),
-        ("email.change", person.user_id, "allowed"),
+        ("email.change_request", person.user_id, a, "allowed"),
+        ("email.change", person.user_id, None, "denied"),  # the wrong password at the link
+        ("email.change", person.user_id, a, "allowed"),
     ]
     assert NEW not in stored and person.email not in stored
 
@@ -184,8 +194,56 @@ def test_only_the_latest_link_works_and_a_password_change_ends_it(
     )
     assert changed.status_code == 303
     assert anonymous.get(link_in(second)).status_code == 400
-    assert confirm(anonymous, link_in(second)) == 400
+    assert confirm(anonymous, link_in(second), new_password) == 400
     assert email_of(app, person.user_id) == person.email
+
+
+def test_a_password_changed_before_the_link_went_out_ends_the_change(
+    app: Flask, clinic: Clinic
+) -> None:
+    """The owner shuts out whoever had her session (and asked for the address) by changing
+    her password while the message still waits (SMTP down): it is never sent."""
+    person = clinic.patient_a
+    client = app.test_client()
+    login(client, person.email)
+    assert ask(client, "intruder@example.org")[0] == 303
+    token = csrf_token(client, "/account/password")
+    new_password = "a long phrase nobody guesses 42"
+    client.post(
+        "/account/password",
+        data={
+            "current_password": PASSWORD,
+            "password": new_password,
+            "confirm": new_password,
+            "csrf_token": token,
+        },
+    )
+    assert send(app, notifications.EMAIL_CONFIRM) == []  # not sent
+    with app.app_context():
+        (status,) = db.session.scalars(
+            sa.select(Notification.status).where(
+                Notification.purpose == notifications.EMAIL_CONFIRM
+            )
+        ).all()
+    assert status == notifications.FAILED
+    assert "is waiting" not in visible_text(client.get("/account/password"))
+    assert email_of(app, person.user_id) == person.email
+
+
+def test_an_address_with_an_account_gets_a_note_and_the_page_says_nothing(
+    app: Flask, clinic: Clinic
+) -> None:
+    client = app.test_client()
+    login(client, clinic.patient_b.email)
+    taken = clinic.clinician.email
+    status, _ = ask(client, taken)
+    assert status == 303  # the same answer as for any address
+    assert f"A message went to {taken}" in visible_text(client.get("/account/password"))
+    (note,) = send(app, notifications.EMAIL_CONFIRM)
+    assert note["To"] == taken
+    assert note["Subject"] == render.EMAIL_IN_USE_SUBJECT
+    assert "/account/email/" not in note.as_string()  # no link
+    assert email_of(app, clinic.patient_b.user_id) == clinic.patient_b.email
 
 
 def test_bad_requests_name_the_field_and_change_nothing(app: Flask, clinic: Clinic) -> None:
@@ -194,7 +252,6 @@ def test_bad_requests_name_the_field_and_change_nothing(app: Flask, clinic: Clin
     login(client, person.email)
     for email, current, says in (
         (NEW, "not my password", "is not your current password"),
-        (clinic.patient_a.email, PASSWORD, "is already registered"),
         (person.email.upper(), PASSWORD, "is your login address already"),
         ("no-at-sign", PASSWORD, "should match pattern"),
         ("", PASSWORD, "This field is required"),

@@ -1,9 +1,10 @@
 """Anyone logged in changes her own password (`/account/password`, the name in the header).
 
 She must give the current one; the new one follows the password policy. Every other session
-of the account ends and this browser stays logged in; her device keys stay; a notice goes to
-her address (no patient data in it); each attempt is audited, a wrong current password as
-denied. Bad input is a 422 naming the field, with the password unchanged."""
+and every device and API key of the account ends, and this browser stays logged in; a notice
+goes to her address (no patient data in it); each attempt is audited, a wrong current
+password as denied and as a failed login (ten end every session and lock the account).
+Bad input is a 422 naming the field, with the password unchanged."""
 
 from __future__ import annotations
 
@@ -92,10 +93,18 @@ def test_changing_ones_password(app: Flask, clinic: Clinic, who: str) -> None:
     assert here.get(home).status_code == 200  # this browser stays logged in
     assert elsewhere.get(home).status_code == 302  # every other one was logged out
     key = {"Authorization": f"Bearer {device_key}"}
-    assert app.test_client().get("/api/v1/me", headers=key).status_code == 200  # keys stay
+    # A key made by whoever had the session stops too (the owner makes a new one).
+    assert app.test_client().get("/api/v1/me", headers=key).status_code == 401
     assert not can_log_in(app, person.email, PASSWORD)
     assert can_log_in(app, person.email, NEW_PASSWORD)
     assert password_audit(app, person.user_id) == ["allowed"]
+    with app.app_context():
+        revoked = db.session.scalars(
+            sa.select(AuditEvent.action).where(
+                AuditEvent.user_id == person.user_id, AuditEvent.action == "api_token.revoke_all"
+            )
+        ).all()
+    assert revoked == ["api_token.revoke_all"]
 
     # The notice, to her own address, with nothing about her health.
     with app.app_context():
@@ -152,3 +161,42 @@ def test_the_page_needs_a_login_and_a_csrf_token(app: Flask, clinic: Clinic) -> 
     )
     assert response.status_code in (400, 422)
     assert can_log_in(app, clinic.patient_a.email, PASSWORD)
+
+
+def test_ten_wrong_current_passwords_end_the_session_and_lock_the_account(
+    app: Flask, clinic: Clinic
+) -> None:
+    """A stolen session guessing the password gets no more tries than the login form."""
+    person = clinic.patient_a
+    client = app.test_client()
+    login(client, person.email)
+    for attempt in range(1, 10):
+        assert change(client, f"guess number {attempt}", NEW_PASSWORD)[0] == 422
+    assert client.get("/me/").status_code == 200  # nine: still hers
+    assert change(client, "guess number 10", NEW_PASSWORD)[0] == 422
+    assert client.get("/me/").status_code == 302  # the tenth ended every session
+    assert not can_log_in(app, person.email, PASSWORD)  # and locked the account
+    assert password_audit(app, person.user_id) == ["denied"] * 10
+    with app.app_context():
+        user = db.session.get(User, person.user_id)
+        assert user is not None and user.locked_until is not None
+        lockouts = db.session.scalars(
+            sa.select(AuditEvent.action).where(
+                AuditEvent.user_id == person.user_id, AuditEvent.action == "login.lockout"
+            )
+        ).all()
+    assert lockouts == ["login.lockout"]
+
+
+def test_the_password_and_address_pages_share_one_rate_limit(app: Flask, clinic: Clinic) -> None:
+    client = app.test_client()
+    login(client, clinic.patient_b.email)
+    for _ in range(10):  # refused by the form before the password is checked
+        assert change(client, PASSWORD, NEW_PASSWORD, "a different phrase entirely 42")[0] == 422
+    token = csrf_token(client, "/account/password")
+    response = client.post(
+        "/account/email",
+        data={"email": "b.new@patient.test", "current_password": PASSWORD, "csrf_token": token},
+    )
+    assert response.status_code == 429
+    assert can_log_in(app, clinic.patient_b.email, PASSWORD)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import AuditEvent, CareTeamMember, Notification, Patient
+from rehab.db.models import AuditEvent, CareTeam, CareTeamMember, Notification, Patient
 from rehab.extensions import db
 from rehab.services import notifications
 from tests.integration.test_alert_inbox import open_pain_alert
@@ -91,6 +91,20 @@ def test_handing_over_moves_the_record_and_its_open_alerts(app: Flask, clinic: C
         (cara, "allowed", f"care_team:{clinic.team_south_id}")
     ]
 
+    # Handed back: Cara, whose message was dropped while the patient was away, is told again.
+    assert hand_over(dan_client, a, clinic.team_north_id)[:2] == (302, "/clinic/")
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(Notification.recipient_user_id, Notification.status)
+            .where(Notification.alert_id == alert_id)
+            .order_by(Notification.id)
+        ).all()
+    assert [(u, st.value) for u, st in rows] == [
+        (cara, "failed"),
+        (dan, "pending"),
+        (cara, "pending"),
+    ]
+
 
 def test_a_clinician_on_both_teams_stays_on_the_record(app: Flask, clinic: Clinic) -> None:
     a = clinic.patient_a.patient_id
@@ -113,10 +127,16 @@ def test_a_clinician_on_both_teams_stays_on_the_record(app: Flask, clinic: Clini
 def test_bad_hand_overs_name_the_field_and_change_nothing(app: Flask, clinic: Clinic) -> None:
     a = clinic.patient_a.patient_id
     assert a is not None
+    with app.app_context():
+        empty = CareTeam(name="Team Empty")  # nobody would see her there
+        db.session.add(empty)
+        db.session.commit()
+        empty_id = empty.id
     client = app.test_client()
     login(client, clinic.clinician.email)
     for team, says in (
         (clinic.team_north_id, "is her care team already"),
+        (empty_id, "has no active clinician"),
         (987654, "Not a valid choice"),
         ("north", "could not coerce"),
         ("", "This field is required"),
@@ -136,7 +156,7 @@ def test_only_her_care_team_may_hand_her_over(app: Flask, clinic: Clinic) -> Non
     assert hand_over(dan, a, clinic.team_south_id)[0] == 404
     patient = app.test_client()
     login(patient, clinic.patient_a.email)
-    assert patient.get(f"/clinic/patients/{a}/care-team").status_code in (403, 404)
+    assert patient.get(f"/clinic/patients/{a}/care-team").status_code == 404
     assert team_of(app, a) == clinic.team_north_id
     with app.app_context():
         denied = db.session.scalars(

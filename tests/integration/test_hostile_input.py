@@ -148,10 +148,11 @@ def test_other_digits_as_a_row_number_in_a_field_name_are_ignored_not_a_500(
     login(client, clinic.clinician.email)
     for url, names in clinic_forms.items():
         data = get_form(client, url)
+        if "title" in data:  # the program form, filled in from the program in effect
+            data["title"] = ""  # refused, so the junk rows are read but nothing is saved
         data.update({name.format(digit): "1" for name in names for digit in junk})
         response = client.post(url, data=data)
-        # (The program form comes filled in from the program in effect: saved as it is.)
-        assert response.status_code in (200, 302, 303, 422), (url, response.status_code)
+        assert response.status_code in (200, 303, 422), (url, response.status_code)
     # Off the care team it is the usual 404, not a 500 before the access check.
     login(client, clinic.other_clinician.email)
     for url, names in clinic_forms.items():

@@ -53,7 +53,14 @@ from rehab.services.programs import create_program
 from rehab.services.time import clinic_today
 from tests.conftest import app_settings, dispose_engines
 from tests.integration.test_notifications_delivery import celery_process, mail_settings
-from tests.support.clinic import PASSWORD, Clinic, build_clinic, login, password_hash
+from tests.support.clinic import (
+    PASSWORD,
+    Clinic,
+    build_clinic,
+    csrf_token,
+    login,
+    password_hash,
+)
 from tests.support.history import add_logs
 from tests.support.pages import form_data, text
 from tests.support.sinks import (
@@ -343,6 +350,23 @@ def test_markers_reach_no_log_task_broker_subject_or_url(
                 assert notifications.queue_reminders(db.session, clinic_today()) != []
                 db.session.commit()  # the delivery task is sent on commit
             wait_until(lambda: any(m.quiet_email in r.rcpt_tos for r in smtp.messages), 60)
+            # Her own login: a new password (a notice to her address) and a new address
+            # asked for (a link to it); no body names her, no subject or URL either.
+            quiet = client_for(app, m.quiet_email)
+            new_password, new_address = (
+                "a long phrase nobody guesses 42",
+                "fresh-address@elsewhere.test",
+            )
+            changed = quiet.post("/account/password", data={
+                "current_password": PASSWORD, "password": new_password, "confirm": new_password,
+                "csrf_token": csrf_token(quiet, "/account/password")})  # fmt: skip
+            assert changed.status_code == 303
+            asked = quiet.post("/account/email", data={
+                "email": new_address, "current_password": new_password,
+                "csrf_token": csrf_token(quiet, "/account/password")})  # fmt: skip
+            assert asked.status_code == 303
+            wait_until(lambda: any(new_address in r.rcpt_tos for r in smtp.messages), 60)
+            wait_until(lambda: sum(m.quiet_email in r.rcpt_tos for r in smtp.messages) >= 2, 60)
             admin_activity(app, clinic)
             with app.app_context():
                 kinds = set(

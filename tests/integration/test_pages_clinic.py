@@ -17,9 +17,11 @@ from flask.testing import FlaskClient
 from rehab.db.models import (
     AuditEvent,
     Event,
+    Exercise,
     Finding,
     OutcomeMeasure,
     Patient,
+    Prescription,
     Program,
     SessionLog,
     User,
@@ -484,6 +486,27 @@ def test_adjusting_a_program_starts_from_the_one_in_effect(
         ]
     assert after[0] == (*before[0][:2], before[0][2] + 5, *before[0][3:])
     assert after[1:] == before[1:]
+
+
+def test_a_program_larger_than_the_form_is_not_cut_short(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    """More exercises than the form's rows: it opens blank and says why, rather than
+    filling in the first twelve (saving that would drop the rest unseen)."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    with app.app_context():
+        current = db.session.scalars(sa.select(Program).where(Program.patient_id == a)).one()
+        exercises = db.session.scalars(sa.select(Exercise.id).order_by(Exercise.id)).all()
+        for position in range(len(current.prescriptions), 13):
+            current.prescriptions.append(
+                Prescription(exercise_id=exercises[position], position=position, sets=1, reps=5)
+            )
+        db.session.commit()
+    data, _ = program_form(clinician, a)
+    assert data["title"] == "" and data["prescriptions-0-exercise_id"] == ""
+    shown = visible_text(clinician.get(f"/clinic/patients/{a}/program/new"))
+    assert "has 13 exercises, more than this form's 12 rows" in shown
 
 
 @pytest.mark.parametrize(
