@@ -11,35 +11,25 @@ the addresses; the admin reading the outbox cannot use a link."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab import create_app
 from rehab.db.models import AuditEvent, EmailChange, Notification, User
 from rehab.extensions import db
 from rehab.notifications import render
 from rehab.services import notifications
-from tests.conftest import app_settings, dispose_engines
-from tests.integration.test_notifications_outbox import PUBLIC_URL, SECRET
+from tests.integration.test_change_password import NEW_PASSWORD
+from tests.integration.test_change_password import change as change_password
+from tests.integration.test_notifications_outbox import PUBLIC_URL, outbox_app  # noqa: F401
 from tests.support.clinic import PASSWORD, Clinic, csrf_token, login
 from tests.support.pages import visible_text
 
 NEW = "alice.new@patient.test"
-
-
-@pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(app_settings(database_url, tmp_path, public_url=PUBLIC_URL, secret_key=SECRET))
-    yield app
-    dispose_engines(app)
 
 
 def ask(client: FlaskClient, email: str, current: str = PASSWORD) -> tuple[int, str]:
@@ -181,20 +171,9 @@ def test_only_the_latest_link_works_and_a_password_change_ends_it(
     anonymous = app.test_client()
     assert anonymous.get(link_in(first)).status_code == 400  # a newer change was asked for
     # A password change: whoever changed it may not have asked for the address.
-    token = csrf_token(client, "/account/password")
-    new_password = "a long phrase nobody guesses 42"
-    changed = client.post(
-        "/account/password",
-        data={
-            "current_password": PASSWORD,
-            "password": new_password,
-            "confirm": new_password,
-            "csrf_token": token,
-        },
-    )
-    assert changed.status_code == 303
+    assert change_password(client, PASSWORD, NEW_PASSWORD)[0] == 303
     assert anonymous.get(link_in(second)).status_code == 400
-    assert confirm(anonymous, link_in(second), new_password) == 400
+    assert confirm(anonymous, link_in(second), NEW_PASSWORD) == 400
     assert email_of(app, person.user_id) == person.email
 
 
@@ -207,17 +186,7 @@ def test_a_password_changed_before_the_link_went_out_ends_the_change(
     client = app.test_client()
     login(client, person.email)
     assert ask(client, "intruder@example.org")[0] == 303
-    token = csrf_token(client, "/account/password")
-    new_password = "a long phrase nobody guesses 42"
-    client.post(
-        "/account/password",
-        data={
-            "current_password": PASSWORD,
-            "password": new_password,
-            "confirm": new_password,
-            "csrf_token": token,
-        },
-    )
+    assert change_password(client, PASSWORD, NEW_PASSWORD)[0] == 303
     assert send(app, notifications.EMAIL_CONFIRM) == []  # not sent
     with app.app_context():
         (status,) = db.session.scalars(

@@ -8,34 +8,23 @@ Bad input is a 422 naming the field, with the password unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab import create_app
 from rehab.db.models import AuditEvent, Notification, User
 from rehab.extensions import db
 from rehab.notifications import render
 from rehab.services import accounts, notifications
-from tests.conftest import app_settings, dispose_engines
-from tests.integration.test_notifications_outbox import PUBLIC_URL, SECRET
+from tests.integration.test_notifications_outbox import PUBLIC_URL, outbox_app  # noqa: F401
 from tests.support.clinic import PASSWORD, Clinic, Person, csrf_token, login
 from tests.support.pages import visible_text
 
 NEW_PASSWORD = "a long phrase nobody guesses 42"
-
-
-@pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(app_settings(database_url, tmp_path, public_url=PUBLIC_URL, secret_key=SECRET))
-    yield app
-    dispose_engines(app)
 
 
 def change(

@@ -53,8 +53,10 @@ EXPLANATION = (
 )
 
 
-@pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+@pytest.fixture(name="app")
+def outbox_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    """The app with links to PUBLIC_URL (also the `app` of the account and reset tests, which
+    import this fixture)."""
     app = create_app(app_settings(database_url, tmp_path, public_url=PUBLIC_URL, secret_key=SECRET))
     yield app
     dispose_engines(app)

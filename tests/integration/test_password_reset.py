@@ -9,34 +9,26 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab import create_app
 from rehab.db.models import AuditEvent, Notification, User, utcnow
 from rehab.extensions import db
 from rehab.notifications import render
 from rehab.services import accounts, notifications
-from tests.conftest import app_settings, dispose_engines
-from tests.integration.test_notifications_outbox import PUBLIC_URL, SECRET
+from tests.integration.test_notifications_outbox import (  # noqa: F401 (the `app` fixture)
+    PUBLIC_URL,
+    SECRET,
+    outbox_app,
+)
 from tests.support.clinic import PASSWORD, Clinic, csrf_token, login
 from tests.support.pages import visible_text
 
 NEW_PASSWORD = "a long phrase nobody guesses 42"
-
-
-@pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(app_settings(database_url, tmp_path, public_url=PUBLIC_URL, secret_key=SECRET))
-    yield app
-    dispose_engines(app)
 
 
 def ask(client: FlaskClient, email: str) -> tuple[int, str]:
