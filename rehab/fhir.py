@@ -16,6 +16,10 @@ What a Bundle (type `collection`) holds, for one patient:
 - Per finding: an `Observation` (category `exam` or `imaging`): a neurodynamic test's result as
   a coded value with the side tested; an imaging result or an observation as text; its author.
 - Per ODI or PSFS score: an `Observation` (category `survey`).
+- Per program: a `CarePlan` (`active` until its end date has passed, then `completed`) with
+  its title, period and phases (notes), and per prescribed exercise an activity: the
+  exercise's name, its dose as text and its sessions a week as a timing (`stopped` for one
+  taken off the program).
 
 Codes. Pain uses LOINC; categories use HL7's observation-category. What LOINC and SNOMED codes
 we are not sure of (the tests, the questionnaires, red flags, event types) carry our own code
@@ -171,6 +175,53 @@ class OutcomeRecord(Protocol):
     def score(self) -> float: ...
 
 
+class ProgramRecord(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def start_date(self) -> date: ...
+    @property
+    def end_date(self) -> date | None: ...
+
+
+class PrescriptionRecord(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def sets(self) -> int: ...
+    @property
+    def reps(self) -> int: ...
+    @property
+    def hold_seconds(self) -> int: ...
+    @property
+    def sessions_per_week(self) -> int: ...
+    @property
+    def notes(self) -> str: ...
+    @property
+    def active(self) -> bool: ...
+
+
+class PhaseRecord(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def start_date(self) -> date: ...
+    @property
+    def goals(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ProgramExport:
+    """A program with its prescriptions (each with its exercise's name), in the order the
+    clinician listed them, and its phases by start date."""
+
+    program: ProgramRecord
+    prescriptions: Sequence[tuple[PrescriptionRecord, str]] = ()
+    phases: Sequence[PhaseRecord] = ()
+
+
 @dataclass(frozen=True)
 class PatientExport:
     """One patient's rows, each list in date order; a finding comes with its author's name."""
@@ -181,6 +232,7 @@ class PatientExport:
     events: Sequence[EventRecord]
     findings: Sequence[tuple[FindingRecord, str]]
     outcomes: Sequence[OutcomeRecord]
+    programs: Sequence[ProgramExport] = ()
 
 
 def resource_id(kind: str, *parts: object) -> str:
@@ -209,6 +261,7 @@ def patient_bundle(record: PatientExport, today: date, generated_at: datetime) -
         _retracted(_finding_observation(f, author, subject)) for f, author in record.findings
     )
     resources.extend(_retracted(_outcome_observation(m, subject)) for m in record.outcomes)
+    resources.extend(_care_plan(p, subject, today) for p in record.programs)
     return {
         "resourceType": "Bundle",
         "id": resource_id("Bundle", record.patient.id, generated_at.isoformat()),
@@ -229,6 +282,65 @@ def _patient(patient_id: str, record: PatientExport) -> dict[str, Any]:
     if record.patient.year_of_birth is not None:
         resource["birthDate"] = f"{record.patient.year_of_birth:04d}"
     return resource
+
+
+def _care_plan(exported: ProgramExport, subject: dict[str, str], today: date) -> dict[str, Any]:
+    """A program as a `CarePlan`: its period, title and phases (as notes), and per exercise
+    an activity with its dose (`description`) and sessions a week (`scheduledTiming`)."""
+    program = exported.program
+    ended = program.end_date is not None and program.end_date < today
+    started = program.start_date <= today
+    period = {"start": program.start_date.isoformat()}
+    if program.end_date is not None:
+        period["end"] = program.end_date.isoformat()
+    resource: dict[str, Any] = {
+        "resourceType": "CarePlan",
+        "id": resource_id("Program", program.id),
+        "status": "completed" if ended else "active",
+        "intent": "plan",
+        "category": [_code("home-exercise-program", "Home exercise program")],
+        "title": _text(program.title) or "(untitled program)",
+        "subject": subject,
+        "period": period,
+    }
+    activities = []
+    for prescription, exercise_name in exported.prescriptions:
+        if not prescription.active:
+            status = "stopped"
+        else:
+            status = "completed" if ended else "in-progress" if started else "not-started"
+        detail: dict[str, Any] = {
+            "code": {"text": _text(exercise_name) or "(exercise)"},
+            "status": status,
+            "scheduledTiming": {
+                "repeat": {
+                    "frequency": prescription.sessions_per_week,
+                    "period": 1,
+                    "periodUnit": "wk",
+                }
+            },
+            "description": _dose(prescription),
+        }
+        activities.append({"detail": detail})
+    if activities:
+        resource["activity"] = activities
+    notes = [
+        {"text": f"Phase “{_text(p.name) or '?'}” from {p.start_date.isoformat()}"
+         + (f": {goals}" if (goals := _text(p.goals)) else "")}
+        for p in exported.phases
+    ]  # fmt: skip
+    if notes:
+        resource["note"] = notes
+    return resource
+
+
+def _dose(prescription: PrescriptionRecord) -> str:
+    """ "2 sets of 10 repetitions, holding 5 s; slowly" """
+    dose = f"{prescription.sets} sets of {prescription.reps} repetitions"
+    if prescription.hold_seconds:
+        dose += f", holding {prescription.hold_seconds} s"
+    notes = _text(prescription.notes)
+    return f"{dose}; {notes}" if notes else dose
 
 
 def _category(code: str) -> list[dict[str, Any]]:

@@ -19,7 +19,16 @@ from flask import Flask
 
 from rehab import fhir
 from rehab.cli_export import export_group
-from rehab.db.models import Event, Finding, OutcomeMeasure, Patient, SessionLog, User
+from rehab.db.models import (
+    Event,
+    Finding,
+    OutcomeMeasure,
+    Patient,
+    Prescription,
+    Program,
+    SessionLog,
+    User,
+)
 from rehab.demo.loader import SEED_PATIENT_EMAIL, load_demo
 from rehab.domain.vocabulary import FindingKind
 from rehab.extensions import db
@@ -86,7 +95,14 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
             "events": db.session.scalar(sa.select(sa.func.count(Event.id))),
             "findings": db.session.scalar(sa.select(sa.func.count(Finding.id))),
             "logs": db.session.scalar(sa.select(sa.func.count(SessionLog.id))),
+            "programs": db.session.scalar(sa.select(sa.func.count(Program.id))),
+            "prescriptions": db.session.scalar(sa.select(sa.func.count(Prescription.id))),
         }
+        seed_programs = db.session.execute(
+            sa.select(Program.title, Program.start_date)
+            .where(Program.patient_id == seed_id)
+            .order_by(Program.start_date, Program.id)
+        ).all()
         fall_tests = db.session.scalar(
             sa.select(sa.func.count(Finding.id)).where(
                 Finding.patient_id == seed_id,
@@ -121,6 +137,9 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
         and r.get("category", [{}])[0].get("coding", [{}])[0].get("code") in {"exam", "imaging"}
     ]
     assert len(exam) == counts["findings"]
+    plans = [r for r in everything if r["resourceType"] == "CarePlan"]
+    assert len(plans) == counts["programs"] > 0
+    assert sum(len(p.get("activity", [])) for p in plans) == counts["prescriptions"]
 
     (seed,) = [
         b for b in bundles if b["entry"][0]["resource"]["identifier"][0]["value"] == str(seed_id)
@@ -159,6 +178,14 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
     assert [o["valueQuantity"]["value"] for o in observations(seed, "odi")] == [
         round(s, 1) for s in odi
     ]
+    # Her programs, as care plans: the surgery's rehabilitation, then what followed.
+    seed_plans = [
+        e["resource"] for e in seed["entry"] if e["resource"]["resourceType"] == "CarePlan"
+    ]
+    assert [(p["title"], p["period"]["start"]) for p in seed_plans] == [
+        (title, start.isoformat()) for title, start in seed_programs
+    ]
+    assert seed_plans[-1]["status"] == "active" and seed_plans[-1]["activity"]
 
     # The command line is the system: one row per patient, the format named.
     audited = audit_rows(app)
@@ -253,4 +280,5 @@ def test_a_caseload_is_exported_in_batches(app: Flask, clinic: Clinic) -> None:
     assert {e["resource"]["resourceType"] for x in lines for e in x["entry"]} == {
         "Patient",
         "Observation",
+        "CarePlan",  # their programs
     }

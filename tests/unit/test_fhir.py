@@ -96,6 +96,32 @@ class Outcome:
     entered_in_error_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class Program:
+    id: int
+    title: str
+    start_date: dt.date
+    end_date: dt.date | None
+
+
+@dataclass(frozen=True)
+class Prescription:
+    id: int
+    sets: int
+    reps: int
+    hold_seconds: int
+    sessions_per_week: int
+    notes: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    start_date: dt.date
+    goals: str
+
+
 @dataclass
 class Ids:
     """Row ids unique within a generated record, as the database's are."""
@@ -166,6 +192,35 @@ outcomes = st.builds(
 )
 
 
+programs = st.builds(
+    fhir.ProgramExport,
+    program=st.builds(
+        Program,
+        id=st.integers(1, 10**9),
+        title=text,
+        start_date=days,
+        end_date=st.none() | st.dates(dt.date(2024, 1, 1), dt.date(2026, 12, 31)),
+    ),
+    prescriptions=st.lists(
+        st.tuples(
+            st.builds(
+                Prescription,
+                id=st.integers(1, 10**9),
+                sets=st.integers(1, 20),
+                reps=st.integers(1, 200),
+                hold_seconds=st.integers(0, 600),
+                sessions_per_week=st.integers(1, 14),
+                notes=text,
+                active=st.booleans(),
+            ),
+            text,
+        ),
+        max_size=4,
+    ),
+    phases=st.lists(st.builds(Phase, name=text, start_date=days, goals=text), max_size=3),
+)
+
+
 def unique_ids(rows: list[Any]) -> bool:
     return len({row.id for row in rows}) == len(rows)
 
@@ -182,6 +237,7 @@ records = st.builds(
         lambda pairs: unique_ids([f for f, _ in pairs])
     ),
     outcomes=st.lists(outcomes, max_size=3).filter(unique_ids),
+    programs=st.lists(programs, max_size=2).filter(lambda ps: unique_ids([p.program for p in ps])),
 )
 
 
@@ -282,6 +338,32 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
     retracted = [o for o in scores if o["status"] == "entered-in-error"]
     assert len(retracted) == sum(o.entered_in_error_at is not None for o in record.outcomes)
     assert all(set(o) <= RETRACTED_KEEPS for o in retracted)
+
+    plans = resources(bundle, resourceType="CarePlan")
+    assert len(plans) == len(record.programs)
+    for exported, plan in zip(record.programs, plans, strict=True):
+        program = exported.program
+        ended = program.end_date is not None and program.end_date < TODAY
+        assert plan["status"] == ("completed" if ended else "active")
+        assert plan["intent"] == "plan"
+        assert plan["period"]["start"] == program.start_date.isoformat()
+        assert plan.get("period", {}).get("end") == (
+            program.end_date.isoformat() if program.end_date else None
+        )
+        details = [a["detail"] for a in plan.get("activity", [])]
+        assert len(details) == len(exported.prescriptions)
+        for (prescription, _), detail in zip(exported.prescriptions, details, strict=True):
+            assert detail["scheduledTiming"]["repeat"]["frequency"] == (
+                prescription.sessions_per_week
+            )
+            assert detail["description"].startswith(
+                f"{prescription.sets} sets of {prescription.reps} repetitions"
+            )
+            if not prescription.active:
+                assert detail["status"] == "stopped"
+            elif ended:
+                assert detail["status"] == "completed"
+        assert len(plan.get("note", [])) == len(exported.phases)
 
 
 def _codings(concepts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
