@@ -130,6 +130,14 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"REHAB_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
     if (
         settings.mode == "production"
+        and settings.ratelimit_storage_url == "memory://"
+        and settings.broker_url.startswith(("redis://", "rediss://"))
+    ):
+        # gunicorn runs several web processes: in memory each would count logins (and
+        # account changes) on its own. The broker's Redis holds one count for them all.
+        settings.ratelimit_storage_url = settings.broker_url
+    if (
+        settings.mode == "production"
         and not settings.smtp_url
         and not settings.outbox_in_production
     ):

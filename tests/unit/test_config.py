@@ -84,3 +84,19 @@ def test_the_rehab_command_says_what_is_missing_and_exits_2(tmp_path: Path) -> N
     assert result.returncode == 2, result.stderr
     assert "REHAB_SECRET_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_production_counts_logins_in_the_brokers_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn's web processes must share one login count: production with a Redis broker
+    keeps it there unless told otherwise; memory stays for one process or no Redis."""
+    monkeypatch.setenv("REHAB_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("REHAB_SMTP_URL", "smtp://mail:587")
+    monkeypatch.setenv("REHAB_BROKER_URL", "redis://broker:6379/0")
+    assert load_settings().ratelimit_storage_url == "memory://"  # development
+    monkeypatch.setenv("REHAB_MODE", "production")
+    assert load_settings().ratelimit_storage_url == "redis://broker:6379/0"
+    monkeypatch.setenv("REHAB_RATELIMIT_STORAGE_URL", "redis://limits:6379/3")
+    assert load_settings().ratelimit_storage_url == "redis://limits:6379/3"
+    monkeypatch.delenv("REHAB_RATELIMIT_STORAGE_URL")
+    monkeypatch.setenv("REHAB_BROKER_URL", "sqla+sqlite:///broker.sqlite")
+    assert load_settings().ratelimit_storage_url == "memory://"
