@@ -133,6 +133,11 @@ class ChangePasswordForm(FlaskForm):
     confirm = PasswordField("Repeat the new password", validators=[DataRequired(), Length(max=256)])
 
 
+# The address form shares its page with the password form: its fields' names and ids are
+# prefixed ("address-current_password"), so that each label points at its own input.
+ADDRESS_PREFIX = "address"
+
+
 class ChangeEmailForm(FlaskForm):
     current_password = PasswordField(
         "Current password", validators=[DataRequired(), Length(max=256)]
@@ -269,7 +274,7 @@ def _account_page(
         render_template(
             "auth/change_password.html",
             form=password_form or ChangePasswordForm(formdata=None),
-            email_form=email_form or ChangeEmailForm(formdata=None),
+            email_form=email_form or ChangeEmailForm(formdata=None, prefix=ADDRESS_PREFIX),
             waiting=account_settings.waiting_email_change(db.session, current_user.actor),
             valid_hours=accounts.EMAIL_CHANGE_VALID_HOURS,
         ),
@@ -333,7 +338,7 @@ def change_password() -> Any:
 def change_email() -> Any:
     """Ask for a new login address, knowing the current password: a message goes to the new
     address, and the login stays as it is until the link in it is followed."""
-    form = ChangeEmailForm()
+    form = ChangeEmailForm(prefix=ADDRESS_PREFIX)
     if form.validate_on_submit():
         try:
             data = build(EmailChangeInput, {"email": form.email.data or ""}, form)

@@ -308,5 +308,19 @@ def test_patient_downloads_her_data_on_a_360px_phone(
             if e["resource"].get("valueString", "").startswith("Fall on stairs (10 steps")
         ]
         assert [f["effectiveDateTime"] for f in falls] == [FALL.isoformat()]
+
+        # Her login, on the phone: a new password, this phone still logged in afterwards.
+        page.get_by_role("link", name="Change your password").click()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        new_password = "a long phrase nobody guesses 42"
+        page.fill("#current_password", PATIENT_LOGIN.password)
+        page.fill("#password", new_password)
+        page.fill("#confirm", new_password)
+        save_screenshot(page, tmp_path, "15-password-360")
+        page.locator("button[type=submit]", has_text="Change password").click()
+        page.wait_for_selector("text=Your password is changed")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        page.goto(base + "/me/")
+        assert page.url.endswith("/me/")  # not sent to the login page
         assert csp_violations(page) == []
         context.close()

@@ -214,7 +214,12 @@ ROUTES: dict[tuple[str, str], Route] = {
         "/account/email",
         frozenset({422}),
         form="/account/password",
-        fields=_static(current_password="not the password", email="matrix-new@clinic.test"),
+        fields=_static(
+            **{
+                "address-current_password": "not the password",
+                "address-email": "matrix-new@clinic.test",
+            }
+        ),
     ),
     # The link sent to the new address is the proof (a bad one: 400 for everyone).
     ("auth.confirm_email", "GET"): Route(

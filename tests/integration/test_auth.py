@@ -296,6 +296,10 @@ def test_every_get_page_renders(app: Flask, clinic: Clinic) -> None:
         assert not INLINE_SCRIPT.search(html), url
         assert not INLINE_STYLE.search(html), url
         assert "Traceback" not in html, url
+        # Each label points at its own input: no id twice on a page (two forms on one page
+        # sharing a field name did this once). The forms' hidden CSRF fields have no label.
+        ids = [i for i in re.findall(r'\sid="([^"]+)"', html) if not i.endswith("csrf_token")]
+        assert len(ids) == len(set(ids)), (url, sorted({i for i in ids if ids.count(i) > 1}))
 
 
 def test_error_page_is_generic(client: FlaskClient, clinic: Clinic) -> None:

@@ -36,7 +36,11 @@ def ask(client: FlaskClient, email: str, current: str = PASSWORD) -> tuple[int, 
     token = csrf_token(client, "/account/password")
     response = client.post(
         "/account/email",
-        data={"email": email, "current_password": current, "csrf_token": token},
+        data={
+            "address-email": email,
+            "address-current_password": current,
+            "address-csrf_token": token,
+        },
     )
     return response.status_code, visible_text(response)
 

@@ -185,7 +185,11 @@ def test_the_password_and_address_pages_share_one_rate_limit(app: Flask, clinic:
     token = csrf_token(client, "/account/password")
     response = client.post(
         "/account/email",
-        data={"email": "b.new@patient.test", "current_password": PASSWORD, "csrf_token": token},
+        data={
+            "address-email": "b.new@patient.test",
+            "address-current_password": PASSWORD,
+            "address-csrf_token": token,
+        },
     )
     assert response.status_code == 429
     assert can_log_in(app, clinic.patient_b.email, PASSWORD)

@@ -362,8 +362,8 @@ def test_markers_reach_no_log_task_broker_subject_or_url(
                 "csrf_token": csrf_token(quiet, "/account/password")})  # fmt: skip
             assert changed.status_code == 303
             asked = quiet.post("/account/email", data={
-                "email": new_address, "current_password": new_password,
-                "csrf_token": csrf_token(quiet, "/account/password")})  # fmt: skip
+                "address-email": new_address, "address-current_password": new_password,
+                "address-csrf_token": csrf_token(quiet, "/account/password")})  # fmt: skip
             assert asked.status_code == 303
             wait_until(lambda: any(new_address in r.rcpt_tos for r in smtp.messages), 60)
             wait_until(lambda: sum(m.quiet_email in r.rcpt_tos for r in smtp.messages) >= 2, 60)
