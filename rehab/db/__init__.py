@@ -60,3 +60,8 @@ def drop_async_session_teardown(app: Any) -> None:
     funcs = app.teardown_appcontext_funcs
     while _close_async_sessions in funcs:
         funcs.remove(_close_async_sessions)
+
+
+def rows_matched(result: Any) -> int:
+    """How many rows an UPDATE or DELETE matched (its cursor's rowcount; 0 if unknown)."""
+    return int(getattr(result, "rowcount", 0) or 0)

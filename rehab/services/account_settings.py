@@ -3,12 +3,13 @@ device tokens."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import sqlalchemy as sa
 from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
+from rehab.db import rows_matched
 from rehab.db.models import ApiToken, EmailChange, User, utcnow
 from rehab.services import accounts, audit, login, notifications
 from rehab.services.access import NotFound
@@ -148,7 +149,7 @@ def confirm_email_change(session: Session, change: EmailChange, password: str) -
         .values(confirmed_at=now)
         .execution_options(synchronize_session="fetch")
     )
-    if not _rowcount(confirmed):
+    if not rows_matched(confirmed):
         raise InvalidInput("token", "this link was already used")
     user.email = change.new_email
     session.flush()
@@ -160,7 +161,3 @@ def confirm_email_change(session: Session, change: EmailChange, password: str) -
         session, actor, "email.change", actor.patient_id, target=f"email_change:{change.id}"
     )
     return user
-
-
-def _rowcount(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)

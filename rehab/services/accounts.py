@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session, joinedload
 
+from rehab.db import rows_matched
 from rehab.db.models import (
     ApiToken,
     CareTeamMember,
@@ -191,7 +192,7 @@ def revoke_all_api_tokens(session: Session, user: User) -> int:
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_matched(result)
 
 
 def set_password(session: Session, user: User, password: str) -> None:

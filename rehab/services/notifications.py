@@ -32,16 +32,16 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
+from rehab.db import rows_matched
 from rehab.db.models import (
     Alert,
     CareTeamMember,
@@ -102,10 +102,6 @@ FAILED = NotificationStatus.FAILED
 def _settings() -> Settings:
     settings: Settings = current_app.config["REHAB_SETTINGS"]
     return settings
-
-
-def _rowcount(result: Any) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def outbox_dir(settings: Settings | None = None) -> Path:
@@ -398,7 +394,7 @@ def claim(session: Session, notification_id: int, now: dt.datetime | None = None
         .values(status=SENDING, claimed_at=now, attempts=Notification.attempts + 1)
         .execution_options(synchronize_session=False)
     )
-    if _rowcount(result) != 1:
+    if rows_matched(result) != 1:
         session.rollback()
         return None
     # One Message-ID per notification, kept across attempts: a duplicate sent after a crash
@@ -483,7 +479,7 @@ def _finish(session: Session, claim: Claim, **values: Any) -> int:
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result)
+    return rows_matched(result)
 
 
 def deliver(
@@ -887,7 +883,7 @@ def set_notify_mode(session: Session, actor: Actor, mode: NotifyMode) -> None:
             .values(deliver_after=now, next_attempt_at=now)
             .execution_options(synchronize_session=False)
         )
-        if _rowcount(moved):
+        if rows_matched(moved):
             enqueue_after_commit(session, DIGEST_TASK, user.id)
     audit.record(session, actor, "account.notify_mode", None, target=f"user:{user.id}")
     audit.commit(session)

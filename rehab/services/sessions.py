@@ -10,6 +10,7 @@ import secrets
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from rehab.db import rows_matched
 from rehab.db.models import UserSession, utcnow
 
 # Writing last_seen on every request would double the cost of a page view; a minute of
@@ -70,4 +71,4 @@ def end_all(session: Session, user_id: int) -> int:
         .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
         .values(ended_at=utcnow())
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_matched(result)

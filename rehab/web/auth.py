@@ -25,7 +25,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from rehab.db.models import User
 from rehab.domain.vocabulary import Role
@@ -116,21 +116,35 @@ class LogoutForm(FlaskForm):
     pass
 
 
+def _repeated(label: str) -> PasswordField:
+    """The new password typed twice: the second must match the first."""
+    return PasswordField(
+        label,
+        validators=[
+            DataRequired(),
+            Length(max=256),
+            EqualTo("password", message="The two passwords differ."),
+        ],
+    )
+
+
 class SetPasswordForm(FlaskForm):
     password = PasswordField(
         "New password (at least 12 characters)", validators=[DataRequired(), Length(max=256)]
     )
-    confirm = PasswordField("Repeat it", validators=[DataRequired(), Length(max=256)])
+    confirm = _repeated("Repeat it")
 
 
-class ChangePasswordForm(FlaskForm):
+class CurrentPasswordForm(FlaskForm):
+    """A change to the login asks for the current password first."""
+
     current_password = PasswordField(
         "Current password", validators=[DataRequired(), Length(max=256)]
     )
-    password = PasswordField(
-        "New password (at least 12 characters)", validators=[DataRequired(), Length(max=256)]
-    )
-    confirm = PasswordField("Repeat the new password", validators=[DataRequired(), Length(max=256)])
+
+
+class ChangePasswordForm(CurrentPasswordForm, SetPasswordForm):
+    confirm = _repeated("Repeat the new password")
 
 
 # The address form shares its page with the password form: its fields' names and ids are
@@ -138,10 +152,7 @@ class ChangePasswordForm(FlaskForm):
 ADDRESS_PREFIX = "address"
 
 
-class ChangeEmailForm(FlaskForm):
-    current_password = PasswordField(
-        "Current password", validators=[DataRequired(), Length(max=256)]
-    )
+class ChangeEmailForm(CurrentPasswordForm):
     email = EmailField("New login address", validators=[DataRequired(), Length(max=254)])
 
 
@@ -307,27 +318,24 @@ def change_password() -> Any:
     form = ChangePasswordForm()
     if request.method == "POST":
         if form.validate_on_submit():
-            if form.password.data != form.confirm.data:
-                form.confirm.errors = ["The two passwords differ."]
+            try:
+                user = account_settings.change_password(
+                    db.session,
+                    current_user.actor,
+                    form.current_password.data or "",
+                    form.password.data or "",
+                )
+            except InvalidInput as exc:
+                _refused(form, exc)
             else:
-                try:
-                    user = account_settings.change_password(
-                        db.session,
-                        current_user.actor,
-                        form.current_password.data or "",
-                        form.password.data or "",
-                    )
-                except InvalidInput as exc:
-                    _refused(form, exc)
-                else:
-                    _fresh_session(user)
-                    audit.commit(db.session)
-                    flash(
-                        "Your password is changed. Every other device was logged out, and every"
-                        " app and API key stopped working: make a new one where you need it.",
-                        "success",
-                    )
-                    return redirect(url_for("auth.change_password"), 303)
+                _fresh_session(user)
+                audit.commit(db.session)
+                flash(
+                    "Your password is changed. Every other device was logged out, and every"
+                    " app and API key stopped working: make a new one where you need it.",
+                    "success",
+                )
+                return redirect(url_for("auth.change_password"), 303)
         return _account_page(password_form=form, status=422)
     return _account_page()
 
@@ -450,17 +458,14 @@ def _password_link(token: str, purpose: str, max_age_seconds: int, action: str) 
         return render_template("auth/invalid_link.html", message=exc.message), 400
     form = SetPasswordForm()
     if form.validate_on_submit():
-        if form.password.data != form.confirm.data:
-            form.confirm.errors = ["The two passwords differ."]
+        try:
+            login_service.choose_password(db.session, user, form.password.data or "", action)
+        except InvalidInput as exc:
+            form.password.errors = [exc.message]
         else:
-            try:
-                login_service.choose_password(db.session, user, form.password.data or "", action)
-            except InvalidInput as exc:
-                form.password.errors = [exc.message]
-            else:
-                db.session.commit()
-                flash("Your password is set. Please log in.", "info")
-                return redirect(url_for("auth.login"))
+            db.session.commit()
+            flash("Your password is set. Please log in.", "info")
+            return redirect(url_for("auth.login"))
     return render_template(
         "auth/set_password.html", form=form, user=user, reset=purpose == accounts.PASSWORD_RESET
     )
