@@ -6,6 +6,8 @@ command, call a service and render; the services check access and write the audi
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -16,12 +18,12 @@ from rehab.charts.serialize import figure_json
 from rehab.db.models import Prescription, SessionLog
 from rehab.domain.vocabulary import RED_FLAG_LABELS, Role
 from rehab.extensions import db, login_manager
-from rehab.services import account_settings, clinical, export, logs, records
+from rehab.services import access_report, account_settings, clinical, export, logs, records
 from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
 from rehab.services.time import clinic_today
-from rehab.web import api_keys
+from rehab.web import FieldRefused, api_keys
 from rehab.web.corrections import mark_from_form
 from rehab.web.downloads import download
 from rehab.web.forms import (
@@ -206,6 +208,30 @@ def history() -> Any:
     except NotFound:
         abort(404)
     return render_template("patient/history.html", history=data, own_user_id=actor.user_id)
+
+
+@bp.get("/access")
+def access() -> Any:
+    """Who has opened her record, a month at a time (`services.access_report`)."""
+    actor, patient_id = _actor()
+    month = _month_argument()
+    try:
+        report = access_report.access_report(db.session, actor, patient_id, month)
+    except NotFound:
+        abort(404)
+    return render_template("patient/access.html", report=report)
+
+
+def _month_argument() -> dt.date | None:
+    raw = request.args.get("month")
+    if raw is None:
+        return None
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}", raw):
+        try:
+            return dt.date.fromisoformat(f"{raw}-01")
+        except ValueError:  # month 00 or 13
+            pass
+    raise FieldRefused(description="month: a month as YYYY-MM, e.g. 2025-09")
 
 
 @bp.route("/events/<int:event_id>/entered-in-error", methods=["GET", "POST"])
