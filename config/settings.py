@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     notify_backoff_max_seconds: float = Field(gt=0)
     notify_resend_interval_seconds: float = Field(gt=0)
     notify_claim_timeout_seconds: float = Field(gt=0)
+    # The system status (rehab.services.health).
+    pipeline_late_minutes: int = Field(ge=1)
 
     @classmethod
     def settings_customise_sources(

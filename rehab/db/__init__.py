@@ -27,6 +27,9 @@ POOL_SIZE = 16
 MAX_OVERFLOW = 8
 
 
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def engine_options(url: str) -> dict[str, Any]:
     """create_engine() arguments for one database URL."""
     # hide_parameters: SQL errors must not carry patient values into logs.
@@ -35,6 +38,9 @@ def engine_options(url: str) -> dict[str, Any]:
         options["connect_args"] = {"timeout": 10}
     else:
         options["pool_pre_ping"] = True
+        # A database host that does not answer fails a request (and `/readyz`) in seconds
+        # instead of holding it for the operating system's TCP timeout.
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
         # Keep a connection per web thread: QueuePool closes a returned connection when it
         # already holds `pool_size` idle ones, so a pool smaller than the number of threads
         # that use it at once opens and closes a PostgreSQL connection (a backend process)

@@ -18,6 +18,9 @@ from rehab.db.models import Event, JobWatermark, OutcomeMeasure, Patient, Sessio
 from rehab.services.time import clinic_date
 
 DAILY_WATERMARK = "scan.daily"
+# When the scan last ran (`rehab.services.health`: a stale one means beat or the worker has
+# stopped, and with them missed-log alerts and the catching up of missed evaluations).
+LAST_RUN_WATERMARK = "scan.last_run"
 # Only this recent data is compared with evaluation times (an index range on the timestamps);
 # anything older that was somehow never evaluated is caught by the daily full scan.
 RECHECK_WINDOW = dt.timedelta(days=2)
@@ -28,6 +31,7 @@ def patients_to_evaluate(session: Session, today: dt.date) -> list[int]:
     """The ids to evaluate now. Advances the daily watermark; the caller commits after
     sending the tasks."""
     now = utcnow()
+    session.merge(JobWatermark(name=LAST_RUN_WATERMARK, through=now))
     daily = session.get(JobWatermark, DAILY_WATERMARK)
     # `today` is the clinic's date; the watermark is a UTC time (east of UTC, its UTC date
     # would stay a day behind for hours, and every scan of them would take everyone).
@@ -37,15 +41,18 @@ def patients_to_evaluate(session: Session, today: dt.date) -> list[int]:
         else:
             daily.through = now
         return list(session.scalars(sa.select(Patient.id).order_by(Patient.id)))
-    return sorted(session.scalars(sa.select(_changed_since_evaluation(now).c.patient_id)))
+    changed = changed_since_evaluation(now)
+    return sorted(session.scalars(sa.select(changed.c.patient_id).distinct()))
 
 
-def _changed_since_evaluation(now: dt.datetime) -> sa.Subquery:
+def changed_since_evaluation(now: dt.datetime) -> sa.Subquery:
+    """(patient_id, changed_at) of each log, event or score changed in the recheck window
+    after its patient's last evaluation: what the next scan evaluates."""
     floor = now - RECHECK_WINDOW
 
     def newer(column: Any, patient_id: Any) -> sa.Select[Any]:
         return (
-            sa.select(patient_id.label("patient_id"))
+            sa.select(patient_id.label("patient_id"), column.label("changed_at"))
             .join(Patient, Patient.id == patient_id)
             .where(
                 column > floor,
@@ -53,7 +60,7 @@ def _changed_since_evaluation(now: dt.datetime) -> sa.Subquery:
             )
         )
 
-    return sa.union(
+    return sa.union_all(
         newer(SessionLog.updated_at, SessionLog.patient_id),
         newer(Event.created_at, Event.patient_id),
         newer(Event.entered_in_error_at, Event.patient_id),

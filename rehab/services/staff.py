@@ -204,6 +204,35 @@ def list_care_teams(session: Session, actor: Actor) -> list[TeamItem]:
     ]
 
 
+@dataclass(frozen=True)
+class UnattendedTeam:
+    team_id: int
+    name: str
+    patient_count: int
+
+
+def unattended_teams(session: Session) -> list[UnattendedTeam]:
+    """Care teams with patients and no active clinician: no one can open those records, and
+    their alerts are stored but e-mailed to no one (`notifications.queue_for_alerts` writes
+    to the team's active clinicians). Disabling a clinician or taking her off a team is never
+    refused (a departure or a stolen account cannot wait), so this says what it left behind.
+    Names and counts only: no patient."""
+    attended = (
+        sa.select(CareTeamMember.care_team_id)
+        .join(Clinician, Clinician.id == CareTeamMember.clinician_id)
+        .join(User, User.id == Clinician.user_id)
+        .where(User.is_active.is_(True))
+    )
+    rows = session.execute(
+        sa.select(CareTeam.id, CareTeam.name, sa.func.count(Patient.id))
+        .join(Patient, Patient.care_team_id == CareTeam.id)
+        .where(CareTeam.id.not_in(attended))
+        .group_by(CareTeam.id, CareTeam.name)
+        .order_by(CareTeam.name, CareTeam.id)
+    )
+    return [UnattendedTeam(team_id, name, count) for team_id, name, count in rows]
+
+
 def create_care_team(session: Session, actor: Actor, data: CareTeamInput) -> CareTeam:
     _require_admin(actor)
     if session.scalar(sa.select(CareTeam.id).where(CareTeam.name == data.name)) is not None:

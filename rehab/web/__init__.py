@@ -80,12 +80,13 @@ def clinic_time_text(moment: dt.datetime) -> str:
 
 
 def register_web(app: Flask) -> None:
-    from rehab.web import admin, alerts, api, auth, chart_assets, clinic, patient, summary
+    from rehab.web import admin, alerts, api, auth, chart_assets, clinic, health, patient, summary
     from rehab.web import outbox as outbox_web
     from rehab.web import settings as settings_web
 
     app.url_map.converters["int"] = IdConverter
     app.add_template_global(clinic_time_text, "clinic_time")
+    app.add_template_global(health.current_pipeline_status, "pipeline_status")
     auth.init_login(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(patient.bp)
@@ -97,6 +98,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(outbox_web.bp)
     app.register_blueprint(summary.bp)
     app.register_blueprint(chart_assets.bp)
+    app.register_blueprint(health.bp)
 
     @app.before_request
     def _refuse_nul() -> None:

@@ -89,6 +89,7 @@ def _index_page(
             staff_form=staff_form or StaffForm(formdata=None),
             team_form=team_form or CareTeamForm(formdata=None),
             action_form=ActionForm(formdata=None),
+            unattended=staff.unattended_teams(db.session),
         ),
         status,
     )
@@ -178,7 +179,20 @@ def _set_active(user_id: int, active: bool) -> Any:
             flash(f"{user.display_name} can log in again.", "success")
         else:
             flash(f"{user.display_name} is disabled and logged out everywhere.", "success")
+            _flash_unattended()
     return redirect(url_for("admin.index"))
+
+
+def _flash_unattended() -> None:
+    """After a clinician leaves a team (disabled, or taken off it): the teams it left with
+    patients and no active clinician, at once, where the admin is looking."""
+    for team in staff.unattended_teams(db.session):
+        patients = f"{team.patient_count} patient{'' if team.patient_count == 1 else 's'}"
+        flash(
+            f"“{team.name}” has {patients} and no active clinician: no one can open their"
+            " records, and their alerts reach no one. Add a clinician to it.",
+            "error",
+        )
 
 
 @bp.post("/teams")
@@ -225,6 +239,7 @@ def remove_member(team_id: int, clinician_id: int) -> Any:
     except NotFound:
         abort(404)
     flash("Clinician removed from the care team; their access to its patients ends now.", "success")
+    _flash_unattended()
     return redirect(url_for("admin.index"))
 
 

@@ -86,6 +86,13 @@ def run_scenario(pg_url: str, broker_url: str, tmp_path: Path) -> None:
             evaluations_done = re.compile(r"Task rehab\.evaluate_patients?\[[^\]]+\] succeeded")
             wait_until(lambda: len(evaluations_done.findall(log.read_text())) >= 4, timeout=60)
             assert pain_alerts(app, a) == alerts
+
+            # The scheduled scan, run by the worker, tells the pipeline status it ran (before
+            # it, no scan had run: alerts may be late).
+            assert client.get("/healthz/pipeline").json["scan"]["status"] == "never"
+            with app.app_context():
+                celery.send_task("rehab.scan_patients")
+            wait_until(lambda: client.get("/healthz/pipeline").status_code == 200, timeout=60)
     finally:
         dispose_engines(app)
 

@@ -1,0 +1,76 @@
+"""Health endpoints for a load balancer and monitoring, and the pipeline status pages show.
+
+- `/healthz`: the process answers (liveness; touches nothing).
+- `/readyz`: it can serve: the database answers and is migrated to this code (503 if not).
+- `/healthz/pipeline`: alerts are flowing: scan, evaluation and e-mail delivery are not late,
+  and every care team with patients has an active clinician (503 if not;
+  `rehab.services.health`). Counts and times only: no patient, no address.
+
+None needs a login, none reads patient data, so none is audited. The pipeline status shown to
+clinicians and admins (`current_pipeline_status`) is kept for a short while per process, so
+that a busy caseload does not run its queries on every page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify
+
+from rehab.extensions import db
+from rehab.services import health
+
+bp = Blueprint("health", __name__)
+
+# How long a process reuses the pipeline status it computed for its pages (the endpoint for
+# monitoring always computes it afresh).
+STATUS_REUSE_SECONDS = 30.0
+_lock = threading.Lock()
+
+
+def _late_after(app: Flask) -> dt.timedelta:
+    return dt.timedelta(minutes=app.config["REHAB_SETTINGS"].pipeline_late_minutes)
+
+
+@bp.get("/healthz")
+def liveness() -> Any:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readiness() -> Any:
+    state = health.readiness(db.session)
+    return jsonify(state.as_json()), 200 if state.ok else 503
+
+
+@bp.get("/healthz/pipeline")
+def pipeline() -> Any:
+    status = health.pipeline_status(db.session, _late_after(current_app))
+    _remember(current_app._get_current_object(), status)  # type: ignore[attr-defined]
+    return jsonify(status.as_json()), 200 if status.all_ok else 503
+
+
+def _remember(app: Flask, status: health.PipelineStatus) -> None:
+    with _lock:
+        app.extensions["rehab.pipeline_status"] = (time.monotonic(), status)
+
+
+def current_pipeline_status() -> health.PipelineStatus:
+    """The pipeline status for a page, computed at most every `STATUS_REUSE_SECONDS` here."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    with _lock:
+        kept = app.extensions.get("rehab.pipeline_status")
+    if kept is not None and time.monotonic() - kept[0] < STATUS_REUSE_SECONDS:
+        return kept[1]  # type: ignore[no-any-return]
+    status = health.pipeline_status(db.session, _late_after(app))
+    _remember(app, status)
+    return status
+
+
+def forget_pipeline_status(app: Flask) -> None:
+    """Compute it afresh at the next page (tests; after an admin's retry)."""
+    with _lock:
+        app.extensions.pop("rehab.pipeline_status", None)
