@@ -660,6 +660,18 @@ def advice_after_event(session: Session, event: Event) -> Advice | None:
     )
 
 
+def can_log_late(session: Session, patient_id: int, day: dt.date) -> bool:
+    """Whether the patient's page offers to log `day` after it (she forgot yesterday): not
+    logged yet, and not before her first program's start (the log's own rule). The caller
+    has checked access."""
+    first_start = session.scalar(
+        sa.select(sa.func.min(Program.start_date)).where(Program.patient_id == patient_id)
+    )
+    if first_start is not None and day < first_start:
+        return False
+    return not has_log_on(session, patient_id, day)
+
+
 def has_log_on(session: Session, patient_id: int, day: dt.date) -> bool:
     """Whether the patient has a log for `day` (the today page says "edit" rather than "new";
     the caller has checked access)."""

@@ -106,15 +106,18 @@ def _today_page(
 ) -> Any:
     actor, patient_id = _actor()
     day = clinic_today()
+    yesterday = day - dt.timedelta(days=1)
     return (
         render_template(
             "patient/today.html",
             form=form,
             prescriptions={p.id: p for p in prescriptions},
             existing=existing,
-            today=day,
+            day=day,
+            late=False,
             # (Access was checked and audited by the log's read or write.)
             activities_due=clinical.own_activities_due(db.session, actor, patient_id, day),
+            yesterday_open=logs.can_log_late(db.session, patient_id, yesterday),
         ),
         status,
     )
@@ -150,11 +153,67 @@ def today() -> Any:
         except NotFound:
             abort(404)
         else:
-            return render_template("patient/saved.html", result=result)
+            return render_template("patient/saved.html", result=result, late=False)
     if not service_called:
         # The attempt is checked and audited (as failed) even when the form never got far.
         require_patient(db.session, actor, patient_id, "session_log.write")
     return _today_page(form, prescriptions, logs.has_log_on(db.session, patient_id, day), status)
+
+
+@bp.route("/yesterday", methods=["GET", "POST"])
+def yesterday() -> Any:
+    """Yesterday's log, for a patient who forgot it: the same form, stored once (a day
+    already logged is not changed from here; only today's log is edited). The detector
+    takes a late day like any other; the log's `created_at` shows it came late."""
+    actor, patient_id = _actor()
+    day = clinic_today() - dt.timedelta(days=1)
+    prescriptions = logs.prescriptions_for_day(db.session, patient_id, day)
+    form = SessionLogForm()
+    if request.method == "GET":
+        require_patient(db.session, actor, patient_id, "session_log.read")
+        if not logs.can_log_late(db.session, patient_id, day):
+            flash("Yesterday is already logged, or came before your program.", "success")
+            return redirect(url_for("patient.today"))
+        _prefill(form, prescriptions, None)
+        return _late_page(form, prescriptions, day)
+
+    status = 422
+    service_called = False
+    if form.validate():
+        try:
+            data = form.to_command(day)
+            service_called = True
+            result = logs.record_session_log(db.session, actor, patient_id, data, source="web")
+        except FormInvalid:
+            pass
+        except InvalidInput as exc:
+            show_service_error(form, exc)
+        except logs.Conflict:
+            form.form_errors.append("Yesterday is already logged; it was not changed.")
+            status = 409
+        except NotFound:
+            abort(404)
+        else:
+            return render_template("patient/saved.html", result=result, late=True)
+    if not service_called:
+        require_patient(db.session, actor, patient_id, "session_log.write")
+    return _late_page(form, prescriptions, day, status)
+
+
+def _late_page(
+    form: SessionLogForm, prescriptions: list[Prescription], day: dt.date, status: int = 200
+) -> Any:
+    page = render_template(
+        "patient/today.html",
+        form=form,
+        prescriptions={p.id: p for p in prescriptions},
+        existing=False,
+        day=day,
+        late=True,
+        activities_due=False,
+        yesterday_open=False,
+    )
+    return page, status
 
 
 # --- events -------------------------------------------------------------------------------

@@ -255,6 +255,10 @@ ROUTES: dict[tuple[str, str], Route] = {
         EVERYONE, "/unsubscribe/{unsubscribe}", form="/unsubscribe/{unsubscribe}"
     ),
     ("static", "GET"): Route(EVERYONE, "/static/css/app.css"),
+    ("health.liveness", "GET"): Route(EVERYONE, "/healthz"),
+    ("health.readiness", "GET"): Route(EVERYONE, "/readyz"),
+    # 503 here: no scan has run in this test's clinic.
+    ("health.pipeline", "GET"): Route(EVERYONE, "/healthz/pipeline", ok=frozenset({200, 503})),
     ("chart_assets.plotly_js", "GET"): Route(EVERYONE, f"/assets/plotly-{assets.VERSION}.min.js"),
     ("chart_assets.plotly_css", "GET"): Route(EVERYONE, f"/assets/plotly-{assets.VERSION}.css"),
     ("api.openapi", "GET"): Route(EVERYONE, "/api/v1/openapi.json", api=True),
@@ -263,6 +267,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("patient.today", "GET"): Route(PATIENTS, "/me/"),
     ("patient.today", "POST"): Route(
         PATIENTS, "/me/", form="/me/", fields=_static(back_pain="2", leg_pain="0")
+    ),
+    # Yesterday's log (no log yet in the matrix's clinic): the page, and the log stored once.
+    ("patient.yesterday", "GET"): Route(PATIENTS, "/me/yesterday"),
+    ("patient.yesterday", "POST"): Route(
+        PATIENTS, "/me/yesterday", form="/me/yesterday", fields=_static(back_pain="2", leg_pain="0")
     ),
     ("patient.new_event", "GET"): Route(PATIENTS, "/me/events/new"),
     ("patient.new_event", "POST"): Route(

@@ -61,6 +61,8 @@ from tests.support.clinic import PASSWORD, Clinic, build_clinic, csrf_token, log
 PATIENT_DATA: dict[tuple[str, str], str] = {
     ("patient.today", "GET"): "session_log.read",
     ("patient.today", "POST"): "session_log.write",
+    ("patient.yesterday", "GET"): "session_log.read",
+    ("patient.yesterday", "POST"): "session_log.write",
     ("patient.new_event", "POST"): "event.write",
     ("patient.history", "GET"): "history.read",
     ("patient.progress", "GET"): "progress.read",
