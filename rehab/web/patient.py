@@ -47,6 +47,7 @@ CONFLICT_MESSAGE = (
     "This form was already sent with other answers. Reload the page to see what is saved, "
     "then change it."
 )
+LATE_CONFLICT_MESSAGE = "Yesterday is already logged; it was not changed."
 
 
 @bp.before_request
@@ -134,6 +135,17 @@ def today() -> Any:
         _prefill(form, prescriptions, existing)
         return _today_page(form, prescriptions, existing is not None)
 
+    saved, status = _save_log(form, actor, patient_id, day, late=False)
+    if saved is not None:
+        return saved
+    return _today_page(form, prescriptions, logs.has_log_on(db.session, patient_id, day), status)
+
+
+def _save_log(
+    form: SessionLogForm, actor: Actor, patient_id: int, day: dt.date, *, late: bool
+) -> tuple[Any, int]:
+    """Store the posted log for `day`: (the saved page, 200), or (None, the status) with the
+    form's errors set. Today's log may be replaced the same day; a late one only created."""
     status = 422
     service_called = False
     if form.validate():
@@ -141,23 +153,23 @@ def today() -> Any:
             data = form.to_command(day)
             service_called = True
             result = logs.record_session_log(
-                db.session, actor, patient_id, data, source="web", allow_same_day_edit=True
+                db.session, actor, patient_id, data, source="web", allow_same_day_edit=not late
             )
         except FormInvalid:
             pass
         except InvalidInput as exc:
             show_service_error(form, exc)
         except logs.Conflict:
-            form.form_errors.append(CONFLICT_MESSAGE)
+            form.form_errors.append(LATE_CONFLICT_MESSAGE if late else CONFLICT_MESSAGE)
             status = 409
         except NotFound:
             abort(404)
         else:
-            return render_template("patient/saved.html", result=result, late=False)
+            return render_template("patient/saved.html", result=result, late=late), 200
     if not service_called:
         # The attempt is checked and audited (as failed) even when the form never got far.
         require_patient(db.session, actor, patient_id, "session_log.write")
-    return _today_page(form, prescriptions, logs.has_log_on(db.session, patient_id, day), status)
+    return None, status
 
 
 @bp.route("/yesterday", methods=["GET", "POST"])
@@ -177,26 +189,9 @@ def yesterday() -> Any:
         _prefill(form, prescriptions, None)
         return _late_page(form, prescriptions, day)
 
-    status = 422
-    service_called = False
-    if form.validate():
-        try:
-            data = form.to_command(day)
-            service_called = True
-            result = logs.record_session_log(db.session, actor, patient_id, data, source="web")
-        except FormInvalid:
-            pass
-        except InvalidInput as exc:
-            show_service_error(form, exc)
-        except logs.Conflict:
-            form.form_errors.append("Yesterday is already logged; it was not changed.")
-            status = 409
-        except NotFound:
-            abort(404)
-        else:
-            return render_template("patient/saved.html", result=result, late=True)
-    if not service_called:
-        require_patient(db.session, actor, patient_id, "session_log.write")
+    saved, status = _save_log(form, actor, patient_id, day, late=True)
+    if saved is not None:
+        return saved
     return _late_page(form, prescriptions, day, status)
 
 
