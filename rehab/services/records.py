@@ -16,6 +16,7 @@ from rehab.db.models import (
     Finding,
     OutcomeMeasure,
     Patient,
+    Prescription,
     Program,
     ProgramPhase,
     SessionLog,
@@ -210,6 +211,46 @@ def patient_history(
     )
     return PatientHistory(
         logs=logs, events=_events(session, patient_id, limit=HISTORY_EVENTS), since=since
+    )
+
+
+@dataclass(frozen=True)
+class OwnProgram:
+    """The patient's program as she does it at home: what, how much, how often, how (the
+    library's instructions) and her clinician's notes."""
+
+    today: dt.date
+    program: Program | None  # in effect today
+    phase: ProgramPhase | None
+    exercises: list[Prescription]  # the active ones, in the program's order
+    next_program: Program | None  # already prescribed, starting after today
+    last_ended: dt.date | None  # with none in effect: when the latest one ended
+
+
+def own_program(session: Session, actor: Actor, patient_id: int) -> OwnProgram:
+    require_patient(session, actor, patient_id, "program.read")
+    today = clinic_today()
+    program = program_on(session, patient_id, today)
+    next_program = session.scalars(
+        sa.select(Program)
+        .where(Program.patient_id == patient_id, Program.start_date > today)
+        .order_by(Program.start_date, Program.id)
+        .limit(1)
+    ).first()
+    last_ended = None
+    if program is None:
+        last_ended = session.scalar(
+            sa.select(sa.func.max(Program.end_date)).where(
+                Program.patient_id == patient_id, Program.end_date < today
+            )
+        )
+    return OwnProgram(
+        today=today,
+        program=program,
+        phase=phase_on(program, today) if program else None,
+        exercises=[p for p in program.prescriptions if p.active] if program else [],
+        next_program=next_program,
+        last_ended=last_ended,
     )
 
 

@@ -264,6 +264,17 @@ def history() -> Any:
     return render_template("patient/history.html", history=data, own_user_id=actor.user_id)
 
 
+@bp.get("/program")
+def program() -> Any:
+    """Her program as she does it at home (`records.own_program`)."""
+    actor, patient_id = _actor()
+    try:
+        data = records.own_program(db.session, actor, patient_id)
+    except NotFound:
+        abort(404)
+    return render_template("patient/program.html", own=data)
+
+
 @bp.get("/access")
 def access() -> Any:
     """Who has opened her record, a month at a time (`services.access_report`)."""

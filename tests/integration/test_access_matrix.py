@@ -280,6 +280,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("patient.history", "GET"): Route(PATIENTS, "/me/history"),
     ("patient.progress", "GET"): Route(PATIENTS, "/me/progress"),
     ("patient.access", "GET"): Route(PATIENTS, "/me/access"),
+    ("patient.program", "GET"): Route(PATIENTS, "/me/program"),
     ("patient.activities", "GET"): Route(PATIENTS, "/me/activities"),
     ("patient.activities", "POST"): Route(
         PATIENTS,

@@ -67,6 +67,7 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("patient.history", "GET"): "history.read",
     ("patient.progress", "GET"): "progress.read",
     ("patient.access", "GET"): "access_report.read",
+    ("patient.program", "GET"): "program.read",
     ("patient.activities", "GET"): "outcome.read",
     ("patient.activities", "POST"): "outcome.write",
     ("clinic.patient", "GET"): "patient.read",
