@@ -275,6 +275,8 @@ class ExerciseRowForm(Form):
 
 class SessionLogForm(PageForm):
     client_id = HiddenField(validators=[DataRequired(), Length(max=64)])
+    # The day the page was opened for (checked by the view against today and yesterday).
+    log_date = HiddenField(validators=[Optional(), Length(max=10)])
     exercises = RowList(FormField(ExerciseRowForm), max_entries=50)
     back_pain = pain_field("Back pain")
     leg_pain = pain_field("Leg pain")

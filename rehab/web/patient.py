@@ -48,6 +48,10 @@ CONFLICT_MESSAGE = (
     "then change it."
 )
 LATE_CONFLICT_MESSAGE = "Yesterday is already logged; it was not changed."
+STALE_PAGE_MESSAGE = (
+    "This page was opened for {day}, and the day has changed since: nothing was saved. "
+    "The form below is for {now}: check it and save again."
+)
 
 
 @bp.before_request
@@ -78,9 +82,12 @@ def _labels() -> dict[str, Any]:
 
 
 def _prefill(
-    form: SessionLogForm, prescriptions: list[Prescription], log: SessionLog | None
+    form: SessionLogForm, day: dt.date, prescriptions: list[Prescription], log: SessionLog | None
 ) -> None:
     form.client_id.data = new_client_id()
+    # The day the page is about travels with the form: posted after midnight, it is still
+    # that day's log (`_post_log`), not the next day's.
+    form.log_date.data = day.isoformat()
     entries = {e.prescription_id: e for e in log.entries} if log else {}
     for p in prescriptions:
         entry = entries.get(p.id)
@@ -102,23 +109,25 @@ def _prefill(
         form.note.data = log.note
 
 
-def _today_page(
-    form: SessionLogForm, prescriptions: list[Prescription], existing: bool, status: int = 200
-) -> Any:
+def _log_page(form: SessionLogForm, day: dt.date, status: int = 200) -> Any:
+    """Today's log page, or yesterday's (`late`) for a patient who forgot it."""
     actor, patient_id = _actor()
-    day = clinic_today()
-    yesterday = day - dt.timedelta(days=1)
+    today = clinic_today()
+    late = day != today
+    prescriptions = logs.prescriptions_for_day(db.session, patient_id, day)
     return (
         render_template(
             "patient/today.html",
             form=form,
             prescriptions={p.id: p for p in prescriptions},
-            existing=existing,
-            day=day,
-            late=False,
             # (Access was checked and audited by the log's read or write.)
-            activities_due=clinical.own_activities_due(db.session, actor, patient_id, day),
-            yesterday_open=logs.can_log_late(db.session, patient_id, yesterday),
+            existing=not late and logs.has_log_on(db.session, patient_id, day),
+            day=day,
+            late=late,
+            activities_due=not late
+            and clinical.own_activities_due(db.session, actor, patient_id, day),
+            yesterday_open=not late
+            and logs.can_log_late(db.session, patient_id, day - dt.timedelta(days=1)),
         ),
         status,
     )
@@ -128,28 +137,51 @@ def _today_page(
 def today() -> Any:
     actor, patient_id = _actor()
     day = clinic_today()
-    prescriptions = logs.prescriptions_for_day(db.session, patient_id, day)
+    if request.method == "POST":
+        return _post_log(actor, patient_id, day)
     form = SessionLogForm()
-    if request.method == "GET":
-        existing = logs.get_log(db.session, actor, patient_id, day)
-        _prefill(form, prescriptions, existing)
-        return _today_page(form, prescriptions, existing is not None)
-
-    saved, status = _save_log(form, actor, patient_id, day, late=False)
-    if saved is not None:
-        return saved
-    return _today_page(form, prescriptions, logs.has_log_on(db.session, patient_id, day), status)
+    existing = logs.get_log(db.session, actor, patient_id, day)
+    _prefill(form, day, logs.prescriptions_for_day(db.session, patient_id, day), existing)
+    return _log_page(form, day)
 
 
-def _save_log(
-    form: SessionLogForm, actor: Actor, patient_id: int, day: dt.date, *, late: bool
-) -> tuple[Any, int]:
-    """Store the posted log for `day`: (the saved page, 200), or (None, the status) with the
-    form's errors set. Today's log may be replaced the same day; a late one only created."""
+@bp.route("/yesterday", methods=["GET", "POST"])
+def yesterday() -> Any:
+    """Yesterday's log, for a patient who forgot it: the same form, stored once (a day
+    already logged is not changed from here; only today's log is edited). The detector
+    takes a late day like any other; the log's `created_at` shows it came late."""
+    actor, patient_id = _actor()
+    day = clinic_today() - dt.timedelta(days=1)
+    if request.method == "POST":
+        return _post_log(actor, patient_id, day)
+    require_patient(db.session, actor, patient_id, "session_log.read")
+    if not logs.can_log_late(db.session, patient_id, day):
+        flash("Yesterday is already logged, or came before your program.", "error")
+        return redirect(url_for("patient.today"))
+    form = SessionLogForm()
+    _prefill(form, day, logs.prescriptions_for_day(db.session, patient_id, day), None)
+    return _log_page(form, day)
+
+
+def _post_log(actor: Actor, patient_id: int, page_day: dt.date) -> Any:
+    """Store a posted log for the day its page was opened for: today's (replaced if she
+    saves again the same day) or yesterday's (created once); a page older than that is
+    refused, never stored under another day."""
+    form = SessionLogForm()
+    today = clinic_today()
+    day = page_day
     status = 422
     service_called = False
     if form.validate():
         try:
+            day = _day_of_page(form, page_day)
+            if day not in (today, today - dt.timedelta(days=1)):
+                form.form_errors.append(
+                    STALE_PAGE_MESSAGE.format(day=day.isoformat(), now=page_day.isoformat())
+                )
+                status = 409
+                raise FormInvalid
+            late = day != today
             data = form.to_command(day)
             service_called = True
             result = logs.record_session_log(
@@ -165,50 +197,26 @@ def _save_log(
         except NotFound:
             abort(404)
         else:
-            return render_template("patient/saved.html", result=result, late=late), 200
+            return render_template("patient/saved.html", result=result, late=late)
     if not service_called:
         # The attempt is checked and audited (as failed) even when the form never got far.
         require_patient(db.session, actor, patient_id, "session_log.write")
-    return None, status
+    if day not in (today, today - dt.timedelta(days=1)):
+        # A stale (or forged) day: the form comes back as this page's day, to check and save.
+        day = page_day
+        form.log_date.data = page_day.isoformat()
+    return _log_page(form, day, status)
 
 
-@bp.route("/yesterday", methods=["GET", "POST"])
-def yesterday() -> Any:
-    """Yesterday's log, for a patient who forgot it: the same form, stored once (a day
-    already logged is not changed from here; only today's log is edited). The detector
-    takes a late day like any other; the log's `created_at` shows it came late."""
-    actor, patient_id = _actor()
-    day = clinic_today() - dt.timedelta(days=1)
-    prescriptions = logs.prescriptions_for_day(db.session, patient_id, day)
-    form = SessionLogForm()
-    if request.method == "GET":
-        require_patient(db.session, actor, patient_id, "session_log.read")
-        if not logs.can_log_late(db.session, patient_id, day):
-            flash("Yesterday is already logged, or came before your program.", "success")
-            return redirect(url_for("patient.today"))
-        _prefill(form, prescriptions, None)
-        return _late_page(form, prescriptions, day)
-
-    saved, status = _save_log(form, actor, patient_id, day, late=True)
-    if saved is not None:
-        return saved
-    return _late_page(form, prescriptions, day, status)
-
-
-def _late_page(
-    form: SessionLogForm, prescriptions: list[Prescription], day: dt.date, status: int = 200
-) -> Any:
-    page = render_template(
-        "patient/today.html",
-        form=form,
-        prescriptions={p.id: p for p in prescriptions},
-        existing=False,
-        day=day,
-        late=True,
-        activities_due=False,
-        yesterday_open=False,
-    )
-    return page, status
+def _day_of_page(form: SessionLogForm, page_day: dt.date) -> dt.date:
+    raw = form.log_date.data
+    if not raw:
+        return page_day  # a page opened before the form carried its day
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        form.log_date.errors = ["Not a date (YYYY-MM-DD)."]
+        raise FormInvalid from None
 
 
 # --- events -------------------------------------------------------------------------------

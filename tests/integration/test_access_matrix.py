@@ -116,7 +116,8 @@ def _static(**values: str) -> Callable[[Ctx, str, Mapping[str, str]], dict[str, 
 def _log_body(ctx: Ctx) -> dict[str, Any]:
     return {
         "client_id": uuid.uuid4().hex,
-        "log_date": (clinic_today() - dt.timedelta(days=1)).isoformat(),
+        # (Two days back: yesterday is the web form's, `patient.yesterday`.)
+        "log_date": (clinic_today() - dt.timedelta(days=2)).isoformat(),
         "back_pain": 2,
         "leg_pain": 1,
         "leg_side": "left",
@@ -564,7 +565,8 @@ def build_ctx(app: Flask) -> Ctx:
         a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
         assert a is not None and b is not None
         today = clinic_today()
-        add_logs(a, today - dt.timedelta(days=12), [1] * 9 + [6, 7])
+        # Up to three days back: the day before yesterday is the API's, yesterday the web's.
+        add_logs(a, today - dt.timedelta(days=13), [1] * 9 + [6, 7])
         add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=3))
         add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=2))
         # Their activities (a PSFS the clinician recorded with each), which they rate.

@@ -19,7 +19,8 @@ from rehab.services.time import clinic_today
 from tests.conftest import app_settings, dispose_engines
 from tests.integration.test_pages_patient import all_logs
 from tests.support.clinic import Clinic, build_clinic, login
-from tests.support.pages import get_form, visible_text
+from tests.support.live_server import freeze_clinic_today
+from tests.support.pages import form_data, get_form, text, visible_text
 
 OFFER = "Forgot yesterday? Log yesterday"
 
@@ -102,3 +103,49 @@ def test_no_offer_before_her_program_began(database_url: str, tmp_path: object) 
             assert db.session.scalar(sa.select(sa.func.count(SessionLog.id))) == 0
     finally:
         dispose_engines(app)
+
+
+def test_a_page_posted_after_midnight_is_still_its_days_log(
+    app: Flask, patient: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = clinic_today()
+    data = dict(get_form(patient, "/me/"))  # opened late in the evening
+    data.update(back_pain="2", leg_pain="6", leg_side="left")
+    freeze_clinic_today(monkeypatch, day + dt.timedelta(days=1), hour=0)  # sent at 00:05
+
+    saved = patient.post("/me/", data=data)
+
+    assert saved.status_code == 200
+    assert f"The log of {day.strftime('%A')} {day.day}" in visible_text(saved)
+    [log] = all_logs(app)
+    assert (log.log_date, log.leg_pain) == (day, 6)
+
+
+def test_a_page_older_than_yesterday_is_refused_not_moved(
+    app: Flask, patient: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = clinic_today()
+    data = yesterday_form(patient, back_pain="2", leg_pain="6", leg_side="left")  # for day-1
+    freeze_clinic_today(monkeypatch, day + dt.timedelta(days=1))  # day-1 is now 2 days back
+
+    refused = patient.post("/me/yesterday", data=data)
+
+    assert refused.status_code == 409
+    body = visible_text(refused)
+    later = (day - dt.timedelta(days=1)).isoformat()
+    assert f"This page was opened for {later}, and the day has changed since" in body
+    assert f"The form below is for {day.isoformat()}" in body
+    assert all_logs(app) == []
+    # The form that came back is for the page's day now: saved as that, once checked.
+    again = dict(form_data(text(refused), "/me/yesterday"))
+    assert again["log_date"] == day.isoformat() and again["leg_pain"] == "6"
+    assert patient.post("/me/yesterday", data=again).status_code == 200
+    assert [log.log_date for log in all_logs(app)] == [day]
+
+
+def test_a_forged_day_is_refused(app: Flask, patient: FlaskClient) -> None:
+    for forged, status in (("2099-01-01", 409), ("not-a-day", 422)):
+        data = yesterday_form(patient, back_pain="2", leg_pain="0", log_date=forged)
+        response = patient.post("/me/", data=data)
+        assert response.status_code == status, forged
+    assert all_logs(app) == []
