@@ -138,6 +138,14 @@ def load_settings(**overrides: Any) -> Settings:
         # gunicorn runs several web processes: in memory each would count logins (and
         # account changes) on its own. The broker's Redis holds one count for them all.
         settings.ratelimit_storage_url = settings.broker_url
+    if settings.pipeline_late_minutes * 60 <= 2 * settings.scan_interval_seconds:
+        # A log counts as not evaluated until the next scan sees it evaluated: a limit within
+        # two scan intervals would tell clinicians "alerts may be late" most of the time.
+        raise ConfigError(
+            f"REHAB_PIPELINE_LATE_MINUTES ({settings.pipeline_late_minutes}) must be longer"
+            f" than two scan intervals (REHAB_SCAN_INTERVAL_SECONDS ="
+            f" {settings.scan_interval_seconds})"
+        )
     if (
         settings.mode == "production"
         and not settings.smtp_url

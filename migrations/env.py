@@ -53,6 +53,10 @@ def _run(connection: object) -> None:
         # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
         render_as_batch=True,
         compare_type=True,
+        # Each migration commits on its own: one that builds an index outside a transaction
+        # (autocommit_block, CONCURRENTLY) then commits only its predecessors' work done so far,
+        # and a failure leaves the database at the last migration that completed.
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -35,6 +35,7 @@ def evaluate_patients(patient_ids: list[int]) -> None:
 @shared_task(name="rehab.scan_patients", **RETRY)
 def scan_patients() -> None:
     ids = scan.patients_to_evaluate(db.session, clinic_today())
+    scan.record_run(db.session)
     # Sent before the watermark commits: if sending fails, the next scan sends them again
     # (evaluation is idempotent, so a double send costs only time).
     for batch in scan.batches(ids):

@@ -6,7 +6,10 @@ every row of her years (a caseload view writes one per patient on it). The compo
 serves the old lookups too, so it replaces that one.
 
 On PostgreSQL the index is built CONCURRENTLY, outside the migration's transaction: every
-request writes audit rows, and a plain CREATE INDEX would hold them all while it builds.
+request writes audit rows, and a plain CREATE INDEX would hold them all while it builds. Each
+step can be run again: a build that failed or was cancelled leaves an invalid index of that
+name, so it is dropped first; a run that stopped after the build and before Alembic recorded
+the revision finds the old index already gone.
 
 Revision ID: d5f7a9c1e3b5
 Revises: c4e6a8b0d2f3
@@ -31,13 +34,16 @@ def _concurrently() -> dict[str, bool]:
     return {"postgresql_concurrently": True}
 
 
-def upgrade() -> None:
+def _replace(new: str, new_columns: list[str], old: str) -> None:
     with op.get_context().autocommit_block():
-        op.create_index(NEW, TABLE, ["patient_id", "at"], unique=False, **_concurrently())
-        op.drop_index(OLD, table_name=TABLE, **_concurrently())
+        op.drop_index(new, table_name=TABLE, if_exists=True, **_concurrently())
+        op.create_index(new, TABLE, new_columns, unique=False, **_concurrently())
+        op.drop_index(old, table_name=TABLE, if_exists=True, **_concurrently())
+
+
+def upgrade() -> None:
+    _replace(NEW, ["patient_id", "at"], OLD)
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.create_index(OLD, TABLE, ["patient_id"], unique=False, **_concurrently())
-        op.drop_index(NEW, table_name=TABLE, **_concurrently())
+    _replace(OLD, ["patient_id"], NEW)

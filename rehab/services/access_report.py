@@ -70,7 +70,7 @@ ACTION_PHRASES: dict[str, str] = {
 }
 
 _READ_VERBS = frozenset({"read", "list", "inbox"})
-_ROLE_NAMES = {Role.CLINICIAN: "clinician", Role.ADMIN: "administrator"}
+_ROLE_NAMES = {Role.CLINICIAN.value: "clinician", Role.ADMIN.value: "administrator"}
 SERVER_COMMAND = "A command run on the clinic's server"
 OTHER_PATIENT = "Another patient's account"
 
@@ -140,8 +140,8 @@ def access_report(
             AuditEvent.action,
             AuditEvent.outcome,
             AuditEvent.user_id,
+            AuditEvent.role,  # as it was at the time
             User.display_name,
-            User.role,
         )
         .outerjoin(User, User.id == AuditEvent.user_id)
         .where(
@@ -152,7 +152,7 @@ def access_report(
         )
         .order_by(AuditEvent.at, AuditEvent.id)
     ).all()
-    lines: dict[tuple[dt.date, str, str, bool], list[dt.datetime]] = {}
+    lines: dict[tuple[dt.date, int | None, str, str, bool], list[dt.datetime]] = {}
     for row in rows:
         moment = clinic_time(row.at)
         refused = row.outcome is AuditOutcome.DENIED
@@ -161,7 +161,9 @@ def access_report(
         what = "" if refused else action_phrase(row.action)
         if row.outcome is AuditOutcome.FAILED:  # allowed, then undone by an error
             what = f"{what} (not completed)"
-        key = (moment.date(), _who(row.user_id, row.display_name, row.role), what, refused)
+        who = _who(row.user_id, row.display_name, row.role)
+        # By account, not by name: two colleagues of one name are two lines.
+        key = (moment.date(), row.user_id, who, what, refused)
         lines.setdefault(key, []).append(moment)
     report = [
         AccessLine(
@@ -173,7 +175,7 @@ def access_report(
             last=moments[-1].time().replace(second=0, microsecond=0),
             refused=refused,
         )
-        for (day, who, what, refused), moments in lines.items()
+        for (day, _, who, what, refused), moments in lines.items()
     ]
     report.sort(key=lambda line: (line.day, line.last), reverse=True)
     return AccessReport(
@@ -184,10 +186,10 @@ def access_report(
     )
 
 
-def _who(user_id: int | None, display_name: str | None, role: Role | None) -> str:
+def _who(user_id: int | None, display_name: str | None, role: str | None) -> str:
     if user_id is None:
         return SERVER_COMMAND
-    if role is Role.PATIENT:
+    if role == Role.PATIENT.value:
         return OTHER_PATIENT
     name = display_name or f"Account {user_id}"
-    return f"{name} ({_ROLE_NAMES.get(role, 'staff') if role else 'staff'})"
+    return f"{name} ({_ROLE_NAMES.get(role or '', 'staff')})"

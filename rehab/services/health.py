@@ -30,13 +30,16 @@ from functools import cache
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
 from sqlalchemy.orm import Session
 
 from rehab.db.models import JobWatermark, Notification, NotificationStatus, utcnow
 from rehab.migrate import MIGRATIONS_DIR
-from rehab.services import scan, staff
+from rehab.services import notifications, scan, staff
 
 FAILED_WITHIN = dt.timedelta(days=1)
+ALERT_PURPOSES = (notifications.ALERT, notifications.ALERT_DIGEST)
+NOT_SENT_PREFIX = notifications.NOT_SENT_PREFIX
 
 
 class Check(StrEnum):
@@ -45,6 +48,7 @@ class Check(StrEnum):
     NEVER = "never"  # the scan has never run (a new installation, or no worker yet)
     FAILING = "failing"
     BEHIND = "behind"  # the database is not migrated to this code's head
+    AHEAD = "ahead"  # migrated past this code (a deploy under way: the new code migrated first)
     MISSING = "missing"  # alerts of some patients have no one to go to
 
 
@@ -58,15 +62,18 @@ class PipelineStatus:
     oldest_unevaluated: dt.datetime | None  # the oldest change not evaluated, when late
     delivery: Check
     oldest_undelivered: dt.datetime | None  # when the oldest unsent e-mail was due, when late
+    oldest_undelivered_alert: dt.datetime | None  # the same, of the alert e-mails
     failed_last_day: int
     unattended_teams: int = 0
 
     @property
     def late(self) -> bool:
-        """Scan, evaluation or delivery behind: alerts may not have been raised or sent (the
-        clinicians' banner; a failed e-mail is told to its recipient and the admin)."""
+        """Scan, evaluation or the delivery of alert e-mails behind: alerts may not have been
+        raised or sent (the clinicians' banner; a failed e-mail is told to its recipient and
+        the admin, other e-mails late to the admin)."""
         scan_and_evaluation = (self.scan, self.evaluation)
-        return any(c is not Check.OK for c in scan_and_evaluation) or bool(self.oldest_undelivered)
+        unsent_alerts = self.oldest_undelivered_alert is not None
+        return any(c is not Check.OK for c in scan_and_evaluation) or unsent_alerts
 
     @property
     def ok(self) -> bool:
@@ -126,17 +133,24 @@ def pipeline_status(
     oldest_change = session.scalar(
         sa.select(sa.func.min(changed.c.changed_at)).where(changed.c.changed_at < cutoff)
     )
-    undelivered = session.scalar(
-        sa.select(sa.func.min(Notification.deliver_after)).where(
+    is_alert = Notification.purpose.in_(ALERT_PURPOSES)
+    undelivered, undelivered_alert = session.execute(
+        sa.select(
+            sa.func.min(Notification.deliver_after),
+            sa.func.min(sa.case((is_alert, Notification.deliver_after))),
+        ).where(
             Notification.status.in_([NotificationStatus.PENDING, NotificationStatus.SENDING]),
             Notification.deliver_after < cutoff,
         )
-    )
+    ).one()
+    # Dated by the attempt (its claim), not by when it was scheduled; a message left unsent
+    # on purpose ("not sent: …", e.g. its recipient left the care team) is no fault.
     failed = (
         session.scalar(
             sa.select(sa.func.count(Notification.id)).where(
                 Notification.status == NotificationStatus.FAILED,
-                Notification.next_attempt_at >= now - FAILED_WITHIN,
+                Notification.claimed_at >= now - FAILED_WITHIN,
+                Notification.last_error.not_like(f"{NOT_SENT_PREFIX}%"),
             )
         )
         or 0
@@ -156,6 +170,7 @@ def pipeline_status(
         oldest_unevaluated=oldest_change,
         delivery=delivery,
         oldest_undelivered=undelivered,
+        oldest_undelivered_alert=undelivered_alert,
         failed_last_day=failed,
         unattended_teams=len(staff.unattended_teams(session)),
     )
@@ -168,7 +183,10 @@ class Readiness:
 
     @property
     def ok(self) -> bool:
-        return self.database is Check.OK and self.schema is Check.OK
+        # Ahead is ready: in a deploy the database is migrated first, and the processes of
+        # the version before keep serving until the new ones are up (migrations add before
+        # they take away).
+        return self.database is Check.OK and self.schema in (Check.OK, Check.AHEAD)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -179,9 +197,20 @@ class Readiness:
 
 
 @cache
-def _code_heads() -> frozenset[str]:
+def _scripts() -> ScriptDirectory:
     # Read once per process: the migration files do not change under a running server.
-    return frozenset(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
+def _schema(current: frozenset[str]) -> Check:
+    scripts = _scripts()
+    if current == frozenset(scripts.get_heads()):
+        return Check.OK
+    try:
+        known = all(scripts.get_revision(revision) is not None for revision in current)
+    except AlembicError:
+        known = False
+    return Check.BEHIND if known or not current else Check.AHEAD
 
 
 def readiness(session: Session) -> Readiness:
@@ -194,6 +223,4 @@ def readiness(session: Session) -> Readiness:
         session.rollback()
         return Readiness(database=Check.FAILING, schema=Check.FAILING)
     session.rollback()
-    return Readiness(
-        database=Check.OK, schema=Check.OK if current == _code_heads() else Check.BEHIND
-    )
+    return Readiness(database=Check.OK, schema=_schema(current))

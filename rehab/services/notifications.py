@@ -97,6 +97,8 @@ PENDING = NotificationStatus.PENDING
 SENDING = NotificationStatus.SENDING
 SENT = NotificationStatus.SENT
 FAILED = NotificationStatus.FAILED
+# Starts the `last_error` of a message left unsent on purpose (no longer sendable), not failed.
+NOT_SENT_PREFIX = "not sent: "
 
 
 def _settings() -> Settings:
@@ -514,7 +516,7 @@ def _send(session: Session, held: Claim, transport: Transport | None) -> Outcome
         message, sendable = _compose(session, held, settings)
     except NotSendable as exc:
         session.rollback()
-        _finish(session, held, status=FAILED, last_error=f"not sent: {exc.reason}")
+        _finish(session, held, status=FAILED, last_error=f"{NOT_SENT_PREFIX}{exc.reason}")
         session.commit()
         log.info("notifications %s not sent: %s", held.ids, exc.reason)
         return Outcome("failed")
@@ -530,7 +532,7 @@ def _send(session: Session, held: Claim, transport: Transport | None) -> Outcome
             session,
             Claim(dropped, held.attempts, held.message_id, held.recipient_user_id, held.purpose),
             status=FAILED,
-            last_error="not sent: recipient no longer on the patient's care team",
+            last_error=f"{NOT_SENT_PREFIX}recipient no longer on the patient's care team",
         )
         held = sendable
     # The patients the message is about: its alerts' patients, or the reminded patient.

@@ -31,7 +31,6 @@ def patients_to_evaluate(session: Session, today: dt.date) -> list[int]:
     """The ids to evaluate now. Advances the daily watermark; the caller commits after
     sending the tasks."""
     now = utcnow()
-    session.merge(JobWatermark(name=LAST_RUN_WATERMARK, through=now))
     daily = session.get(JobWatermark, DAILY_WATERMARK)
     # `today` is the clinic's date; the watermark is a UTC time (east of UTC, its UTC date
     # would stay a day behind for hours, and every scan of them would take everyone).
@@ -43,6 +42,11 @@ def patients_to_evaluate(session: Session, today: dt.date) -> list[int]:
         return list(session.scalars(sa.select(Patient.id).order_by(Patient.id)))
     changed = changed_since_evaluation(now)
     return sorted(session.scalars(sa.select(changed.c.patient_id).distinct()))
+
+
+def record_run(session: Session) -> None:
+    """Note that the periodic scan ran now (`LAST_RUN_WATERMARK`); the caller commits."""
+    session.merge(JobWatermark(name=LAST_RUN_WATERMARK, through=utcnow()))
 
 
 def changed_since_evaluation(now: dt.datetime) -> sa.Subquery:

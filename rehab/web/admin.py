@@ -168,6 +168,7 @@ def enable_user(user_id: int) -> Any:
 
 def _set_active(user_id: int, active: bool) -> Any:
     _valid_action()
+    unattended_before = _unattended_ids()
     try:
         user = staff.set_active(db.session, _actor(), user_id, active)
     except NotFound:
@@ -179,14 +180,21 @@ def _set_active(user_id: int, active: bool) -> Any:
             flash(f"{user.display_name} can log in again.", "success")
         else:
             flash(f"{user.display_name} is disabled and logged out everywhere.", "success")
-            _flash_unattended()
+            _flash_unattended(unattended_before)
     return redirect(url_for("admin.index"))
 
 
-def _flash_unattended() -> None:
-    """After a clinician leaves a team (disabled, or taken off it): the teams it left with
-    patients and no active clinician, at once, where the admin is looking."""
+def _unattended_ids() -> set[int]:
+    return {team.team_id for team in staff.unattended_teams(db.session)}
+
+
+def _flash_unattended(before: set[int]) -> None:
+    """After a clinician leaves a team (disabled, or taken off it): the teams this left with
+    patients and no active clinician, at once, where the admin is looking (the admin page
+    lists every such team until someone joins it)."""
     for team in staff.unattended_teams(db.session):
+        if team.team_id in before:
+            continue
         patients = f"{team.patient_count} patient{'' if team.patient_count == 1 else 's'}"
         flash(
             f"“{team.name}” has {patients} and no active clinician: no one can open their"
@@ -234,12 +242,13 @@ def add_member(team_id: int) -> Any:
 @bp.post("/teams/<int:team_id>/members/<int:clinician_id>/remove")
 def remove_member(team_id: int, clinician_id: int) -> Any:
     _valid_action()
+    unattended_before = _unattended_ids()
     try:
         staff.remove_member(db.session, _actor(), team_id, clinician_id)
     except NotFound:
         abort(404)
     flash("Clinician removed from the care team; their access to its patients ends now.", "success")
-    _flash_unattended()
+    _flash_unattended(unattended_before)
     return redirect(url_for("admin.index"))
 
 

@@ -7,23 +7,27 @@
   `rehab.services.health`). Counts and times only: no patient, no address.
 
 None needs a login, none reads patient data, so none is audited. The pipeline status shown to
-clinicians and admins (`current_pipeline_status`) is kept for a short while per process, so
-that a busy caseload does not run its queries on every page.
+clinicians and admins and to monitoring (`current_pipeline_status`) is kept for a short while
+per process, so that neither a busy caseload nor a crowd of probes runs its queries each time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, jsonify
+from sqlalchemy.orm import Session
 
 from rehab.extensions import db
 from rehab.services import health
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 # How long a process reuses the pipeline status it computed for its pages (the endpoint for
 # monitoring always computes it afresh).
@@ -48,29 +52,34 @@ def readiness() -> Any:
 
 @bp.get("/healthz/pipeline")
 def pipeline() -> Any:
-    status = health.pipeline_status(db.session, _late_after(current_app))
-    _remember(current_app._get_current_object(), status)  # type: ignore[attr-defined]
+    # The status the pages use (kept STATUS_REUSE_SECONDS): anyone may ask, often.
+    status = current_pipeline_status()
+    if status is None:
+        return jsonify({"status": "failing", "database": "failing"}), 503
     return jsonify(status.as_json()), 200 if status.all_ok else 503
 
 
-def _remember(app: Flask, status: health.PipelineStatus) -> None:
-    with _lock:
-        app.extensions["rehab.pipeline_status"] = (time.monotonic(), status)
-
-
-def current_pipeline_status() -> health.PipelineStatus:
-    """The pipeline status for a page, computed at most every `STATUS_REUSE_SECONDS` here."""
+def current_pipeline_status() -> health.PipelineStatus | None:
+    """The pipeline status, computed at most every `STATUS_REUSE_SECONDS` in this process;
+    None if the database did not answer (a page then shows no banner rather than fail)."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     with _lock:
         kept = app.extensions.get("rehab.pipeline_status")
     if kept is not None and time.monotonic() - kept[0] < STATUS_REUSE_SECONDS:
         return kept[1]  # type: ignore[no-any-return]
-    status = health.pipeline_status(db.session, _late_after(app))
-    _remember(app, status)
+    try:
+        # On a connection of its own: an error here leaves the page's transaction usable.
+        with Session(db.engine) as session:
+            status = health.pipeline_status(session, _late_after(app))
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("pipeline status not computed (%s)", type(exc).__name__)
+        return None
+    with _lock:
+        app.extensions["rehab.pipeline_status"] = (time.monotonic(), status)
     return status
 
 
 def forget_pipeline_status(app: Flask) -> None:
-    """Compute it afresh at the next page (tests; after an admin's retry)."""
+    """Compute it afresh next time (tests)."""
     with _lock:
         app.extensions.pop("rehab.pipeline_status", None)

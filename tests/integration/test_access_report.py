@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from rehab import create_app
 from rehab.cli import main as rehab_cli
-from rehab.db.models import AuditEvent, Patient
+from rehab.db.models import AuditEvent, Patient, User
 from rehab.domain.vocabulary import AuditOutcome, Role
 from rehab.extensions import db
 from rehab.services import audit
@@ -197,3 +197,29 @@ def test_every_action_on_her_record_reads_as_plain_words() -> None:
     assert action_phrase("thing.read") == "looked at your record"
     assert action_phrase("thing.list") == "looked at your record"
     assert action_phrase("thing.write") == "changed your record"
+
+
+def test_two_colleagues_of_one_name_are_two_lines(app: Flask, clinic: Clinic) -> None:
+    a = clinic.patient_a.patient_id
+    with app.app_context():
+        namesake = User(
+            email="cara2@clinic.test", display_name="Cara Clinician", role=Role.CLINICIAN
+        )
+        db.session.add(namesake)
+        db.session.flush()
+        for user_id in (clinic.clinician.user_id, namesake.id, namesake.id):
+            db.session.add(
+                AuditEvent(
+                    user_id=user_id,
+                    role=Role.CLINICIAN.value,
+                    patient_id=a,
+                    action="finding.read",
+                    outcome=AuditOutcome.ALLOWED,
+                )
+            )
+        db.session.commit()
+
+    _, page = report(patient_client(app, clinic.patient_a.email))
+
+    assert page.count("Cara Clinician (clinician) read the findings of your examinations") == 2
+    assert "examinations — 2 times" in page and "examinations — at" in page

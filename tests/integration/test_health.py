@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from rehab import create_app
 from rehab.db.models import AuditEvent, JobWatermark, Notification, NotificationStatus, utcnow
@@ -43,8 +44,15 @@ def scanned(app: Flask, ago: dt.timedelta = dt.timedelta()) -> None:
     """What the periodic scan task does to the watermark, `ago` in the past."""
     with app.app_context():
         scan.patients_to_evaluate(db.session, clinic_today())
+        scan.record_run(db.session)
         db.session.get(JobWatermark, scan.LAST_RUN_WATERMARK).through = utcnow() - ago  # type: ignore[union-attr]
         db.session.commit()
+
+
+def pipeline_answer(app: Flask) -> TestResponse:
+    """`/healthz/pipeline` now (each process reuses its status for a while otherwise)."""
+    forget_pipeline_status(app)
+    return app.test_client().get("/healthz/pipeline")
 
 
 def banner(client: FlaskClient, app: Flask, path: str) -> str:
@@ -92,10 +100,30 @@ def test_readiness_fails_on_an_old_schema_and_on_no_database(
         dispose_engines(unreachable)
 
 
+def test_a_database_migrated_past_this_code_is_ready_and_the_pipeline_without_one_is_503(
+    app: Flask, client: FlaskClient, clinic: Clinic, tmp_path: Path
+) -> None:
+    # A deploy under way: the new code migrated first; this version keeps serving meanwhile.
+    with app.app_context():
+        db.session.execute(sa.text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+        db.session.commit()
+    ahead = client.get("/readyz")
+    assert (ahead.status_code, ahead.json["schema"]) == (200, "ahead")
+
+    unreachable = create_app(
+        app_settings("postgresql+psycopg://rehab@127.0.0.1:9/rehab", tmp_path / "down")
+    )
+    try:
+        response = unreachable.test_client().get("/healthz/pipeline")
+        assert response.status_code == 503
+        assert response.json == {"status": "failing", "database": "failing"}
+    finally:
+        dispose_engines(unreachable)
+
+
 def test_the_scan_never_run_then_on_time_then_late(app: Flask, clinic: Clinic) -> None:
     assert status(app).scan is health.Check.NEVER
-    client = app.test_client()
-    response = client.get("/healthz/pipeline")
+    response = pipeline_answer(app)
     assert response.status_code == 503
     assert response.json["scan"] == {"status": "never", "last_run": None}
 
@@ -107,12 +135,12 @@ def test_the_scan_never_run_then_on_time_then_late(app: Flask, clinic: Clinic) -
         health.Check.OK,
         True,
     )
-    response = client.get("/healthz/pipeline")
+    response = pipeline_answer(app)
     assert (response.status_code, response.json["status"]) == (200, "ok")
 
     scanned(app, ago=LATE + dt.timedelta(minutes=1))
     assert status(app).scan is health.Check.LATE
-    assert client.get("/healthz/pipeline").json["scan"]["status"] == "late"
+    assert pipeline_answer(app).json["scan"]["status"] == "late"
 
 
 def test_data_no_evaluation_has_seen_is_late_until_evaluated(app: Flask, clinic: Clinic) -> None:
@@ -142,18 +170,27 @@ def test_data_no_evaluation_has_seen_is_late_until_evaluated(app: Flask, clinic:
     assert status(app).evaluation is health.Check.OK
 
 
-def notification(app: Flask, clinic: Clinic, state: NotificationStatus, ago: dt.timedelta) -> None:
+def notification(
+    app: Flask,
+    clinic: Clinic,
+    state: NotificationStatus,
+    ago: dt.timedelta,
+    purpose: str = "alert",
+    last_error: str = "",
+) -> None:
     with app.app_context():
         moment = utcnow() - ago
         db.session.add(
             Notification(
                 recipient_user_id=clinic.clinician.user_id,
-                purpose="alert",
-                dedup_key=f"test:{state.value}:{ago.total_seconds()}",
-                urgent=True,
+                purpose=purpose,
+                dedup_key=f"test:{state.value}:{purpose}:{ago.total_seconds()}:{last_error}",
+                urgent=purpose == "alert",
                 deliver_after=moment,
                 next_attempt_at=moment,
+                claimed_at=moment if state is not NotificationStatus.PENDING else None,
                 status=state,
+                last_error=last_error,
             )
         )
         db.session.commit()
@@ -168,12 +205,16 @@ def test_e_mail_not_sent_in_time_or_failed_is_reported(app: Flask, clinic: Clini
     late = status(app)
     assert late.delivery is health.Check.LATE and late.oldest_undelivered is not None
     notification(app, clinic, NotificationStatus.FAILED, dt.timedelta(days=2))
+    # Left unsent on purpose (the recipient left the team): no fault.
+    notification(
+        app, clinic, NotificationStatus.FAILED, dt.timedelta(hours=1), last_error="not sent: x"
+    )
     assert status(app).failed_last_day == 0
     notification(app, clinic, NotificationStatus.FAILED, dt.timedelta(hours=2))
     failing = status(app)
     assert (failing.delivery, failing.failed_last_day) == (health.Check.FAILING, 1)
     # A failed e-mail alone is told to the admin (and to its recipient, on her inbox), not to
-    # every clinician; e-mails not sent in time are everyone's concern.
+    # every clinician; alert e-mails not sent in time are everyone's concern.
     assert failing.late
     with app.app_context():
         db.session.execute(
@@ -188,10 +229,18 @@ def test_e_mail_not_sent_in_time_or_failed_is_reported(app: Flask, clinic: Clini
     login(admin, clinic.admin.email)
     assert banner(clinician, app, "/clinic/") == ""
     assert "1 e-mail could not be delivered in the last day" in banner(admin, app, "/admin/")
-    body = app.test_client().get("/healthz/pipeline").json
+    body = pipeline_answer(app).json
     assert body["delivery"]["status"] == "failing"
     assert body["delivery"]["failed_last_day"] == 1
     assert "clinic.test" not in str(body)  # no recipient
+    # A patient's reminder not sent in time is the admin's to see, not the clinicians'.
+    notification(
+        app, clinic, NotificationStatus.PENDING, dt.timedelta(minutes=30), purpose="reminder"
+    )
+    assert banner(clinician, app, "/clinic/") == ""
+    assert "E-mails due since" in banner(admin, app, "/admin/")
+    notification(app, clinic, NotificationStatus.PENDING, dt.timedelta(minutes=20))
+    assert "Alert e-mails due since" in banner(clinician, app, "/clinic/")
 
 
 def test_clinicians_and_the_admin_see_when_alerts_may_be_late(app: Flask, clinic: Clinic) -> None:
@@ -239,14 +288,14 @@ def test_a_team_left_without_an_active_clinician_is_said_at_once(
     cara = app.test_client()
     login(cara, clinic.clinician.email)
     assert "without an active clinician" not in visible_text(admin.get("/admin/"))
-    assert app.test_client().get("/healthz/pipeline").status_code == 200
+    assert pipeline_answer(app).status_code == 200
 
     # Dan leaves: disabling him is not refused, and what it leaves behind is said.
     page = admin_action(admin, f"/admin/users/{clinic.other_clinician.user_id}/disable")
     assert "is disabled and logged out everywhere" in page
     assert "“Team South” has 1 patient and no active clinician" in page
     assert "Care teams without an active clinician Team South — 1 patient" in page
-    response = app.test_client().get("/healthz/pipeline")
+    response = pipeline_answer(app)
     assert response.status_code == 503
     assert response.json["status"] == "attention"
     assert response.json["recipients"] == {"status": "missing", "teams_without_clinician": 1}
@@ -258,6 +307,7 @@ def test_a_team_left_without_an_active_clinician_is_said_at_once(
     cara_id = clinic.clinician.clinician_id
     page = admin_action(admin, f"/admin/teams/{north}/members/{cara_id}/remove")
     assert "“Team North” has 2 patients and no active clinician" in page
+    assert "“Team South” has" not in page  # told once, when Dan left; listed below still
     with app.app_context():
         teams = [(t.name, t.patient_count) for t in staff.unattended_teams(db.session)]
     assert teams == [("Team North", 2), ("Team South", 1)]
@@ -269,4 +319,4 @@ def test_a_team_left_without_an_active_clinician_is_said_at_once(
         data[f"team{team}-clinician_id"] = str(clinic.clinician.clinician_id)
         assert admin.post(url, data=data).status_code == 302
     assert "without an active clinician" not in visible_text(admin.get("/admin/"))
-    assert app.test_client().get("/healthz/pipeline").status_code == 200
+    assert pipeline_answer(app).status_code == 200

@@ -102,3 +102,33 @@ def test_the_one_log_a_day_index_carries_the_detection_columns(empty_database: s
     assert any("Index Only Scan using uq_session_logs_patient_id_log_date" in p for p in plan)
     migrate.downgrade(empty_database, "5b1e0c7d2a91")
     assert _one_log_a_day_index(empty_database).endswith("(patient_id, log_date)")
+
+
+def _audit_indexes(url: str) -> dict[str, list[str]]:
+    engine = sa.create_engine(url)
+    try:
+        return {
+            str(i["name"]): [str(c) for c in i["column_names"]]
+            for i in sa.inspect(engine).get_indexes("audit_events")
+        }
+    finally:
+        engine.dispose()
+
+
+def test_the_audit_index_migration_runs_again_after_stopping_half_way(
+    empty_database: str,
+) -> None:
+    # Stopped after building the new index, before dropping the old one and recording the
+    # revision (on PostgreSQL a cancelled CONCURRENTLY build leaves such an index behind).
+    migrate.upgrade(empty_database, "c4e6a8b0d2f3")
+    engine = sa.create_engine(empty_database)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("CREATE INDEX ix_audit_events_patient_id_at ON audit_events (patient_id)")
+        )
+    engine.dispose()
+    migrate.upgrade(empty_database)
+    indexes = _audit_indexes(empty_database)
+    assert indexes["ix_audit_events_patient_id_at"] == ["patient_id", "at"]
+    assert "ix_audit_events_patient_id" not in indexes
+    migrate.check(empty_database)

@@ -64,6 +64,14 @@ def test_production_refuses_a_missing_or_short_secret_and_a_missing_smtp_url(
     assert load_settings().outbox_in_production is True
 
 
+def test_the_late_limit_must_outlast_two_scan_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REHAB_SCAN_INTERVAL_SECONDS", "600")
+    with pytest.raises(ConfigError, match="REHAB_PIPELINE_LATE_MINUTES"):
+        load_settings()  # 15 minutes: within two 10-minute scans
+    monkeypatch.setenv("REHAB_PIPELINE_LATE_MINUTES", "25")
+    assert load_settings().pipeline_late_minutes == 25
+
+
 def test_development_makes_its_own_secret_once(tmp_path: Path) -> None:
     first = load_settings().secret_key
     assert len(first) >= 32
