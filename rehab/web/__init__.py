@@ -9,7 +9,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from rehab.services.time import clinic_time
+from rehab.services.time import clinic_date, clinic_time
 
 API_PREFIX = "/api/v1"
 
@@ -86,6 +86,7 @@ def register_web(app: Flask) -> None:
 
     app.url_map.converters["int"] = IdConverter
     app.add_template_global(clinic_time_text, "clinic_time")
+    app.add_template_global(clinic_date, "clinic_date")
     app.add_template_global(health.current_pipeline_status, "pipeline_status")
     auth.init_login(app)
     app.register_blueprint(auth.bp)

@@ -38,7 +38,9 @@ def yesterday_form(client: FlaskClient, **values: object) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
-def test_she_logs_yesterday_once_and_today_stays_separate(app: Flask, patient: FlaskClient) -> None:
+def test_she_logs_yesterday_once_and_today_stays_separate(
+    app: Flask, patient: FlaskClient, clinic: Clinic
+) -> None:
     yesterday = clinic_today() - dt.timedelta(days=1)
     assert OFFER in visible_text(patient.get("/me/"))
     page = visible_text(patient.get("/me/yesterday"))
@@ -64,6 +66,14 @@ def test_she_logs_yesterday_once_and_today_stays_separate(app: Flask, patient: F
     assert "Yesterday is already logged; it was not changed." in visible_text(refused)
     [log] = all_logs(app)
     assert log.back_pain == 3
+    # Her clinician reads it as recalled a day later; today's log, noted the same day, not.
+    assert patient.post("/me/", data=dict(get_form(patient, "/me/"), back_pain="1")).status_code
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    record = visible_text(clinician.get(f"/clinic/patients/{clinic.patient_a.patient_id}"))
+    today = clinic_today()
+    assert f"{yesterday.isoformat()} logged {today.isoformat()}" in record
+    assert f"{today.isoformat()} logged" not in record
 
 
 def test_a_red_flag_logged_late_gets_the_same_guidance(app: Flask, patient: FlaskClient) -> None:
