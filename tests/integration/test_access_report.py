@@ -45,6 +45,20 @@ def patient_client(app: Flask, email: str) -> FlaskClient:
     return client
 
 
+def clinician_row(user_id: int, patient_id: int | None, action: str, **values: object) -> None:
+    """An audit row a clinician's request would have written (in the caller's session)."""
+    db.session.add(
+        AuditEvent(
+            user_id=user_id,
+            role=Role.CLINICIAN.value,
+            patient_id=patient_id,
+            action=action,
+            outcome=values.pop("outcome", AuditOutcome.ALLOWED),
+            **values,
+        )
+    )
+
+
 def rows(app: Flask, action: str) -> list[tuple[int | None, int | None, AuditOutcome]]:
     with app.app_context():
         found = db.session.execute(
@@ -109,15 +123,7 @@ def test_a_command_on_the_server_is_listed_and_the_worker_is_not(
 def test_a_failed_change_says_it_was_not_completed(app: Flask, clinic: Clinic) -> None:
     a = clinic.patient_a.patient_id
     with app.app_context():
-        db.session.add(
-            AuditEvent(
-                user_id=clinic.clinician.user_id,
-                role=Role.CLINICIAN.value,
-                patient_id=a,
-                action="finding.write",
-                outcome=AuditOutcome.FAILED,
-            )
-        )
+        clinician_row(clinic.clinician.user_id, a, "finding.write", outcome=AuditOutcome.FAILED)
         db.session.commit()
 
     _, page = report(patient_client(app, clinic.patient_a.email))
@@ -150,16 +156,7 @@ def test_months_are_the_clinics_and_bad_months_are_refused(auckland_app: Flask) 
         end_of_two_back = first_of_last - dt.timedelta(hours=1)
         assert first_of_last.astimezone(dt.UTC).date() < last_month
         for moment, action in ((first_of_last, "finding.read"), (end_of_two_back, "outcome.read")):
-            db.session.add(
-                AuditEvent(
-                    at=moment.astimezone(dt.UTC),
-                    user_id=clinic.clinician.user_id,
-                    role=Role.CLINICIAN.value,
-                    patient_id=a,
-                    action=action,
-                    outcome=AuditOutcome.ALLOWED,
-                )
-            )
+            clinician_row(clinic.clinician.user_id, a, action, at=moment.astimezone(dt.UTC))
         db.session.commit()
     alice = patient_client(app, clinic.patient_a.email)
 
@@ -208,15 +205,7 @@ def test_two_colleagues_of_one_name_are_two_lines(app: Flask, clinic: Clinic) ->
         db.session.add(namesake)
         db.session.flush()
         for user_id in (clinic.clinician.user_id, namesake.id, namesake.id):
-            db.session.add(
-                AuditEvent(
-                    user_id=user_id,
-                    role=Role.CLINICIAN.value,
-                    patient_id=a,
-                    action="finding.read",
-                    outcome=AuditOutcome.ALLOWED,
-                )
-            )
+            clinician_row(user_id, a, "finding.read")
         db.session.commit()
 
     _, page = report(patient_client(app, clinic.patient_a.email))

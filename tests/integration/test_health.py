@@ -5,6 +5,8 @@ shown to monitoring, to clinicians on their caseload and inbox, and to the admin
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,50 +77,54 @@ def test_liveness_and_readiness_need_no_login_and_leave_no_trace(
     assert audit_count(app) == before
 
 
-def test_readiness_fails_on_an_old_schema_and_on_no_database(
-    app: Flask, client: FlaskClient, clinic: Clinic, tmp_path: Path
-) -> None:
+def set_schema_revision(app: Flask, revision: str) -> None:
     with app.app_context():
-        db.session.execute(sa.text("UPDATE alembic_version SET version_num = 'c4e6a8b0d2f3'"))
+        db.session.execute(
+            sa.text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision}
+        )
         db.session.commit()
-    behind = client.get("/readyz")
-    assert (behind.status_code, behind.json["schema"]) == (503, "behind")
-    assert behind.json["database"] == "ok"
 
-    # Nothing listens on port 9 here: the database cannot be reached.
+
+@contextmanager
+def without_database(tmp_path: Path) -> Iterator[FlaskClient]:
+    """A client of an app whose PostgreSQL cannot be reached (nothing listens on port 9)."""
     unreachable = create_app(
         app_settings("postgresql+psycopg://rehab@127.0.0.1:9/rehab", tmp_path / "down")
     )
     try:
-        down = unreachable.test_client()
+        yield unreachable.test_client()
+    finally:
+        dispose_engines(unreachable)
+
+
+def test_readiness_fails_on_an_old_schema_and_on_no_database(
+    app: Flask, client: FlaskClient, clinic: Clinic, tmp_path: Path
+) -> None:
+    set_schema_revision(app, "c4e6a8b0d2f3")
+    behind = client.get("/readyz")
+    assert (behind.status_code, behind.json["schema"]) == (503, "behind")
+    assert behind.json["database"] == "ok"
+
+    with without_database(tmp_path) as down:
         assert down.get("/healthz").status_code == 200
         response = down.get("/readyz")
         assert response.status_code == 503
         assert response.json == {"status": "failing", "database": "failing", "schema": "failing"}
         assert "127.0.0.1" not in response.get_data(as_text=True)
-    finally:
-        dispose_engines(unreachable)
 
 
 def test_a_database_migrated_past_this_code_is_ready_and_the_pipeline_without_one_is_503(
     app: Flask, client: FlaskClient, clinic: Clinic, tmp_path: Path
 ) -> None:
     # A deploy under way: the new code migrated first; this version keeps serving meanwhile.
-    with app.app_context():
-        db.session.execute(sa.text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
-        db.session.commit()
+    set_schema_revision(app, "ffffffffffff")
     ahead = client.get("/readyz")
     assert (ahead.status_code, ahead.json["schema"]) == (200, "ahead")
 
-    unreachable = create_app(
-        app_settings("postgresql+psycopg://rehab@127.0.0.1:9/rehab", tmp_path / "down")
-    )
-    try:
-        response = unreachable.test_client().get("/healthz/pipeline")
+    with without_database(tmp_path) as down:
+        response = down.get("/healthz/pipeline")
         assert response.status_code == 503
         assert response.json == {"status": "failing", "database": "failing"}
-    finally:
-        dispose_engines(unreachable)
 
 
 def test_the_scan_never_run_then_on_time_then_late(app: Flask, clinic: Clinic) -> None:
