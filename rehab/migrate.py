@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -33,10 +36,29 @@ def check(database_url: str) -> None:
     command.check(alembic_config(database_url))
 
 
+@cache
+def _scripts() -> ScriptDirectory:
+    # Read once per process: the migration files do not change under a running program.
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
+def schema_state(connection: Connection) -> Literal["current", "behind", "ahead"]:
+    """Where the database's schema stands against this code's migrations: at their head,
+    behind it (or not migrated), or past it (a revision this code does not know: a newer
+    version migrated it)."""
+    scripts = _scripts()
+    current = set(MigrationContext.configure(connection).get_current_heads())
+    if current == set(scripts.get_heads()):
+        return "current"
+    try:
+        known = all(scripts.get_revision(revision) is not None for revision in current)
+    except CommandError:
+        known = False
+    return "behind" if known or not current else "ahead"
+
+
 def is_at_head(engine: Engine) -> bool:
     """Whether the database is migrated to this code's head revision (a command that reads
     the clinic's data checks first, rather than fail on a missing table)."""
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
     with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == set(script.get_heads())
+        return schema_state(connection) == "current"

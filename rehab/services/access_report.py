@@ -24,7 +24,7 @@ from rehab.db.models import AuditEvent, User
 from rehab.domain.vocabulary import AuditOutcome, Role
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
-from rehab.services.time import clinic_time, clinic_timezone, clinic_today
+from rehab.services.time import clinic_day_start, clinic_time, clinic_today
 
 ACTION = "access_report.read"
 
@@ -117,10 +117,6 @@ def _previous_month(month: dt.date) -> dt.date:
     return (month - dt.timedelta(days=1)).replace(day=1)
 
 
-def _clinic_midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=clinic_timezone()).astimezone(dt.UTC)
-
-
 def access_report(
     session: Session, actor: Actor, patient_id: int, month: dt.date | None = None
 ) -> AccessReport:
@@ -131,7 +127,7 @@ def access_report(
     current = first_of_month(clinic_today())
     shown = min(max(first_of_month(month or current), opened), current)
     own_user_id = patient.user_id
-    start, end = _clinic_midnight(shown), _clinic_midnight(_next_month(shown))
+    start, end = clinic_day_start(shown), clinic_day_start(_next_month(shown))
     by_person = sa.and_(AuditEvent.user_id.is_not(None), AuditEvent.user_id != own_user_id)
     by_command = sa.and_(AuditEvent.user_id.is_(None), AuditEvent.request_id.like("cli:%"))
     rows = session.execute(

@@ -25,16 +25,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError as AlembicError
 from sqlalchemy.orm import Session
 
+from rehab import migrate
 from rehab.db.models import JobWatermark, Notification, NotificationStatus, utcnow
-from rehab.migrate import MIGRATIONS_DIR
 from rehab.services import notifications, scan, staff
 
 FAILED_WITHIN = dt.timedelta(days=1)
@@ -196,31 +192,16 @@ class Readiness:
         }
 
 
-@cache
-def _scripts() -> ScriptDirectory:
-    # Read once per process: the migration files do not change under a running server.
-    return ScriptDirectory(str(MIGRATIONS_DIR))
-
-
-def _schema(current: frozenset[str]) -> Check:
-    scripts = _scripts()
-    if current == frozenset(scripts.get_heads()):
-        return Check.OK
-    try:
-        known = all(scripts.get_revision(revision) is not None for revision in current)
-    except AlembicError:
-        known = False
-    return Check.BEHIND if known or not current else Check.AHEAD
-
-
 def readiness(session: Session) -> Readiness:
     """Whether this process can serve: its database answers and has this code's schema. A
     failure is reported, never raised (the error itself may name hosts: it is not shown)."""
     try:
-        connection = session.connection()
-        current = frozenset(MigrationContext.configure(connection).get_current_heads())
+        state = migrate.schema_state(session.connection())
     except sa.exc.SQLAlchemyError:
         session.rollback()
         return Readiness(database=Check.FAILING, schema=Check.FAILING)
     session.rollback()
-    return Readiness(database=Check.OK, schema=_schema(current))
+    return Readiness(database=Check.OK, schema=_SCHEMA_CHECKS[state])
+
+
+_SCHEMA_CHECKS = {"current": Check.OK, "behind": Check.BEHIND, "ahead": Check.AHEAD}

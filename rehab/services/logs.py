@@ -660,6 +660,22 @@ def advice_after_event(session: Session, event: Event) -> Advice | None:
     )
 
 
+class StaleDay(Conflict):
+    """A web log page opened for a day that can no longer be logged from the web."""
+
+
+def web_log_is_late(log_date: dt.date, today: dt.date) -> bool:
+    """The web form's days: today's log (replaced if saved again that day), or yesterday's
+    the day after, for a patient who forgot it (a late log: created once, never replaced).
+    A page opened for an older day, or a later one, is refused (`StaleDay`): its answers
+    are never stored under another day."""
+    if log_date == today:
+        return False
+    if log_date == today - dt.timedelta(days=1):
+        return True
+    raise StaleDay("log_date", f"{log_date.isoformat()} can no longer be logged here")
+
+
 def can_log_late(session: Session, patient_id: int, day: dt.date) -> bool:
     """Whether the patient's page offers to log `day` after it (she forgot yesterday): not
     logged yet, and not before her first program's start (the log's own rule). The caller

@@ -107,14 +107,18 @@ def new_invite(session: Session, actor: Actor, user_id: int, secret_key: str) ->
     return user, token
 
 
-def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> User:
-    """Enable or disable an account; disabling ends every session of that user at once."""
+def set_active(
+    session: Session, actor: Actor, user_id: int, active: bool
+) -> tuple[User, list[UnattendedTeam]]:
+    """Enable or disable an account; disabling ends every session of that user at once.
+    Also returns the care teams this left with patients and no active clinician."""
     _require_admin(actor)
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"user {user_id}")
     if not active and user.id == actor.user_id:
         raise InvalidInput("user", "you cannot disable your own account")
+    before = _unattended_ids(session)
     if user.is_active != active:
         user.is_active = active
         if not active:
@@ -126,8 +130,9 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> Us
         None,
         target=_user_target(user.id),
     )
+    left = _left_unattended(session, before)
     audit.commit(session)
-    return user
+    return user, left
 
 
 # --- care teams -----------------------------------------------------------------------------
@@ -233,6 +238,15 @@ def unattended_teams(session: Session) -> list[UnattendedTeam]:
     return [UnattendedTeam(team_id, name, count) for team_id, name, count in rows]
 
 
+def _unattended_ids(session: Session) -> set[int]:
+    return {team.team_id for team in unattended_teams(session)}
+
+
+def _left_unattended(session: Session, before: set[int]) -> list[UnattendedTeam]:
+    session.flush()
+    return [team for team in unattended_teams(session) if team.team_id not in before]
+
+
 def create_care_team(session: Session, actor: Actor, data: CareTeamInput) -> CareTeam:
     _require_admin(actor)
     if session.scalar(sa.select(CareTeam.id).where(CareTeam.name == data.name)) is not None:
@@ -260,16 +274,23 @@ def add_member(session: Session, actor: Actor, team_id: int, clinician_id: int) 
     audit.commit(session)
 
 
-def remove_member(session: Session, actor: Actor, team_id: int, clinician_id: int) -> None:
+def remove_member(
+    session: Session, actor: Actor, team_id: int, clinician_id: int
+) -> list[UnattendedTeam]:
+    """Take a clinician off a team; returns the team if this left it with patients and no
+    active clinician."""
     _require_admin(actor)
     member = session.get(CareTeamMember, (team_id, clinician_id))
     if member is None:
         raise NotFound(f"member {clinician_id} of care team {team_id}")
+    before = _unattended_ids(session)
     session.delete(member)
     audit.record(
         session, actor, "care_team.member_remove", None, target=f"clinician:{clinician_id}"
     )
+    left = _left_unattended(session, before)
     audit.commit(session)
+    return left
 
 
 # --- audit log ------------------------------------------------------------------------------

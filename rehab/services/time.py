@@ -31,3 +31,8 @@ def clinic_time(moment: dt.datetime) -> dt.datetime:
 def clinic_date(moment: dt.datetime) -> dt.date:
     """The clinic's date at `moment`."""
     return clinic_time(moment).date()
+
+
+def clinic_day_start(day: dt.date) -> dt.datetime:
+    """Midnight starting `day` on the clinic's clock, as a UTC time (the database's)."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=clinic_timezone()).astimezone(dt.UTC)

@@ -168,9 +168,8 @@ def enable_user(user_id: int) -> Any:
 
 def _set_active(user_id: int, active: bool) -> Any:
     _valid_action()
-    unattended_before = _unattended_ids()
     try:
-        user = staff.set_active(db.session, _actor(), user_id, active)
+        user, left_unattended = staff.set_active(db.session, _actor(), user_id, active)
     except NotFound:
         abort(404)
     except InvalidInput as exc:
@@ -180,21 +179,15 @@ def _set_active(user_id: int, active: bool) -> Any:
             flash(f"{user.display_name} can log in again.", "success")
         else:
             flash(f"{user.display_name} is disabled and logged out everywhere.", "success")
-            _flash_unattended(unattended_before)
+            _flash_unattended(left_unattended)
     return redirect(url_for("admin.index"))
 
 
-def _unattended_ids() -> set[int]:
-    return {team.team_id for team in staff.unattended_teams(db.session)}
-
-
-def _flash_unattended(before: set[int]) -> None:
+def _flash_unattended(teams: list[staff.UnattendedTeam]) -> None:
     """After a clinician leaves a team (disabled, or taken off it): the teams this left with
     patients and no active clinician, at once, where the admin is looking (the admin page
     lists every such team until someone joins it)."""
-    for team in staff.unattended_teams(db.session):
-        if team.team_id in before:
-            continue
+    for team in teams:
         patients = f"{team.patient_count} patient{'' if team.patient_count == 1 else 's'}"
         flash(
             f"“{team.name}” has {patients} and no active clinician: no one can open their"
@@ -242,13 +235,12 @@ def add_member(team_id: int) -> Any:
 @bp.post("/teams/<int:team_id>/members/<int:clinician_id>/remove")
 def remove_member(team_id: int, clinician_id: int) -> Any:
     _valid_action()
-    unattended_before = _unattended_ids()
     try:
-        staff.remove_member(db.session, _actor(), team_id, clinician_id)
+        left_unattended = staff.remove_member(db.session, _actor(), team_id, clinician_id)
     except NotFound:
         abort(404)
     flash("Clinician removed from the care team; their access to its patients ends now.", "success")
-    _flash_unattended(unattended_before)
+    _flash_unattended(left_unattended)
     return redirect(url_for("admin.index"))
 
 

@@ -275,8 +275,8 @@ class ExerciseRowForm(Form):
 
 class SessionLogForm(PageForm):
     client_id = HiddenField(validators=[DataRequired(), Length(max=64)])
-    # The day the page was opened for (checked by the view against today and yesterday).
-    log_date = HiddenField(validators=[Optional(), Length(max=10)])
+    # The day the page was opened for (`logs.web_log_is_late` says whether it still may be).
+    log_date = DateField(widget=HiddenInput(), validators=[Optional()])
     exercises = RowList(FormField(ExerciseRowForm), max_entries=50)
     back_pain = pain_field("Back pain")
     leg_pain = pain_field("Leg pain")
@@ -296,6 +296,12 @@ class SessionLogForm(PageForm):
         choices=choice_list((flag.value, label) for flag, label in RED_FLAG_LABELS.items()),
     )
     note = TextAreaField("Note (optional)", validators=[Length(max=2000)])
+
+    def set_day(self, day: dt.date) -> None:
+        """The day the page is for, also over a posted one (the field shows what was posted
+        before its data)."""
+        self.log_date.data = day
+        self.log_date.raw_data = None
 
     def to_command(self, log_date: dt.date) -> SessionLogInput:
         entries = []

@@ -48,6 +48,7 @@ CONFLICT_MESSAGE = (
     "then change it."
 )
 LATE_CONFLICT_MESSAGE = "Yesterday is already logged; it was not changed."
+UNREADABLE_DAY_MESSAGE = "This page's day could not be read: reload the page."
 STALE_PAGE_MESSAGE = (
     "This page was opened for {day}, and the day has changed since: nothing was saved. "
     "The form below is for {now}: check it and save again."
@@ -87,7 +88,7 @@ def _prefill(
     form.client_id.data = new_client_id()
     # The day the page is about travels with the form: posted after midnight, it is still
     # that day's log (`_post_log`), not the next day's.
-    form.log_date.data = day.isoformat()
+    form.set_day(day)
     entries = {e.prescription_id: e for e in log.entries} if log else {}
     for p in prescriptions:
         entry = entries.get(p.id)
@@ -164,24 +165,15 @@ def yesterday() -> Any:
 
 
 def _post_log(actor: Actor, patient_id: int, page_day: dt.date) -> Any:
-    """Store a posted log for the day its page was opened for: today's (replaced if she
-    saves again the same day) or yesterday's (created once); a page older than that is
-    refused, never stored under another day."""
+    """Store a posted log for the day its page was opened for (`logs.web_log_is_late`)."""
     form = SessionLogForm()
-    today = clinic_today()
     day = page_day
     status = 422
     service_called = False
     if form.validate():
+        day = form.log_date.data or page_day  # (a page opened before the form carried it)
         try:
-            day = _day_of_page(form, page_day)
-            if day not in (today, today - dt.timedelta(days=1)):
-                form.form_errors.append(
-                    STALE_PAGE_MESSAGE.format(day=day.isoformat(), now=page_day.isoformat())
-                )
-                status = 409
-                raise FormInvalid
-            late = day != today
+            late = logs.web_log_is_late(day, clinic_today())
             data = form.to_command(day)
             service_called = True
             result = logs.record_session_log(
@@ -191,6 +183,14 @@ def _post_log(actor: Actor, patient_id: int, page_day: dt.date) -> Any:
             pass
         except InvalidInput as exc:
             show_service_error(form, exc)
+        except logs.StaleDay:
+            form.form_errors.append(
+                STALE_PAGE_MESSAGE.format(day=day.isoformat(), now=page_day.isoformat())
+            )
+            status = 409
+            # The form comes back as this page's day, to check and save.
+            day = page_day
+            form.set_day(page_day)
         except logs.Conflict:
             form.form_errors.append(LATE_CONFLICT_MESSAGE if late else CONFLICT_MESSAGE)
             status = 409
@@ -198,25 +198,12 @@ def _post_log(actor: Actor, patient_id: int, page_day: dt.date) -> Any:
             abort(404)
         else:
             return render_template("patient/saved.html", result=result, late=late)
+    elif form.log_date.errors:
+        form.form_errors.append(UNREADABLE_DAY_MESSAGE)
     if not service_called:
         # The attempt is checked and audited (as failed) even when the form never got far.
         require_patient(db.session, actor, patient_id, "session_log.write")
-    if day not in (today, today - dt.timedelta(days=1)):
-        # A stale (or forged) day: the form comes back as this page's day, to check and save.
-        day = page_day
-        form.log_date.data = page_day.isoformat()
     return _log_page(form, day, status)
-
-
-def _day_of_page(form: SessionLogForm, page_day: dt.date) -> dt.date:
-    raw = form.log_date.data
-    if not raw:
-        return page_day  # a page opened before the form carried its day
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        form.log_date.errors = ["Not a date (YYYY-MM-DD)."]
-        raise FormInvalid from None
 
 
 # --- events -------------------------------------------------------------------------------

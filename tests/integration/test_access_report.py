@@ -13,7 +13,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -27,6 +26,7 @@ from rehab.services.access_report import ACTION_PHRASES, action_phrase
 from rehab.services.actors import SYSTEM
 from tests.conftest import app_settings, dispose_engines
 from tests.integration.test_audit_coverage import ADMIN_LISTS, MANY_PATIENTS, PATIENT_DATA
+from tests.integration.test_pages_patient import audit_rows
 from tests.support.clinic import Clinic, build_clinic, login
 from tests.support.pages import visible_text
 
@@ -59,16 +59,6 @@ def clinician_row(user_id: int, patient_id: int | None, action: str, **values: o
     )
 
 
-def rows(app: Flask, action: str) -> list[tuple[int | None, int | None, AuditOutcome]]:
-    with app.app_context():
-        found = db.session.execute(
-            sa.select(AuditEvent.user_id, AuditEvent.patient_id, AuditEvent.outcome)
-            .where(AuditEvent.action == action)
-            .order_by(AuditEvent.id)
-        ).all()
-    return [(r.user_id, r.patient_id, r.outcome) for r in found]
-
-
 @pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
 def test_she_sees_who_opened_her_record_and_who_was_refused(app: Flask, clinic: Clinic) -> None:
     a = clinic.patient_a.patient_id
@@ -93,7 +83,7 @@ def test_she_sees_who_opened_her_record_and_who_was_refused(app: Flask, clinic: 
     assert "Alice Patient (" not in page  # her own use is not listed
     assert "Dan Clinician (clinician) opened" not in page
     # The report is itself a read of her record, and audited as hers.
-    assert rows(app, "access_report.read") == [(clinic.patient_a.user_id, a, AuditOutcome.ALLOWED)]
+    assert audit_rows(app, "access_report.read") == [("allowed", a, clinic.patient_a.user_id)]
     # Bob's report is his own: Cara opened Alice's record, not his.
     _, bobs = report(patient_client(app, clinic.patient_b.email))
     assert "opened your record" not in bobs

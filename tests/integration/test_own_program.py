@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import AuditEvent, Prescription, Program, ProgramPhase
-from rehab.domain.vocabulary import AuditOutcome
+from rehab.db.models import Prescription, Program, ProgramPhase
 from rehab.extensions import db
 from rehab.services.time import clinic_today
+from tests.integration.test_pages_patient import audit_rows
 from tests.support.clinic import Clinic, login
 from tests.support.pages import visible_text
 
@@ -73,13 +73,7 @@ def test_she_reads_what_how_much_how_often_and_how(app: Flask, clinic: Clinic) -
     assert instructions in page
     assert f"{name_2} 3 sets of 10, every day" in page
     assert name_3 not in page
-    with app.app_context():
-        audited = db.session.execute(
-            sa.select(AuditEvent.user_id, AuditEvent.patient_id, AuditEvent.outcome).where(
-                AuditEvent.action == "program.read"
-            )
-        ).all()
-    assert [tuple(r) for r in audited] == [(clinic.patient_a.user_id, a, AuditOutcome.ALLOWED)]
+    assert audit_rows(app, "program.read") == [("allowed", a, clinic.patient_a.user_id)]
 
     # Today's log has the same, folded under each exercise; her neighbour's has not.
     today = page_of(app, clinic.patient_a.email, "/me/")
