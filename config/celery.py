@@ -7,6 +7,9 @@ from typing import Any
 
 from config.settings import Settings
 
+# How often the follow-up of unacknowledged urgent alerts runs: its lateness at most.
+FOLLOW_UP_INTERVAL_SECONDS = 300
+
 
 def celery_settings(settings: Settings) -> dict[str, Any]:
     broker_url = settings.resolve_sqlite(settings.broker_url)
@@ -42,6 +45,11 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
             "resend-notifications": {
                 "task": "rehab.resend_notifications",
                 "schedule": timedelta(seconds=settings.notify_resend_interval_seconds),
+            },
+            # Urgent alerts unacknowledged past `urgent_follow_up_minutes`.
+            "follow-up-alerts": {
+                "task": "rehab.follow_up_alerts",
+                "schedule": timedelta(seconds=FOLLOW_UP_INTERVAL_SECONDS),
             },
             # Hourly; the task queues once a day from `reminder_hour` (clinic time) on.
             "queue-reminders": {

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     notify_backoff_max_seconds: float = Field(gt=0)
     notify_resend_interval_seconds: float = Field(gt=0)
     notify_claim_timeout_seconds: float = Field(gt=0)
+    # An urgent alert unacknowledged this long is followed up (notifications.queue_follow_ups).
+    urgent_follow_up_minutes: int = Field(ge=15, le=24 * 60)
     # The system status (rehab.services.health).
     pipeline_late_minutes: int = Field(ge=1)
 

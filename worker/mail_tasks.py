@@ -6,6 +6,8 @@
 - `rehab.resend_notifications` (beat, every `notify_resend_interval_seconds`): sends tasks for
   whatever is due and not sent, and takes back rows whose worker died after claiming them.
 - `rehab.queue_reminders` (beat, hourly): reminder rows once a day, from `reminder_hour`.
+- `rehab.follow_up_alerts` (beat, every few minutes): urgent alerts nobody acknowledged within
+  `urgent_follow_up_minutes`, again to their care team and told to the administrators.
 
 Delivery is safe to run twice: the claim is a conditional UPDATE, so one run sends.
 """
@@ -78,3 +80,15 @@ def queue_reminders() -> None:
     queued = notifications.queue_reminders(db.session, local.date())
     db.session.commit()
     log.info("reminders queued: %d", len(queued))
+
+
+@shared_task(name="rehab.follow_up_alerts", **RETRY)
+def follow_up_alerts() -> None:
+    followed = notifications.queue_follow_ups(db.session)
+    db.session.commit()
+    if followed.alert_ids:
+        log.info(
+            "follow-ups: %d urgent alerts unacknowledged, %d e-mails queued",
+            len(followed.alert_ids),
+            len(followed.notification_ids),
+        )

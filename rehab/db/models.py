@@ -573,6 +573,9 @@ class Alert(Base):
     resolved_at: Mapped[dt.datetime | None]
     resolve_note: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # When an urgent alert still unacknowledged after `urgent_follow_up_minutes` was e-mailed
+    # again to its care team and told to the administrators (`notifications.queue_follow_ups`).
+    followed_up_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
         sa.UniqueConstraint("patient_id", "kind", "metric", "detected_on"),
@@ -586,6 +589,14 @@ class Alert(Base):
             postgresql_where=sa.text("status != 'resolved' AND kind != 'red_flag'"),
         ),
         sa.Index("ix_alerts_status_patient", "status", "patient_id"),
+        # The few urgent alerts nobody has acknowledged yet (the follow-up's every run, the
+        # admin page).
+        sa.Index(
+            "ix_alerts_urgent_open",
+            "created_at",
+            sqlite_where=sa.text("status = 'open' AND severity = 'urgent'"),
+            postgresql_where=sa.text("status = 'open' AND severity = 'urgent'"),
+        ),
         sa.CheckConstraint("severity IN ('routine', 'urgent')", name="severity"),
     )
 

@@ -34,6 +34,8 @@ PASSWORD_CHANGED_SUBJECT = "[rehab] Your password was changed"
 EMAIL_CONFIRM_SUBJECT = "[rehab] Confirm your new login address"
 EMAIL_CHANGED_SUBJECT = "[rehab] Your login address was changed"
 EMAIL_IN_USE_SUBJECT = "[rehab] This address already has an account"
+FOLLOW_UP_SUBJECT = "[rehab] Still unacknowledged: an urgent alert on your caseload"
+FOLLOW_UP_NOTICE_SUBJECT = "[rehab] An urgent alert has not been acknowledged by its care team"
 
 KIND_LABELS = {
     "pain_regression": "Pain regression",
@@ -188,12 +190,46 @@ def _with_cids(items: Sequence[AlertItem], envelope: Envelope) -> list[AlertItem
     return out
 
 
-def alert_message(envelope: Envelope, item: AlertItem, links: dict[str, str]) -> EmailMessage:
-    """One alert, sent at once. `links`: "settings" (notification settings), "inbox"."""
+@dataclass(frozen=True)
+class FollowUp:
+    """Why an urgent alert is sent again: its care team was told at `told_at` (text, clinic
+    time) and nobody acknowledged it within `minutes`."""
+
+    told_at: str
+    minutes: int
+
+    @property
+    def within(self) -> str:
+        return duration_text(self.minutes)
+
+
+def duration_text(minutes: int) -> str:
+    """E.g. "4 hours", "1 hour", "90 minutes"."""
+    hours, rest = divmod(minutes, 60)
+    if rest or not hours:
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    return f"{hours} hour{'' if hours == 1 else 's'}"
+
+
+def alert_message(
+    envelope: Envelope,
+    item: AlertItem,
+    links: dict[str, str],
+    follow_up: FollowUp | None = None,
+) -> EmailMessage:
+    """One alert, sent at once. `links`: "settings" (notification settings), "inbox".
+    `follow_up`: the urgent alert again, nobody having acknowledged it in time."""
     (item,) = _with_cids([item], envelope)
-    message = _base(envelope, URGENT_SUBJECT if item.urgent else ROUTINE_SUBJECT)
+    subject = URGENT_SUBJECT if item.urgent else ROUTINE_SUBJECT
+    message = _base(envelope, FOLLOW_UP_SUBJECT if follow_up else subject)
     message["Importance"] = "high" if item.urgent else "normal"
-    context = {"item": item, "links": links, "number": number, "signed": signed}
+    context = {
+        "item": item,
+        "links": links,
+        "number": number,
+        "signed": signed,
+        "follow_up": follow_up,
+    }
     text = render_template("email/alert.txt", **context)
     html = render_template("email/alert.html", **context)
     return _assemble(message, text, html, [item.chart] if item.chart else [])
@@ -233,6 +269,32 @@ def password_reset_message(
     context = {"reset_url": reset_url, "valid_minutes": valid_minutes}
     text = render_template("email/password_reset.txt", **context)
     html = render_template("email/password_reset.html", **context)
+    return _assemble(message, text, html, [])
+
+
+def follow_up_notice_message(
+    envelope: Envelope,
+    *,
+    alert_id: int,
+    team_name: str,
+    follow_up: FollowUp,
+    clinicians: Sequence[str],
+    admin_url: str,
+) -> EmailMessage:
+    """To an administrator: an urgent alert of care team `team_name` is unacknowledged;
+    `clinicians`: the team's active clinicians, who got it again (none: nobody could be
+    told). Nothing about the patient: an administrator cannot open her record."""
+    message = _base(envelope, FOLLOW_UP_NOTICE_SUBJECT)
+    message["Importance"] = "high"
+    context = {
+        "alert_id": alert_id,
+        "team_name": team_name,
+        "follow_up": follow_up,
+        "clinicians": clinicians,
+        "admin_url": admin_url,
+    }
+    text = render_template("email/follow_up_notice.txt", **context)
+    html = render_template("email/follow_up_notice.html", **context)
     return _assemble(message, text, html, [])
 
 

@@ -117,16 +117,22 @@ AUTO_PROGRAM_ENDED = (
 )
 
 
+FOLLOWED_UP = (
+    "not acknowledged in time: e-mailed again to the care team, and the administrators told"
+)
+
+
 @dataclass(frozen=True)
 class Step:
-    """One step of an alert's lifecycle after it opened: acknowledged or resolved."""
+    """One step of an alert's lifecycle after it opened: followed up (urgent and nobody
+    acknowledged it in time), acknowledged, resolved."""
 
-    action: str  # "acknowledged" or "resolved"
+    action: str  # "followed up", "acknowledged" or "resolved"
     by: str | None  # the clinician's display name; None: by the system (or unknown)
     at: dt.datetime | None  # when it was recorded (UTC)
     on: dt.date | None  # automatic resolution: the day the metric was back near baseline
     note: str  # the clinician's note ("" for none)
-    reason: str  # automatic resolution: why, in words ("" otherwise)
+    reason: str  # automatic resolution or follow-up: why, in words ("" otherwise)
 
     @property
     def automatic(self) -> bool:
@@ -175,6 +181,8 @@ def history(alert: Alert, names: Mapping[int, str]) -> list[Step]:
     `clinician_names`). A resolved alert without a resolving user was resolved by the
     detector (`rehab.services.evaluation`), on `resolved_on`."""
     steps = []
+    if alert.followed_up_at is not None:
+        steps.append(Step("followed up", None, alert.followed_up_at, None, "", FOLLOWED_UP))
     if alert.acknowledged_at is not None or alert.acknowledged_by_user_id is not None:
         steps.append(
             Step(

@@ -34,7 +34,7 @@ from rehab.db.models import JobWatermark, Notification, NotificationStatus, utcn
 from rehab.services import notifications, scan, staff
 
 FAILED_WITHIN = dt.timedelta(days=1)
-ALERT_PURPOSES = (notifications.ALERT, notifications.ALERT_DIGEST)
+ALERT_PURPOSES = (notifications.ALERT, notifications.ALERT_DIGEST, notifications.ALERT_FOLLOW_UP)
 NOT_SENT_PREFIX = notifications.NOT_SENT_PREFIX
 
 

@@ -4,7 +4,8 @@ re-sending, and what the pages show of it.
 Life of a row:
 - Written in the transaction that justifies it: `queue_for_alerts` (called by the evaluation
   with the new alerts, one row per active clinician of the patient's care team) and
-  `queue_reminders`. After commit a delivery task is sent with the row id.
+  `queue_reminders`; `queue_follow_ups` (beat) for urgent alerts nobody acknowledged in time.
+  After commit a delivery task is sent with the row id.
 - `deliver` claims the row with a conditional UPDATE (`status pending -> sending` where it is
   pending and due; rowcount 1 means it is ours) and commits the claim, then renders and sends,
   then records `sent` (with the Message-ID) or a retry with exponential backoff and jitter, or
@@ -44,6 +45,8 @@ from config.settings import Settings
 from rehab.db import rows_matched
 from rehab.db.models import (
     Alert,
+    AlertStatus,
+    CareTeam,
     CareTeamMember,
     Clinician,
     EmailChange,
@@ -69,6 +72,7 @@ from rehab.services import accounts, audit
 from rehab.services.access import NotFound, can_see_patient, visible_patient_ids
 from rehab.services.actors import SYSTEM, Actor
 from rehab.services.dispatch import enqueue_after_commit
+from rehab.services.time import clinic_time
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,10 @@ CHANNEL = "email"
 ALERT = "alert"
 ALERT_DIGEST = "alert_digest"
 REMINDER = "reminder"
+# An urgent alert nobody acknowledged in time: again to its care team, and a notice to the
+# administrators that one waits (nothing about the patient).
+ALERT_FOLLOW_UP = "alert_follow_up"
+FOLLOW_UP_NOTICE = "follow_up_admin"
 PASSWORD_RESET = "password_reset"
 # A notice to an account's own address that its password was changed.
 PASSWORD_CHANGED = "password_changed"
@@ -87,6 +95,11 @@ EMAIL_CHANGED = "email_changed"
 ACCOUNT_MESSAGES = (PASSWORD_CHANGED, EMAIL_CONFIRM, EMAIL_CHANGED)
 
 DELIVER_TASK = "rehab.deliver_notification"
+FOLLOW_UP_SUFFIX = ":follow_up"
+# Urgent alerts told longer ago than this are not followed up: a deployment bringing the
+# follow-up to a database of old unacknowledged alerts, or a worker back after a week down,
+# does not mail them all at once (the inbox lists them, urgent first).
+FOLLOW_UP_WITHIN = dt.timedelta(days=7)
 DIGEST_TASK = "rehab.deliver_digest"
 
 CHART_DAYS = 28
@@ -193,6 +206,7 @@ def queue_for_alerts(
     *,
     escalation: bool = False,
     handover: tuple[str, Collection[int]] | None = None,
+    follow_up: bool = False,
     now: dt.datetime | None = None,
 ) -> list[int]:
     """Write the outbox rows for newly opened alerts: one per active clinician of the
@@ -204,6 +218,8 @@ def queue_for_alerts(
     `handover`: (a key naming the hand-over, the users who saw the patient before it): her
     open alerts, told to the new team's clinicians who did not; the rows are new (dedup key
     `alert:<id>:handover:<key>`), so a patient handed back is told again.
+    `follow_up`: the urgent alert is still unacknowledged (`queue_follow_ups`); its rows are
+    new (dedup key `alert:<id>:follow_up`) and go out at once, whatever the digest choice.
     """
     if not alert_ids:
         return []
@@ -220,6 +236,8 @@ def queue_for_alerts(
         .order_by(Alert.id, User.id)
     )
     suffix = ":escalated" if escalation else ""
+    if follow_up:
+        suffix += FOLLOW_UP_SUFFIX
     if handover is not None:
         key, saw_her = handover
         suffix += f":handover:{key}"
@@ -227,12 +245,13 @@ def queue_for_alerts(
             query = query.where(User.id.not_in(list(saw_her)))
     rows = []
     for alert_id, severity, user_id, mode in session.execute(query):
-        urgent = severity == "urgent" or escalation
+        urgent = severity == "urgent" or escalation or follow_up
         digest = not urgent and mode is NotifyMode.DIGEST
+        purpose = ALERT_FOLLOW_UP if follow_up else ALERT_DIGEST if digest else ALERT
         rows.append(
             _row(
                 recipient=user_id,
-                purpose=ALERT_DIGEST if digest else ALERT,
+                purpose=purpose,
                 alert_id=alert_id,
                 dedup_key=f"alert:{alert_id}{suffix}",
                 urgent=urgent,
@@ -243,6 +262,121 @@ def queue_for_alerts(
     inserted = _insert_ignoring_duplicates(session, rows)
     _enqueue(session, inserted)
     return [i for i, _, _ in inserted]
+
+
+def urgent_since() -> sa.ColumnElement[dt.datetime]:
+    """When an alert's care team was first told it is urgent: its earliest urgent alert
+    e-mail (raised urgent, or become urgent later), else when it was stored (a team without
+    an active clinician had nobody to tell)."""
+    first_told = (
+        sa.select(sa.func.min(Notification.created_at))
+        .where(
+            Notification.alert_id == Alert.id,
+            Notification.purpose == ALERT,
+            Notification.urgent.is_(True),
+        )
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(first_told, Alert.created_at)
+
+
+def awaiting_acknowledgement() -> list[sa.ColumnElement[bool]]:
+    """The conditions of an urgent alert nobody has acknowledged or resolved yet."""
+    return [Alert.status == AlertStatus.OPEN, Alert.severity == "urgent"]
+
+
+@dataclass(frozen=True)
+class FollowUps:
+    alert_ids: list[int]
+    notification_ids: list[int]
+
+
+def queue_follow_ups(session: Session, now: dt.datetime | None = None) -> FollowUps:
+    """Follow up the urgent alerts still unacknowledged `urgent_follow_up_minutes` after their
+    care team was told (`urgent_since`), once per alert:
+
+    - the alert is e-mailed again to every active clinician of the patient's care team, at
+      once whatever their digest choice (`queue_for_alerts(follow_up=True)`);
+    - every active administrator is told that an urgent alert of that team waits, with
+      nothing about the patient (they cannot open her record), so that someone reaches a
+      clinician of the team, or gives a team without one a clinician.
+
+    `followed_up_at` is set by a conditional UPDATE, so two runs at once follow an alert up
+    once. The caller commits; the delivery tasks are sent after the commit."""
+    settings = _settings()
+    now = now or utcnow()
+    since = urgent_since()
+    due = list(
+        session.scalars(
+            sa.select(Alert.id)
+            .where(
+                *awaiting_acknowledgement(),
+                Alert.followed_up_at.is_(None),
+                since <= now - dt.timedelta(minutes=settings.urgent_follow_up_minutes),
+                since > now - FOLLOW_UP_WITHIN,
+            )
+            .order_by(Alert.id)
+        )
+    )
+    if not due:
+        return FollowUps([], [])
+    claimed = session.execute(
+        sa.update(Alert)
+        .where(Alert.id.in_(due), Alert.followed_up_at.is_(None), *awaiting_acknowledgement())
+        .values(followed_up_at=now)
+        .returning(Alert.id, Alert.patient_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    alert_ids = sorted(alert_id for alert_id, _ in claimed)
+    queued = queue_for_alerts(session, alert_ids, follow_up=True, now=now)
+    admins = list(
+        session.scalars(sa.select(User.id).where(User.role == Role.ADMIN, User.is_active.is_(True)))
+    )
+    notices = [
+        _row(
+            recipient=admin,
+            purpose=FOLLOW_UP_NOTICE,
+            alert_id=alert_id,
+            dedup_key=f"alert:{alert_id}{FOLLOW_UP_SUFFIX}",
+            urgent=True,
+            due=now,
+            now=now,
+        )
+        for alert_id in alert_ids
+        for admin in admins
+    ]
+    inserted = _insert_ignoring_duplicates(session, notices)
+    _enqueue(session, inserted)
+    # Deciding to follow up read each patient's alert; the e-mails are about it.
+    audit.record_per_patient(
+        session, SYSTEM, "alert.follow_up", (patient_id for _, patient_id in claimed)
+    )
+    return FollowUps(alert_ids, sorted([*queued, *(i for i, _, _ in inserted)]))
+
+
+@dataclass(frozen=True)
+class WaitingTeam:
+    """A care team with urgent alerts followed up and still unacknowledged (the admin page):
+    the team, how many, and when the oldest was first told. No patient."""
+
+    team_id: int
+    name: str
+    alerts: int
+    oldest_told_at: dt.datetime
+
+
+def follow_ups_waiting(session: Session) -> list[WaitingTeam]:
+    since = urgent_since()
+    rows = session.execute(
+        sa.select(CareTeam.id, CareTeam.name, sa.func.count(Alert.id), sa.func.min(since))
+        .select_from(Alert)
+        .join(Patient, Patient.id == Alert.patient_id)
+        .join(CareTeam, CareTeam.id == Patient.care_team_id)
+        .where(*awaiting_acknowledgement(), Alert.followed_up_at.is_not(None))
+        .group_by(CareTeam.id, CareTeam.name)
+        .order_by(sa.func.min(since), CareTeam.id)
+    )
+    return [WaitingTeam(*row) for row in rows]
 
 
 def queue_reminders(session: Session, today: dt.date, now: dt.datetime | None = None) -> list[int]:
@@ -640,6 +774,8 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
         return message, held
     if held.purpose in (EMAIL_CONFIRM, EMAIL_CHANGED):
         return _email_change_message(session, user, held, envelope, settings), held
+    if held.purpose == FOLLOW_UP_NOTICE:
+        return _follow_up_notice(session, user, held, envelope, settings), held
     actor = _clinician_actor(user)
     rows = session.execute(
         sa.select(Notification.id, Alert)
@@ -652,6 +788,10 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
     ]
     if not visible:
         raise NotSendable("recipient no longer on the patient's care team")
+    if held.purpose == ALERT_FOLLOW_UP:
+        visible = [(nid, alert) for nid, alert in visible if alert.status is AlertStatus.OPEN]
+        if not visible:
+            raise NotSendable("acknowledged or resolved before the follow-up went out")
     narrowed = Claim(
         ids=sorted(nid for nid, _ in visible),
         attempts=held.attempts,
@@ -664,7 +804,57 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
     items = [alert_item(session, alert, settings) for _, alert in visible]
     if held.purpose == ALERT_DIGEST:
         return render.digest_message(envelope, items, _links(settings)), narrowed
-    return render.alert_message(envelope, items[0], _links(settings)), narrowed
+    follow_up = None
+    if held.purpose == ALERT_FOLLOW_UP:
+        follow_up = _follow_up_facts(session, visible[0][1].id, settings)
+    return render.alert_message(envelope, items[0], _links(settings), follow_up), narrowed
+
+
+def _follow_up_facts(session: Session, alert_id: int, settings: Settings) -> render.FollowUp:
+    told_at = session.scalar(sa.select(urgent_since()).where(Alert.id == alert_id))
+    assert told_at is not None  # the alert exists (its notification row points at it)
+    return render.FollowUp(
+        told_at=clinic_time(told_at).strftime("%Y-%m-%d at %H:%M %Z"),
+        minutes=settings.urgent_follow_up_minutes,
+    )
+
+
+def _follow_up_notice(
+    session: Session, user: User, held: Claim, envelope: render.Envelope, settings: Settings
+) -> EmailMessage:
+    """The administrator's notice of an unacknowledged urgent alert: the care team and who
+    is on it, nothing about the patient."""
+    if user.role is not Role.ADMIN:
+        raise NotSendable("recipient is no longer an administrator")
+    alert_id = session.scalar(
+        sa.select(Notification.alert_id).where(Notification.id == held.ids[0])
+    )
+    found = session.execute(
+        sa.select(Alert.status, CareTeam.id, CareTeam.name)
+        .join(Patient, Patient.id == Alert.patient_id)
+        .join(CareTeam, CareTeam.id == Patient.care_team_id)
+        .where(Alert.id == alert_id)
+    ).one_or_none()
+    if alert_id is None or found is None or found[0] is not AlertStatus.OPEN:
+        raise NotSendable("acknowledged or resolved before the notice went out")
+    _, team_id, team_name = found
+    clinicians = list(
+        session.scalars(
+            sa.select(User.display_name)
+            .join(Clinician, Clinician.user_id == User.id)
+            .join(CareTeamMember, CareTeamMember.clinician_id == Clinician.id)
+            .where(CareTeamMember.care_team_id == team_id, User.is_active.is_(True))
+            .order_by(User.display_name)
+        )
+    )
+    return render.follow_up_notice_message(
+        envelope,
+        alert_id=alert_id,
+        team_name=team_name,
+        follow_up=_follow_up_facts(session, alert_id, settings),
+        clinicians=clinicians,
+        admin_url=f"{settings.public_url.rstrip('/')}/admin/",
+    )
 
 
 def _email_change_message(

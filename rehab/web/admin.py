@@ -21,7 +21,8 @@ from flask_login import current_user
 
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db, login_manager
-from rehab.services import staff
+from rehab.notifications.render import duration_text
+from rehab.services import notifications, staff
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
@@ -90,6 +91,10 @@ def _index_page(
             team_form=team_form or CareTeamForm(formdata=None),
             action_form=ActionForm(formdata=None),
             unattended=staff.unattended_teams(db.session),
+            waiting=notifications.follow_ups_waiting(db.session),
+            follow_up_within=duration_text(
+                current_app.config["REHAB_SETTINGS"].urgent_follow_up_minutes
+            ),
         ),
         status,
     )

@@ -27,7 +27,7 @@ from celery import Celery
 from flask import Flask
 
 from rehab import create_app
-from rehab.db.models import Notification, NotificationStatus, User
+from rehab.db.models import Alert, Notification, NotificationStatus, User, utcnow
 from rehab.devservers import RedisServer
 from rehab.domain.vocabulary import NotifyMode
 from rehab.extensions import db
@@ -488,3 +488,35 @@ def test_the_demo_setup_sqlite_database_and_broker_delivers(
         assert statuses(app, alert_id=alert_id) == [(NotificationStatus.SENT, 1)]
     finally:
         dispose_engines(app)
+
+
+def test_an_urgent_alert_nobody_acknowledged_is_followed_up_by_the_worker(
+    app: Flask, clinic: Clinic, smtp: SmtpServer, pg_url: str, redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Beat's follow-up task, run by the worker twice (two ticks, or a redelivery): the care
+    team's clinician gets the alert again and the admin the notice, once each."""
+    a, _ = patient_ids(clinic)
+    with app.app_context():
+        alert_id = make_alert(a)  # its first e-mail's task waits in Redis
+        past = utcnow() - dt.timedelta(minutes=241)  # urgent_follow_up_minutes = 240
+        db.session.execute(sa.update(Alert).where(Alert.id == alert_id).values(created_at=past))
+        db.session.execute(
+            sa.update(Notification).where(Notification.alert_id == alert_id).values(created_at=past)
+        )
+        db.session.commit()
+    with worker(pg_url, redis_server, tmp_path, smtp):
+        smtp.wait_for(1, timeout=60)
+        with app.app_context():
+            celery: Celery = app.extensions["celery"]
+            for _ in range(2):
+                celery.send_task("rehab.follow_up_alerts")
+        messages = smtp.wait_for(3, timeout=60)
+        settle(smtp, 3)
+    assert sorted((m.subject, m.rcpt_tos) for m in messages) == [
+        (render.FOLLOW_UP_NOTICE_SUBJECT, [clinic.admin.email]),
+        (render.FOLLOW_UP_SUBJECT, [clinic.clinician.email]),
+        (render.URGENT_SUBJECT, [clinic.clinician.email]),
+    ]
+    with app.app_context():
+        assert {r.status for r in rows(alert_id=alert_id)} == {NotificationStatus.SENT}
