@@ -8,7 +8,9 @@ partial index keeps that to the few there are.
 
 The column is nullable with no default: adding it rewrites nothing. On PostgreSQL the index
 is built CONCURRENTLY, outside the migration's transaction (the worker writes alerts while
-it builds), and a build left invalid by an earlier failed run is dropped first.
+it builds); that commits the column first. So the migration can be run again after stopping
+half way: a column already there is kept, and an index left by an earlier build (invalid, if
+it was cancelled) is dropped first.
 
 Revision ID: e6a8c0d2f4b7
 Revises: d5f7a9c1e3b5
@@ -31,7 +33,11 @@ WHERE = sa.text("status = 'open' AND severity = 'urgent'")
 
 
 def upgrade() -> None:
-    op.add_column(TABLE, sa.Column("followed_up_at", sa.DateTime(timezone=True), nullable=True))
+    columns = {c["name"] for c in sa.inspect(op.get_bind()).get_columns(TABLE)}
+    if "followed_up_at" not in columns:
+        op.add_column(
+            TABLE, sa.Column("followed_up_at", sa.DateTime(timezone=True), nullable=True)
+        )
     with op.get_context().autocommit_block():
         op.drop_index(INDEX, table_name=TABLE, if_exists=True, postgresql_concurrently=True)
         op.create_index(
@@ -48,5 +54,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.get_context().autocommit_block():
         op.drop_index(INDEX, table_name=TABLE, if_exists=True, postgresql_concurrently=True)
-    with op.batch_alter_table(TABLE) as batch_op:
-        batch_op.drop_column("followed_up_at")
+    # A plain DROP COLUMN (SQLite 3.35+): rebuilding the table, as batch mode does, would drop
+    # a table the notifications refer to.
+    op.drop_column(TABLE, "followed_up_at")

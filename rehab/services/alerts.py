@@ -118,7 +118,8 @@ AUTO_PROGRAM_ENDED = (
 
 
 FOLLOWED_UP = (
-    "not acknowledged in time: e-mailed again to the care team, and the administrators told"
+    "not acknowledged in time: e-mailed again to the care team's active clinicians, and the"
+    " active administrators told"
 )
 
 

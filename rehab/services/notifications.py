@@ -266,10 +266,11 @@ def queue_for_alerts(
 
 def urgent_since() -> sa.ColumnElement[dt.datetime]:
     """When an alert's care team was first told it is urgent: its earliest urgent alert
-    e-mail (raised urgent, or become urgent later), else when it was stored (a team without
-    an active clinician had nobody to tell)."""
+    e-mail (raised urgent, or become urgent later), when it was sent (when it was written, if
+    not sent yet); else when the alert was stored (a team without an active clinician had
+    nobody to tell: followed up, the administrators learn of it)."""
     first_told = (
-        sa.select(sa.func.min(Notification.created_at))
+        sa.select(sa.func.min(sa.func.coalesce(Notification.sent_at, Notification.created_at)))
         .where(
             Notification.alert_id == Alert.id,
             Notification.purpose == ALERT,
@@ -281,8 +282,15 @@ def urgent_since() -> sa.ColumnElement[dt.datetime]:
 
 
 def awaiting_acknowledgement() -> list[sa.ColumnElement[bool]]:
-    """The conditions of an urgent alert nobody has acknowledged or resolved yet."""
+    """The conditions of an urgent alert nobody has acknowledged or resolved yet. (An
+    alert acknowledged while routine that becomes urgent later is not followed up: someone
+    is on it.)"""
     return [Alert.status == AlertStatus.OPEN, Alert.severity == "urgent"]
+
+
+def _awaits_acknowledgement(alert: Alert) -> bool:
+    """`awaiting_acknowledgement`, of a loaded alert."""
+    return alert.status is AlertStatus.OPEN and alert.severity == "urgent"
 
 
 @dataclass(frozen=True)
@@ -327,6 +335,8 @@ def queue_follow_ups(session: Session, now: dt.datetime | None = None) -> Follow
         .returning(Alert.id, Alert.patient_id)
         .execution_options(synchronize_session=False)
     ).all()
+    if not claimed:  # acknowledged meanwhile, or another run took them
+        return FollowUps([], [])
     alert_ids = sorted(alert_id for alert_id, _ in claimed)
     queued = queue_for_alerts(session, alert_ids, follow_up=True, now=now)
     admins = list(
@@ -789,9 +799,9 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
     if not visible:
         raise NotSendable("recipient no longer on the patient's care team")
     if held.purpose == ALERT_FOLLOW_UP:
-        visible = [(nid, alert) for nid, alert in visible if alert.status is AlertStatus.OPEN]
+        visible = [(nid, alert) for nid, alert in visible if _awaits_acknowledgement(alert)]
         if not visible:
-            raise NotSendable("acknowledged or resolved before the follow-up went out")
+            raise NotSendable("acknowledged, resolved or no longer urgent before it went out")
     narrowed = Claim(
         ids=sorted(nid for nid, _ in visible),
         attempts=held.attempts,
@@ -830,14 +840,15 @@ def _follow_up_notice(
         sa.select(Notification.alert_id).where(Notification.id == held.ids[0])
     )
     found = session.execute(
-        sa.select(Alert.status, CareTeam.id, CareTeam.name)
+        sa.select(CareTeam.id, CareTeam.name)
+        .select_from(Alert)
         .join(Patient, Patient.id == Alert.patient_id)
         .join(CareTeam, CareTeam.id == Patient.care_team_id)
-        .where(Alert.id == alert_id)
+        .where(Alert.id == alert_id, *awaiting_acknowledgement())
     ).one_or_none()
-    if alert_id is None or found is None or found[0] is not AlertStatus.OPEN:
-        raise NotSendable("acknowledged or resolved before the notice went out")
-    _, team_id, team_name = found
+    if alert_id is None or found is None:
+        raise NotSendable("acknowledged, resolved or no longer urgent before it went out")
+    team_id, team_name = found
     clinicians = list(
         session.scalars(
             sa.select(User.display_name)
@@ -1138,6 +1149,9 @@ def failed_for_clinician(
         .where(
             Notification.recipient_user_id == actor.user_id,
             Notification.status == FAILED,
+            # Left unsent on purpose (e.g. a follow-up of an alert acknowledged meanwhile):
+            # nothing wrong with her address.
+            Notification.last_error.not_like(f"{NOT_SENT_PREFIX}%"),
             Notification.created_at >= since,
             Alert.patient_id.in_(visible_patient_ids(actor)),
         )

@@ -163,8 +163,10 @@ def test_the_clinicians_pages_on_a_phone_and_at_a_desk(demo: Flask, browser: Any
 def test_the_admins_pages(demo: Flask, browser: Any) -> None:
     with live_server(demo) as base:
         context = browser.new_context(viewport=DESK)
+        context.add_init_script(CSP_RECORDER)
         page = context.new_page()
         log_in(page, base, ADMIN_LOGIN.email, ADMIN_LOGIN.password)
         found = sweep(page, base, ADMIN_PAGES)
+        assert csp_violations(page) == []
         context.close()
     assert found == []

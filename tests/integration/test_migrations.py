@@ -132,3 +132,61 @@ def test_the_audit_index_migration_runs_again_after_stopping_half_way(
     assert indexes["ix_audit_events_patient_id_at"] == ["patient_id", "at"]
     assert "ix_audit_events_patient_id" not in indexes
     migrate.check(empty_database)
+
+
+def test_the_follow_up_migration_runs_again_after_stopping_half_way(
+    empty_database: str,
+) -> None:
+    """On PostgreSQL the column is committed before the index is built CONCURRENTLY: a build
+    that was cancelled leaves the column (and an invalid index) without the revision."""
+    migrate.upgrade(empty_database, "d5f7a9c1e3b5")
+    engine = sa.create_engine(empty_database)
+    with engine.begin() as connection:
+        kind = "DATETIME" if connection.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+        connection.execute(sa.text(f"ALTER TABLE alerts ADD COLUMN followed_up_at {kind}"))
+        connection.execute(sa.text("CREATE INDEX ix_alerts_urgent_open ON alerts (id)"))
+    engine.dispose()
+    migrate.upgrade(empty_database)
+    engine = sa.create_engine(empty_database)
+    try:
+        indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("alerts")}
+        assert indexes["ix_alerts_urgent_open"] == ["created_at"]
+    finally:
+        engine.dispose()
+    migrate.check(empty_database)
+
+
+def test_the_follow_up_migration_goes_down_and_up_with_alerts_and_their_emails(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Notifications refer to alerts: going down drops the column in place (rebuilding the
+    table, as a batch migration does on SQLite, would fail on that reference)."""
+    from rehab import create_app
+    from tests.conftest import app_settings, dispose_engines
+    from tests.integration.test_notifications_outbox import make_alert
+    from tests.support.clinic import build_clinic
+
+    migrate.upgrade(empty_database)
+    app = create_app(app_settings(empty_database, tmp_path))
+    with app.app_context():
+        clinic = build_clinic()
+        assert clinic.patient_a.patient_id is not None
+        make_alert(clinic.patient_a.patient_id)
+    dispose_engines(app)
+
+    def counts() -> tuple[int, int]:
+        engine = sa.create_engine(empty_database)
+        try:
+            with engine.connect() as conn:
+                alerts = conn.scalar(sa.text("SELECT count(*) FROM alerts"))
+                emails = conn.scalar(sa.text("SELECT count(*) FROM notifications"))
+                return int(alerts or 0), int(emails or 0)
+        finally:
+            engine.dispose()
+
+    assert counts() == (1, 1)
+    migrate.downgrade(empty_database, "d5f7a9c1e3b5")
+    assert counts() == (1, 1)
+    migrate.upgrade(empty_database)
+    assert counts() == (1, 1)
+    migrate.check(empty_database)
