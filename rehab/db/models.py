@@ -537,6 +537,15 @@ class AlertStatus(enum.StrEnum):
     RESOLVED = "resolved"
 
 
+class AlertJudgement(enum.StrEnum):
+    """What came of an alert, in the words of the clinician who resolves it (optional): the
+    clinic's own measure of how often alerts were worth their attention."""
+
+    ACTED_ON = "acted_on"  # the patient contacted or seen, the program changed
+    NO_ACTION = "no_action"  # looked at: a real change, but nothing needed doing
+    NOT_A_CHANGE = "not_a_change"  # a one-off day, a logging mistake: no real change
+
+
 class Alert(Base):
     """One alert episode (design §2 Alert), as detected by `rehab.domain.detection`.
 
@@ -572,6 +581,10 @@ class Alert(Base):
     resolved_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     resolved_at: Mapped[dt.datetime | None]
     resolve_note: Mapped[str] = mapped_column(sa.Text, default="")
+    # The resolving clinician's judgement; None: not given, or resolved automatically.
+    resolve_judgement: Mapped[AlertJudgement | None] = mapped_column(
+        str_enum(AlertJudgement, "alert_judgement")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # When an urgent alert still unacknowledged after `urgent_follow_up_minutes` was e-mailed
     # again to its care team and told to the administrators (`notifications.queue_follow_ups`).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from rehab.db.models import Alert, AlertStatus, Patient, User, utcnow
+from rehab.db.models import Alert, AlertJudgement, AlertStatus, Patient, User, utcnow
 from rehab.domain.vocabulary import AuditOutcome
 from rehab.services import audit
 from rehab.services.access import NotFound, require_patient, visible_patient_ids
@@ -24,6 +24,13 @@ from rehab.services.commands import InvalidInput
 from rehab.services.paging import page_bounds
 
 MAX_NOTE = 2000
+# What came of an alert, as the resolving clinician may say (the form's choices, the history,
+# the admin's report).
+JUDGEMENT_LABELS = {
+    AlertJudgement.ACTED_ON: "Acted on (patient contacted or seen, program changed)",
+    AlertJudgement.NO_ACTION: "A real change, no action needed",
+    AlertJudgement.NOT_A_CHANGE: "Not a real change (a one-off day, a logging mistake)",
+}
 STATUS_ORDER = sa.case(
     (Alert.status == AlertStatus.OPEN, 0),
     (Alert.status == AlertStatus.ACKNOWLEDGED, 1),
@@ -133,7 +140,9 @@ class Step:
     at: dt.datetime | None  # when it was recorded (UTC)
     on: dt.date | None  # automatic resolution: the day the metric was back near baseline
     note: str  # the clinician's note ("" for none)
-    reason: str  # automatic resolution or follow-up: why, in words ("" otherwise)
+    # Automatic resolution or follow-up: why; a clinician's resolution: what came of it, as
+    # she judged it; in words ("" otherwise).
+    reason: str
 
     @property
     def automatic(self) -> bool:
@@ -197,6 +206,7 @@ def history(alert: Alert, names: Mapping[int, str]) -> list[Step]:
         )
     if alert.status is AlertStatus.RESOLVED:
         if alert.resolved_by_user_id is not None:
+            judged = alert.resolve_judgement
             steps.append(
                 Step(
                     "resolved",
@@ -204,7 +214,7 @@ def history(alert: Alert, names: Mapping[int, str]) -> list[Step]:
                     alert.resolved_at,
                     None,
                     alert.resolve_note,
-                    "",
+                    JUDGEMENT_LABELS[judged].lower() if judged else "",
                 )
             )
         else:
@@ -262,10 +272,26 @@ def acknowledge(session: Session, actor: Actor, alert_id: int, note: str) -> Ale
     return alert
 
 
-def resolve(session: Session, actor: Actor, alert_id: int, note: str) -> Alert:
+def _judgement(value: str | None) -> AlertJudgement | None:
+    if not value:
+        return None
+    try:
+        return AlertJudgement(value)
+    except ValueError:
+        choices = ", ".join(j.value for j in AlertJudgement)
+        raise InvalidInput(
+            "judgement", f"what came of it must be one of {choices}, or left out"
+        ) from None
+
+
+def resolve(
+    session: Session, actor: Actor, alert_id: int, note: str, judgement: str | None = None
+) -> Alert:
+    """Resolve the alert; `judgement` (optional): what came of it (`AlertJudgement`)."""
     alert = _alert_for(session, actor, alert_id, "alert.resolve")
     if alert.status is AlertStatus.RESOLVED:
         raise InvalidInput("status", "the alert is already resolved")
+    alert.resolve_judgement = _judgement(judgement)
     alert.status = AlertStatus.RESOLVED
     alert.resolved_by_user_id = actor.user_id
     alert.resolved_at = utcnow()

@@ -21,11 +21,13 @@ from flask_login import current_user
 
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db, login_manager
-from rehab.notifications.render import duration_text
-from rehab.services import notifications, staff
+from rehab.notifications.render import KIND_LABELS, duration_text
+from rehab.services import alert_report, notifications, staff
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
+from rehab.services.alerts import JUDGEMENT_LABELS
 from rehab.services.commands import InvalidInput
+from rehab.services.time import clinic_today
 from rehab.web.forms import (
     ActionForm,
     AuditSearchForm,
@@ -276,3 +278,18 @@ def audit_log() -> Any:
         status = 422
     filters = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("admin/audit.html", form=form, page=page, filters=filters), status
+
+
+@bp.get("/alerts")
+def alert_response() -> Any:
+    settings = current_app.config["REHAB_SETTINGS"]
+    report = alert_report.alert_report(
+        db.session, _actor(), clinic_today(), settings.urgent_follow_up_minutes
+    )
+    return render_template(
+        "admin/alerts.html",
+        report=report,
+        limit=duration_text(report.limit_minutes),
+        kind_labels=KIND_LABELS,
+        judgement_labels=JUDGEMENT_LABELS,
+    )

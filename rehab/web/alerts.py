@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import TextAreaField
+from wtforms import RadioField, TextAreaField
 from wtforms.validators import Length
 
 from rehab.domain.vocabulary import Role
@@ -17,6 +17,7 @@ from rehab.extensions import db
 from rehab.services import alerts
 from rehab.services.access import NotFound
 from rehab.services.commands import InvalidInput
+from rehab.web.forms import choice_list
 from rehab.web.guards import deny
 
 bp = Blueprint("alerts", __name__, url_prefix="/clinic/alerts")
@@ -24,6 +25,12 @@ bp = Blueprint("alerts", __name__, url_prefix="/clinic/alerts")
 
 class AlertActionForm(FlaskForm):
     note = TextAreaField("Note", validators=[Length(max=alerts.MAX_NOTE)])
+    # Resolve only, optional; the service checks the value (a bad one is a flashed error).
+    judgement = RadioField(
+        "What came of it? (optional)",
+        choices=choice_list(alerts.JUDGEMENT_LABELS.items()),
+        validate_choice=False,
+    )
 
 
 @bp.before_request
@@ -83,15 +90,19 @@ def _history(alert: Any) -> list[alerts.Step]:
 
 @bp.app_context_processor
 def _alert_helpers() -> dict[str, Any]:
-    return {"alert_history": _history}
+    return {
+        "alert_history": _history,
+        "judgement_choices": [(j.value, label) for j, label in alerts.JUDGEMENT_LABELS.items()],
+    }
 
 
-def _act(alert_id: int, action: Any, done: str) -> Any:
+def _act(alert_id: int, action: Any, done: str, *, judged: bool = False) -> Any:
     form = AlertActionForm()
     if not form.validate_on_submit():
         abort(400)
+    extra = {"judgement": form.judgement.data} if judged else {}
     try:
-        action(db.session, current_user.actor, alert_id, form.note.data or "")
+        action(db.session, current_user.actor, alert_id, form.note.data or "", **extra)
     except NotFound:
         abort(404)
     except InvalidInput as exc:
@@ -116,4 +127,4 @@ def acknowledge(alert_id: int) -> Any:
 
 @bp.post("/<int:alert_id>/resolve")
 def resolve(alert_id: int) -> Any:
-    return _act(alert_id, alerts.resolve, "Alert resolved.")
+    return _act(alert_id, alerts.resolve, "Alert resolved.", judged=True)

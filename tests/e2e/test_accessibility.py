@@ -74,7 +74,7 @@ def clinician_pages(patient_id: int) -> list[str]:
     ]
 
 
-ADMIN_PAGES = ["/admin/", "/admin/audit", "/admin/notifications", "/admin/outbox"]
+ADMIN_PAGES = ["/admin/", "/admin/alerts", "/admin/audit", "/admin/notifications", "/admin/outbox"]
 
 
 def violations(page: Any, where: str) -> list[str]:

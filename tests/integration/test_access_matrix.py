@@ -437,11 +437,12 @@ ROUTES: dict[tuple[str, str], Route] = {
         frozenset({CLINICIAN_ON}),
         "/clinic/alerts/{alert}/resolve",
         SEE_OTHER,
-        fields=_static(note="done"),
+        fields=_static(note="done", judgement="acted_on"),
     ),
     # --- admin: people, teams, audit, e-mail delivery ------------------------------------------
     ("admin.index", "GET"): Route(frozenset({ADMIN}), "/admin/"),
     ("admin.audit_log", "GET"): Route(frozenset({ADMIN}), "/admin/audit"),
+    ("admin.alert_response", "GET"): Route(frozenset({ADMIN}), "/admin/alerts"),
     ("admin.create_user", "POST"): Route(
         frozenset({ADMIN}),
         "/admin/users",

@@ -190,3 +190,15 @@ def test_the_follow_up_migration_goes_down_and_up_with_alerts_and_their_emails(
     migrate.upgrade(empty_database)
     assert counts() == (1, 1)
     migrate.check(empty_database)
+
+
+def test_the_alert_judgement_is_checked_by_the_database(empty_database: str) -> None:
+    migrate.upgrade(empty_database)
+    engine = sa.create_engine(empty_database)
+    try:
+        checks = {
+            c["name"]: c["sqltext"] for c in sa.inspect(engine).get_check_constraints("alerts")
+        }
+    finally:
+        engine.dispose()
+    assert "not_a_change" in str(checks["ck_alerts_alert_judgement"])
