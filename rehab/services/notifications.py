@@ -112,6 +112,7 @@ SENT = NotificationStatus.SENT
 FAILED = NotificationStatus.FAILED
 # Starts the `last_error` of a message left unsent on purpose (no longer sendable), not failed.
 NOT_SENT_PREFIX = "not sent: "
+NOT_SENT = "not sent"  # how the admin's page counts such a row
 
 
 def _settings() -> Settings:
@@ -1198,13 +1199,21 @@ def _require_admin(actor: Actor) -> None:
 def admin_overview(
     session: Session, actor: Actor, limit: int = 100
 ) -> tuple[dict[str, int], list[AdminRow], list[AdminRow]]:
-    """Counts by status, failed rows, and the most recent rows (newest first)."""
+    """Counts by status, failed rows, and the most recent rows (newest first). A row left
+    unsent on purpose ("not sent: …", e.g. a follow-up of an alert acknowledged meanwhile)
+    counts as "not sent", not as failed: there is nothing to mend or send again."""
     _require_admin(actor)
     counts = {status.value: 0 for status in NotificationStatus}
+    counts[NOT_SENT] = 0
+    not_sent = Notification.last_error.like(f"{NOT_SENT_PREFIX}%")
+    shown_status = sa.case(
+        (sa.and_(Notification.status == FAILED, not_sent), NOT_SENT),
+        else_=sa.cast(Notification.status, sa.String),
+    )
     for status, count in session.execute(
-        sa.select(Notification.status, sa.func.count()).group_by(Notification.status)
+        sa.select(shown_status, sa.func.count()).group_by(shown_status)
     ):
-        counts[status.value] = count
+        counts[str(status)] = count
 
     def rows(where: Any) -> list[AdminRow]:
         found = session.execute(
@@ -1224,7 +1233,7 @@ def admin_overview(
                 n.purpose,
                 n.alert_id,
                 n.urgent,
-                n.status.value,
+                NOT_SENT if n.last_error.startswith(NOT_SENT_PREFIX) else n.status.value,
                 n.attempts,
                 n.last_error,
                 n.created_at,
@@ -1236,7 +1245,7 @@ def admin_overview(
 
     # A notification to a patient (a reminder) shows her address: audited against her.
     shown_patients: set[int] = set()
-    failed = rows(Notification.status == FAILED)
+    failed = rows(sa.and_(Notification.status == FAILED, sa.not_(not_sent)))
     recent = rows(sa.true())
     audit.record_per_patient(session, actor, "notification.admin_list", shown_patients)
     return counts, failed, recent

@@ -224,6 +224,12 @@ def test_a_follow_up_whose_alert_was_settled_meanwhile_is_not_sent(
     client = app.test_client()
     login(client, "nina@clinic.test")
     assert "could not be delivered" not in visible_text(client.get("/clinic/alerts/"))
+    # Nothing for the admin to mend or send again either.
+    admin = app.test_client()
+    login(admin, clinic.admin.email)
+    delivery = visible_text(admin.get("/admin/notifications"))
+    assert "failed: 0" in delivery and "not sent: 3" in delivery
+    assert "No failed notifications." in delivery
 
 
 def test_a_team_without_an_active_clinician_is_told_to_the_administrators(
