@@ -265,21 +265,33 @@ def queue_for_alerts(
     return [i for i, _, _ in inserted]
 
 
+_URGENT_ALERT_EMAIL = (Notification.purpose == ALERT, Notification.urgent.is_(True))
+# When an urgent alert e-mail went out (was written, if not sent yet).
+_EMAILED_AT = sa.func.coalesce(Notification.sent_at, Notification.created_at)
+
+
 def urgent_since() -> sa.ColumnElement[dt.datetime]:
     """When an alert's care team was first told it is urgent: its earliest urgent alert
     e-mail (raised urgent, or become urgent later), when it was sent (when it was written, if
     not sent yet); else when the alert was stored (a team without an active clinician had
-    nobody to tell: followed up, the administrators learn of it)."""
+    nobody to tell: followed up, the administrators learn of it). A correlated subquery, for
+    a few alerts; `first_urgent_emails` is the same for many."""
     first_told = (
-        sa.select(sa.func.min(sa.func.coalesce(Notification.sent_at, Notification.created_at)))
-        .where(
-            Notification.alert_id == Alert.id,
-            Notification.purpose == ALERT,
-            Notification.urgent.is_(True),
-        )
+        sa.select(sa.func.min(_EMAILED_AT))
+        .where(Notification.alert_id == Alert.id, *_URGENT_ALERT_EMAIL)
         .scalar_subquery()
     )
     return sa.func.coalesce(first_told, Alert.created_at)
+
+
+def first_urgent_emails() -> sa.Subquery:
+    """(alert_id, at): each alert's first urgent e-mail, as in `urgent_since`."""
+    return (
+        sa.select(Notification.alert_id, sa.func.min(_EMAILED_AT).label("at"))
+        .where(*_URGENT_ALERT_EMAIL)
+        .group_by(Notification.alert_id)
+        .subquery()
+    )
 
 
 def awaiting_acknowledgement() -> list[sa.ColumnElement[bool]]:
