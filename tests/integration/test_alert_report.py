@@ -183,3 +183,28 @@ def test_a_clinician_says_what_came_of_an_alert_when_resolving_it(
     assert stored == {first: AlertJudgement.NOT_A_CHANGE, second: None}
     history = visible_text(client.get("/clinic/alerts/?show=all"))
     assert "(not a real change (a one-off day, a logging mistake)) — slept badly" in history
+
+
+@BOTH
+def test_months_are_the_clinics_calendar_months(app: Flask, clinic: Clinic) -> None:
+    """In Auckland (UTC+13 in summer), 11:30 UTC on 31 January is 00:30 on 1 February."""
+    app.config["REHAB_CLINIC_TIMEZONE"] = "Pacific/Auckland"
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        for metric, at in (
+            ("leg_pain", dt.datetime(2026, 1, 31, 10, 30, tzinfo=dt.UTC)),
+            ("back_pain", dt.datetime(2026, 1, 31, 11, 30, tzinfo=dt.UTC)),
+        ):
+            alert_id = make_alert(a, severity="routine", kind="pain_regression", metric=metric)
+            dated(alert_id, created_at=at)
+        late = make_alert(a, severity="routine", kind="adherence_drop", metric="adherence")
+        dated(late, created_at=dt.datetime(2026, 2, 28, 11, 0, tzinfo=dt.UTC))  # 1 March there
+        report = alert_report.alert_report(
+            db.session, actor(clinic.admin.user_id), dt.date(2026, 2, 15), LIMIT
+        )
+    assert [(x.month, x.raised) for x in report.routine] == [
+        (dt.date(2026, 2, 1), 1),
+        (dt.date(2026, 1, 1), 1),
+    ]
+    assert report.first_month == dt.date(2025, 3, 1)
