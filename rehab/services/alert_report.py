@@ -23,6 +23,7 @@ from rehab.db.models import Alert, AlertJudgement, AlertStatus, CareTeam, Patien
 from rehab.services import audit, notifications
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
+from rehab.services.alerts import AUTO_ALREADY_RESOLVED
 from rehab.services.time import clinic_day_start
 
 MONTHS = 12
@@ -51,6 +52,7 @@ class ResponseLine:
     severity: str
     raised: int = 0
     responded: int = 0  # acknowledged, or resolved by a clinician
+    timed: int = 0  # of those, responded after their team was told: the median's
     within_limit: int = 0  # responded within `urgent_follow_up_minutes` (urgent alerts)
     followed_up: int = 0
     resolved_unanswered: int = 0  # resolved automatically before anyone responded
@@ -130,6 +132,7 @@ def alert_report(
             (Alert.followed_up_at.is_not(None)).label("followed_up"),
             (Alert.status == AlertStatus.RESOLVED).label("resolved"),
             Alert.resolve_judgement,
+            (Alert.resolve_note == AUTO_ALREADY_RESOLVED).label("stored_over"),
             Patient.care_team_id,
         )
         .join(Patient, Patient.id == Alert.patient_id)
@@ -142,7 +145,12 @@ def alert_report(
         else_=-1,
     ).label("month")
     responded = sa.or_(c.acknowledged_at.is_not(None), c.resolved_by_clinician_at.is_not(None))
-    in_window = sa.and_(c.told >= starts[0], c.told < starts[-1])
+    in_window = sa.and_(
+        c.told >= starts[0],
+        c.told < starts[-1],
+        # An episode the replay of a history stored already over was never told to anyone.
+        sa.not_(c.stored_over),
+    )
     teams: dict[int, str] = {
         i: name for i, name in session.execute(sa.select(CareTeam.id, CareTeam.name))
     }
@@ -190,9 +198,13 @@ def alert_report(
     for index, team_id, severity, told_at, acknowledged_at, resolved_at in timed:
         times = line(index, team_id, severity)
         first = min(t for t in (acknowledged_at, resolved_at) if t is not None)
-        # Acknowledged before it became urgent (an escalation): at once.
-        waited = max(first - told_at, dt.timedelta())
         times.responded += 1
+        if first < told_at:
+            # Acknowledged before it became urgent (an escalation), or before its team was
+            # told (a record brought in with its history): no time to report.
+            continue
+        waited = first - told_at
+        times.timed += 1
         times.within_limit += waited <= limit
         times.response_minutes.append(waited.total_seconds() / 60)
     judgements: dict[str, JudgementLine] = {}

@@ -31,6 +31,12 @@ JUDGEMENT_LABELS = {
     AlertJudgement.NO_ACTION: "A real change, no action needed",
     AlertJudgement.NOT_A_CHANGE: "Not a real change (a one-off day, a logging mistake)",
 }
+# The same, as the alert's history says it after "Resolved by …".
+JUDGEMENT_SHORT = {
+    AlertJudgement.ACTED_ON: "acted on",
+    AlertJudgement.NO_ACTION: "a real change, no action needed",
+    AlertJudgement.NOT_A_CHANGE: "not a real change",
+}
 STATUS_ORDER = sa.case(
     (Alert.status == AlertStatus.OPEN, 0),
     (Alert.status == AlertStatus.ACKNOWLEDGED, 1),
@@ -214,7 +220,7 @@ def history(alert: Alert, names: Mapping[int, str]) -> list[Step]:
                     alert.resolved_at,
                     None,
                     alert.resolve_note,
-                    JUDGEMENT_LABELS[judged].lower() if judged else "",
+                    JUDGEMENT_SHORT[judged] if judged else "",
                 )
             )
         else:

@@ -151,7 +151,7 @@ def test_the_clinicians_pages_on_a_phone_and_at_a_desk(demo: Flask, browser: Any
             context.add_init_script(CSP_RECORDER)
             page = context.new_page()
             log_in(page, base, CLINICIAN_LOGIN.email, CLINICIAN_LOGIN.password)
-            found += sweep(page, base, clinician_pages(patient_id))
+            found += sweep(page, base, clinician_pages(patient_id), fits=viewport["width"])
             page.goto(base + "/clinic/patients/new")
             submit_without_browser_checks(page, "Add the patient")
             found += violations(page, f"/clinic/patients/new (errors, {viewport['width']} px)")

@@ -95,15 +95,36 @@ def test_the_report_counts_responses_by_month_and_team_and_what_came_of_them(
         dated(south, created_at=t)
         ancient = make_alert(a, detected_on=day - dt.timedelta(days=500))
         dated(ancient, created_at=t - dt.timedelta(days=500))  # before the 12 months
+        # Found already over when her history was first replayed: told to no one.
+        over = make_alert(
+            a, severity="routine", kind="adherence_drop", metric="adherence", detected_on=day
+        )
+        dated(
+            over,
+            created_at=t,
+            status=AlertStatus.RESOLVED,
+            resolved_at=t,
+            resolve_note=alerts.AUTO_ALREADY_RESOLVED,
+        )
+        # Stored a day before it became urgent; acknowledged 2 h after its urgent e-mail.
+        escalated = make_alert(a, detected_on=day - dt.timedelta(days=3))
+        alerts.acknowledge(db.session, cara, escalated, "")
+        dated(escalated, created_at=t, acknowledged_at=t + dt.timedelta(hours=26))
+        db.session.execute(
+            sa.update(Notification)
+            .where(Notification.alert_id == escalated)
+            .values(created_at=t + dt.timedelta(hours=24))
+        )
+        db.session.commit()
 
         admin = actor(clinic.admin.user_id)
         report = alert_report.alert_report(db.session, admin, today, LIMIT)
         month = t.date().replace(day=1)  # the clinic's zone is UTC here
         urgent = {(x.month, x.team): x for x in report.urgent}
         north = urgent[(month, "Team North")]
-        assert (north.raised, north.responded, north.within_limit) == (3, 2, 1)
+        assert (north.raised, north.responded, north.within_limit) == (4, 3, 2)
         assert (north.followed_up, north.waiting, north.resolved_unanswered) == (1, 1, 0)
-        assert north.median_response == "2 h 55 min"  # 50 min and 5 h
+        assert north.median_response == "2 h 00 min"  # 50 min, 2 h and 5 h
         assert urgent[(month, "Team South")].waiting == 1
         (routine,) = report.routine
         assert (routine.raised, routine.responded, routine.resolved_unanswered) == (4, 3, 1)
@@ -182,7 +203,7 @@ def test_a_clinician_says_what_came_of_an_alert_when_resolving_it(
         )
     assert stored == {first: AlertJudgement.NOT_A_CHANGE, second: None}
     history = visible_text(client.get("/clinic/alerts/?show=all"))
-    assert "(not a real change (a one-off day, a logging mistake)) — slept badly" in history
+    assert "(not a real change) — slept badly" in history
 
 
 @BOTH
@@ -208,3 +229,23 @@ def test_months_are_the_clinics_calendar_months(app: Flask, clinic: Clinic) -> N
         (dt.date(2026, 1, 1), 1),
     ]
     assert report.first_month == dt.date(2025, 3, 1)
+
+
+def test_a_response_before_the_team_was_told_counts_without_a_time(
+    app: Flask, clinic: Clinic
+) -> None:
+    """Acknowledged while still routine, then escalated: responded to, but no time (a
+    negative one would pull the median down and count as 'within the limit')."""
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        t = utcnow() - dt.timedelta(hours=10)
+        alert_id = make_alert(a)
+        alerts.acknowledge(db.session, actor(clinic.clinician.user_id), alert_id, "")
+        dated(alert_id, created_at=t, acknowledged_at=t - dt.timedelta(hours=1))
+        report = alert_report.alert_report(
+            db.session, actor(clinic.admin.user_id), clinic_today(), LIMIT
+        )
+    (line,) = report.urgent
+    assert (line.raised, line.responded, line.timed, line.within_limit) == (1, 1, 0, 0)
+    assert line.median_response == "—"
