@@ -159,6 +159,14 @@ def _base(envelope: Envelope, subject: str) -> EmailMessage:
     return message
 
 
+def _bodies(template: str, **context: Any) -> tuple[str, str]:
+    """The plain-text and HTML bodies of `templates/email/<template>.txt` and `.html`."""
+    return (
+        render_template(f"email/{template}.txt", **context),
+        render_template(f"email/{template}.html", **context),
+    )
+
+
 def _assemble(message: EmailMessage, text: str, html: str, charts: Sequence[Chart]) -> EmailMessage:
     message.set_content(text)
     message.add_alternative(html, subtype="html")
@@ -230,9 +238,7 @@ def alert_message(
         "signed": signed,
         "follow_up": follow_up,
     }
-    text = render_template("email/alert.txt", **context)
-    html = render_template("email/alert.html", **context)
-    return _assemble(message, text, html, [item.chart] if item.chart else [])
+    return _assemble(message, *_bodies("alert", **context), [item.chart] if item.chart else [])
 
 
 def digest_message(
@@ -243,9 +249,7 @@ def digest_message(
     count = len(items)
     message = _base(envelope, DIGEST_SUBJECT.format(count=count, s="" if count == 1 else "s"))
     context = {"items": items, "links": links, "number": number, "signed": signed}
-    text = render_template("email/digest.txt", **context)
-    html = render_template("email/digest.html", **context)
-    return _assemble(message, text, html, [i.chart for i in items if i.chart])
+    return _assemble(message, *_bodies("digest", **context), [i.chart for i in items if i.chart])
 
 
 def reminder_message(
@@ -256,9 +260,7 @@ def reminder_message(
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     context = {"days": days, "log_url": log_url, "unsubscribe_url": unsubscribe_url}
-    text = render_template("email/reminder.txt", **context)
-    html = render_template("email/reminder.html", **context)
-    return _assemble(message, text, html, [])
+    return _assemble(message, *_bodies("reminder", **context), [])
 
 
 def password_reset_message(
@@ -267,9 +269,7 @@ def password_reset_message(
     """The one-time link someone asked for on the login page ("Forgot your password?")."""
     message = _base(envelope, PASSWORD_RESET_SUBJECT)
     context = {"reset_url": reset_url, "valid_minutes": valid_minutes}
-    text = render_template("email/password_reset.txt", **context)
-    html = render_template("email/password_reset.html", **context)
-    return _assemble(message, text, html, [])
+    return _assemble(message, *_bodies("password_reset", **context), [])
 
 
 def follow_up_notice_message(
@@ -293,9 +293,7 @@ def follow_up_notice_message(
         "clinicians": clinicians,
         "admin_url": admin_url,
     }
-    text = render_template("email/follow_up_notice.txt", **context)
-    html = render_template("email/follow_up_notice.html", **context)
-    return _assemble(message, text, html, [])
+    return _assemble(message, *_bodies("follow_up_notice", **context), [])
 
 
 def _utc_text(when: dt.datetime) -> str:
@@ -309,9 +307,7 @@ def password_changed_message(
     """The notice that the account's password was changed by someone logged in to it."""
     message = _base(envelope, PASSWORD_CHANGED_SUBJECT)
     context = {"forgot_url": forgot_url, "changed_at": _utc_text(changed_at or envelope.date)}
-    text = render_template("email/password_changed.txt", **context)
-    html = render_template("email/password_changed.html", **context)
-    return _assemble(message, text, html, [])
+    return _assemble(message, *_bodies("password_changed", **context), [])
 
 
 def email_confirm_message(
@@ -320,24 +316,18 @@ def email_confirm_message(
     """The link that makes this (new) address the account's login."""
     message = _base(envelope, EMAIL_CONFIRM_SUBJECT)
     context = {"confirm_url": confirm_url, "valid_hours": valid_hours}
-    text = render_template("email/email_confirm.txt", **context)
-    html = render_template("email/email_confirm.html", **context)
-    return _assemble(message, text, html, [])
+    return _assemble(message, *_bodies("email_confirm", **context), [])
 
 
 def email_changed_message(envelope: Envelope, *, changed_at: dt.datetime | None) -> EmailMessage:
     """The notice to the old address that the login moved to another address."""
     message = _base(envelope, EMAIL_CHANGED_SUBJECT)
     context = {"changed_at": _utc_text(changed_at or envelope.date)}
-    text = render_template("email/email_changed.txt", **context)
-    html = render_template("email/email_changed.html", **context)
-    return _assemble(message, text, html, [])
+    return _assemble(message, *_bodies("email_changed", **context), [])
 
 
 def email_in_use_message(envelope: Envelope) -> EmailMessage:
     """To an address someone asked to make the login of their account, which is already the
     login of an account: nothing was changed."""
     message = _base(envelope, EMAIL_IN_USE_SUBJECT)
-    text = render_template("email/email_in_use.txt")
-    html = render_template("email/email_in_use.html")
-    return _assemble(message, text, html, [])
+    return _assemble(message, *_bodies("email_in_use"), [])

@@ -58,10 +58,15 @@ def follow_up(now: dt.datetime) -> notifications.FollowUps:
     return followed
 
 
-def clinician_actor(clinic: Clinic) -> Actor:
+def cara_user(clinic: Clinic) -> User:
+    """The care team North's clinician (Cara), loaded."""
     user = db.session.get(User, clinic.clinician.user_id)
     assert user is not None
-    return accounts.actor_for(user)
+    return user
+
+
+def clinician_actor(clinic: Clinic) -> Actor:
+    return accounts.actor_for(cara_user(clinic))
 
 
 def patient_of(clinic: Clinic) -> int:
@@ -76,8 +81,7 @@ def test_an_urgent_alert_unacknowledged_past_the_limit_is_followed_up_once(
 ) -> None:
     with app.app_context():
         a = patient_of(clinic)
-        cara = db.session.get(User, clinic.clinician.user_id)
-        assert cara is not None
+        cara = cara_user(clinic)
         cara.notify_mode = NotifyMode.DIGEST  # urgent: at once all the same
         db.session.commit()
         nina = add_clinician("nina@clinic.test", "Nina Clinician", clinic.team_north_id)
@@ -237,8 +241,7 @@ def test_a_team_without_an_active_clinician_is_told_to_the_administrators(
 ) -> None:
     with app.app_context():
         a = patient_of(clinic)
-        cara = db.session.get(User, clinic.clinician.user_id)
-        assert cara is not None
+        cara = cara_user(clinic)
         cara.is_active = False
         db.session.commit()
         alert_id = make_alert(a)  # nobody to e-mail: no row
