@@ -301,11 +301,6 @@ def awaiting_acknowledgement() -> list[sa.ColumnElement[bool]]:
     return [Alert.status == AlertStatus.OPEN, Alert.severity == "urgent"]
 
 
-def _awaits_acknowledgement(alert: Alert) -> bool:
-    """`awaiting_acknowledgement`, of a loaded alert."""
-    return alert.status is AlertStatus.OPEN and alert.severity == "urgent"
-
-
 @dataclass(frozen=True)
 class FollowUps:
     alert_ids: list[int]
@@ -812,7 +807,14 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
     if not visible:
         raise NotSendable("recipient no longer on the patient's care team")
     if held.purpose == ALERT_FOLLOW_UP:
-        visible = [(nid, alert) for nid, alert in visible if _awaits_acknowledgement(alert)]
+        waiting = set(
+            session.scalars(
+                sa.select(Alert.id).where(
+                    Alert.id.in_([alert.id for _, alert in visible]), *awaiting_acknowledgement()
+                )
+            )
+        )
+        visible = [(nid, alert) for nid, alert in visible if alert.id in waiting]
         if not visible:
             raise NotSendable("acknowledged, resolved or no longer urgent before it went out")
     narrowed = Claim(
