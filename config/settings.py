@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,35 @@ MIN_SECRET_LENGTH = 32
 
 class ConfigError(RuntimeError):
     """Start-up configuration is unusable; the message says which setting and why."""
+
+
+# The clinic's policy: the settings an administrator may change in the app (/admin/settings,
+# rehab.services.clinic_policy); the environment gives their defaults. One set of bounds for
+# both. (Strict: a form or a TOML file saying "5" or 5.5 for a number of days is refused.)
+MissedLogsDays = Annotated[int, Field(ge=2, le=60)]
+OutcomeIntervalDays = Annotated[int, Field(ge=7, le=365)]
+DigestHour = Annotated[int, Field(ge=0, le=23)]
+ReminderAfterDays = Annotated[int, Field(ge=1, le=30)]
+ReminderHour = Annotated[int, Field(ge=0, le=23)]
+UrgentFollowUpMinutes = Annotated[int, Field(ge=15, le=24 * 60)]
+
+
+class ClinicPolicy(BaseModel):
+    """The policy settings' values in effect: defaults from the environment, overridden by
+    what an administrator set. Field order is the order of the admin's page."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    missed_logs_days: MissedLogsDays
+    urgent_follow_up_minutes: UrgentFollowUpMinutes
+    outcome_interval_days: OutcomeIntervalDays
+    digest_hour: DigestHour
+    reminder_after_days: ReminderAfterDays
+    reminder_hour: ReminderHour
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(cls.model_fields)
 
 
 class Settings(BaseSettings):
@@ -51,8 +80,8 @@ class Settings(BaseSettings):
     chromium_path: str
     session_idle_minutes: int
     session_absolute_minutes: int
-    missed_logs_days: int
-    outcome_interval_days: int = Field(ge=1, le=365)
+    missed_logs_days: MissedLogsDays
+    outcome_interval_days: OutcomeIntervalDays
     scan_interval_seconds: int
     evaluation_batch_ms: int = Field(ge=0, le=5000)
     broker_cleanup_interval_seconds: int
@@ -61,16 +90,16 @@ class Settings(BaseSettings):
     password_reset_every_minutes: int = Field(ge=1, le=24 * 60)
     # E-mail notifications (rehab.services.notifications).
     smtp_timeout_seconds: float
-    digest_hour: int = Field(ge=0, le=23)
-    reminder_after_days: int = Field(ge=1)
-    reminder_hour: int = Field(ge=0, le=23)
+    digest_hour: DigestHour
+    reminder_after_days: ReminderAfterDays
+    reminder_hour: ReminderHour
     notify_max_attempts: int = Field(ge=1)
     notify_backoff_seconds: float = Field(gt=0)
     notify_backoff_max_seconds: float = Field(gt=0)
     notify_resend_interval_seconds: float = Field(gt=0)
     notify_claim_timeout_seconds: float = Field(gt=0)
     # An urgent alert unacknowledged this long is followed up (notifications.queue_follow_ups).
-    urgent_follow_up_minutes: int = Field(ge=15, le=24 * 60)
+    urgent_follow_up_minutes: UrgentFollowUpMinutes
     # The system status (rehab.services.health).
     pipeline_late_minutes: int = Field(ge=1)
 
@@ -85,6 +114,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Highest priority first: explicit arguments, environment, then the TOML defaults.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def clinic_policy(self) -> ClinicPolicy:
+        """The policy's defaults, as configured (before any administrator's change)."""
+        return ClinicPolicy(**{name: getattr(self, name) for name in ClinicPolicy.names()})
 
     def resolved_instance_path(self) -> Path:
         path = self.instance_path

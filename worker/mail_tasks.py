@@ -18,11 +18,10 @@ import datetime as dt
 import logging
 
 from celery import shared_task
-from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from rehab.extensions import db
-from rehab.services import notifications
+from rehab.services import clinic_policy, notifications
 from rehab.services.time import clinic_timezone
 
 log = logging.getLogger(__name__)
@@ -73,9 +72,8 @@ def resend_notifications() -> None:
 
 @shared_task(name="rehab.queue_reminders", **RETRY)
 def queue_reminders() -> None:
-    settings = current_app.config["REHAB_SETTINGS"]
     local = dt.datetime.now(clinic_timezone())
-    if local.hour < settings.reminder_hour:
+    if local.hour < clinic_policy.current(db.session).reminder_hour:
         return
     queued = notifications.queue_reminders(db.session, local.date())
     db.session.commit()

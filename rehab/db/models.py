@@ -163,6 +163,22 @@ class CareTeamMember(Base):
     clinician: Mapped[Clinician] = relationship(back_populates="memberships")
 
 
+class ClinicSettingChange(Base):
+    """An administrator's change to one of the clinic's policy settings (`ClinicPolicy`):
+    the latest row of a setting is its value in effect, NULL meaning back to the configured
+    default; the rows are the setting's history (who, when, from what) for the admin's page."""
+
+    __tablename__ = "clinic_setting_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(60), index=True)
+    value: Mapped[int | None]
+    # The value in effect before (the default, if nothing had been set), for the history.
+    previous_value: Mapped[int]
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    changed_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+
+
 class Patient(CreatedAt, Base):
     __tablename__ = "patients"
 

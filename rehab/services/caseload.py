@@ -524,7 +524,7 @@ def _all_rows(
     done = _adherence_sums(session, ids, today) if ids else {}
     pins = _pins(session, ids) if ids else {}
     periods = [_rtm_period(p.first_start, today) for p in patients]
-    interval = outcome_interval_days()
+    interval = outcome_interval_days(session)
     figures = _figures(patients, logs, pins, since, today, periods)
 
     rows = []
@@ -574,7 +574,7 @@ def _outcomes_due_today(p: Any, today: dt.date, interval: int) -> tuple[OutcomeD
     """The measures due or overdue for a row of the patients query (none without a program
     in effect)."""
     last = {name: getattr(p, column) for name, column in _LAST_SCORE_COLUMNS}
-    return outcome_schedule(last, p.program_start, due_by=today, interval_days=interval)
+    return outcome_schedule(last, p.program_start, interval, due_by=today)
 
 
 _FILTERS: dict[str, Callable[[CaseloadRow], bool]] = {

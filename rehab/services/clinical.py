@@ -26,7 +26,7 @@ from rehab.services.commands import (
 )
 from rehab.services.dispatch import EVALUATE_PATIENT_TASK, enqueue_after_commit
 from rehab.services.logs import Conflict
-from rehab.services.outcome_schedule import outcome_schedule
+from rehab.services.outcome_schedule import outcome_interval_days, outcome_schedule
 from rehab.services.programs import program_on
 from rehab.services.time import clinic_today
 
@@ -197,6 +197,7 @@ def own_activities_due(session: Session, actor: Actor, patient_id: int, today: d
     due = outcome_schedule(
         {Instrument.PSFS.value: own.last_measured},
         program.start_date if program else None,
+        outcome_interval_days(session),
         due_by=today,
     )
     return any(d.instrument == Instrument.PSFS.value for d in due)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 import sqlalchemy as sa
-from flask import current_app, has_app_context
+from flask import has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,7 +50,7 @@ from rehab.domain.event_text import fall_mechanism
 from rehab.domain.missed_logs import Period
 from rehab.domain.series import AnySeries
 from rehab.domain.vocabulary import RedFlag
-from rehab.services import alerts, audit, notifications, series_copy
+from rehab.services import alerts, audit, clinic_policy, notifications, series_copy
 from rehab.services.actors import SYSTEM
 from rehab.services.series import RED_FLAG_COLUMNS
 
@@ -589,14 +589,15 @@ def lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
         ).all()
 
 
-def configured_detection() -> DetectionConfig:
-    """The detector's defaults with the clinic's settings applied (REHAB_MISSED_LOGS_DAYS)."""
+def configured_detection(session: Session) -> DetectionConfig:
+    """The detector's defaults with the clinic's policy applied (missed-log days: the
+    administrator's setting, by default REHAB_MISSED_LOGS_DAYS)."""
     if not has_app_context():
         return DEFAULT_CONFIG
-    settings = current_app.config["REHAB_SETTINGS"]
-    if settings.missed_logs_days == DEFAULT_CONFIG.missed_log_days:
+    missed_logs_days = clinic_policy.current(session).missed_logs_days
+    if missed_logs_days == DEFAULT_CONFIG.missed_log_days:
         return DEFAULT_CONFIG
-    return replace(DEFAULT_CONFIG, missed_log_days=settings.missed_logs_days)
+    return replace(DEFAULT_CONFIG, missed_log_days=missed_logs_days)
 
 
 def evaluate_patients(
@@ -950,7 +951,9 @@ def evaluate_and_commit(
     """One transaction per batch: the alerts (and, with them, their notifications) commit
     together or not at all."""
     with cyclic_gc_paused():
-        result = evaluate_patients(session, patient_ids, today, config or configured_detection())
+        result = evaluate_patients(
+            session, patient_ids, today, config or configured_detection(session)
+        )
         notifications.queue_for_alerts(session, result.opened)
         notifications.queue_for_alerts(session, result.escalated, escalation=True)
         audit.commit(session)

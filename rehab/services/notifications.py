@@ -68,7 +68,7 @@ from rehab.notifications.transport import (
     Transport,
     transport_for,
 )
-from rehab.services import accounts, audit
+from rehab.services import accounts, audit, clinic_policy
 from rehab.services.access import NotFound, can_see_patient, visible_patient_ids
 from rehab.services.actors import SYSTEM, Actor
 from rehab.services.dispatch import enqueue_after_commit
@@ -226,7 +226,9 @@ def queue_for_alerts(
         return []
     settings = _settings()
     now = now or utcnow()
-    digest_at = next_digest_time(now, settings.digest_hour, settings.clinic_timezone)
+    digest_at = next_digest_time(
+        now, clinic_policy.current(session).digest_hour, settings.clinic_timezone
+    )
     query = (
         sa.select(Alert.id, Alert.severity, User.id, User.notify_mode)
         .join(Patient, Patient.id == Alert.patient_id)
@@ -319,7 +321,7 @@ def queue_follow_ups(session: Session, now: dt.datetime | None = None) -> Follow
 
     `followed_up_at` is set by a conditional UPDATE, so two runs at once follow an alert up
     once. The caller commits; the delivery tasks are sent after the commit."""
-    settings = _settings()
+    limit = clinic_policy.current(session).urgent_follow_up_minutes
     now = now or utcnow()
     since = urgent_since()
     due = list(
@@ -328,7 +330,7 @@ def queue_follow_ups(session: Session, now: dt.datetime | None = None) -> Follow
             .where(
                 *awaiting_acknowledgement(),
                 Alert.followed_up_at.is_(None),
-                since <= now - dt.timedelta(minutes=settings.urgent_follow_up_minutes),
+                since <= now - dt.timedelta(minutes=limit),
                 since > now - FOLLOW_UP_WITHIN,
             )
             .order_by(Alert.id)
@@ -401,9 +403,8 @@ def queue_reminders(session: Session, today: dt.date, now: dt.datetime | None = 
     """Reminder rows for patients who opted in, have a program in effect, and have not logged
     for `reminder_after_days` days (counted from the program start if they never logged); at
     most one reminder per patient per `reminder_after_days` days. The caller commits."""
-    settings = _settings()
     now = now or utcnow()
-    days = settings.reminder_after_days
+    days = clinic_policy.current(session).reminder_after_days
     last_log = (
         sa.select(SessionLog.patient_id, sa.func.max(SessionLog.log_date).label("last"))
         .group_by(SessionLog.patient_id)
@@ -831,16 +832,16 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
         return render.digest_message(envelope, items, _links(settings)), narrowed
     follow_up = None
     if held.purpose == ALERT_FOLLOW_UP:
-        follow_up = _follow_up_facts(session, visible[0][1].id, settings)
+        follow_up = _follow_up_facts(session, visible[0][1].id)
     return render.alert_message(envelope, items[0], _links(settings), follow_up), narrowed
 
 
-def _follow_up_facts(session: Session, alert_id: int, settings: Settings) -> render.FollowUp:
+def _follow_up_facts(session: Session, alert_id: int) -> render.FollowUp:
     told_at = session.scalar(sa.select(urgent_since()).where(Alert.id == alert_id))
     assert told_at is not None  # the alert exists (its notification row points at it)
     return render.FollowUp(
         told_at=clinic_time(told_at).strftime("%Y-%m-%d at %H:%M %Z"),
-        minutes=settings.urgent_follow_up_minutes,
+        minutes=clinic_policy.current(session).urgent_follow_up_minutes,
     )
 
 
@@ -877,7 +878,7 @@ def _follow_up_notice(
         envelope,
         alert_id=alert_id,
         team_name=team_name,
-        follow_up=_follow_up_facts(session, alert_id, settings),
+        follow_up=_follow_up_facts(session, alert_id),
         clinicians=clinicians,
         admin_url=f"{settings.public_url.rstrip('/')}/admin/",
     )
@@ -993,7 +994,11 @@ def _reminder(
         else None
     )
     today = dt.datetime.now(ZoneInfo(settings.clinic_timezone)).date()
-    days = (today - last).days if last is not None else settings.reminder_after_days
+    days = (
+        (today - last).days
+        if last is not None
+        else clinic_policy.current(session).reminder_after_days
+    )
     base = settings.public_url.rstrip("/")
     token = tokens.make_token(settings.secret_key, user.id)
     return render.reminder_message(

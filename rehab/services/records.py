@@ -26,7 +26,7 @@ from rehab.domain.outcome_schedule import OutcomeDue, last_measured_on
 from rehab.domain.vocabulary import EventType, humanize
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
-from rehab.services.outcome_schedule import outcome_schedule
+from rehab.services.outcome_schedule import outcome_interval_days, outcome_schedule
 from rehab.services.programs import phase_on, program_on
 from rehab.services.time import clinic_today
 
@@ -121,6 +121,7 @@ def patient_record(
         outcomes_schedule=outcome_schedule(
             last_measured_on((m.instrument.value, m.measured_on) for m in outcomes),
             program.start_date if program else None,
+            outcome_interval_days(session),
         ),
         corrections=_corrections(session, every_event, every_finding, every_outcome),
     )

@@ -22,7 +22,7 @@ from flask_login import current_user
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db, login_manager
 from rehab.notifications.render import KIND_LABELS, duration_text
-from rehab.services import alert_report, notifications, staff
+from rehab.services import alert_report, clinic_policy, notifications, staff
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
 from rehab.services.alerts import JUDGEMENT_LABELS
@@ -32,6 +32,7 @@ from rehab.web.forms import (
     ActionForm,
     AuditSearchForm,
     CareTeamForm,
+    ClinicPolicyForm,
     FormInvalid,
     MemberForm,
     StaffForm,
@@ -95,7 +96,7 @@ def _index_page(
             unattended=staff.unattended_teams(db.session),
             waiting=notifications.follow_ups_waiting(db.session),
             follow_up_within=duration_text(
-                current_app.config["REHAB_SETTINGS"].urgent_follow_up_minutes
+                clinic_policy.current(db.session).urgent_follow_up_minutes
             ),
         ),
         status,
@@ -282,9 +283,11 @@ def audit_log() -> Any:
 
 @bp.get("/alerts")
 def alert_response() -> Any:
-    settings = current_app.config["REHAB_SETTINGS"]
     report = alert_report.alert_report(
-        db.session, _actor(), clinic_today(), settings.urgent_follow_up_minutes
+        db.session,
+        _actor(),
+        clinic_today(),
+        clinic_policy.current(db.session).urgent_follow_up_minutes,
     )
     return render_template(
         "admin/alerts.html",
@@ -293,3 +296,35 @@ def alert_response() -> Any:
         kind_labels=KIND_LABELS,
         judgement_labels=JUDGEMENT_LABELS,
     )
+
+
+def _policy_page(form: ClinicPolicyForm, status: int = 200) -> Any:
+    page = clinic_policy.policy_page(db.session, _actor())
+    return render_template("admin/settings.html", form=form, page=page), status
+
+
+@bp.get("/settings")
+def clinic_settings() -> Any:
+    policy = clinic_policy.current(db.session)
+    return _policy_page(ClinicPolicyForm(formdata=None, data=policy.model_dump()))
+
+
+@bp.post("/settings")
+def change_clinic_settings() -> Any:
+    form = ClinicPolicyForm()
+    if form.validate():
+        try:
+            wanted = build(clinic_policy.ClinicPolicy, form.values(), form)
+        except FormInvalid:
+            pass
+        else:
+            changed = clinic_policy.change(db.session, _actor(), wanted)
+            labels = [clinic_policy.TEXT[name].label for name in changed]
+            flash(
+                f"Saved: {', '.join(labels)}. In effect from the next page or task."
+                if labels
+                else "Nothing changed.",
+                "success",
+            )
+            return redirect(url_for("admin.clinic_settings"), 303)
+    return _policy_page(form, status=422)

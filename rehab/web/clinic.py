@@ -112,7 +112,8 @@ def _labels() -> dict[str, Any]:
         "fall_labels": FALL_LOCATION_LABELS,
         "imaging_labels": IMAGING_LABELS,
         "humanize": humanize,
-        "outcome_interval_days": outcome_interval_days(),
+        # Read when a page shows it (the clinic's policy is in the database).
+        "outcome_interval_days": lambda: outcome_interval_days(db.session),
     }
 
 

@@ -55,6 +55,7 @@ from rehab.domain.vocabulary import (
     humanize,
 )
 from rehab.services.baselines import PinInput
+from rehab.services.clinic_policy import TEXT as POLICY_TEXT
 from rehab.services.commands import (
     EndProgramInput,
     EnteredInErrorInput,
@@ -848,6 +849,24 @@ class StaffForm(PageForm):
 
 class CareTeamForm(PageForm):
     name = StringField("New care team name", validators=[DataRequired(), Length(max=120)])
+
+
+def _policy_field(name: str) -> IntegerField:
+    # Bounds are the policy's own (pydantic, `config.settings.ClinicPolicy`), checked by
+    # `build`; this only reads a whole number.
+    return IntegerField(POLICY_TEXT[name].label, validators=[InputRequired()])
+
+
+class ClinicPolicyForm(PageForm):
+    missed_logs_days = _policy_field("missed_logs_days")
+    urgent_follow_up_minutes = _policy_field("urgent_follow_up_minutes")
+    outcome_interval_days = _policy_field("outcome_interval_days")
+    digest_hour = _policy_field("digest_hour")
+    reminder_after_days = _policy_field("reminder_after_days")
+    reminder_hour = _policy_field("reminder_hour")
+
+    def values(self) -> dict[str, Any]:
+        return {name: self[name].data for name in POLICY_TEXT}
 
 
 class MemberForm(PageForm):

@@ -23,7 +23,7 @@ from wtforms.validators import InputRequired, ValidationError
 from rehab.domain.vocabulary import NotifyMode, Role
 from rehab.extensions import csrf, db, login_manager
 from rehab.notifications import tokens
-from rehab.services import notifications
+from rehab.services import clinic_policy, notifications
 from rehab.services.actors import Actor
 from rehab.web import api_keys
 from rehab.web.forms import DeviceTokenForm
@@ -72,7 +72,7 @@ def _clinician() -> Actor:
 @bp.route("/settings/notifications", methods=["GET", "POST"])
 def notification_settings() -> Any:
     actor = _clinician()
-    settings = current_app.config["REHAB_SETTINGS"]
+    digest_hour = clinic_policy.current(db.session).digest_hour
     form = NotifyModeForm()
     if request.method == "POST":
         if form.validate():
@@ -81,7 +81,7 @@ def notification_settings() -> Any:
             flash(
                 "Routine alerts will be e-mailed at once."
                 if mode is NotifyMode.IMMEDIATE
-                else f"Routine alerts will come in one summary a day at {settings.digest_hour}:00.",
+                else f"Routine alerts will come in one summary a day at {digest_hour}:00.",
                 "success",
             )
             return redirect(url_for("settings.notification_settings"), 303)
@@ -93,8 +93,8 @@ def notification_settings() -> Any:
         render_template(
             "settings/notifications.html",
             form=form,
-            digest_hour=settings.digest_hour,
-            timezone=settings.clinic_timezone,
+            digest_hour=digest_hour,
+            timezone=current_app.config["REHAB_SETTINGS"].clinic_timezone,
         ),
         status,
     )

@@ -74,7 +74,14 @@ def clinician_pages(patient_id: int) -> list[str]:
     ]
 
 
-ADMIN_PAGES = ["/admin/", "/admin/alerts", "/admin/audit", "/admin/notifications", "/admin/outbox"]
+ADMIN_PAGES = [
+    "/admin/",
+    "/admin/alerts",
+    "/admin/settings",
+    "/admin/audit",
+    "/admin/notifications",
+    "/admin/outbox",
+]
 
 
 def violations(page: Any, where: str) -> list[str]:
@@ -167,6 +174,11 @@ def test_the_admins_pages(demo: Flask, browser: Any) -> None:
         page = context.new_page()
         log_in(page, base, ADMIN_LOGIN.email, ADMIN_LOGIN.password)
         found = sweep(page, base, ADMIN_PAGES)
+        # A setting out of its bounds: the error beside the field.
+        page.goto(base + "/admin/settings")
+        page.fill("#missed_logs_days", "1")
+        submit_without_browser_checks(page, "Save the settings")
+        found += violations(page, "/admin/settings (errors)")
         assert csp_violations(page) == []
         context.close()
     assert found == []

@@ -443,6 +443,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("admin.index", "GET"): Route(frozenset({ADMIN}), "/admin/"),
     ("admin.audit_log", "GET"): Route(frozenset({ADMIN}), "/admin/audit"),
     ("admin.alert_response", "GET"): Route(frozenset({ADMIN}), "/admin/alerts"),
+    ("admin.clinic_settings", "GET"): Route(frozenset({ADMIN}), "/admin/settings"),
+    ("admin.change_clinic_settings", "POST"): Route(
+        frozenset({ADMIN}),
+        "/admin/settings",
+        SEE_OTHER,
+        form="/admin/settings",
+        fields=_static(missed_logs_days="4"),
+    ),
     ("admin.create_user", "POST"): Route(
         frozenset({ADMIN}),
         "/admin/users",

@@ -550,7 +550,6 @@ def set_opt_in(user_id: int, value: bool) -> None:
     db.session.commit()
 
 
-@BOTH
 def reminder_audit(notification_id: int) -> list[tuple[str, int | None]]:
     found = db.session.execute(
         sa.select(AuditEvent.action, AuditEvent.patient_id)
@@ -560,6 +559,7 @@ def reminder_audit(notification_id: int) -> list[tuple[str, int | None]]:
     return [(action, patient_id) for action, patient_id in found]
 
 
+@BOTH
 def test_reminders_honour_opt_in_the_gap_and_unsubscribe(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:
