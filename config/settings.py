@@ -31,7 +31,7 @@ class ConfigError(RuntimeError):
 
 # The clinic's policy: the settings an administrator may change in the app (/admin/settings,
 # rehab.services.clinic_policy); the environment gives their defaults. One set of bounds for
-# both. (Strict: a form or a TOML file saying "5" or 5.5 for a number of days is refused.)
+# both: a default outside them stops start-up, a change outside them is refused.
 MissedLogsDays = Annotated[int, Field(ge=2, le=60)]
 OutcomeIntervalDays = Annotated[int, Field(ge=7, le=365)]
 DigestHour = Annotated[int, Field(ge=0, le=23)]

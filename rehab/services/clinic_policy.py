@@ -6,7 +6,7 @@ The environment (`REHAB_*`) gives their defaults; an administrator changes them 
 (`/admin/settings`), so a clinic sets its own policy without asking whoever runs its servers.
 Every change is a row of `clinic_setting_changes` (the latest row of a setting is its value;
 NULL: back to the default) and an audit row. Web requests and worker tasks read the policy
-once each (`current`), so a change applies from the next request or task in every process.
+once each (`current`), so a change applies from the next request or task of every process.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ TEXT: dict[str, SettingText] = {
         "Missed logs",
         "days",
         "A patient with a program in effect who logs nothing for this many days raises a"
-        " missed-logs alert. Applies from each patient's next evaluation; a missed-logs alert"
-        " already open stays open until she logs again or a clinician resolves it.",
+        " missed-logs alert. An open one stays as it is while its gap is at least the new"
+        " number (nobody is told again), and is resolved if the gap is shorter.",
     ),
     "urgent_follow_up_minutes": SettingText(
         "Urgent alert follow-up",
@@ -59,7 +59,7 @@ TEXT: dict[str, SettingText] = {
     ),
     "digest_hour": SettingText(
         "Daily digest",
-        "hour of the day (0–23, clinic time)",
+        "(hour of the day, clinic time)",
         "Clinicians who chose the daily summary get their routine alerts at this hour.",
     ),
     "reminder_after_days": SettingText(
@@ -69,7 +69,7 @@ TEXT: dict[str, SettingText] = {
     ),
     "reminder_hour": SettingText(
         "Patient reminder hour",
-        "hour of the day (0–23, clinic time)",
+        "(hour of the day, clinic time)",
         "Reminders are sent from this hour on.",
     ),
 }
@@ -157,6 +157,7 @@ class ChangeLine:
 class PolicyPage:
     lines: list[SettingLine]
     history: list[ChangeLine]
+    version: int  # `version`: for the form, which sends it back
 
 
 HISTORY_SHOWN = 50
@@ -215,19 +216,35 @@ def policy_page(session: Session, actor: Actor) -> PolicyPage:
         )
         for row in rows
     ]
-    return PolicyPage(lines, history)
+    return PolicyPage(lines, history, version(session))
 
 
-def change(session: Session, actor: Actor, wanted: ClinicPolicy) -> list[str]:
+class ChangedMeanwhile(Exception):
+    """The settings were changed since the admin's page showed them (`version`)."""
+
+
+def version(session: Session) -> int:
+    """The latest change's id (0: none): what a page showing the settings was read at."""
+    latest = session.scalar(sa.select(sa.func.max(ClinicSettingChange.id)))
+    return int(latest or 0)
+
+
+def change(session: Session, actor: Actor, wanted: ClinicPolicy, read_at: int) -> list[str]:
     """Store the settings whose value differs from the one in effect, one change row and
     one audit row each, and commit; returns their names. A value equal to the configured
-    default is stored as "the default" (NULL), so it follows the environment again."""
+    default is stored as "the default" (NULL), so it follows the environment again.
+
+    `read_at`: the `version` the admin's page showed. If anyone changed a setting since,
+    nothing is stored (`ChangedMeanwhile`): the page sends every value, and saving it would
+    put back the other administrator's changes without a word."""
     _require_admin(actor)
     assert actor.user_id is not None
     defaults = _settings().clinic_policy()
-    # Two administrators saving at once: the second waits here and compares with the first's
-    # values, instead of both writing a change from the same old value.
+    # Two administrators saving at once: the second waits here, then finds the version
+    # moved on (on SQLite the database's single writer orders them, less strictly).
     _lock_changes(session)
+    if version(session) != read_at:
+        raise ChangedMeanwhile
     before = _apply(defaults, _latest(session))
     changed = []
     for name in TEXT:
@@ -244,12 +261,15 @@ def change(session: Session, actor: Actor, wanted: ClinicPolicy) -> list[str]:
         )
         audit.record(session, actor, "clinic_settings.change", None, target=f"setting:{name}")
         changed.append(name)
+    if "digest_hour" in changed:
+        # (Here, not at module level: notifications reads the policy too.)
+        from rehab.services import notifications
+
+        notifications.reschedule_digests(session, wanted.digest_hour)
     if changed:
         session.flush()
         audit.commit(session)
         setattr(g, _CACHE_KEY, wanted)
-    else:
-        session.rollback()
     return changed
 
 

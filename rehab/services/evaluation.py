@@ -60,6 +60,12 @@ from rehab.services.series import RED_FLAG_COLUMNS
 # evaluations of the time stored what there was. A patient with a stored open alert the
 # window does not show is replayed whole (`_not_followed`).
 LOOKBACK_DAYS = 400
+# A missed-logs alert is its gap, whatever number of days without a log raised it: the clinic
+# may change that number (`clinic_policy`), and the same gap is then detected on another day.
+# Stored alerts and replayed episodes of that kind are matched by the gap's first day (onset);
+# every other kind by the day detected (`_key`, `_ALERT_KEY_DAY`).
+GAP_KIND = "missed_logs"
+_ALERT_KEY_DAY = sa.case((Alert.kind == GAP_KIND, Alert.onset), else_=Alert.detected_on)
 # A log's updated_at is set when its request starts, before it commits; an evaluation that
 # starts in between does not see it. Marking the patient evaluated a minute early (longer than
 # a request may take, and any clock difference between hosts) keeps such a log "new" for the
@@ -393,7 +399,7 @@ _UNRESOLVED_ALERT_COLUMNS = (
     Alert.id,
     Alert.kind,
     Alert.metric,
-    Alert.detected_on,
+    _ALERT_KEY_DAY,
     Alert.severity,
     Alert.related_events,
 )
@@ -439,7 +445,7 @@ def _stored_alert_columns() -> tuple[Any, ...]:
             Alert.patient_id,
             Alert.kind,
             Alert.metric,
-            Alert.detected_on,
+            _ALERT_KEY_DAY.label("detected_on"),
             sa.func.dense_rank().over(order_by=(Alert.kind, Alert.metric)).label("code"),
         )
         .where(Alert.patient_id == sa.func.any(_IDS))
@@ -662,12 +668,13 @@ def replay_whole_history(
 def _not_followed(
     stored: StoredAlerts, episodes: Mapping[int, Iterable[AlertEpisode]], as_of: dt.date
 ) -> list[int]:
-    """The patients with a stored open pain or adherence alert (raised by `as_of`) that the
-    window's replay does not show. The window decides as the whole history does nearly
-    always; such an alert is one the data no longer supports (today's log edited down, a
+    """The patients with a stored open pain, adherence or missed-logs alert (raised by
+    `as_of`) that the window's replay does not show. The window decides as the whole history
+    does nearly always; such an alert is one the data no longer supports (today's log edited down, a
     baseline re-pinned from an earlier day), one older than the window's own decisions (a
-    persistent flare, open for months), or one an episode of the window's warm-up — replayed
-    but not returned — holds off. Only the whole history tells these apart, so these
+    persistent flare, open for months), one an episode of the window's warm-up — replayed
+    but not returned — holds off, or a gap shorter than the clinic's missed-logs days now.
+    Only the whole history tells these apart, so these
     patients are replayed whole and reconciled from that: one more read, for them only."""
     return [
         patient_id
@@ -680,10 +687,11 @@ def _unshown(
     unresolved: Mapping[AlertKey, StoredAlert],
     episodes: Iterable[AlertEpisode],
     as_of: dt.date,
-    kinds: frozenset[str] = LOOKBACK_KINDS,
+    kinds: frozenset[str] = LOOKBACK_KINDS | {GAP_KIND},
 ) -> list[tuple[AlertKey, StoredAlert]]:
-    """The stored open alerts of `kinds` (pain and adherence) raised by `as_of` that
-    `episodes` lack."""
+    """The stored open alerts of `kinds` (pain, adherence, missed logs) raised by `as_of`
+    that `episodes` lack. (An open missed-logs alert a replay lacks: the clinic raised its
+    number of days above the gap's length.)"""
     shown = {_key(e) for e in episodes}
     return [
         (key, alert)
@@ -694,12 +702,13 @@ def _unshown(
 
 # Every replay, a window's too, decides function declines from all of the patient's ODI/PSFS
 # scores: one it no longer shows lost its evidence (a score marked entered in error).
-NO_LONGER_SHOWN_KINDS = LOOKBACK_KINDS | {"function_decline"}
+NO_LONGER_SHOWN_KINDS = LOOKBACK_KINDS | {"function_decline", GAP_KIND}
 
 
 def _key(episode: AlertEpisode) -> AlertKey:
-    """What identifies an episode among a patient's stored alerts."""
-    return (episode.kind, episode.metric or "", episode.detected_on)
+    """What identifies an episode among a patient's stored alerts (a gap by its first day)."""
+    day = episode.onset if episode.kind == GAP_KIND else episode.detected_on
+    return (episode.kind, episode.metric or "", day)
 
 
 def _resolution_note(episode: AlertEpisode) -> str:
@@ -846,7 +855,7 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
             Alert.patient_id,
             Alert.kind,
             Alert.metric,
-            Alert.detected_on,
+            _ALERT_KEY_DAY,
             Alert.status,
             Alert.severity,
             # (Only the unresolved alerts' events are compared: no JSON for the others.)
@@ -866,14 +875,15 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
 def _no_longer_shown(
     unresolved: Mapping[AlertKey, StoredAlert], episodes: Iterable[AlertEpisode], as_of: dt.date
 ) -> list[int]:
-    """The open pain and adherence alerts raised up to `as_of` that the replay has no episode
-    for, while it has no open episode of their kind and metric either: the logs or pins that
-    raised one were changed (today's log edited down, a baseline re-pinned from an earlier
-    day, a fall or score marked entered in error) and nothing took its place. The worker
+    """The open pain, adherence and missed-logs alerts raised up to `as_of` that the replay
+    has no episode for, while it has no open episode of their kind and metric either: the
+    logs or pins that raised one were changed (today's log edited down, a baseline re-pinned
+    from an earlier day, a fall or score marked entered in error, a gap's number of days
+    raised above its length) and nothing took its place. The worker
     applies it to whole-history replays only (`_not_followed`): a window's replay can miss a
     pain or adherence alert the whole history still has open; function declines, which every
-    replay decides from all the scores, are checked on any replay. Red flags and missed logs
-    are left to their own rules."""
+    replay decides from all the scores, are checked on any replay. Red flags are left to
+    their own rule."""
     episodes = tuple(episodes)
     ongoing = {_key(e)[:2] for e in episodes if e.resolved_on is None}
     unshown = _unshown(unresolved, episodes, as_of, NO_LONGER_SHOWN_KINDS)

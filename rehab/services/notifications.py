@@ -140,6 +140,24 @@ def next_digest_time(now: dt.datetime, hour: int, timezone: str) -> dt.datetime:
     return candidate.astimezone(dt.UTC)
 
 
+def reschedule_digests(session: Session, hour: int, now: dt.datetime | None = None) -> int:
+    """The clinic's digest hour changed: the routine alerts waiting for a digest, not tried
+    yet, go out at the new hour (otherwise those queued before the change would make a second
+    digest at the old one). Those being retried keep their backoff. The caller commits."""
+    now = now or utcnow()
+    due = next_digest_time(now, hour, _settings().clinic_timezone)
+    moved = session.execute(
+        sa.update(Notification)
+        .where(
+            Notification.purpose == ALERT_DIGEST,
+            Notification.status == PENDING,
+            Notification.attempts == 0,
+        )
+        .values(deliver_after=due, next_attempt_at=due)
+    )
+    return int(moved.rowcount)  # type: ignore[attr-defined]
+
+
 def backoff_seconds(attempts: int, settings: Settings, rng: random.Random | None = None) -> float:
     """Exponential backoff with "equal jitter": half the step fixed, half random, so workers
     retrying after the same outage spread out."""

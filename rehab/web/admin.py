@@ -298,15 +298,18 @@ def alert_response() -> Any:
     )
 
 
-def _policy_page(form: ClinicPolicyForm, status: int = 200) -> Any:
+def _policy_page(form: ClinicPolicyForm | None = None, status: int = 200) -> Any:
+    """The settings page; without a form, one holding the values in effect."""
     page = clinic_policy.policy_page(db.session, _actor())
+    if form is None:
+        values = {line.name: line.value for line in page.lines}
+        form = ClinicPolicyForm(formdata=None, data={**values, "version": page.version})
     return render_template("admin/settings.html", form=form, page=page), status
 
 
 @bp.get("/settings")
 def clinic_settings() -> Any:
-    policy = clinic_policy.current(db.session)
-    return _policy_page(ClinicPolicyForm(formdata=None, data=policy.model_dump()))
+    return _policy_page()
 
 
 @bp.post("/settings")
@@ -315,16 +318,19 @@ def change_clinic_settings() -> Any:
     if form.validate():
         try:
             wanted = build(clinic_policy.ClinicPolicy, form.values(), form)
+            changed = clinic_policy.change(db.session, _actor(), wanted, form.version.data)
         except FormInvalid:
             pass
-        else:
-            changed = clinic_policy.change(db.session, _actor(), wanted)
-            labels = [clinic_policy.TEXT[name].label for name in changed]
+        except clinic_policy.ChangedMeanwhile:
+            db.session.rollback()
             flash(
-                f"Saved: {', '.join(labels)}. In effect from the next page or task."
-                if labels
-                else "Nothing changed.",
-                "success",
+                "Another administrator changed the settings after this page was opened, so"
+                " nothing was saved. Here they are now: make your change again.",
+                "error",
             )
+            return _policy_page(status=409)
+        else:
+            labels = [clinic_policy.TEXT[name].label for name in changed]
+            flash(f"Saved: {', '.join(labels)}." if labels else "Nothing changed.", "success")
             return redirect(url_for("admin.clinic_settings"), 303)
     return _policy_page(form, status=422)

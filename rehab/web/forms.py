@@ -864,6 +864,8 @@ class ClinicPolicyForm(PageForm):
     digest_hour = _policy_field("digest_hour")
     reminder_after_days = _policy_field("reminder_after_days")
     reminder_hour = _policy_field("reminder_hour")
+    # The settings' version the page showed (`clinic_policy.version`).
+    version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
 
     def values(self) -> dict[str, Any]:
         return {name: self[name].data for name in POLICY_TEXT}

@@ -25,13 +25,12 @@ from rehab.db.models import (
 )
 from rehab.domain.vocabulary import NotifyMode
 from rehab.extensions import db
-from rehab.services import accounts, clinic_policy, evaluation, notifications
+from rehab.services import accounts, alerts, clinic_policy, evaluation, notifications
 from rehab.services.access import NotFound
-from rehab.services.actors import Actor
 from rehab.services.time import clinic_time, clinic_today
 from tests.integration.test_alert_follow_up import follow_up, told
 from tests.integration.test_notifications_outbox import make_alert
-from tests.support.clinic import Clinic, login
+from tests.support.clinic import Clinic, csrf_token, login
 from tests.support.history import add_logs
 from tests.support.pages import get_form, text, visible_text
 
@@ -46,10 +45,13 @@ def admin_client(app: Flask, clinic: Clinic) -> FlaskClient:
 
 
 def save(client: FlaskClient, **values: str) -> tuple[int, str]:
+    """Open the page, change `values`, save: the answer's status and the page it leads to."""
     data = get_form(client, "/admin/settings", "/admin/settings")
     data.update(values)
-    response = client.post("/admin/settings", data=data, follow_redirects=True)
-    return response.status_code, visible_text(response)
+    response = client.post("/admin/settings", data=data)
+    if response.status_code != 303:
+        return response.status_code, visible_text(response)
+    return 303, visible_text(client.get(response.headers["Location"]))
 
 
 def change_rows(app: Flask) -> list[tuple[str, int | None, int]]:
@@ -69,10 +71,15 @@ def policy(app: Flask) -> clinic_policy.ClinicPolicy:
         return clinic_policy.current(db.session)
 
 
-def as_admin(clinic: Clinic) -> Actor:
-    user = db.session.get(User, clinic.admin.user_id)
-    assert user is not None
-    return accounts.actor_for(user)
+def set_policy(app: Flask, clinic: Clinic, **values: int) -> None:
+    """The admin changes these settings (the service, as the page does), in a request or
+    task of its own."""
+    with app.app_context():
+        user = db.session.get(User, clinic.admin.user_id)
+        assert user is not None
+        wanted = clinic_policy.current(db.session).model_copy(update=values)
+        version = clinic_policy.version(db.session)
+        clinic_policy.change(db.session, accounts.actor_for(user), wanted, version)
 
 
 @BOTH
@@ -90,7 +97,7 @@ def test_a_change_is_kept_with_its_history_and_audited_and_the_default_can_come_
         assert shown[name] == str(value), name
 
     status, body = save(client, missed_logs_days="5", urgent_follow_up_minutes="60")
-    assert status == 200
+    assert status == 303
     assert "Saved: Missed logs, Urgent alert follow-up." in body
     assert policy(app) == DEFAULTS.model_copy(
         update={"missed_logs_days": 5, "urgent_follow_up_minutes": 60}
@@ -112,12 +119,12 @@ def test_a_change_is_kept_with_its_history_and_audited_and_the_default_can_come_
 
     # Saving the same values again changes nothing.
     status, body = save(client)
-    assert status == 200 and "Nothing changed." in body
+    assert status == 303 and "Nothing changed." in body
     assert len(change_rows(app)) == 2
 
     # Back to the default: stored as "the default", so it follows the environment again.
     status, body = save(client, missed_logs_days="3")
-    assert status == 200
+    assert status == 303
     assert change_rows(app)[-1] == ("missed_logs_days", None, 5)
     assert policy(app).missed_logs_days == 3
     assert "5 3 (the default)" in re.sub(r"\s+", " ", body.split("Changes", 1)[1])
@@ -157,16 +164,15 @@ def test_a_bad_value_is_refused_with_the_setting_named_and_nothing_is_stored(
 
 
 def test_only_an_admin_may_read_or_change_the_settings(app: Flask, clinic: Clinic) -> None:
-    for person in (clinic.clinician, clinic.patient_a):
+    for person, home in ((clinic.clinician, "/clinic/"), (clinic.patient_a, "/me/")):
         client = app.test_client()
         login(client, person.email)
         assert client.get("/admin/settings").status_code == 404
-        with client.session_transaction() as flask_session:
-            token = flask_session.get("csrf_token")
+        token = csrf_token(client, home)  # a valid token: the 404 is about the role
         response = client.post(
-            "/admin/settings", data={"missed_logs_days": "9", "csrf_token": token or ""}
+            "/admin/settings", data={"missed_logs_days": "9", "version": "0", "csrf_token": token}
         )
-        assert response.status_code in (400, 404)
+        assert response.status_code == 404
     anonymous = app.test_client()
     assert anonymous.get("/admin/settings").status_code == 302
     with app.app_context():
@@ -177,55 +183,122 @@ def test_only_an_admin_may_read_or_change_the_settings(app: Flask, clinic: Clini
                 db.session,
                 accounts.actor_for(user),
                 DEFAULTS.model_copy(update={"missed_logs_days": 9}),
+                0,
             )
     assert change_rows(app) == []
 
 
+def missed_logs(patient_id: int) -> list[tuple[int, AlertStatus, dt.date, str]]:
+    """Evaluate the patient (a worker's task), then her missed-logs alerts: id, status, the
+    gap's first day, the resolution note."""
+    evaluation.evaluate_and_commit(db.session, [patient_id], clinic_today())
+    found = db.session.execute(
+        sa.select(Alert.id, Alert.status, Alert.onset, Alert.resolve_note)
+        .where(Alert.patient_id == patient_id, Alert.kind == "missed_logs")
+        .order_by(Alert.id)
+    )
+    return [(i, status, onset, note) for i, status, onset, note in found]
+
+
+def notification_count() -> int:
+    return int(db.session.scalar(sa.select(sa.func.count(Notification.id))) or 0)
+
+
 @BOTH
 def test_detection_follows_the_missed_logs_setting(app: Flask, clinic: Clinic) -> None:
-    """No log for 4 days: a missed-logs alert with the default of 3, none once the admin sets
-    5, and one again when she sets 3 back. An alert raised under the old number stays open
-    (she still has not logged) until the patient logs or a clinician resolves it."""
-
-    def missed_logs(patient_id: int) -> list[AlertStatus]:
-        evaluation.evaluate_and_commit(db.session, [patient_id], clinic_today())
-        return list(
-            db.session.scalars(
-                sa.select(Alert.status)
-                .where(Alert.patient_id == patient_id, Alert.kind == "missed_logs")
-                .order_by(Alert.id)
-            )
-        )
-
-    def set_days(days: int) -> None:
-        with app.app_context():
-            clinic_policy.change(
-                db.session,
-                as_admin(clinic),
-                DEFAULTS.model_copy(update={"missed_logs_days": days}),
-            )
-
+    """A 4-day gap: alerted with the default of 3 days, not with 5, and again with 3. An open
+    alert whose gap no longer counts is resolved; one whose gap still counts is the same alert
+    whatever the number (nobody is told again), and a past gap is not stored twice."""
+    today = clinic_today()
     with app.app_context():
         b, c = clinic.patient_b.patient_id, clinic.patient_c.patient_id
         assert b is not None and c is not None
-        for patient_id in (b, c):  # every day of the program but the last 4
-            add_logs(patient_id, clinic.program_start, [1] * 57)
-        assert missed_logs(b) == [AlertStatus.OPEN]
+        # b: every day of her program but the last 4. c: the same, with a 6-day gap ending 20
+        # days ago, and nothing for the last 6 days.
+        add_logs(b, clinic.program_start, [1] * 57)
+        before_gap = today - dt.timedelta(days=27)
+        add_logs(c, clinic.program_start, [1] * ((before_gap - clinic.program_start).days + 1))
+        add_logs(c, today - dt.timedelta(days=20), [1] * 15)  # up to 6 days ago
+        [(b_alert, status, b_onset, _)] = missed_logs(b)
+        assert status is AlertStatus.OPEN and b_onset == today - dt.timedelta(days=3)
+        c_before = missed_logs(c)
+        assert [(s, onset) for _, s, onset, _ in c_before] == [
+            (AlertStatus.RESOLVED, today - dt.timedelta(days=26)),
+            (AlertStatus.OPEN, today - dt.timedelta(days=5)),
+        ]
+        told = notification_count()
 
-    set_days(5)
-    with app.app_context():  # a new task: the policy is read again
-        assert missed_logs(c) == []
-        assert missed_logs(b) == [AlertStatus.OPEN]
-
-    set_days(3)
+    set_policy(app, clinic, missed_logs_days=5)
     with app.app_context():
-        assert missed_logs(c) == [AlertStatus.OPEN]
+        # b's 4 days no longer count: resolved, and nothing new.
+        [(alert_id, status, _, note)] = missed_logs(b)
+        assert (alert_id, status) == (b_alert, AlertStatus.RESOLVED)
+        assert note == alerts.AUTO_NO_LONGER_SHOWN
+        # c's 6 days still count: the same alerts, unchanged, and nobody told again.
+        assert missed_logs(c) == c_before
+        assert notification_count() == told
+
+    set_policy(app, clinic, missed_logs_days=2)
+    with app.app_context():
+        # Detected a day earlier now, the same gaps: not stored again.
+        assert missed_logs(c) == c_before
+        assert notification_count() == told
+
+    set_policy(app, clinic, missed_logs_days=3)
+    with app.app_context():
+        # b's gap counts again, but its alert was settled: a gap is one episode, not raised
+        # again (as when a clinician resolves one while the gap goes on).
+        assert [(i, s) for i, s, _, _ in missed_logs(b)] == [(b_alert, AlertStatus.RESOLVED)]
+        # A gap that begins now is alerted after 3 days again.
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        add_logs(a, clinic.program_start, [1] * 57)
+        assert [(s, onset) for _, s, onset, _ in missed_logs(a)] == [(AlertStatus.OPEN, b_onset)]
+        assert notification_count() > told
+
+
+@BOTH
+def test_a_page_opened_before_another_admins_change_saves_nothing(
+    app: Flask, clinic: Clinic
+) -> None:
+    first = admin_client(app, clinic)
+    stale = get_form(first, "/admin/settings", "/admin/settings")
+    second = admin_client(app, clinic)
+    status, _ = save(second, missed_logs_days="7")
+    assert status == 303
+    stale.update(digest_hour="9")  # she changes only the digest hour, on the older page
+    response = first.post("/admin/settings", data=stale)
+    assert response.status_code == 409
+    body = visible_text(response)
+    assert "Another administrator changed the settings" in body
+    fresh = get_form(first, "/admin/settings", "/admin/settings")
+    assert fresh["missed_logs_days"] == "7" and fresh["digest_hour"] == str(DEFAULTS.digest_hour)
+    assert change_rows(app) == [("missed_logs_days", 7, 3)]
+    assert policy(app).missed_logs_days == 7
+    # Made again on the page as it is now, it saves.
+    status, _ = save(first, digest_hour="9")
+    assert status == 303
+    assert policy(app).model_dump() == {
+        **DEFAULTS.model_dump(),
+        "missed_logs_days": 7,
+        "digest_hour": 9,
+    }
 
 
 @BOTH
 def test_the_follow_up_the_schedule_and_the_digest_hour_follow_the_settings(
     app: Flask, clinic: Clinic
 ) -> None:
+    def digest_due(alert_id: int, user_id: int) -> tuple[int, int]:
+        (row,) = db.session.scalars(
+            sa.select(Notification).where(
+                Notification.alert_id == alert_id, Notification.recipient_user_id == user_id
+            )
+        )
+        assert row.deliver_after == row.next_attempt_at
+        due = clinic_time(row.deliver_after)
+        return due.hour, due.minute
+
     with app.app_context():
         a = clinic.patient_a.patient_id
         assert a is not None
@@ -233,28 +306,27 @@ def test_the_follow_up_the_schedule_and_the_digest_hour_follow_the_settings(
         told(alert_id, utcnow() - dt.timedelta(minutes=45))
         # Within the default 240 minutes: not yet.
         assert follow_up(utcnow()).alert_ids == []
+        # A routine alert for a clinician on the daily digest waits for 7:00, clinic time.
+        cara = db.session.get(User, clinic.clinician.user_id)
+        assert cara is not None
+        cara.notify_mode = NotifyMode.DIGEST
+        db.session.commit()
+        waiting = make_alert(a, severity="routine", kind="pain_regression", metric="leg_pain")
+        assert digest_due(waiting, cara.id) == (DEFAULTS.digest_hour, 0)
 
     client = admin_client(app, clinic)
     status, _ = save(
         client, urgent_follow_up_minutes="30", outcome_interval_days="60", digest_hour="9"
     )
-    assert status == 200
+    assert status == 303
 
     with app.app_context():
         assert follow_up(utcnow()).alert_ids == [alert_id]
-        # A routine alert for a clinician on the daily digest waits for 9:00, clinic time.
-        cara = db.session.get(User, clinic.clinician.user_id)
-        assert cara is not None
-        cara.notify_mode = NotifyMode.DIGEST
-        db.session.commit()
-        routine = make_alert(a, severity="routine", kind="pain_regression", metric="leg_pain")
-        (row,) = db.session.scalars(
-            sa.select(Notification).where(
-                Notification.alert_id == routine, Notification.recipient_user_id == cara.id
-            )
-        )
-        due = clinic_time(row.deliver_after)
-        assert (due.hour, due.minute) == (9, 0)
+        # The one waiting moved to 9:00 (one digest, not one at 7 and one at 9), and a new
+        # one waits for 9:00 too.
+        assert digest_due(waiting, clinic.clinician.user_id) == (9, 0)
+        later = make_alert(a, severity="routine", kind="adherence_drop", metric="adherence")
+        assert digest_due(later, clinic.clinician.user_id) == (9, 0)
 
     clinician = app.test_client()
     login(clinician, clinic.clinician.email)
@@ -278,16 +350,11 @@ def test_reminders_follow_the_settings(app: Flask, clinic: Clinic) -> None:
         assert user is not None
         user.reminder_opt_in = True
         db.session.commit()
-        clinic_policy.change(
-            db.session, as_admin(clinic), DEFAULTS.model_copy(update={"reminder_after_days": 5})
-        )
+    set_policy(app, clinic, reminder_after_days=5)
     with app.app_context():
         assert notifications.queue_reminders(db.session, today) == []  # 4 days < 5
         db.session.commit()
-    with app.app_context():
-        clinic_policy.change(
-            db.session, as_admin(clinic), DEFAULTS.model_copy(update={"reminder_after_days": 4})
-        )
+    set_policy(app, clinic, reminder_after_days=4)
     with app.app_context():
         assert len(notifications.queue_reminders(db.session, today)) == 1
         db.session.commit()
