@@ -42,8 +42,8 @@ TEXT: dict[str, SettingText] = {
         "Missed logs",
         "days",
         "A patient with a program in effect who logs nothing for this many days raises a"
-        " missed-logs alert. An open one stays as it is while its gap is at least the new"
-        " number (nobody is told again), and is resolved if the gap is shorter.",
+        " missed-logs alert. A gap already alerted stays one alert whatever the number"
+        " (nobody is told again), resolved when she logs again.",
     ),
     "urgent_follow_up_minutes": SettingText(
         "Urgent alert follow-up",

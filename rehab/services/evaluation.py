@@ -62,10 +62,13 @@ from rehab.services.series import RED_FLAG_COLUMNS
 LOOKBACK_DAYS = 400
 # A missed-logs alert is its gap, whatever number of days without a log raised it: the clinic
 # may change that number (`clinic_policy`), and the same gap is then detected on another day.
-# Stored alerts and replayed episodes of that kind are matched by the gap's first day (onset);
-# every other kind by the day detected (`_key`, `_ALERT_KEY_DAY`).
+# Alerts stay identified by the day detected (the database's unique key), and a gap's episode
+# is also matched by its first day (onset): to an open alert of the same gap (kept, nobody
+# told again), or to a resolved one (not stored twice). An open one no replay shows any more
+# (its gap is now shorter than the number) is resolved once she has logged since its onset.
 GAP_KIND = "missed_logs"
-_ALERT_KEY_DAY = sa.case((Alert.kind == GAP_KIND, Alert.onset), else_=Alert.detected_on)
+# The packed keys of the gaps' first days are stored under this pseudo-kind (`has_gap`).
+GAP_ONSET = GAP_KIND + "@onset"
 # A log's updated_at is set when its request starts, before it commits; an evaluation that
 # starts in between does not see it. Marking the patient evaluated a minute early (longer than
 # a request may take, and any clock difference between hosts) keeps such a log "new" for the
@@ -103,6 +106,7 @@ class StoredAlert(NamedTuple):
     severity: str
     # As stored: the events the explanation cites (a correction can take one away).
     related_events: list[Any] | None = None
+    onset: dt.date | None = None
 
 
 AlertKey = tuple[str, str, dt.date]  # kind, metric ("" for none), detected_on
@@ -135,6 +139,22 @@ class StoredAlerts:
         code = self._codes.get(key[:2])
         return code is not None and _packed_key(patient_id, key[2], code) in self._keys
 
+    def add_gap(self, patient_id: int, metric: str, onset: dt.date) -> None:
+        """A stored missed-logs alert's gap, by its first day (`has_gap`)."""
+        self.add(patient_id, (GAP_ONSET, metric, onset), StoredAlert(0, ""), resolved=True)
+
+    def has_gap(self, patient_id: int, metric: str, onset: dt.date) -> bool:
+        """Whether a missed-logs alert of the gap that began on `onset` is stored, whatever
+        day it was detected on."""
+        return self.has(patient_id, (GAP_ONSET, metric, onset))
+
+    def open_gap(self, patient_id: int, metric: str, onset: dt.date) -> StoredAlert | None:
+        """The unresolved missed-logs alert of the gap that began on `onset`, if any."""
+        for key, alert in self.unresolved.get(patient_id, {}).items():
+            if key[:2] == (GAP_KIND, metric) and alert.onset == onset:
+                return alert
+        return None
+
     @classmethod
     def from_packed(
         cls, codes: list[Any], count: int, blob: bytes | None, unresolved: list[Any]
@@ -150,9 +170,11 @@ class StoredAlerts:
         if len(data) != 8 * count:
             raise ValueError(f"packed alert keys: {len(data)} bytes for {count} alerts")
         stored._keys = set(np.frombuffer(data, ">i8").tolist())
-        for pid, alert_id, kind, metric, detected_on, severity, related in unresolved:
+        for pid, alert_id, kind, metric, detected_on, severity, related, onset in unresolved:
             key: AlertKey = (kind, metric, dt.date.fromisoformat(detected_on))
-            stored.unresolved[pid][key] = StoredAlert(alert_id, severity, related)
+            stored.unresolved[pid][key] = StoredAlert(
+                alert_id, severity, related, dt.date.fromisoformat(onset)
+            )
         return stored
 
 
@@ -399,9 +421,10 @@ _UNRESOLVED_ALERT_COLUMNS = (
     Alert.id,
     Alert.kind,
     Alert.metric,
-    _ALERT_KEY_DAY,
+    Alert.detected_on,
     Alert.severity,
     Alert.related_events,
+    Alert.onset,
 )
 
 
@@ -440,17 +463,26 @@ def _read_statement(with_since: bool) -> sa.Select[Any]:
 def _stored_alert_columns() -> tuple[Any, ...]:
     """The stored alerts for `StoredAlerts.from_packed`: the (kind, metric) codes as JSON
     rows, the number of alerts and their packed keys, and the unresolved alerts as JSON."""
-    stored = (
+    # Every alert by the day detected, and each missed-logs alert once more by its gap's
+    # first day, under the pseudo-kind GAP_ONSET (`StoredAlerts.has_gap`).
+    keyed = sa.union_all(
+        sa.select(Alert.patient_id, Alert.kind, Alert.metric, Alert.detected_on).where(
+            Alert.patient_id == sa.func.any(_IDS)
+        ),
         sa.select(
             Alert.patient_id,
-            Alert.kind,
+            sa.literal(GAP_ONSET, sa.String).label("kind"),
             Alert.metric,
-            _ALERT_KEY_DAY.label("detected_on"),
-            sa.func.dense_rank().over(order_by=(Alert.kind, Alert.metric)).label("code"),
-        )
-        .where(Alert.patient_id == sa.func.any(_IDS))
-        .cte("stored_alerts")
-    )
+            Alert.onset.label("detected_on"),
+        ).where(Alert.patient_id == sa.func.any(_IDS), Alert.kind == GAP_KIND),
+    ).subquery("keyed")
+    stored = sa.select(
+        keyed.c.patient_id,
+        keyed.c.kind,
+        keyed.c.metric,
+        keyed.c.detected_on,
+        sa.func.dense_rank().over(order_by=(keyed.c.kind, keyed.c.metric)).label("code"),
+    ).cte("stored_alerts")
     pairs = sa.select(stored.c.code, stored.c.kind, stored.c.metric).distinct().subquery()
     codes = sa.select(
         sa.func.coalesce(
@@ -618,14 +650,16 @@ def evaluate_patients(
     lock_patients(session, patient_ids)
     evaluated_at = utcnow() - CLOCK_SLACK
     since = today - dt.timedelta(days=LOOKBACK_DAYS)
-    episodes, context = _detect(session, patient_ids, today, since, config)
+    episodes, context, series = _detect(session, patient_ids, today, since, config)
     stored = context.stored
     if stored is None:  # (SQLite: read here rather than by the reconcile, as often)
         stored = _stored_alerts(session, list(patient_ids))
     doubtful = _not_followed(stored, episodes, today)
     if doubtful:
-        episodes.update(_detect(session, doubtful, today, None, config)[0])
-    result = _reconcile(session, episodes, stored, as_of=today)
+        whole, _, whole_series = _detect(session, doubtful, today, None, config)
+        episodes.update(whole)
+        series.update(whole_series)
+    result = _reconcile(session, episodes, stored, as_of=today, series=series)
     session.execute(
         sa.update(Patient).where(Patient.id.in_(patient_ids)).values(evaluated_at=evaluated_at)
     )
@@ -640,7 +674,7 @@ def detect(
     config: DetectionConfig = DEFAULT_CONFIG,
 ) -> dict[int, tuple[AlertEpisode, ...]]:
     """The detector's episodes for each patient, from logs dated `since` (None: all) on."""
-    return _detect(session, patient_ids, as_of, since, config)[0]
+    return _detect(session, patient_ids, as_of, since, config)[0]  # (its episodes)
 
 
 def _detect(
@@ -649,12 +683,23 @@ def _detect(
     as_of: dt.date,
     since: dt.date | None,
     config: DetectionConfig,
-) -> tuple[dict[int, tuple[AlertEpisode, ...]], _Context]:
+) -> tuple[dict[int, tuple[AlertEpisode, ...]], _Context, dict[int, AnySeries]]:
     series, context = _load(session, patient_ids, since)
     # The batch call runs the same replay vectorised over the patients: several times
     # cheaper per patient than one call each.
     detected = detect_episodes_many(series.values(), config, as_of=as_of)
-    return {pid: detected[str(pid)] for pid in series}, context
+    return {pid: detected[str(pid)] for pid in series}, context, series
+
+
+def _first_log_from(series: AnySeries | None, day: dt.date) -> dt.date | None:
+    """The patient's first log on or after `day` in the series read, if any."""
+    if series is None:
+        return None
+    if isinstance(series, ArraySeries):
+        ordinals = series.ordinal
+        at = int(np.searchsorted(ordinals, day.toordinal()))
+        return dt.date.fromordinal(int(ordinals[at])) if at < len(ordinals) else None
+    return next((d for d in series.dates if d >= day), None)
 
 
 def replay_whole_history(
@@ -662,19 +707,19 @@ def replay_whole_history(
 ) -> EvaluationResult:
     """Detect over the patients' whole history and store what is new (the demo's history);
     the caller commits."""
-    return _reconcile(session, _detect(session, patient_ids, as_of, None, DEFAULT_CONFIG)[0], None)
+    episodes, _, series = _detect(session, patient_ids, as_of, None, DEFAULT_CONFIG)
+    return _reconcile(session, episodes, None, series=series)
 
 
 def _not_followed(
     stored: StoredAlerts, episodes: Mapping[int, Iterable[AlertEpisode]], as_of: dt.date
 ) -> list[int]:
-    """The patients with a stored open pain, adherence or missed-logs alert (raised by
-    `as_of`) that the window's replay does not show. The window decides as the whole history
-    does nearly always; such an alert is one the data no longer supports (today's log edited down, a
+    """The patients with a stored open pain or adherence alert (raised by `as_of`) that the
+    window's replay does not show. The window decides as the whole history does nearly
+    always; such an alert is one the data no longer supports (today's log edited down, a
     baseline re-pinned from an earlier day), one older than the window's own decisions (a
-    persistent flare, open for months), one an episode of the window's warm-up — replayed
-    but not returned — holds off, or a gap shorter than the clinic's missed-logs days now.
-    Only the whole history tells these apart, so these
+    persistent flare, open for months), or one an episode of the window's warm-up — replayed
+    but not returned — holds off. Only the whole history tells these apart, so these
     patients are replayed whole and reconciled from that: one more read, for them only."""
     return [
         patient_id
@@ -687,11 +732,10 @@ def _unshown(
     unresolved: Mapping[AlertKey, StoredAlert],
     episodes: Iterable[AlertEpisode],
     as_of: dt.date,
-    kinds: frozenset[str] = LOOKBACK_KINDS | {GAP_KIND},
+    kinds: frozenset[str] = LOOKBACK_KINDS,
 ) -> list[tuple[AlertKey, StoredAlert]]:
-    """The stored open alerts of `kinds` (pain, adherence, missed logs) raised by `as_of`
-    that `episodes` lack. (An open missed-logs alert a replay lacks: the clinic raised its
-    number of days above the gap's length.)"""
+    """The stored open alerts of `kinds` (pain and adherence) raised by `as_of` that
+    `episodes` lack."""
     shown = {_key(e) for e in episodes}
     return [
         (key, alert)
@@ -702,13 +746,12 @@ def _unshown(
 
 # Every replay, a window's too, decides function declines from all of the patient's ODI/PSFS
 # scores: one it no longer shows lost its evidence (a score marked entered in error).
-NO_LONGER_SHOWN_KINDS = LOOKBACK_KINDS | {"function_decline", GAP_KIND}
+NO_LONGER_SHOWN_KINDS = LOOKBACK_KINDS | {"function_decline"}
 
 
 def _key(episode: AlertEpisode) -> AlertKey:
-    """What identifies an episode among a patient's stored alerts (a gap by its first day)."""
-    day = episode.onset if episode.kind == GAP_KIND else episode.detected_on
-    return (episode.kind, episode.metric or "", day)
+    """What identifies an episode among a patient's stored alerts."""
+    return (episode.kind, episode.metric or "", episode.detected_on)
 
 
 def _resolution_note(episode: AlertEpisode) -> str:
@@ -727,11 +770,14 @@ def _reconcile(
     episodes_by_patient: Mapping[int, Iterable[AlertEpisode]],
     stored: StoredAlerts | None,
     as_of: dt.date | None = None,
+    series: Mapping[int, AnySeries] | None = None,
 ) -> EvaluationResult:
     """Store the episodes not stored yet and auto-resolve the stored ones the detector
     resolved, with one query for the stored alerts of all the patients (unless given).
     `as_of`: the replay covers every decision up to that day (the worker's evaluation), so
-    an open pain or adherence alert it no longer shows at all is resolved (`_no_longer_shown`)."""
+    an open pain or adherence alert it no longer shows at all is resolved (`_no_longer_shown`).
+    `series`: the logs replayed, by patient: an open missed-logs alert the replay does not
+    show is resolved once she logged on or after its gap's first day."""
     result = EvaluationResult()
     if stored is None:
         stored = _stored_alerts(session, list(episodes_by_patient))
@@ -740,11 +786,15 @@ def _reconcile(
     for patient_id, given in episodes_by_patient.items():
         episodes = tuple(given)
         unresolved = stored.unresolved.get(patient_id, {})
+        matched: set[int] = set()
         for episode in episodes:
             key = _key(episode)
             existing = unresolved.get(key)
+            if existing is None and episode.kind == GAP_KIND:
+                existing = stored.open_gap(patient_id, key[1], episode.onset)
             if existing is not None:
-                alert_id, severity, related = existing
+                alert_id, severity, related, _ = existing
+                matched.add(alert_id)
                 if severity != "urgent" and episode.severity == "urgent":
                     # A fall logged after the alert opened (the phone caught up, or the
                     # clinician recorded it): the alert now says so and goes out again.
@@ -769,6 +819,9 @@ def _reconcile(
                 continue
             if stored.has(patient_id, key):  # stored, and resolved: nothing to do
                 continue
+            if episode.kind == GAP_KIND and stored.has_gap(patient_id, key[1], episode.onset):
+                continue  # this gap's alert, detected on another day, and resolved
+
             if episode.resolved_on is None and episode.kind != "red_flag":
                 # A still-unresolved older alert of this kind and metric that the detector no
                 # longer follows (e.g. its log was edited) gives way to the new episode.
@@ -784,6 +837,11 @@ def _reconcile(
                             alerts.AUTO_SUPERSEDED,
                         )
             new_rows.append(_row(patient_id, episode, now))
+        if series is not None:
+            for old_id, day in _gaps_closed(unresolved, matched, series.get(patient_id)):
+                result.resolved += _auto_resolve(
+                    session, patient_id, old_id, day, now, alerts.AUTO_LOGGING_RESUMED
+                )
         if as_of is not None:
             for old_id in _no_longer_shown(unresolved, episodes, as_of):
                 result.resolved += _auto_resolve(
@@ -855,39 +913,57 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
             Alert.patient_id,
             Alert.kind,
             Alert.metric,
-            _ALERT_KEY_DAY,
+            Alert.detected_on,
             Alert.status,
             Alert.severity,
             # (Only the unresolved alerts' events are compared: no JSON for the others.)
             sa.case((unresolved, Alert.related_events), else_=sa.null()),
+            Alert.onset,
         ).where(Alert.patient_id.in_(patient_ids))
     )
-    for alert_id, patient_id, kind, metric, detected_on, status, severity, related in rows:
+    for alert_id, patient_id, kind, metric, detected_on, status, severity, related, onset in rows:
         out.add(
             patient_id,
             (kind, metric, detected_on),
-            StoredAlert(alert_id, severity, related),
+            StoredAlert(alert_id, severity, related, onset),
             resolved=status is AlertStatus.RESOLVED,
         )
+        if kind == GAP_KIND:
+            out.add_gap(patient_id, metric, onset)
     return out
 
 
 def _no_longer_shown(
     unresolved: Mapping[AlertKey, StoredAlert], episodes: Iterable[AlertEpisode], as_of: dt.date
 ) -> list[int]:
-    """The open pain, adherence and missed-logs alerts raised up to `as_of` that the replay
-    has no episode for, while it has no open episode of their kind and metric either: the
-    logs or pins that raised one were changed (today's log edited down, a baseline re-pinned
-    from an earlier day, a fall or score marked entered in error, a gap's number of days
-    raised above its length) and nothing took its place. The worker
+    """The open pain and adherence alerts raised up to `as_of` that the replay has no episode
+    for, while it has no open episode of their kind and metric either: the logs or pins that
+    raised one were changed (today's log edited down, a baseline re-pinned from an earlier
+    day, a fall or score marked entered in error) and nothing took its place. The worker
     applies it to whole-history replays only (`_not_followed`): a window's replay can miss a
     pain or adherence alert the whole history still has open; function declines, which every
-    replay decides from all the scores, are checked on any replay. Red flags are left to
-    their own rule."""
+    replay decides from all the scores, are checked on any replay. Red flags and missed logs
+    are left to their own rules."""
     episodes = tuple(episodes)
     ongoing = {_key(e)[:2] for e in episodes if e.resolved_on is None}
     unshown = _unshown(unresolved, episodes, as_of, NO_LONGER_SHOWN_KINDS)
     return [alert.id for key, alert in unshown if key[:2] not in ongoing]
+
+
+def _gaps_closed(
+    unresolved: Mapping[AlertKey, StoredAlert], matched: set[int], series: AnySeries | None
+) -> list[tuple[int, dt.date]]:
+    """The open missed-logs alerts the replay did not show (the clinic's number of days now
+    exceeds the gap, or the gap began before the window read) whose patient logged on or
+    after the gap's first day, with that day: the gap is over."""
+    closed = []
+    for (kind, _, _), alert in unresolved.items():
+        if kind != GAP_KIND or alert.id in matched or alert.onset is None:
+            continue
+        day = _first_log_from(series, alert.onset)
+        if day is not None:
+            closed.append((alert.id, day))
+    return closed
 
 
 def _auto_resolve(

@@ -143,7 +143,9 @@ def next_digest_time(now: dt.datetime, hour: int, timezone: str) -> dt.datetime:
 def reschedule_digests(session: Session, hour: int, now: dt.datetime | None = None) -> int:
     """The clinic's digest hour changed: the routine alerts waiting for a digest, not tried
     yet, go out at the new hour (otherwise those queued before the change would make a second
-    digest at the old one). Those being retried keep their backoff. The caller commits."""
+    digest at the old one): one digest, however much earlier or later, within a day, as a
+    digest always is. Those due already go now; those being retried keep their backoff. The
+    caller commits."""
     now = now or utcnow()
     due = next_digest_time(now, hour, _settings().clinic_timezone)
     moved = session.execute(
@@ -152,6 +154,7 @@ def reschedule_digests(session: Session, hour: int, now: dt.datetime | None = No
             Notification.purpose == ALERT_DIGEST,
             Notification.status == PENDING,
             Notification.attempts == 0,
+            Notification.next_attempt_at > now,
         )
         .values(deliver_after=due, next_attempt_at=due)
     )

@@ -25,8 +25,9 @@ from rehab.db.models import (
 )
 from rehab.domain.vocabulary import NotifyMode
 from rehab.extensions import db
-from rehab.services import accounts, alerts, clinic_policy, evaluation, notifications
+from rehab.services import accounts, clinic_policy, evaluation, notifications
 from rehab.services.access import NotFound
+from rehab.services.alerts import AUTO_LOGGING_RESUMED
 from rehab.services.time import clinic_time, clinic_today
 from tests.integration.test_alert_follow_up import follow_up, told
 from tests.integration.test_notifications_outbox import make_alert
@@ -188,10 +189,12 @@ def test_only_an_admin_may_read_or_change_the_settings(app: Flask, clinic: Clini
     assert change_rows(app) == []
 
 
-def missed_logs(patient_id: int) -> list[tuple[int, AlertStatus, dt.date, str]]:
-    """Evaluate the patient (a worker's task), then her missed-logs alerts: id, status, the
-    gap's first day, the resolution note."""
-    evaluation.evaluate_and_commit(db.session, [patient_id], clinic_today())
+def missed_logs(
+    patient_id: int, on: dt.date | None = None
+) -> list[tuple[int, AlertStatus, dt.date, str]]:
+    """Evaluate the patient as of `on` (a worker's task), then her missed-logs alerts: id,
+    status, the gap's first day, the resolution note."""
+    evaluation.evaluate_and_commit(db.session, [patient_id], on or clinic_today())
     found = db.session.execute(
         sa.select(Alert.id, Alert.status, Alert.onset, Alert.resolve_note)
         .where(Alert.patient_id == patient_id, Alert.kind == "missed_logs")
@@ -205,16 +208,16 @@ def notification_count() -> int:
 
 
 @BOTH
-def test_detection_follows_the_missed_logs_setting(app: Flask, clinic: Clinic) -> None:
-    """A 4-day gap: alerted with the default of 3 days, not with 5, and again with 3. An open
-    alert whose gap no longer counts is resolved; one whose gap still counts is the same alert
-    whatever the number (nobody is told again), and a past gap is not stored twice."""
+def test_a_gap_is_one_alert_whatever_the_missed_logs_setting(app: Flask, clinic: Clinic) -> None:
+    """A change of the number of days does not alert a gap twice: an open gap's alert stays
+    the same alert (nobody told again) as the gap reaches the new number, a past gap is not
+    stored again, and an open alert whose gap no longer counts is resolved once she logs."""
     today = clinic_today()
     with app.app_context():
         b, c = clinic.patient_b.patient_id, clinic.patient_c.patient_id
         assert b is not None and c is not None
-        # b: every day of her program but the last 4. c: the same, with a 6-day gap ending 20
-        # days ago, and nothing for the last 6 days.
+        # b: every day of her program but the last 4. c: a 6-day gap ending 20 days ago, and
+        # nothing for the last 6 days.
         add_logs(b, clinic.program_start, [1] * 57)
         before_gap = today - dt.timedelta(days=27)
         add_logs(c, clinic.program_start, [1] * ((before_gap - clinic.program_start).days + 1))
@@ -228,33 +231,48 @@ def test_detection_follows_the_missed_logs_setting(app: Flask, clinic: Clinic) -
         ]
         told = notification_count()
 
+    for days in (5, 2, 8, 3):
+        set_policy(app, clinic, missed_logs_days=days)
+        with app.app_context():
+            assert missed_logs(c) == c_before, days  # the same two alerts, as they were
+            assert [(i, s) for i, s, _, _ in missed_logs(b)] == [(b_alert, AlertStatus.OPEN)]
+            assert notification_count() == told, days
+
     set_policy(app, clinic, missed_logs_days=5)
     with app.app_context():
-        # b's 4 days no longer count: resolved, and nothing new.
+        # Two days on, b's gap (6 days) reaches 5: still the one alert, nobody told again.
+        later = today + dt.timedelta(days=2)
+        assert [(i, s) for i, s, _, _ in missed_logs(b, later)] == [(b_alert, AlertStatus.OPEN)]
+        assert notification_count() == told
+        # She logs today instead, 4 days after her last log (under 5: a replay no longer
+        # shows that gap at all): her alert is resolved, logging resumed.
+        add_logs(b, today, [1])
         [(alert_id, status, _, note)] = missed_logs(b)
-        assert (alert_id, status) == (b_alert, AlertStatus.RESOLVED)
-        assert note == alerts.AUTO_NO_LONGER_SHOWN
-        # c's 6 days still count: the same alerts, unchanged, and nobody told again.
-        assert missed_logs(c) == c_before
-        assert notification_count() == told
+        assert (alert_id, status, note) == (b_alert, AlertStatus.RESOLVED, AUTO_LOGGING_RESUMED)
 
-    set_policy(app, clinic, missed_logs_days=2)
-    with app.app_context():
-        # Detected a day earlier now, the same gaps: not stored again.
-        assert missed_logs(c) == c_before
-        assert notification_count() == told
 
-    set_policy(app, clinic, missed_logs_days=3)
+@BOTH
+def test_a_late_log_in_a_gap_and_a_new_setting_keep_the_gaps_alert(
+    app: Flask, clinic: Clinic
+) -> None:
+    """A log added late on a gap's first day, then a setting that detects the shorter gap on
+    the same day as before: the gap's alert stays open (the database knows an alert by the
+    day detected), nothing is dropped, nobody is told again."""
+    today = clinic_today()
+    set_policy(app, clinic, missed_logs_days=4)
     with app.app_context():
-        # b's gap counts again, but its alert was settled: a gap is one episode, not raised
-        # again (as when a clinician resolves one while the gap goes on).
-        assert [(i, s) for i, s, _, _ in missed_logs(b)] == [(b_alert, AlertStatus.RESOLVED)]
-        # A gap that begins now is alerted after 3 days again.
         a = clinic.patient_a.patient_id
         assert a is not None
-        add_logs(a, clinic.program_start, [1] * 57)
-        assert [(s, onset) for _, s, onset, _ in missed_logs(a)] == [(AlertStatus.OPEN, b_onset)]
-        assert notification_count() > told
+        last = today - dt.timedelta(days=8)
+        add_logs(a, clinic.program_start, [1] * ((last - clinic.program_start).days + 1))
+        [(alert_id, status, onset, _)] = missed_logs(a)
+        assert status is AlertStatus.OPEN and onset == today - dt.timedelta(days=7)
+        told = notification_count()
+        add_logs(a, today - dt.timedelta(days=7), [1])  # the gap now begins a day later
+    set_policy(app, clinic, missed_logs_days=3)  # ... and is detected on the same day
+    with app.app_context():
+        assert [(i, s) for i, s, _, _ in missed_logs(a)] == [(alert_id, AlertStatus.OPEN)]
+        assert notification_count() == told
 
 
 @BOTH

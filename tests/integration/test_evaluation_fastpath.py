@@ -301,17 +301,17 @@ def test_stored_alerts_read_packed_match_the_generic_read(pg_app: Flask, pg_clin
                 Alert.patient_id,
                 Alert.kind,
                 Alert.metric,
-                # What identifies a stored alert: a missed-logs gap by its first day.
-                sa.case(
-                    (Alert.kind == evaluation.GAP_KIND, Alert.onset), else_=Alert.detected_on
-                ).label("key_day"),
+                Alert.detected_on,
                 Alert.status,
+                Alert.onset,
             )
         ).all()
         db.session.rollback()
         statuses = {r.status for r in rows}
         assert len(rows) > 5 and len(statuses) == 2, statuses  # open and resolved ones
         assert {r.metric for r in rows} >= {"", "leg_pain"}
+        gaps = [r for r in rows if r.kind == evaluation.GAP_KIND]
+        assert {r.status for r in gaps} == statuses  # open and resolved missed-logs alerts
         since = today - dt.timedelta(days=evaluation.LOOKBACK_DAYS)
         packed = evaluation._read_postgresql(db.session, ids, since)[1].stored
         db.session.rollback()
@@ -320,10 +320,15 @@ def test_stored_alerts_read_packed_match_the_generic_read(pg_app: Flask, pg_clin
         assert packed is not None
         for store in (packed, generic):
             for r in rows:
-                assert store.has(r.patient_id, (r.kind, r.metric, r.key_day))
+                assert store.has(r.patient_id, (r.kind, r.metric, r.detected_on))
                 # Neighbours of a stored key are not stored.
-                assert not store.has(r.patient_id, (r.kind, r.metric + "x", r.key_day))
-                assert not store.has(r.patient_id + 100_000, (r.kind, r.metric, r.key_day))
+                assert not store.has(r.patient_id, (r.kind, r.metric + "x", r.detected_on))
+                assert not store.has(r.patient_id + 100_000, (r.kind, r.metric, r.detected_on))
+                # A gap is also known by its first day, and nothing else is.
+                assert store.has_gap(r.patient_id, r.metric, r.onset) == any(
+                    (g.patient_id, g.metric, g.onset) == (r.patient_id, r.metric, r.onset)
+                    for g in gaps
+                )
             assert not store.has(ids[0], ("pain_regression", "leg_pain", dt.date(1901, 1, 1)))
         assert dict(packed.unresolved) == dict(generic.unresolved)
         assert sum(map(len, packed.unresolved.values())) == sum(
