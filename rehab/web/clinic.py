@@ -31,6 +31,7 @@ from flask_login import current_user
 from rehab.charts import outcomes as outcome_charts
 from rehab.charts import trajectory as trajectory_charts
 from rehab.charts.serialize import figure_json
+from rehab.domain.outcome_change import mcid_of
 from rehab.domain.questionnaires import ODI_SECTION_TITLES
 from rehab.domain.vocabulary import RED_FLAG_LABELS, Instrument, Role, humanize
 from rehab.extensions import db, login_manager
@@ -41,6 +42,7 @@ from rehab.services import (
     export,
     handover,
     logs,
+    outcomes_report,
     programs,
     records,
     trajectory,
@@ -183,6 +185,16 @@ def _form_header(patient_id: int) -> str:
 
 
 # --- caseload -------------------------------------------------------------------------------
+
+
+@bp.get("/outcomes")
+def outcomes() -> Any:
+    report = outcomes_report.outcomes_report(db.session, _actor(), clinic_today())
+    return render_template(
+        "clinic/outcomes.html",
+        report=report,
+        mcid={name: mcid_of(name) for name in outcomes_report.INSTRUMENTS},
+    )
 
 
 @bp.get("/")

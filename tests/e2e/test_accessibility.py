@@ -58,6 +58,7 @@ def clinician_pages(patient_id: int) -> list[str]:
     return [
         "/clinic/",
         "/clinic/alerts/",
+        "/clinic/outcomes",
         p,
         "/clinic/patients/new",
         p + "/details",

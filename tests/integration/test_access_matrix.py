@@ -316,6 +316,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # --- any clinician, each seeing their own care teams ---------------------------------------
     ("clinic.caseload", "GET"): Route(CLINICIANS, "/clinic/"),
+    ("clinic.outcomes", "GET"): Route(CLINICIANS, "/clinic/outcomes"),
     ("clinic.new_patient", "GET"): Route(CLINICIANS, "/clinic/patients/new"),
     ("clinic.new_patient", "POST"): Route(
         CLINICIANS, "/clinic/patients/new", form="/clinic/patients/new", fields=_new_patient

@@ -115,6 +115,7 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
 MANY_PATIENTS: dict[tuple[str, str], set[str]] = {
     ("clinic.caseload", "GET"): {"caseload.read"},
     ("alerts.inbox", "GET"): {"alert.list", "notification.list"},
+    ("clinic.outcomes", "GET"): {"outcomes.read"},
     ("api.export_all", "GET"): {"patient.export"},
     ("api.export_all_fhir", "GET"): {"patient.export"},
 }

@@ -1,0 +1,118 @@
+"""How a patient's ODI or PSFS changed over her episode of care, and a caseload's summary of
+those changes: the clinic's outcome figures (design §3's MCIDs, the same numbers the
+function-decline detector uses).
+
+A change is the latest score minus the first score of the episode, turned the way that reads
+"better" (ODI: lower is better; PSFS: higher is better), and judged against the minimal
+clinically important difference alone: ODI 10 points, PSFS 2 points. (Design §3 also gives
+ODI's 30 %; from a low start 30 % is a few points, inside ODI's measurement error, so the
+points rule holds alone, as in the detector.) The figures state what changed; what it means
+for the patient stays the clinician's judgement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rehab.domain.clinical import ODI_MCID, PSFS_MCID
+
+# An intake score is often taken at the assessment, some days before the program starts.
+INTAKE_DAYS_BEFORE_PROGRAM = 14
+# Scores are stored to one decimal place: a change within this of the MCID reaches it.
+_TOLERANCE = 1e-6
+
+
+class Verdict(enum.StrEnum):
+    BETTER = "better"  # better by at least the MCID
+    WORSE = "worse"  # worse by at least the MCID
+    WITHIN = "within"  # changed by less than the MCID either way
+
+
+@dataclass(frozen=True, order=True)
+class Score:
+    on: dt.date
+    value: float
+
+
+@dataclass(frozen=True)
+class OutcomeChange:
+    instrument: str  # "odi" or "psfs"
+    start: Score
+    latest: Score
+    scores: int  # how many scores of the episode, start and latest included
+
+    @property
+    def change(self) -> float:
+        """Latest minus start, in the instrument's own direction (ODI: a fall is better)."""
+        return self.latest.value - self.start.value
+
+    @property
+    def improvement(self) -> float:
+        """The change turned so that positive is better."""
+        return -self.change if self.instrument == "odi" else self.change
+
+    @property
+    def verdict(self) -> Verdict:
+        mcid = mcid_of(self.instrument)
+        if self.improvement >= mcid - _TOLERANCE:
+            return Verdict.BETTER
+        if -self.improvement >= mcid - _TOLERANCE:
+            return Verdict.WORSE
+        return Verdict.WITHIN
+
+
+def mcid_of(instrument: str) -> float:
+    if instrument == "odi":
+        return ODI_MCID
+    if instrument == "psfs":
+        return PSFS_MCID
+    raise ValueError(f"unknown instrument {instrument!r}")
+
+
+def episode_start(program_start: dt.date | None) -> dt.date | None:
+    """The first day whose scores belong to the episode: a fortnight before the program
+    began (its intake assessment); None (every score) without a program."""
+    if program_start is None:
+        return None
+    return program_start - dt.timedelta(days=INTAKE_DAYS_BEFORE_PROGRAM)
+
+
+def outcome_change(
+    instrument: str, scores: Iterable[Score], since: dt.date | None
+) -> OutcomeChange | None:
+    """The episode's change (its first score to its latest), or None with fewer than two
+    scores since `since`. Two scores on one day: the later recorded is given last."""
+    mcid_of(instrument)  # an unknown instrument is a caller's error, at once
+    kept = sorted((s for s in scores if since is None or s.on >= since), key=lambda score: score.on)
+    if len(kept) < 2:
+        return None
+    return OutcomeChange(instrument, kept[0], kept[-1], len(kept))
+
+
+@dataclass(frozen=True)
+class OutcomeSummary:
+    instrument: str
+    measured_twice: int  # patients with a start score and a later one
+    better: int
+    worse: int
+    within: int
+    median_improvement: float | None  # positive: better
+    awaiting: int  # patients with one score of the episode so far
+
+
+def summarize(instrument: str, changes: Sequence[OutcomeChange], awaiting: int) -> OutcomeSummary:
+    """The caseload's figures for one instrument from its patients' changes."""
+    verdicts = [c.verdict for c in changes]
+    return OutcomeSummary(
+        instrument=instrument,
+        measured_twice=len(changes),
+        better=verdicts.count(Verdict.BETTER),
+        worse=verdicts.count(Verdict.WORSE),
+        within=verdicts.count(Verdict.WITHIN),
+        median_improvement=(statistics.median(c.improvement for c in changes) if changes else None),
+        awaiting=awaiting,
+    )
