@@ -73,22 +73,56 @@ def mcid_of(instrument: str) -> float:
     raise ValueError(f"unknown instrument {instrument!r}")
 
 
-def episode_start(program_start: dt.date | None) -> dt.date | None:
-    """The first day whose scores belong to the episode: a fortnight before the program
-    began (its intake assessment); None (every score) without a program."""
-    if program_start is None:
+@dataclass(frozen=True)
+class Program:
+    start: dt.date
+    end: dt.date | None  # None: no end set
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A patient's current episode of care: her latest run of programs one after the other
+    (progressing a dose starts a new program the day after the last one ends), counted from
+    the fortnight before the first (its intake assessment)."""
+
+    scores_from: dt.date
+    ended_on: dt.date | None  # the last program's end, if it has ended by today
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_on is not None
+
+
+# Programs this close are one episode (a progression leaves no day between them).
+_CONTINUOUS = dt.timedelta(days=1)
+
+
+def current_episode(programs: Iterable[Program], today: dt.date) -> Episode | None:
+    """The episode of the latest program whose intake window has begun by `today` (so a
+    returning patient's new intake starts her new episode), back through the programs that
+    ran one after the other before it; None without one."""
+    intake = dt.timedelta(days=INTAKE_DAYS_BEFORE_PROGRAM)
+    begun = sorted((p for p in programs if p.start - intake <= today), key=lambda p: p.start)
+    if not begun:
         return None
-    return program_start - dt.timedelta(days=INTAKE_DAYS_BEFORE_PROGRAM)
+    first = last = begun[-1]
+    for earlier in reversed(begun[:-1]):
+        if earlier.end is not None and earlier.end + _CONTINUOUS < first.start:
+            break
+        first = earlier
+    ended = last.end if last.end is not None and last.end < today else None
+    return Episode(first.start - intake, ended)
 
 
 def outcome_change(
     instrument: str, scores: Iterable[Score], since: dt.date | None
 ) -> OutcomeChange | None:
-    """The episode's change (its first score to its latest), or None with fewer than two
-    scores since `since`. Two scores on one day: the later recorded is given last."""
+    """The episode's change (its first score to its latest), or None without scores on two
+    different days since `since` (two on one day, say the clinician's and the patient's own
+    rating, are no change over time). Two on one day: the later recorded is given last."""
     mcid_of(instrument)  # an unknown instrument is a caller's error, at once
     kept = sorted((s for s in scores if since is None or s.on >= since), key=lambda score: score.on)
-    if len(kept) < 2:
+    if len(kept) < 2 or kept[-1].on == kept[0].on:
         return None
     return OutcomeChange(instrument, kept[0], kept[-1], len(kept))
 

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from rehab.db.models import AuditEvent, OutcomeMeasure, utcnow
+from rehab.db.models import AuditEvent, OutcomeMeasure, Program, utcnow
 from rehab.domain.vocabulary import Instrument
 from rehab.extensions import db
 from rehab.services import outcomes_report
@@ -56,6 +56,21 @@ def history(clinic: Clinic) -> None:
     score(c, ODI, 50, 60, dan)  # another care team's patient
     score(c, ODI, 3, 20, dan)
     db.session.flush()
+    today = clinic_today()
+    # a's dose was progressed 19 days ago (a new program, the first ended the day before):
+    # one episode still, from her intake. b was discharged yesterday: an ended episode.
+    (a_program,) = db.session.scalars(sa.select(Program).where(Program.patient_id == a))
+    a_program.end_date = today - dt.timedelta(days=20)
+    db.session.add(
+        Program(
+            patient_id=a,
+            title="Progressed",
+            start_date=today - dt.timedelta(days=19),
+            created_by_user_id=cara,
+        )
+    )
+    (b_program,) = db.session.scalars(sa.select(Program).where(Program.patient_id == b))
+    b_program.end_date = today - dt.timedelta(days=1)
     mistaken.entered_in_error_at = utcnow()
     mistaken.entered_in_error_by_user_id = cara
     mistaken.entered_in_error_reason = "wrong patient"
@@ -63,7 +78,7 @@ def history(clinic: Clinic) -> None:
 
 
 def rows_of(body: str) -> list[str]:
-    part = body.split("Worse first, then", 1)[1]
+    part = body.split("Worse by the MCID first", 1)[1]
     return re.findall(r"(Alice Patient|Bob Patient|Cleo Patient) (ODI|PSFS)", part)
 
 
@@ -79,19 +94,27 @@ def test_the_report_counts_each_episode_against_the_mcid_for_the_care_team_only(
     assert response.status_code == 200
     body = visible_text(response)
     summary = re.sub(r"\s+", " ", body.split("Patients by how their score changed", 1)[1])
-    # ODI: scored twice 2, better 1 (50 %), within 0, worse 1, median (+14 - 12) / 2, awaiting 0.
-    assert "ODI 2 1 (50 %) 0 1 +1.0 0" in summary
+    # Scored on two days, better (%), within, worse, median improvement, one score so far.
+    # ODI: Alice 14 points lower over her progressed episode, Bob 12 higher; median +1.
+    assert "ODI, all 2 1 (50 %) 0 1 +1.0 0" in summary
     # PSFS: Alice within (+1); Bob has one score.
-    assert "PSFS 1 0 (0 %) 1 0 +1.0 1" in summary
+    assert "PSFS, all 1 0 (0 %) 1 0 +1.0 1" in summary
+    # Bob's episode ended yesterday.
+    assert "ODI, ended 1 0 (0 %) 0 1 -12.0 0" in summary
+    assert "PSFS, ended 0 0 0 0 — 1" in summary
     assert rows_of(body) == [
         ("Bob Patient", "ODI"),  # worse first
         ("Alice Patient", "PSFS"),
         ("Alice Patient", "ODI"),
     ]
-    patients = re.sub(r"\s+", " ", body.split("Worse first, then", 1)[1])
+    patients = re.sub(r"\s+", " ", body.split("Worse by the MCID first", 1)[1])
     first_day = (clinic_today() - dt.timedelta(days=70)).isoformat()
-    assert f"{first_day} : 44.0" in patients and "(3 scores) -14.0 better" in patients
-    assert "+12.0 worse" in patients and "+1.0 within" in patients
+    assert f"ongoing {first_day} : 44.0" in patients
+    assert "(3 scores) -14.0 (lower is better) better by the MCID or more" in patients
+    ended = (clinic_today() - dt.timedelta(days=1)).isoformat()
+    assert f"Bob Patient ODI ended {ended}" in patients
+    assert "+12.0 (lower is better) worse by the MCID or more" in patients
+    assert "+1.0 (higher is better) within the MCID" in patients
     assert "Cleo Patient" not in body
 
     with app.app_context():
@@ -114,8 +137,8 @@ def test_an_empty_caseload_and_who_may_not_read_it(app: Flask, clinic: Clinic) -
     client = app.test_client()
     login(client, clinic.clinician.email)
     body = visible_text(client.get("/clinic/outcomes"))
-    assert "No patient of your care teams has two scores" in body
-    assert re.search(r"ODI 0 0 0 0 — 0", re.sub(r"\s+", " ", body))
+    assert "No patient of your care teams has scores of one measure on two days" in body
+    assert "ODI, all 0 0 0 0 — 0" in re.sub(r"\s+", " ", body)
     with app.app_context():
         assert (
             db.session.scalar(

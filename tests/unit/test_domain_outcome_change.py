@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rehab.domain.outcome_change import (
+    Episode,
     OutcomeChange,
+    Program,
     Score,
     Verdict,
-    episode_start,
+    current_episode,
     outcome_change,
     summarize,
 )
@@ -46,24 +48,54 @@ def test_the_verdict_is_the_mcid_in_the_instruments_direction(
     assert change.change == pytest.approx(latest - start)
 
 
-def test_the_episode_is_the_scores_from_a_fortnight_before_the_program() -> None:
-    program = dt.date(2025, 6, 1)
-    since = episode_start(program)
-    assert since == dt.date(2025, 5, 18)
+def test_the_episode_runs_from_a_fortnight_before_its_first_program() -> None:
+    program = Program(dt.date(2025, 6, 1), None)
+    episode = current_episode([program], dt.date(2025, 9, 1))
+    assert episode == Episode(dt.date(2025, 5, 18), None) and not episode.ended
     history = [
         Score(dt.date(2024, 7, 1), 70),  # an earlier episode of care
         Score(dt.date(2025, 5, 20), 44),  # the intake assessment, before the program
         Score(dt.date(2025, 7, 1), 38),
         Score(dt.date(2025, 9, 1), 30),
     ]
-    change = outcome_change("odi", reversed(history), since)
+    change = outcome_change("odi", reversed(history), episode.scores_from)
     assert change is not None
     assert (change.start, change.latest, change.scores) == (history[1], history[3], 3)
     assert change.verdict is Verdict.BETTER
-    assert episode_start(None) is None
+    assert current_episode([], dt.date(2025, 9, 1)) is None
     assert outcome_change("odi", history[:1], None) is None  # one score: nothing to compare
     with pytest.raises(ValueError, match="unknown instrument"):
         outcome_change("sf36", history, None)
+
+
+def test_a_progression_continues_the_episode_and_a_break_or_a_return_starts_one() -> None:
+    today = dt.date(2025, 10, 1)
+    first = Program(dt.date(2025, 3, 1), dt.date(2025, 5, 31))
+    progressed = Program(dt.date(2025, 6, 1), None)  # begun the day after the first ended
+    assert current_episode([progressed, first], today) == Episode(dt.date(2025, 2, 15), None)
+    # Ended by today: the episode is over.
+    done = Program(dt.date(2025, 6, 1), dt.date(2025, 9, 15))
+    assert current_episode([first, done], today) == Episode(
+        dt.date(2025, 2, 15), dt.date(2025, 9, 15)
+    )
+    # A week's break between programs: a new episode.
+    later = Program(dt.date(2025, 6, 8), None)
+    assert current_episode([first, later], today) == Episode(dt.date(2025, 5, 25), None)
+    # A returning patient: a program starting within a fortnight (her intake is being taken)
+    # is her episode; one starting later is not yet.
+    returning = Program(dt.date(2025, 10, 10), None)
+    assert current_episode([first, returning], today) == Episode(dt.date(2025, 9, 26), None)
+    far = Program(dt.date(2025, 11, 1), None)
+    assert current_episode([first, far], today) == Episode(
+        dt.date(2025, 2, 15), dt.date(2025, 5, 31)
+    )
+
+
+def test_two_scores_on_one_day_are_no_change() -> None:
+    same_day = [Score(DAY, 3.0), Score(DAY, 5.0)]
+    assert outcome_change("psfs", same_day, None) is None
+    later = outcome_change("psfs", [*same_day, Score(DAY + dt.timedelta(days=1), 6.0)], None)
+    assert later is not None and later.start == same_day[0] and later.scores == 3
 
 
 value = st.floats(min_value=0, max_value=100, allow_nan=False).map(lambda v: round(v, 1))
