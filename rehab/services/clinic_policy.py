@@ -43,7 +43,7 @@ TEXT: dict[str, SettingText] = {
         "days",
         "A patient with a program in effect who logs nothing for this many days raises a"
         " missed-logs alert. A gap already alerted stays one alert whatever the number"
-        " (nobody is told again), resolved when she logs again.",
+        " (nobody is told again), resolved when she logs again or her program ends.",
     ),
     "urgent_follow_up_minutes": SettingText(
         "Urgent alert follow-up",

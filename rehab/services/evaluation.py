@@ -47,7 +47,7 @@ from rehab.domain.detection import (
 )
 from rehab.domain.episodes import LOOKBACK_KINDS
 from rehab.domain.event_text import fall_mechanism
-from rehab.domain.missed_logs import Period
+from rehab.domain.missed_logs import Period, program_runs
 from rehab.domain.series import AnySeries
 from rehab.domain.vocabulary import RedFlag
 from rehab.services import alerts, audit, clinic_policy, notifications, series_copy
@@ -148,10 +148,13 @@ class StoredAlerts:
         day it was detected on."""
         return self.has(patient_id, (GAP_ONSET, metric, onset))
 
-    def open_gap(self, patient_id: int, metric: str, onset: dt.date) -> StoredAlert | None:
-        """The unresolved missed-logs alert of the gap that began on `onset`, if any."""
+    def open_gap(
+        self, patient_id: int, metric: str, onset: dt.date, taken: set[int]
+    ) -> StoredAlert | None:
+        """The unresolved missed-logs alert of the gap that began on `onset`, if any, but
+        not one in `taken` (another episode's by its very key, or matched already)."""
         for key, alert in self.unresolved.get(patient_id, {}).items():
-            if key[:2] == (GAP_KIND, metric) and alert.onset == onset:
+            if key[:2] == (GAP_KIND, metric) and alert.onset == onset and alert.id not in taken:
                 return alert
         return None
 
@@ -786,12 +789,14 @@ def _reconcile(
     for patient_id, given in episodes_by_patient.items():
         episodes = tuple(given)
         unresolved = stored.unresolved.get(patient_id, {})
-        matched: set[int] = set()
+        # Exact matches first: an alert some episode names by its very key is that one's,
+        # never another's by its gap's first day.
+        matched = {unresolved[k].id for k in map(_key, episodes) if k in unresolved}
         for episode in episodes:
             key = _key(episode)
             existing = unresolved.get(key)
-            if existing is None and episode.kind == GAP_KIND:
-                existing = stored.open_gap(patient_id, key[1], episode.onset)
+            if existing is None and episode.kind == GAP_KIND and not stored.has(patient_id, key):
+                existing = stored.open_gap(patient_id, key[1], episode.onset, matched)
             if existing is not None:
                 alert_id, severity, related, _ = existing
                 matched.add(alert_id)
@@ -821,7 +826,6 @@ def _reconcile(
                 continue
             if episode.kind == GAP_KIND and stored.has_gap(patient_id, key[1], episode.onset):
                 continue  # this gap's alert, detected on another day, and resolved
-
             if episode.resolved_on is None and episode.kind != "red_flag":
                 # A still-unresolved older alert of this kind and metric that the detector no
                 # longer follows (e.g. its log was edited) gives way to the new episode.
@@ -838,10 +842,9 @@ def _reconcile(
                         )
             new_rows.append(_row(patient_id, episode, now))
         if series is not None:
-            for old_id, day in _gaps_closed(unresolved, matched, series.get(patient_id)):
-                result.resolved += _auto_resolve(
-                    session, patient_id, old_id, day, now, alerts.AUTO_LOGGING_RESUMED
-                )
+            closed = _gaps_closed(unresolved, matched, series.get(patient_id), as_of)
+            for old_id, day, note in closed:
+                result.resolved += _auto_resolve(session, patient_id, old_id, day, now, note)
         if as_of is not None:
             for old_id in _no_longer_shown(unresolved, episodes, as_of):
                 result.resolved += _auto_resolve(
@@ -951,18 +954,35 @@ def _no_longer_shown(
 
 
 def _gaps_closed(
-    unresolved: Mapping[AlertKey, StoredAlert], matched: set[int], series: AnySeries | None
-) -> list[tuple[int, dt.date]]:
-    """The open missed-logs alerts the replay did not show (the clinic's number of days now
-    exceeds the gap, or the gap began before the window read) whose patient logged on or
-    after the gap's first day, with that day: the gap is over."""
+    unresolved: Mapping[AlertKey, StoredAlert],
+    matched: set[int],
+    series: AnySeries | None,
+    as_of: dt.date | None,
+) -> list[tuple[int, dt.date, str]]:
+    """The open missed-logs alerts no episode matched (the clinic's number of days now
+    exceeds the gap, or the gap began before the window read) whose gap is over, with the
+    day and why: her program run ended before she logged again (the day after), or she
+    logged on or after the gap's first day (that day), by `as_of`."""
+    if series is None:
+        return []
+    until = as_of or dt.date.max
+    runs = program_runs(series.logging_asked) if series.logging_asked is not None else []
     closed = []
     for (kind, _, _), alert in unresolved.items():
         if kind != GAP_KIND or alert.id in matched or alert.onset is None:
             continue
-        day = _first_log_from(series, alert.onset)
-        if day is not None:
-            closed.append((alert.id, day))
+        onset = alert.onset
+        logged = _first_log_from(series, onset)
+        if logged is not None and logged > until:
+            logged = None
+        run_end = next(
+            (end for start, end in runs if start <= onset and (end is None or onset <= end)),
+            None,
+        )
+        if run_end is not None and run_end < until and (logged is None or logged > run_end):
+            closed.append((alert.id, run_end + dt.timedelta(days=1), alerts.AUTO_PROGRAM_ENDED))
+        elif logged is not None:
+            closed.append((alert.id, logged, alerts.AUTO_LOGGING_RESUMED))
     return closed
 
 

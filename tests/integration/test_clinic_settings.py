@@ -20,6 +20,7 @@ from rehab.db.models import (
     AuditEvent,
     ClinicSettingChange,
     Notification,
+    Program,
     User,
     utcnow,
 )
@@ -27,7 +28,7 @@ from rehab.domain.vocabulary import NotifyMode
 from rehab.extensions import db
 from rehab.services import accounts, clinic_policy, evaluation, notifications
 from rehab.services.access import NotFound
-from rehab.services.alerts import AUTO_LOGGING_RESUMED
+from rehab.services.alerts import AUTO_LOGGING_RESUMED, AUTO_PROGRAM_ENDED
 from rehab.services.time import clinic_time, clinic_today
 from tests.integration.test_alert_follow_up import follow_up, told
 from tests.integration.test_notifications_outbox import make_alert
@@ -249,6 +250,56 @@ def test_a_gap_is_one_alert_whatever_the_missed_logs_setting(app: Flask, clinic:
         add_logs(b, today, [1])
         [(alert_id, status, _, note)] = missed_logs(b)
         assert (alert_id, status, note) == (b_alert, AlertStatus.RESOLVED, AUTO_LOGGING_RESUMED)
+        assert db.session.get(Alert, b_alert).resolved_on == today  # type: ignore[union-attr]
+
+
+@BOTH
+def test_a_gap_too_short_for_a_raised_setting_closes_with_her_program(
+    app: Flask, clinic: Clinic
+) -> None:
+    """An open 4-day gap, the number raised to 7, then she is discharged: the gap is over (the
+    program no longer asks for logs), and its alert is resolved the day after the program."""
+    today = clinic_today()
+    with app.app_context():
+        b = clinic.patient_b.patient_id
+        assert b is not None
+        add_logs(b, clinic.program_start, [1] * 57)
+        [(alert_id, status, _, _)] = missed_logs(b)
+        assert status is AlertStatus.OPEN
+    set_policy(app, clinic, missed_logs_days=7)
+    with app.app_context():
+        assert [(i, s) for i, s, _, _ in missed_logs(b)] == [(alert_id, AlertStatus.OPEN)]
+        (program,) = db.session.scalars(sa.select(Program).where(Program.patient_id == b))
+        program.end_date = today - dt.timedelta(days=1)
+        db.session.commit()
+        assert missed_logs(b) == [
+            (alert_id, AlertStatus.RESOLVED, today - dt.timedelta(days=3), AUTO_PROGRAM_ENDED)
+        ]
+        assert db.session.get(Alert, alert_id).resolved_on == today  # type: ignore[union-attr]
+
+
+@BOTH
+def test_a_late_log_and_a_lower_setting_keep_the_open_gaps_alert(
+    app: Flask, clinic: Clinic
+) -> None:
+    """Setting 5, a gap alerted; a log arrives late in the middle of it, and the number goes
+    down to 2: the gap's earlier part (now short and over) does not take the open alert away
+    from its later part, which the alert's own day detected names. Still one open alert."""
+    today = clinic_today()
+    set_policy(app, clinic, missed_logs_days=5)
+    with app.app_context():
+        a = clinic.patient_a.patient_id
+        assert a is not None
+        last = today - dt.timedelta(days=11)
+        add_logs(a, clinic.program_start, [1] * ((last - clinic.program_start).days + 1))
+        [(alert_id, status, onset, _)] = missed_logs(a)
+        assert status is AlertStatus.OPEN and onset == today - dt.timedelta(days=10)
+        told = notification_count()
+        add_logs(a, today - dt.timedelta(days=8), [1])
+    set_policy(app, clinic, missed_logs_days=2)
+    with app.app_context():
+        assert [(i, s) for i, s, _, _ in missed_logs(a)] == [(alert_id, AlertStatus.OPEN)]
+        assert notification_count() == told
 
 
 @BOTH
