@@ -41,6 +41,7 @@ ACTION_PHRASES: dict[str, str] = {
     "patient.summary_pdf": "printed a summary of your record",
     "patient.summary_chart": "printed a summary of your record",
     "caseload.read": "saw you on the list of their patients",
+    "outcomes.read": "saw your ODI or PSFS scores in their outcome figures",
     "series.read": "read your daily logs",
     "session_log.read": "read your daily logs",
     "session_log.write": "recorded a daily log",
