@@ -103,6 +103,9 @@ class Gatherer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Held while a round is sent: a flush waits for the background thread's send in
+        # flight (a process about to exit would otherwise leave with it half done).
+        self._sending = threading.Lock()
         self._pending: dict[tuple[Any, str], set[int]] = {}
         self._window = 0.0
         self._due = threading.Event()
@@ -116,12 +119,13 @@ class Gatherer:
         self._due.set()
 
     def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for (celery_app, task_name), items in pending.items():
-            ordered = sorted(items)
-            for start in range(0, len(ordered), MAX_IDS_PER_TASK):
-                _send(celery_app, task_name, [ordered[start : start + MAX_IDS_PER_TASK]])
+        with self._sending:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            for (celery_app, task_name), items in pending.items():
+                ordered = sorted(items)
+                for start in range(0, len(ordered), MAX_IDS_PER_TASK):
+                    _send(celery_app, task_name, [ordered[start : start + MAX_IDS_PER_TASK]])
 
     def _run(self) -> None:
         while True:

@@ -100,3 +100,33 @@ def test_more_ids_than_one_task_takes_are_split() -> None:
         gatherer.add(celery, TASK, i, window=60.0)  # the thread waits; the flush sends
     gatherer.flush()
     assert [len(batch) for _, batch in celery.sent] == [MAX_IDS_PER_TASK, MAX_IDS_PER_TASK, 1]
+
+
+class SlowCelery(FakeCelery):
+    """A broker that takes its time: the first send waits until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = threading.Event()
+        self.release = threading.Event()
+
+    def send_task(self, name: str, args: list[list[int]]) -> None:
+        self.sending.set()
+        assert self.release.wait(10)
+        super().send_task(name, args)
+
+
+def test_a_flush_waits_for_the_send_in_flight() -> None:
+    """A process about to exit (or a test reading the broker) flushes: what the background
+    thread took and is still sending is sent when the flush returns."""
+    celery = SlowCelery()
+    gatherer = Gatherer()
+    gatherer.add(celery, TASK, 5, window=0.0)
+    assert celery.sending.wait(10)  # the background thread took the id and is sending
+    flushed = threading.Event()
+    flusher = threading.Thread(target=lambda: (gatherer.flush(), flushed.set()))
+    flusher.start()
+    assert not flushed.wait(0.2)  # nothing pending, but a send in flight: it waits
+    celery.release.set()
+    flusher.join(10)
+    assert flushed.is_set() and celery.ids() == [5]
