@@ -23,6 +23,12 @@ class NotFound(LookupError):
     """The record does not exist or the actor may not know it does."""
 
 
+def require_admin(actor: Actor) -> None:
+    """The admin's pages and actions: anyone else gets the 404 of a page that is not there."""
+    if not actor.is_admin:
+        raise NotFound("admin page")
+
+
 def visible_patient_ids(actor: Actor) -> sa.Select[Any]:
     """A SELECT of the patient ids this actor may see (compose it into other queries)."""
     if actor.is_patient and actor.patient_id is not None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from config.settings import ClinicPolicy, Settings
 from rehab.db.models import ClinicSettingChange, User
 from rehab.services import audit
-from rehab.services.access import NotFound
+from rehab.services.access import require_admin
 from rehab.services.actors import Actor
 
 log = logging.getLogger(__name__)
@@ -163,14 +163,9 @@ class PolicyPage:
 HISTORY_SHOWN = 50
 
 
-def _require_admin(actor: Actor) -> None:
-    if not actor.is_admin:
-        raise NotFound("admin")
-
-
 def policy_page(session: Session, actor: Actor) -> PolicyPage:
     """The admin's page: each setting's value, default and last change; the latest changes."""
-    _require_admin(actor)
+    require_admin(actor)
     defaults = _settings().clinic_policy()
     latest = _latest(session)
     policy = _apply(defaults, latest)
@@ -237,7 +232,7 @@ def change(session: Session, actor: Actor, wanted: ClinicPolicy, read_at: int) -
     `read_at`: the `version` the admin's page showed. If anyone changed a setting since,
     nothing is stored (`ChangedMeanwhile`): the page sends every value, and saving it would
     put back the other administrator's changes without a word."""
-    _require_admin(actor)
+    require_admin(actor)
     assert actor.user_id is not None
     defaults = _settings().clinic_policy()
     # Two administrators saving at once: the second waits here, then finds the version

@@ -69,7 +69,7 @@ from rehab.notifications.transport import (
     transport_for,
 )
 from rehab.services import accounts, audit, clinic_policy
-from rehab.services.access import NotFound, can_see_patient, visible_patient_ids
+from rehab.services.access import NotFound, can_see_patient, require_admin, visible_patient_ids
 from rehab.services.actors import SYSTEM, Actor
 from rehab.services.dispatch import enqueue_after_commit
 from rehab.services.time import clinic_time
@@ -1231,18 +1231,13 @@ class AdminRow:
     message_id: str | None
 
 
-def _require_admin(actor: Actor) -> None:
-    if not actor.is_admin:
-        raise NotFound("admin page")
-
-
 def admin_overview(
     session: Session, actor: Actor, limit: int = 100
 ) -> tuple[dict[str, int], list[AdminRow], list[AdminRow]]:
     """Counts by status, failed rows, and the most recent rows (newest first). A row left
     unsent on purpose ("not sent: …", e.g. a follow-up of an alert acknowledged meanwhile)
     counts as "not sent", not as failed: there is nothing to mend or send again."""
-    _require_admin(actor)
+    require_admin(actor)
     counts = {status.value: 0 for status in NotificationStatus}
     counts[NOT_SENT] = 0
     not_sent = Notification.last_error.like(f"{NOT_SENT_PREFIX}%")
@@ -1293,7 +1288,7 @@ def admin_overview(
 
 def retry_failed(session: Session, actor: Actor, notification_id: int) -> None:
     """An admin sends a failed notification again (e.g. after fixing an address)."""
-    _require_admin(actor)
+    require_admin(actor)
     row = session.get(Notification, notification_id)
     if row is None or row.status is not FAILED:
         raise NotFound(f"failed notification {notification_id}")
@@ -1315,7 +1310,7 @@ def list_outbox_messages(session: Session, actor: Actor) -> list[OutboxEntry]:
     """The file outbox's newest messages (headers only). A message to a patient (a reminder)
     shows her address in "To": the list's read is audited against each such patient, or once
     without one."""
-    _require_admin(actor)
+    require_admin(actor)
     entries = list_outbox(outbox_dir())
     ids = [i for entry in entries for i in entry.notification_ids]
     audit.record_per_patient(session, actor, "outbox.list", _patient_recipients(session, ids))

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from rehab.db.models import AuditEvent, CareTeam, CareTeamMember, Clinician, Patient, User
 from rehab.domain.vocabulary import AuditOutcome, Role
 from rehab.services import accounts, audit
-from rehab.services.access import NotFound
+from rehab.services.access import NotFound, require_admin
 from rehab.services.actors import Actor
 from rehab.services.commands import ClinicDate, Command, EmailAddress, InvalidInput
 from rehab.services.paging import page_bounds
@@ -53,11 +53,6 @@ class AuditQuery(Command):
         return self
 
 
-def _require_admin(actor: Actor) -> None:
-    if not actor.is_admin:
-        raise NotFound("admin")
-
-
 def _user_target(user_id: int) -> str:
     return f"user:{user_id}"
 
@@ -68,7 +63,7 @@ def _user_target(user_id: int) -> str:
 def list_users(session: Session, actor: Actor) -> list[User]:
     """Every account, for managing them; patients' names and addresses among them, so the
     read is audited against each patient listed."""
-    _require_admin(actor)
+    require_admin(actor)
     rows = session.execute(
         sa.select(User, Patient.id)
         .outerjoin(Patient, Patient.user_id == User.id)
@@ -84,7 +79,7 @@ def create_staff(
     session: Session, actor: Actor, data: StaffInput, secret_key: str
 ) -> tuple[User, str]:
     """A clinician or admin account without a password, and its one-time set-password token."""
-    _require_admin(actor)
+    require_admin(actor)
     if accounts.email_taken(session, data.email):
         raise InvalidInput("email", "is already registered")
     user = accounts.create_staff_user(
@@ -97,7 +92,7 @@ def create_staff(
 
 def new_invite(session: Session, actor: Actor, user_id: int, secret_key: str) -> tuple[User, str]:
     """A fresh set-password link for an account whose password was never set."""
-    _require_admin(actor)
+    require_admin(actor)
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"user {user_id}")
@@ -112,7 +107,7 @@ def set_active(
 ) -> tuple[User, list[UnattendedTeam]]:
     """Enable or disable an account; disabling ends every session of that user at once.
     Also returns the care teams this left with patients and no active clinician."""
-    _require_admin(actor)
+    require_admin(actor)
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"user {user_id}")
@@ -166,7 +161,7 @@ def _clinician_item(clinician: Clinician) -> ClinicianItem:
 
 
 def list_clinicians(session: Session, actor: Actor) -> list[ClinicianItem]:
-    _require_admin(actor)
+    require_admin(actor)
     clinicians = session.scalars(
         sa.select(Clinician)
         .join(User, User.id == Clinician.user_id)
@@ -177,7 +172,7 @@ def list_clinicians(session: Session, actor: Actor) -> list[ClinicianItem]:
 
 
 def list_care_teams(session: Session, actor: Actor) -> list[TeamItem]:
-    _require_admin(actor)
+    require_admin(actor)
     counts: dict[int, int] = {
         team_id: count
         for team_id, count in session.execute(
@@ -248,7 +243,7 @@ def _left_unattended(session: Session, before: set[int]) -> list[UnattendedTeam]
 
 
 def create_care_team(session: Session, actor: Actor, data: CareTeamInput) -> CareTeam:
-    _require_admin(actor)
+    require_admin(actor)
     if session.scalar(sa.select(CareTeam.id).where(CareTeam.name == data.name)) is not None:
         raise InvalidInput("name", "a care team with this name exists")
     team = CareTeam(name=data.name)
@@ -260,7 +255,7 @@ def create_care_team(session: Session, actor: Actor, data: CareTeamInput) -> Car
 
 
 def add_member(session: Session, actor: Actor, team_id: int, clinician_id: int) -> None:
-    _require_admin(actor)
+    require_admin(actor)
     team = session.get(CareTeam, team_id)
     clinician = session.get(Clinician, clinician_id)
     if team is None:
@@ -279,7 +274,7 @@ def remove_member(
 ) -> list[UnattendedTeam]:
     """Take a clinician off a team; returns the team if this left it with patients and no
     active clinician."""
-    _require_admin(actor)
+    require_admin(actor)
     member = session.get(CareTeamMember, (team_id, clinician_id))
     if member is None:
         raise NotFound(f"member {clinician_id} of care team {team_id}")
@@ -313,7 +308,7 @@ def search_audit(
 ) -> AuditPage:
     """Audit rows matching the filters, newest first; dates are UTC days, both ends included;
     `action` matches as a prefix ("patient." finds every patient.* action)."""
-    _require_admin(actor)
+    require_admin(actor)
     conditions: list[sa.ColumnElement[bool]] = []
     if query.user_id is not None:
         conditions.append(AuditEvent.user_id == query.user_id)
