@@ -14,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session, joinedload
 
-from rehab.db import rows_matched
+from rehab.db import execute_core, rows_matched
 from rehab.db.models import (
     ApiToken,
     CareTeamMember,
@@ -281,12 +281,12 @@ def actor_for_api_token(session: Session, clear: str) -> Actor | None:
     """`actor_for(user_for_api_token(...))` in one query and without ORM objects: the same
     rules (token not revoked, user active; last use touched at most once a minute, in the
     request's transaction)."""
-    row = session.execute(_ACTOR_FOR_TOKEN, {"token_hash": token_hash(clear)}).first()
+    row = execute_core(session, _ACTOR_FOR_TOKEN, {"token_hash": token_hash(clear)}).first()
     if row is None:
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
-        session.execute(_TOUCH_TOKEN, {"token_id": row.id, "now": now})
+        execute_core(session, _TOUCH_TOKEN, {"token_id": row.id, "now": now})
     return Actor(
         user_id=row.user_id,
         role=row.role,

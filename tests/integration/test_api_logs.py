@@ -67,6 +67,47 @@ def test_same_client_id_twice_stores_one_log_and_same_response(
     assert first.json["adherence"] == pytest.approx(2 / 3, abs=0.001)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_new_log_stores_its_entries_and_audit_row_as_submitted(
+    app: Flask, client: FlaskClient, clinic: Clinic
+) -> None:
+    """PostgreSQL writes the log, its entries and the audit row in one statement (the rows
+    travel as JSON): every column lands as it would through the ORM."""
+    a = clinic.patient_a.patient_id
+    first, second = clinic.prescription_ids[a or 0][:2]
+    exercises = [
+        {"prescription_id": first, "done": True, "sets_done": 3, "reps_done": 12},
+        {"prescription_id": second, "done": False, "sets_done": 0, "reps_done": 0},
+    ]
+    before = dt.datetime.now(dt.UTC)
+    response = client.post(
+        f"/api/v1/patients/{a}/logs",
+        json=log_body(clinic, exercises=exercises),
+        headers={**auth(clinic.patient_a), "X-Request-ID": "bench0request0id"},
+    )
+    after = dt.datetime.now(dt.UTC)
+    assert response.status_code == 201, response.json
+    with app.app_context():
+        log = db.session.scalars(sa.select(SessionLog).where(SessionLog.patient_id == a)).one()
+        stored = sorted((e.prescription_id, e.done, e.sets_done, e.reps_done) for e in log.entries)
+        assert stored == sorted(
+            (e["prescription_id"], e["done"], e["sets_done"], e["reps_done"]) for e in exercises
+        )
+        row = db.session.scalars(
+            sa.select(AuditEvent).where(
+                AuditEvent.action == "session_log.write", AuditEvent.patient_id == a
+            )
+        ).one()
+    assert (row.user_id, row.role, row.outcome.value) == (
+        clinic.patient_a.user_id,
+        "patient",
+        "allowed",
+    )
+    assert row.request_id == "bench0request0id"
+    assert row.target is None
+    assert before - dt.timedelta(seconds=1) <= row.at <= after + dt.timedelta(seconds=1)
+
+
 def test_used_client_id_with_other_body_is_409(
     app: Flask, client: FlaskClient, clinic: Clinic
 ) -> None:
