@@ -84,3 +84,7 @@ bench.add_command(detect_command, "detect")
 from bench.load import load_command  # noqa: E402
 
 bench.add_command(load_command, "load")
+
+from bench.log_cpu import log_cpu_command  # noqa: E402
+
+bench.add_command(log_cpu_command, "log-cpu")
