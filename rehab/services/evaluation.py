@@ -95,7 +95,8 @@ def load_series(
     patient, and the evaluation after one new log should wait for few round trips."""
     return {
         pid: s.to_series() if isinstance(s, ArraySeries) else s
-        for pid, s in _load(session, patient_ids, since)[0].items()
+        # (The stored alerts it also reads are not used: any number of missed-logs days.)
+        for pid, s in _load(session, patient_ids, since, DEFAULT_CONFIG.missed_log_days)[0].items()
     }
 
 
@@ -203,12 +204,12 @@ class _Context:
 
 
 def _load(
-    session: Session, patient_ids: Sequence[int], since: dt.date | None
+    session: Session, patient_ids: Sequence[int], since: dt.date | None, gap_days: int
 ) -> tuple[dict[int, AnySeries], _Context]:
     """PostgreSQL: `ArraySeries` (the log columns stay numpy arrays); else PatientSeries."""
     series: dict[int, AnySeries]
     if _fast_path(session):
-        arrays, context = _read_postgresql(session, patient_ids, since)
+        arrays, context = _read_postgresql(session, patient_ids, since, gap_days)
         series = {pid: _array_series(pid, arrays.get(pid), context) for pid in patient_ids}
     else:
         logs = _select_log_columns(session, patient_ids, since)
@@ -419,6 +420,8 @@ def _json_rows(columns: tuple[Any, ...], order: tuple[Any, ...], ids: Any, *wher
 
 _IDS = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer))
 _SINCE = sa.bindparam("since", type_=sa.Date)
+# The number of days without a log that opens a missed-logs episode in this replay.
+_GAP_DAYS = sa.bindparam("gap_days", type_=sa.Integer)
 _UNRESOLVED_ALERT_COLUMNS = (
     Alert.patient_id,
     Alert.id,
@@ -466,8 +469,12 @@ def _read_statement(with_since: bool) -> sa.Select[Any]:
 def _stored_alert_columns() -> tuple[Any, ...]:
     """The stored alerts for `StoredAlerts.from_packed`: the (kind, metric) codes as JSON
     rows, the number of alerts and their packed keys, and the unresolved alerts as JSON."""
-    # Every alert by the day detected, and each missed-logs alert once more by its gap's
-    # first day, under the pseudo-kind GAP_ONSET (`StoredAlerts.has_gap`).
+    # Every alert by the day detected, and a missed-logs alert once more by its gap's first
+    # day, under the pseudo-kind GAP_ONSET (`StoredAlerts.has_gap`) — only one detected after
+    # another number of days than this replay's: the replay detects a gap on its first day
+    # + gap_days - 1 (`rehab.domain.missed_logs`), so the day-detected key finds the others,
+    # nearly all of them, and has_gap is asked only when that key is missing.
+    detected_after = sa.literal_column("alerts.detected_on - alerts.onset", sa.Integer)
     keyed = sa.union_all(
         sa.select(Alert.patient_id, Alert.kind, Alert.metric, Alert.detected_on).where(
             Alert.patient_id == sa.func.any(_IDS)
@@ -477,7 +484,11 @@ def _stored_alert_columns() -> tuple[Any, ...]:
             sa.literal(GAP_ONSET, sa.String).label("kind"),
             Alert.metric,
             Alert.onset.label("detected_on"),
-        ).where(Alert.patient_id == sa.func.any(_IDS), Alert.kind == GAP_KIND),
+        ).where(
+            Alert.patient_id == sa.func.any(_IDS),
+            Alert.kind == GAP_KIND,
+            detected_after != _GAP_DAYS - 1,
+        ),
     ).subquery("keyed")
     stored = sa.select(
         keyed.c.patient_id,
@@ -521,11 +532,15 @@ def _date(text: str | None) -> dt.date | None:
 
 
 def _read_postgresql(
-    session: Session, patient_ids: Sequence[int], since: dt.date | None
+    session: Session, patient_ids: Sequence[int], since: dt.date | None, gap_days: int
 ) -> tuple[dict[int, series_copy.PatientLogs], _Context]:
     """Logs, `_context_generic` and the stored alerts in one statement, decoded here into the
-    values the generic path gives (dates, ints, floats, strings, enums)."""
-    parameters: dict[str, Any] = {"ids": sorted({int(i) for i in patient_ids})}
+    values the generic path gives (dates, ints, floats, strings, enums). `gap_days`: the
+    replay's missed-logs days (which gaps' first days are keyed)."""
+    parameters: dict[str, Any] = {
+        "ids": sorted({int(i) for i in patient_ids}),
+        "gap_days": gap_days,
+    }
     if since is not None:
         parameters["since"] = since
     row = _core(session).execute(_READ[since is not None], parameters).one()
@@ -687,7 +702,7 @@ def _detect(
     since: dt.date | None,
     config: DetectionConfig,
 ) -> tuple[dict[int, tuple[AlertEpisode, ...]], _Context, dict[int, AnySeries]]:
-    series, context = _load(session, patient_ids, since)
+    series, context = _load(session, patient_ids, since, config.missed_log_days)
     # The batch call runs the same replay vectorised over the patients: several times
     # cheaper per patient than one call each.
     detected = detect_episodes_many(series.values(), config, as_of=as_of)

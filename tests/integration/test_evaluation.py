@@ -428,9 +428,9 @@ def test_a_history_shorter_than_the_window_is_read_once_whatever_its_open_alerts
     reads: list[dt.date | None] = []
     load = evaluation._load
 
-    def counted(session: Any, patient_ids: Any, since: dt.date | None) -> Any:
+    def counted(session: Any, patient_ids: Any, since: dt.date | None, gap_days: int) -> Any:
         reads.append(since)
-        return load(session, patient_ids, since)
+        return load(session, patient_ids, since, gap_days)
 
     with app.app_context():
         a = clinic.patient_a.patient_id
