@@ -3,10 +3,11 @@
 `rehab bench ingest` measures throughput over HTTP, which on a shared 2-core machine moves
 with whatever else runs (its ratio has ranged 20–47 % on unchanged code). This measures what
 the throughput is made of, and moves far less: one thread posts logs through each app's WSGI
-interface (Flask's test client: no gunicorn, no sockets) and the run counts the CPU seconds
-of this process (the app, its gathering thread included) and of the PostgreSQL server's
-processes, per log. Rounds alternate between the two apps, so that both see the same
-machine; the figure kept for each is its median round.
+interface (each request's WSGI environ built before the clock starts: no gunicorn, no
+sockets, no client work) and the run counts the CPU seconds of this process (the app, its
+gathering thread included) and of the PostgreSQL server's processes, per log. Rounds
+alternate between the two apps, which goes first changing every round, so that both see the
+same machine; the figure kept for each is its median round.
 
 The apps are those of `rehab bench ingest`: ours in production mode (bearer token, pydantic
 validation, idempotency by client id, access check, audit row, evaluation request gathered
@@ -31,7 +32,6 @@ import click
 
 from bench.results import (
     RESULTS_PATH,
-    database_url_option,
     load_average,
     machine_description,
     results_option,
@@ -89,8 +89,9 @@ class LogCpuReport:
                 f"Measured {self.started} on {self.machine}; load average {self.load} "
                 "(1 / 5 / 15 min) when the run started.",
                 f"Command: `{command}` — {self.rounds} rounds of {self.logs_per_round:,} logs "
-                "per app, alternating, one thread through each app's WSGI interface (no "
-                "gunicorn, no sockets), on one private durable PostgreSQL; CPU of this "
+                "per app, alternating, one thread calling each app's WSGI interface with "
+                "environs built beforehand (no gunicorn, no sockets, no client), on one "
+                "private durable PostgreSQL; CPU of this "
                 "process (the app and its threads) and of the PostgreSQL server's processes "
                 "per log; the median round of each.",
                 "",
@@ -106,36 +107,104 @@ class LogCpuReport:
                 "",
                 f"**bare ÷ ours, CPU per log: {self.ratio():.0%}** — the share of the bare "
                 "endpoint's rate that ours would reach if both were bound by this CPU alone "
-                "(gunicorn's own work per request, the same for both, is left out, so the "
-                "HTTP ratio of `rehab bench ingest` comes out higher). Checks: "
+                "(gunicorn's and the HTTP client's work per request, the same for both, is "
+                "left out, so the HTTP ratio of `rehab bench ingest` comes out higher). Checks: "
                 f"{self.stored:,} of ours's {self.ours.posted:,} logs stored.",
             ]
         )
 
 
-def run_log_cpu(
-    logs_per_round: int, rounds: int, database_url: str | None, echo: Any
-) -> LogCpuReport:
-    from bench.ingest import (
-        LogPlan,
-        _children,
-        _cpu_seconds,
-        build_bench_clinic,
-        prepare_reference_tables,
-    )
+class _PostgresCpu:
+    """CPU of a PostgreSQL server's processes between two readings: per process, so that one
+    that exits in between (an autovacuum worker, a backend) neither takes its history out of
+    the total nor is lost, its CPU since the first reading being counted from what the
+    postmaster reaped (its children's user and system time)."""
+
+    def __init__(self, postmaster: int) -> None:
+        self.postmaster = postmaster
+        self.before: dict[int, float] = {}
+        self.reaped_before = 0.0
+
+    def _reading(self) -> tuple[dict[int, float], float]:
+        from bench.ingest import _children, _cpu_seconds
+
+        pids = [self.postmaster, *_children(self.postmaster)]
+        per_process = {pid: _cpu_seconds([pid]) for pid in pids}
+        fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        return per_process, reaped
+
+    def start(self) -> None:
+        self.before, self.reaped_before = self._reading()
+
+    def seconds(self) -> float:
+        after, reaped = self._reading()
+        still_running = sum(cpu - self.before.get(pid, 0.0) for pid, cpu in after.items())
+        gone = [pid for pid in self.before if pid not in after]
+        # What the exited ones used since start(): their whole lifetime, less what they had.
+        exited = reaped - self.reaped_before - sum(self.before[pid] for pid in gone)
+        return still_running + max(exited, 0.0)
+
+
+def _requests(bodies: list[Any]) -> list[dict[str, Any]]:
+    """Each log's WSGI environ, built before the clock starts: the CPU counted is the app's,
+    not that of building requests (which would flatter the ratio: the same cost on both)."""
+    from werkzeug.test import EnvironBuilder
+
+    built = []
+    for patient, body in bodies:
+        builder = EnvironBuilder(
+            path=f"/api/v1/patients/{patient.id}/logs",
+            method="POST",
+            json=body,
+            headers=[("Authorization", f"Bearer {patient.token}")],
+        )
+        try:
+            built.append(builder.get_environ())
+        finally:
+            builder.close()
+    return built
+
+
+def _post_all(app: Any, requests: list[dict[str, Any]], name: str) -> None:
+    status: list[str] = []
+
+    def start_response(code: str, headers: Any, exc_info: Any = None) -> Any:
+        status.append(code)
+        return lambda data: None
+
+    for environ in requests:
+        status.clear()
+        body = app(environ, start_response)
+        try:
+            b"".join(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        if not status or not status[0].startswith(("200", "201")):
+            raise click.ClickException(f"{name}: HTTP {status[0] if status else '?'}")
+
+
+def run_log_cpu(logs_per_round: int, rounds: int, echo: Any) -> LogCpuReport:
+    from bench.ingest import LogPlan, build_bench_clinic, prepare_reference_tables
     from bench.servers import bench_database
     from rehab import migrate
     from rehab.devservers import start_redis
+    from rehab.services import dispatch
 
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = load_average()
     with contextlib.ExitStack() as stack:
-        database = bench_database(stack, database_url)
+        database = bench_database(stack, None)  # private: its processes' CPU is measured
+        assert database.postgres_pid is not None
         redis = start_redis()
         stack.callback(redis.close)
         migrate.upgrade(database.url)
         days_back = 365
-        patients = max(20, -(-logs_per_round * rounds // days_back))
+        # A log per patient and day (round 0 warms up): days_back + 1 loggable days each.
+        needed = logs_per_round * (rounds + 1)
+        patients = max(20, -(-needed // (days_back + 1)))
         echo(f"creating the clinic: {patients} patients")
         clinic = build_bench_clinic(database.url, patients, days_back)
         prepare_reference_tables(database.url)
@@ -160,30 +229,22 @@ def run_log_cpu(
         targets = {name: Target(name) for name in apps}
         # Ours takes each body once (a log per patient and day); bare gets the same bodies.
         plan = LogPlan(clinic.patients, clinic.last_day, "bench")
-        bodies = [plan.body(n) for n in range(logs_per_round * (rounds + 1))]
-        postgres_pid = database.postgres_pid
-
-        def postgres_cpu() -> float:
-            if postgres_pid is None:
-                return 0.0
-            return _cpu_seconds([postgres_pid, *_children(postgres_pid)])
+        bodies = [plan.body(n) for n in range(needed)]
+        if any(b is None for b in bodies):
+            raise click.ClickException("the clinic has too few loggable days for this run")
+        postgres = _PostgresCpu(database.postgres_pid)
 
         for round_number in range(rounds + 1):  # round 0 warms both apps up, not counted
             chunk = bodies[round_number * logs_per_round : (round_number + 1) * logs_per_round]
-            for name, app in apps.items():
-                client = app.test_client()
-                cpu, pg = time.process_time(), postgres_cpu()
-                for planned in chunk:
-                    assert planned is not None
-                    patient, body = planned
-                    response = client.post(
-                        f"/api/v1/patients/{patient.id}/logs",
-                        json=body,
-                        headers={"Authorization": f"Bearer {patient.token}"},
-                    )
-                    if response.status_code not in (200, 201):
-                        raise click.ClickException(f"{name}: HTTP {response.status_code}")
-                cpu, pg = time.process_time() - cpu, postgres_cpu() - pg
+            order = list(apps) if round_number % 2 else list(reversed(apps))
+            for name in order:
+                requests = _requests(chunk)
+                cpu = time.process_time()
+                postgres.start()
+                _post_all(apps[name], requests, name)
+                # Ours's gathered evaluation requests are sent now, inside its round.
+                dispatch.flush()
+                cpu, pg = time.process_time() - cpu, postgres.seconds()
                 if round_number == 0:
                     continue
                 target = targets[name]
@@ -195,10 +256,6 @@ def run_log_cpu(
                     f"PostgreSQL {target.postgres_ms[-1]:.2f} ms per log"
                 )
         import sqlalchemy as sa
-
-        from rehab.services import dispatch
-
-        dispatch.flush()  # the gathered evaluation requests, while Redis still runs
 
         engine = sa.create_engine(database.url)
         try:
@@ -212,7 +269,7 @@ def run_log_cpu(
         finally:
             engine.dispose()
         # Round 0's logs are stored too.
-        stored -= len(bodies[:logs_per_round])
+        stored -= logs_per_round
     return LogCpuReport(
         logs_per_round,
         rounds,
@@ -237,13 +294,11 @@ def _restore(saved: dict[str, str | None]) -> None:
 @click.option("--logs", "logs_per_round", type=int, default=800, show_default=True)
 @click.option("--rounds", type=int, default=5, show_default=True)
 @click.option("--quick", is_flag=True, help="Short form for CI: 2 rounds of 40, no RESULTS.md.")
-@database_url_option
 @results_option
 def log_cpu_command(
     logs_per_round: int,
     rounds: int,
     quick: bool,
-    database_url: str | None,
     results_path: Path | None,
 ) -> None:
     """CPU per accepted log (web process and PostgreSQL), ours against the bare Flask
@@ -252,9 +307,7 @@ def log_cpu_command(
         raise click.UsageError("--logs and --rounds must be at least 1")
     if quick:
         logs_per_round, rounds = 40, 2
-    report = run_log_cpu(
-        logs_per_round, rounds, database_url, lambda line: click.echo(line, err=True)
-    )
+    report = run_log_cpu(logs_per_round, rounds, lambda line: click.echo(line, err=True))
     parts = ["rehab bench log-cpu", "--quick" if quick else ""]
     if not quick:
         parts += [f"--logs {logs_per_round}", f"--rounds {rounds}"]

@@ -548,8 +548,10 @@ def _postgresql_write(log_columns: tuple[str, ...]) -> sa.Select[Any]:
 
 
 def _row_type(column_type: Any) -> Any:
-    # Enumerations travel as their text values; times keep their zone.
-    if isinstance(column_type, sa.Enum):
+    # Enumerations travel as their text values; times keep their zone. Text is cast without
+    # its length (an explicit cast to VARCHAR(n) would cut a longer value silently: the
+    # column's own type refuses it instead, as the ORM's INSERT would).
+    if isinstance(column_type, sa.String | sa.Enum):
         return sa.String()
     if isinstance(column_type, UTCDateTime):
         return sa.DateTime(timezone=True)
