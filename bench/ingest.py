@@ -915,28 +915,55 @@ def _cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _reaped_seconds(pid: int) -> float:
+    """User + system CPU of the process's children that have exited and been waited for."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 class _CpuMeter:
     """CPU used by groups of processes between start() and stop(), e.g. gunicorn's workers and
-    PostgreSQL's backends (children of their master process)."""
+    PostgreSQL's backends (children of their master process), counted per process.
 
-    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+    A group may name the parent of its members (`reaped_by`): a member that exits in between
+    (an autovacuum worker, a backend, a recycled gunicorn worker) is then counted from what
+    the parent reaped — its lifetime less what it had used at start() — instead of lost."""
+
+    def __init__(
+        self,
+        groups: dict[str, Callable[[], list[int]]],
+        reaped_by: dict[str, int] | None = None,
+    ) -> None:
         self.groups = groups
+        self.reaped_by = reaped_by or {}
         self.before: dict[str, dict[int, float]] = {}
+        self.reaped_before: dict[str, float] = {}
 
     def _snapshot(self) -> dict[str, dict[int, float]]:
         return {
             name: {pid: _cpu_seconds([pid]) for pid in pids()} for name, pids in self.groups.items()
         }
 
+    def _reaped(self) -> dict[str, float]:
+        return {name: _reaped_seconds(parent) for name, parent in self.reaped_by.items()}
+
     def start(self) -> None:
         self.before = self._snapshot()
+        self.reaped_before = self._reaped()
 
     def stop(self) -> dict[str, float]:
-        after = self._snapshot()
-        return {
-            name: sum(cpu - self.before[name].get(pid, 0.0) for pid, cpu in after[name].items())
-            for name in self.groups
-        }
+        after, reaped = self._snapshot(), self._reaped()
+        used = {}
+        for name in self.groups:
+            before = self.before[name]
+            running = sum(cpu - before.get(pid, 0.0) for pid, cpu in after[name].items())
+            if name in self.reaped_by:
+                gone = sum(cpu for pid, cpu in before.items() if pid not in after[name])
+                running += max(reaped[name] - self.reaped_before[name] - gone, 0.0)
+            used[name] = running
+        return used
 
 
 def _gunicorn_settings(options: IngestOptions) -> str:
@@ -1192,10 +1219,12 @@ def _http_target(
             "web": lambda: _children(server.process.pid),
             "Redis": lambda: [servers.redis_pid],
         }
+        reaped_by = {"web": server.process.pid}
         if servers.postgres_pid is not None:
             postgres_pid = servers.postgres_pid
             groups["PostgreSQL"] = lambda: _children(postgres_pid)
-        meter = _CpuMeter(groups)
+            reaped_by["PostgreSQL"] = postgres_pid
+        meter = _CpuMeter(groups, reaped_by)
         meter.start()
         figures = _run_loadgen({**spec_base, "port": server.port}, workdir, name)
         used = meter.stop()

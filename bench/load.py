@@ -928,12 +928,15 @@ def run_load(options: LoadOptions, echo: Echo = print) -> LoadReport:
             "web": lambda: _children(server.process.pid),
             "Redis": lambda: [servers.redis_pid],
         }
+        reaped_by = {"web": server.process.pid}
         if servers.postgres_pid is not None:
             postgres_pid = servers.postgres_pid
             groups["PostgreSQL"] = lambda: _children(postgres_pid)
+            reaped_by["PostgreSQL"] = postgres_pid
         if worker is not None:
             worker_pid = worker.pid
             groups["worker"] = lambda: [worker_pid, *_children(worker_pid)]
+            reaped_by["worker"] = worker_pid
         echo(f"warm-up: {options.rates[0]:g} req/s for {options.warmup:g} s")
         warm = _run_loadgen(
             {**spec_base, "rate": options.rates[0], "seconds": options.warmup, "seed": 999,
@@ -944,7 +947,7 @@ def run_load(options: LoadOptions, echo: Echo = print) -> LoadReport:
 
         def run_one(rate: float, attempt: int) -> StepResult:
             time.sleep(options.pause)
-            meter = _CpuMeter(groups)
+            meter = _CpuMeter(groups, reaped_by)
             meter.start()
             metered = time.monotonic()
             figures = _run_loadgen(

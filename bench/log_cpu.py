@@ -114,38 +114,6 @@ class LogCpuReport:
         )
 
 
-class _PostgresCpu:
-    """CPU of a PostgreSQL server's processes between two readings: per process, so that one
-    that exits in between (an autovacuum worker, a backend) neither takes its history out of
-    the total nor is lost, its CPU since the first reading being counted from what the
-    postmaster reaped (its children's user and system time)."""
-
-    def __init__(self, postmaster: int) -> None:
-        self.postmaster = postmaster
-        self.before: dict[int, float] = {}
-        self.reaped_before = 0.0
-
-    def _reading(self) -> tuple[dict[int, float], float]:
-        from bench.ingest import _children, _cpu_seconds
-
-        pids = [self.postmaster, *_children(self.postmaster)]
-        per_process = {pid: _cpu_seconds([pid]) for pid in pids}
-        fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-        reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-        return per_process, reaped
-
-    def start(self) -> None:
-        self.before, self.reaped_before = self._reading()
-
-    def seconds(self) -> float:
-        after, reaped = self._reading()
-        still_running = sum(cpu - self.before.get(pid, 0.0) for pid, cpu in after.items())
-        gone = [pid for pid in self.before if pid not in after]
-        # What the exited ones used since start(): their whole lifetime, less what they had.
-        exited = reaped - self.reaped_before - sum(self.before[pid] for pid in gone)
-        return still_running + max(exited, 0.0)
-
-
 def _requests(bodies: list[Any]) -> list[dict[str, Any]]:
     """Each log's WSGI environ, built before the clock starts: the CPU counted is the app's,
     not that of building requests (which would flatter the ratio: the same cost on both)."""
@@ -187,7 +155,13 @@ def _post_all(app: Any, requests: list[dict[str, Any]], name: str) -> None:
 
 
 def run_log_cpu(logs_per_round: int, rounds: int, echo: Any) -> LogCpuReport:
-    from bench.ingest import LogPlan, build_bench_clinic, prepare_reference_tables
+    from bench.ingest import (
+        LogPlan,
+        _children,
+        _CpuMeter,
+        build_bench_clinic,
+        prepare_reference_tables,
+    )
     from bench.servers import bench_database
     from rehab import migrate
     from rehab.devservers import start_redis
@@ -232,7 +206,11 @@ def run_log_cpu(logs_per_round: int, rounds: int, echo: Any) -> LogCpuReport:
         bodies = [plan.body(n) for n in range(needed)]
         if any(b is None for b in bodies):
             raise click.ClickException("the clinic has too few loggable days for this run")
-        postgres = _PostgresCpu(database.postgres_pid)
+        postmaster = database.postgres_pid
+        postgres = _CpuMeter(
+            {"PostgreSQL": lambda: [postmaster, *_children(postmaster)]},
+            reaped_by={"PostgreSQL": postmaster},
+        )
 
         for round_number in range(rounds + 1):  # round 0 warms both apps up, not counted
             chunk = bodies[round_number * logs_per_round : (round_number + 1) * logs_per_round]
@@ -244,7 +222,7 @@ def run_log_cpu(logs_per_round: int, rounds: int, echo: Any) -> LogCpuReport:
                 _post_all(apps[name], requests, name)
                 # Ours's gathered evaluation requests are sent now, inside its round.
                 dispatch.flush()
-                cpu, pg = time.process_time() - cpu, postgres.seconds()
+                cpu, pg = time.process_time() - cpu, postgres.stop()["PostgreSQL"]
                 if round_number == 0:
                     continue
                 target = targets[name]

@@ -23,12 +23,14 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
-def execute_core(session: Session, statement: Executable, params: Any = None) -> CursorResult[Any]:
+def execute_core(
+    session: Session, statement: Executable, params: Any = None
+) -> CursorResult[*tuple[Any, ...]]:
     """Run a Core statement (table columns, no ORM entities) on the session's connection, in
     its transaction. `session.execute` would route it through the ORM's execution layer
     (events, compile state, result adaptation) for nothing: about a third of the Python CPU
-    of a small statement. For the few statements that every log submission runs; no
-    autoflush, so call it only where nothing pending needs flushing first."""
+    of a small statement. For the hot paths (every log submission, every batch of the scan,
+    the caseload); no autoflush, so call it only where nothing pending needs flushing first."""
     return session.connection().execute(statement, params)
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, aliased
 
 from rehab.charts.baseline import Pin, probe_levels
 from rehab.charts.sparkline import Sparkline, sparkline
+from rehab.db import execute_core
 from rehab.db.models import (
     Alert,
     AlertStatus,
@@ -310,10 +311,11 @@ def _recent_logs(
     code = code * (1 << _DAY_BITS) + _day_index(session, since)
     code = code * (1 << _PAIN_BITS) + SessionLog.leg_pain
     code = code * (1 << _PAIN_BITS) + SessionLog.back_pain
-    result = session.connection().execute(
+    result = execute_core(
+        session,
         sa.select(code).where(
             SessionLog.patient_id.in_(patient_ids), SessionLog.log_date.between(since, today)
-        )
+        ),
     )
     try:
         # The DBAPI cursor's plain tuples, not a row object each.

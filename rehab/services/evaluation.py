@@ -23,6 +23,7 @@ from flask import has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from rehab.db import execute_core
 from rehab.db.models import (
     Alert,
     AlertStatus,
@@ -274,12 +275,6 @@ def _fast_path(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _core(session: Session) -> sa.Connection:
-    """The session's connection, for plain Core selects of columns: the rows come without the
-    ORM's per-row work (these run for every batch of the scan)."""
-    return session.connection()
-
-
 # --- the generic path (SQLite: the demo) ---------------------------------------------------
 
 
@@ -300,8 +295,8 @@ def _select_log_columns(
         log_query = log_query.where(SessionLog.log_date >= since)
     columns: dict[int, list[list[Any]]] = defaultdict(lambda: [[], [], [], [], [], []])
     flags = list(RedFlag)
-    for row in _core(session).execute(
-        log_query.order_by(SessionLog.patient_id, SessionLog.log_date)
+    for row in execute_core(
+        session, log_query.order_by(SessionLog.patient_id, SessionLog.log_date)
     ):
         cols = columns[row[0]]
         cols[0].append(row[1])
@@ -357,13 +352,13 @@ def _context_generic(
     """Events, outcomes, pins and program periods: 4 plain selects (5 with `since`: who has
     logs before it)."""
     cut: frozenset[int] = frozenset()
-    core = _core(session)
     if since is not None:
         cut = frozenset(
-            core.execute(
+            execute_core(
+                session,
                 sa.select(Patient.id).where(
                     Patient.id.in_(patient_ids), _logs_before(since, Patient.id)
-                )
+                ),
             ).scalars()
         )
     context = _Context(
@@ -372,8 +367,8 @@ def _context_generic(
     )  # fmt: skip
 
     def rows(columns: tuple[Any, ...], order: tuple[Any, ...], *where: Any) -> Any:
-        return core.execute(
-            sa.select(*columns).where(columns[0].in_(patient_ids), *where).order_by(*order)
+        return execute_core(
+            session, sa.select(*columns).where(columns[0].in_(patient_ids), *where).order_by(*order)
         )
 
     for pid, day, kind, note, side, region, location, steps, height, landed in rows(
@@ -543,7 +538,7 @@ def _read_postgresql(
     }
     if since is not None:
         parameters["since"] = since
-    row = _core(session).execute(_READ[since is not None], parameters).one()
+    row = execute_core(session, _READ[since is not None], parameters).one()
     count, packed, events, outcomes, pins, periods, codes, n_alerts, keys, unresolved, cut = row
     arrays = series_copy.LogArrays.from_records(series_copy.records(packed, count))
     logs = series_copy.patient_logs(arrays)
@@ -633,7 +628,8 @@ def lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
     SQLite has one writer anyway."""
     ids = sorted({int(i) for i in patient_ids})
     if session.get_bind().dialect.name == "postgresql":
-        _core(session).execute(
+        execute_core(
+            session,
             sa.text(
                 "SELECT pg_advisory_xact_lock(:key, id) FROM unnest(CAST(:ids AS int4[])) AS t(id)"
             ),
@@ -907,12 +903,12 @@ def _insert_ignoring_duplicates(
                 .on_conflict_do_nothing()
                 .returning(*returning)
             )
-            result = _core(session).execute(statement, {"rows": payload})
+            result = execute_core(session, statement, {"rows": payload})
             return [(r[0], r[1], r[2]) for r in result]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).on_conflict_do_nothing().returning(*returning)
-    return [(r[0], r[1], r[2]) for r in _core(session).execute(statement, rows)]
+    return [(r[0], r[1], r[2]) for r in execute_core(session, statement, rows)]
 
 
 def _json_value(value: Any) -> Any:
@@ -925,7 +921,8 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
     """Every stored alert of the patients: one query."""
     out = StoredAlerts()
     unresolved = Alert.status != AlertStatus.RESOLVED
-    rows = _core(session).execute(
+    rows = execute_core(
+        session,
         sa.select(
             Alert.id,
             Alert.patient_id,
@@ -937,7 +934,7 @@ def _stored_alerts(session: Session, patient_ids: list[int]) -> StoredAlerts:
             # (Only the unresolved alerts' events are compared: no JSON for the others.)
             sa.case((unresolved, Alert.related_events), else_=sa.null()),
             Alert.onset,
-        ).where(Alert.patient_id.in_(patient_ids))
+        ).where(Alert.patient_id.in_(patient_ids)),
     )
     for alert_id, patient_id, kind, metric, detected_on, status, severity, related, onset in rows:
         out.add(
