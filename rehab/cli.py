@@ -107,12 +107,14 @@ def _register_commands() -> None:
     from rehab.cli_demo import demo
     from rehab.cli_detect import detect_command, eval_command
     from rehab.cli_export import export_group
+    from rehab.cli_pipeline import pipeline_group
 
     main.add_command(demo)
     main.add_command(bench)
     main.add_command(detect_command, "detect")
     main.add_command(eval_command, "eval")
     main.add_command(export_group)
+    main.add_command(pipeline_group)
 
 
 _register_commands()

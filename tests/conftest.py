@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from rehab import create_app, migrate
 from rehab.devservers import PostgresServer, RedisServer, start_postgres, start_redis
 from rehab.extensions import db
+from rehab.web.health import wait_for_pipeline_watch
 from tests.support.clinic import Clinic, build_clinic
 
 _db_counter = itertools.count()
@@ -106,6 +107,9 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 
 def dispose_engines(app: Flask) -> None:
+    # A page may have started the pipeline watch in the background: it ends before its
+    # database goes.
+    wait_for_pipeline_watch(app)
     with app.app_context():
         for engine in db.engines.values():
             engine.dispose()

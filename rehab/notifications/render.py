@@ -36,6 +36,8 @@ EMAIL_CHANGED_SUBJECT = "[rehab] Your login address was changed"
 EMAIL_IN_USE_SUBJECT = "[rehab] This address already has an account"
 FOLLOW_UP_SUBJECT = "[rehab] Still unacknowledged: an urgent alert on your caseload"
 FOLLOW_UP_NOTICE_SUBJECT = "[rehab] An urgent alert has not been acknowledged by its care team"
+PIPELINE_LATE_SUBJECT = "[rehab] Alerts may be late: the automatic checks need attention"
+PIPELINE_FLOWING_SUBJECT = "[rehab] Alerts are on time again"
 
 KIND_LABELS = {
     "pain_regression": "Pain regression",
@@ -294,6 +296,23 @@ def follow_up_notice_message(
         "admin_url": admin_url,
     }
     return _assemble(message, *_bodies("follow_up_notice", **context), [])
+
+
+def pipeline_late_message(
+    envelope: Envelope, *, facts: Sequence[str], late_minutes: int, admin_url: str
+) -> EmailMessage:
+    """To an administrator: alerts, red flags included, may not have been raised or sent for
+    more than `late_minutes` (`facts`: what is late, since when). Counts and times only."""
+    message = _base(envelope, PIPELINE_LATE_SUBJECT)
+    message["Importance"] = "high"
+    context = {"facts": facts, "late_minutes": late_minutes, "admin_url": admin_url}
+    return _assemble(message, *_bodies("pipeline_late", **context), [])
+
+
+def pipeline_flowing_message(envelope: Envelope, *, admin_url: str) -> EmailMessage:
+    """To an administrator who was told alerts were late: they are on time again."""
+    message = _base(envelope, PIPELINE_FLOWING_SUBJECT)
+    return _assemble(message, *_bodies("pipeline_flowing", admin_url=admin_url), [])
 
 
 def _utc_text(when: dt.datetime) -> str:

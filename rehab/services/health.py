@@ -4,7 +4,8 @@ Clinicians rely on alerts, red flags included, to reach them without looking. If
 worker stops, or mail stops going out, nothing fails where anyone sees it: alerts simply stop.
 So the web app, which keeps running, checks the pipeline's own traces and says when they are
 late (`pipeline_status`), to monitoring (`/healthz/pipeline`), to clinicians (a banner on
-their caseload and alert inbox) and to the admin:
+their caseload and alert inbox) and to the admin (her page, and an e-mail:
+`rehab.services.pipeline_watch`):
 
 - **scan**: the periodic scan (beat → worker) records each run (`scan.LAST_RUN_WATERMARK`);
   none for `pipeline_late_minutes` means missed-log alerts and the catching up of lost

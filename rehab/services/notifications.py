@@ -86,6 +86,11 @@ REMINDER = "reminder"
 ALERT_FOLLOW_UP = "alert_follow_up"
 FOLLOW_UP_NOTICE = "follow_up_admin"
 PASSWORD_RESET = "password_reset"
+# To the administrators, when alerts may be late and when they flow again
+# (`rehab.services.pipeline_watch`).
+PIPELINE_LATE = "pipeline_late"
+PIPELINE_FLOWING = "pipeline_flowing"
+PIPELINE_NOTICES = (PIPELINE_LATE, PIPELINE_FLOWING)
 # A notice to an account's own address that its password was changed.
 PASSWORD_CHANGED = "password_changed"
 # A change of login address: the link confirming it, to the new address; then the notice
@@ -214,6 +219,20 @@ def _row(
         "last_error": "",
         "created_at": now,
     }
+
+
+def queue_unsent_by_task(
+    session: Session, purpose: str, dedup_key: str, recipients: Sequence[int], now: dt.datetime
+) -> list[int]:
+    """Outbox rows (urgent, due `now`) for `recipients`, which the caller sends itself (the
+    pipeline notices: the worker may be what stopped), so no delivery task is sent; the
+    re-sender still finds a row left pending. A row already there is skipped; the caller
+    commits."""
+    rows = [
+        _row(recipient=user_id, purpose=purpose, dedup_key=dedup_key, urgent=True, due=now, now=now)
+        for user_id in recipients
+    ]
+    return [i for i, _, _ in _insert_ignoring_duplicates(session, rows)]
 
 
 def _enqueue(session: Session, inserted: list[tuple[int, str, int]]) -> None:
@@ -816,6 +835,16 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
         return _email_change_message(session, user, held, envelope, settings), held
     if held.purpose == FOLLOW_UP_NOTICE:
         return _follow_up_notice(session, user, held, envelope, settings), held
+    if held.purpose in PIPELINE_NOTICES:
+        # Imported here: the pipeline watch sends its notices through this module.
+        from rehab.services import pipeline_watch
+
+        if user.role is not Role.ADMIN:
+            raise NotSendable("recipient is no longer an administrator")
+        key = session.scalar(
+            sa.select(Notification.dedup_key).where(Notification.id == held.ids[0])
+        )
+        return pipeline_watch.compose(session, held.purpose, key or "", envelope, settings), held
     actor = _clinician_actor(user)
     rows = session.execute(
         sa.select(Notification.id, Alert)

@@ -9,6 +9,9 @@
 None needs a login, none reads patient data, so none is audited. The pipeline status shown to
 clinicians and admins and to monitoring (`current_pipeline_status`) is kept for a short while
 per process, so that neither a busy caseload nor a crowd of probes runs its queries each time.
+When a fresh status finds alerts late, or an incident the administrators were told of, the
+process runs `pipeline_watch.watch` in a background thread (one at a time per process): it
+e-mails the administrators without the worker, and never slows the page or probe that asked.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy.orm import Session
 
 from rehab.extensions import db
-from rehab.services import health
+from rehab.services import health, pipeline_watch
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
@@ -71,12 +74,44 @@ def current_pipeline_status() -> health.PipelineStatus | None:
         # On a connection of its own: an error here leaves the page's transaction usable.
         with Session(db.engine) as session:
             status = health.pipeline_status(session, _late_after(app))
+            act = pipeline_watch.alerts_late(status) or pipeline_watch.incident_open(session)
     except sa.exc.SQLAlchemyError as exc:
         log.warning("pipeline status not computed (%s)", type(exc).__name__)
         return None
     with _lock:
         app.extensions["rehab.pipeline_status"] = (time.monotonic(), status)
+    if act:
+        _watch_in_background(app, status)
     return status
+
+
+def _watch_in_background(app: Flask, status: health.PipelineStatus) -> None:
+    with _lock:
+        watching: threading.Lock = app.extensions.setdefault(
+            "rehab.pipeline_watching", threading.Lock()
+        )
+    if not watching.acquire(blocking=False):
+        return  # this process is at it already
+
+    def run() -> None:
+        try:
+            with app.app_context(), Session(db.engine) as session:
+                pipeline_watch.watch(session, status)
+        except Exception as exc:  # a thread's error would otherwise go nowhere
+            log.error("pipeline notices not sent (%s)", type(exc).__name__)
+        finally:
+            watching.release()
+
+    thread = threading.Thread(target=run, name="rehab-pipeline-watch", daemon=True)
+    app.extensions["rehab.pipeline_watch"] = thread
+    thread.start()
+
+
+def wait_for_pipeline_watch(app: Flask, timeout: float = 60.0) -> None:
+    """Wait for this app's background pipeline watch, if one runs (tests; shutting down)."""
+    thread = app.extensions.get("rehab.pipeline_watch")
+    if thread is not None:
+        thread.join(timeout)
 
 
 def forget_pipeline_status(app: Flask) -> None:

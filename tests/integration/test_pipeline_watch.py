@@ -1,0 +1,344 @@
+"""The administrators are e-mailed when alerts may be late, without the worker
+(`rehab.services.pipeline_watch`): once when alerts become late, daily while they stay late,
+once when they are on time again; by the web app in the background (a page or a probe) and by
+`rehab pipeline check`; over a real SMTP server, with nothing about patients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from rehab import create_app
+from rehab.cli_pipeline import pipeline_group
+from rehab.db.models import JobWatermark, Notification, User, utcnow
+from rehab.domain.vocabulary import Role
+from rehab.extensions import db
+from rehab.notifications import render
+from rehab.services import health, notifications, pipeline_watch
+from rehab.services.time import clinic_today
+from rehab.web.health import forget_pipeline_status, wait_for_pipeline_watch
+from tests.conftest import app_settings, dispose_engines
+from tests.integration.test_health import LATE, scanned
+from tests.support.clinic import Clinic, password_hash
+from tests.support.history import add_logs
+from tests.support.smtp import Received, SmtpServer, smtp_server
+
+PUBLIC_URL = "https://rehab.clinic.test"
+A_WHILE_AGO = LATE + dt.timedelta(minutes=1)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, smtp: SmtpServer) -> Iterator[Flask]:
+    app = create_app(
+        app_settings(
+            database_url,
+            tmp_path,
+            smtp_url=smtp.url,
+            public_url=PUBLIC_URL,
+            notify_backoff_seconds="0.2",
+            notify_backoff_max_seconds="1",
+        )
+    )
+    yield app
+    dispose_engines(app)
+
+
+def check(app: Flask, now: dt.datetime | None = None) -> pipeline_watch.Watch:
+    """What `rehab pipeline check` and the web app do: the status, then the watch."""
+    with app.app_context():
+        status = health.pipeline_status(db.session, LATE, now)
+        db.session.rollback()
+        return pipeline_watch.watch(db.session, status)
+
+
+def notices(app: Flask) -> list[tuple[str, str, str, str]]:
+    """(recipient's e-mail, purpose, status, error) of every pipeline notice, in order."""
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(
+                User.email, Notification.purpose, Notification.status, Notification.last_error
+            )
+            .join(User, User.id == Notification.recipient_user_id)
+            .where(Notification.purpose.in_(notifications.PIPELINE_NOTICES))
+            .order_by(Notification.id)
+        ).all()
+        db.session.rollback()
+    return [(email, purpose, str(state), error) for email, purpose, state, error in rows]
+
+
+def add_admin(app: Flask, email: str, active: bool = True) -> None:
+    with app.app_context():
+        db.session.add(
+            User(
+                email=email,
+                display_name=email.partition("@")[0].title(),
+                role=Role.ADMIN,
+                password_hash=password_hash(),
+                is_active=active,
+            )
+        )
+        db.session.commit()
+
+
+def assert_impersonal(app: Flask, message: Received, clinic: Clinic) -> None:
+    """Counts and times only: no patient's name, e-mail or record number."""
+    whole = message.message.as_string()
+    with app.app_context():
+        names = db.session.scalars(sa.select(User.display_name).where(User.role == Role.PATIENT))
+        for name in names:
+            assert name not in whole
+    for person in (clinic.patient_a, clinic.patient_b, clinic.patient_c):
+        assert person.email not in whole
+        assert f"/patients/{person.patient_id}" not in whole
+    assert message.subject in (render.PIPELINE_LATE_SUBJECT, render.PIPELINE_FLOWING_SUBJECT)
+
+
+def test_admins_are_told_when_alerts_are_late_daily_while_late_and_once_when_on_time(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    add_admin(app, "second.admin@clinic.test")
+    add_admin(app, "former.admin@clinic.test", active=False)
+    admins = {clinic.admin.email, "second.admin@clinic.test"}
+    scanned(app, ago=A_WHILE_AGO)
+
+    first = check(app)
+    assert (first.late, len(first.queued), first.sent) == (True, 2, 2)
+    late = smtp.wait_for(2)
+    assert {r for m in late for r in m.rcpt_tos} == admins
+    for message in late:
+        assert message.subject == render.PIPELINE_LATE_SUBJECT
+        assert message.message["Importance"] == "high"
+        assert "The automatic checks last ran at" in message.text()
+        assert f"{PUBLIC_URL}/admin/" in message.text()
+        assert "The automatic checks last ran at" in message.html()
+        assert_impersonal(app, message, clinic)
+
+    # Checked again while late: nothing new until a day has passed.
+    again = check(app)
+    assert (again.late, again.queued, again.sent) == (True, [], 0)
+    a_day_on = check(app, utcnow() + pipeline_watch.REMIND_EVERY + dt.timedelta(minutes=5))
+    assert (len(a_day_on.queued), a_day_on.sent) == (2, 2)
+    reminders = smtp.wait_for(4)[2:]
+    assert [m.subject for m in reminders] == [render.PIPELINE_LATE_SUBJECT] * 2
+
+    # The second admin leaves: on time again, only the active admins who were told hear of it.
+    with app.app_context():
+        db.session.execute(
+            sa.update(User).where(User.email == "second.admin@clinic.test").values(is_active=False)
+        )
+        db.session.commit()
+    scanned(app)
+    flowing = check(app)
+    assert (flowing.late, flowing.opened_at, len(flowing.queued), flowing.sent) == (
+        False,
+        None,
+        1,
+        1,
+    )
+    last = smtp.wait_for(5)[4]
+    assert (last.rcpt_tos, last.subject) == ([clinic.admin.email], render.PIPELINE_FLOWING_SUBJECT)
+    assert "on time again" in last.text()
+    assert_impersonal(app, last, clinic)
+    with app.app_context():
+        assert not pipeline_watch.incident_open(db.session)
+    assert (check(app).queued, len(smtp.messages)) == ([], 5)
+    assert [purpose for _, purpose, _, _ in notices(app)] == ["pipeline_late"] * 4 + [
+        "pipeline_flowing"
+    ]
+    assert all(state == "sent" for _, _, state, _ in notices(app))
+
+
+def test_a_new_installation_is_not_late_and_data_left_unevaluated_is(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    # No scan yet (beat's first run is minutes away) and nothing waiting: no one is told.
+    nothing = check(app)
+    assert (nothing.late, nothing.queued, nothing.sent) == (False, [], 0)
+    assert notices(app) == []
+
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    with app.app_context():
+        add_logs(a, clinic_today() - dt.timedelta(days=3), [1, 2, 1])
+        db.session.execute(
+            sa.text("UPDATE session_logs SET updated_at = :t"), {"t": utcnow() - A_WHILE_AGO}
+        )
+        db.session.commit()
+    waiting = check(app)
+    assert (waiting.late, waiting.sent) == (True, 1)
+    (message,) = smtp.wait_for(1)
+    assert "Logs, events or scores recorded since" in message.text()
+    assert "The automatic checks last ran" not in message.text()
+    assert_impersonal(app, message, clinic)
+
+
+def test_a_notice_the_mail_server_refused_goes_on_a_later_check(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    scanned(app, ago=A_WHILE_AGO)
+    smtp.fail_next(1)
+    refused = check(app)
+    assert (refused.late, len(refused.queued), refused.sent) == (True, 1, 0)
+    assert notices(app) == [
+        (clinic.admin.email, "pipeline_late", "pending", "451 4.3.0 Try again later")
+    ]
+    # Before its back-off is over the next check leaves it; after, it goes.
+    assert check(app).sent == 0
+    later = check(app, utcnow() + dt.timedelta(seconds=5))
+    assert (later.queued, later.sent) == ([], 1)
+    assert [m.subject for m in smtp.wait_for(1)] == [render.PIPELINE_LATE_SUBJECT]
+    assert [state for _, _, state, _ in notices(app)] == ["sent"]
+
+
+def test_a_late_notice_still_unsent_when_alerts_flow_again_is_not_sent(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    scanned(app, ago=A_WHILE_AGO)
+    smtp.answer_always("451 4.3.0 Try again later")
+    assert check(app).sent == 0
+    smtp.answer_always(None)
+    scanned(app)
+    on_time = check(app, utcnow() + dt.timedelta(seconds=5))
+    # Its admin was never told it was late: no "on time again" either.
+    assert (on_time.late, on_time.queued, on_time.sent) == (False, [], 0)
+    assert notices(app) == [
+        (
+            clinic.admin.email,
+            "pipeline_late",
+            "failed",
+            "not sent: alerts were flowing again before it went out",
+        )
+    ]
+    assert smtp.messages == []
+    with app.app_context():
+        # Left unsent on purpose: no fault of the delivery.
+        assert health.pipeline_status(db.session, LATE).delivery is health.Check.OK
+
+
+def test_a_notice_of_an_incident_that_ended_is_not_sent_in_the_next_one(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    scanned(app, ago=A_WHILE_AGO)
+    smtp.fail_next(1)
+    assert check(app).sent == 0  # refused: pending, with its back-off
+    scanned(app)
+    assert check(app).late is False  # on time again before it was due: the incident ends
+    scanned(app, ago=A_WHILE_AGO)
+    # Late again: the new incident's notice goes; the old one, now due, does not.
+    again = check(app, utcnow() + dt.timedelta(seconds=5))
+    assert (again.late, len(again.queued), again.sent) == (True, 1, 1)
+    assert [m.subject for m in smtp.wait_for(1)] == [render.PIPELINE_LATE_SUBJECT]
+    assert sorted(state for _, _, state, _ in notices(app)) == ["failed", "sent"]
+    assert len(smtp.messages) == 1
+
+
+def test_checkers_at_once_send_each_notice_once(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    add_admin(app, "second.admin@clinic.test")
+    scanned(app, ago=A_WHILE_AGO)
+    start = threading.Barrier(4)
+    results: list[pipeline_watch.Watch] = []
+
+    def checker() -> None:
+        start.wait()
+        results.append(check(app))
+
+    threads = [threading.Thread(target=checker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 4
+    assert sum(len(r.queued) for r in results) == 2
+    assert sum(r.sent for r in results) == 2
+    smtp.wait_for(2)
+    assert len(smtp.messages) == 2
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(JobWatermark)
+                .where(JobWatermark.name == pipeline_watch.NOTICE_WATERMARK)
+            )
+            == 1
+        )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_probe_finding_alerts_late_tells_the_admins_in_the_background(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    scanned(app, ago=A_WHILE_AGO)
+    held = smtp.hold()
+    forget_pipeline_status(app)
+    answer = app.test_client().get("/healthz/pipeline")
+    # Answered while the mail server still holds the notice: the probe did not wait for it.
+    assert (answer.status_code, answer.json["scan"]["status"]) == (503, "late")
+    held.set()
+    wait_for_pipeline_watch(app)
+    (message,) = smtp.wait_for(1)
+    assert (message.rcpt_tos, message.subject) == (
+        [clinic.admin.email],
+        render.PIPELINE_LATE_SUBJECT,
+    )
+    # Asked again while late: no second notice.
+    forget_pipeline_status(app)
+    assert app.test_client().get("/healthz/pipeline").status_code == 503
+    wait_for_pipeline_watch(app)
+    assert len(smtp.messages) == 1
+
+    scanned(app)
+    forget_pipeline_status(app)
+    assert app.test_client().get("/healthz/pipeline").status_code == 200
+    wait_for_pipeline_watch(app)
+    assert [m.subject for m in smtp.wait_for(2)][1] == render.PIPELINE_FLOWING_SUBJECT
+
+
+def test_rehab_pipeline_check_reports_tells_the_admins_and_exits_1_when_late(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    runner = app.test_cli_runner()
+    scanned(app, ago=A_WHILE_AGO)
+    quiet = runner.invoke(pipeline_group, ["check", "--no-notify"])
+    assert quiet.exit_code == 1, quiet.output
+    assert "scan: late (last_run " in quiet.output
+    assert notices(app) == []
+
+    told = runner.invoke(pipeline_group, ["check"])
+    assert told.exit_code == 1, told.output
+    assert "administrators: told alerts are late; 1 notice(s) queued, 1 sent" in told.output
+    assert [m.subject for m in smtp.wait_for(1)] == [render.PIPELINE_LATE_SUBJECT]
+
+    scanned(app)
+    flowing = runner.invoke(pipeline_group, ["check", "--json"])
+    assert flowing.exit_code == 0, flowing.output
+    report = json.loads(flowing.output)
+    assert report["status"] == "ok"
+    assert report["administrators"] == "no incident open; 1 notice(s) queued, 1 sent by this check"
+    assert [m.subject for m in smtp.wait_for(2)][1] == render.PIPELINE_FLOWING_SUBJECT
+    assert runner.invoke(pipeline_group, ["check", "--quiet"]).output == ""
+
+
+def test_rehab_pipeline_check_without_a_database_says_so_and_exits_1(tmp_path: Path) -> None:
+    down = create_app(app_settings("postgresql+psycopg://rehab@127.0.0.1:9/rehab", tmp_path))
+    try:
+        result = down.test_cli_runner().invoke(pipeline_group, ["check"])
+    finally:
+        dispose_engines(down)
+    assert result.exit_code == 1
+    assert "the database did not answer (OperationalError)" in result.output
+    assert "127.0.0.1" not in result.output
