@@ -1069,6 +1069,37 @@ class ResendPlan:
     reclaimed: list[int]
 
 
+def reclaim_stuck(
+    session: Session, now: dt.datetime, purposes: Sequence[str] | None = None
+) -> list[tuple[int, str, int]]:
+    """Rows (of `purposes`, or all) claimed more than the claim timeout ago and never finished
+    go back to pending, due now: their sender died between claim and send, so the message may
+    go out twice (logged). (id, purpose, attempts) of each; the caller commits."""
+    timeout = _settings().notify_claim_timeout_seconds
+    stuck = [
+        Notification.status == SENDING,
+        Notification.claimed_at < now - dt.timedelta(seconds=timeout),
+    ]
+    if purposes is not None:
+        stuck.append(Notification.purpose.in_(purposes))
+    reclaimed = session.execute(
+        sa.update(Notification)
+        .where(*stuck)
+        .values(status=PENDING, next_attempt_at=now)
+        .returning(Notification.id, Notification.purpose, Notification.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for notification_id, _, attempts in reclaimed:
+        log.warning(
+            "notification %d was claimed more than %.0f s ago and never finished (its sender "
+            "stopped between claim and send?); sending it again: attempt %d may duplicate it",
+            notification_id,
+            timeout,
+            attempts + 1,
+        )
+    return [(r[0], r[1], r[2]) for r in reclaimed]
+
+
 def resend_due(session: Session, now: dt.datetime | None = None) -> ResendPlan:
     """What the re-sender must send now (committed):
     - rows claimed more than the claim timeout ago and never finished go back to pending
@@ -1077,22 +1108,7 @@ def resend_due(session: Session, now: dt.datetime | None = None) -> ResendPlan:
     - recipients with due digest rows."""
     settings = _settings()
     now = now or utcnow()
-    stuck_before = now - dt.timedelta(seconds=settings.notify_claim_timeout_seconds)
-    reclaimed = session.execute(
-        sa.update(Notification)
-        .where(Notification.status == SENDING, Notification.claimed_at < stuck_before)
-        .values(status=PENDING, next_attempt_at=now)
-        .returning(Notification.id, Notification.purpose, Notification.attempts)
-        .execution_options(synchronize_session=False)
-    ).all()
-    for notification_id, _, attempts in reclaimed:
-        log.warning(
-            "notification %d was claimed more than %.0f s ago and never finished (its worker "
-            "stopped between claim and send?); sending it again: attempt %d may duplicate it",
-            notification_id,
-            settings.notify_claim_timeout_seconds,
-            attempts + 1,
-        )
+    reclaimed = reclaim_stuck(session, now)
     lost_before = now - dt.timedelta(seconds=settings.notify_resend_interval_seconds)
     due = list(
         session.scalars(

@@ -91,7 +91,7 @@ def watch(
         queued = notifications.queue_unsent_by_task(
             session, PIPELINE_LATE, _late_key(opened_at, now), _admins(session), now
         )
-    elif opened_at is not None and _close(session, opened_at):
+    elif opened_at is not None and _close(session, opened_at, now):
         told = _told(session, opened_at)
         queued = notifications.queue_unsent_by_task(
             session, PIPELINE_FLOWING, _flowing_key(opened_at), told, now
@@ -113,6 +113,10 @@ def send_due(
 ) -> int:
     """Send the pipeline notices due at `now` (each claimed first: sent at most once)."""
     now = now or utcnow()
+    # Left claimed by a checker that stopped mid-send (a web process restarted): the worker's
+    # re-sender would take them back, but it may be what stopped.
+    notifications.reclaim_stuck(session, now, notifications.PIPELINE_NOTICES)
+    session.commit()
     due = list(
         session.scalars(
             sa.select(Notification.id)
@@ -146,21 +150,26 @@ def _opened_at(session: Session) -> dt.datetime | None:
 def _open(session: Session, now: dt.datetime) -> dt.datetime:
     """The incident's start: `now`, unless another checker opened it first."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
-        insert(JobWatermark)
-        .values(name=NOTICE_WATERMARK, through=now)
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
-    opened_at = _opened_at(session)
-    assert opened_at is not None  # inserted by this statement or by the checker before it
-    return opened_at
+    while True:
+        session.execute(
+            insert(JobWatermark)
+            .values(name=NOTICE_WATERMARK, through=now)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        opened_at = _opened_at(session)
+        if opened_at is not None:  # inserted by this statement, or by the checker before it
+            return opened_at
+        # That checker's incident ended between the two statements: open one again.
 
 
-def _close(session: Session, opened_at: dt.datetime) -> bool:
-    """End the incident; False if another checker ended it first."""
+def _close(session: Session, opened_at: dt.datetime, now: dt.datetime) -> bool:
+    """End the incident; False if another checker ended it first. An incident opened after
+    `now` (by a checker with a newer status) is not this check's to end."""
     result = session.execute(
         sa.delete(JobWatermark).where(
-            JobWatermark.name == NOTICE_WATERMARK, JobWatermark.through == opened_at
+            JobWatermark.name == NOTICE_WATERMARK,
+            JobWatermark.through == opened_at,
+            JobWatermark.through <= now,
         )
     )
     return rows_matched(result) == 1
@@ -172,7 +181,11 @@ def _stamp(opened_at: dt.datetime) -> str:
 
 def _late_key(opened_at: dt.datetime, now: dt.datetime) -> str:
     # One notice per started REMIND_EVERY of the incident: day 0 when it opens, then reminders.
-    return f"{_KEY_PREFIX}{_stamp(opened_at)}:{(now - opened_at) // REMIND_EVERY}"
+    # A checker whose status is older than the incident (another opened it meanwhile) is in
+    # day 0 too.
+    return (
+        f"{_KEY_PREFIX}{_stamp(opened_at)}:{max(now - opened_at, dt.timedelta()) // REMIND_EVERY}"
+    )
 
 
 def _flowing_key(opened_at: dt.datetime) -> str:
@@ -190,14 +203,15 @@ def _admins(session: Session) -> list[int]:
 
 
 def _told(session: Session, opened_at: dt.datetime) -> list[int]:
-    """The active administrators who were sent a late notice of this incident."""
+    """The active administrators who were sent a late notice of this incident (or are being
+    sent one: it went out unless it fails)."""
     return list(
         session.scalars(
             sa.select(Notification.recipient_user_id)
             .join(User, User.id == Notification.recipient_user_id)
             .where(
                 Notification.purpose == PIPELINE_LATE,
-                Notification.status == NotificationStatus.SENT,
+                Notification.status.in_([NotificationStatus.SENT, NotificationStatus.SENDING]),
                 Notification.dedup_key.startswith(f"{_KEY_PREFIX}{_stamp(opened_at)}:"),
                 User.role == Role.ADMIN,
                 User.is_active.is_(True),

@@ -103,8 +103,12 @@ def _watch_in_background(app: Flask, status: health.PipelineStatus) -> None:
             watching.release()
 
     thread = threading.Thread(target=run, name="rehab-pipeline-watch", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (at shutdown): the next fresh status tries again
+        watching.release()
+        return
     app.extensions["rehab.pipeline_watch"] = thread
-    thread.start()
 
 
 def wait_for_pipeline_watch(app: Flask, timeout: float = 60.0) -> None:

@@ -17,7 +17,7 @@ from flask import Flask
 
 from rehab import create_app
 from rehab.cli_pipeline import pipeline_group
-from rehab.db.models import JobWatermark, Notification, User, utcnow
+from rehab.db.models import JobWatermark, Notification, NotificationStatus, User, utcnow
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db
 from rehab.notifications import render
@@ -32,6 +32,7 @@ from tests.support.smtp import Received, SmtpServer, smtp_server
 
 PUBLIC_URL = "https://rehab.clinic.test"
 A_WHILE_AGO = LATE + dt.timedelta(minutes=1)
+AFTER_BACK_OFF = dt.timedelta(minutes=2)
 
 
 @pytest.fixture
@@ -48,8 +49,8 @@ def app(database_url: str, tmp_path: Path, smtp: SmtpServer) -> Iterator[Flask]:
             tmp_path,
             smtp_url=smtp.url,
             public_url=PUBLIC_URL,
-            notify_backoff_seconds="0.2",
-            notify_backoff_max_seconds="1",
+            notify_backoff_seconds="30",
+            notify_backoff_max_seconds="60",
         )
     )
     yield app
@@ -106,6 +107,7 @@ def assert_impersonal(app: Flask, message: Received, clinic: Clinic) -> None:
     assert message.subject in (render.PIPELINE_LATE_SUBJECT, render.PIPELINE_FLOWING_SUBJECT)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_admins_are_told_when_alerts_are_late_daily_while_late_and_once_when_on_time(
     app: Flask, clinic: Clinic, smtp: SmtpServer
 ) -> None:
@@ -185,6 +187,83 @@ def test_a_new_installation_is_not_late_and_data_left_unevaluated_is(
     assert_impersonal(app, message, clinic)
 
 
+def test_unsent_alert_e_mails_are_late_too(app: Flask, clinic: Clinic, smtp: SmtpServer) -> None:
+    scanned(app)
+    due = utcnow() - A_WHILE_AGO
+    with app.app_context():
+        db.session.add(
+            Notification(
+                recipient_user_id=clinic.clinician.user_id,
+                purpose=notifications.ALERT,
+                dedup_key="test:unsent",
+                urgent=True,
+                deliver_after=due,
+                next_attempt_at=utcnow() + dt.timedelta(hours=1),
+                attempts=3,
+            )
+        )
+        db.session.commit()
+    watched = check(app)
+    assert (watched.late, watched.sent) == (True, 1)
+    (message,) = smtp.wait_for(1)
+    assert message.rcpt_tos == [clinic.admin.email]
+    assert "Alert e-mails due since" in message.text()
+    assert "The automatic checks" not in message.text()
+
+
+def test_a_check_with_an_older_status_does_not_end_a_newer_incident(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    scanned(app)
+    with app.app_context():
+        on_time_before = health.pipeline_status(db.session, LATE)
+        db.session.rollback()
+    scanned(app, ago=A_WHILE_AGO)
+    assert check(app).sent == 1  # a newer status: late, the incident opens
+    with app.app_context():
+        stale = pipeline_watch.watch(db.session, on_time_before)
+        assert (stale.queued, pipeline_watch.incident_open(db.session)) == ([], True)
+    assert check(app).queued == []  # still the same incident: no second notice
+    assert len(smtp.messages) == 1
+
+
+def test_notices_left_mid_send_are_sent_and_their_admins_told_when_on_time(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    scanned(app, ago=A_WHILE_AGO)
+    assert check(app).sent == 1
+    smtp.wait_for(1)
+    # As if the sending process had stopped mid-send: claimed, never finished.
+    with app.app_context():
+        db.session.execute(
+            sa.update(Notification).values(
+                status=NotificationStatus.SENDING, claimed_at=utcnow() - dt.timedelta(minutes=10)
+            )
+        )
+        db.session.commit()
+    # An admin whose notice is mid-send hears it is on time again; the stuck one goes again.
+    scanned(app)
+    recovered = check(app)
+    assert (recovered.late, len(recovered.queued), recovered.sent) == (False, 1, 1)
+    assert [m.subject for m in smtp.wait_for(2)][1:] == [render.PIPELINE_FLOWING_SUBJECT]
+    scanned(app, ago=A_WHILE_AGO)
+    with app.app_context():
+        db.session.execute(
+            sa.update(Notification)
+            .where(Notification.purpose == notifications.PIPELINE_LATE)
+            .values(
+                status=NotificationStatus.SENDING, claimed_at=utcnow() - dt.timedelta(minutes=10)
+            )
+        )
+        db.session.commit()
+    late_again = check(app)
+    # The stuck notice of the old incident is taken back, then not sent (not this incident's);
+    # the new incident's goes.
+    assert (late_again.late, len(late_again.queued), late_again.sent) == (True, 1, 1)
+    assert [m.subject for m in smtp.wait_for(3)][2:] == [render.PIPELINE_LATE_SUBJECT]
+    assert len(smtp.messages) == 3
+
+
 def test_a_notice_the_mail_server_refused_goes_on_a_later_check(
     app: Flask, clinic: Clinic, smtp: SmtpServer
 ) -> None:
@@ -197,7 +276,7 @@ def test_a_notice_the_mail_server_refused_goes_on_a_later_check(
     ]
     # Before its back-off is over the next check leaves it; after, it goes.
     assert check(app).sent == 0
-    later = check(app, utcnow() + dt.timedelta(seconds=5))
+    later = check(app, utcnow() + AFTER_BACK_OFF)
     assert (later.queued, later.sent) == ([], 1)
     assert [m.subject for m in smtp.wait_for(1)] == [render.PIPELINE_LATE_SUBJECT]
     assert [state for _, _, state, _ in notices(app)] == ["sent"]
@@ -211,7 +290,7 @@ def test_a_late_notice_still_unsent_when_alerts_flow_again_is_not_sent(
     assert check(app).sent == 0
     smtp.answer_always(None)
     scanned(app)
-    on_time = check(app, utcnow() + dt.timedelta(seconds=5))
+    on_time = check(app, utcnow() + AFTER_BACK_OFF)
     # Its admin was never told it was late: no "on time again" either.
     assert (on_time.late, on_time.queued, on_time.sent) == (False, [], 0)
     assert notices(app) == [
@@ -238,7 +317,7 @@ def test_a_notice_of_an_incident_that_ended_is_not_sent_in_the_next_one(
     assert check(app).late is False  # on time again before it was due: the incident ends
     scanned(app, ago=A_WHILE_AGO)
     # Late again: the new incident's notice goes; the old one, now due, does not.
-    again = check(app, utcnow() + dt.timedelta(seconds=5))
+    again = check(app, utcnow() + AFTER_BACK_OFF)
     assert (again.late, len(again.queued), again.sent) == (True, 1, 1)
     assert [m.subject for m in smtp.wait_for(1)] == [render.PIPELINE_LATE_SUBJECT]
     assert sorted(state for _, _, state, _ in notices(app)) == ["failed", "sent"]
@@ -313,7 +392,7 @@ def test_rehab_pipeline_check_reports_tells_the_admins_and_exits_1_when_late(
 ) -> None:
     runner = app.test_cli_runner()
     scanned(app, ago=A_WHILE_AGO)
-    quiet = runner.invoke(pipeline_group, ["check", "--no-notify"])
+    quiet = runner.invoke(pipeline_group, ["check", "--no-notify", "--quiet"])
     assert quiet.exit_code == 1, quiet.output
     assert "scan: late (last_run " in quiet.output
     assert notices(app) == []
