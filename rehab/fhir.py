@@ -6,7 +6,9 @@ What a Bundle (type `collection`) holds, for one patient:
   rating, with the body site and the leg's side), the fraction of the prescribed session done,
   one per red flag reported; and a panel (`hasMember`) that holds the day's note and pain
   location. A log of the clinic's today is `preliminary` (the patient may still edit it), older
-  ones `final`.
+  ones `final`. Each exercise the patient logged is a member too (category `therapy`): the
+  exercise's name as its code's text, done or not as its value, the sets and repetitions done
+  as components, and `basedOn` the program's `CarePlan` that prescribed it.
 - An event, finding or score a clinician marked entered in error is still there, with the
   status `entered-in-error`, so that a receiver that imported it before can drop it: its id,
   code and subject only (no date, value, note or author: it may be another patient's).
@@ -109,6 +111,21 @@ class LogRecord(Protocol):
     def adherence(self) -> float | None: ...
     @property
     def note(self) -> str: ...
+
+
+class EntryRecord(Protocol):
+    """An `ExerciseEntry`: one prescribed exercise of a daily log."""
+
+    @property
+    def session_log_id(self) -> int: ...
+    @property
+    def prescription_id(self) -> int: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def sets_done(self) -> int: ...
+    @property
+    def reps_done(self) -> int: ...
 
 
 class EventRecord(Protocol):
@@ -233,6 +250,7 @@ class PatientExport:
     findings: Sequence[tuple[FindingRecord, str]]
     outcomes: Sequence[OutcomeRecord]
     programs: Sequence[ProgramExport] = ()
+    entries: Sequence[EntryRecord] = ()  # of `logs`, each log's in the order logged
 
 
 def resource_id(kind: str, *parts: object) -> str:
@@ -254,8 +272,18 @@ def patient_bundle(record: PatientExport, today: date, generated_at: datetime) -
     patient_id = resource_id("Patient", record.patient.id)
     subject = {"reference": f"urn:uuid:{patient_id}"}
     resources: list[dict[str, Any]] = [_patient(patient_id, record)]
+    prescribed = {
+        prescription.id: _Prescribed(exported.program.id, name)
+        for exported in record.programs
+        for prescription, name in exported.prescriptions
+    }
+    entries: dict[int, list[EntryRecord]] = {}
+    for entry in record.entries:
+        entries.setdefault(entry.session_log_id, []).append(entry)
     for log in record.logs:
-        resources.extend(_log_observations(log, subject, today))
+        resources.extend(
+            _log_observations(log, subject, today, entries.get(log.id, ()), prescribed)
+        )
     resources.extend(_retracted(_event_observation(e, subject)) for e in record.events)
     resources.extend(
         _retracted(_finding_observation(f, author, subject)) for f, author in record.findings
@@ -373,7 +401,22 @@ def _observation(
     return resource
 
 
-def _log_observations(log: LogRecord, subject: dict[str, str], today: date) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Prescribed:
+    program_id: int
+    exercise_name: str
+
+
+EXERCISE_DONE = "prescribed-exercise"
+
+
+def _log_observations(
+    log: LogRecord,
+    subject: dict[str, str],
+    today: date,
+    entries: Sequence[EntryRecord] = (),
+    prescribed: dict[int, _Prescribed] | None = None,
+) -> list[dict[str, Any]]:
     # Today's log can still be edited by the patient (design §2): not final yet.
     status = "preliminary" if log.log_date >= today else "final"
     members: list[dict[str, Any]] = []
@@ -413,6 +456,25 @@ def _log_observations(log: LogRecord, subject: dict[str, str], today: date) -> l
                 "code": "%",
             },
         )
+    for entry in entries:
+        source = (prescribed or {}).get(entry.prescription_id)
+        code = _code(EXERCISE_DONE, "Prescribed exercise done")
+        code["text"] = _text(source.exercise_name if source else None) or "(exercise)"
+        fields: dict[str, Any] = {
+            "valueBoolean": entry.done,
+            "component": [
+                {"code": _code("sets-done", "Sets done"), "valueInteger": entry.sets_done},
+                {
+                    "code": _code("repetitions-done", "Repetitions done"),
+                    "valueInteger": entry.reps_done,
+                },
+            ],
+        }
+        if source is not None:
+            fields["basedOn"] = [
+                {"reference": f"urn:uuid:{resource_id('Program', source.program_id)}"}
+            ]
+        member(f"exercise/{entry.prescription_id}", code, "therapy", **fields)
     for flag, column in _RED_FLAG_COLUMNS.items():
         if getattr(log, column):
             member(

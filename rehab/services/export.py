@@ -37,6 +37,7 @@ from rehab import fhir
 from rehab.db.models import (
     Event,
     Exercise,
+    ExerciseEntry,
     Finding,
     OutcomeMeasure,
     Patient,
@@ -162,7 +163,7 @@ def fhir_parts(
 
 
 def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.PatientExport]:
-    """The patients' rows for `rehab.fhir`, in `patient_ids`' order: 8 statements a batch.
+    """The patients' rows for `rehab.fhir`, in `patient_ids`' order: 9 statements a batch.
     Plain rows (table columns), not ORM objects: they outlive the read's transaction and cost
     a fraction to build."""
     ids = list(patient_ids)
@@ -185,6 +186,14 @@ def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.Pati
         session, OutcomeMeasure, OutcomeMeasure.patient_id.in_(ids), OutcomeMeasure.measured_on
     )
     programs = _programs_by_patient(session, ids)
+    entries: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(
+        select(*ExerciseEntry.__table__.columns, SessionLog.patient_id)
+        .join(SessionLog, SessionLog.id == ExerciseEntry.session_log_id)
+        .where(SessionLog.patient_id.in_(ids))
+        .order_by(ExerciseEntry.session_log_id, ExerciseEntry.id)
+    ):
+        entries[row.patient_id].append(row)
     return [
         fhir.PatientExport(
             patient=patients[pid],
@@ -194,6 +203,7 @@ def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.Pati
             findings=[(row, row.display_name) for row in findings.get(pid, [])],
             outcomes=outcomes.get(pid, []),
             programs=programs.get(pid, []),
+            entries=entries.get(pid, []),
         )
         for pid in ids
         if pid in patients

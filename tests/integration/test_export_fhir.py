@@ -21,6 +21,7 @@ from rehab import fhir
 from rehab.cli_export import export_group
 from rehab.db.models import (
     Event,
+    ExerciseEntry,
     Finding,
     OutcomeMeasure,
     Patient,
@@ -97,6 +98,10 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
             "logs": db.session.scalar(sa.select(sa.func.count(SessionLog.id))),
             "programs": db.session.scalar(sa.select(sa.func.count(Program.id))),
             "prescriptions": db.session.scalar(sa.select(sa.func.count(Prescription.id))),
+            "entries": db.session.scalar(sa.select(sa.func.count(ExerciseEntry.id))),
+            "entries done": db.session.scalar(
+                sa.select(sa.func.count(ExerciseEntry.id)).where(ExerciseEntry.done.is_(True))
+            ),
         }
         seed_programs = db.session.execute(
             sa.select(Program.title, Program.start_date)
@@ -140,6 +145,16 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
     plans = [r for r in everything if r["resourceType"] == "CarePlan"]
     assert len(plans) == counts["programs"] > 0
     assert sum(len(p.get("activity", [])) for p in plans) == counts["prescriptions"]
+    # Every exercise logged, done or not, based on the care plan that prescribed it.
+    exercises = [
+        r
+        for r in everything
+        if "code" in r and r["code"]["coding"][0]["code"] == fhir.EXERCISE_DONE
+    ]
+    assert len(exercises) == counts["entries"] > 0
+    assert sum(r["valueBoolean"] for r in exercises) == counts["entries done"]
+    plan_urls = {f"urn:uuid:{p['id']}" for p in plans}
+    assert all(r["basedOn"][0]["reference"] in plan_urls for r in exercises)
 
     (seed,) = [
         b for b in bundles if b["entry"][0]["resource"]["identifier"][0]["value"] == str(seed_id)
@@ -186,6 +201,16 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
         (title, start.isoformat()) for title, start in seed_programs
     ]
     assert seed_plans[-1]["status"] == "active" and seed_plans[-1]["activity"]
+    # Her logged exercises are named as the care plan that asked for them names them.
+    activity_names = {
+        f"urn:uuid:{p['id']}": {a["detail"]["code"]["text"] for a in p.get("activity", [])}
+        for p in seed_plans
+    }
+    seed_exercises = observations(seed, fhir.EXERCISE_DONE)
+    assert len(seed_exercises) > 300  # a year and more of daily sessions
+    assert all(
+        o["code"]["text"] in activity_names[o["basedOn"][0]["reference"]] for o in seed_exercises
+    )
 
     # The command line is the system: one row per patient, the format named.
     audited = audit_rows(app)

@@ -4,6 +4,7 @@ and it says what the rows say."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -113,6 +114,15 @@ class Prescription:
     sessions_per_week: int
     notes: str
     active: bool = True
+
+
+@dataclass(frozen=True)
+class Entry:
+    session_log_id: int
+    prescription_id: int
+    done: bool
+    sets_done: int
+    reps_done: int
 
 
 @dataclass(frozen=True)
@@ -237,8 +247,39 @@ records = st.builds(
         lambda pairs: unique_ids([f for f, _ in pairs])
     ),
     outcomes=st.lists(outcomes, max_size=3).filter(unique_ids),
-    programs=st.lists(programs, max_size=2).filter(lambda ps: unique_ids([p.program for p in ps])),
-)
+    programs=st.lists(programs, max_size=2).filter(
+        lambda ps: (
+            unique_ids([p.program for p in ps])
+            and unique_ids([rx for p in ps for rx, _ in p.prescriptions])
+        )
+    ),
+).flatmap(lambda record: with_entries(record))
+
+
+def with_entries(record: fhir.PatientExport) -> st.SearchStrategy[fhir.PatientExport]:
+    """The record with exercise entries in its logs, each of one of its prescriptions (at
+    most one per prescription and log, as the database holds them)."""
+    prescription_ids = [rx.id for p in record.programs for rx, _ in p.prescriptions]
+    if not prescription_ids or not record.logs:
+        return st.just(record)
+    per_log = [
+        st.lists(
+            st.builds(
+                Entry,
+                session_log_id=st.just(log.id),
+                prescription_id=st.sampled_from(prescription_ids),
+                done=st.booleans(),
+                sets_done=st.integers(0, 20),
+                reps_done=st.integers(0, 200),
+            ),
+            max_size=3,
+            unique_by=lambda e: e.prescription_id,
+        )
+        for log in record.logs
+    ]
+    return st.tuples(*per_log).map(
+        lambda lists: dataclasses.replace(record, entries=[e for each in lists for e in each])
+    )
 
 
 def resources(bundle: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
@@ -285,6 +326,11 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
     assert patient["identifier"][0]["value"] == str(record.patient.id)
     assert patient["name"] == [{"text": record.display_name.strip() or "(no name)"}]
 
+    prescribed = {
+        rx.id: (exported.program.id, name)
+        for exported in record.programs
+        for rx, name in exported.prescriptions
+    }
     panels = coded(bundle, "daily-log")
     assert len(panels) == len(record.logs)
     pain = [o for o in observations if o["code"]["coding"][0] == fhir.PAIN_NRS]
@@ -303,8 +349,26 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
         expected = [] if log.adherence is None else [round(log.adherence * 100, 1)]
         assert [m["valueQuantity"]["value"] for m in adherence] == expected
         flagged = sorted(f.value for f in RedFlag if getattr(log, f"red_flag_{f.value}"))
-        reported = [m for m in members if m.get("valueBoolean") is True]
+        reported = [m for m in members if _code_of(m).startswith("red-flag-")]
         assert len(reported) == len(flagged)
+        assert all(m["valueBoolean"] is True for m in reported)
+        # Its exercises, in the order logged: what was done, and the program that asked.
+        logged = [e for e in record.entries if e.session_log_id == log.id]
+        exercises = [m for m in members if _code_of(m) == fhir.EXERCISE_DONE]
+        assert len(exercises) == len(logged)
+        for entry, out in zip(logged, exercises, strict=True):
+            assert out["valueBoolean"] is entry.done
+            assert [c["valueInteger"] for c in out["component"]] == [
+                entry.sets_done,
+                entry.reps_done,
+            ]
+            (program, name) = prescribed[entry.prescription_id]
+            assert out["code"]["text"] == (name.strip() or "(exercise)")
+            assert out["basedOn"] == [
+                {"reference": f"urn:uuid:{fhir.resource_id('Program', program)}"}
+            ]
+            assert out["status"] == panel["status"]
+            assert _category_of(out) == "therapy"
         assert panel.get("note", [{}])[0].get("text", "") == log.note.strip()
 
     events_out = [o for o in observations if o["code"]["coding"][0]["code"].startswith("event-")]
@@ -368,6 +432,10 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
 
 def _codings(concepts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return [c for concept in concepts or [] for c in concept["coding"]]
+
+
+def _code_of(observation: dict[str, Any]) -> str:
+    return str(observation["code"]["coding"][0]["code"])
 
 
 def _category_of(observation: dict[str, Any]) -> str | None:
