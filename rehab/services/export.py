@@ -1,8 +1,9 @@
 """Patients' data for an integrator or a clinic's records (design §1: "pull data as CSV or
 FHIR R4"; `rehab export csv|fhir`, the API's and the pages' downloads).
 
-FHIR: each patient's whole record as a Bundle (`rehab.fhir`: logs, events, findings,
-ODI/PSFS), read batch by batch like the CSV; several patients are NDJSON, a Bundle a line.
+FHIR: each patient's whole record as a Bundle (`rehab.fhir`: logs with their exercises,
+events, findings, ODI/PSFS, programs), read batch by batch like the CSV; several patients are
+NDJSON, a Bundle a line.
 
 CSV:
 
@@ -58,7 +59,9 @@ EXPORT_ACTION = "patient.export"
 CSV = "csv"
 FHIR = "fhir"
 MEDIA_TYPE = "text/csv; charset=utf-8"
-FHIR_BATCH_SIZE = 25  # a whole record per patient (≈ 5 resources a log): fewer at a time
+# A whole record per patient (≈ 5 resources a log, and one per exercise logged): fewer at a
+# time.
+FHIR_BATCH_SIZE = 25
 
 
 class ExportRefused(NotFound):
@@ -190,8 +193,9 @@ def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.Pati
     for row in session.execute(
         select(*ExerciseEntry.__table__.columns, SessionLog.patient_id)
         .join(SessionLog, SessionLog.id == ExerciseEntry.session_log_id)
+        .join(Prescription, Prescription.id == ExerciseEntry.prescription_id)
         .where(SessionLog.patient_id.in_(ids))
-        .order_by(ExerciseEntry.session_log_id, ExerciseEntry.id)
+        .order_by(ExerciseEntry.session_log_id, Prescription.position, Prescription.id)
     ):
         entries[row.patient_id].append(row)
     return [

@@ -153,8 +153,13 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
     ]
     assert len(exercises) == counts["entries"] > 0
     assert sum(r["valueBoolean"] for r in exercises) == counts["entries done"]
-    plan_urls = {f"urn:uuid:{p['id']}" for p in plans}
-    assert all(r["basedOn"][0]["reference"] in plan_urls for r in exercises)
+    for bundle in bundles:  # each patient's exercises rest on her own care plans
+        own = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+        for r in own.values():
+            if "code" in r and r["code"]["coding"][0]["code"] == fhir.EXERCISE_DONE:
+                plan = own[r["basedOn"][0]["reference"]]
+                assert plan["resourceType"] == "CarePlan"
+                assert plan["period"]["start"] <= r["effectiveDateTime"]
 
     (seed,) = [
         b for b in bundles if b["entry"][0]["resource"]["identifier"][0]["value"] == str(seed_id)

@@ -350,7 +350,9 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
         assert [m["valueQuantity"]["value"] for m in adherence] == expected
         flagged = sorted(f.value for f in RedFlag if getattr(log, f"red_flag_{f.value}"))
         reported = [m for m in members if _code_of(m).startswith("red-flag-")]
-        assert len(reported) == len(flagged)
+        assert sorted(_code_of(m).removeprefix("red-flag-") for m in reported) == [
+            flag.replace("_", "-") for flag in flagged
+        ]
         assert all(m["valueBoolean"] is True for m in reported)
         # Its exercises, in the order logged: what was done, and the program that asked.
         logged = [e for e in record.entries if e.session_log_id == log.id]
@@ -428,6 +430,44 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
             elif ended:
                 assert detail["status"] == "completed"
         assert len(plan.get("note", [])) == len(exported.phases)
+
+
+def test_a_days_exercises_are_its_panels_members_based_on_the_plan_that_prescribed_them() -> None:
+    """Today's log (still preliminary) with exercises of two programs, and one of a
+    prescription the export does not hold (no plan to point at: named "(exercise)")."""
+    first = Program(id=1, title="After surgery", start_date=dt.date(2025, 6, 1), end_date=None)
+    second = Program(id=2, title="Home", start_date=dt.date(2025, 9, 1), end_date=None)
+    walk = Prescription(id=11, sets=1, reps=1, hold_seconds=0, sessions_per_week=7, notes="")
+    bridge = Prescription(id=21, sets=2, reps=10, hold_seconds=5, sessions_per_week=3, notes="")
+    record = fhir.PatientExport(
+        patient=Patient(id=5, year_of_birth=1970),
+        display_name="Test Patient",
+        logs=[Log(7, TODAY, 2, 1, None, None, 0.5, "")],
+        events=[],
+        findings=[],
+        outcomes=[],
+        programs=[
+            fhir.ProgramExport(first, [(walk, "Walking")]),
+            fhir.ProgramExport(second, [(bridge, "Glute bridge")]),
+        ],
+        entries=[Entry(7, 21, True, 2, 10), Entry(7, 11, False, 0, 0), Entry(7, 99, True, 1, 1)],
+    )
+    bundle = fhir.patient_bundle(record, TODAY, GENERATED_AT)
+    Bundle.model_validate(bundle)
+    (panel,) = coded(bundle, "daily-log")
+    by_url = {entry["fullUrl"]: entry["resource"] for entry in bundle["entry"]}
+    members = [by_url[ref["reference"]] for ref in panel["hasMember"]]
+    exercises = [m for m in members if _code_of(m) == fhir.EXERCISE_DONE]
+    plans = {p["title"]: f"urn:uuid:{p['id']}" for p in resources(bundle, resourceType="CarePlan")}
+    assert [
+        (e["code"]["text"], e["valueBoolean"], e.get("basedOn"), e["status"]) for e in exercises
+    ] == [
+        ("Glute bridge", True, [{"reference": plans["Home"]}], "preliminary"),
+        ("Walking", False, [{"reference": plans["After surgery"]}], "preliminary"),
+        ("(exercise)", True, None, "preliminary"),
+    ]
+    assert [c["valueInteger"] for c in exercises[0]["component"]] == [2, 10]
+    assert len({e["id"] for e in exercises}) == 3
 
 
 def _codings(concepts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
