@@ -52,13 +52,13 @@ def pipeline_check(notify: bool, as_json: bool, quiet: bool) -> None:
         # The error's text may name hosts and users: its class is enough to act on.
         click.echo(f"rehab: the database did not answer ({type(exc).__name__})", err=True)
         sys.exit(1)
-    attention = status.late or status.recipients is health.Check.MISSING
+    attention = status.alerts_at_risk
     if quiet and not attention and not (watched and (watched.queued or watched.sent)):
         return
     if as_json:
         report = status.as_json()
         if watched is not None:
-            report["administrators"] = _told(watched)
+            report["administrators"] = _notices_line(watched)
         click.echo(json.dumps(report, indent=2))
     else:
         for name, part in status.as_json().items():
@@ -66,11 +66,11 @@ def pipeline_check(notify: bool, as_json: bool, quiet: bool) -> None:
                 details = ", ".join(f"{k} {v}" for k, v in part.items() if k != "status")
                 click.echo(f"{name}: {part['status']}" + (f" ({details})" if details else ""))
         if watched is not None:
-            click.echo(f"administrators: {_told(watched)}")
+            click.echo(f"administrators: {_notices_line(watched)}")
     if attention:
         sys.exit(1)
 
 
-def _told(watched: Watch) -> str:
+def _notices_line(watched: Watch) -> str:
     state = "told alerts are late" if watched.opened_at is not None else "no incident open"
     return f"{state}; {len(watched.queued)} notice(s) queued, {watched.sent} sent by this check"

@@ -416,8 +416,8 @@ def _log_observations(
     log: LogRecord,
     subject: dict[str, str],
     today: date,
-    entries: Sequence[EntryRecord] = (),
-    prescribed: dict[int, _Prescribed] | None = None,
+    entries: Sequence[EntryRecord],
+    prescribed: dict[int, _Prescribed],
 ) -> list[dict[str, Any]]:
     # Today's log can still be edited by the patient (design §2): not final yet.
     status = "preliminary" if log.log_date >= today else "final"
@@ -459,7 +459,7 @@ def _log_observations(
             },
         )
     for entry in entries:
-        source = (prescribed or {}).get(entry.prescription_id)
+        source = prescribed.get(entry.prescription_id)
         code = _code(EXERCISE_DONE, "Prescribed exercise done")
         code["text"] = _text(source.exercise_name if source else None) or "(exercise)"
         fields: dict[str, Any] = {

@@ -299,13 +299,14 @@ def follow_up_notice_message(
 
 
 def pipeline_late_message(
-    envelope: Envelope, *, facts: Sequence[str], late_minutes: int, admin_url: str
+    envelope: Envelope, *, status: Any, late_minutes: int, admin_url: str
 ) -> EmailMessage:
     """To an administrator: alerts, red flags included, may not have been raised or sent for
-    more than `late_minutes` (`facts`: what is late, since when). Counts and times only."""
+    more than `late_minutes`; what is late, since when, in the words of the clinicians' banner
+    (`status`: a `rehab.services.health.PipelineStatus`). Counts and times only."""
     message = _base(envelope, PIPELINE_LATE_SUBJECT)
     message["Importance"] = "high"
-    context = {"facts": facts, "late_minutes": late_minutes, "admin_url": admin_url}
+    context = {"pipeline": status, "late_minutes": late_minutes, "admin_url": admin_url}
     return _assemble(message, *_bodies("pipeline_late", **context), [])
 
 

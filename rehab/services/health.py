@@ -64,13 +64,28 @@ class PipelineStatus:
     unattended_teams: int = 0
 
     @property
+    def alerts_late(self) -> bool:
+        """The scan late, data not evaluated, or alert e-mails unsent, for longer than
+        `late_after`: alerts, red flags included, may not have been raised or sent (what the
+        administrators are e-mailed about: `pipeline_watch`)."""
+        return (
+            self.scan is Check.LATE
+            or self.evaluation is Check.LATE
+            or self.oldest_undelivered_alert is not None
+        )
+
+    @property
     def late(self) -> bool:
-        """Scan, evaluation or the delivery of alert e-mails behind: alerts may not have been
-        raised or sent (the clinicians' banner; a failed e-mail is told to its recipient and
-        the admin, other e-mails late to the admin)."""
-        scan_and_evaluation = (self.scan, self.evaluation)
-        unsent_alerts = self.oldest_undelivered_alert is not None
-        return any(c is not Check.OK for c in scan_and_evaluation) or unsent_alerts
+        """Alerts late, or a scan that has never run (the clinicians' banner; a failed e-mail
+        is told to its recipient and the admin, other e-mails late to the admin). A new
+        installation's first scan is minutes away: its data waiting for it soon makes
+        evaluation late, which is what e-mails the administrators."""
+        return self.alerts_late or self.scan is Check.NEVER
+
+    @property
+    def alerts_at_risk(self) -> bool:
+        """Late, or some care team's alerts reach no one (`rehab pipeline check` exits 1)."""
+        return self.late or self.recipients is Check.MISSING
 
     @property
     def ok(self) -> bool:

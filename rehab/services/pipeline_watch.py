@@ -8,12 +8,12 @@ it: the web app (in the background, when a page or a probe needs a fresh status)
 become late, again every `REMIND_EVERY` while they stay late, and once when they flow again
 (only those who were told they were late).
 
-Late, here, is what the clinicians' banner says: the scan late, data not evaluated, or an
-alert e-mail not sent in time. A scan that has never run is not enough on its own (a new
+Late, here, is `PipelineStatus.alerts_late`: the scan late, data not evaluated, or an alert
+e-mail not sent in time. A scan that has never run is not enough on its own (a new
 installation before beat's first run): data waiting for it makes evaluation late soon enough.
 Failed e-mails, late non-alert mail and care teams without a clinician are the admin page's.
 
-The notices are outbox rows (purposes `PIPELINE_LATE`, `PIPELINE_FLOWING`), sent by the checker
+The notices are outbox rows (`notifications.PIPELINE_NOTICES`), sent by the checker
 itself through `notifications.deliver` (claim, send, record: the worker's own path), because
 the worker may be what stopped. One that could not be sent stays pending with its back-off,
 for the next check or the worker's re-sender. A notice that became untrue before it went out
@@ -42,25 +42,13 @@ from rehab.domain.vocabulary import Role
 from rehab.notifications import render
 from rehab.notifications.transport import Transport
 from rehab.services import health, notifications
-from rehab.services.time import clinic_time
 
 log = logging.getLogger(__name__)
 
 NOTICE_WATERMARK = "pipeline.notice"
 REMIND_EVERY = dt.timedelta(hours=24)
-PIPELINE_LATE = notifications.PIPELINE_LATE
-PIPELINE_FLOWING = notifications.PIPELINE_FLOWING
 _KEY_PREFIX = "pipeline:"
 _FLOWING_SUFFIX = ":flowing"
-
-
-def alerts_late(status: health.PipelineStatus) -> bool:
-    """Whether alerts, red flags included, may not have been raised or sent in time."""
-    return (
-        status.scan is health.Check.LATE
-        or status.evaluation is health.Check.LATE
-        or status.oldest_undelivered_alert is not None
-    )
 
 
 @dataclass(frozen=True)
@@ -82,26 +70,26 @@ def watch(
     """Open, remind or close the incident `status` calls for, queue its notices (committed),
     then send every pipeline notice due. Needs an application context (settings, templates)."""
     now = status.checked_at
-    late = alerts_late(status)
+    late = status.alerts_late
     opened_at = _opened_at(session)
     queued: list[int] = []
     if late:
         if opened_at is None:
             opened_at = _open(session, now)
         queued = notifications.queue_unsent_by_task(
-            session, PIPELINE_LATE, _late_key(opened_at, now), _admins(session), now
+            session, notifications.PIPELINE_LATE, _late_key(opened_at, now), _admins(session), now
         )
     elif opened_at is not None and _close(session, opened_at, now):
         told = _told(session, opened_at)
         queued = notifications.queue_unsent_by_task(
-            session, PIPELINE_FLOWING, _flowing_key(opened_at), told, now
+            session, notifications.PIPELINE_FLOWING, _flowing_key(opened_at), told, now
         )
         opened_at = None
     session.commit()
     if queued:
         log.warning(
-            "alerts may be late: %s; %d administrator notice(s) queued",
-            "late" if late else "flowing again",
+            "%s: %d administrator notice(s) queued",
+            "alerts may be late" if late else "alerts on time again",
             len(queued),
         )
     sent = send_due(session, transport, now)
@@ -211,7 +199,7 @@ def _told(session: Session, opened_at: dt.datetime) -> list[int]:
             sa.select(Notification.recipient_user_id)
             .join(User, User.id == Notification.recipient_user_id)
             .where(
-                Notification.purpose == PIPELINE_LATE,
+                Notification.purpose == notifications.PIPELINE_LATE,
                 Notification.status.in_([NotificationStatus.SENT, NotificationStatus.SENDING]),
                 Notification.dedup_key.startswith(f"{_KEY_PREFIX}{_stamp(opened_at)}:"),
                 User.role == Role.ADMIN,
@@ -238,42 +226,17 @@ def compose(
     late_after = dt.timedelta(minutes=settings.pipeline_late_minutes)
     status = health.pipeline_status(session, late_after)
     admin_url = f"{settings.public_url.rstrip('/')}/admin/"
-    if purpose == PIPELINE_FLOWING:
-        if alerts_late(status):
+    if purpose == notifications.PIPELINE_FLOWING:
+        if status.alerts_late:
             raise notifications.NotSendable("alerts were late again before it went out")
         return render.pipeline_flowing_message(envelope, admin_url=admin_url)
     opened_at = _opened_at(session)
     current = opened_at is not None and dedup_key.startswith(f"{_KEY_PREFIX}{_stamp(opened_at)}:")
-    if not current or not alerts_late(status):
+    if not current or not status.alerts_late:
         raise notifications.NotSendable("alerts were flowing again before it went out")
     return render.pipeline_late_message(
         envelope,
-        facts=_facts(status),
+        status=status,
         late_minutes=settings.pipeline_late_minutes,
         admin_url=admin_url,
     )
-
-
-def _when(moment: dt.datetime | None) -> str:
-    return clinic_time(moment).strftime("%Y-%m-%d %H:%M %Z") if moment else ""
-
-
-def _facts(status: health.PipelineStatus) -> list[str]:
-    """What is late, in the clinicians' banner's words (times on the clinic's clock)."""
-    facts = []
-    if status.scan is health.Check.LATE:
-        facts.append(
-            f"The automatic checks last ran at {_when(status.scan_last_run)}: new alerts, red "
-            "flags included, may not have been raised or e-mailed since."
-        )
-    if status.evaluation is health.Check.LATE:
-        facts.append(
-            f"Logs, events or scores recorded since {_when(status.oldest_unevaluated)} have "
-            "not been checked yet: alerts from them, red flags included, may be missing."
-        )
-    if status.oldest_undelivered_alert is not None:
-        facts.append(
-            f"Alert e-mails due since {_when(status.oldest_undelivered_alert)} have not been "
-            "sent yet."
-        )
-    return facts

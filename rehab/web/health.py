@@ -74,7 +74,7 @@ def current_pipeline_status() -> health.PipelineStatus | None:
         # On a connection of its own: an error here leaves the page's transaction usable.
         with Session(db.engine) as session:
             status = health.pipeline_status(session, _late_after(app))
-            act = pipeline_watch.alerts_late(status) or pipeline_watch.incident_open(session)
+            act = status.alerts_late or pipeline_watch.incident_open(session)
     except sa.exc.SQLAlchemyError as exc:
         log.warning("pipeline status not computed (%s)", type(exc).__name__)
         return None
