@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     urgent_follow_up_minutes: UrgentFollowUpMinutes
     # The system status (rehab.services.health).
     pipeline_late_minutes: int = Field(ge=1)
+    # The administrators' "alerts may be late" incident closes only after alerts have been on
+    # time this long (rehab.services.pipeline_watch); at most a day, the reminders' interval.
+    pipeline_settle_minutes: int = Field(ge=0, le=24 * 60)
 
     @classmethod
     def settings_customise_sources(

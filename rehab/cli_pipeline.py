@@ -5,10 +5,11 @@ administrators hear of a stopped worker even when nobody opens a page:
 
 It prints the pipeline status (counts and times only), e-mails the administrators as the web
 app would (`rehab.services.pipeline_watch`: once when alerts become late, daily while they
-stay late, once when they flow again; sent by this command itself, not by the worker) and exits
-1 while alerts may be late (the clinicians' banner) or some care team's alerts reach no one,
-else 0. An e-mail that failed, or late mail other than alerts, is printed but is the admin
-page's to show: it does not make cron repeat itself every few minutes for a day.
+stay late, once when they have been on time again for `REHAB_PIPELINE_SETTLE_MINUTES`; sent by
+this command itself, not by the worker) and exits 1 while alerts may be late (the clinicians'
+banner) or some care team's alerts reach no one, else 0 (also while the incident settles). An
+e-mail that failed, or late mail other than alerts, is printed but is the admin page's to
+show: it does not make cron repeat itself every few minutes for a day.
 """
 
 from __future__ import annotations
@@ -72,5 +73,16 @@ def pipeline_check(notify: bool, as_json: bool, quiet: bool) -> None:
 
 
 def _notices_line(watched: Watch) -> str:
-    state = "told alerts are late" if watched.opened_at is not None else "no incident open"
+    if watched.opened_at is None:
+        state = "no incident open"
+    elif watched.on_time_since is not None:
+        settle = current_app.config["REHAB_SETTINGS"].pipeline_settle_minutes
+        closes = watched.on_time_since + dt.timedelta(minutes=settle)
+        state = (
+            f"told alerts are late, settling: on time since"
+            f" {watched.on_time_since.isoformat(timespec='seconds')}, told they are on time"
+            f" again at the first check from {closes.isoformat(timespec='seconds')} if they stay so"
+        )
+    else:
+        state = "told alerts are late"
     return f"{state}; {len(watched.queued)} notice(s) queued, {watched.sent} sent by this check"

@@ -299,21 +299,31 @@ def follow_up_notice_message(
 
 
 def pipeline_late_message(
-    envelope: Envelope, *, status: Any, late_minutes: int, admin_url: str
+    envelope: Envelope, *, status: Any, late_minutes: int, settle_minutes: int, admin_url: str
 ) -> EmailMessage:
     """To an administrator: alerts, red flags included, may not have been raised or sent for
     more than `late_minutes`; what is late, since when, in the words of the clinicians' banner
-    (`status`: a `rehab.services.health.PipelineStatus`). Counts and times only."""
+    (`status`: a `rehab.services.health.PipelineStatus`); she hears again once they have been
+    on time for `settle_minutes`. Counts and times only."""
     message = _base(envelope, PIPELINE_LATE_SUBJECT)
     message["Importance"] = "high"
-    context = {"pipeline": status, "late_minutes": late_minutes, "admin_url": admin_url}
+    context = {
+        "pipeline": status,
+        "late_minutes": late_minutes,
+        "settle_minutes": settle_minutes,
+        "admin_url": admin_url,
+    }
     return _assemble(message, *_bodies("pipeline_late", **context), [])
 
 
-def pipeline_flowing_message(envelope: Envelope, *, admin_url: str) -> EmailMessage:
-    """To an administrator who was told alerts were late: they are on time again."""
+def pipeline_flowing_message(
+    envelope: Envelope, *, on_time_since: dt.datetime, admin_url: str
+) -> EmailMessage:
+    """To an administrator who was told alerts were late: they are on time again, and have
+    been since `on_time_since`."""
     message = _base(envelope, PIPELINE_FLOWING_SUBJECT)
-    return _assemble(message, *_bodies("pipeline_flowing", admin_url=admin_url), [])
+    context = {"on_time_since": on_time_since, "admin_url": admin_url}
+    return _assemble(message, *_bodies("pipeline_flowing", **context), [])
 
 
 def _utc_text(when: dt.datetime) -> str:

@@ -72,6 +72,18 @@ def test_the_late_limit_must_outlast_two_scan_intervals(monkeypatch: pytest.Monk
     assert load_settings().pipeline_late_minutes == 25
 
 
+def test_the_settle_period_is_from_none_to_a_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().pipeline_settle_minutes == 30
+    monkeypatch.setenv("REHAB_PIPELINE_SETTLE_MINUTES", "1441")
+    with pytest.raises(ConfigError, match="REHAB_PIPELINE_SETTLE_MINUTES"):
+        load_settings()
+    monkeypatch.setenv("REHAB_PIPELINE_SETTLE_MINUTES", "-1")
+    with pytest.raises(ConfigError, match="REHAB_PIPELINE_SETTLE_MINUTES"):
+        load_settings()
+    monkeypatch.setenv("REHAB_PIPELINE_SETTLE_MINUTES", "0")
+    assert load_settings().pipeline_settle_minutes == 0
+
+
 def test_development_makes_its_own_secret_once(tmp_path: Path) -> None:
     first = load_settings().secret_key
     assert len(first) >= 32
