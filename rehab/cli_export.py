@@ -83,7 +83,7 @@ def _export(patient_ids: tuple[int, ...], output: str, file_format: str) -> None
     try:
         with _destination(output) as stream:
             session.commit()  # the audit rows, once the file can be written: before any row
-            for part in export.parts(session, ids, file_format, clinic_today()):
+            for part in export.parts(session, SYSTEM, ids, file_format, clinic_today()):
                 stream.write(part)
     except OSError as exc:
         session.rollback()

@@ -22,6 +22,15 @@ What a Bundle (type `collection`) holds, for one patient:
   its title, period and phases (notes), and per prescribed exercise an activity: the
   exercise's name, its dose as text and its sessions a week as a timing (`stopped` for one
   taken off the program).
+- The clinic's working records, in a clinician's or the system's export (not in a patient's
+  own: her pages show neither): per pinned baseline an `Observation` over the days it was in
+  force (`effectivePeriod`, by the detector's rule), its level and spread, who pinned it; per
+  alert a `DetectedIssue`: kind and metric as its code, `high` for urgent, the day detected,
+  the explanation's facts and the onset as its detail, as `evidence` the Bundle's own
+  resources it was detected from (the metric's log parts or scores from its onset to that
+  day) and the events it cites, and as `mitigation` each step of its lifecycle as its page
+  tells it (followed up, acknowledged, resolved: when, who, the note or reason).
+  `preliminary` while unresolved (an open alert's figures follow the logs), then `final`.
 
 Codes. Pain uses LOINC; categories use HL7's observation-category. What LOINC and SNOMED codes
 we are not sure of (the tests, the questionnaires, red flags, event types) carry our own code
@@ -48,13 +57,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from rehab.domain.baseline import pin_periods
 from rehab.domain.event_text import fall_mechanism
+from rehab.domain.explain import metric_label
 from rehab.domain.vocabulary import (
+    ALERT_KIND_TITLES,
     RED_FLAG_LABELS,
     FindingKind,
     Instrument,
@@ -231,6 +244,69 @@ class PhaseRecord(Protocol):
     def goals(self) -> str: ...
 
 
+class AlertRecord(Protocol):
+    """An `Alert` (design §2); what became of it comes as its steps (`AlertExport`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def metric(self) -> str: ...  # "" for a kind without one
+    @property
+    def severity(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def onset(self) -> date: ...
+    @property
+    def detected_on(self) -> date: ...
+    @property
+    def explanation(self) -> str: ...
+    @property
+    def related_events(self) -> Sequence[dict[str, Any]]: ...
+
+
+class StepRecord(Protocol):
+    """One step of an alert's lifecycle, as the alert's page tells it (`alerts.history`)."""
+
+    @property
+    def action(self) -> str: ...  # "followed up", "acknowledged" or "resolved"
+    @property
+    def by(self) -> str | None: ...  # a clinician's name; None: the system
+    @property
+    def at(self) -> datetime | None: ...
+    @property
+    def on(self) -> date | None: ...  # an automatic resolution's day
+    @property
+    def note(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class PinRecord(Protocol):
+    """A `PinnedBaseline` row: a level of None returns the metric to the automatic baseline."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def level(self) -> float | None: ...
+    @property
+    def spread(self) -> float | None: ...
+    @property
+    def effective_from(self) -> date: ...
+
+
+@dataclass(frozen=True)
+class AlertExport:
+    """An alert and its lifecycle's steps, oldest first."""
+
+    alert: AlertRecord
+    steps: Sequence[StepRecord] = ()
+
+
 @dataclass(frozen=True)
 class ProgramExport:
     """A program with its prescriptions (each with its exercise's name), in the order the
@@ -253,6 +329,11 @@ class PatientExport:
     outcomes: Sequence[OutcomeRecord]
     programs: Sequence[ProgramExport] = ()
     entries: Sequence[EntryRecord] = ()  # of `logs`, each log's in its program's order
+    # The clinic's working records, which its clinicians see and its patients do not (none in
+    # a patient's own export): alerts by detection day, pinned baselines as stored (each
+    # metric's rows in the order they were written) with who pinned each.
+    alerts: Sequence[AlertExport] = ()
+    pins: Sequence[tuple[PinRecord, str]] = ()
 
 
 def resource_id(kind: str, *parts: object) -> str:
@@ -292,6 +373,9 @@ def patient_bundle(record: PatientExport, today: date, generated_at: datetime) -
     )
     resources.extend(_retracted(_outcome_observation(m, subject)) for m in record.outcomes)
     resources.extend(_care_plan(p, subject, today) for p in record.programs)
+    resources.extend(_pinned_baselines(record.pins, subject))
+    evidence = _Evidence(record)
+    resources.extend(_detected_issue(a, subject, evidence) for a in record.alerts)
     return {
         "resourceType": "Bundle",
         "id": resource_id("Bundle", record.patient.id, generated_at.isoformat()),
@@ -636,3 +720,196 @@ def _outcome_observation(outcome: OutcomeRecord, subject: dict[str, str]) -> dic
     )
     observation["valueQuantity"] = {"value": round(outcome.score, 1)}
     return observation
+
+
+# --- the clinic's working records: pinned baselines and alerts -----------------------------
+
+DETECTOR = {"display": "rehab regression detection (automatic)"}
+_SEVERITIES = {"urgent": "high", "routine": "moderate"}
+
+
+def _dashed(value: str) -> str:
+    return value.replace("_", "-")
+
+
+def _pinned_baselines(
+    pins: Sequence[tuple[PinRecord, str]], subject: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Each pin as an `Observation` over the days it was in force (`effectivePeriod`, open
+    while it still is), by the detector's own rule (`pin_periods`): a pin replaced on its
+    first day governed no day and is left out, as is a return to the automatic baseline
+    (it only ends the pin before it)."""
+    by_metric: dict[str, list[tuple[PinRecord, str]]] = {}
+    for pin, author in pins:
+        by_metric.setdefault(pin.metric, []).append((pin, author))
+    resources: list[dict[str, Any]] = []
+    for metric, rows in by_metric.items():
+        label = metric_label(metric)
+        code = _code(f"pinned-baseline-{_dashed(metric)}", f"Pinned baseline: {label}")
+        periods = pin_periods(
+            [(pin.effective_from.toordinal(), pin.level, pin.spread) for pin, _ in rows]
+        )
+        for period in periods:
+            pin, author = rows[period.position]
+            observation = _observation(
+                "PinnedBaseline", (pin.id,), subject, pin.effective_from, code, None
+            )
+            del observation["effectiveDateTime"]
+            observation["effectivePeriod"] = {"start": pin.effective_from.isoformat()}
+            if period.until is not None:  # the day before the metric's next row
+                end = date.fromordinal(period.until - 1)
+                observation["effectivePeriod"]["end"] = end.isoformat()
+            observation["valueQuantity"] = {"value": round(period.level, 2)}
+            if period.spread is not None:
+                observation["component"] = [
+                    {
+                        "code": _code("baseline-spread", "Day-to-day spread"),
+                        "valueQuantity": {"value": round(period.spread, 2)},
+                    }
+                ]
+            if name := _text(author):
+                observation["performer"] = [{"display": name}]
+            resources.append(observation)
+    return resources
+
+
+class _Evidence:
+    """What an alert was detected from, as the Bundle's own resources: the logs' parts or the
+    scores from its onset to the day it was detected, and the events it cites."""
+
+    def __init__(self, record: PatientExport) -> None:
+        self._logs = sorted(record.logs, key=lambda log: log.log_date)
+        self._days = [log.log_date for log in self._logs]
+        self._outcomes = [m for m in record.outcomes if m.entered_in_error_at is None]
+        self._events: dict[tuple[date, str], list[int]] = {}
+        for event in record.events:
+            if event.entered_in_error_at is None:
+                key = (event.event_date, event.event_type)
+                self._events.setdefault(key, []).append(event.id)
+
+    def data(self, alert: AlertRecord) -> list[str]:
+        first = bisect_left(self._days, alert.onset)
+        last = bisect_right(self._days, alert.detected_on)
+        logs = self._logs[first:last]
+        if alert.kind == "pain_regression" and alert.metric:
+            return [resource_id("SessionLog", log.id, alert.metric) for log in logs]
+        if alert.kind == "adherence_drop":
+            return [
+                resource_id("SessionLog", log.id, "adherence")
+                for log in logs
+                if log.adherence is not None
+            ]
+        if alert.kind == "red_flag":
+            return [
+                resource_id("SessionLog", log.id, column)
+                for log in logs
+                for column in _RED_FLAG_COLUMNS.values()
+                if getattr(log, column)
+            ]
+        if alert.kind == "function_decline":
+            return [
+                resource_id("OutcomeMeasure", m.id)
+                for m in self._outcomes
+                if m.instrument == alert.metric
+                and alert.onset <= m.measured_on
+                and m.measured_on <= alert.detected_on
+            ]
+        return []  # missed logs: what is missing is not a resource
+
+    def events(self, alert: AlertRecord) -> list[str]:
+        ids: list[int] = []
+        for cited in alert.related_events:
+            try:
+                key = (date.fromisoformat(str(cited.get("date"))), str(cited.get("event")))
+            except ValueError:
+                continue
+            ids.extend(i for i in self._events.get(key, ()) if i not in ids)
+        return [resource_id("Event", i) for i in ids]
+
+
+def _references(ids: Sequence[str]) -> list[dict[str, str]]:
+    return [{"reference": f"urn:uuid:{i}"} for i in ids]
+
+
+def _detected_issue(
+    exported: AlertExport, subject: dict[str, str], evidence: _Evidence
+) -> dict[str, Any]:
+    """An alert as a `DetectedIssue`: what was detected (kind and metric as its code, its
+    severity, the day, the explanation's facts), from what (the logs or scores since its
+    onset, the events it cites) and what the clinic did about it (`mitigation`: acknowledged,
+    resolved, each with when, who and their note). `preliminary` while unresolved: an open
+    alert's figures are updated as logs come in; `final` once resolved."""
+    alert = exported.alert
+    resolved = alert.status == "resolved"
+    metric = alert.metric or None
+    if alert.kind == "pain_regression" and metric:
+        title = f"{metric_label(metric)} regression"
+    elif alert.kind == "function_decline" and metric:
+        title = f"{metric_label(metric)} decline"
+    else:
+        title = ALERT_KIND_TITLES.get(alert.kind, humanize(alert.kind))
+    code = f"alert-{_dashed(alert.kind)}" + (f"-{_dashed(metric)}" if metric else "")
+    resource: dict[str, Any] = {
+        "resourceType": "DetectedIssue",
+        "id": resource_id("Alert", alert.id),
+        "status": "final" if resolved else "preliminary",
+        "code": _code(code, title),
+        "severity": _SEVERITIES.get(alert.severity, "moderate"),
+        "patient": subject,
+        "identifiedDateTime": alert.detected_on.isoformat(),
+        "author": DETECTOR,
+    }
+    onset = f"Onset {alert.onset.isoformat()}, detected {alert.detected_on.isoformat()}."
+    resource["detail"] = " ".join(filter(None, [_text(alert.explanation), onset]))
+    found = []
+    if data := evidence.data(alert):
+        found.append(
+            {
+                "code": [_code("alert-data", "Data it was detected from")],
+                "detail": _references(data),
+            }
+        )
+    if events := evidence.events(alert):
+        found.append(
+            {"code": [_code("related-events", "Related events")], "detail": _references(events)}
+        )
+    if found:
+        resource["evidence"] = found
+    if mitigation := [_mitigation(step) for step in exported.steps]:
+        resource["mitigation"] = mitigation
+    return resource
+
+
+# A step's action: (code, display); its text starts with the display's first words.
+_STEP_CODES = {
+    "followed up": ("alert-followed-up", "Followed up"),
+    "acknowledged": ("alert-acknowledged", "Acknowledged"),
+    "resolved": ("alert-resolved", "Resolved"),
+}
+_RESOLVED_AUTOMATICALLY = ("alert-resolved-automatically", "Resolved automatically")
+
+
+def _mitigation(step: StepRecord) -> dict[str, Any]:
+    """A step as the clinic's action on the issue: what (coded, and in words with the reason
+    or judgement and the note), when, who (a clinician's name; none for the system)."""
+    automatic = step.action == "resolved" and step.by is None
+    code, display = (
+        _RESOLVED_AUTOMATICALLY
+        if automatic
+        else _STEP_CODES.get(step.action, (f"alert-{_dashed(step.action)}", humanize(step.action)))
+    )
+    said = display
+    if reason := _text(step.reason):
+        said += f" ({reason})"
+    if note := _text(step.note):
+        said += f": {note}"
+    action = _code(code, display)
+    action["text"] = said
+    mitigation: dict[str, Any] = {"action": action}
+    # An automatic resolution happened on the day the data showed it; a person's on the minute.
+    when = step.on if automatic and step.on is not None else step.at
+    if when is not None:
+        mitigation["date"] = when.isoformat()
+    if name := _text(step.by):
+        mitigation["author"] = {"display": name}
+    return mitigation

@@ -66,6 +66,17 @@ RED_FLAG_LABELS: dict[RedFlag, str] = {
 }
 
 
+# Each alert kind (design §2) in words: the e-mail's subject line, the admin's report, the
+# FHIR export's DetectedIssue.
+ALERT_KIND_TITLES: dict[str, str] = {
+    "pain_regression": "Pain regression",
+    "adherence_drop": "Drop in adherence",
+    "red_flag": "Red flag",
+    "missed_logs": "Missed logs",
+    "function_decline": "Decline in function",
+}
+
+
 class FindingKind(StrEnum):
     NEURODYNAMIC_TEST = "neurodynamic_test"
     IMAGING = "imaging"

@@ -25,6 +25,8 @@ from typing import Any
 
 from flask import render_template
 
+from rehab.domain.vocabulary import ALERT_KIND_TITLES
+
 URGENT_SUBJECT = "[rehab] Urgent: a patient on your caseload needs review"
 ROUTINE_SUBJECT = "[rehab] New alert for a patient on your caseload"
 DIGEST_SUBJECT = "[rehab] Daily summary: {count} new alert{s} on your caseload"
@@ -39,13 +41,6 @@ FOLLOW_UP_NOTICE_SUBJECT = "[rehab] An urgent alert has not been acknowledged by
 PIPELINE_LATE_SUBJECT = "[rehab] Alerts may be late: the automatic checks need attention"
 PIPELINE_FLOWING_SUBJECT = "[rehab] Alerts are on time again"
 
-KIND_LABELS = {
-    "pain_regression": "Pain regression",
-    "adherence_drop": "Drop in adherence",
-    "red_flag": "Red flag",
-    "missed_logs": "Missed logs",
-    "function_decline": "Decline in function",
-}
 METRIC_LABELS = {
     "leg_pain": "leg pain",
     "back_pain": "back pain",
@@ -109,7 +104,7 @@ class AlertItem:
 
     @property
     def title(self) -> str:
-        kind = KIND_LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
+        kind = ALERT_KIND_TITLES.get(self.kind, self.kind.replace("_", " ").capitalize())
         metric = METRIC_LABELS.get(self.metric, self.metric.replace("_", " "))
         return f"{kind}: {metric}" if self.metric else kind
 

@@ -2,8 +2,9 @@
 FHIR R4"; `rehab export csv|fhir`, the API's and the pages' downloads).
 
 FHIR: each patient's whole record as a Bundle (`rehab.fhir`: logs with their exercises,
-events, findings, ODI/PSFS, programs), read batch by batch like the CSV; several patients are
-NDJSON, a Bundle a line.
+events, findings, ODI/PSFS, programs; and in a clinician's or the system's export, not in a
+patient's own, the clinic's alerts and pinned baselines), read batch by batch like the CSV;
+several patients are NDJSON, a Bundle a line.
 
 CSV:
 
@@ -36,12 +37,14 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from rehab import fhir
 from rehab.db.models import (
+    Alert,
     Event,
     Exercise,
     ExerciseEntry,
     Finding,
     OutcomeMeasure,
     Patient,
+    PinnedBaseline,
     Prescription,
     Program,
     ProgramPhase,
@@ -51,7 +54,7 @@ from rehab.db.models import (
 )
 from rehab.detect_io import write_series_csv
 from rehab.domain.vocabulary import AuditOutcome
-from rehab.services import audit, evaluation, scan
+from rehab.services import alerts, audit, evaluation, scan
 from rehab.services.access import NotFound, check_patient, visible_patient_ids
 from rehab.services.actors import Actor
 
@@ -114,12 +117,19 @@ def record_refusal(
 
 
 def parts(
-    session: Session, patient_ids: Sequence[int], file_format: str, today: date
+    session: Session, actor: Actor, patient_ids: Sequence[int], file_format: str, today: date
 ) -> Iterator[str]:
     """An authorised export's text in parts, batch by batch: the CSV or the FHIR NDJSON."""
     if file_format == FHIR:
-        return fhir_parts(session, patient_ids, today)
+        return fhir_parts(session, patient_ids, today, clinic_records=clinic_records(actor))
     return csv_parts(session, patient_ids)
+
+
+def clinic_records(actor: Actor) -> bool:
+    """Whether an export carries the clinic's working records (alerts, pinned baselines): a
+    clinician's and the system's do; a patient's own does not, as her pages show neither
+    (the alerts are written for her clinicians, in their words)."""
+    return not actor.is_patient
 
 
 def media_type(file_format: str, single: bool) -> str:
@@ -155,18 +165,23 @@ def fhir_parts(
     patient_ids: Sequence[int],
     today: date,
     batch_size: int = FHIR_BATCH_SIZE,
+    *,
+    clinic_records: bool = True,
 ) -> Iterator[str]:
     """Authorised patients' Bundles, one NDJSON line each, read batch by batch (each batch's
     transaction ended before its lines are handed over, as for the CSV)."""
     generated_at = utcnow()
     for batch in scan.batches(list(patient_ids), batch_size):
-        records = fhir_records(session, batch)
+        records = fhir_records(session, batch, clinic_records=clinic_records)
         session.rollback()  # reads only
         yield from fhir.patient_bundles_json(records, today, generated_at)
 
 
-def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.PatientExport]:
-    """The patients' rows for `rehab.fhir`, in `patient_ids`' order: 9 statements a batch.
+def fhir_records(
+    session: Session, patient_ids: Sequence[int], *, clinic_records: bool = True
+) -> list[fhir.PatientExport]:
+    """The patients' rows for `rehab.fhir`, in `patient_ids`' order: 9 statements a batch,
+    and up to 3 more for the clinic's records (alerts, their clinicians' names, pins).
     Plain rows (table columns), not ORM objects: they outlive the read's transaction and cost
     a fraction to build."""
     ids = list(patient_ids)
@@ -198,6 +213,7 @@ def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.Pati
         .order_by(ExerciseEntry.session_log_id, Prescription.position, Prescription.id)
     ):
         entries[row.patient_id].append(row)
+    alerts, pins = _clinic_records(session, ids) if clinic_records else ({}, {})
     return [
         fhir.PatientExport(
             patient=patients[pid],
@@ -208,10 +224,40 @@ def fhir_records(session: Session, patient_ids: Sequence[int]) -> list[fhir.Pati
             outcomes=outcomes.get(pid, []),
             programs=programs.get(pid, []),
             entries=entries.get(pid, []),
+            alerts=alerts.get(pid, []),
+            pins=pins.get(pid, []),
         )
         for pid in ids
         if pid in patients
     ]
+
+
+def _clinic_records(
+    session: Session, patient_ids: list[int]
+) -> tuple[dict[int, list[fhir.AlertExport]], dict[int, list[tuple[Any, str]]]]:
+    """The batch's alerts by detection day, each with its lifecycle as the alert's page tells
+    it (`alerts.history`), and pinned baselines in the order written, with who pinned each."""
+    # Rows with an Alert's columns: what `alerts.history` reads of one.
+    rows: list[Any] = list(
+        session.execute(
+            select(*Alert.__table__.columns)
+            .where(Alert.patient_id.in_(patient_ids))
+            .order_by(Alert.detected_on, Alert.id)
+        )
+    )
+    names = alerts.clinician_names(session, rows)
+    by_patient: dict[int, list[fhir.AlertExport]] = defaultdict(list)
+    for row in rows:
+        by_patient[row.patient_id].append(fhir.AlertExport(row, alerts.history(row, names)))
+    pins: dict[int, list[tuple[Any, str]]] = defaultdict(list)
+    for row in session.execute(
+        select(*PinnedBaseline.__table__.columns, User.display_name)
+        .join(User, User.id == PinnedBaseline.pinned_by_user_id)
+        .where(PinnedBaseline.patient_id.in_(patient_ids))
+        .order_by(PinnedBaseline.id)
+    ):
+        pins[row.patient_id].append((row, row.display_name))
+    return by_patient, pins
 
 
 def _programs_by_patient(

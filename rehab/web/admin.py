@@ -19,9 +19,9 @@ from flask import (
 )
 from flask_login import current_user
 
-from rehab.domain.vocabulary import Role
+from rehab.domain.vocabulary import ALERT_KIND_TITLES, Role
 from rehab.extensions import db, login_manager
-from rehab.notifications.render import KIND_LABELS, duration_text
+from rehab.notifications.render import duration_text
 from rehab.services import alert_report, clinic_policy, notifications, staff
 from rehab.services.access import NotFound
 from rehab.services.actors import Actor
@@ -293,7 +293,7 @@ def alert_response() -> Any:
         "admin/alerts.html",
         report=report,
         limit=duration_text(report.limit_minutes),
-        kind_labels=KIND_LABELS,
+        kind_labels=ALERT_KIND_TITLES,
         judgement_labels=JUDGEMENT_LABELS,
     )
 

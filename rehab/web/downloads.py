@@ -21,7 +21,7 @@ def download(actor: Actor, patient_ids: Sequence[int] | None, file_format: str) 
     today = clinic_today()
     single = patient_ids is not None and len(patient_ids) == 1
     response = Response(
-        stream_with_context(export.parts(db.session, ids, file_format, today)),
+        stream_with_context(export.parts(db.session, actor, ids, file_format, today)),
         mimetype=export.media_type(file_format, single),
     )
     name = export.filename(patient_ids, today.isoformat(), file_format)

@@ -43,7 +43,9 @@ CSV_FILE = {
 FHIR_BUNDLE = {
     "description": "The patient's record as a FHIR R4 Bundle (type collection): the Patient, "
     "an Observation per pain score (LOINC 72514-3), adherence, red flag, event, finding and "
-    "ODI/PSFS score, and a daily-log panel per log; stable urn:uuid ids. Sent as an attachment.",
+    "ODI/PSFS score, each exercise logged, a daily-log panel per log and a CarePlan per "
+    "program; for a clinician's key also a DetectedIssue per alert and an Observation per "
+    "pinned baseline; stable urn:uuid ids. Sent as an attachment.",
     "content": {"application/fhir+json": {"schema": {"type": "object"}}},
 }
 FHIR_NDJSON = {

@@ -20,16 +20,20 @@ from flask import Flask
 from rehab import fhir
 from rehab.cli_export import export_group
 from rehab.db.models import (
+    Alert,
+    AlertStatus,
     Event,
     ExerciseEntry,
     Finding,
     OutcomeMeasure,
     Patient,
+    PinnedBaseline,
     Prescription,
     Program,
     SessionLog,
     User,
 )
+from rehab.demo.alerts import FALL_ALERT_NOTE
 from rehab.demo.loader import SEED_PATIENT_EMAIL, load_demo
 from rehab.domain.vocabulary import FindingKind
 from rehab.extensions import db
@@ -55,6 +59,14 @@ def observations(bundle: dict[str, Any], code: str) -> list[dict[str, Any]]:
         if e["resource"]["resourceType"] == "Observation"
         and any(c["code"] == code for c in e["resource"]["code"]["coding"])
     ]
+
+
+def is_clinic_record(resource: dict[str, Any]) -> bool:
+    """An alert or a pinned baseline: in a clinician's export, not in a patient's own."""
+    return resource["resourceType"] == "DetectedIssue" or (
+        resource["resourceType"] == "Observation"
+        and resource["code"]["coding"][0]["code"].startswith("pinned-baseline-")
+    )
 
 
 def component(observation: dict[str, Any], code: str) -> Any:
@@ -108,6 +120,17 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
             .where(Program.patient_id == seed_id)
             .order_by(Program.start_date, Program.id)
         ).all()
+        alerts = db.session.execute(
+            sa.select(Alert.id, Alert.status, Alert.severity).order_by(Alert.id)
+        ).all()
+        fall_alert = db.session.execute(
+            sa.select(Alert.id, Alert.onset, Alert.detected_on).where(
+                Alert.patient_id == seed_id,
+                Alert.kind == "pain_regression",
+                Alert.metric == "leg_pain",
+                Alert.detected_on.between(FALL_DAY, FALL_DAY + dt.timedelta(days=7)),
+            )
+        ).one()
         fall_tests = db.session.scalar(
             sa.select(sa.func.count(Finding.id)).where(
                 Finding.patient_id == seed_id,
@@ -198,6 +221,39 @@ def test_the_demo_clinic_exports_as_valid_fhir_that_says_what_the_database_says(
     assert [o["valueQuantity"]["value"] for o in observations(seed, "odi")] == [
         round(s, 1) for s in odi
     ]
+    # The clinic's alerts (the command line is the system: it exports them): every one.
+    issues = {r["id"]: r for r in everything if r["resourceType"] == "DetectedIssue"}
+    assert len(issues) == len(alerts) > 45
+    for alert_id, status, severity in alerts:
+        issue = issues[fhir.resource_id("Alert", alert_id)]
+        assert issue["status"] == ("final" if status == "resolved" else "preliminary")
+        assert issue["severity"] == {"urgent": "high", "routine": "moderate"}[severity]
+    # Hers after the fall: her leg pain since its onset, the fall itself, and the phone call.
+    seed_urls = {e["fullUrl"]: e["resource"] for e in seed["entry"]}
+    after_fall = issues[fhir.resource_id("Alert", fall_alert.id)]
+    assert f"urn:uuid:{after_fall['id']}" in seed_urls
+    data, related = after_fall["evidence"]
+    pain_after = [seed_urls[r["reference"]] for r in data["detail"]]
+    assert [p["effectiveDateTime"] for p in pain_after] == [
+        d.isoformat() for d, *_ in pains if fall_alert.onset <= d <= fall_alert.detected_on
+    ]
+    assert {p["bodySite"]["text"] for p in pain_after} == {"Left leg"}
+    cited = [seed_urls[r["reference"]] for r in related["detail"]]
+    assert fall in cited  # and her holiday abroad, also in the 14 days before
+    assert all(
+        (fall_alert.onset - dt.timedelta(days=14)).isoformat()
+        <= event["effectiveDateTime"]
+        <= fall_alert.detected_on.isoformat()
+        and event["code"]["coding"][0]["code"].startswith("event-")
+        for event in cited
+    )
+    (acknowledged,) = [
+        m
+        for m in after_fall["mitigation"]
+        if m["action"]["coding"][0]["code"] == "alert-acknowledged"
+    ]
+    assert acknowledged["action"]["text"] == f"Acknowledged: {FALL_ALERT_NOTE}"
+    assert acknowledged["author"]["display"]
     # Her programs, as care plans: the surgery's rehabilitation, then what followed.
     seed_plans = [
         e["resource"] for e in seed["entry"] if e["resource"]["resourceType"] == "CarePlan"
@@ -229,6 +285,35 @@ def test_fhir_downloads_hold_only_the_callers_patients_and_are_audited(
     app: Flask, clinic: Clinic, tmp_path: Path
 ) -> None:
     a, b, c = three_patients(app, clinic, days=5)
+    clinician_user = clinic.clinician.user_id
+    with app.app_context():  # the clinic's working records of A: an alert and a pin
+        start = clinic.program_start
+        db.session.add_all(
+            [
+                Alert(
+                    patient_id=a,
+                    kind="pain_regression",
+                    metric="leg_pain",
+                    severity="routine",
+                    onset=start + dt.timedelta(days=2),
+                    detected_on=start + dt.timedelta(days=4),
+                    explanation="Leg pain up.",
+                    status=AlertStatus.ACKNOWLEDGED,
+                    acknowledged_by_user_id=clinician_user,
+                    acknowledged_at=dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC),
+                    acknowledge_note="Phoned.",
+                ),
+                PinnedBaseline(
+                    patient_id=a,
+                    metric="leg_pain",
+                    level=2.0,
+                    spread=1.0,
+                    effective_from=start,
+                    pinned_by_user_id=clinician_user,
+                ),
+            ]
+        )
+        db.session.commit()
     api = app.test_client()
 
     def patient_of(bundle: dict[str, Any]) -> str:
@@ -268,7 +353,20 @@ def test_fhir_downloads_hold_only_the_callers_patients_and_are_audited(
         in pages.get(f"/clinic/patients/{a}").data
     )
     from_page = json.loads(pages.get(f"/clinic/patients/{a}/export.fhir.json").data)
-    assert [e["fullUrl"] for e in from_page["entry"]] == [e["fullUrl"] for e in bundle["entry"]]
+    Bundle.model_validate(from_page)
+    # Her clinician's export holds the clinic's working records; hers does not.
+    clinic_records = [e for e in from_page["entry"] if is_clinic_record(e["resource"])]
+    assert [r["resource"]["resourceType"] for r in clinic_records] == [
+        "Observation",
+        "DetectedIssue",
+    ]
+    assert clinic_records[1]["resource"]["mitigation"][0]["action"]["text"] == (
+        "Acknowledged: Phoned."
+    )
+    assert not [e for e in bundle["entry"] if is_clinic_record(e["resource"])]
+    assert [e["fullUrl"] for e in from_page["entry"] if e not in clinic_records] == [
+        e["fullUrl"] for e in bundle["entry"]
+    ]
     assert pages.get(f"/clinic/patients/{c}/export.fhir.json").status_code == 404
     patient = app.test_client()
     login(patient, clinic.patient_a.email)

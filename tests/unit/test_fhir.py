@@ -29,6 +29,7 @@ from rehab.domain.vocabulary import (
 )
 
 TODAY = dt.date(2025, 10, 1)
+FALL_DAY = dt.date(2025, 9, 14)
 GENERATED_AT = dt.datetime(2025, 10, 1, 9, 30, tzinfo=dt.UTC)
 # What FHIR R4 allows where it fixes the codes (the models check structure, not value sets).
 OBSERVATION_STATUSES = {"registered", "preliminary", "final", "amended", "entered-in-error"}
@@ -130,6 +131,38 @@ class Phase:
     name: str
     start_date: dt.date
     goals: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    kind: str
+    metric: str
+    severity: str
+    status: str
+    onset: dt.date
+    detected_on: dt.date
+    explanation: str
+    related_events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    by: str | None
+    at: dt.datetime | None
+    on: dt.date | None
+    note: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pin:
+    id: int
+    metric: str
+    level: float | None
+    spread: float | None
+    effective_from: dt.date
 
 
 @dataclass
@@ -235,25 +268,89 @@ def unique_ids(rows: list[Any]) -> bool:
     return len({row.id for row in rows}) == len(rows)
 
 
-records = st.builds(
-    fhir.PatientExport,
-    patient=st.builds(
-        Patient, id=st.integers(1, 10**9), year_of_birth=st.none() | st.integers(1900, 2024)
-    ),
-    display_name=text.filter(bool),
-    logs=st.lists(logs(), max_size=8).filter(unique_ids),
-    events=st.lists(events, max_size=4).filter(unique_ids),
-    findings=st.lists(st.tuples(findings, text.filter(bool)), max_size=4).filter(
-        lambda pairs: unique_ids([f for f, _ in pairs])
-    ),
-    outcomes=st.lists(outcomes, max_size=3).filter(unique_ids),
-    programs=st.lists(programs, max_size=2).filter(
-        lambda ps: (
-            unique_ids([p.program for p in ps])
-            and unique_ids([rx for p in ps for rx, _ in p.prescriptions])
-        )
-    ),
-).flatmap(lambda record: with_entries(record))
+records = (
+    st.builds(
+        fhir.PatientExport,
+        patient=st.builds(
+            Patient, id=st.integers(1, 10**9), year_of_birth=st.none() | st.integers(1900, 2024)
+        ),
+        display_name=text.filter(bool),
+        logs=st.lists(logs(), max_size=8).filter(unique_ids),
+        events=st.lists(events, max_size=4).filter(unique_ids),
+        findings=st.lists(st.tuples(findings, text.filter(bool)), max_size=4).filter(
+            lambda pairs: unique_ids([f for f, _ in pairs])
+        ),
+        outcomes=st.lists(outcomes, max_size=3).filter(unique_ids),
+        programs=st.lists(programs, max_size=2).filter(
+            lambda ps: (
+                unique_ids([p.program for p in ps])
+                and unique_ids([rx for p in ps for rx, _ in p.prescriptions])
+            )
+        ),
+    )
+    .flatmap(lambda record: with_entries(record))
+    .flatmap(lambda record: with_clinic_records(record))
+)
+
+ALERT_KINDS = {
+    "pain_regression": ["leg_pain", "back_pain"],
+    "adherence_drop": ["adherence"],
+    "function_decline": ["odi", "psfs"],
+    "red_flag": [""],
+    "missed_logs": [""],
+}
+steps = st.builds(
+    Step,
+    action=st.sampled_from(["followed up", "acknowledged", "resolved"]),
+    by=st.none() | text,
+    at=st.none() | st.just(GENERATED_AT),
+    on=st.none() | days,
+    note=text,
+    reason=text,
+)
+pins = st.builds(
+    Pin,
+    id=st.integers(1, 10**9),
+    metric=st.sampled_from(["leg_pain", "back_pain"]),
+    level=st.none() | st.floats(0, 10),
+    spread=st.none() | st.floats(0.1, 5),
+    effective_from=st.dates(dt.date(2025, 1, 1), dt.date(2025, 1, 20)),  # days often shared
+)
+
+
+def with_clinic_records(record: fhir.PatientExport) -> st.SearchStrategy[fhir.PatientExport]:
+    """The record with alerts citing its own events (and events it does not hold) and pinned
+    baselines, several of a metric, some of one day."""
+    cited = [
+        {"date": e.event_date.isoformat(), "event": e.event_type, "note": ""} for e in record.events
+    ]
+    cited.append({"date": "2025-02-03", "event": "travel", "note": "not on record"})
+    alert = st.builds(
+        lambda kind_metric, onset, lag, **rest: Alert(
+            kind=kind_metric[0],
+            metric=kind_metric[1],
+            onset=onset,
+            detected_on=onset + dt.timedelta(days=lag),
+            **rest,
+        ),
+        kind_metric=st.sampled_from([(k, m) for k, ms in ALERT_KINDS.items() for m in ms]),
+        onset=days,
+        lag=st.integers(0, 20),
+        id=st.integers(1, 10**9),
+        severity=st.sampled_from(["routine", "urgent"]),
+        status=st.sampled_from(["open", "acknowledged", "resolved"]),
+        explanation=text,
+        related_events=st.lists(st.sampled_from(cited), max_size=3),
+    )
+    return st.builds(
+        lambda alerts, pinned: dataclasses.replace(record, alerts=alerts, pins=pinned),
+        st.lists(
+            st.builds(fhir.AlertExport, alert, st.lists(steps, max_size=3)), max_size=3
+        ).filter(lambda xs: unique_ids([x.alert for x in xs])),
+        st.lists(st.tuples(pins, text), max_size=4).filter(
+            lambda xs: unique_ids([p for p, _ in xs])
+        ),
+    )
 
 
 def with_entries(record: fhir.PatientExport) -> st.SearchStrategy[fhir.PatientExport]:
@@ -431,6 +528,97 @@ def test_every_bundle_is_valid_fhir_and_says_what_the_rows_say(
                 assert detail["status"] == "completed"
         assert len(plan.get("note", [])) == len(exported.phases)
 
+    _check_clinic_records(record, bundle)
+
+
+def _check_clinic_records(record: fhir.PatientExport, bundle: dict[str, Any]) -> None:
+    """Each alert a DetectedIssue citing what it was detected from and the events it names;
+    each pin an Observation over the days it was in force."""
+    by_url = {entry["fullUrl"]: entry["resource"] for entry in bundle["entry"]}
+    issues = resources(bundle, resourceType="DetectedIssue")
+    assert len(issues) == len(record.alerts)
+    for exported, issue in zip(record.alerts, issues, strict=True):
+        alert = exported.alert
+        assert issue["status"] == ("final" if alert.status == "resolved" else "preliminary")
+        assert issue["severity"] == {"urgent": "high", "routine": "moderate"}[alert.severity]
+        assert issue["identifiedDateTime"] == alert.detected_on.isoformat()
+        assert issue["patient"] == {"reference": f"urn:uuid:{by_url_patient(bundle)}"}
+        assert _code_of(issue).startswith(f"alert-{alert.kind.replace('_', '-')}")
+        assert issue["detail"].startswith(alert.explanation.strip())
+        cited = {
+            (c["code"][0]["coding"][0]["code"]): [by_url[ref["reference"]] for ref in c["detail"]]
+            for c in issue.get("evidence", [])
+        }
+        window = (alert.onset.isoformat(), alert.detected_on.isoformat())
+        for data in cited.get("alert-data", []):
+            assert window[0] <= data["effectiveDateTime"] <= window[1]
+            assert data["status"] != "entered-in-error"
+        in_window = [log for log in record.logs if alert.onset <= log.log_date <= alert.detected_on]
+        if alert.kind == "pain_regression":
+            part = "Back" if alert.metric == "back_pain" else None
+            assert len(cited.get("alert-data", [])) == len(in_window)
+            assert all(
+                (d["bodySite"]["text"] == "Back") == (part == "Back")
+                for d in cited.get("alert-data", [])
+            )
+        if alert.kind == "missed_logs":
+            assert "alert-data" not in cited
+        events = cited.get("related-events", [])
+        named = {(c["date"], c["event"]) for c in alert.related_events}
+        current = [e for e in record.events if e.entered_in_error_at is None]
+        assert len(events) == sum(
+            (e.event_date.isoformat(), e.event_type) in named for e in current
+        )
+        for event in events:
+            assert event["status"] == "final"
+            assert (event["effectiveDateTime"], _code_of(event).removeprefix("event-")) in {
+                (d, t.replace("_", "-")) for d, t in named
+            }
+        mitigation = issue.get("mitigation", [])
+        assert len(mitigation) == len(exported.steps)
+        for step, said in zip(exported.steps, mitigation, strict=True):
+            assert said.get("author") == (
+                {"display": step.by.strip()} if step.by and step.by.strip() else None
+            )
+            automatic = step.action == "resolved" and step.by is None
+            assert said["action"]["coding"][0]["code"] == (
+                "alert-resolved-automatically"
+                if automatic
+                else f"alert-{step.action.replace(' ', '-')}"
+            )
+            if step.note.strip():
+                assert said["action"]["text"].endswith(f": {step.note.strip()}")
+
+    pinned = [
+        r
+        for r in resources(bundle, resourceType="Observation")
+        if _code_of(r).startswith("pinned-baseline-")
+    ]
+    expected = []
+    for metric in ("leg_pain", "back_pain"):
+        rows = sorted(
+            [p for p, _ in record.pins if p.metric == metric], key=lambda p: p.effective_from
+        )  # stable: of one day, the later written wins
+        for i, pin in enumerate(rows):
+            following = rows[i + 1].effective_from if i + 1 < len(rows) else None
+            if pin.level is None or following == pin.effective_from:
+                continue  # a return to automatic, or replaced on its first day
+            end = None if following is None else (following - dt.timedelta(days=1)).isoformat()
+            expected.append((metric, pin.effective_from.isoformat(), end, round(pin.level, 2)))
+    assert sorted(
+        (
+            _code_of(p).removeprefix("pinned-baseline-").replace("-", "_"),
+            p["effectivePeriod"]["start"],
+            p["effectivePeriod"].get("end"),
+            p["valueQuantity"]["value"],
+        )
+        for p in pinned
+    ) == sorted(expected)
+
+
+def by_url_patient(bundle: dict[str, Any]) -> str:
+    return str(resources(bundle, resourceType="Patient")[0]["id"])
+
 
 def test_a_days_exercises_are_its_panels_members_based_on_the_plan_that_prescribed_them() -> None:
     """Today's log (still preliminary) with exercises of two programs, and one of a
@@ -503,3 +691,127 @@ def test_ids_are_stable_across_exports_and_distinct_between_rows() -> None:
     )
     assert "birthDate" not in resources(theirs, resourceType="Patient")[0]
     assert resources(first, resourceType="Patient")[0]["birthDate"] == "1971"
+
+
+def test_the_fall_linked_alert_cites_her_leg_pain_and_the_fall_and_says_what_was_done() -> None:
+    """The seed case: left leg pain up after the fall on the stairs, acknowledged with a
+    note, resolved automatically once back near baseline; an entry of the same fall marked
+    entered in error is not cited. Her leg-pain pins: one ended by the next, the next by a
+    return to automatic; a back-pain pin replaced on its first day governed nothing."""
+    september = [dt.date(2025, 9, d) for d in range(12, 19)]
+    logs = [
+        Log(100 + i, day, 1, pain, "left", "buttock", 1.0, "")
+        for i, (day, pain) in enumerate(zip(september, [1, 1, 1, 6, 7, 7, 7], strict=True))
+    ]
+    fall = Event(7, FALL_DAY, "fall", "left", "buttock", "", "stairs", 10, None, "buttocks")
+    mistaken = dataclasses.replace(fall, id=8, entered_in_error_at=GENERATED_AT)
+    alert = Alert(
+        id=31,
+        kind="pain_regression",
+        metric="leg_pain",
+        severity="routine",
+        status="resolved",
+        onset=dt.date(2025, 9, 15),
+        detected_on=dt.date(2025, 9, 17),
+        explanation="Left leg pain 7/10 (3-day median) vs baseline 1/10 (+6).",
+        related_events=[{"date": FALL_DAY.isoformat(), "event": "fall", "note": ""}],
+    )
+    acknowledged_at = dt.datetime(2025, 9, 17, 16, 0, tzinfo=dt.UTC)
+    steps = [
+        Step("acknowledged", "Dr Example", acknowledged_at, None, "Phoned her.", ""),
+        Step(
+            "resolved", None, dt.datetime(2025, 10, 9, tzinfo=dt.UTC), dt.date(2025, 10, 8), "",
+            "back near baseline",
+        ),
+    ]  # fmt: skip
+    pinned = [
+        (Pin(1, "leg_pain", 1.0, 0.8, dt.date(2025, 6, 1)), "Dr Example"),
+        (Pin(2, "back_pain", 3.0, None, dt.date(2025, 6, 1)), "Dr Example"),
+        (Pin(3, "back_pain", 2.0, None, dt.date(2025, 6, 1)), "Dr Other"),
+        (Pin(4, "leg_pain", 2.0, None, dt.date(2025, 8, 1)), "Dr Example"),
+        (Pin(5, "leg_pain", None, None, dt.date(2025, 9, 1)), "Dr Example"),
+    ]
+    record = fhir.PatientExport(
+        Patient(12, 1971),
+        "A. Patient",
+        logs,
+        [fall, mistaken],
+        [],
+        [],
+        alerts=[fhir.AlertExport(alert, steps)],
+        pins=pinned,
+    )
+    bundle = fhir.patient_bundle(record, TODAY, GENERATED_AT)
+    Bundle.model_validate(bundle)
+    by_url = {entry["fullUrl"]: entry["resource"] for entry in bundle["entry"]}
+
+    (issue,) = resources(bundle, resourceType="DetectedIssue")
+    assert issue["code"]["coding"][0]["code"] == "alert-pain-regression-leg-pain"
+    assert issue["code"]["text"] == "Leg pain regression"
+    assert (issue["status"], issue["severity"]) == ("final", "moderate")
+    assert issue["detail"] == (
+        "Left leg pain 7/10 (3-day median) vs baseline 1/10 (+6)."
+        " Onset 2025-09-15, detected 2025-09-17."
+    )
+    data, events = issue["evidence"]
+    assert [
+        (by_url[r["reference"]]["effectiveDateTime"], by_url[r["reference"]]["valueInteger"])
+        for r in data["detail"]
+    ] == [("2025-09-15", 6), ("2025-09-16", 7), ("2025-09-17", 7)]
+    assert {by_url[r["reference"]]["bodySite"]["text"] for r in data["detail"]} == {"Left leg"}
+    assert events["detail"] == [{"reference": f"urn:uuid:{fhir.resource_id('Event', 7)}"}]
+    assert [
+        (m["action"]["coding"][0]["code"], m["action"]["text"], m["date"], m.get("author"))
+        for m in issue["mitigation"]
+    ] == [
+        (
+            "alert-acknowledged",
+            "Acknowledged: Phoned her.",
+            acknowledged_at.isoformat(),
+            {"display": "Dr Example"},
+        ),
+        (
+            "alert-resolved-automatically",
+            "Resolved automatically (back near baseline)",
+            "2025-10-08",
+            None,
+        ),
+    ]
+
+    pins_out = [
+        r
+        for r in resources(bundle, resourceType="Observation")
+        if _code_of(r).startswith("pinned-baseline-")
+    ]
+    assert [
+        (
+            p["code"]["text"],
+            p["effectivePeriod"],
+            p["valueQuantity"]["value"],
+            [c["valueQuantity"]["value"] for c in p.get("component", [])],
+            p["performer"],
+        )
+        for p in pins_out
+    ] == [
+        (
+            "Pinned baseline: Leg pain",
+            {"start": "2025-06-01", "end": "2025-07-31"},
+            1.0,
+            [0.8],
+            [{"display": "Dr Example"}],
+        ),
+        (
+            "Pinned baseline: Leg pain",
+            {"start": "2025-08-01", "end": "2025-08-31"},
+            2.0,
+            [],
+            [{"display": "Dr Example"}],
+        ),
+        (
+            "Pinned baseline: Back pain",
+            {"start": "2025-06-01"},
+            2.0,
+            [],
+            [{"display": "Dr Other"}],
+        ),
+    ]
