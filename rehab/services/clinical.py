@@ -287,14 +287,20 @@ def correctable_record(
     kind: str,
     record_id: int,
     action: str | None = None,
+    *,
+    clinician_only: bool = False,
 ) -> Correctable:
     """One event, finding or score of the patient, for a clinician of her care team; or an
     event the patient recorded herself, for her (a fall logged by mistake: what her clinic
-    recorded is her clinic's to correct). Access checked and audited, once, as `action`
-    (default: marking it, "event.entered_in_error"); `NotFound` for anything else."""
+    recorded is her clinic's to correct), unless `clinician_only`. Access checked and
+    audited, once, as `action` (default: marking it, "event.entered_in_error"); `NotFound`
+    for anything else."""
     _, singular = _correctable(kind, record_id)
     action = action or f"{singular}.entered_in_error"
     target = f"{singular}:{record_id}"
+    if actor.is_patient and clinician_only:
+        audit.record(session, actor, action, patient_id, AuditOutcome.DENIED, target)
+        raise NotFound(f"{singular} {record_id}")
     if actor.is_patient:
         event = session.get(Event, record_id) if kind == "events" else None
         own = event is not None and (event.patient_id, event.recorded_by_user_id) == (
@@ -334,6 +340,35 @@ def mark_entered_in_error(
         enqueue_after_commit(session, EVALUATE_PATIENT_TASK, row.patient_id)
     session.flush()
     audit.commit(session)
+
+
+def undo_entered_in_error(session: Session, actor: Actor, row: Correctable) -> None:
+    """Take back a mark of entered in error that was itself the mistake (the wrong entry
+    marked): the entry returns to the pages, detection and exports as it was recorded, and
+    detection runs again for the patient (after the commit). Who took it back and when is the
+    audit row (`<kind>.entered_in_error_undo`); the mark's reason goes with the mark.
+
+    `row` comes from `correctable_record(..., UNDO_ACTION, clinician_only=True)`: a clinician
+    of the care team's (a patient records a fall anew instead), access checked and audited."""
+    if not row.in_error:
+        raise InvalidInput("record", "is not marked entered in error")
+    row.entered_in_error_at = None
+    row.entered_in_error_by_user_id = None
+    row.entered_in_error_reason = None
+    if not isinstance(row, Finding):  # as for marking: findings do not feed detection
+        enqueue_after_commit(session, EVALUATE_PATIENT_TASK, row.patient_id)
+    session.flush()
+    audit.commit(session)
+
+
+def kind_of(row: Correctable) -> str:
+    """The entry's kind as the pages name it ("events", "findings", "outcomes")."""
+    return next(kind for kind, (model, _) in CORRECTABLE.items() if isinstance(row, model))
+
+
+def undo_action(kind: str, record_id: int) -> str:
+    """The audit action of taking back a mark on an entry of `kind`."""
+    return f"{_correctable(kind, record_id)[1]}.entered_in_error_undo"
 
 
 def _correctable(

@@ -625,6 +625,36 @@ def entered_in_error(patient_id: int, kind: str, record_id: int) -> Any:
     return _entered_in_error_page(form, patient_id, row, name, 422 if posting else 200)
 
 
+@bp.post(f"/patients/<int:patient_id>/{_CORRECTABLE}/<int:record_id>/entered-in-error/undo")
+def undo_entered_in_error(patient_id: int, kind: str, record_id: int) -> Any:
+    """Take back the mark (then back to the record). `clinical.undo_entered_in_error` says
+    what that changes."""
+    if not ActionForm().validate():
+        abort(400)
+    try:
+        row = clinical.correctable_record(
+            db.session,
+            _actor(),
+            patient_id,
+            kind,
+            record_id,
+            clinical.undo_action(kind, record_id),
+            clinician_only=True,
+        )
+    except NotFound:
+        abort(404)
+    try:
+        clinical.undo_entered_in_error(db.session, _actor(), row)
+    except InvalidInput as exc:  # not marked (any more): the entry's page says so
+        form = EnteredInErrorForm(formdata=None)
+        form.form_errors.append(f"Nothing to take back: the entry {exc.message}.")
+        name = records.patient_name(db.session, patient_id)
+        return _entered_in_error_page(form, patient_id, row, name, 422)
+    dated, words = records.describe_entry(row)
+    flash(f"Back in the record: {words} ({dated.isoformat()}).", "success")
+    return redirect(url_for("clinic.patient", patient_id=patient_id))
+
+
 def _entered_in_error_page(
     form: EnteredInErrorForm,
     patient_id: int,
@@ -638,6 +668,8 @@ def _entered_in_error_page(
         render_template(
             "clinic/entered_in_error.html",
             form=form,
+            undo_form=ActionForm(),
+            kind=clinical.kind_of(row),
             patient_id=patient_id,
             name=name,
             row=row,

@@ -386,6 +386,10 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=P + "/events/{event}/entered-in-error",
         fields=_static(reason="wrong patient"),
     ),
+    # (After the mark above: the allowed call takes it back.)
+    ("clinic.undo_entered_in_error", "POST"): Route(
+        frozenset({CLINICIAN_ON}), P + "/events/{event}/entered-in-error/undo", REDIRECT
+    ),
     ("clinic.new_findings", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/findings/new"),
     ("clinic.new_findings", "POST"): Route(
         frozenset({CLINICIAN_ON}),

@@ -82,6 +82,7 @@ PATIENT_DATA: dict[tuple[str, str], str] = {
     ("patient.event_entered_in_error", "GET"): "event.read",
     ("patient.event_entered_in_error", "POST"): "event.entered_in_error",
     ("clinic.entered_in_error", "POST"): "event.entered_in_error",
+    ("clinic.undo_entered_in_error", "POST"): "event.entered_in_error_undo",
     ("clinic.new_findings", "GET"): "patient.read",
     ("clinic.new_findings", "POST"): "finding.write",
     ("clinic.new_outcome", "GET"): "patient.read",

@@ -321,3 +321,94 @@ def test_a_patient_takes_back_a_fall_she_logged_by_mistake(app: Flask, clinic: C
         ]
     assert (clinic.patient_a.user_id, "allowed", f"event:{own}") in audited
     assert (clinic.patient_a.user_id, "denied", f"event:{clinics}") in audited
+
+
+def test_a_mark_that_was_itself_the_mistake_is_taken_back(app: Flask, clinic: Clinic) -> None:
+    """The wrong fall was marked: the clinician takes the mark back from the entry's page.
+    The fall returns to the record, detection (the alert cites it again), the CSV and the
+    FHIR export; only a clinician of the care team may, once, and each attempt is audited."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    today = clinic_today()
+    fall_day = today - dt.timedelta(days=4)
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=45), [1, 2, 1, 1, 2] * 8 + [1] * 2 + [7] * 4)
+        add_fall(a, clinic.clinician.user_id, fall_day)
+        fall_id = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
+        assert fall_id is not None
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
+    undo = f"{path}/undo"
+    assert mark(clinician, path, REASON)[0] == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    assert all("fall" not in explanation for explanation, _ in open_pain_alerts(app, a))
+
+    record = clinician.get(f"/clinic/patients/{a}").get_data(as_text=True)
+    assert f'href="{path}"' in record and "Take back the mark?" in record
+    page = clinician.get(path)
+    assert f'action="{undo}"' in page.get_data(as_text=True)
+    assert "Take back the mark" in visible_text(page)
+
+    # Nobody else: a patient (even for her own record) or a clinician off the care team.
+    for person in (clinic.patient_a, clinic.other_clinician):
+        other = app.test_client()
+        login(other, person.email)
+        token = csrf_token(other, "/me/account" if person is clinic.patient_a else "/clinic/")
+        assert other.post(undo, data={"csrf_token": token}).status_code == 404, person.email
+    assert clinician.post(undo, data={}).status_code == 400  # no CSRF token
+    with app.app_context():
+        fall = db.session.get(Event, fall_id)
+        assert fall is not None and fall.in_error  # none of that changed it
+        db.session.rollback()
+
+    token = csrf_token(clinician, path)
+    taken_back = clinician.post(undo, data={"csrf_token": token})
+    assert taken_back.status_code == 302
+    assert taken_back.headers["Location"] == f"/clinic/patients/{a}"
+    with app.app_context():
+        fall = db.session.get(Event, fall_id)
+        assert fall is not None and not fall.in_error
+        assert (fall.entered_in_error_by_user_id, fall.entered_in_error_reason) == (None, None)
+        # The worker evaluates her again after the commit; here, directly.
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    after = open_pain_alerts(app, a)
+    assert after and all("fall" in explanation and related for explanation, related in after)
+
+    record_text = visible_text(clinician.get(f"/clinic/patients/{a}"))
+    assert "Back in the record: Fall: slipped on marble stairs" in record_text  # flash
+    assert "Entered in error (" not in record_text
+    timeline = record_text.split("Events and findings")[1]
+    assert "slipped on marble stairs" in timeline
+    assert ",fall," in clinician.get(f"/clinic/patients/{a}/export.csv").get_data(as_text=True)
+    bundle = json.loads(clinician.get(f"/clinic/patients/{a}/export.fhir.json").data)
+    (fall_out,) = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"].get("code", {}).get("text") == "Fall"
+    ]
+    assert fall_out["status"] == "final" and fall_out["effectiveDateTime"] == fall_day.isoformat()
+
+    # Again: nothing to take back (422, the entry's page saying so), nothing changes.
+    again = clinician.post(undo, data={"csrf_token": csrf_token(clinician, path)})
+    assert again.status_code == 422
+    assert "Nothing to take back: the entry is not marked entered in error" in visible_text(again)
+
+    with app.app_context():
+        audited = [
+            (r.user_id, r.patient_id, r.outcome.value, r.target)
+            for r in db.session.scalars(
+                sa.select(AuditEvent)
+                .where(AuditEvent.action == "event.entered_in_error_undo")
+                .order_by(AuditEvent.id)
+            )
+        ]
+    # (The patient was turned away at the clinic's door, before any record was named.)
+    target = f"event:{fall_id}"
+    assert audited == [
+        (clinic.other_clinician.user_id, a, "denied", target),
+        (clinic.clinician.user_id, a, "allowed", target),
+        (clinic.clinician.user_id, a, "failed", target),  # nothing left to take back
+    ]
