@@ -265,6 +265,8 @@ class AlertRecord(Protocol):
     def explanation(self) -> str: ...
     @property
     def related_events(self) -> Sequence[dict[str, Any]]: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 class StepRecord(Protocol):
@@ -301,10 +303,12 @@ class PinRecord(Protocol):
 
 @dataclass(frozen=True)
 class AlertExport:
-    """An alert and its lifecycle's steps, oldest first."""
+    """An alert and its lifecycle's steps, oldest first; `withdrawn`: resolved by the
+    detector because the record, corrected since, no longer shows it."""
 
     alert: AlertRecord
     steps: Sequence[StepRecord] = ()
+    withdrawn: bool = False
 
 
 @dataclass(frozen=True)
@@ -725,6 +729,10 @@ def _outcome_observation(outcome: OutcomeRecord, subject: dict[str, str]) -> dic
 # --- the clinic's working records: pinned baselines and alerts -----------------------------
 
 DETECTOR = {"display": "rehab regression detection (automatic)"}
+WITHHELD = (
+    "Explanation withheld: the record it was written from has since been corrected (an entry"
+    " marked entered in error, or changed)."
+)
 _SEVERITIES = {"urgent": "high", "routine": "moderate"}
 
 
@@ -781,7 +789,7 @@ class _Evidence:
         self._logs = sorted(record.logs, key=lambda log: log.log_date)
         self._days = [log.log_date for log in self._logs]
         self._outcomes = [m for m in record.outcomes if m.entered_in_error_at is None]
-        self._events: dict[tuple[date, str], list[int]] = {}
+        self._events: dict[tuple[date | None, str], list[int]] = {}
         for event in record.events:
             if event.entered_in_error_at is None:
                 key = (event.event_date, event.event_type)
@@ -816,15 +824,24 @@ class _Evidence:
             ]
         return []  # missed logs: what is missing is not a resource
 
+    def cites_withdrawn(self, alert: AlertRecord) -> bool:
+        """Whether an event the alert cites is no longer on record (marked entered in error,
+        or not there at all)."""
+        return any(key not in self._events for key in map(_cited_key, alert.related_events))
+
     def events(self, alert: AlertRecord) -> list[str]:
         ids: list[int] = []
-        for cited in alert.related_events:
-            try:
-                key = (date.fromisoformat(str(cited.get("date"))), str(cited.get("event")))
-            except ValueError:
-                continue
+        for key in map(_cited_key, alert.related_events):
             ids.extend(i for i in self._events.get(key, ()) if i not in ids)
         return [resource_id("Event", i) for i in ids]
+
+
+def _cited_key(cited: dict[str, Any]) -> tuple[date | None, str]:
+    """An alert's cited event as (day, event type): how `_Evidence` finds it on record."""
+    try:
+        return date.fromisoformat(str(cited.get("date"))), str(cited.get("event"))
+    except ValueError:
+        return None, str(cited.get("event"))
 
 
 def _references(ids: Sequence[str]) -> list[dict[str, str]]:
@@ -856,16 +873,22 @@ def _detected_issue(
         "code": _code(code, title),
         "severity": _SEVERITIES.get(alert.severity, "moderate"),
         "patient": subject,
-        "identifiedDateTime": alert.detected_on.isoformat(),
-        "author": DETECTOR,
+        # When the clinic's system raised it; the data's own days are in `detail` (a first
+        # scan or a late sync raises alerts about weeks past).
+        "identifiedDateTime": alert.created_at.isoformat(),
+        "author": dict(DETECTOR),
     }
-    onset = f"Onset {alert.onset.isoformat()}, detected {alert.detected_on.isoformat()}."
-    resource["detail"] = " ".join(filter(None, [_text(alert.explanation), onset]))
+    onset = f"Onset {alert.onset.isoformat()}, detected on the data of {alert.detected_on}."
+    # Its words were written from the record as it stood: once an entry it cites was marked
+    # entered in error (often the wrong patient's), they may carry that entry's content,
+    # which the export otherwise withdraws.
+    said = WITHHELD if exported.withdrawn or evidence.cites_withdrawn(alert) else alert.explanation
+    resource["detail"] = " ".join(filter(None, [_text(said), onset]))
     found = []
     if data := evidence.data(alert):
         found.append(
             {
-                "code": [_code("alert-data", "Data it was detected from")],
+                "code": [_code("alert-data", "Data from its onset to its detection")],
                 "detail": _references(data),
             }
         )

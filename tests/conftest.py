@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,6 +19,7 @@ from flask.testing import FlaskClient
 from rehab import create_app, migrate
 from rehab.devservers import PostgresServer, RedisServer, start_postgres, start_redis
 from rehab.extensions import db
+from rehab.services import dispatch
 from rehab.web.health import wait_for_pipeline_watch
 from tests.support.clinic import Clinic, build_clinic
 
@@ -124,3 +126,23 @@ def client(app: Flask) -> FlaskClient:
 def clinic(app: Flask) -> Clinic:
     with app.app_context():
         return build_clinic()
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, list[Any]]]]:
+    """The tasks sent to the broker (gathered ones once `dispatch.flush()` sends them)."""
+    calls: list[tuple[str, list[Any]]] = []
+    monkeypatch.setattr(dispatch, "_send", lambda app, name, args: calls.append((name, args)))
+    yield calls
+
+
+def evaluated_ids(calls: list[tuple[str, list[Any]]]) -> set[int]:
+    """The patients the sent tasks ask to evaluate."""
+    dispatch.flush()
+    ids: set[int] = set()
+    for name, args in calls:
+        if name == "rehab.evaluate_patient":
+            ids.update(args)
+        elif name == "rehab.evaluate_patients":
+            ids.update(args[0])
+    return ids

@@ -177,6 +177,15 @@ def _name(names: Mapping[int, str], user_id: int | None) -> str | None:
     return None if user_id is None else names.get(user_id)
 
 
+def no_longer_shown(alert: Alert) -> bool:
+    """Whether the detector resolved the alert because the record, corrected since, no
+    longer shows it: its words may cite what the correction took away."""
+    return alert.resolved_by_user_id is None and alert.resolve_note in (
+        AUTO_NO_LONGER_SHOWN,
+        _AUTO_NO_LONGER_SHOWN_BEFORE,
+    )
+
+
 def _auto_reason(note: str, kind: str) -> str:
     if note == AUTO_SUPERSEDED:
         return "superseded by a newer alert of the same kind and metric"

@@ -9,6 +9,7 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from rehab.db import rows_matched
 from rehab.db.models import Event, Finding, OutcomeMeasure, utcnow
 from rehab.domain.questionnaires import QuestionnaireError, score_odi, score_psfs
 from rehab.domain.vocabulary import AuditOutcome, Instrument
@@ -342,19 +343,37 @@ def mark_entered_in_error(
     audit.commit(session)
 
 
-def undo_entered_in_error(session: Session, actor: Actor, row: Correctable) -> None:
+def undo_entered_in_error(
+    session: Session, actor: Actor, row: Correctable, seen: dt.datetime | None
+) -> None:
     """Take back a mark of entered in error that was itself the mistake (the wrong entry
     marked): the entry returns to the pages, detection and exports as it was recorded, and
     detection runs again for the patient (after the commit). Who took it back and when is the
     audit row (`<kind>.entered_in_error_undo`); the mark's reason goes with the mark.
+    `seen`: the mark as the clinician's page showed it (its time; None: not given): a mark
+    made since is not hers to take back unseen.
 
     `row` comes from `correctable_record(..., UNDO_ACTION, clinician_only=True)`: a clinician
     of the care team's (a patient records a fall anew instead), access checked and audited."""
     if not row.in_error:
         raise InvalidInput("record", "is not marked entered in error")
-    row.entered_in_error_at = None
-    row.entered_in_error_by_user_id = None
-    row.entered_in_error_reason = None
+    if seen != row.entered_in_error_at:
+        raise InvalidInput("mark", "was marked again since the page was opened")
+    model = type(row)
+    # Only the mark the clinician saw: of two clinicians taking it back at once (or one
+    # taking back, one marking anew), one wins and the other is told.
+    taken_back = session.execute(
+        sa.update(model)
+        .where(model.id == row.id, model.entered_in_error_at == row.entered_in_error_at)
+        .values(
+            entered_in_error_at=None,
+            entered_in_error_by_user_id=None,
+            entered_in_error_reason=None,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if rows_matched(taken_back) != 1:
+        raise InvalidInput("mark", "was changed by someone else meanwhile")
     if not isinstance(row, Finding):  # as for marking: findings do not feed detection
         enqueue_after_commit(session, EVALUATE_PATIENT_TASK, row.patient_id)
     session.flush()

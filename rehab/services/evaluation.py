@@ -809,26 +809,31 @@ def _reconcile(
             if existing is None and episode.kind == GAP_KIND and not stored.has(patient_id, key):
                 existing = stored.open_gap(patient_id, key[1], episode.onset, matched)
             if existing is not None:
-                alert_id = existing.id
+                alert_id, severity, related, _ = existing
                 matched.add(alert_id)
-                _follow(session, patient_id, existing, episode, result)
+                if severity != "urgent" and episode.severity == "urgent":
+                    # A fall logged after the alert opened (the phone caught up, or the
+                    # clinician recorded it): the alert now says so and goes out again.
+                    _reword(session, alert_id, episode)
+                    audit.record(
+                        session, SYSTEM, "alert.escalate", patient_id, target=f"alert:{alert_id}"
+                    )
+                    result.escalated.append(alert_id)
+                elif related is not None and related != _related_json(episode):
+                    # The events it cites changed under it (one was marked entered in error,
+                    # or logged late without making it urgent): it says what the record now
+                    # says, severity included; nobody is e-mailed again.
+                    _reword(session, alert_id, episode)
+                    audit.record(
+                        session, SYSTEM, "alert.update", patient_id, target=f"alert:{alert_id}"
+                    )
                 if episode.resolved_on is not None:
                     note = _resolution_note(episode)
                     result.resolved += _auto_resolve(
                         session, patient_id, alert_id, episode.resolved_on, now, note
                     )
                 continue
-            if stored.has(patient_id, key):  # stored, and resolved
-                if episode.resolved_on is None and episode.kind in NO_LONGER_SHOWN_KINDS:
-                    # Still going on, while an open alert of its kind and metric that no
-                    # episode names is stored: one rise, seen from two states of the record
-                    # (a fall marked entered in error, then taken back: detected later
-                    # without it, earlier with it, and that earlier alert was superseded).
-                    # The open alert says what the record now says.
-                    for (kind, metric, _), other in unresolved.items():
-                        if (kind, metric) == key[:2] and other.id not in matched:
-                            matched.add(other.id)
-                            _follow(session, patient_id, other, episode, result)
+            if stored.has(patient_id, key):  # stored, and resolved: nothing to do
                 continue
             if episode.kind == GAP_KIND and stored.has_gap(patient_id, key[1], episode.onset):
                 continue  # this gap's alert, detected on another day, and resolved
@@ -1013,29 +1018,6 @@ def _auto_resolve(
         return False
     audit.record(session, SYSTEM, "alert.resolve", patient_id, target=f"alert:{alert_id}")
     return True
-
-
-def _follow(
-    session: Session,
-    patient_id: int,
-    existing: StoredAlert,
-    episode: AlertEpisode,
-    result: EvaluationResult,
-) -> None:
-    """An unresolved stored alert that `episode` stands for, brought up to date with it."""
-    alert_id, severity, related, _ = existing
-    if severity != "urgent" and episode.severity == "urgent":
-        # A fall logged after the alert opened (the phone caught up, or the clinician
-        # recorded it): the alert now says so and goes out again.
-        _reword(session, alert_id, episode)
-        audit.record(session, SYSTEM, "alert.escalate", patient_id, target=f"alert:{alert_id}")
-        result.escalated.append(alert_id)
-    elif related is not None and related != _related_json(episode):
-        # The events it cites changed under it (one was marked entered in error, or logged
-        # late without making it urgent): it says what the record now says, severity
-        # included; nobody is e-mailed again.
-        _reword(session, alert_id, episode)
-        audit.record(session, SYSTEM, "alert.update", patient_id, target=f"alert:{alert_id}")
 
 
 def _reword(session: Session, alert_id: int, episode: AlertEpisode) -> None:

@@ -166,7 +166,7 @@ def fhir_parts(
     today: date,
     batch_size: int = FHIR_BATCH_SIZE,
     *,
-    clinic_records: bool = True,
+    clinic_records: bool,
 ) -> Iterator[str]:
     """Authorised patients' Bundles, one NDJSON line each, read batch by batch (each batch's
     transaction ended before its lines are handed over, as for the CSV)."""
@@ -178,7 +178,7 @@ def fhir_parts(
 
 
 def fhir_records(
-    session: Session, patient_ids: Sequence[int], *, clinic_records: bool = True
+    session: Session, patient_ids: Sequence[int], *, clinic_records: bool
 ) -> list[fhir.PatientExport]:
     """The patients' rows for `rehab.fhir`, in `patient_ids`' order: 9 statements a batch,
     and up to 3 more for the clinic's records (alerts, their clinicians' names, pins).
@@ -213,7 +213,7 @@ def fhir_records(
         .order_by(ExerciseEntry.session_log_id, Prescription.position, Prescription.id)
     ):
         entries[row.patient_id].append(row)
-    alerts, pins = _clinic_records(session, ids) if clinic_records else ({}, {})
+    alert_records, pins = _clinic_records(session, ids) if clinic_records else ({}, {})
     return [
         fhir.PatientExport(
             patient=patients[pid],
@@ -224,7 +224,7 @@ def fhir_records(
             outcomes=outcomes.get(pid, []),
             programs=programs.get(pid, []),
             entries=entries.get(pid, []),
-            alerts=alerts.get(pid, []),
+            alerts=alert_records.get(pid, []),
             pins=pins.get(pid, []),
         )
         for pid in ids
@@ -248,7 +248,9 @@ def _clinic_records(
     names = alerts.clinician_names(session, rows)
     by_patient: dict[int, list[fhir.AlertExport]] = defaultdict(list)
     for row in rows:
-        by_patient[row.patient_id].append(fhir.AlertExport(row, alerts.history(row, names)))
+        by_patient[row.patient_id].append(
+            fhir.AlertExport(row, alerts.history(row, names), alerts.no_longer_shown(row))
+        )
     pins: dict[int, list[tuple[Any, str]]] = defaultdict(list)
     for row in session.execute(
         select(*PinnedBaseline.__table__.columns, User.display_name)

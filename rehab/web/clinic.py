@@ -83,6 +83,7 @@ from rehab.web.forms import (
     PinBaselineForm,
     ProgramForm,
     PsfsForm,
+    UndoMarkForm,
     choice_list,
     new_client_id,
     show_service_error,
@@ -629,7 +630,8 @@ def entered_in_error(patient_id: int, kind: str, record_id: int) -> Any:
 def undo_entered_in_error(patient_id: int, kind: str, record_id: int) -> Any:
     """Take back the mark (then back to the record). `clinical.undo_entered_in_error` says
     what that changes."""
-    if not ActionForm().validate():
+    undo_form = UndoMarkForm()
+    if not undo_form.validate():
         abort(400)
     try:
         row = clinical.correctable_record(
@@ -644,10 +646,12 @@ def undo_entered_in_error(patient_id: int, kind: str, record_id: int) -> Any:
     except NotFound:
         abort(404)
     try:
-        clinical.undo_entered_in_error(db.session, _actor(), row)
-    except InvalidInput as exc:  # not marked (any more): the entry's page says so
+        clinical.undo_entered_in_error(db.session, _actor(), row, undo_form.seen())
+    except InvalidInput as exc:  # not marked, or not as the page showed: the page says so
+        db.session.refresh(row)
         form = EnteredInErrorForm(formdata=None)
-        form.form_errors.append(f"Nothing to take back: the entry {exc.message}.")
+        what = "the entry" if exc.field == "record" else "its mark"
+        form.form_errors.append(f"Nothing taken back: {what} {exc.message}.")
         name = records.patient_name(db.session, patient_id)
         return _entered_in_error_page(form, patient_id, row, name, 422)
     dated, words = records.describe_entry(row)
@@ -668,7 +672,10 @@ def _entered_in_error_page(
         render_template(
             "clinic/entered_in_error.html",
             form=form,
-            undo_form=ActionForm(),
+            undo_form=UndoMarkForm(
+                formdata=None,
+                mark=row.entered_in_error_at.isoformat() if row.entered_in_error_at else "",
+            ),
             kind=clinical.kind_of(row),
             patient_id=patient_id,
             name=name,

@@ -814,6 +814,18 @@ class EnteredInErrorForm(PageForm):
         return build(EnteredInErrorInput, {"reason": self.reason.data or ""}, self)
 
 
+class UndoMarkForm(PageForm):
+    """Taking back a mark of entered in error: the mark as the page showed it (its time)."""
+
+    mark = HiddenField()
+
+    def seen(self) -> dt.datetime | None:
+        try:
+            return dt.datetime.fromisoformat(self.mark.data or "")
+        except ValueError:
+            return None
+
+
 class EndProgramForm(PageForm):
     end_date = DateField("Last day of the program", validators=[InputRequired("Give the date.")])
 

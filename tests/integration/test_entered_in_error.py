@@ -21,6 +21,7 @@ from rehab.domain.vocabulary import FindingKind, Side, TestResult
 from rehab.extensions import db
 from rehab.services import alerts, evaluation
 from rehab.services.time import clinic_today
+from tests.conftest import evaluated_ids
 from tests.support.clinic import Clinic, csrf_token, login
 from tests.support.history import add_fall, add_logs
 from tests.support.pages import visible_text
@@ -105,7 +106,7 @@ def test_a_fall_entered_in_error_leaves_detection_the_record_and_the_csv(
     assert "No events or findings recorded" in timeline
     # Again: refused, nothing changes.
     status, text = mark(clinician, path, "another reason")
-    assert status == 422 and "Already marked entered in error" in text
+    assert status == 422 and "is already marked entered in error" in text
 
     csv_text = clinician.get(f"/clinic/patients/{a}/export.csv").get_data(as_text=True)
     assert ",fall," not in csv_text
@@ -323,10 +324,13 @@ def test_a_patient_takes_back_a_fall_she_logged_by_mistake(app: Flask, clinic: C
     assert (clinic.patient_a.user_id, "denied", f"event:{clinics}") in audited
 
 
-def test_a_mark_that_was_itself_the_mistake_is_taken_back(app: Flask, clinic: Clinic) -> None:
+def test_a_mark_that_was_itself_the_mistake_is_taken_back(
+    app: Flask, clinic: Clinic, sent: list[tuple[str, list[Any]]]
+) -> None:
     """The wrong fall was marked: the clinician takes the mark back from the entry's page.
-    The fall returns to the record, detection (the alert cites it again), the CSV and the
-    FHIR export; only a clinician of the care team may, once, and each attempt is audited."""
+    The fall returns to the record, the CSV and the FHIR export, and the patient is evaluated
+    again; only a clinician of the care team may, only the mark her page showed, once, and
+    each attempt is audited."""
     a = clinic.patient_a.patient_id
     assert a is not None
     today = clinic_today()
@@ -347,7 +351,7 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(app: Flask, clinic: Cl
     assert all("fall" not in explanation for explanation, _ in open_pain_alerts(app, a))
 
     record = clinician.get(f"/clinic/patients/{a}").get_data(as_text=True)
-    assert f'href="{path}"' in record and "Take back the mark?" in record
+    assert f'href="{path}"' in record and "Take back the mark" in record
     page = clinician.get(path)
     assert f'action="{undo}"' in page.get_data(as_text=True)
     assert "Take back the mark" in visible_text(page)
@@ -364,18 +368,30 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(app: Flask, clinic: Cl
         assert fall is not None and fall.in_error  # none of that changed it
         db.session.rollback()
 
+    shown = re.search(r'name="mark" type="hidden" value="([^"]+)"', page.get_data(as_text=True))
+    assert shown is not None
+    # A page opened before the mark was made again (another time): nothing taken back.
+    stale = clinician.post(
+        undo, data={"csrf_token": csrf_token(clinician, path), "mark": "2020-01-01T00:00:00+00:00"}
+    )
+    assert stale.status_code == 422
+    assert "Nothing taken back: its mark was marked again since the page" in visible_text(stale)
+    with app.app_context():
+        fall = db.session.get(Event, fall_id)
+        assert fall is not None and fall.in_error
+        db.session.rollback()
+    evaluated_ids(sent)  # (what was sent so far)
+    sent.clear()
+
     token = csrf_token(clinician, path)
-    taken_back = clinician.post(undo, data={"csrf_token": token})
+    taken_back = clinician.post(undo, data={"csrf_token": token, "mark": shown.group(1)})
     assert taken_back.status_code == 302
+    assert evaluated_ids(sent) == {a}  # she is evaluated again once it is committed
     assert taken_back.headers["Location"] == f"/clinic/patients/{a}"
     with app.app_context():
         fall = db.session.get(Event, fall_id)
         assert fall is not None and not fall.in_error
         assert (fall.entered_in_error_by_user_id, fall.entered_in_error_reason) == (None, None)
-        # The worker evaluates her again after the commit; here, directly.
-        evaluation.evaluate_and_commit(db.session, [a], today)
-    after = open_pain_alerts(app, a)
-    assert after and all("fall" in explanation and related for explanation, related in after)
 
     record_text = visible_text(clinician.get(f"/clinic/patients/{a}"))
     assert "Back in the record: Fall: slipped on marble stairs" in record_text  # flash
@@ -392,9 +408,13 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(app: Flask, clinic: Cl
     assert fall_out["status"] == "final" and fall_out["effectiveDateTime"] == fall_day.isoformat()
 
     # Again: nothing to take back (422, the entry's page saying so), nothing changes.
-    again = clinician.post(undo, data={"csrf_token": csrf_token(clinician, path)})
+    again = clinician.post(
+        undo, data={"csrf_token": csrf_token(clinician, path), "mark": shown.group(1)}
+    )
     assert again.status_code == 422
-    assert "Nothing to take back: the entry is not marked entered in error" in visible_text(again)
+    assert "Nothing taken back: the entry is not marked entered in error" in visible_text(again)
+    # ... and its form marks the entry (it does not post to the take-back again).
+    assert f'action="{path}"' in again.get_data(as_text=True)
 
     with app.app_context():
         audited = [
@@ -409,6 +429,7 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(app: Flask, clinic: Cl
     target = f"event:{fall_id}"
     assert audited == [
         (clinic.other_clinician.user_id, a, "denied", target),
+        (clinic.clinician.user_id, a, "failed", target),  # a mark she had not seen
         (clinic.clinician.user_id, a, "allowed", target),
         (clinic.clinician.user_id, a, "failed", target),  # nothing left to take back
     ]

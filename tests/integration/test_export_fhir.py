@@ -336,6 +336,16 @@ def test_fhir_downloads_hold_only_the_callers_patients_and_are_audited(
     assert every.status_code == 200 and every.mimetype == fhir.NDJSON_MEDIA_TYPE
     lines = every.get_data(as_text=True).splitlines()
     assert sorted(patient_of(json.loads(line)) for line in lines) == sorted([str(a), str(b)])
+    # The clinician's file has A's alert and pin; the patient's own file, of every patient
+    # her key sees (herself), has neither.
+    kept = [
+        e for line in lines for e in json.loads(line)["entry"] if is_clinic_record(e["resource"])
+    ]
+    assert sorted(e["resource"]["resourceType"] for e in kept) == ["DetectedIssue", "Observation"]
+    hers = api.get("/api/v1/export.fhir.ndjson", headers=bearer(clinic, "patient_a"))
+    (her_line,) = hers.get_data(as_text=True).splitlines()
+    assert patient_of(json.loads(her_line)) == str(a)
+    assert not [e for e in json.loads(her_line)["entry"] if is_clinic_record(e["resource"])]
     assert api.get("/api/v1/export.fhir.ndjson", headers=bearer(clinic, "admin")).data == b""
 
     for who in ("patient_b", "admin"):
@@ -400,7 +410,9 @@ def test_a_caseload_is_exported_in_batches(app: Flask, clinic: Clinic) -> None:
         add_logs(a, clinic.program_start, [1, 2, 3])
         add_logs(b, clinic.program_start, [4, 3])
         db.session.commit()
-        parts = list(export.fhir_parts(db.session, [a, b], AS_OF, batch_size=1))
+        parts = list(
+            export.fhir_parts(db.session, [a, b], AS_OF, batch_size=1, clinic_records=True)
+        )
         db.session.rollback()
     lines = [json.loads(p) for p in parts if p != "\n"]
     assert [len(observations(x, "daily-log")) for x in lines] == [3, 2]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,8 +15,9 @@ from flask.testing import FlaskClient
 
 from rehab.db.models import Alert, AlertStatus, AuditEvent, PinnedBaseline
 from rehab.extensions import db
-from rehab.services import alerts, dispatch, evaluation
+from rehab.services import alerts, evaluation
 from rehab.services.time import clinic_today
+from tests.conftest import evaluated_ids
 from tests.support.actors import token_of
 from tests.support.clinic import Clinic, login
 from tests.support.history import add_logs
@@ -31,25 +31,6 @@ STEADY = [4, 3, 4, 5, 4, 4, 3, 4, 4, 5] * 4 + [4, 4]
 def clinician(client: FlaskClient, clinic: Clinic) -> FlaskClient:
     login(client, clinic.clinician.email)
     return client
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, list[Any]]]]:
-    """The tasks sent to the broker (gathered ones once `dispatch.flush()` sends them)."""
-    calls: list[tuple[str, list[Any]]] = []
-    monkeypatch.setattr(dispatch, "_send", lambda app, name, args: calls.append((name, args)))
-    yield calls
-
-
-def evaluated_ids(calls: list[tuple[str, list[Any]]]) -> set[int]:
-    dispatch.flush()
-    ids: set[int] = set()
-    for name, args in calls:
-        if name == "rehab.evaluate_patient":
-            ids.update(args)
-        elif name == "rehab.evaluate_patients":
-            ids.update(args[0])
-    return ids
 
 
 def patient_a(clinic: Clinic) -> int:

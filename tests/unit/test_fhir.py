@@ -144,6 +144,7 @@ class Alert:
     detected_on: dt.date
     explanation: str
     related_events: list[dict[str, Any]]
+    created_at: dt.datetime = GENERATED_AT
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,9 @@ def with_clinic_records(record: fhir.PatientExport) -> st.SearchStrategy[fhir.Pa
         {"date": e.event_date.isoformat(), "event": e.event_type, "note": ""} for e in record.events
     ]
     cited.append({"date": "2025-02-03", "event": "travel", "note": "not on record"})
+    on_record = sorted(
+        {log.log_date for log in record.logs} | {m.measured_on for m in record.outcomes}
+    )
     alert = st.builds(
         lambda kind_metric, onset, lag, **rest: Alert(
             kind=kind_metric[0],
@@ -334,7 +338,8 @@ def with_clinic_records(record: fhir.PatientExport) -> st.SearchStrategy[fhir.Pa
             **rest,
         ),
         kind_metric=st.sampled_from([(k, m) for k, ms in ALERT_KINDS.items() for m in ms]),
-        onset=days,
+        # Mostly on a day of its data, so that logs and scores fall inside its window.
+        onset=(st.sampled_from(on_record) | days) if on_record else days,
         lag=st.integers(0, 20),
         id=st.integers(1, 10**9),
         severity=st.sampled_from(["routine", "urgent"]),
@@ -345,7 +350,8 @@ def with_clinic_records(record: fhir.PatientExport) -> st.SearchStrategy[fhir.Pa
     return st.builds(
         lambda alerts, pinned: dataclasses.replace(record, alerts=alerts, pins=pinned),
         st.lists(
-            st.builds(fhir.AlertExport, alert, st.lists(steps, max_size=3)), max_size=3
+            st.builds(fhir.AlertExport, alert, st.lists(steps, max_size=3), st.booleans()),
+            max_size=3,
         ).filter(lambda xs: unique_ids([x.alert for x in xs])),
         st.lists(st.tuples(pins, text), max_size=4).filter(
             lambda xs: unique_ids([p for p, _ in xs])
@@ -541,10 +547,20 @@ def _check_clinic_records(record: fhir.PatientExport, bundle: dict[str, Any]) ->
         alert = exported.alert
         assert issue["status"] == ("final" if alert.status == "resolved" else "preliminary")
         assert issue["severity"] == {"urgent": "high", "routine": "moderate"}[alert.severity]
-        assert issue["identifiedDateTime"] == alert.detected_on.isoformat()
+        assert issue["identifiedDateTime"] == alert.created_at.isoformat()
         assert issue["patient"] == {"reference": f"urn:uuid:{by_url_patient(bundle)}"}
         assert _code_of(issue).startswith(f"alert-{alert.kind.replace('_', '-')}")
-        assert issue["detail"].startswith(alert.explanation.strip())
+        current_keys = {
+            (e.event_date.isoformat(), e.event_type)
+            for e in record.events
+            if e.entered_in_error_at is None
+        }
+        withdrawn = exported.withdrawn or any(
+            (c["date"], c["event"]) not in current_keys for c in alert.related_events
+        )
+        said = fhir.WITHHELD if withdrawn else alert.explanation.strip()
+        assert issue["detail"].startswith(said)
+        assert issue["detail"].endswith(f"detected on the data of {alert.detected_on}.")
         cited = {
             (c["code"][0]["coding"][0]["code"]): [by_url[ref["reference"]] for ref in c["detail"]]
             for c in issue.get("evidence", [])
@@ -554,15 +570,36 @@ def _check_clinic_records(record: fhir.PatientExport, bundle: dict[str, Any]) ->
             assert window[0] <= data["effectiveDateTime"] <= window[1]
             assert data["status"] != "entered-in-error"
         in_window = [log for log in record.logs if alert.onset <= log.log_date <= alert.detected_on]
+        in_window.sort(key=lambda log: log.log_date)
+        # Exactly what it was detected from, per kind, as the Bundle names each row's part.
         if alert.kind == "pain_regression":
-            part = "Back" if alert.metric == "back_pain" else None
-            assert len(cited.get("alert-data", [])) == len(in_window)
-            assert all(
-                (d["bodySite"]["text"] == "Back") == (part == "Back")
-                for d in cited.get("alert-data", [])
-            )
-        if alert.kind == "missed_logs":
-            assert "alert-data" not in cited
+            parts = [(log.id, alert.metric) for log in in_window]
+        elif alert.kind == "adherence_drop":
+            parts = [(log.id, "adherence") for log in in_window if log.adherence is not None]
+        elif alert.kind == "red_flag":
+            parts = [
+                (log.id, f"red_flag_{flag.value}")
+                for log in in_window
+                for flag in RedFlag
+                if getattr(log, f"red_flag_{flag.value}")
+            ]
+        else:
+            parts = []
+        expected_data = [fhir.resource_id("SessionLog", *part) for part in parts]
+        if alert.kind == "function_decline":
+            expected_data = [
+                fhir.resource_id("OutcomeMeasure", m.id)
+                for m in record.outcomes
+                if m.entered_in_error_at is None
+                and m.instrument == alert.metric
+                and alert.onset <= m.measured_on <= alert.detected_on
+            ]
+        assert [
+            ref["reference"].removeprefix("urn:uuid:")
+            for c in issue.get("evidence", [])
+            if c["code"][0]["coding"][0]["code"] == "alert-data"
+            for ref in c["detail"]
+        ] == expected_data
         events = cited.get("related-events", [])
         named = {(c["date"], c["event"]) for c in alert.related_events}
         current = [e for e in record.events if e.entered_in_error_at is None]
@@ -588,6 +625,8 @@ def _check_clinic_records(record: fhir.PatientExport, bundle: dict[str, Any]) ->
             )
             if step.note.strip():
                 assert said["action"]["text"].endswith(f": {step.note.strip()}")
+            when = step.on if automatic and step.on is not None else step.at
+            assert said.get("date") == (when.isoformat() if when is not None else None)
 
     pinned = [
         r
@@ -751,8 +790,9 @@ def test_the_fall_linked_alert_cites_her_leg_pain_and_the_fall_and_says_what_was
     assert (issue["status"], issue["severity"]) == ("final", "moderate")
     assert issue["detail"] == (
         "Left leg pain 7/10 (3-day median) vs baseline 1/10 (+6)."
-        " Onset 2025-09-15, detected 2025-09-17."
+        " Onset 2025-09-15, detected on the data of 2025-09-17."
     )
+    assert issue["identifiedDateTime"] == GENERATED_AT.isoformat()
     data, events = issue["evidence"]
     assert [
         (by_url[r["reference"]]["effectiveDateTime"], by_url[r["reference"]]["valueInteger"])
@@ -814,4 +854,87 @@ def test_the_fall_linked_alert_cites_her_leg_pain_and_the_fall_and_says_what_was
             [],
             [{"display": "Dr Other"}],
         ),
+    ]
+
+
+def test_an_alert_citing_an_entry_since_marked_entered_in_error_keeps_none_of_its_words() -> None:
+    """A fall recorded on the wrong patient: the alert it raised was resolved with its words
+    (which name the fall); the export withdraws the fall's content, and so the alert's words.
+    So too an alert the detector resolved because the corrected record no longer shows it."""
+    wrong = Event(9, dt.date(2025, 8, 2), "fall", "left", None, "slipped on marble", "stairs")
+    wrong = dataclasses.replace(wrong, entered_in_error_at=GENERATED_AT)
+    logs = [Log(200 + d, dt.date(2025, 8, d), 1, 7, "left", None, None, "") for d in (3, 4, 5)]
+
+    def alert(alert_id: int, related: list[dict[str, Any]]) -> Alert:
+        return Alert(
+            id=alert_id,
+            kind="pain_regression",
+            metric="leg_pain",
+            severity="urgent",
+            status="resolved",
+            onset=dt.date(2025, 8, 3),
+            detected_on=dt.date(2025, 8, 5),
+            explanation="Left leg pain 7/10. Began after a fall on stairs (slipped on marble).",
+            related_events=related,
+        )
+
+    cites_fall = alert(1, [{"date": "2025-08-02", "event": "fall", "note": "slipped on marble"}])
+    record = fhir.PatientExport(
+        Patient(12, 1971),
+        "A. Patient",
+        logs,
+        [wrong],
+        [],
+        [],
+        alerts=[
+            fhir.AlertExport(cites_fall),
+            fhir.AlertExport(alert(2, []), withdrawn=True),
+            fhir.AlertExport(alert(3, [])),
+        ],
+    )
+    bundle = fhir.patient_bundle(record, TODAY, GENERATED_AT)
+    Bundle.model_validate(bundle)
+    first, second, third = resources(bundle, resourceType="DetectedIssue")
+    for withheld in (first, second):
+        assert withheld["detail"] == (
+            f"{fhir.WITHHELD} Onset 2025-08-03, detected on the data of 2025-08-05."
+        )
+        assert "marble" not in json.dumps(withheld)
+        assert [c["code"][0]["coding"][0]["code"] for c in withheld["evidence"]] == ["alert-data"]
+    assert third["detail"].startswith("Left leg pain 7/10. Began after a fall")
+
+
+def test_a_function_decline_cites_the_scores_of_its_own_instrument_in_its_window() -> None:
+    """ODI worse: its evidence is the ODI scores from its onset to its detection, not the
+    PSFS scores of those days, not an ODI score before its onset, not one marked in error."""
+    scores = [
+        Outcome(1, "odi", dt.date(2025, 6, 1), 20.0),
+        Outcome(2, "odi", dt.date(2025, 7, 1), 24.0),
+        Outcome(3, "psfs", dt.date(2025, 7, 1), 6.0),
+        Outcome(4, "odi", dt.date(2025, 7, 29), 38.0),
+        Outcome(5, "odi", dt.date(2025, 7, 30), 80.0, entered_in_error_at=GENERATED_AT),
+    ]
+    decline = Alert(
+        id=1,
+        kind="function_decline",
+        metric="odi",
+        severity="routine",
+        status="open",
+        onset=dt.date(2025, 7, 1),
+        detected_on=dt.date(2025, 7, 30),
+        explanation="ODI 38 vs 20 (+18).",
+        related_events=[],
+    )
+    record = fhir.PatientExport(
+        Patient(12, 1971), "A. Patient", [], [], [], scores, alerts=[fhir.AlertExport(decline)]
+    )
+    bundle = fhir.patient_bundle(record, TODAY, GENERATED_AT)
+    Bundle.model_validate(bundle)
+    (issue,) = resources(bundle, resourceType="DetectedIssue")
+    assert issue["code"]["coding"][0]["code"] == "alert-function-decline-odi"
+    assert issue["code"]["text"] == "ODI decline"
+    assert issue["status"] == "preliminary"
+    ((data,),) = [[c] for c in issue["evidence"]]
+    assert data["detail"] == [
+        {"reference": f"urn:uuid:{fhir.resource_id('OutcomeMeasure', i)}"} for i in (2, 4)
     ]
