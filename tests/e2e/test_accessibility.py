@@ -11,7 +11,8 @@ reach, a heading out of order, a colour too faint to read, a field without a lab
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
 
-from rehab.db.models import Patient, User
+from rehab.db.models import Event, Patient, User, utcnow
 from rehab.demo.loader import ADMIN_LOGIN, CLINICIAN_LOGIN, PATIENT_LOGIN
 from rehab.demo.seed_case import SEED_PATIENT_EMAIL
 from rehab.extensions import db
@@ -150,8 +151,38 @@ def test_the_patients_pages_on_a_phone_and_the_public_pages(demo: Flask, browser
     assert found == []
 
 
+@contextmanager
+def marked(app: Flask, event_id: int) -> Iterator[None]:
+    """The event marked entered in error for the block (the demo clinic is shared)."""
+    with app.app_context():
+        event = db.session.get(Event, event_id)
+        assert event is not None
+        event.entered_in_error_at = utcnow()
+        event.entered_in_error_by_user_id = event.recorded_by_user_id
+        event.entered_in_error_reason = "wrong date"
+        db.session.commit()
+    try:
+        yield
+    finally:
+        with app.app_context():
+            db.session.execute(
+                sa.update(Event)
+                .where(Event.id == event_id)
+                .values(
+                    entered_in_error_at=None,
+                    entered_in_error_by_user_id=None,
+                    entered_in_error_reason=None,
+                )
+            )
+            db.session.commit()
+
+
 def test_the_clinicians_pages_on_a_phone_and_at_a_desk(demo: Flask, browser: Any) -> None:
     patient_id = seed_patient_id(demo)
+    with demo.app_context():
+        event_id = db.session.scalars(
+            sa.select(Event.id).where(Event.patient_id == patient_id).order_by(Event.id).limit(1)
+        ).one()
     found: list[str] = []
     with live_server(demo) as base:
         for viewport in (PHONE, DESK):
@@ -163,6 +194,12 @@ def test_the_clinicians_pages_on_a_phone_and_at_a_desk(demo: Flask, browser: Any
             page.goto(base + "/clinic/patients/new")
             submit_without_browser_checks(page, "Add the patient")
             found += violations(page, f"/clinic/patients/new (errors, {viewport['width']} px)")
+            # An event's entered-in-error page, unmarked and then marked (its take-back form).
+            path = f"/clinic/patients/{patient_id}/events/{event_id}/entered-in-error"
+            found += sweep(page, base, [path], fits=viewport["width"])
+            with marked(demo, event_id):
+                found += sweep(page, base, [f"/clinic/patients/{patient_id}", path])
+                assert page.get_by_role("button", name="Take back the mark").count() == 1
             assert csp_violations(page) == []
             context.close()
     assert found == []
