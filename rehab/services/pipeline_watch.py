@@ -7,7 +7,9 @@ it: the web app (in the background, when a page or a probe needs a fresh status)
 `rehab pipeline check` (for cron). Every active administrator is e-mailed once when alerts
 become late (an incident opens), again every `REMIND_EVERY` of the incident while they are
 late, and once when the incident closes (only those who were told it opened), with since when
-alerts are on time.
+alerts are on time. An admin whose first notice was held back (the mail server's back-off, a
+sender that died mid-send) until alerts were on time for a moment is not left out: that notice
+was refused as untrue then, and goes when alerts are late again while the incident goes on.
 
 The incident closes only after alerts have stayed on time for `pipeline_settle_minutes`
 (meanwhile it settles). Late again while it settles, it simply goes on: no new notice, and the
@@ -25,14 +27,16 @@ The notices are outbox rows (`notifications.PIPELINE_NOTICES`), sent by the chec
 itself through `notifications.deliver` (claim, send, record: the worker's own path), because
 the worker may be what stopped. One that could not be sent stays pending with its back-off,
 for the next check or the worker's re-sender. A notice that became untrue before it went out
-is not sent (`compose`).
+is not sent (`compose`); a late notice so refused is put back to pending by the next late check
+of the same incident and day (`REFUSED_AS_FLOWING`).
 
 The state is three `job_watermarks` rows:
 
 - `NOTICE_WATERMARK`: the open incident, through = when it opened. The dedup keys name it
   (`pipeline:<opened>:<day>`, `pipeline:<opened>:flowing`).
 - `ON_TIME_WATERMARK`: since when alerts are on time, while the incident settles and after it
-  closed (the "on time again" notice says it); gone while alerts are late.
+  closed (the "on time again" notice says it); gone while alerts are late. One older than the
+  open incident (left by a version that did not clear it on opening) counts as absent.
 - `AS_OF_WATERMARK`: the time of the newest status acted on: every late one, and each on-time
   one that started the settling or closed the incident.
 
@@ -45,8 +49,11 @@ closing are still conditional writes (insert if none is open, delete that incide
 the checker whose write opened or closed the incident queues its notice. A status older than
 `AS_OF_WATERMARK` decides nothing: a checker that found alerts on time before another found
 them late neither starts the settling nor closes the incident, and one that found them late
-before another closed it does not open it again. Counts and times only: nothing about
-patients.
+before another closed it does not open it again. The watermark trusts the checkers' clocks
+only so far: one more than `CLOCK_TOLERANCE` ahead of a checker's time is taken as a wrong
+clock's and replaced (logged). On PostgreSQL a checker waits `HOLD_TIMEOUT` at most for the
+hold (one stuck mid-transaction would stop every watch thread), then skips its check (logged).
+Counts and times only: nothing about patients.
 """
 
 from __future__ import annotations
@@ -75,6 +82,16 @@ NOTICE_WATERMARK = "pipeline.notice"
 ON_TIME_WATERMARK = "pipeline.notice.on_time_since"
 AS_OF_WATERMARK = "pipeline.notice.as_of"
 REMIND_EVERY = dt.timedelta(hours=24)
+# A stored AS_OF_WATERMARK further ahead of a checker's own time than this came from a clock
+# that is wrong (it would make every check decide nothing until real time passed it).
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+# How long a checker waits for the incident's row on PostgreSQL before skipping its check (one
+# stuck mid-transaction would otherwise stop every web process's watch thread).
+HOLD_TIMEOUT = dt.timedelta(seconds=30)
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
+# Why `compose` refuses a late notice once alerts are on time; the row's last_error then.
+_FLOWING_AGAIN = "alerts were flowing again before it went out"
+REFUSED_AS_FLOWING = f"{notifications.NOT_SENT_PREFIX}{_FLOWING_AGAIN}"
 _KEY_PREFIX = "pipeline:"
 _FLOWING_SUFFIX = ":flowing"
 
@@ -107,7 +124,23 @@ def watch(
     templates)."""
     settle = dt.timedelta(minutes=current_app.config["REHAB_SETTINGS"].pipeline_settle_minutes)
     if status.alerts_late or _opened_at(session) is not None:
-        opened_at, on_time_since, queued = _follow(session, status, settle)
+        try:
+            opened_at, on_time_since, queued = _follow(session, status, settle)
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            session.rollback()
+            log.warning(
+                "pipeline incident held by another checker for over %s: this check skipped",
+                HOLD_TIMEOUT,
+            )
+            return Watch(
+                late=status.alerts_late,
+                opened_at=_opened_at(session),
+                on_time_since=_watermark(session, ON_TIME_WATERMARK),
+                queued=[],
+                sent=0,
+            )
     else:
         # On time and no incident: nothing to change, so no write (cron checks every few
         # minutes, and a write would wait for SQLite's lock).
@@ -137,6 +170,10 @@ def _follow(
     The caller commits."""
     now = status.checked_at
     opened_here = False
+    if session.get_bind().dialect.name == "postgresql":
+        # For this transaction only: a checker stuck holding the incident is waited for so long.
+        timeout_ms = HOLD_TIMEOUT // dt.timedelta(milliseconds=1)
+        session.execute(sa.text(f"SET LOCAL lock_timeout = {timeout_ms}"))
     if status.alerts_late:
         opened_at, opened_here = _hold_or_open(session, now)
     elif (held := _hold(session)) is not None:
@@ -145,19 +182,53 @@ def _follow(
         return None, None, []
     as_of = _watermark(session, AS_OF_WATERMARK)
     on_time_since = _watermark(session, ON_TIME_WATERMARK)
+    if on_time_since is not None and on_time_since < opened_at:
+        # Left by an earlier incident (one opened by a version that did not clear it).
+        on_time_since = None
+    if as_of is not None and as_of > now + CLOCK_TOLERANCE:
+        # From a checker whose clock is ahead: trusted, it would make every check decide
+        # nothing until real time passed it.
+        log.warning(
+            "pipeline notices: last status acted on is dated %s, %s ahead of this check's "
+            "clock; taken as a wrong clock and replaced",
+            as_of.isoformat(),
+            as_of - now,
+        )
+        _set(session, AS_OF_WATERMARK, now)
+        as_of = None
     if as_of is not None and now < as_of:
         # A newer status was acted on: this one decides nothing (an incident it opened just
         # now is undone: a newer check had closed it).
         session.rollback()
+        log.info(
+            "pipeline status of %s discarded: one of %s was acted on already",
+            now.isoformat(),
+            as_of.isoformat(),
+        )
         return (None, None, []) if opened_here else (opened_at, on_time_since, [])
     if status.alerts_late:
         _set(session, AS_OF_WATERMARK, now)
+        late_key = _late_key(opened_at, now)
+        # A first notice held back (refused by the mail server, or its sender died mid-send)
+        # that came due while alerts were briefly on time was refused as untrue: late again,
+        # it is true again and goes (else its admin would hear nothing of this incident).
+        session.execute(
+            sa.update(Notification)
+            .where(
+                Notification.purpose == notifications.PIPELINE_LATE,
+                Notification.dedup_key == late_key,
+                Notification.status == NotificationStatus.FAILED,
+                Notification.last_error == REFUSED_AS_FLOWING,
+            )
+            .values(status=NotificationStatus.PENDING, next_attempt_at=now, last_error="")
+            .execution_options(synchronize_session=False)
+        )
         if on_time_since is not None:
             # Late again while the incident settles: it goes on, with the notices and
             # reminders it had. (Opening one: the last incident's on-time mark goes.)
             _clear(session, ON_TIME_WATERMARK)
         queued = notifications.queue_unsent_by_task(
-            session, notifications.PIPELINE_LATE, _late_key(opened_at, now), _admins(session), now
+            session, notifications.PIPELINE_LATE, late_key, _admins(session), now
         )
         return opened_at, None, queued
     if on_time_since is None:  # the settling starts
@@ -354,7 +425,7 @@ def compose(
         )
     current = opened_at is not None and dedup_key.startswith(f"{_KEY_PREFIX}{_stamp(opened_at)}:")
     if not current or not status.alerts_late:
-        raise notifications.NotSendable("alerts were flowing again before it went out")
+        raise notifications.NotSendable(_FLOWING_AGAIN)
     return render.pipeline_late_message(
         envelope,
         status=status,

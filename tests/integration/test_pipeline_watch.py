@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,12 +99,21 @@ def scan_ran(app: Flask, at: dt.datetime) -> None:
 
 def on_time_for(app: Flask, ago: dt.timedelta) -> None:
     """As if the settling incident had found alerts on time since `ago` (the checks that do
-    not pass a time of their own: the CLI, a probe)."""
+    not pass a time of their own: the CLI, a probe), having opened a minute before (its
+    notices' keys name the new start)."""
+    on_time_since = utcnow() - ago
+    opened_at = on_time_since - MINUTE
     with app.app_context():
+        was = db.session.get(JobWatermark, pipeline_watch.NOTICE_WATERMARK)
+        assert was is not None
+        old, new = pipeline_watch._stamp(was.through), pipeline_watch._stamp(opened_at)
+        was.through = opened_at
+        for name in (pipeline_watch.ON_TIME_WATERMARK, pipeline_watch.AS_OF_WATERMARK):
+            db.session.merge(JobWatermark(name=name, through=on_time_since))
         db.session.execute(
-            sa.update(JobWatermark)
-            .where(JobWatermark.name == pipeline_watch.ON_TIME_WATERMARK)
-            .values(through=utcnow() - ago)
+            sa.update(Notification)
+            .where(Notification.purpose.in_(notifications.PIPELINE_NOTICES))
+            .values(dedup_key=sa.func.replace(Notification.dedup_key, old, new))
         )
         db.session.commit()
 
@@ -655,3 +665,152 @@ def test_rehab_pipeline_check_without_a_database_says_so_and_exits_1(tmp_path: P
     assert result.exit_code == 1
     assert "the database did not answer (OperationalError)" in result.output
     assert "127.0.0.1" not in result.output
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_first_notice_held_back_until_alerts_were_on_time_goes_when_late_again(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    start = utcnow()
+    smtp.fail_next(1)
+    assert check_at(app, start, late=True).sent == 0  # refused: pending, with its back-off
+    # Due while alerts are on time for a moment: untrue then, not sent.
+    assert check_at(app, start + 2 * MINUTE, late=False).sent == 0
+    assert notices(app) == [
+        (clinic.admin.email, "pipeline_late", "failed", pipeline_watch.REFUSED_AS_FLOWING)
+    ]
+    # The pipeline flaps for an hour: late again, the notice is true again and goes, once.
+    for minutes in range(5, 65, 5):
+        check_at(app, start + minutes * MINUTE, late=True)
+    assert [m.subject for m in smtp.wait_for(1)] == [render.PIPELINE_LATE_SUBJECT]
+    assert notices(app) == [(clinic.admin.email, "pipeline_late", "sent", "")]
+    # Told it was late, she hears when it is on time again.
+    on_time_at = start + 65 * MINUTE
+    check_at(app, on_time_at, late=False)
+    assert check_at(app, on_time_at + SETTLE, late=False).sent == 1
+    assert [m.subject for m in smtp.wait_for(2)] == [
+        render.PIPELINE_LATE_SUBJECT,
+        render.PIPELINE_FLOWING_SUBJECT,
+    ]
+
+
+def test_an_on_time_again_notice_is_not_sent_while_a_newer_incident_is_open(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    start = utcnow()
+    assert check_at(app, start, late=True).sent == 1
+    check_at(app, start + MINUTE, late=False)
+    smtp.fail_next(1)
+    closed = check_at(app, start + MINUTE + SETTLE, late=False)
+    assert (closed.opened_at, len(closed.queued), closed.sent) == (None, 1, 0)
+    late_again_at = start + 2 * MINUTE + SETTLE
+    due_at = late_again_at + 5 * MINUTE
+    with app.app_context():  # a back-off that outlasts the next incident's opening
+        db.session.execute(
+            sa.update(Notification)
+            .where(Notification.purpose == notifications.PIPELINE_FLOWING)
+            .values(next_attempt_at=due_at)
+        )
+        db.session.commit()
+    assert check_at(app, late_again_at, late=True).sent == 1
+    # Due while the new incident settles: alerts are on time, but it is still open.
+    settling = check_at(app, due_at, late=False)
+    assert (settling.opened_at, settling.sent) == (late_again_at, 0)
+    assert notices(app)[1] == (
+        clinic.admin.email,
+        "pipeline_flowing",
+        "failed",
+        "not sent: alerts were late again before it went out",
+    )
+    assert [m.subject for m in smtp.wait_for(2)] == [render.PIPELINE_LATE_SUBJECT] * 2
+    assert len(smtp.messages) == 2
+
+
+def test_a_late_status_older_than_the_settling_start_decides_nothing(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    start = utcnow()
+    check_at(app, start, late=True)
+    stale_late = status_at(app, start + MINUTE, late=True)
+    on_time_at = start + 2 * MINUTE
+    assert check_at(app, on_time_at, late=False).on_time_since == on_time_at
+    stale = act_on(app, stale_late)
+    assert (stale.opened_at, stale.on_time_since, stale.queued) == (start, on_time_at, [])
+    assert check_at(app, on_time_at + SETTLE, late=False).sent == 1
+    assert since_text(app, on_time_at) in smtp.wait_for(2)[1].text()
+
+
+def test_a_checker_with_a_clock_ahead_does_not_stop_the_others(
+    app: Flask, clinic: Clinic, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    start = utcnow()
+    check_at(app, start, late=True)
+    check_at(app, start + dt.timedelta(hours=1), late=True)  # a host an hour ahead
+    caplog.set_level(logging.INFO, logger=pipeline_watch.__name__)
+    # The next checker, on time, is trusted over it: the settling starts.
+    on_time_at = start + 2 * MINUTE
+    settling = check_at(app, on_time_at, late=False)
+    assert (settling.opened_at, settling.on_time_since) == (start, on_time_at)
+    assert "taken as a wrong clock and replaced" in caplog.text
+    # A status older than the one acted on still decides nothing, and says so.
+    stale = act_on(app, status_at(app, on_time_at - MINUTE, late=True))
+    assert (stale.opened_at, stale.on_time_since) == (start, on_time_at)
+    assert "discarded: one of" in caplog.text
+    # Within the tolerance, a checker a little ahead is trusted: an older status is not.
+    late_at = on_time_at + 3 * MINUTE
+    check_at(app, late_at, late=True)
+    assert not act_on(app, status_at(app, on_time_at + MINUTE, late=False)).settling
+    settled_at = late_at + MINUTE
+    check_at(app, settled_at, late=False)
+    assert check_at(app, settled_at + SETTLE, late=False).sent == 1
+    assert since_text(app, settled_at) in smtp.wait_for(2)[1].text()
+
+
+def test_an_on_time_mark_older_than_the_incident_is_not_its_settling(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    start = utcnow()
+    check_at(app, start, late=True)
+    check_at(app, start + MINUTE, late=False)
+    assert check_at(app, start + MINUTE + SETTLE, late=False).sent == 1
+    # A version before the settling (a rolling deploy) opens the next incident, leaving the
+    # last one's on-time mark.
+    reopened_at = start + 2 * MINUTE + SETTLE
+    with app.app_context():
+        db.session.add(JobWatermark(name=pipeline_watch.NOTICE_WATERMARK, through=reopened_at))
+        db.session.commit()
+    settling = check_at(app, reopened_at + MINUTE, late=False)
+    assert (settling.opened_at, settling.on_time_since) == (reopened_at, reopened_at + MINUTE)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_checker_stuck_holding_the_incident_does_not_stop_the_others(
+    app: Flask,
+    clinic: Clinic,
+    smtp: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    start = utcnow()
+    check_at(app, start, late=True)
+    monkeypatch.setattr(pipeline_watch, "HOLD_TIMEOUT", dt.timedelta(milliseconds=200))
+    status = status_at(app, start + MINUTE, late=False)
+    results: list[pipeline_watch.Watch] = []
+    with app.app_context(), db.engine.connect() as stuck:
+        stuck.execute(
+            sa.select(JobWatermark.through)
+            .where(JobWatermark.name == pipeline_watch.NOTICE_WATERMARK)
+            .with_for_update()
+        )
+        checker = threading.Thread(target=lambda: results.append(act_on(app, status)))
+        checker.start()
+        checker.join(10)
+        stuck_still = checker.is_alive()
+        stuck.rollback()
+    checker.join(60)
+    assert not stuck_still
+    assert "held by another checker" in caplog.text
+    (skipped,) = results
+    assert (skipped.opened_at, skipped.on_time_since, skipped.queued) == (start, None, [])
+    # Once it is released, the next check settles as usual.
+    assert check_at(app, start + 2 * MINUTE, late=False).on_time_since == start + 2 * MINUTE
