@@ -194,8 +194,10 @@ def test_clinician_triages_reads_the_chart_and_acknowledges_the_fall_alert(
         page.wait_for_selector("#chart-trajectory .main-svg")
         save_screenshot(page, tmp_path, "05-acknowledged", full_page=False)
 
-        # The printable summary, with the chart drawn by kaleido.
-        page.goto(base + "/clinic/patients/1/summary")
+        # The printable summary, with the chart drawn by kaleido: its own headless chromium,
+        # started on first use, which on a 2-core box shared with the other test process's
+        # browser took over 30 s once (CI, stop 22).
+        page.goto(base + "/clinic/patients/1/summary", timeout=90_000)
         page.wait_for_function(
             "() => { const i = document.querySelector('.referral-chart img');"
             " return i && i.complete && i.naturalWidth > 0; }",

@@ -48,6 +48,7 @@ from rehab.db.models import (
     OutcomeMeasure,
     SessionLog,
     User,
+    utcnow,
 )
 from rehab.domain.vocabulary import Instrument, Role
 from rehab.extensions import db
@@ -97,6 +98,8 @@ class Route:
     ok: frozenset[int] = OK
     api: bool = False
     form: str | None = None
+    # Where that form posts, when not to its own page.
+    form_action: str | None = None
     fields: Callable[[Ctx, str, Mapping[str, str]], dict[str, str]] | None = None
     json: Callable[[Ctx], dict[str, Any]] | None = None
     # Public routes answer every actor alike; `missing_status` is their answer to a bad token.
@@ -386,9 +389,13 @@ ROUTES: dict[tuple[str, str], Route] = {
         form=P + "/events/{event}/entered-in-error",
         fields=_static(reason="wrong patient"),
     ),
-    # (After the mark above: the allowed call takes it back.)
+    # A's third fall, marked entered in error from the start: its page's take-back form.
     ("clinic.undo_entered_in_error", "POST"): Route(
-        frozenset({CLINICIAN_ON}), P + "/events/{event}/entered-in-error/undo", REDIRECT
+        frozenset({CLINICIAN_ON}),
+        P + "/events/{marked_event}/entered-in-error/undo",
+        REDIRECT,
+        form=P + "/events/{marked_event}/entered-in-error",
+        form_action=P + "/events/{marked_event}/entered-in-error/undo",
     ),
     ("clinic.new_findings", "GET"): Route(frozenset({CLINICIAN_ON}), P + "/findings/new"),
     ("clinic.new_findings", "POST"): Route(
@@ -583,6 +590,7 @@ def build_ctx(app: Flask) -> Ctx:
         add_logs(a, today - dt.timedelta(days=13), [1] * 9 + [6, 7])
         add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=3))
         add_fall(a, clinic.patient_a.user_id, today - dt.timedelta(days=2))
+        add_fall(a, clinic.clinician.user_id, today - dt.timedelta(days=5))
         # Their activities (a PSFS the clinician recorded with each), which they rate.
         for patient_id in (a, b):
             db.session.add(
@@ -600,9 +608,18 @@ def build_ctx(app: Flask) -> Ctx:
                 )
             )
         db.session.commit()
-        event_a, own_event_a = db.session.scalars(
+        event_a, own_event_a, marked_event_a = db.session.scalars(
             sa.select(Event.id).where(Event.patient_id == a).order_by(Event.id)
         ).all()
+        db.session.execute(
+            sa.update(Event)
+            .where(Event.id == marked_event_a)
+            .values(
+                entered_in_error_at=utcnow(),
+                entered_in_error_by_user_id=clinic.clinician.user_id,
+                entered_in_error_reason="wrong day",
+            )
+        )
         alert_a = make_alert(a)
         (mail,) = rows(alert_id=alert_a)
         assert notifications.deliver(db.session, mail.id).status == "sent"
@@ -646,6 +663,7 @@ def build_ctx(app: Flask) -> Ctx:
             "alert": str(alert_a),
             "event": str(event_a),
             "own_event": str(own_event_a),
+            "marked_event": str(marked_event_a),
             "token": str(spare_token.id),
             "clinician_token": str(clinician_token.id),
             "user": str(invited.id),
@@ -696,7 +714,7 @@ def form_body(
         if own:
             page = client.get(route.form.format(**ids))
             assert page.status_code == 200, (key, actor, page.status_code)
-            body = form_data(text(page), route.form.format(**ids))
+            body = form_data(text(page), (route.form_action or route.form).format(**ids))
             if actor == allowed_actor(route):
                 ctx.templates[cache_key] = body
         else:
