@@ -353,12 +353,13 @@ def undo_entered_in_error(
     `seen`: the mark as the clinician's page showed it (its time; None: not given): a mark
     made since is not hers to take back unseen.
 
-    `row` comes from `correctable_record(..., UNDO_ACTION, clinician_only=True)`: a clinician
-    of the care team's (a patient records a fall anew instead), access checked and audited."""
+    `row` comes from `correctable_record(..., undo_action(kind, id), clinician_only=True)`:
+    a clinician of the care team's (a patient records a fall anew instead), access checked and
+    audited."""
     if not row.in_error:
         raise InvalidInput("record", "is not marked entered in error")
     if seen != row.entered_in_error_at:
-        raise InvalidInput("mark", "was marked again since the page was opened")
+        raise InvalidInput("mark", "changed since the page was opened")
     model = type(row)
     # Only the mark the clinician saw: of two clinicians taking it back at once (or one
     # taking back, one marking anew), one wins and the other is told.
@@ -373,10 +374,9 @@ def undo_entered_in_error(
         .execution_options(synchronize_session="fetch")
     )
     if rows_matched(taken_back) != 1:
-        raise InvalidInput("mark", "was changed by someone else meanwhile")
+        raise InvalidInput("mark", "changed meanwhile")
     if not isinstance(row, Finding):  # as for marking: findings do not feed detection
         enqueue_after_commit(session, EVALUATE_PATIENT_TASK, row.patient_id)
-    session.flush()
     audit.commit(session)
 
 

@@ -52,20 +52,27 @@ def open_pain_alerts(app: Flask, patient_id: int) -> list[tuple[str, list[Any]]]
         return alerts
 
 
+def alert_after_a_fall(app: Flask, clinic: Clinic, patient_id: int) -> tuple[int, dt.date]:
+    """Six weeks near 1/10, a fall four days ago, then 7s: an open alert that "began after a
+    fall" (evaluated). The fall's id and day."""
+    today = clinic_today()
+    fall_day = today - dt.timedelta(days=4)
+    with app.app_context():
+        add_logs(patient_id, today - dt.timedelta(days=45), [1, 2, 1, 1, 2] * 8 + [1] * 2 + [7] * 4)
+        add_fall(patient_id, clinic.clinician.user_id, fall_day)
+        fall_id = db.session.scalar(sa.select(Event.id).where(Event.patient_id == patient_id))
+        assert fall_id is not None
+        evaluation.evaluate_and_commit(db.session, [patient_id], today)
+    return fall_id, fall_day
+
+
 def test_a_fall_entered_in_error_leaves_detection_the_record_and_the_csv(
     app: Flask, clinic: Clinic
 ) -> None:
     a, b = clinic.patient_a.patient_id, clinic.patient_b.patient_id
     assert a is not None and b is not None
     today = clinic_today()
-    fall_day = today - dt.timedelta(days=4)
-    with app.app_context():
-        # Six weeks near 1/10, a fall, then 7s: an alert that "began after a fall".
-        add_logs(a, today - dt.timedelta(days=45), [1, 2, 1, 1, 2] * 8 + [1] * 2 + [7] * 4)
-        add_fall(a, clinic.clinician.user_id, fall_day)
-        fall_id = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
-        assert fall_id is not None
-        evaluation.evaluate_and_commit(db.session, [a], today)
+    fall_id, fall_day = alert_after_a_fall(app, clinic, a)
     ((explanation, related),) = open_pain_alerts(app, a)
     assert "fall" in explanation and related
 
@@ -334,13 +341,7 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
     a = clinic.patient_a.patient_id
     assert a is not None
     today = clinic_today()
-    fall_day = today - dt.timedelta(days=4)
-    with app.app_context():
-        add_logs(a, today - dt.timedelta(days=45), [1, 2, 1, 1, 2] * 8 + [1] * 2 + [7] * 4)
-        add_fall(a, clinic.clinician.user_id, fall_day)
-        fall_id = db.session.scalar(sa.select(Event.id).where(Event.patient_id == a))
-        assert fall_id is not None
-        evaluation.evaluate_and_commit(db.session, [a], today)
+    fall_id, fall_day = alert_after_a_fall(app, clinic, a)
     clinician = app.test_client()
     login(clinician, clinic.clinician.email)
     path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
@@ -375,7 +376,7 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
         undo, data={"csrf_token": csrf_token(clinician, path), "mark": "2020-01-01T00:00:00+00:00"}
     )
     assert stale.status_code == 422
-    assert "Nothing taken back: its mark was marked again since the page" in visible_text(stale)
+    assert "Nothing taken back: its mark changed since the page was opened" in visible_text(stale)
     with app.app_context():
         fall = db.session.get(Event, fall_id)
         assert fall is not None and fall.in_error
