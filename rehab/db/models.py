@@ -490,6 +490,38 @@ class OutcomeMeasure(EnteredInError, CreatedAt, Base):
     recorded_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
 
 
+class CorrectionAction(enum.StrEnum):
+    MARKED = "marked"  # marked entered in error
+    TAKEN_BACK = "taken_back"  # the mark was itself the mistake
+
+
+class EntryCorrection(Base):
+    """One mark of entered in error on an event, finding or score, or its taking back: the
+    record's history of its corrections. The entry's own columns hold only the mark in force,
+    which a taking back clears; these rows keep every mark's who, when and why, and tell the
+    periodic scan whose record changed (`scan.changed_since_evaluation`)."""
+
+    __tablename__ = "entry_corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"))
+    # The entry, by the audit log's singular ("event", "finding", "outcome") and its id.
+    entry_kind: Mapped[str] = mapped_column(sa.String(10))
+    entry_id: Mapped[int]
+    action: Mapped[CorrectionAction] = mapped_column(
+        str_enum(CorrectionAction, "correction_action")
+    )
+    # A mark's reason; None for a taking back (its mark's reason stays on the mark's row).
+    reason: Mapped[str | None] = mapped_column(sa.String(300))
+    by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.Index("ix_entry_corrections_patient_id_entry", "patient_id", "entry_kind", "entry_id"),
+        sa.Index("ix_entry_corrections_at", "at"),
+    )
+
+
 # --- security -----------------------------------------------------------------------------
 
 

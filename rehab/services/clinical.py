@@ -10,7 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rehab.db import rows_matched
-from rehab.db.models import Event, Finding, OutcomeMeasure, utcnow
+from rehab.db.models import (
+    CorrectionAction,
+    EntryCorrection,
+    Event,
+    Finding,
+    OutcomeMeasure,
+    utcnow,
+)
 from rehab.domain.questionnaires import QuestionnaireError, score_odi, score_psfs
 from rehab.domain.vocabulary import AuditOutcome, Instrument
 from rehab.services import audit
@@ -337,6 +344,7 @@ def mark_entered_in_error(
     row.entered_in_error_at = utcnow()
     row.entered_in_error_by_user_id = actor.user_id
     row.entered_in_error_reason = data.reason
+    _record_correction(session, row, CorrectionAction.MARKED, actor.user_id, data.reason)
     if not isinstance(row, Finding):  # findings give context to pages, not to detection
         enqueue_after_commit(session, EVALUATE_PATIENT_TASK, row.patient_id)
     session.flush()
@@ -348,8 +356,9 @@ def undo_entered_in_error(
 ) -> None:
     """Take back a mark of entered in error that was itself the mistake (the wrong entry
     marked): the entry returns to the pages, detection and exports as it was recorded, and
-    detection runs again for the patient (after the commit). Who took it back and when is the
-    audit row (`<kind>.entered_in_error_undo`); the mark's reason goes with the mark.
+    detection runs again for the patient (after the commit). The mark (who, when, why) and
+    its taking back (who, when) stay in the record's history (`EntryCorrection`), and the
+    audit row is `<kind>.entered_in_error_undo`.
     `seen`: the mark as the clinician's page showed it (its time; None: not given): a mark
     made since is not hers to take back unseen.
 
@@ -375,9 +384,33 @@ def undo_entered_in_error(
     )
     if rows_matched(taken_back) != 1:
         raise InvalidInput("mark", "changed meanwhile")
+    assert actor.user_id is not None
+    _record_correction(session, row, CorrectionAction.TAKEN_BACK, actor.user_id, None)
     if not isinstance(row, Finding):  # as for marking: findings do not feed detection
         enqueue_after_commit(session, EVALUATE_PATIENT_TASK, row.patient_id)
     audit.commit(session)
+
+
+def _record_correction(
+    session: Session,
+    row: Correctable,
+    action: CorrectionAction,
+    by_user_id: int,
+    reason: str | None,
+) -> None:
+    """Keep the mark or its taking back in the record's history (`EntryCorrection`), which
+    outlives the entry's own columns and tells the periodic scan her record changed."""
+    session.add(
+        EntryCorrection(
+            patient_id=row.patient_id,
+            entry_kind=CORRECTABLE[kind_of(row)][1],
+            entry_id=row.id,
+            action=action,
+            reason=reason,
+            by_user_id=by_user_id,
+            at=row.entered_in_error_at if action is CorrectionAction.MARKED else utcnow(),
+        )
+    )
 
 
 def kind_of(row: Correctable) -> str:

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from rehab.charts.model import ProgressData
 from rehab.db.models import (
+    CorrectionAction,
+    EntryCorrection,
     Event,
     Finding,
     OutcomeMeasure,
@@ -26,9 +28,10 @@ from rehab.domain.outcome_schedule import OutcomeDue, last_measured_on
 from rehab.domain.vocabulary import EventType, humanize
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
+from rehab.services.clinical import CORRECTABLE
 from rehab.services.outcome_schedule import outcome_interval_days, outcome_schedule
 from rehab.services.programs import phase_on, program_on
-from rehab.services.time import clinic_today
+from rehab.services.time import clinic_date, clinic_today
 
 RECENT_LOGS = 14
 HISTORY_DAYS = 30
@@ -57,6 +60,8 @@ class PatientRecord:
     outcomes_schedule: tuple[OutcomeDue, ...] = ()
     # Events, findings and scores marked entered in error, newest mark first.
     corrections: tuple[Correction, ...] = ()
+    # Marks that were themselves the mistake, taken back: newest first.
+    marks_taken_back: tuple[TakenBack, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,34 @@ class Correction:
     marked_at: dt.datetime
     marked_by: str
     reason: str
+
+    @property
+    def marked_on(self) -> dt.date:
+        return clinic_date(self.marked_at)
+
+
+@dataclass(frozen=True)
+class TakenBack:
+    """A mark of entered in error that was itself the mistake, and its taking back: the
+    entry is in the record again, and the record says it was once marked."""
+
+    kind: str
+    record_id: int
+    dated: dt.date
+    what: str
+    marked_at: dt.datetime
+    marked_by: str
+    reason: str
+    taken_back_at: dt.datetime
+    taken_back_by: str
+
+    @property
+    def marked_on(self) -> dt.date:
+        return clinic_date(self.marked_at)
+
+    @property
+    def taken_back_on(self) -> dt.date:
+        return clinic_date(self.taken_back_at)
 
 
 def patient_record(
@@ -103,6 +136,9 @@ def patient_record(
             .order_by(OutcomeMeasure.measured_on.desc(), OutcomeMeasure.id.desc())
         )
     )
+    corrections, marks_taken_back = _corrections(
+        session, patient_id, every_event, every_finding, every_outcome
+    )
     events = [e for e in every_event if not e.in_error]
     findings = [f for f in every_finding if not f.in_error]
     outcomes = [m for m in every_outcome if not m.in_error]
@@ -123,46 +159,83 @@ def patient_record(
             program.start_date if program else None,
             outcome_interval_days(session),
         ),
-        corrections=_corrections(session, every_event, every_finding, every_outcome),
+        corrections=corrections,
+        marks_taken_back=marks_taken_back,
     )
 
 
 def _corrections(
     session: Session,
+    patient_id: int,
     events: list[Event],
     findings: list[Finding],
     outcomes: list[OutcomeMeasure],
-) -> tuple[Correction, ...]:
-    marked: list[tuple[str, Event | Finding | OutcomeMeasure, dt.date, str]] = [
-        (kind, row, *describe_entry(row))
+) -> tuple[tuple[Correction, ...], tuple[TakenBack, ...]]:
+    """The marks in force (from the entries' own columns) and the marks taken back (from
+    the record's history of corrections, each paired with the mark it took back)."""
+    entries: dict[tuple[str, int], tuple[str, Event | Finding | OutcomeMeasure]] = {
+        (CORRECTABLE[kind][1], row.id): (kind, row)
         for kind, rows in (("events", events), ("findings", findings), ("outcomes", outcomes))
         for row in rows
-        if row.in_error
-    ]
-    if not marked:
-        return ()
+    }
+    marked = [(kind, row) for kind, row in entries.values() if row.in_error]
+    history = list(
+        session.scalars(
+            sa.select(EntryCorrection)
+            .where(EntryCorrection.patient_id == patient_id)
+            .order_by(EntryCorrection.at, EntryCorrection.id)
+        )
+    )
+    if not marked and not history:
+        return (), ()
     names = {
         user_id: name
         for user_id, name in session.execute(
             sa.select(User.id, User.display_name).where(
-                User.id.in_({row.entered_in_error_by_user_id for _, row, _, _ in marked})
+                User.id.in_(
+                    {row.entered_in_error_by_user_id for _, row in marked}
+                    | {c.by_user_id for c in history}
+                )
             )
         )
     }
     corrections = [
         Correction(
-            kind=kind,
-            record_id=row.id,
-            dated=dated,
-            what=what,
+            kind,
+            row.id,
+            *describe_entry(row),
             marked_at=row.entered_in_error_at,
             marked_by=names.get(row.entered_in_error_by_user_id or 0, ""),
             reason=row.entered_in_error_reason or "",
         )
-        for kind, row, dated, what in marked
+        for kind, row in marked
         if row.entered_in_error_at is not None
     ]
-    return tuple(sorted(corrections, key=lambda c: c.marked_at, reverse=True))
+    taken_back: list[TakenBack] = []
+    last_mark: dict[tuple[str, int], EntryCorrection] = {}
+    for step in history:
+        key = (step.entry_kind, step.entry_id)
+        if step.action is CorrectionAction.MARKED:
+            last_mark[key] = step
+            continue
+        mark = last_mark.pop(key, None)
+        if mark is None or key not in entries:
+            continue  # (a taking back is always of a mark kept here, of an entry kept)
+        kind, row = entries[key]
+        taken_back.append(
+            TakenBack(
+                kind,
+                row.id,
+                *describe_entry(row),
+                marked_at=mark.at,
+                marked_by=names.get(mark.by_user_id, ""),
+                reason=mark.reason or "",
+                taken_back_at=step.at,
+                taken_back_by=names.get(step.by_user_id, ""),
+            )
+        )
+    newest_mark_first = sorted(corrections, key=lambda c: c.marked_at, reverse=True)
+    return tuple(newest_mark_first), tuple(reversed(taken_back))
 
 
 def describe_entry(row: Event | Finding | OutcomeMeasure) -> tuple[dt.date, str]:

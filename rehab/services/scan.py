@@ -14,7 +14,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from rehab.db.models import Event, JobWatermark, OutcomeMeasure, Patient, SessionLog, utcnow
+from rehab.db.models import (
+    EntryCorrection,
+    Event,
+    JobWatermark,
+    OutcomeMeasure,
+    Patient,
+    SessionLog,
+    utcnow,
+)
 from rehab.services.time import clinic_date
 
 DAILY_WATERMARK = "scan.daily"
@@ -50,8 +58,8 @@ def record_run(session: Session) -> None:
 
 
 def changed_since_evaluation(now: dt.datetime) -> sa.Subquery:
-    """(patient_id, changed_at) of each log, event or score changed in the recheck window
-    after its patient's last evaluation: what the next scan evaluates."""
+    """(patient_id, changed_at) of each log, event or score written or corrected in the
+    recheck window after its patient's last evaluation: what the next scan evaluates."""
     floor = now - RECHECK_WINDOW
 
     def newer(column: Any, patient_id: Any) -> sa.Select[Any]:
@@ -67,9 +75,13 @@ def changed_since_evaluation(now: dt.datetime) -> sa.Subquery:
     return sa.union_all(
         newer(SessionLog.updated_at, SessionLog.patient_id),
         newer(Event.created_at, Event.patient_id),
-        newer(Event.entered_in_error_at, Event.patient_id),
         newer(OutcomeMeasure.created_at, OutcomeMeasure.patient_id),
-        newer(OutcomeMeasure.entered_in_error_at, OutcomeMeasure.patient_id),
+        # An event or score marked entered in error, or its mark taken back (which clears
+        # the entry's own mark columns: only the correction's row says when). Findings give
+        # context to pages, not to detection.
+        newer(EntryCorrection.at, EntryCorrection.patient_id).where(
+            EntryCorrection.entry_kind != "finding"
+        ),
     ).subquery()
 
 

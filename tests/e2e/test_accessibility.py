@@ -20,7 +20,14 @@ import sqlalchemy as sa
 from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
 
-from rehab.db.models import Event, Patient, User, utcnow
+from rehab.db.models import (
+    CorrectionAction,
+    EntryCorrection,
+    Event,
+    Patient,
+    User,
+    utcnow,
+)
 from rehab.demo.loader import ADMIN_LOGIN, CLINICIAN_LOGIN, PATIENT_LOGIN
 from rehab.demo.seed_case import SEED_PATIENT_EMAIL
 from rehab.extensions import db
@@ -160,6 +167,17 @@ def marked(app: Flask, event_id: int) -> Iterator[None]:
         event.entered_in_error_at = utcnow()
         event.entered_in_error_by_user_id = event.recorded_by_user_id
         event.entered_in_error_reason = "wrong date"
+        db.session.add(
+            EntryCorrection(
+                patient_id=event.patient_id,
+                entry_kind="event",
+                entry_id=event_id,
+                action=CorrectionAction.MARKED,
+                reason="wrong date",
+                by_user_id=event.recorded_by_user_id,
+                at=event.entered_in_error_at,
+            )
+        )
         db.session.commit()
     try:
         yield
@@ -172,6 +190,11 @@ def marked(app: Flask, event_id: int) -> Iterator[None]:
                     entered_in_error_at=None,
                     entered_in_error_by_user_id=None,
                     entered_in_error_reason=None,
+                )
+            )
+            db.session.execute(
+                sa.delete(EntryCorrection).where(
+                    EntryCorrection.entry_kind == "event", EntryCorrection.entry_id == event_id
                 )
             )
             db.session.commit()
@@ -199,7 +222,10 @@ def test_the_clinicians_pages_on_a_phone_and_at_a_desk(demo: Flask, browser: Any
             found += sweep(page, base, [path], fits=viewport["width"])
             with marked(demo, event_id):
                 found += sweep(page, base, [f"/clinic/patients/{patient_id}", path])
-                assert page.get_by_role("button", name="Take back the mark").count() == 1
+                page.get_by_role("button", name="Take back the mark").click()
+                # Back on the record, which lists the mark taken back.
+                page.get_by_text("Marks taken back (1)").click()
+                found += violations(page, f"/clinic/patients/{patient_id} (a mark taken back)")
             assert csp_violations(page) == []
             context.close()
     assert found == []

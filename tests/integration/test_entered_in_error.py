@@ -16,7 +16,15 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import Alert, AlertStatus, AuditEvent, Event, Finding, OutcomeMeasure
+from rehab.db.models import (
+    Alert,
+    AlertStatus,
+    AuditEvent,
+    EntryCorrection,
+    Event,
+    Finding,
+    OutcomeMeasure,
+)
 from rehab.domain.vocabulary import FindingKind, Side, TestResult
 from rehab.extensions import db
 from rehab.services import alerts, evaluation
@@ -397,6 +405,27 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
     record_text = visible_text(clinician.get(f"/clinic/patients/{a}"))
     assert "Back in the record: Fall: slipped on marble stairs" in record_text  # flash
     assert "Entered in error (" not in record_text
+    # The record keeps the mark it took back: who marked it, when and why, and who took
+    # it back (the entry's own mark columns are cleared).
+    on = today.isoformat()
+    history = record_text.split("Marks taken back (1)")[1]
+    assert f"Marked entered in error by Cara Clinician on {on}: {REASON}" in history
+    assert f"Mark taken back by Cara Clinician on {on}" in history
+    with app.app_context():
+        steps = [
+            (c.entry_kind, c.entry_id, c.action.value, c.reason, c.by_user_id)
+            for c in db.session.scalars(
+                sa.select(EntryCorrection)
+                .where(EntryCorrection.patient_id == a)
+                .order_by(EntryCorrection.id)
+            )
+        ]
+        db.session.rollback()
+    cara = clinic.clinician.user_id
+    assert steps == [
+        ("event", fall_id, "marked", REASON, cara),
+        ("event", fall_id, "taken_back", None, cara),
+    ]
     timeline = record_text.split("Events and findings")[1]
     assert "slipped on marble stairs" in timeline
     assert ",fall," in clinician.get(f"/clinic/patients/{a}/export.csv").get_data(as_text=True)

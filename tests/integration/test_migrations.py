@@ -3,6 +3,7 @@ models (`alembic check`), and downgrade to base then upgrade again round-trips."
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import psycopg
@@ -202,3 +203,65 @@ def test_the_alert_judgement_is_checked_by_the_database(empty_database: str) -> 
     finally:
         engine.dispose()
     assert "not_a_change" in str(checks["ck_alerts_alert_judgement"])
+
+
+def test_the_corrections_migration_copies_the_marks_in_force(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Marks made before the record kept its corrections' history are copied into it (who,
+    when, why), once; an entry never marked gets no row."""
+    from rehab import create_app
+    from rehab.db.models import EntryCorrection, Event, utcnow
+    from rehab.extensions import db
+    from tests.conftest import app_settings, dispose_engines
+    from tests.support.clinic import build_clinic
+    from tests.support.history import add_fall
+
+    migrate.upgrade(empty_database)
+    app = create_app(app_settings(empty_database, tmp_path))
+    with app.app_context():
+        clinic = build_clinic()
+        a, cara = clinic.patient_a.patient_id, clinic.clinician.user_id
+        assert a is not None
+        marked_at = utcnow().replace(microsecond=0)
+        for day in (3, 2):
+            add_fall(a, cara, utcnow().date() - dt.timedelta(days=day))
+        first, _ = db.session.scalars(sa.select(Event.id).order_by(Event.id)).all()
+        # As the code before the migration marked an entry: its own columns only.
+        db.session.execute(
+            sa.update(Event)
+            .where(Event.id == first)
+            .values(
+                entered_in_error_at=marked_at,
+                entered_in_error_by_user_id=cara,
+                entered_in_error_reason="wrong patient",
+            )
+        )
+        db.session.commit()
+    dispose_engines(app)
+
+    def corrections() -> list[tuple[object, ...]]:
+        engine = sa.create_engine(empty_database)
+        try:
+            with engine.connect() as conn:
+                return [
+                    tuple(row)
+                    for row in conn.execute(
+                        sa.text(
+                            "SELECT patient_id, entry_kind, entry_id, action, reason, by_user_id"
+                            " FROM entry_corrections ORDER BY id"
+                        )
+                    )
+                ]
+        finally:
+            engine.dispose()
+
+    migrate.downgrade(empty_database, "a8c0e2f4b6d9")
+    assert "entry_corrections" not in tables(empty_database)
+    migrate.upgrade(empty_database)
+    assert corrections() == [(a, "event", first, "marked", "wrong patient", cara)]
+    migrate.check(empty_database)
+    with app.app_context():
+        assert db.session.scalars(sa.select(EntryCorrection.at)).all() == [marked_at]
+        db.session.rollback()
+    dispose_engines(app)

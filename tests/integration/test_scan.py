@@ -8,9 +8,11 @@ import datetime as dt
 import sqlalchemy as sa
 from flask import Flask
 
-from rehab.db.models import Event, JobWatermark, Patient, SessionLog, utcnow
+from rehab.db.models import Event, Finding, JobWatermark, Patient, SessionLog, User, utcnow
+from rehab.domain.vocabulary import FindingKind
 from rehab.extensions import db
-from rehab.services import evaluation, scan
+from rehab.services import accounts, clinical, evaluation, scan
+from rehab.services.commands import EnteredInErrorInput
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic
 from tests.support.history import add_fall, add_logs
@@ -59,15 +61,37 @@ def test_the_first_scan_of_a_day_takes_everyone_then_only_changed_patients(
         db.session.execute(sa.update(Patient).values(evaluated_at=utcnow()))
         db.session.commit()
         assert scan.patients_to_evaluate(db.session, today) == []
-        db.session.execute(
-            sa.update(Event).values(
-                entered_in_error_at=utcnow(),
-                entered_in_error_by_user_id=clinic.clinician.user_id,
-                entered_in_error_reason="wrong patient",
-            )
-        )
-        db.session.commit()
+        cara = accounts.actor_for(db.session.get_one(User, clinic.clinician.user_id))
+        fall = db.session.scalars(sa.select(Event).where(Event.patient_id == a)).one()
+        reason = EnteredInErrorInput(reason="wrong patient")
+        clinical.mark_entered_in_error(db.session, cara, fall, reason)
         assert scan.patients_to_evaluate(db.session, today) == [a]
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        db.session.execute(sa.update(Patient).values(evaluated_at=utcnow()))
+        db.session.commit()
+        assert scan.patients_to_evaluate(db.session, today) == []
+
+        # The mark taken back (it clears the fall's mark columns; its task lost as well).
+        fall = db.session.get_one(Event, fall.id)
+        clinical.undo_entered_in_error(db.session, cara, fall, fall.entered_in_error_at)
+        assert not fall.in_error
+        assert scan.patients_to_evaluate(db.session, today) == [a]
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        db.session.execute(sa.update(Patient).values(evaluated_at=utcnow()))
+        db.session.commit()
+
+        # A finding marked entered in error gives no one to evaluate: it feeds no detection.
+        finding = Finding(
+            patient_id=b,
+            finding_date=today,
+            kind=FindingKind.OBSERVATION,
+            text="Tender over the left piriformis",
+            author_user_id=clinic.clinician.user_id,
+        )
+        db.session.add(finding)
+        db.session.commit()
+        clinical.mark_entered_in_error(db.session, cara, finding, reason)
+        assert scan.patients_to_evaluate(db.session, today) == []
 
 
 def test_a_new_day_evaluates_everyone_again(app: Flask, clinic: Clinic) -> None:
