@@ -40,6 +40,7 @@ FOLLOW_UP_SUBJECT = "[rehab] Still unacknowledged: an urgent alert on your casel
 FOLLOW_UP_NOTICE_SUBJECT = "[rehab] An urgent alert has not been acknowledged by its care team"
 PIPELINE_LATE_SUBJECT = "[rehab] Alerts may be late: the automatic checks need attention"
 PIPELINE_FLOWING_SUBJECT = "[rehab] Alerts are on time again"
+HANDOVER_SUBJECT = "[rehab] A patient was handed over to your care team"
 
 METRIC_LABELS = {
     "leg_pain": "leg pain",
@@ -291,6 +292,31 @@ def follow_up_notice_message(
         "admin_url": admin_url,
     }
     return _assemble(message, *_bodies("follow_up_notice", **context), [])
+
+
+def handover_notice_message(
+    envelope: Envelope,
+    *,
+    team_name: str,
+    by_name: str,
+    moved_at: str,
+    patient_id: int,
+    patient_url: str,
+    open_alerts: int,
+) -> EmailMessage:
+    """To a clinician of care team `team_name`: a patient (by record number only, as in the
+    alert e-mails) was handed over to it by `by_name` at `moved_at`; `open_alerts` of hers
+    are unacknowledged."""
+    message = _base(envelope, HANDOVER_SUBJECT)
+    context = {
+        "team_name": team_name,
+        "by_name": by_name,
+        "moved_at": moved_at,
+        "patient_id": patient_id,
+        "patient_url": patient_url,
+        "open_alerts": open_alerts,
+    }
+    return _assemble(message, *_bodies("handover_notice", **context), [])
 
 
 def pipeline_late_message(

@@ -4,11 +4,12 @@ Her physiotherapist leaves the clinic, she moves to another site, or she needs a
 another skill: a clinician of her care team hands her over, and from then on the other team
 sees her record (and alerts) and hers no longer does, unless she belongs to both. What was
 recorded stays as it was, authored by whoever recorded it; the move itself is audited with the
-team it went to. Open alerts do not wait in silence for the new team to look: each of its
-clinicians who could not see her before is notified of them as if they had just opened
-(routine ones by their chosen mode, urgent ones at once), also when she comes back to a team
-she was with. Notifications not yet sent to the previous team are dropped at delivery, which
-checks the recipient's access (`notifications._compose`). A team without an active clinician
+team it went to. Each clinician of the new team who could not see her before is e-mailed
+that she was handed over, by whom and when (alerts or not), and her open alerts do not wait in
+silence for the team to look: each is notified to them as if it had just opened (routine ones
+by their chosen mode, urgent ones at once), also when she comes back to a team she was with.
+Notifications not yet sent to the previous team are dropped at delivery, which checks the
+recipient's access (`notifications._compose`). A team without an active clinician
 cannot take her: nobody would see her record.
 """
 
@@ -78,8 +79,15 @@ def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInp
             .order_by(Alert.id)
         )
     )
+    moved_at = utcnow()
     queued = notifications.queue_for_alerts(
-        session, open_alerts, handover=(utcnow().isoformat(), saw_her)
+        session, open_alerts, handover=(moved_at.isoformat(), saw_her)
+    )
+    # Her record is theirs now, alerts or not: those who could not see her before are told
+    # (whoever handed her over could: she is on the team she left).
+    assert actor.user_id is not None
+    notifications.queue_handover_notices(
+        session, patient_id, _active_clinicians(session, team.id) - saw_her, actor.user_id, moved_at
     )
     audit.commit(session)
     return HandedOver(

@@ -98,6 +98,10 @@ PASSWORD_CHANGED = "password_changed"
 EMAIL_CONFIRM = "email_confirm"
 EMAIL_CHANGED = "email_changed"
 ACCOUNT_MESSAGES = (PASSWORD_CHANGED, EMAIL_CONFIRM, EMAIL_CHANGED)
+# To the clinicians of a care team a patient was handed over to, who could not see her
+# before: her record is theirs now (`rehab.services.handover`). The row's dedup key names the
+# hand-over: "handover:<patient id>:<by user id>:<when, ISO>".
+HANDOVER_NOTICE = "handover"
 
 DELIVER_TASK = "rehab.deliver_notification"
 FOLLOW_UP_SUFFIX = ":follow_up"
@@ -533,6 +537,24 @@ def queue_account_message(
     return _queue_one(session, user_id, purpose, f"{purpose}:{key}", now)
 
 
+def queue_handover_notices(
+    session: Session,
+    patient_id: int,
+    recipients: Collection[int],
+    by_user_id: int,
+    moved_at: dt.datetime,
+) -> list[int]:
+    """A notice to each of `recipients` (clinicians of the team the patient was handed over
+    to, who could not see her before) that her record is now theirs, sent at once. The caller
+    commits."""
+    key = f"{HANDOVER_NOTICE}:{patient_id}:{by_user_id}:{moved_at.isoformat()}"
+    return [
+        row_id
+        for user_id in sorted(recipients)
+        if (row_id := _queue_one(session, user_id, HANDOVER_NOTICE, key, moved_at)) is not None
+    ]
+
+
 def _queue_one(
     session: Session, user_id: int, purpose: str, dedup_key: str, now: dt.datetime
 ) -> int | None:
@@ -835,6 +857,8 @@ def _compose(session: Session, held: Claim, settings: Settings) -> tuple[EmailMe
         return _email_change_message(session, user, held, envelope, settings), held
     if held.purpose == FOLLOW_UP_NOTICE:
         return _follow_up_notice(session, user, held, envelope, settings), held
+    if held.purpose == HANDOVER_NOTICE:
+        return _handover_notice(session, user, held, envelope, settings), held
     if held.purpose in PIPELINE_NOTICES:
         # Imported here: the pipeline watch sends its notices through this module.
         from rehab.services import pipeline_watch
@@ -931,6 +955,40 @@ def _follow_up_notice(
         follow_up=_follow_up_facts(session, alert_id),
         clinicians=clinicians,
         admin_url=f"{settings.public_url.rstrip('/')}/admin/",
+    )
+
+
+def _handover_notice(
+    session: Session, user: User, held: Claim, envelope: render.Envelope, settings: Settings
+) -> EmailMessage:
+    """To a clinician of the team a patient was handed over to: by whom, when, her record's
+    number and link, and how many of her alerts wait (each comes as its own e-mail or in the
+    digest). Not sent once she is no longer the recipient's to see (handed on again)."""
+    key = session.scalar(sa.select(Notification.dedup_key).where(Notification.id == held.ids[0]))
+    _, patient_id, by_user_id, moved_at = (key or "").split(":", 3)
+    actor = _clinician_actor(user)
+    if not can_see_patient(session, actor, int(patient_id)):
+        raise NotSendable("recipient no longer on the patient's care team")
+    team_name, by_name = session.execute(
+        sa.select(CareTeam.name, User.display_name)
+        .select_from(Patient)
+        .join(CareTeam, CareTeam.id == Patient.care_team_id)
+        .join(User, User.id == int(by_user_id))
+        .where(Patient.id == int(patient_id))
+    ).one()
+    waiting = session.scalar(
+        sa.select(sa.func.count(Alert.id)).where(
+            Alert.patient_id == int(patient_id), Alert.status == AlertStatus.OPEN
+        )
+    )
+    return render.handover_notice_message(
+        envelope,
+        team_name=team_name,
+        by_name=by_name,
+        moved_at=clinic_time(dt.datetime.fromisoformat(moved_at)).strftime("%Y-%m-%d at %H:%M %Z"),
+        patient_id=int(patient_id),
+        patient_url=f"{settings.public_url.rstrip('/')}/clinic/patients/{patient_id}",
+        open_alerts=int(waiting or 0),
     )
 
 

@@ -6,16 +6,50 @@ the team it went to. Bad input is a 422 naming the field, with nothing changed."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import AuditEvent, CareTeam, CareTeamMember, Notification, Patient
+from rehab import create_app
+from rehab.db.models import (
+    Alert,
+    AlertStatus,
+    AuditEvent,
+    CareTeam,
+    CareTeamMember,
+    Notification,
+    Patient,
+    User,
+)
+from rehab.domain.vocabulary import Role
 from rehab.extensions import db
-from rehab.services import notifications
+from rehab.notifications.render import HANDOVER_SUBJECT
+from rehab.services import accounts, notifications
+from tests.conftest import app_settings, dispose_engines
 from tests.integration.test_alert_inbox import open_pain_alert
 from tests.support.clinic import Clinic, csrf_token, login
 from tests.support.pages import visible_text
+from tests.support.smtp import SmtpServer, smtp_server
+
+PUBLIC_URL = "https://rehab.clinic.test"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, smtp: SmtpServer) -> Iterator[Flask]:
+    """The app, its e-mail going to a real SMTP server."""
+    app = create_app(app_settings(database_url, tmp_path, smtp_url=smtp.url, public_url=PUBLIC_URL))
+    yield app
+    dispose_engines(app)
 
 
 def hand_over(client: FlaskClient, patient_id: int, care_team_id: object) -> tuple[int, str, str]:
@@ -167,3 +201,92 @@ def test_only_her_care_team_may_hand_her_over(app: Flask, clinic: Clinic) -> Non
             )
         ).all()
     assert "patient.transfer" in denied
+
+
+def handover_notices(app: Flask) -> list[tuple[int, str]]:
+    """(recipient user id, id) of each hand-over notice written, oldest first."""
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(Notification.recipient_user_id, Notification.id)
+            .where(Notification.purpose == notifications.HANDOVER_NOTICE)
+            .order_by(Notification.id)
+        ).all()
+        db.session.rollback()
+    return [(user_id, str(row_id)) for user_id, row_id in rows]
+
+
+def deliver(app: Flask, notification_id: str) -> str:
+    with app.app_context():
+        return notifications.deliver(db.session, int(notification_id)).status
+
+
+def test_the_new_team_is_told_of_her_hand_over_alerts_or_not(
+    app: Flask, clinic: Clinic, smtp: SmtpServer
+) -> None:
+    """Each clinician of the new team who could not see her before is e-mailed (by record
+    number, as alert e-mails are: no name in it); not one who could, nor the one handing her
+    over. Handed on again before it went out, the notice is not sent."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    cara, dan = clinic.clinician.user_id, clinic.other_clinician.user_id
+    with app.app_context():
+        # Eve is on both teams: she could see Alice already.
+        eve = User(
+            email="eve@clinic.test",
+            display_name="Eve Clinician",
+            role=Role.CLINICIAN,
+            password_hash="x",
+        )
+        eve.clinician = accounts.Clinician()
+        db.session.add(eve)
+        db.session.flush()
+        for team in (clinic.team_north_id, clinic.team_south_id):
+            db.session.add(CareTeamMember(care_team_id=team, clinician_id=eve.clinician.id))
+        db.session.commit()
+
+    client = app.test_client()
+    login(client, clinic.clinician.email)
+    assert hand_over(client, a, clinic.team_south_id)[:2] == (302, "/clinic/")
+    ((recipient, notice),) = handover_notices(app)
+    assert recipient == dan
+    assert deliver(app, notice) == "sent"
+    (message,) = smtp.wait_for(1)
+    assert message.rcpt_tos == [clinic.other_clinician.email]
+    assert message.subject == HANDOVER_SUBJECT
+    text = " ".join(message.text().split())
+    assert 'handed over to your care team "Team South" by Cara Clinician on ' in text
+    assert "None of her alerts waits for acknowledgement." in text
+    assert f"Patient record #{a}." in text
+    assert f"{PUBLIC_URL}/clinic/patients/{a}" in message.text().splitlines()
+    assert f'href="{PUBLIC_URL}/clinic/patients/{a}"' in message.html()
+    for part in (message.text(), message.html(), message.subject):
+        assert "Alice" not in part and "alice@" not in part
+
+    # Back to North with an open alert: Cara is told (with the alert waiting), Eve is not.
+    alert_id = open_pain_alert(app, clinic)
+    dan_client = app.test_client()
+    login(dan_client, clinic.other_clinician.email)
+    assert hand_over(dan_client, a, clinic.team_north_id)[:2] == (302, "/clinic/")
+    assert [user for user, _ in handover_notices(app)] == [dan, cara]
+    assert deliver(app, handover_notices(app)[1][1]) == "sent"
+    text = " ".join(smtp.wait_for(2)[1].text().split())
+    assert "by Dan Clinician" in text and '"Team North"' in text
+    with app.app_context():
+        waiting = db.session.scalar(
+            sa.select(sa.func.count(Alert.id)).where(
+                Alert.patient_id == a, Alert.status == AlertStatus.OPEN
+            )
+        )
+        db.session.rollback()
+    assert waiting
+    assert f"{waiting} of her alert{'s are' if waiting > 1 else ' is'} not yet acknowledged" in text
+    assert set(notified(app, alert_id)) >= {cara}
+
+    # To South again, and back before Dan's notice went out: it is not sent.
+    login(client, clinic.clinician.email)
+    assert hand_over(client, a, clinic.team_south_id)[:2] == (302, "/clinic/")
+    assert hand_over(dan_client, a, clinic.team_north_id)[:2] == (302, "/clinic/")
+    *_, (dan_again, dans), (cara_again, _) = handover_notices(app)
+    assert (dan_again, cara_again) == (dan, cara)
+    assert deliver(app, dans) == "failed"
+    assert len(smtp.messages) == 2
