@@ -238,6 +238,45 @@ def _corrections(
     return tuple(newest_mark_first), tuple(reversed(taken_back))
 
 
+@dataclass(frozen=True)
+class CorrectionStep:
+    """One mark of an entry, or one taking back, as its page lists them."""
+
+    at: dt.datetime
+    taken_back: bool
+    by: str
+    reason: str
+
+    @property
+    def on(self) -> dt.date:
+        return clinic_date(self.at)
+
+
+def entry_corrections(
+    session: Session, row: Event | Finding | OutcomeMeasure
+) -> list[CorrectionStep]:
+    """The entry's marks and takings back, oldest first (access checked by the caller)."""
+    kind = next(singular for model, singular in CORRECTABLE.values() if isinstance(row, model))
+    return [
+        CorrectionStep(at, action is CorrectionAction.TAKEN_BACK, by or "", reason or "")
+        for at, action, by, reason in session.execute(
+            sa.select(
+                EntryCorrection.at,
+                EntryCorrection.action,
+                User.display_name,
+                EntryCorrection.reason,
+            )
+            .join(User, User.id == EntryCorrection.by_user_id)
+            .where(
+                EntryCorrection.patient_id == row.patient_id,
+                EntryCorrection.entry_kind == kind,
+                EntryCorrection.entry_id == row.id,
+            )
+            .order_by(EntryCorrection.at, EntryCorrection.id)
+        )
+    ]
+
+
 def describe_entry(row: Event | Finding | OutcomeMeasure) -> tuple[dt.date, str]:
     """An event's, finding's or score's date and words, for the pages that name one."""
     if isinstance(row, Event):

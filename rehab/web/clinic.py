@@ -61,7 +61,7 @@ from rehab.services.commands import (
     ProgramInput,
 )
 from rehab.services.outcome_schedule import outcome_interval_days
-from rehab.services.time import clinic_today
+from rehab.services.time import clinic_date, clinic_today
 from rehab.web.alerts import AlertActionForm
 from rehab.web.corrections import mark_from_form
 from rehab.web.downloads import download
@@ -682,6 +682,8 @@ def _entered_in_error_page(
             row=row,
             dated=dated,
             words=words,
+            history=records.entry_corrections(db.session, row),
+            marked_on=clinic_date(row.entered_in_error_at) if row.entered_in_error_at else None,
         ),
         status,
     )

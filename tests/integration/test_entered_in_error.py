@@ -364,6 +364,8 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
     page = clinician.get(path)
     assert f'action="{undo}"' in page.get_data(as_text=True)
     assert "Take back the mark" in visible_text(page)
+    marked_by = f"Marked entered in error on {today.isoformat()} by Cara Clinician: {REASON}"
+    assert marked_by in visible_text(page)
 
     # Nobody else: a patient (even for her own record) or a clinician off the care team.
     for person in (clinic.patient_a, clinic.other_clinician):
@@ -426,6 +428,11 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
         ("event", fall_id, "marked", REASON, cara),
         ("event", fall_id, "taken_back", None, cara),
     ]
+    # ... and so does the entry's own page, oldest first.
+    entry_page = visible_text(clinician.get(path)).split("Corrections of this entry")[1]
+    assert entry_page.index(f"{on} — marked entered in error by Cara Clinician: {REASON}") < (
+        entry_page.index(f"{on} — mark taken back by Cara Clinician")
+    )
     timeline = record_text.split("Events and findings")[1]
     assert "slipped on marble stairs" in timeline
     assert ",fall," in clinician.get(f"/clinic/patients/{a}/export.csv").get_data(as_text=True)
