@@ -3,7 +3,10 @@
 An event's, finding's or score's own columns hold only the mark in force; taking the mark
 back cleared them, so the record lost who had marked it and why, and the periodic scan (which
 found corrected records by `entered_in_error_at`) could not see that the entry was back. These
-rows keep each mark and each taking back. The marks in force are copied in.
+rows keep each mark and each taking back. The marks in force are copied in (a mark
+without its marker, which the app never makes, is left out: the entry's own columns still
+hold it); marks taken back before this migration are gone. Going down drops the history,
+takings back included: only the marks in force remain, on the entries.
 
 Revision ID: b9d1f3a5c7e0
 Revises: a8c0e2f4b6d9
@@ -62,8 +65,6 @@ def upgrade() -> None:
         unique=False,
     )
     for table, kind in ENTRIES.items():
-        # A mark without its marker (none is made so) could not be copied: by_user_id is
-        # required, and the entry's own columns still say it is marked.
         op.execute(
             sa.text(
                 "INSERT INTO entry_corrections"

@@ -341,9 +341,20 @@ def mark_entered_in_error(
     if row.in_error:
         raise InvalidInput("record", "is already marked entered in error")
     assert actor.user_id is not None
-    row.entered_in_error_at = utcnow()
-    row.entered_in_error_by_user_id = actor.user_id
-    row.entered_in_error_reason = data.reason
+    model = type(row)
+    # Of two marks at once, one is made and the other told (the history keeps one mark).
+    marked = session.execute(
+        sa.update(model)
+        .where(model.id == row.id, model.current())
+        .values(
+            entered_in_error_at=utcnow(),
+            entered_in_error_by_user_id=actor.user_id,
+            entered_in_error_reason=data.reason,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if rows_matched(marked) != 1:
+        raise InvalidInput("record", "was marked entered in error meanwhile")
     _record_correction(session, row, CorrectionAction.MARKED, actor.user_id, data.reason)
     if not isinstance(row, Finding):  # findings give context to pages, not to detection
         enqueue_after_commit(session, EVALUATE_PATIENT_TASK, row.patient_id)

@@ -29,8 +29,9 @@ from rehab.db.models import (
     User,
     utcnow,
 )
+from rehab.domain.vocabulary import AuditOutcome
 from rehab.services import audit, evaluation, notifications
-from rehab.services.access import can_see_patient, require_patient
+from rehab.services.access import NotFound, can_see_patient, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import HandOverInput, InvalidInput
 
@@ -41,6 +42,7 @@ class HandedOver:
     still_visible: bool  # the clinician who handed her over is on the new team too
     open_alerts: int  # her open (not yet acknowledged) alerts
     notifications: int  # messages queued for the new team's clinicians about them
+    told: int  # the new team's clinicians e-mailed that she was handed over
 
 
 def care_teams(session: Session) -> list[CareTeam]:
@@ -49,7 +51,8 @@ def care_teams(session: Session) -> list[CareTeam]:
 
 
 def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInput) -> HandedOver:
-    """Move the patient to `data.care_team_id` and notify its clinicians of her open alerts."""
+    """Move the patient to `data.care_team_id`; tell its clinicians who could not see her
+    that she is theirs now, and notify them of her open alerts."""
     patient = require_patient(
         session,
         actor,
@@ -61,14 +64,24 @@ def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInp
     team = session.get(CareTeam, data.care_team_id)
     if team is None:
         raise InvalidInput("care_team_id", "is not a care team of the clinic")
+    # An evaluation storing an alert meanwhile would tell the team she is leaving, and this
+    # would not see it; two hand-overs at once would both move her and tell her new team
+    # twice: they all take turns (the evaluation's lock), and her team is read again after it.
+    evaluation.lock_patients(session, [patient_id])
+    session.refresh(patient)
+    if not can_see_patient(session, actor, patient_id):
+        # Handed over by someone else while this waited: no longer hers to move. (The access
+        # check above was audited as allowed; the refusal replaces it.)
+        session.rollback()
+        target = f"care_team:{data.care_team_id}"
+        audit.record(session, actor, "patient.transfer", patient_id, AuditOutcome.DENIED, target)
+        audit.commit(session)
+        raise NotFound(f"patient {patient_id}")
     if team.id == patient.care_team_id:
         raise InvalidInput("care_team_id", "is her care team already")
     if not _active_clinicians(session, team.id):
         # Nobody would see her record or hear of her alerts.
         raise InvalidInput("care_team_id", "has no active clinician")
-    # An evaluation storing an alert meanwhile would tell the team she is leaving, and this
-    # would not see it: the two take turns (the evaluation's lock).
-    evaluation.lock_patients(session, [patient_id])
     saw_her = _active_clinicians(session, patient.care_team_id)
     patient.care_team_id = team.id
     session.flush()
@@ -86,8 +99,13 @@ def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInp
     # Her record is theirs now, alerts or not: those who could not see her before are told
     # (whoever handed her over could: she is on the team she left).
     assert actor.user_id is not None
-    notifications.queue_handover_notices(
-        session, patient_id, _active_clinicians(session, team.id) - saw_her, actor.user_id, moved_at
+    told = notifications.queue_handover_notices(
+        session,
+        patient_id,
+        team.id,
+        _active_clinicians(session, team.id) - saw_her,
+        actor.user_id,
+        moved_at,
     )
     audit.commit(session)
     return HandedOver(
@@ -95,6 +113,7 @@ def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInp
         still_visible=can_see_patient(session, actor, patient_id),
         open_alerts=len(open_alerts),
         notifications=len(queued),
+        told=len(told),
     )
 
 

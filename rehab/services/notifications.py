@@ -72,7 +72,7 @@ from rehab.services import accounts, audit, clinic_policy
 from rehab.services.access import NotFound, can_see_patient, require_admin, visible_patient_ids
 from rehab.services.actors import SYSTEM, Actor
 from rehab.services.dispatch import enqueue_after_commit
-from rehab.services.time import clinic_time
+from rehab.services.time import clinic_time_words
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ EMAIL_CHANGED = "email_changed"
 ACCOUNT_MESSAGES = (PASSWORD_CHANGED, EMAIL_CONFIRM, EMAIL_CHANGED)
 # To the clinicians of a care team a patient was handed over to, who could not see her
 # before: her record is theirs now (`rehab.services.handover`). The row's dedup key names the
-# hand-over: "handover:<patient id>:<by user id>:<when, ISO>".
+# hand-over: "handover:<patient id>:<team id>:<by user id>:<when, ISO>".
 HANDOVER_NOTICE = "handover"
 
 DELIVER_TASK = "rehab.deliver_notification"
@@ -540,14 +540,15 @@ def queue_account_message(
 def queue_handover_notices(
     session: Session,
     patient_id: int,
+    care_team_id: int,
     recipients: Collection[int],
     by_user_id: int,
     moved_at: dt.datetime,
 ) -> list[int]:
-    """A notice to each of `recipients` (clinicians of the team the patient was handed over
-    to, who could not see her before) that her record is now theirs, sent at once. The caller
-    commits."""
-    key = f"{HANDOVER_NOTICE}:{patient_id}:{by_user_id}:{moved_at.isoformat()}"
+    """A notice to each of `recipients` (clinicians of `care_team_id`, the team the patient
+    was handed over to, who could not see her before) that her record is now theirs, sent at
+    once. The caller commits."""
+    key = f"{HANDOVER_NOTICE}:{patient_id}:{care_team_id}:{by_user_id}:{moved_at.isoformat()}"
     return [
         row_id
         for user_id in sorted(recipients)
@@ -914,7 +915,7 @@ def _follow_up_facts(session: Session, alert_id: int) -> render.FollowUp:
     told_at = session.scalar(sa.select(urgent_since()).where(Alert.id == alert_id))
     assert told_at is not None  # the alert exists (its notification row points at it)
     return render.FollowUp(
-        told_at=clinic_time(told_at).strftime("%Y-%m-%d at %H:%M %Z"),
+        told_at=clinic_time_words(told_at),
         minutes=clinic_policy.current(session).urgent_follow_up_minutes,
     )
 
@@ -963,19 +964,23 @@ def _handover_notice(
 ) -> EmailMessage:
     """To a clinician of the team a patient was handed over to: by whom, when, her record's
     number and link, and how many of her alerts wait (each comes as its own e-mail or in the
-    digest). Not sent once she is no longer the recipient's to see (handed on again)."""
+    digest). Not sent once she is no longer with that team (handed on again), nor once the
+    recipient may no longer see her."""
     key = session.scalar(sa.select(Notification.dedup_key).where(Notification.id == held.ids[0]))
-    _, patient_id, by_user_id, moved_at = (key or "").split(":", 3)
+    _, patient_id, team_id, by_user_id, moved_at = (key or "").split(":", 4)
     actor = _clinician_actor(user)
-    if not can_see_patient(session, actor, int(patient_id)):
-        raise NotSendable("recipient no longer on the patient's care team")
-    team_name, by_name = session.execute(
+    found = session.execute(
         sa.select(CareTeam.name, User.display_name)
         .select_from(Patient)
         .join(CareTeam, CareTeam.id == Patient.care_team_id)
         .join(User, User.id == int(by_user_id))
-        .where(Patient.id == int(patient_id))
-    ).one()
+        .where(Patient.id == int(patient_id), Patient.care_team_id == int(team_id))
+    ).one_or_none()
+    if found is None:
+        raise NotSendable("the patient was handed on to another care team")
+    if not can_see_patient(session, actor, int(patient_id)):
+        raise NotSendable("recipient no longer on the patient's care team")
+    team_name, by_name = found
     waiting = session.scalar(
         sa.select(sa.func.count(Alert.id)).where(
             Alert.patient_id == int(patient_id), Alert.status == AlertStatus.OPEN
@@ -985,7 +990,7 @@ def _handover_notice(
         envelope,
         team_name=team_name,
         by_name=by_name,
-        moved_at=clinic_time(dt.datetime.fromisoformat(moved_at)).strftime("%Y-%m-%d at %H:%M %Z"),
+        moved_at=clinic_time_words(dt.datetime.fromisoformat(moved_at)),
         patient_id=int(patient_id),
         patient_url=f"{settings.public_url.rstrip('/')}/clinic/patients/{patient_id}",
         open_alerts=int(waiting or 0),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -31,7 +31,7 @@ from rehab.services.actors import Actor
 from rehab.services.clinical import CORRECTABLE
 from rehab.services.outcome_schedule import outcome_interval_days, outcome_schedule
 from rehab.services.programs import phase_on, program_on
-from rehab.services.time import clinic_date, clinic_today
+from rehab.services.time import clinic_today
 
 RECENT_LOGS = 14
 HISTORY_DAYS = 30
@@ -76,10 +76,6 @@ class Correction:
     marked_by: str
     reason: str
 
-    @property
-    def marked_on(self) -> dt.date:
-        return clinic_date(self.marked_at)
-
 
 @dataclass(frozen=True)
 class TakenBack:
@@ -95,14 +91,6 @@ class TakenBack:
     reason: str
     taken_back_at: dt.datetime
     taken_back_by: str
-
-    @property
-    def marked_on(self) -> dt.date:
-        return clinic_date(self.marked_at)
-
-    @property
-    def taken_back_on(self) -> dt.date:
-        return clinic_date(self.taken_back_at)
 
 
 def patient_record(
@@ -220,7 +208,9 @@ def _corrections(
             continue
         mark = last_mark.pop(key, None)
         if mark is None or key not in entries:
-            continue  # (a taking back is always of a mark kept here, of an entry kept)
+            # A mark not kept here (made outside the app, without its marker, before this
+            # history existed): the taking back is not listed on its own.
+            continue
         kind, row = entries[key]
         taken_back.append(
             TakenBack(
@@ -246,10 +236,6 @@ class CorrectionStep:
     taken_back: bool
     by: str
     reason: str
-
-    @property
-    def on(self) -> dt.date:
-        return clinic_date(self.at)
 
 
 def entry_corrections(
@@ -308,6 +294,9 @@ class PatientHistory:
     logs: list[SessionLog]
     events: list[Event]
     since: dt.date
+    # Events she marked as logged by mistake whose mark her clinic took back: when it did
+    # (they are in her history again; she is told why).
+    put_back: dict[int, dt.datetime] = field(default_factory=dict)
 
 
 def patient_history(
@@ -322,9 +311,35 @@ def patient_history(
             .order_by(SessionLog.log_date.desc())
         )
     )
+    events = _events(session, patient_id, limit=HISTORY_EVENTS)
     return PatientHistory(
-        logs=logs, events=_events(session, patient_id, limit=HISTORY_EVENTS), since=since
+        logs=logs, events=events, since=since, put_back=_put_back(session, actor, events)
     )
+
+
+def _put_back(session: Session, actor: Actor, events: list[Event]) -> dict[int, dt.datetime]:
+    """Of `events`, those whose latest correction is her clinic taking back a mark she made
+    herself, and when."""
+    own = [e.id for e in events if e.recorded_by_user_id == actor.user_id]
+    if not own:
+        return {}
+    last_mark_by: dict[int, int] = {}
+    put_back: dict[int, dt.datetime] = {}
+    for step in session.scalars(
+        sa.select(EntryCorrection)
+        .where(
+            EntryCorrection.patient_id == events[0].patient_id,
+            EntryCorrection.entry_kind == CORRECTABLE["events"][1],
+            EntryCorrection.entry_id.in_(own),
+        )
+        .order_by(EntryCorrection.at, EntryCorrection.id)
+    ):
+        if step.action is CorrectionAction.MARKED:
+            last_mark_by[step.entry_id] = step.by_user_id
+            put_back.pop(step.entry_id, None)
+        elif last_mark_by.get(step.entry_id) == actor.user_id:
+            put_back[step.entry_id] = step.at
+    return put_back
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,11 @@ def clinic_time(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(clinic_timezone())
 
 
+def clinic_time_words(moment: dt.datetime) -> str:
+    """A stored time as an e-mail says it, e.g. "2024-03-05 at 14:32 CET"."""
+    return clinic_time(moment).strftime("%Y-%m-%d at %H:%M %Z")
+
+
 def clinic_date(moment: dt.datetime) -> dt.date:
     """The clinic's date at `moment`."""
     return clinic_time(moment).date()

@@ -61,7 +61,7 @@ from rehab.services.commands import (
     ProgramInput,
 )
 from rehab.services.outcome_schedule import outcome_interval_days
-from rehab.services.time import clinic_date, clinic_today
+from rehab.services.time import clinic_today
 from rehab.web.alerts import AlertActionForm
 from rehab.web.corrections import mark_from_form
 from rehab.web.downloads import download
@@ -351,6 +351,11 @@ def hand_over(patient_id: int) -> Any:
         moved = handover.hand_over(db.session, _actor(), patient_id, data)
         done.append(moved)
         message = f"Handed over to {moved.team_name}."
+        if moved.told:
+            message += (
+                f" {moved.told} of its clinicians {'was' if moved.told == 1 else 'were'}"
+                " e-mailed that she is theirs now."
+            )
         if moved.open_alerts:
             message += (
                 f" Its clinicians were sent {moved.notifications} notification"
@@ -683,7 +688,6 @@ def _entered_in_error_page(
             dated=dated,
             words=words,
             history=records.entry_corrections(db.session, row),
-            marked_on=clinic_date(row.entered_in_error_at) if row.entered_in_error_at else None,
         ),
         status,
     )

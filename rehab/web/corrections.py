@@ -21,5 +21,6 @@ def mark_from_form(form: EnteredInErrorForm, actor: Actor, row: clinical.Correct
         return False
     except InvalidInput as exc:
         show_service_error(form, exc)
+        db.session.refresh(row)  # (marked meanwhile: the page shows that mark)
         return False
     return True

@@ -22,7 +22,7 @@ from rehab.services import access_report, account_settings, clinical, export, lo
 from rehab.services.access import NotFound, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
-from rehab.services.time import clinic_date, clinic_today
+from rehab.services.time import clinic_today
 from rehab.web import FieldRefused, api_keys
 from rehab.web.corrections import mark_from_form
 from rehab.web.downloads import download
@@ -310,10 +310,7 @@ def event_entered_in_error(event_id: int) -> Any:
     if posting and mark_from_form(form, actor, event):
         flash("Marked as logged by mistake. Your clinic can see that it was.", "success")
         return redirect(url_for("patient.history"))
-    marked_on = clinic_date(event.entered_in_error_at) if event.entered_in_error_at else None
-    page = render_template(
-        "patient/event_entered_in_error.html", form=form, event=event, marked_on=marked_on
-    )
+    page = render_template("patient/event_entered_in_error.html", form=form, event=event)
     return page, 422 if posting else 200
 
 

@@ -12,9 +12,11 @@ import json
 import re
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
 from rehab.db.models import (
     Alert,
@@ -24,10 +26,12 @@ from rehab.db.models import (
     Event,
     Finding,
     OutcomeMeasure,
+    User,
 )
 from rehab.domain.vocabulary import FindingKind, Side, TestResult
 from rehab.extensions import db
-from rehab.services import alerts, evaluation
+from rehab.services import accounts, alerts, clinical, evaluation
+from rehab.services.commands import EnteredInErrorInput, InvalidInput
 from rehab.services.time import clinic_today
 from tests.conftest import evaluated_ids
 from tests.support.clinic import Clinic, csrf_token, login
@@ -338,6 +342,29 @@ def test_a_patient_takes_back_a_fall_she_logged_by_mistake(app: Flask, clinic: C
     assert (clinic.patient_a.user_id, "allowed", f"event:{own}") in audited
     assert (clinic.patient_a.user_id, "denied", f"event:{clinics}") in audited
 
+    # Her clinic knows the fall happened and takes her mark back: her history has it again,
+    # and tells her why. (The clinic's own fall, never marked, says nothing of the kind.)
+    path = f"/clinic/patients/{a}/events/{own}/entered-in-error"
+    shown = re.search(r'name="mark" type="hidden" value="([^"]+)"', clinician.get(path).text)
+    assert shown is not None
+    token = csrf_token(clinician, path)
+    undo = clinician.post(f"{path}/undo", data={"csrf_token": token, "mark": shown.group(1)})
+    assert undo.status_code == 302
+    mine = visible_text(patient.get("/me/history"))
+    assert len(re.findall("slipped on marble stairs", mine)) == 2
+    note = "You marked this as logged by mistake; your clinic put it back in your history on "
+    assert mine.count(note) == 1
+    assert f"{note}{clinic_today().isoformat()}." in mine
+    # Marked again and taken back by her clinic: not a mark of hers any more, no note.
+    assert mark(clinician, path, "checking the date")[0] == 302
+    shown = re.search(r'name="mark" type="hidden" value="([^"]+)"', clinician.get(path).text)
+    assert shown is not None
+    token = csrf_token(clinician, path)
+    undo = clinician.post(f"{path}/undo", data={"csrf_token": token, "mark": shown.group(1)})
+    assert undo.status_code == 302
+    mine = visible_text(patient.get("/me/history"))
+    assert len(re.findall("slipped on marble stairs", mine)) == 2 and note not in mine
+
 
 def test_a_mark_that_was_itself_the_mistake_is_taken_back(
     app: Flask, clinic: Clinic, sent: list[tuple[str, list[Any]]]
@@ -470,3 +497,40 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
         (clinic.clinician.user_id, a, "allowed", target),
         (clinic.clinician.user_id, a, "failed", target),  # nothing left to take back
     ]
+
+
+def test_two_marks_at_once_make_one(app: Flask, clinic: Clinic) -> None:
+    """Two clinicians mark the same fall at once (each page loaded it unmarked): one mark is
+    made, the other is told, and the record's history holds the one mark in force."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    with app.app_context():
+        add_fall(a, clinic.clinician.user_id, clinic_today() - dt.timedelta(days=2))
+        db.session.commit()
+        fall_id = db.session.scalars(sa.select(Event.id).where(Event.patient_id == a)).one()
+        first, second = Session(db.engine), Session(db.engine)
+        try:
+            rows = [s.get_one(Event, fall_id) for s in (first, second)]
+            cara = [
+                accounts.actor_for(s.get_one(User, clinic.clinician.user_id))
+                for s in (first, second)
+            ]
+            clinical.mark_entered_in_error(
+                first, cara[0], rows[0], EnteredInErrorInput(reason="first")
+            )
+            with pytest.raises(InvalidInput, match="meanwhile"):
+                clinical.mark_entered_in_error(
+                    second, cara[1], rows[1], EnteredInErrorInput(reason="second")
+                )
+            second.rollback()
+        finally:
+            first.close()
+            second.close()
+        fall = db.session.get_one(Event, fall_id)
+        assert fall.entered_in_error_reason == "first"
+        history = db.session.execute(
+            sa.select(EntryCorrection.action, EntryCorrection.reason).where(
+                EntryCorrection.entry_id == fall_id
+            )
+        ).all()
+        assert [(action.value, reason) for action, reason in history] == [("marked", "first")]

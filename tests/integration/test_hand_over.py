@@ -6,13 +6,15 @@ the team it went to. Bad input is a 422 naming the field, with nothing changed."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
 from rehab import create_app
 from rehab.db.models import (
@@ -28,7 +30,10 @@ from rehab.db.models import (
 from rehab.domain.vocabulary import Role
 from rehab.extensions import db
 from rehab.notifications.render import HANDOVER_SUBJECT
-from rehab.services import accounts, notifications
+from rehab.services import accounts, evaluation, handover, notifications
+from rehab.services.access import NotFound
+from rehab.services.commands import HandOverInput, InvalidInput
+from rehab.services.time import clinic_today
 from tests.conftest import app_settings, dispose_engines
 from tests.integration.test_alert_inbox import open_pain_alert
 from tests.support.clinic import Clinic, csrf_token, login
@@ -47,7 +52,16 @@ def smtp() -> Iterator[SmtpServer]:
 @pytest.fixture
 def app(database_url: str, tmp_path: Path, smtp: SmtpServer) -> Iterator[Flask]:
     """The app, its e-mail going to a real SMTP server."""
-    app = create_app(app_settings(database_url, tmp_path, smtp_url=smtp.url, public_url=PUBLIC_URL))
+    app = create_app(
+        app_settings(
+            database_url,
+            tmp_path,
+            smtp_url=smtp.url,
+            public_url=PUBLIC_URL,
+            # UTC+14: the e-mail's time is the clinic's, not UTC.
+            clinic_timezone="Pacific/Kiritimati",
+        )
+    )
     yield app
     dispose_engines(app)
 
@@ -255,6 +269,10 @@ def test_the_new_team_is_told_of_her_hand_over_alerts_or_not(
     assert message.subject == HANDOVER_SUBJECT
     text = " ".join(message.text().split())
     assert 'handed over to your care team "Team South" by Cara Clinician on ' in text
+    moment = re.search(r"by Cara Clinician on (\S+) at (\S+) (\S+)\.", text)
+    assert moment is not None and moment.group(3) == "+14"
+    with app.app_context():
+        assert moment.group(1) == clinic_today().isoformat()
     assert "None of her alerts waits for acknowledgement." in text
     assert f"Patient record #{a}." in text
     assert f"{PUBLIC_URL}/clinic/patients/{a}" in message.text().splitlines()
@@ -278,8 +296,8 @@ def test_the_new_team_is_told_of_her_hand_over_alerts_or_not(
             )
         )
         db.session.rollback()
-    assert waiting
-    assert f"{waiting} of her alert{'s are' if waiting > 1 else ' is'} not yet acknowledged" in text
+    assert waiting == 1
+    assert "1 of her alerts is not yet acknowledged" in text
     assert set(notified(app, alert_id)) >= {cara}
 
     # To South again, and back before Dan's notice went out: it is not sent.
@@ -290,3 +308,80 @@ def test_the_new_team_is_told_of_her_hand_over_alerts_or_not(
     assert (dan_again, cara_again) == (dan, cara)
     assert deliver(app, dans) == "failed"
     assert len(smtp.messages) == 2
+
+
+@pytest.mark.parametrize("cara_on_both_teams", [False, True])
+def test_two_hand_overs_at_once_move_her_once(
+    app: Flask, clinic: Clinic, monkeypatch: pytest.MonkeyPatch, cara_on_both_teams: bool
+) -> None:
+    """Cara hands Alice over from two pages at once: the second waits for the first (the
+    evaluation's lock) and reads her team again. Off the new team, Cara is refused (404,
+    audited); on it too, she is told Alice is with it already (422). One move either way,
+    one notice, her alerts told once."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    if cara_on_both_teams:
+        with app.app_context():
+            db.session.add(
+                CareTeamMember(
+                    care_team_id=clinic.team_south_id, clinician_id=clinic.clinician.clinician_id
+                )
+            )
+            db.session.commit()
+    with app.app_context():
+        first, second = Session(db.engine), Session(db.engine)
+        cara = [
+            accounts.actor_for(s.get_one(User, clinic.clinician.user_id)) for s in (first, second)
+        ]
+        to_south = HandOverInput(care_team_id=clinic.team_south_id)
+        real_lock = evaluation.lock_patients
+
+        def lock(session: Session, ids: Sequence[int]) -> None:
+            if session is second:  # past its checks, waiting while the first goes through
+                handover.hand_over(first, cara[0], a, to_south)
+            real_lock(session, ids)
+
+        monkeypatch.setattr(evaluation, "lock_patients", lock)
+        refused = InvalidInput if cara_on_both_teams else NotFound
+        try:
+            with pytest.raises(refused):
+                handover.hand_over(second, cara[1], a, to_south)
+        finally:
+            first.close()
+            second.close()
+    assert team_of(app, a) == clinic.team_south_id
+    assert [user for user, _ in handover_notices(app)] == [clinic.other_clinician.user_id]
+    with app.app_context():
+        audited = db.session.execute(
+            sa.select(AuditEvent.outcome)
+            .where(AuditEvent.action == "patient.transfer", AuditEvent.patient_id == a)
+            .order_by(AuditEvent.id)
+        ).all()
+    # (The 422's own access row went with the transaction this test rolled back.)
+    expected = ["allowed"] if cara_on_both_teams else ["allowed", "denied"]
+    assert [o.value for (o,) in audited] == expected
+
+
+def test_a_notice_of_a_team_she_has_left_is_not_sent(app: Flask, clinic: Clinic) -> None:
+    """Handed to South, then on to East before Dan (on both) was told: his notice would name
+    the wrong team and the wrong clinician, so it does not go."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    with app.app_context():
+        east = CareTeam(name="Team East")
+        db.session.add(east)
+        db.session.flush()
+        db.session.add(
+            CareTeamMember(care_team_id=east.id, clinician_id=clinic.other_clinician.clinician_id)
+        )
+        db.session.commit()
+        east_id = east.id
+    cara = app.test_client()
+    login(cara, clinic.clinician.email)
+    assert hand_over(cara, a, clinic.team_south_id)[:2] == (302, "/clinic/")
+    dan = app.test_client()
+    login(dan, clinic.other_clinician.email)
+    assert hand_over(dan, a, east_id)[:2] == (302, f"/clinic/patients/{a}")
+    ((recipient, notice),) = handover_notices(app)  # (Dan saw her when she went East)
+    assert recipient == clinic.other_clinician.user_id
+    assert deliver(app, notice) == "failed"

@@ -211,7 +211,8 @@ def test_the_corrections_migration_copies_the_marks_in_force(
     """Marks made before the record kept its corrections' history are copied into it (who,
     when, why), once; an entry never marked gets no row."""
     from rehab import create_app
-    from rehab.db.models import EntryCorrection, Event, utcnow
+    from rehab.db.models import EntryCorrection, Event, Finding, utcnow
+    from rehab.domain.vocabulary import FindingKind
     from rehab.extensions import db
     from tests.conftest import app_settings, dispose_engines
     from tests.support.clinic import build_clinic
@@ -237,7 +238,19 @@ def test_the_corrections_migration_copies_the_marks_in_force(
                 entered_in_error_reason="wrong patient",
             )
         )
+        finding = Finding(
+            patient_id=a,
+            finding_date=utcnow().date(),
+            kind=FindingKind.OBSERVATION,
+            text="Bruising over the left buttock",
+            author_user_id=cara,
+            entered_in_error_at=marked_at,
+            entered_in_error_by_user_id=cara,
+            entered_in_error_reason="wrong side",
+        )
+        db.session.add(finding)
         db.session.commit()
+        finding_id = finding.id
     dispose_engines(app)
 
     def corrections() -> list[tuple[object, ...]]:
@@ -259,9 +272,12 @@ def test_the_corrections_migration_copies_the_marks_in_force(
     migrate.downgrade(empty_database, "a8c0e2f4b6d9")
     assert "entry_corrections" not in tables(empty_database)
     migrate.upgrade(empty_database)
-    assert corrections() == [(a, "event", first, "marked", "wrong patient", cara)]
+    assert corrections() == [
+        (a, "event", first, "marked", "wrong patient", cara),
+        (a, "finding", finding_id, "marked", "wrong side", cara),
+    ]
     migrate.check(empty_database)
     with app.app_context():
-        assert db.session.scalars(sa.select(EntryCorrection.at)).all() == [marked_at]
+        assert db.session.scalars(sa.select(EntryCorrection.at)).all() == [marked_at] * 2
         db.session.rollback()
     dispose_engines(app)
