@@ -299,6 +299,8 @@ class PinRecord(Protocol):
     def spread(self) -> float | None: ...
     @property
     def effective_from(self) -> date: ...
+    @property
+    def replaced_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -743,17 +745,34 @@ def _dashed(value: str) -> str:
 def _pinned_baselines(
     pins: Sequence[tuple[PinRecord, str]], subject: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """Each pin as an `Observation` over the days it was in force (`effectivePeriod`, open
-    while it still is), by the detector's own rule (`pin_periods`): a pin replaced on its
-    first day governed no day and is left out, as is a return to the automatic baseline
-    (it only ends the pin before it)."""
+    """Each current pin as an `Observation` over the days it was in force (`effectivePeriod`,
+    open while it still is), by the detector's own rule (`pin_periods`): a pin replaced on
+    its first day governed no day and is left out, as is a return to the automatic baseline
+    (it only ends the pin before it). A pin replaced by one from an earlier date is retracted
+    (`entered-in-error`, its id and code only, as a corrected entry): a receiver that
+    imported it learns to drop it."""
     by_metric: dict[str, list[tuple[PinRecord, str]]] = {}
-    for pin, author in pins:
-        by_metric.setdefault(pin.metric, []).append((pin, author))
     resources: list[dict[str, Any]] = []
+    for pin, author in pins:
+        if pin.replaced_at is None:
+            by_metric.setdefault(pin.metric, []).append((pin, author))
+        elif pin.level is not None:  # (a return to automatic was never exported)
+            code = _pin_code(pin.metric)
+            resources.append(
+                _retracted(
+                    _observation(
+                        "PinnedBaseline",
+                        (pin.id,),
+                        subject,
+                        pin.effective_from,
+                        code,
+                        None,
+                        "entered-in-error",
+                    )
+                )
+            )
     for metric, rows in by_metric.items():
-        label = metric_label(metric)
-        code = _code(f"pinned-baseline-{_dashed(metric)}", f"Pinned baseline: {label}")
+        code = _pin_code(metric)
         periods = pin_periods(
             [(pin.effective_from.toordinal(), pin.level, pin.spread) for pin, _ in rows]
         )
@@ -779,6 +798,10 @@ def _pinned_baselines(
                 observation["performer"] = [{"display": name}]
             resources.append(observation)
     return resources
+
+
+def _pin_code(metric: str) -> dict[str, Any]:
+    return _code(f"pinned-baseline-{_dashed(metric)}", f"Pinned baseline: {metric_label(metric)}")
 
 
 class _Evidence:

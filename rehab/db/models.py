@@ -669,7 +669,9 @@ class Alert(Base):
 class PinnedBaseline(Base):
     """A clinician's pinned baseline for one metric (overrides the automatic one) from
     `effective_from` until the metric's next row; a row with no level returns the metric to
-    the automatic baseline from its date."""
+    the automatic baseline from its date. A row replaced by a pin from an earlier date (or a
+    return to automatic on its own first day) stays, with who replaced it and when: the
+    baseline's history, and an export's retraction of it. Only current rows count."""
 
     __tablename__ = "pinned_baselines"
 
@@ -681,6 +683,13 @@ class PinnedBaseline(Base):
     effective_from: Mapped[dt.date]
     pinned_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    replaced_at: Mapped[dt.datetime | None]
+    replaced_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+    @classmethod
+    def current(cls) -> sa.ColumnElement[bool]:
+        """The rows not replaced: the only ones detection, charts and pages use."""
+        return cls.replaced_at.is_(None)
 
 
 class JobWatermark(Base):

@@ -27,9 +27,9 @@ import math
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from rehab.db.models import Alert, PinnedBaseline, Program, SessionLog, User
+from rehab.db.models import Alert, PinnedBaseline, Program, SessionLog, User, utcnow
 from rehab.domain.baseline import pin_in_force, pin_periods
 from rehab.domain.config import DEFAULT_CONFIG
 from rehab.domain.explain import metric_label
@@ -72,16 +72,21 @@ class PinView:
     effective_from: dt.date
     pinned_by: str
     pinned_at: dt.datetime
+    # A pin replaced by one from an earlier date (it counts nowhere now): when, by whom.
+    replaced_at: dt.datetime | None = None
+    replaced_by: str = ""
 
 
 @dataclass(frozen=True)
 class BaselineStatus:
-    """How one metric's baseline is obtained today: the pins on record (oldest first) and
-    the one in force, if any; else automatic."""
+    """How one metric's baseline is obtained today: the current pins on record (oldest
+    first) and the one in force, if any; else automatic. `replaced`: the pins replaced by one
+    from an earlier date, for the history (latest replaced first)."""
 
     metric: str
     pins: tuple[PinView, ...]
     today: dt.date
+    replaced: tuple[PinView, ...] = ()
 
     @property
     def label(self) -> str:
@@ -167,7 +172,7 @@ def pin_baseline(session: Session, actor: Actor, patient_id: int, data: PinInput
         effective_from=data.effective_from,
         pinned_by_user_id=actor.user_id,
     )
-    _replace_from(session, patient_id, data.metric, data.effective_from, pin)
+    _replace_from(session, actor, patient_id, data.metric, data.effective_from, pin)
     enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
     session.flush()
     audit.commit(session)
@@ -194,7 +199,7 @@ def unpin_baseline(session: Session, actor: Actor, patient_id: int, metric: str)
     automatic = PinnedBaseline(
         patient_id=patient_id, metric=metric, effective_from=today, pinned_by_user_id=actor.user_id
     )
-    _replace_from(session, patient_id, metric, today, automatic if ends_earlier else None)
+    _replace_from(session, actor, patient_id, metric, today, automatic if ends_earlier else None)
     enqueue_after_commit(session, EVALUATE_PATIENT_TASK, patient_id)
     session.flush()
     audit.commit(session)
@@ -202,15 +207,25 @@ def unpin_baseline(session: Session, actor: Actor, patient_id: int, metric: str)
 
 
 def _replace_from(
-    session: Session, patient_id: int, metric: str, day: dt.date, row: PinnedBaseline | None
+    session: Session,
+    actor: Actor,
+    patient_id: int,
+    metric: str,
+    day: dt.date,
+    row: PinnedBaseline | None,
 ) -> None:
-    """The metric's rows from `day` on give way to `row` (None: to nothing)."""
+    """The metric's current rows from `day` on give way to `row` (None: to nothing): they
+    stay, marked replaced by the actor now (the baseline's history; an export retracts them)."""
     session.execute(
-        sa.delete(PinnedBaseline).where(
+        sa.update(PinnedBaseline)
+        .where(
             PinnedBaseline.patient_id == patient_id,
             PinnedBaseline.metric == metric,
             PinnedBaseline.effective_from >= day,
+            PinnedBaseline.current(),
         )
+        .values(replaced_at=utcnow(), replaced_by_user_id=actor.user_id)
+        .execution_options(synchronize_session=False)
     )
     if row is not None:
         session.add(row)
@@ -222,6 +237,7 @@ def baseline_statuses(
     """Each pinnable metric's status, for a page whose access was already checked and
     audited (the patient page, the pin form): no audit row of its own."""
     today = today or clinic_today()
+    replacer = aliased(User)
     rows = session.execute(
         sa.select(
             PinnedBaseline.id,
@@ -231,8 +247,11 @@ def baseline_statuses(
             PinnedBaseline.effective_from,
             User.display_name,
             PinnedBaseline.created_at,
+            PinnedBaseline.replaced_at,
+            replacer.display_name,
         )
         .join(User, User.id == PinnedBaseline.pinned_by_user_id)
+        .outerjoin(replacer, replacer.id == PinnedBaseline.replaced_by_user_id)
         .where(
             PinnedBaseline.patient_id == patient_id,
             PinnedBaseline.metric.in_(PINNABLE_METRICS),
@@ -241,9 +260,20 @@ def baseline_statuses(
         .order_by(PinnedBaseline.effective_from, PinnedBaseline.id)
     ).all()
     pins: dict[str, list[PinView]] = {metric: [] for metric in PINNABLE_METRICS}
-    for pin_id, metric, level, spread, effective_from, name, created_at in rows:
-        pins[metric].append(PinView(pin_id, level, spread, effective_from, name, created_at))
-    return {metric: BaselineStatus(metric, tuple(items), today) for metric, items in pins.items()}
+    replaced: dict[str, list[PinView]] = {metric: [] for metric in PINNABLE_METRICS}
+    for pin_id, metric, level, spread, effective_from, name, created_at, gone, by in rows:
+        view = PinView(pin_id, level, spread, effective_from, name, created_at, gone, by or "")
+        # Only current pins count (`PinnedBaseline.current`); the replaced are history.
+        (pins if gone is None else replaced)[metric].append(view)
+    return {
+        metric: BaselineStatus(
+            metric,
+            tuple(items),
+            today,
+            tuple(sorted(replaced[metric], key=lambda p: (p.replaced_at, p.id), reverse=True)),
+        )
+        for metric, items in pins.items()
+    }
 
 
 def earliest_pin_date(session: Session, patient_id: int, today: dt.date | None = None) -> dt.date:

@@ -356,7 +356,11 @@ def _pins(session: Session, patient_ids: list[int]) -> dict[tuple[int, str], lis
             PinnedBaseline.effective_from,
             PinnedBaseline.spread,
         )
-        .where(PinnedBaseline.patient_id.in_(patient_ids), PinnedBaseline.metric.in_(PAIN_METRICS))
+        .where(
+            PinnedBaseline.patient_id.in_(patient_ids),
+            PinnedBaseline.metric.in_(PAIN_METRICS),
+            PinnedBaseline.current(),
+        )
         # Of two pins of one date the later row wins (`pin_periods` keeps the order given).
         .order_by(PinnedBaseline.id)
     ):

@@ -342,6 +342,7 @@ _PIN_COLUMNS = (
     PinnedBaselineRow.spread,
 )
 _PIN_ORDER = (PinnedBaselineRow.patient_id, PinnedBaselineRow.id)
+_CURRENT_PINS = PinnedBaselineRow.current()
 _PERIOD_COLUMNS = (Program.patient_id, Program.start_date, Program.end_date)
 _PERIOD_ORDER = (Program.patient_id, Program.id)
 
@@ -384,7 +385,7 @@ def _context_generic(
         _OUTCOME_COLUMNS, _OUTCOME_ORDER, _CURRENT_OUTCOMES
     ):
         context.outcomes[pid].append(OutcomeScore(measured_on, instrument.value, score))
-    for pid, metric, level, effective_from, spread in rows(_PIN_COLUMNS, _PIN_ORDER):
+    for pid, metric, level, effective_from, spread in rows(_PIN_COLUMNS, _PIN_ORDER, _CURRENT_PINS):
         context.pins[pid].append(PinnedBaseline(metric, level, effective_from, spread))
     for pid, start, end in rows(_PERIOD_COLUMNS, _PERIOD_ORDER):
         context.periods[pid].append((start, end))
@@ -454,7 +455,7 @@ def _read_statement(with_since: bool) -> sa.Select[Any]:
         counted.c.records,
         _json_rows(_EVENT_COLUMNS, _EVENT_ORDER, _IDS, _CURRENT_EVENTS),
         _json_rows(_OUTCOME_COLUMNS, _OUTCOME_ORDER, _IDS, _CURRENT_OUTCOMES),
-        _json_rows(_PIN_COLUMNS, _PIN_ORDER, _IDS),
+        _json_rows(_PIN_COLUMNS, _PIN_ORDER, _IDS, _CURRENT_PINS),
         _json_rows(_PERIOD_COLUMNS, _PERIOD_ORDER, _IDS),
         *_stored_alert_columns(),
         cut,

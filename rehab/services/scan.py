@@ -20,6 +20,7 @@ from rehab.db.models import (
     JobWatermark,
     OutcomeMeasure,
     Patient,
+    PinnedBaseline,
     SessionLog,
     utcnow,
 )
@@ -58,8 +59,9 @@ def record_run(session: Session) -> None:
 
 
 def changed_since_evaluation(now: dt.datetime) -> sa.Subquery:
-    """(patient_id, changed_at) of each log, event or score written or corrected in the
-    recheck window after its patient's last evaluation: what the next scan evaluates."""
+    """(patient_id, changed_at) of each log, event, score or pinned baseline written or
+    corrected in the recheck window after its patient's last evaluation: what the next scan
+    evaluates."""
     floor = now - RECHECK_WINDOW
 
     def newer(column: Any, patient_id: Any) -> sa.Select[Any]:
@@ -82,6 +84,9 @@ def changed_since_evaluation(now: dt.datetime) -> sa.Subquery:
         newer(EntryCorrection.at, EntryCorrection.patient_id).where(
             EntryCorrection.entry_kind != "finding"
         ),
+        # A baseline pinned, returned to automatic, or replaced by one from an earlier date.
+        newer(PinnedBaseline.created_at, PinnedBaseline.patient_id),
+        newer(PinnedBaseline.replaced_at, PinnedBaseline.patient_id),
     ).subquery()
 
 

@@ -161,6 +161,7 @@ def pins_by_metric(
         .where(
             PinnedBaseline.patient_id.in_(patient_ids),
             PinnedBaseline.metric.in_(PAIN_METRICS),
+            PinnedBaseline.current(),
         )
         # Of two pins of one date the later row wins (`pin_periods` keeps the order given).
         .order_by(PinnedBaseline.id)

@@ -281,3 +281,53 @@ def test_the_corrections_migration_copies_the_marks_in_force(
         assert db.session.scalars(sa.select(EntryCorrection.at)).all() == [marked_at] * 2
         db.session.rollback()
     dispose_engines(app)
+
+
+def test_going_below_replaced_pins_drops_them_as_the_old_code_did(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Below c0e2a4b6d8f1 a replaced pin was deleted: going down deletes the replaced rows,
+    so that the old code, which counts every row, does not bring them back."""
+    from rehab import create_app
+    from rehab.db.models import PinnedBaseline, utcnow
+    from rehab.extensions import db
+    from tests.conftest import app_settings, dispose_engines
+    from tests.support.clinic import build_clinic
+
+    migrate.upgrade(empty_database)
+    app = create_app(app_settings(empty_database, tmp_path))
+    with app.app_context():
+        clinic = build_clinic()
+        a, cara = clinic.patient_a.patient_id, clinic.clinician.user_id
+        assert a is not None
+        today = utcnow().date()
+        for level, replaced_at in ((6.0, utcnow()), (2.0, None)):
+            db.session.add(
+                PinnedBaseline(
+                    patient_id=a,
+                    metric="leg_pain",
+                    level=level,
+                    effective_from=today,
+                    pinned_by_user_id=cara,
+                    replaced_at=replaced_at,
+                    replaced_by_user_id=cara if replaced_at else None,
+                )
+            )
+        db.session.commit()
+    dispose_engines(app)
+
+    def levels() -> list[float]:
+        engine = sa.create_engine(empty_database)
+        try:
+            with engine.connect() as conn:
+                query = "SELECT level FROM pinned_baselines ORDER BY id"
+                return [float(v) for v in conn.scalars(sa.text(query))]
+        finally:
+            engine.dispose()
+
+    assert levels() == [6.0, 2.0]
+    migrate.downgrade(empty_database, "b9d1f3a5c7e0")
+    assert levels() == [2.0]
+    migrate.upgrade(empty_database)
+    assert levels() == [2.0]
+    migrate.check(empty_database)

@@ -5,6 +5,7 @@ re-evaluation; bad values are refused with the field named; the detector uses th
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -13,9 +14,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import Alert, AlertStatus, AuditEvent, PinnedBaseline
+from rehab import fhir
+from rehab.db.models import Alert, AlertStatus, AuditEvent, Patient, PinnedBaseline, utcnow
 from rehab.extensions import db
-from rehab.services import alerts, evaluation
+from rehab.services import alerts, baselines, caseload, evaluation, scan, trajectory
 from rehab.services.time import clinic_today
 from tests.conftest import evaluated_ids
 from tests.support.actors import token_of
@@ -64,8 +66,24 @@ def pins(app: Flask, patient_id: int) -> list[tuple[str, float | None, float | N
                 PinnedBaseline.effective_from,
                 PinnedBaseline.pinned_by_user_id,
             )
-            .where(PinnedBaseline.patient_id == patient_id)
+            .where(PinnedBaseline.patient_id == patient_id, PinnedBaseline.current())
             .order_by(PinnedBaseline.metric, PinnedBaseline.effective_from, PinnedBaseline.id)
+        ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def replaced(app: Flask, patient_id: int) -> list[tuple[str, float | None, dt.date, int | None]]:
+    """The pins replaced (metric, level, from, replaced by), in the order they were made."""
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(
+                PinnedBaseline.metric,
+                PinnedBaseline.level,
+                PinnedBaseline.effective_from,
+                PinnedBaseline.replaced_by_user_id,
+            )
+            .where(PinnedBaseline.patient_id == patient_id, ~PinnedBaseline.current())
+            .order_by(PinnedBaseline.id)
         ).all()
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
@@ -172,7 +190,10 @@ def test_a_new_pin_replaces_the_pins_from_its_date_on(
         ("leg_pain", 2.0, days[0]),
         ("leg_pain", 3.0, days[2]),
     ]
+    assert replaced(app, a) == []
     pin("4", days[1])  # replaces the pin from days[2], keeps the one from days[0]
+    # (The replaced pin stays, marked: the baseline's history, and the FHIR retraction.)
+    assert replaced(app, a) == [("leg_pain", 3.0, days[2], user)]
     assert pins(app, a) == [
         ("back_pain", 6.0, None, today, user),
         ("leg_pain", 2.0, None, days[0], user),
@@ -180,7 +201,9 @@ def test_a_new_pin_replaces_the_pins_from_its_date_on(
     ]
     page = visible_text(clinician.get(pin_url(a)))
     assert f"Pinned by Cara Clinician from {days[1].isoformat()} at 4/10" in page
-    assert "Baseline history (2)" in page
+    assert "Baseline history (3)" in page  # the two in force, and the one replaced
+    assert f"From {days[2].isoformat()}: pinned at 3/10 — Cara Clinician" in page
+    assert "; replaced by Cara Clinician, " in page
 
     # Back to automatic ends the pin in force of that metric today, and only of that metric;
     # the earlier pins keep their days.
@@ -203,6 +226,7 @@ def test_a_new_pin_replaces_the_pins_from_its_date_on(
     )
     assert response.status_code == 302
     assert pins(app, a) == after[1:]
+    assert replaced(app, a) == [("leg_pain", 3.0, days[2], user), ("back_pain", 6.0, today, user)]
     assert [r[:2] for r in audit_rows(app, "baseline.unpin")] == [
         ("baseline.unpin", "allowed"),
         ("baseline.unpin", "allowed"),
@@ -411,3 +435,85 @@ def test_an_alert_the_new_pin_would_not_raise_is_resolved_saying_why(
         assert (again.stored, again.resolved) == (0, 0)
     page = visible_text(clinician.get("/clinic/alerts/?show=all"))
     assert "no longer shown by the record as it now stands" in page
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_a_replaced_pin_counts_nowhere_and_is_retracted(
+    app: Flask, clinician: FlaskClient, clinic: Clinic
+) -> None:
+    """A pin replaced by one from an earlier date stays as a row, but detection (both of its
+    reads), the charts, the caseload and the pages use only the current pins; the FHIR export
+    retracts it. The periodic scan finds a patient whose pin was replaced."""
+    a = patient_a(clinic)
+    today = clinic_today()
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=len(STEADY) - 1), STEADY)
+    for level, days_ago in (("8", 5), ("1", 20)):  # the second replaces the first
+        body = {
+            "csrf_token": token_of(clinician),
+            "leg_pain-level": level,
+            "leg_pain-effective_from": (today - dt.timedelta(days=days_ago)).isoformat(),
+        }
+        assert clinician.post(pin_url(a), data=body).status_code == 302
+    (replaced_id,) = [
+        pin_id for pin_id, level in pin_ids(app, a) if level == 8.0
+    ]  # (the row stays)
+    with app.app_context():
+        series = evaluation.load_series(db.session, [a], None)[a]
+        assert [(p.metric, p.level) for p in series.pinned_baselines] == [("leg_pain", 1.0)]
+        charted = trajectory.pins_by_metric(db.session, [a])[a]["leg_pain"]
+        assert [p.level for p in charted] == [1.0]
+        caseload_pins = caseload._pins(db.session, [a])[(a, "leg_pain")]
+        assert [p.level for p in caseload_pins] == [1.0]
+        shown = baselines.baseline_statuses(db.session, a)["leg_pain"]
+        assert [p.level for p in shown.pins] == [1.0]
+        db.session.rollback()
+    page = visible_text(clinician.get(pin_url(a)))
+    assert "Pinned by Cara Clinician from" in page and "at 1/10" in page
+    history = page.split("Baseline history (2)")[1]
+    assert "pinned at 8/10 — Cara Clinician" in history and "replaced by Cara Clinician" in history
+
+    bundle = json.loads(clinician.get(f"/clinic/patients/{a}/export.fhir.json").data)
+    pinned = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"].get("code", {}).get("text") == "Pinned baseline: Leg pain"
+    ]
+    assert sorted((p["status"], p.get("valueQuantity", {}).get("value")) for p in pinned) == [
+        ("entered-in-error", None),
+        ("final", 1.0),
+    ]
+    (retracted,) = [p for p in pinned if p["status"] == "entered-in-error"]
+    assert retracted["id"] == fhir.resource_id("PinnedBaseline", replaced_id)
+
+    # Pinned from today and back to automatic the same day: the only trace is the
+    # replacement, which the next scan finds (had the evaluation request been lost).
+    with app.app_context():
+        scan.patients_to_evaluate(db.session, today)  # the day's first: everyone
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        db.session.execute(sa.update(Patient).values(evaluated_at=utcnow()))
+        db.session.commit()
+        assert scan.patients_to_evaluate(db.session, today) == []
+    body = {"csrf_token": token_of(clinician), "back_pain-level": "5"}
+    body["back_pain-effective_from"] = today.isoformat()
+    assert clinician.post(pin_url(a, "back_pain"), data=body).status_code == 302
+    with app.app_context():
+        db.session.execute(sa.update(Patient).values(evaluated_at=utcnow()))
+        db.session.commit()
+        assert scan.patients_to_evaluate(db.session, today) == []
+    response = clinician.post(
+        pin_url(a, "back_pain") + "/automatic", data={"csrf_token": token_of(clinician)}
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        assert scan.patients_to_evaluate(db.session, today) == [a]
+
+
+def pin_ids(app: Flask, patient_id: int) -> list[tuple[int, float | None]]:
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(PinnedBaseline.id, PinnedBaseline.level)
+            .where(PinnedBaseline.patient_id == patient_id)
+            .order_by(PinnedBaseline.id)
+        ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]

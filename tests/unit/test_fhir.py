@@ -164,6 +164,7 @@ class Pin:
     level: float | None
     spread: float | None
     effective_from: dt.date
+    replaced_at: dt.datetime | None = None
 
 
 @dataclass
@@ -316,6 +317,7 @@ pins = st.builds(
     level=st.none() | st.floats(0, 10),
     spread=st.none() | st.floats(0.1, 5),
     effective_from=st.dates(dt.date(2025, 1, 1), dt.date(2025, 1, 20)),  # days often shared
+    replaced_at=st.none() | st.just(GENERATED_AT),
 )
 
 
@@ -631,12 +633,31 @@ def _check_clinic_records(record: fhir.PatientExport, bundle: dict[str, Any]) ->
     pinned = [
         r
         for r in resources(bundle, resourceType="Observation")
-        if _code_of(r).startswith("pinned-baseline-")
+        if _code_of(r).startswith("pinned-baseline-") and r["status"] == "final"
     ]
+    # A replaced pin (one that had a level: a return to automatic is never exported) is
+    # retracted, its id and code only.
+    retracted = {
+        r["id"]: set(r)
+        for r in resources(bundle, resourceType="Observation")
+        if _code_of(r).startswith("pinned-baseline-") and r["status"] == "entered-in-error"
+    }
+    assert retracted == {
+        fhir.resource_id("PinnedBaseline", p.id): {
+            "resourceType",
+            "id",
+            "status",
+            "code",
+            "subject",
+        }
+        for p, _ in record.pins
+        if p.replaced_at is not None and p.level is not None
+    }
     expected = []
     for metric in ("leg_pain", "back_pain"):
         rows = sorted(
-            [p for p, _ in record.pins if p.metric == metric], key=lambda p: p.effective_from
+            [p for p, _ in record.pins if p.metric == metric and p.replaced_at is None],
+            key=lambda p: p.effective_from,
         )  # stable: of one day, the later written wins
         for i, pin in enumerate(rows):
             following = rows[i + 1].effective_from if i + 1 < len(rows) else None
@@ -769,6 +790,9 @@ def test_the_fall_linked_alert_cites_her_leg_pain_and_the_fall_and_says_what_was
         (Pin(3, "back_pain", 2.0, None, dt.date(2025, 6, 1)), "Dr Other"),
         (Pin(4, "leg_pain", 2.0, None, dt.date(2025, 8, 1)), "Dr Example"),
         (Pin(5, "leg_pain", None, None, dt.date(2025, 9, 1)), "Dr Example"),
+        # Replaced by pin 4 (pinned from an earlier date): retracted, and no part of the
+        # periods of the others.
+        (Pin(6, "leg_pain", 5.0, None, dt.date(2025, 8, 15), GENERATED_AT), "Dr Other"),
     ]
     record = fhir.PatientExport(
         Patient(12, 1971),
@@ -821,8 +845,17 @@ def test_the_fall_linked_alert_cites_her_leg_pain_and_the_fall_and_says_what_was
     pins_out = [
         r
         for r in resources(bundle, resourceType="Observation")
-        if _code_of(r).startswith("pinned-baseline-")
+        if _code_of(r).startswith("pinned-baseline-") and r["status"] == "final"
     ]
+    (replaced,) = [
+        r
+        for r in resources(bundle, resourceType="Observation")
+        if _code_of(r).startswith("pinned-baseline-") and r["status"] == "entered-in-error"
+    ]
+    assert replaced["id"] == fhir.resource_id("PinnedBaseline", 6)
+    assert (
+        replaced["code"]["text"] == "Pinned baseline: Leg pain" and "valueQuantity" not in replaced
+    )
     assert [
         (
             p["code"]["text"],
