@@ -24,7 +24,8 @@ What a Bundle (type `collection`) holds, for one patient:
   taken off the program).
 - The clinic's working records, in a clinician's or the system's export (not in a patient's
   own: her pages show neither): per pinned baseline an `Observation` over the days it was in
-  force (`effectivePeriod`, by the detector's rule), its level and spread, who pinned it; per
+  force (`effectivePeriod`, by the detector's rule), its level and spread, who pinned it
+  (retracted, `entered-in-error`, once replaced by a pin from the same or an earlier date); per
   alert a `DetectedIssue`: kind and metric as its code, `high` for urgent, the day detected,
   the explanation's facts and the onset as its detail, as `evidence` the Bundle's own
   resources it was detected from (the metric's log parts or scores from its onset to that
@@ -746,11 +747,10 @@ def _pinned_baselines(
     pins: Sequence[tuple[PinRecord, str]], subject: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Each current pin as an `Observation` over the days it was in force (`effectivePeriod`,
-    open while it still is), by the detector's own rule (`pin_periods`): a pin replaced on
-    its first day governed no day and is left out, as is a return to the automatic baseline
-    (it only ends the pin before it). A pin replaced by one from an earlier date is retracted
-    (`entered-in-error`, its id and code only, as a corrected entry): a receiver that
-    imported it learns to drop it."""
+    open while it still is), by the detector's own rule (`pin_periods`); a return to the
+    automatic baseline only ends the pin before it. A pin replaced by one from the same or an
+    earlier date is retracted (`entered-in-error`, its id, status, code and subject only, as
+    a corrected entry): a receiver that imported it learns to drop it."""
     by_metric: dict[str, list[tuple[PinRecord, str]]] = {}
     resources: list[dict[str, Any]] = []
     for pin, author in pins:

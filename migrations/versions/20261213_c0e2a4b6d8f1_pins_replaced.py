@@ -1,9 +1,10 @@
 """pinned_baselines.replaced_at: a pin replaced stays, with who replaced it and when
 
-A pin replaced by one from an earlier date (or a return to automatic on its first day) was
-deleted: the baseline's history lost it, and a FHIR receiver that had imported it kept it, as
-no later export retracted it. The row now stays, marked replaced; only current rows count.
-Going down deletes the replaced rows (as the code before this deleted them), then the columns.
+A pin replaced by one from the same or an earlier date (or a return to automatic on its
+first day) was deleted: the baseline's history lost it, and a FHIR receiver that had imported
+it kept it, as no later export retracted it. The row now stays, marked replaced; only current
+rows count. Going down deletes the replaced rows (as the code before this deleted them), then
+the columns.
 
 Revision ID: c0e2a4b6d8f1
 Revises: b9d1f3a5c7e0

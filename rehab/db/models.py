@@ -669,8 +669,8 @@ class Alert(Base):
 class PinnedBaseline(Base):
     """A clinician's pinned baseline for one metric (overrides the automatic one) from
     `effective_from` until the metric's next row; a row with no level returns the metric to
-    the automatic baseline from its date. A row replaced by a pin from an earlier date (or a
-    return to automatic on its own first day) stays, with who replaced it and when: the
+    the automatic baseline from its date. A row replaced by a pin from the same or an earlier
+    date (or a return to automatic on its own first day) stays, with who replaced it and when: the
     baseline's history, and an export's retraction of it. Only current rows count."""
 
     __tablename__ = "pinned_baselines"

@@ -10,14 +10,20 @@ sequence of periods, and this module keeps them that way:
 - pinning from a date D replaces the metric's rows from D on (the clinician's latest statement
   must be the one in force); earlier rows keep governing the days before D, so past decisions
   stay as they were made;
-- returning to automatic (from today) adds a row with no level, after removing any row dated
+- returning to automatic (from today) adds a row with no level, after replacing any row dated
   today: the pin keeps governing the days it was in force, so the next evaluation does not
   replay months of history as if it had never been pinned (which stored alerts those months
-  never had). Who pinned and un-pinned what, and when, is also in the audit trail
-  (`baseline.pin`, `baseline.unpin`).
+  never had).
 
-Each write is one access check and one audit row (care team only, clinician writes), and asks
-for the patient to be re-evaluated once it commits.
+A replaced row is not deleted: it stays, marked replaced (who, when), for the baseline's
+history and the FHIR export's retraction; only current rows count (`PinnedBaseline.current`).
+Who pinned and un-pinned what, and when, is also in the audit trail (`baseline.pin`,
+`baseline.unpin`).
+
+Each write is one access check and one audit row (care team only, clinician writes), takes
+the patient's evaluation lock first (two pins at once, or a pin and an evaluation, take turns:
+each reads the rows the other committed), and asks for the patient to be re-evaluated once it
+commits.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from rehab.domain.baseline import pin_in_force, pin_periods
 from rehab.domain.config import DEFAULT_CONFIG
 from rehab.domain.explain import metric_label
 from rehab.domain.series import PAIN_METRICS
-from rehab.services import audit, trajectory
+from rehab.services import audit, evaluation, trajectory
 from rehab.services.access import require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import InvalidInput
@@ -151,6 +157,7 @@ def pin_baseline(session: Session, actor: Actor, patient_id: int, data: PinInput
     require_patient(
         session, actor, patient_id, PIN_ACTION, audit_target(data.metric), clinician_only=True
     )
+    evaluation.lock_patients(session, [patient_id])
     _check_metric(data.metric)
     level = _number("level", data.level, LEVEL_MIN, LEVEL_MAX)
     spread = None if data.spread is None else _number("spread", data.spread, SPREAD_MIN, SPREAD_MAX)
@@ -186,6 +193,7 @@ def unpin_baseline(session: Session, actor: Actor, patient_id: int, metric: str)
     require_patient(
         session, actor, patient_id, UNPIN_ACTION, audit_target(metric), clinician_only=True
     )
+    evaluation.lock_patients(session, [patient_id])
     _check_metric(metric)
     today = clinic_today()
     status = baseline_statuses(session, patient_id, today)[metric]

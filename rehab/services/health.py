@@ -10,8 +10,8 @@ their caseload and alert inbox) and to the admin (her page, and an e-mail:
 - **scan**: the periodic scan (beat → worker) records each run (`scan.LAST_RUN_WATERMARK`);
   none for `pipeline_late_minutes` means missed-log alerts and the catching up of lost
   evaluations have stopped;
-- **evaluation**: a log, event or score older than that which no evaluation has seen since
-  (what the scan would queue: `scan.changed_since_evaluation`);
+- **evaluation**: a log, event, score, correction or pinned baseline older than that which no
+  evaluation has seen since (what the scan would queue: `scan.changed_since_evaluation`);
 - **delivery**: an e-mail due that long ago and not sent (SMTP down, retries under way), or
   one that failed in the last day;
 - **recipients**: a care team with patients and no active clinician, whose alerts reach no

@@ -7,17 +7,28 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
 from rehab import fhir
-from rehab.db.models import Alert, AlertStatus, AuditEvent, Patient, PinnedBaseline, utcnow
+from rehab.db.models import (
+    Alert,
+    AlertStatus,
+    AuditEvent,
+    Patient,
+    PinnedBaseline,
+    User,
+    utcnow,
+)
 from rehab.extensions import db
-from rehab.services import alerts, baselines, caseload, evaluation, scan, trajectory
+from rehab.services import accounts, alerts, baselines, caseload, evaluation, scan, trajectory
+from rehab.services.baselines import PinInput
 from rehab.services.time import clinic_today
 from tests.conftest import evaluated_ids
 from tests.support.actors import token_of
@@ -498,6 +509,7 @@ def test_a_replaced_pin_counts_nowhere_and_is_retracted(
     body["back_pain-effective_from"] = today.isoformat()
     assert clinician.post(pin_url(a, "back_pain"), data=body).status_code == 302
     with app.app_context():
+        assert scan.patients_to_evaluate(db.session, today) == [a]  # (a new pin)
         db.session.execute(sa.update(Patient).values(evaluated_at=utcnow()))
         db.session.commit()
         assert scan.patients_to_evaluate(db.session, today) == []
@@ -517,3 +529,38 @@ def pin_ids(app: Flask, patient_id: int) -> list[tuple[int, float | None]]:
             .order_by(PinnedBaseline.id)
         ).all()
     return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_two_pins_at_once_leave_one_current(
+    app: Flask, clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two clinicians pin the same date at once: the second waits for the first (the
+    patient's evaluation lock) and replaces it, so one pin is current and the other is in the
+    history as replaced (without the lock both stayed current)."""
+    a = patient_a(clinic)
+    today = clinic_today()
+    with app.app_context():
+        add_logs(a, today - dt.timedelta(days=len(STEADY) - 1), STEADY)
+        first, second = Session(db.engine), Session(db.engine)
+        cara = [
+            accounts.actor_for(s.get_one(User, clinic.clinician.user_id)) for s in (first, second)
+        ]
+        real_lock = evaluation.lock_patients
+
+        def lock(session: Session, ids: Sequence[int]) -> None:
+            if session is second:  # its page posted; the first commits meanwhile
+                baselines.pin_baseline(
+                    first, cara[0], a, PinInput(metric="leg_pain", level=2, effective_from=today)
+                )
+            real_lock(session, ids)
+
+        monkeypatch.setattr(evaluation, "lock_patients", lock)
+        try:
+            baselines.pin_baseline(
+                second, cara[1], a, PinInput(metric="leg_pain", level=5, effective_from=today)
+            )
+        finally:
+            first.close()
+            second.close()
+    assert [level for _, level, *_ in pins(app, a)] == [5.0]
+    assert [level for _, level, *_ in replaced(app, a)] == [2.0]
