@@ -115,6 +115,8 @@ class BaselineStatus:
     def periods(self) -> list[tuple[PinView, dt.date | None]]:
         """Each row on record with the day its period ends (None: still in force), latest
         first, for the record's history."""
+        if not self.pins:  # (only replaced ones, if any: the history lists those apart)
+            return []
         ends = [p.effective_from for p in self.pins[1:]] + [None]
         return list(reversed(list(zip(self.pins, ends, strict=True))))
 

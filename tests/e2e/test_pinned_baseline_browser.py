@@ -70,7 +70,15 @@ def test_clinician_pins_and_unpins_on_a_360px_phone(
 
         card.get_by_role("button", name="Return to automatic").click()
         page.wait_for_load_state()
-        assert "Automatic:" in page.locator("#baseline-leg_pain").inner_text()
+        card = page.locator("#baseline-leg_pain")
+        assert "Automatic:" in card.inner_text()
+        # A pin from today governed no day: it is replaced, and the history says so.
+        card.locator("summary", has_text="Baseline history (1)").click()
+        assert "replaced by" in card.inner_text()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
         with demo.app_context():
-            assert db.session.scalar(sa.select(sa.func.count()).select_from(PinnedBaseline)) == 0
+            rows = db.session.execute(
+                sa.select(PinnedBaseline.level, PinnedBaseline.replaced_at.is_not(None))
+            ).all()
+            assert [tuple(r) for r in rows] == [(2.0, True)]
         assert csp_violations(page) == []

@@ -519,6 +519,12 @@ def test_a_replaced_pin_counts_nowhere_and_is_retracted(
     assert response.status_code == 302
     with app.app_context():
         assert scan.patients_to_evaluate(db.session, today) == [a]
+    # Its history holds the replaced pin only; both pages show it.
+    for url in (page_url(a), pin_url(a, "back_pain")):
+        response = clinician.get(url)
+        assert response.status_code == 200, url
+        _, back = visible_text(response).split("Baseline history (1)")
+        assert "pinned at 5/10" in back.split("replaced by")[0]
 
 
 def pin_ids(app: Flask, patient_id: int) -> list[tuple[int, float | None]]:
