@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -200,16 +201,9 @@ def _corrections(
         if row.entered_in_error_at is not None
     ]
     taken_back: list[TakenBack] = []
-    last_mark: dict[tuple[str, int], EntryCorrection] = {}
-    for step in history:
+    for mark, step in _marks_taken_back(history):
         key = (step.entry_kind, step.entry_id)
-        if step.action is CorrectionAction.MARKED:
-            last_mark[key] = step
-            continue
-        mark = last_mark.pop(key, None)
-        if mark is None or key not in entries:
-            # A mark not kept here (made outside the app, without its marker, before this
-            # history existed): the taking back is not listed on its own.
+        if key not in entries:
             continue
         kind, row = entries[key]
         taken_back.append(
@@ -226,6 +220,21 @@ def _corrections(
         )
     newest_mark_first = sorted(corrections, key=lambda c: c.marked_at, reverse=True)
     return tuple(newest_mark_first), tuple(reversed(taken_back))
+
+
+def _marks_taken_back(
+    history: Iterable[EntryCorrection],
+) -> Iterator[tuple[EntryCorrection, EntryCorrection]]:
+    """(mark, its taking back) of each mark taken back, in the order taken back; `history`
+    oldest first. A taking back whose mark is not kept here (made outside the app, or taken
+    back before the history existed) is left out."""
+    last_mark: dict[tuple[str, int], EntryCorrection] = {}
+    for step in history:
+        key = (step.entry_kind, step.entry_id)
+        if step.action is CorrectionAction.MARKED:
+            last_mark[key] = step
+        elif (mark := last_mark.pop(key, None)) is not None:
+            yield mark, step
 
 
 @dataclass(frozen=True)
@@ -323,9 +332,7 @@ def _put_back(session: Session, actor: Actor, events: list[Event]) -> dict[int, 
     own = [e.id for e in events if e.recorded_by_user_id == actor.user_id]
     if not own:
         return {}
-    last_mark_by: dict[int, int] = {}
-    put_back: dict[int, dt.datetime] = {}
-    for step in session.scalars(
+    history = session.scalars(
         sa.select(EntryCorrection)
         .where(
             EntryCorrection.patient_id == events[0].patient_id,
@@ -333,13 +340,14 @@ def _put_back(session: Session, actor: Actor, events: list[Event]) -> dict[int, 
             EntryCorrection.entry_id.in_(own),
         )
         .order_by(EntryCorrection.at, EntryCorrection.id)
-    ):
-        if step.action is CorrectionAction.MARKED:
-            last_mark_by[step.entry_id] = step.by_user_id
-            put_back.pop(step.entry_id, None)
-        elif last_mark_by.get(step.entry_id) == actor.user_id:
-            put_back[step.entry_id] = step.at
-    return put_back
+    )
+    # The latest taking back of each event decides (her events shown are not marked now).
+    latest = {step.entry_id: (mark, step) for mark, step in _marks_taken_back(history)}
+    return {
+        event_id: step.at
+        for event_id, (mark, step) in latest.items()
+        if mark.by_user_id == actor.user_id
+    }
 
 
 @dataclass(frozen=True)
