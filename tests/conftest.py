@@ -22,6 +22,7 @@ from rehab.extensions import db
 from rehab.services import dispatch
 from rehab.web.health import wait_for_pipeline_watch
 from tests.support.clinic import Clinic, build_clinic
+from tests.support.smtp import SmtpServer, smtp_server
 
 _db_counter = itertools.count()
 
@@ -126,6 +127,13 @@ def client(app: Flask) -> FlaskClient:
 def clinic(app: Flask) -> Clinic:
     with app.app_context():
         return build_clinic()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free port, for a test's app to send to."""
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture

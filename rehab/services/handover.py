@@ -29,9 +29,8 @@ from rehab.db.models import (
     User,
     utcnow,
 )
-from rehab.domain.vocabulary import AuditOutcome
 from rehab.services import audit, evaluation, notifications
-from rehab.services.access import NotFound, can_see_patient, require_patient
+from rehab.services.access import can_see_patient, require_patient
 from rehab.services.actors import Actor
 from rehab.services.commands import HandOverInput, InvalidInput
 
@@ -53,6 +52,12 @@ def care_teams(session: Session) -> list[CareTeam]:
 def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInput) -> HandedOver:
     """Move the patient to `data.care_team_id`; tell its clinicians who could not see her
     that she is theirs now, and notify them of her open alerts."""
+    # An evaluation storing an alert meanwhile would tell the team she is leaving, and this
+    # would not see it; two hand-overs at once would both move her and tell her new team
+    # twice: they all take turns (the evaluation's lock), which is taken before her team is
+    # read, so the access check and everything after see the team the other one left her in
+    # (off it, the second is refused like anyone off her care team).
+    evaluation.lock_patients(session, [patient_id])
     patient = require_patient(
         session,
         actor,
@@ -64,19 +69,6 @@ def hand_over(session: Session, actor: Actor, patient_id: int, data: HandOverInp
     team = session.get(CareTeam, data.care_team_id)
     if team is None:
         raise InvalidInput("care_team_id", "is not a care team of the clinic")
-    # An evaluation storing an alert meanwhile would tell the team she is leaving, and this
-    # would not see it; two hand-overs at once would both move her and tell her new team
-    # twice: they all take turns (the evaluation's lock), and her team is read again after it.
-    evaluation.lock_patients(session, [patient_id])
-    session.refresh(patient)
-    if not can_see_patient(session, actor, patient_id):
-        # Handed over by someone else while this waited: no longer hers to move. (The access
-        # check above was audited as allowed; the refusal replaces it.)
-        session.rollback()
-        target = f"care_team:{data.care_team_id}"
-        audit.record(session, actor, "patient.transfer", patient_id, AuditOutcome.DENIED, target)
-        audit.commit(session)
-        raise NotFound(f"patient {patient_id}")
     if team.id == patient.care_team_id:
         raise InvalidInput("care_team_id", "is her care team already")
     if not _active_clinicians(session, team.id):

@@ -79,17 +79,10 @@ class Correction:
 
 
 @dataclass(frozen=True)
-class TakenBack:
+class TakenBack(Correction):
     """A mark of entered in error that was itself the mistake, and its taking back: the
     entry is in the record again, and the record says it was once marked."""
 
-    kind: str
-    record_id: int
-    dated: dt.date
-    what: str
-    marked_at: dt.datetime
-    marked_by: str
-    reason: str
     taken_back_at: dt.datetime
     taken_back_by: str
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from rehab.db.models import (
     Alert,
@@ -45,6 +46,20 @@ def mark(client: FlaskClient, path: str, reason: str) -> tuple[int, str]:
     token = csrf_token(client, path)
     response = client.post(path, data={"reason": reason, "csrf_token": token})
     return response.status_code, visible_text(response)
+
+
+def shown_mark(page_html: str) -> str:
+    """The mark an entry's page shows (its take-back form's hidden field)."""
+    shown = re.search(r'name="mark" type="hidden" value="([^"]+)"', page_html)
+    assert shown is not None
+    return shown.group(1)
+
+
+def take_back(client: FlaskClient, path: str) -> TestResponse:
+    """Take back the mark the entry's page (`path`) shows, as its form does."""
+    mark_shown = shown_mark(client.get(path).text)
+    token = csrf_token(client, path)
+    return client.post(f"{path}/undo", data={"csrf_token": token, "mark": mark_shown})
 
 
 def open_pain_alerts(app: Flask, patient_id: int) -> list[tuple[str, list[Any]]]:
@@ -345,11 +360,7 @@ def test_a_patient_takes_back_a_fall_she_logged_by_mistake(app: Flask, clinic: C
     # Her clinic knows the fall happened and takes her mark back: her history has it again,
     # and tells her why. (The clinic's own fall, never marked, says nothing of the kind.)
     path = f"/clinic/patients/{a}/events/{own}/entered-in-error"
-    shown = re.search(r'name="mark" type="hidden" value="([^"]+)"', clinician.get(path).text)
-    assert shown is not None
-    token = csrf_token(clinician, path)
-    undo = clinician.post(f"{path}/undo", data={"csrf_token": token, "mark": shown.group(1)})
-    assert undo.status_code == 302
+    assert take_back(clinician, path).status_code == 302
     mine = visible_text(patient.get("/me/history"))
     assert len(re.findall("slipped on marble stairs", mine)) == 2
     note = "You marked this as logged by mistake; your clinic put it back in your history on "
@@ -357,11 +368,7 @@ def test_a_patient_takes_back_a_fall_she_logged_by_mistake(app: Flask, clinic: C
     assert f"{note}{clinic_today().isoformat()}." in mine
     # Marked again and taken back by her clinic: not a mark of hers any more, no note.
     assert mark(clinician, path, "checking the date")[0] == 302
-    shown = re.search(r'name="mark" type="hidden" value="([^"]+)"', clinician.get(path).text)
-    assert shown is not None
-    token = csrf_token(clinician, path)
-    undo = clinician.post(f"{path}/undo", data={"csrf_token": token, "mark": shown.group(1)})
-    assert undo.status_code == 302
+    assert take_back(clinician, path).status_code == 302
     mine = visible_text(patient.get("/me/history"))
     assert len(re.findall("slipped on marble stairs", mine)) == 2 and note not in mine
 
@@ -406,8 +413,7 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
         assert fall is not None and fall.in_error  # none of that changed it
         db.session.rollback()
 
-    shown = re.search(r'name="mark" type="hidden" value="([^"]+)"', page.get_data(as_text=True))
-    assert shown is not None
+    shown = shown_mark(page.get_data(as_text=True))
     # A page opened before the mark was made again (another time): nothing taken back.
     stale = clinician.post(
         undo, data={"csrf_token": csrf_token(clinician, path), "mark": "2020-01-01T00:00:00+00:00"}
@@ -422,7 +428,7 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
     sent.clear()
 
     token = csrf_token(clinician, path)
-    taken_back = clinician.post(undo, data={"csrf_token": token, "mark": shown.group(1)})
+    taken_back = clinician.post(undo, data={"csrf_token": token, "mark": shown})
     assert taken_back.status_code == 302
     assert evaluated_ids(sent) == {a}  # she is evaluated again once it is committed
     assert taken_back.headers["Location"] == f"/clinic/patients/{a}"
@@ -472,9 +478,7 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
     assert fall_out["status"] == "final" and fall_out["effectiveDateTime"] == fall_day.isoformat()
 
     # Again: nothing to take back (422, the entry's page saying so), nothing changes.
-    again = clinician.post(
-        undo, data={"csrf_token": csrf_token(clinician, path), "mark": shown.group(1)}
-    )
+    again = clinician.post(undo, data={"csrf_token": csrf_token(clinician, path), "mark": shown})
     assert again.status_code == 422
     assert "Nothing taken back: the entry is not marked entered in error" in visible_text(again)
     # ... and its form marks the entry (it does not post to the take-back again).

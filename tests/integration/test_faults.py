@@ -56,7 +56,7 @@ from tests.support.faults import (
     evaluation_lock_waiters,
     hold_evaluation_lock,
 )
-from tests.support.smtp import SmtpServer, smtp_server
+from tests.support.smtp import SmtpServer
 from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.slow
@@ -89,12 +89,6 @@ def redis() -> Iterator[RedisServer]:
     server = start_redis()
     yield server
     server.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 class SendFailures(logging.Handler):

@@ -70,7 +70,7 @@ from tests.support.sinks import (
     sqlite_broker_messages,
     urls_in_text,
 )
-from tests.support.smtp import SmtpServer, smtp_server
+from tests.support.smtp import SmtpServer
 from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.slow
@@ -118,12 +118,6 @@ def found(markers: Markers, haystack: str, identity_only: bool = False) -> list[
     return [m for m in markers.all if m.lower() in lowered] or (
         [PREFIX] if PREFIX in lowered else []
     )
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ from tests.integration.test_notifications_outbox import (
 from tests.support.clinic import Clinic, build_clinic, csrf_token, login
 from tests.support.history import add_logs
 from tests.support.pages import visible_text
-from tests.support.smtp import SmtpServer, smtp_server
+from tests.support.smtp import SmtpServer
 from tests.support.worker import running_worker, wait_for_log, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
@@ -67,12 +67,6 @@ def mail_settings(smtp: SmtpServer) -> dict[str, str]:
 
 def env_of(settings: dict[str, str]) -> dict[str, str]:
     return {f"REHAB_{k.upper()}": v for k, v in settings.items()}
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

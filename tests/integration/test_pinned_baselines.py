@@ -67,36 +67,40 @@ def pin_form(client: FlaskClient, patient_id: int, metric: str = "leg_pain") -> 
     return form_data(text(page), pin_url(patient_id, metric))
 
 
-def pins(app: Flask, patient_id: int) -> list[tuple[str, float | None, float | None, dt.date, int]]:
+def pin_rows(app: Flask, patient_id: int, columns: Sequence[Any], *where: Any) -> list[Any]:
+    """`columns` of the patient's pin rows that match `where`, in the order they were made."""
     with app.app_context():
         rows = db.session.execute(
-            sa.select(
-                PinnedBaseline.metric,
-                PinnedBaseline.level,
-                PinnedBaseline.spread,
-                PinnedBaseline.effective_from,
-                PinnedBaseline.pinned_by_user_id,
-            )
-            .where(PinnedBaseline.patient_id == patient_id, PinnedBaseline.current())
-            .order_by(PinnedBaseline.metric, PinnedBaseline.effective_from, PinnedBaseline.id)
+            sa.select(*columns)
+            .where(PinnedBaseline.patient_id == patient_id, *where)
+            .order_by(PinnedBaseline.id)
         ).all()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [tuple(r) for r in rows]
+
+
+def pins(app: Flask, patient_id: int) -> list[tuple[str, float | None, float | None, dt.date, int]]:
+    """The current pins (metric, level, spread, from, pinned by), by metric and date."""
+    columns = (
+        PinnedBaseline.metric,
+        PinnedBaseline.level,
+        PinnedBaseline.spread,
+        PinnedBaseline.effective_from,
+        PinnedBaseline.pinned_by_user_id,
+    )
+    return sorted(
+        pin_rows(app, patient_id, columns, PinnedBaseline.current()), key=lambda r: r[0::3]
+    )
 
 
 def replaced(app: Flask, patient_id: int) -> list[tuple[str, float | None, dt.date, int | None]]:
     """The pins replaced (metric, level, from, replaced by), in the order they were made."""
-    with app.app_context():
-        rows = db.session.execute(
-            sa.select(
-                PinnedBaseline.metric,
-                PinnedBaseline.level,
-                PinnedBaseline.effective_from,
-                PinnedBaseline.replaced_by_user_id,
-            )
-            .where(PinnedBaseline.patient_id == patient_id, ~PinnedBaseline.current())
-            .order_by(PinnedBaseline.id)
-        ).all()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    columns = (
+        PinnedBaseline.metric,
+        PinnedBaseline.level,
+        PinnedBaseline.effective_from,
+        PinnedBaseline.replaced_by_user_id,
+    )
+    return pin_rows(app, patient_id, columns, ~PinnedBaseline.current())
 
 
 def audit_rows(
@@ -467,7 +471,9 @@ def test_a_replaced_pin_counts_nowhere_and_is_retracted(
         }
         assert clinician.post(pin_url(a), data=body).status_code == 302
     (replaced_id,) = [
-        pin_id for pin_id, level in pin_ids(app, a) if level == 8.0
+        pin_id
+        for pin_id, level in pin_rows(app, a, (PinnedBaseline.id, PinnedBaseline.level))
+        if level == 8.0
     ]  # (the row stays)
     with app.app_context():
         series = evaluation.load_series(db.session, [a], None)[a]
@@ -525,16 +531,6 @@ def test_a_replaced_pin_counts_nowhere_and_is_retracted(
         assert response.status_code == 200, url
         _, back = visible_text(response).split("Baseline history (1)")
         assert "pinned at 5/10" in back.split("replaced by")[0]
-
-
-def pin_ids(app: Flask, patient_id: int) -> list[tuple[int, float | None]]:
-    with app.app_context():
-        rows = db.session.execute(
-            sa.select(PinnedBaseline.id, PinnedBaseline.level)
-            .where(PinnedBaseline.patient_id == patient_id)
-            .order_by(PinnedBaseline.id)
-        ).all()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
 def test_two_pins_at_once_leave_one_current(

@@ -31,19 +31,13 @@ from tests.conftest import app_settings, dispose_engines
 from tests.integration.test_health import LATE, scanned
 from tests.support.clinic import Clinic, password_hash
 from tests.support.history import add_logs
-from tests.support.smtp import Received, SmtpServer, smtp_server
+from tests.support.smtp import Received, SmtpServer
 
 PUBLIC_URL = "https://rehab.clinic.test"
 A_WHILE_AGO = LATE + dt.timedelta(minutes=1)
 AFTER_BACK_OFF = dt.timedelta(minutes=2)
 SETTLE = dt.timedelta(minutes=30)
 MINUTE = dt.timedelta(minutes=1)
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture
