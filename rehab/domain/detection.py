@@ -117,7 +117,10 @@ Decisions
   is the only kind decided on a day without a log: `as_of` bounds it (the worker passes today;
   `rehab detect` passes the last date in the file).
 - function_decline: an ODI/PSFS measure worse than the median of the previous (up to 3) stable
-  measures, or a pin, by at least the MCID (ODI 10, PSFS 2).
+  measures, or a pin, by at least the MCID (ODI 10, PSFS 2). PSFS measures are compared on
+  the activities rated in each (`questionnaires.comparable_psfs`): a measure whose activities
+  were all replaced starts the comparison again, and an open decline is resolved only by a
+  measure comparable with what it was judged against.
 - Episodes: at most one open per (kind, metric), its baseline frozen; pain resolves when the
   median of the last 3 logs has been within max(1, half the clinically important rise) of
   that baseline for 3 logs in a row (see `rehab.domain.episodes` for the other kinds); a later

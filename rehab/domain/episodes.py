@@ -51,6 +51,7 @@ from rehab.domain.detectors import (
     pain_decisions,
 )
 from rehab.domain.explain import (
+    activities_compared,
     adherence_head,
     format_number,
     function_head,
@@ -64,6 +65,7 @@ from rehab.domain.explain import (
 )
 from rehab.domain.missed_logs import Gap, Stretch, asked_gaps, program_runs
 from rehab.domain.packing import Batch, Packed, Patient, pack
+from rehab.domain.questionnaires import comparable_psfs
 from rehab.domain.series import (
     PAIN_METRICS,
     PROVOKING_EVENT_TYPES,
@@ -945,6 +947,15 @@ def _median(scores: list[float]) -> float:
     return float((ordered[middle - 1] + ordered[middle]) / 2.0)
 
 
+def _compared(measure: OutcomeScore, against: Sequence[OutcomeScore]) -> tuple[float, float] | None:
+    """The measure's score and the median of `against`'s, on the same PSFS activities (as
+    they are for ODI); None when no activity is common."""
+    compared = comparable_psfs(measure, against)
+    if compared is None:
+        return None
+    return compared.current, _median(list(compared.earlier))
+
+
 def _by_date(measure: OutcomeScore) -> date:
     return measure.date
 
@@ -976,31 +987,44 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
             if patient.series.pinned_baselines
             else []
         )
-        stable: list[float] = []
-        # The open episode, built once its resolution is known: its fields but resolved_on.
+        stable: list[OutcomeScore] = []
+        # The open episode, built once its resolution is known: its fields but resolved_on;
+        # and what it was judged against (a pin's level, or the earlier measures).
         open_: dict[str, object] | None = None
-        open_baseline = 0.0
+        open_pin: float | None = None
+        open_against: list[OutcomeScore] = []
         for measure in measures:
-            score = measure.score
             if open_ is not None:
-                if worse_sign * (score - open_baseline) < mcid / 2.0:
+                if open_pin is not None:
+                    now: tuple[float, float] | None = (measure.score, open_pin)
+                else:
+                    now = _compared(measure, open_against)
+                # Activities all replaced since (PSFS): no longer comparable, still open.
+                if now is not None and worse_sign * (now[0] - now[1]) < mcid / 2.0:
                     episodes.append(AlertEpisode(resolved_on=measure.date, **open_))  # type: ignore[arg-type]
                     open_ = None
-                    stable.append(score)
+                    stable.append(measure)
                 continue
             pin = pin_in_force(pins, measure.date.toordinal()) if pins else None
+            activities = 0
             if pin is not None:
-                base, n_used = pin.level, 0
+                score, base, n_used = measure.score, pin.level, 0
+                against: list[OutcomeScore] = []
                 source = f"pinned by the clinician: {format_number(pin.level)}"
-            elif stable:
-                recent_scores = stable[-keep:]
-                base, n_used = _median(recent_scores), len(recent_scores)
-                source = f"automatic: median of the previous {n_used} measures"
             else:
-                stable.append(score)
-                continue
+                against = stable[-keep:]
+                compared = comparable_psfs(measure, against) if against else None
+                if compared is None:
+                    stable.append(measure)
+                    continue
+                score, activities = compared.current, compared.activities
+                against = against[len(against) - len(compared.earlier) :]
+                base, n_used = _median(list(compared.earlier)), len(compared.earlier)
+                source = f"automatic: median of the previous {n_used} measures"
+                if activities:
+                    source += f", {activities_compared(activities)}"
             if worse_sign * (score - base) < mcid:
-                stable.append(score)
+                stable.append(measure)
                 continue
             detected_day = measure.date.toordinal() - patient.origin
             related, tail = patient.context_tail(detected_day, config)
@@ -1023,12 +1047,14 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
                         baseline=base,
                         baseline_measures=n_used,
                         important_change=mcid,
+                        activities=activities,
                     ),
                     tail,
                 ),
                 "baseline_source": source,
             }
-            open_baseline = base
+            open_pin = None if pin is None else base
+            open_against = against
         if open_ is not None:
             episodes.append(AlertEpisode(resolved_on=None, **open_))  # type: ignore[arg-type]
     return episodes

@@ -187,6 +187,11 @@ def red_flag_head(*, day: date, flags: Sequence[str]) -> str:
     return f"Red flag reported {day.isoformat()}" + (f": {'; '.join(named)}." if named else ".")
 
 
+def activities_compared(activities: int) -> str:
+    """ "on the 3 activities rated in each": how PSFS measures were compared."""
+    return f"on the {activities} activit{'y' if activities == 1 else 'ies'} rated in each"
+
+
 def function_head(
     *,
     instrument: str,
@@ -195,12 +200,15 @@ def function_head(
     baseline: float,
     baseline_measures: int,
     important_change: float,
+    activities: int = 0,
 ) -> str:
+    """`activities`: PSFS compared on that many activities rated in each measure (0: all)."""
     scale = "/100" if instrument == "odi" else "/10"
     direction = "higher is worse" if instrument == "odi" else "lower is worse"
+    on = f", {activities_compared(activities)}" if activities else ""
     return (
         f"{metric_label(instrument)} {format_number(score)}{scale} on {measured_on.isoformat()} "
         f"vs baseline {format_number(baseline)}{scale} (median of {baseline_measures} earlier "
-        f"measure{'s' if baseline_measures != 1 else ''}; {direction}) "
+        f"measure{'s' if baseline_measures != 1 else ''}{on}; {direction}) "
         f"({signed(score - baseline)}; clinically important ≥ {format_number(important_change)})."
     )

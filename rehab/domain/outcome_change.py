@@ -6,8 +6,10 @@ A change is the latest score minus the first score of the episode, turned the wa
 "better" (ODI: lower is better; PSFS: higher is better), and judged against the minimal
 clinically important difference alone: ODI 10 points, PSFS 2 points. (Design §3 also gives
 ODI's 30 %; from a low start 30 % is a few points, inside ODI's measurement error, so the
-points rule holds alone, as in the detector.) The figures state what changed; what it means
-for the patient stays the clinician's judgement.
+points rule holds alone, as in the detector.) A PSFS whose activities changed during the
+episode is compared, as in the detector, on the activities rated at both ends
+(`questionnaires.comparable_psfs`). The figures state what changed; what it means for the
+patient stays the clinician's judgement.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import datetime as dt
 import enum
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from rehab.domain.clinical import ODI_MCID, PSFS_MCID
+from rehab.domain.questionnaires import comparable_psfs
+from rehab.domain.series import OutcomeScore
 
 # An intake score is often taken at the assessment, some days before the program starts.
 INTAKE_DAYS_BEFORE_PROGRAM = 14
@@ -36,6 +40,8 @@ class Verdict(enum.StrEnum):
 class Score:
     on: dt.date
     value: float
+    # A PSFS's activities and ratings (`OutcomeScore.ratings`); empty for ODI.
+    ratings: tuple[tuple[str, float], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class OutcomeChange:
     start: Score
     latest: Score
     scores: int  # how many scores of the episode, start and latest included
+    # PSFS: compared on this many activities rated at both ends, each end's value their mean
+    # (0: the same activities, the scores as recorded).
+    activities: int = 0
 
     @property
     def change(self) -> float:
@@ -119,12 +128,34 @@ def outcome_change(
 ) -> OutcomeChange | None:
     """The episode's change (its first score to its latest), or None without scores on two
     different days since `since` (two on one day, say the clinician's and the patient's own
-    rating, are no change over time). Two on one day: the later recorded is given last."""
+    rating, are no change over time). Two on one day: the later recorded is given last. A PSFS
+    starts from the episode's first score with an activity in common with the latest, both
+    ends then taken on the activities rated at both."""
     mcid_of(instrument)  # an unknown instrument is a caller's error, at once
     kept = sorted((s for s in scores if since is None or s.on >= since), key=lambda score: score.on)
     if len(kept) < 2 or kept[-1].on == kept[0].on:
         return None
-    return OutcomeChange(instrument, kept[0], kept[-1], len(kept))
+    latest = kept[-1]
+    # The first score with an activity in common with the latest (PSFS; any score for ODI).
+    position, compared = 0, None
+    while compared is None:
+        if kept[position].on == latest.on:
+            return None
+        compared = comparable_psfs(
+            _as_outcome(instrument, latest), [_as_outcome(instrument, kept[position])]
+        )
+        position += compared is None
+    start = kept[position]
+    if compared.activities:
+        start = replace(start, value=compared.earlier[0])
+        latest = replace(latest, value=compared.current)
+    return OutcomeChange(instrument, start, latest, len(kept) - position, compared.activities)
+
+
+def _as_outcome(instrument: str, score: Score) -> OutcomeScore:
+    return OutcomeScore(
+        score.on, "odi" if instrument == "odi" else "psfs", score.value, score.ratings
+    )
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,18 @@ answered sections divided by 5 × answered, as a percentage 0–100. Fairbank & 
 one unanswered section; more missing makes the index unreliable, so we refuse it.
 
 PSFS (Patient-Specific Functional Scale): 3 to 5 patient-chosen activities rated 0 (unable) to
-10 (as before injury); the score is their mean (Stratford 1995).
+10 (as before injury); the score is their mean (Stratford 1995). A patient's activities are her
+own and may change between measures (a clinician replaces one she can now do easily); two PSFS
+are compared on the activities rated in both, since the mean of other activities is another
+measure (`comparable_psfs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from rehab.domain.series import OutcomeScore
 
 ODI_SECTIONS = 10
 ODI_MAX_PER_SECTION = 5
@@ -64,3 +70,76 @@ ODI_SECTION_TITLES: tuple[str, ...] = (
     "Social life",
     "Travelling",
 )
+
+
+def activity_key(name: str) -> str:
+    """A PSFS activity as compared between measures: case and spacing do not make another one
+    ("Climbing stairs" and "climbing  stairs " are one activity)."""
+    return " ".join(name.split()).casefold()
+
+
+def psfs_ratings(rows: Iterable[Mapping[str, object]]) -> tuple[tuple[str, float], ...]:
+    """A stored PSFS's `{"activity", "rating"}` rows as (`activity_key`, rating) pairs, in
+    order; a row without a named activity or a numeric rating is left out."""
+    pairs: list[tuple[str, float]] = []
+    for row in rows:
+        name, rating = row.get("activity"), row.get("rating")
+        if isinstance(name, str) and name.strip() and isinstance(rating, int | float):
+            pairs.append((activity_key(name), float(rating)))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class PsfsComparison:
+    """A measure's score and the earlier measures' scores, on the same activities.
+
+    `activities`: how many activities were compared; 0 when every measure rated the same
+    ones (or their activities are not known), and the scores are the measures' own.
+    """
+
+    current: float
+    earlier: tuple[float, ...]  # oldest first
+    activities: int
+
+
+def comparable_psfs(latest: OutcomeScore, earlier: Sequence[OutcomeScore]) -> PsfsComparison | None:
+    """`latest` against `earlier` (oldest first) on the activities rated in all of them, each
+    score the mean of its ratings of those activities (rounded as `score_psfs` rounds).
+
+    Earlier measures sharing none of them are dropped, oldest first, until some activity is
+    common (the most recent earlier measure is the last to go); None when even it shares no
+    activity with `latest`: her activities were all replaced, and the scores measure
+    different things. Where an activity appears twice in one measure, its first rating
+    counts."""
+    if not earlier:
+        return None
+    if not latest.ratings or any(not measure.ratings for measure in earlier):
+        return PsfsComparison(latest.score, tuple(m.score for m in earlier), 0)
+    mine = _by_activity(latest.ratings)
+    theirs = [_by_activity(measure.ratings) for measure in earlier]
+    while theirs:
+        common = set(mine).intersection(*theirs)
+        if common:
+            break
+        theirs = theirs[1:]
+    else:
+        return None
+    used = earlier[len(earlier) - len(theirs) :]
+    if len(common) == len(mine) and all(len(ratings) == len(common) for ratings in theirs):
+        return PsfsComparison(latest.score, tuple(m.score for m in used), 0)
+    return PsfsComparison(
+        _mean_of(mine, common),
+        tuple(_mean_of(ratings, common) for ratings in theirs),
+        len(common),
+    )
+
+
+def _by_activity(ratings: Sequence[tuple[str, float]]) -> dict[str, float]:
+    by_activity: dict[str, float] = {}
+    for activity, rating in ratings:
+        by_activity.setdefault(activity, rating)
+    return by_activity
+
+
+def _mean_of(ratings: Mapping[str, float], activities: set[str]) -> float:
+    return round(sum(ratings[a] for a in activities) / len(activities), 1)

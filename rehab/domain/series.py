@@ -48,11 +48,18 @@ class PatientEvent:
 
 @dataclass(frozen=True, slots=True)
 class OutcomeScore:
-    """A scored questionnaire (ODI 0–100, higher is worse; PSFS 0–10, higher is better)."""
+    """A scored questionnaire (ODI 0–100, higher is worse; PSFS 0–10, higher is better).
+
+    `ratings`: a PSFS's own activities and their ratings, each activity by its
+    `questionnaires.activity_key`, so that two PSFS are compared on the activities rated in
+    both (`questionnaires.comparable_psfs`); empty for ODI, or where the activities are not
+    known (the score is then compared as it is).
+    """
 
     date: date
     instrument: OutcomeInstrument
     score: float
+    ratings: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,9 @@ from rehab.domain.detection import (
 from rehab.domain.episodes import LOOKBACK_KINDS
 from rehab.domain.event_text import fall_mechanism
 from rehab.domain.missed_logs import Period, program_runs
+from rehab.domain.questionnaires import psfs_ratings
 from rehab.domain.series import AnySeries
-from rehab.domain.vocabulary import RedFlag
+from rehab.domain.vocabulary import Instrument, RedFlag
 from rehab.services import alerts, audit, clinic_policy, notifications, series_copy
 from rehab.services.actors import SYSTEM
 from rehab.services.series import RED_FLAG_COLUMNS
@@ -331,6 +332,11 @@ _OUTCOME_COLUMNS = (
     OutcomeMeasure.measured_on,
     OutcomeMeasure.instrument,
     OutcomeMeasure.score,
+    # A PSFS's activities, compared between measures (`questionnaires.comparable_psfs`).
+    sa.case(
+        (OutcomeMeasure.instrument == Instrument.PSFS, OutcomeMeasure.answers["activities"]),
+        else_=sa.null(),
+    ),
 )
 _OUTCOME_ORDER = (OutcomeMeasure.patient_id, OutcomeMeasure.measured_on, OutcomeMeasure.id)
 _CURRENT_OUTCOMES = OutcomeMeasure.current()
@@ -381,15 +387,22 @@ def _context_generic(
                 _value(landed),
             )
         )  # fmt: skip
-    for pid, measured_on, instrument, score in rows(
+    for pid, measured_on, instrument, score, activities in rows(
         _OUTCOME_COLUMNS, _OUTCOME_ORDER, _CURRENT_OUTCOMES
     ):
-        context.outcomes[pid].append(OutcomeScore(measured_on, instrument.value, score))
+        context.outcomes[pid].append(
+            OutcomeScore(measured_on, instrument.value, score, _ratings(activities))
+        )
     for pid, metric, level, effective_from, spread in rows(_PIN_COLUMNS, _PIN_ORDER, _CURRENT_PINS):
         context.pins[pid].append(PinnedBaseline(metric, level, effective_from, spread))
     for pid, start, end in rows(_PERIOD_COLUMNS, _PERIOD_ORDER):
         context.periods[pid].append((start, end))
     return context
+
+
+def _ratings(activities: Any) -> tuple[tuple[str, float], ...]:
+    """A PSFS's stored activity rows as the detector compares them (none for ODI)."""
+    return psfs_ratings(activities) if isinstance(activities, list) else ()
 
 
 def _value(member: Any) -> str | None:
@@ -553,9 +566,9 @@ def _read_postgresql(
                 fromisoformat(day), kind, note, side, region, location, steps, height, landed
             )
         )
-    for pid, measured_on, instrument, score in _as_list(outcomes):
+    for pid, measured_on, instrument, score, activities in _as_list(outcomes):
         context.outcomes[pid].append(
-            OutcomeScore(fromisoformat(measured_on), instrument, float(score))
+            OutcomeScore(fromisoformat(measured_on), instrument, float(score), _ratings(activities))
         )
     for pid, metric, level, effective_from, spread in _as_list(pins):
         context.pins[pid].append(

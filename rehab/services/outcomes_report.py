@@ -29,6 +29,7 @@ from rehab.domain.outcome_change import (
     summarize,
 )
 from rehab.domain.outcome_change import Program as ProgramSpan
+from rehab.domain.questionnaires import psfs_ratings
 from rehab.domain.vocabulary import Instrument
 from rehab.services import audit
 from rehab.services.access import NotFound, visible_patient_ids
@@ -83,6 +84,7 @@ def outcomes_report(session: Session, actor: Actor, today: dt.date) -> OutcomesR
             OutcomeMeasure.instrument,
             OutcomeMeasure.measured_on,
             OutcomeMeasure.score,
+            OutcomeMeasure.answers,
         )
         .where(
             OutcomeMeasure.patient_id.in_(visible),
@@ -91,8 +93,9 @@ def outcomes_report(session: Session, actor: Actor, today: dt.date) -> OutcomesR
         )
         .order_by(OutcomeMeasure.measured_on, OutcomeMeasure.id)
     )
-    for patient_id, measured, measured_on, score in rows:
-        scores[(patient_id, measured.value)].append(Score(measured_on, score))
+    for patient_id, measured, measured_on, score, answers in rows:
+        ratings = psfs_ratings(answers.get("activities", ())) if measured is Instrument.PSFS else ()
+        scores[(patient_id, measured.value)].append(Score(measured_on, score, ratings))
 
     patients: list[PatientOutcome] = []
     summaries, ended = [], []

@@ -19,6 +19,7 @@ from rehab.domain.outcome_change import (
     outcome_change,
     summarize,
 )
+from rehab.domain.questionnaires import activity_key
 
 DAY = dt.date(2025, 3, 1)
 
@@ -146,3 +147,48 @@ def test_the_summary_counts_each_verdict_and_the_median_improvement() -> None:
 def test_a_change_is_plain_data() -> None:
     change = OutcomeChange("psfs", Score(DAY, 2.0), Score(DAY, 4.5), 2)
     assert change.improvement == pytest.approx(2.5) and change.verdict is Verdict.BETTER
+
+
+def rated(on: dt.date, **ratings: int) -> Score:
+    """A PSFS score as the report reads it: its mean, its activities by key."""
+    value = round(sum(ratings.values()) / len(ratings), 1)
+    return Score(on, value, tuple((activity_key(a), float(r)) for a, r in ratings.items()))
+
+
+def test_a_psfs_is_compared_on_the_activities_rated_at_both_ends() -> None:
+    later = DAY + dt.timedelta(days=40)
+    # Walking replaced by running: the means say +1.0 (within), the two kept activities +2.5.
+    change = outcome_change(
+        "psfs", [rated(DAY, walking=3, sitting=3, lifting=4), rated(later, running=1,
+                                                                    sitting=6, lifting=6)],
+        None,
+    )  # fmt: skip
+    assert change is not None
+    assert (change.start, change.latest, change.activities) == (
+        Score(DAY, 3.5),
+        Score(later, 6.0),
+        2,
+    )
+    assert change.verdict is Verdict.BETTER
+    # The same activities: the recorded scores, as before.
+    same = outcome_change(
+        "psfs", [rated(DAY, walking=3, sitting=3, lifting=4), rated(later, walking=4,
+                                                                    sitting=4, lifting=4)],
+        None,
+    )  # fmt: skip
+    assert same is not None and (same.start.value, same.latest.value, same.activities) == (
+        3.3,
+        4.0,
+        0,
+    )
+
+
+def test_a_psfs_starts_from_the_first_score_sharing_an_activity_with_the_latest() -> None:
+    first = rated(DAY, walking=3, sitting=3, lifting=4)
+    replaced = rated(DAY + dt.timedelta(days=20), running=2, cycling=2, swimming=3)
+    latest = rated(DAY + dt.timedelta(days=40), running=5, cycling=5, swimming=5)
+    change = outcome_change("psfs", [first, replaced, latest], None)
+    assert change is not None
+    assert (change.start, change.scores, change.activities) == (replaced, 2, 0)
+    # With none in common at all, there is no change to state.
+    assert outcome_change("psfs", [first, latest], None) is None

@@ -1,0 +1,105 @@
+"""A patient's PSFS activities change between visits (her clinician replaces one she now does
+easily by a harder one): the detector compares her measures on the activities rated in each,
+through both of the evaluation's reads (PostgreSQL's one statement, SQLite's generic read),
+and the alert says so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from rehab.db.models import Alert, User
+from rehab.domain.vocabulary import Instrument
+from rehab.extensions import db
+from rehab.services import accounts, clinical, evaluation
+from rehab.services.commands import OutcomeInput, PsfsActivity
+from rehab.services.time import clinic_today
+from tests.support.clinic import Clinic, login
+from tests.support.pages import visible_text
+
+
+def record_psfs(app: Flask, clinic: Clinic, days_ago: int, ratings: dict[str, int]) -> None:
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    with app.app_context():
+        user = db.session.get(User, clinic.clinician.user_id)
+        assert user is not None
+        clinical.record_outcome(
+            db.session,
+            accounts.actor_for(user),
+            a,
+            OutcomeInput(
+                instrument=Instrument.PSFS,
+                measured_on=clinic_today() - dt.timedelta(days=days_ago),
+                psfs_activities=[
+                    PsfsActivity(activity=name, rating=rating) for name, rating in ratings.items()
+                ],
+            ),
+        )
+
+
+def evaluated_declines(app: Flask, patient_id: int) -> list[tuple[dt.date, float | None, str]]:
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [patient_id], clinic_today())
+        found = [
+            (detected_on, current, explanation)
+            for detected_on, current, explanation in db.session.execute(
+                sa.select(Alert.detected_on, Alert.current, Alert.explanation).where(
+                    Alert.patient_id == patient_id, Alert.kind == "function_decline"
+                )
+            )
+        ]
+        db.session.rollback()
+        return found
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_psfs_measures_are_compared_on_the_activities_rated_in_each(
+    app: Flask, clinic: Clinic
+) -> None:
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    record_psfs(app, clinic, 90, {"Walking 30 minutes": 8, "Sitting through a film": 8,
+                                  "Lifting the shopping": 7})  # fmt: skip
+    # The same activities, typed again with other case and spacing.
+    record_psfs(app, clinic, 60, {"walking 30  minutes": 8, "Sitting through a film": 9,
+                                  "lifting the shopping ": 7})  # fmt: skip
+    # Walking is easy now; running replaces it. The mean falls from 7.7–8.0 to 5.3, but on the
+    # two activities rated in each she is as before: no decline.
+    record_psfs(app, clinic, 30, {"Running 5 km": 1, "Sitting through a film": 8,
+                                  "Lifting the shopping": 7})  # fmt: skip
+    assert evaluated_declines(app, a) == []
+
+    # Rated high on running, lower on the two she had: the mean (6.3) is within 2 of the
+    # earlier measures', but those two are down by 2.5 from their median (7.5).
+    record_psfs(app, clinic, 0, {"Running 5 km": 9, "Sitting through a film": 5,
+                                 "Lifting the shopping": 5})  # fmt: skip
+    found = evaluated_declines(app, a)
+    assert [(on, current) for on, current, _ in found] == [(clinic_today(), 5.0)]
+    assert "vs baseline 7.5/10" in found[0][2]
+    assert "on the 2 activities rated in each" in found[0][2]
+
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    assert "on the 2 activities rated in each" in visible_text(clinician.get("/clinic/alerts/"))
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_the_outcomes_report_compares_a_psfs_on_the_activities_kept(
+    app: Flask, clinic: Clinic
+) -> None:
+    record_psfs(app, clinic, 50, {"Walking 30 minutes": 3, "Sitting through a film": 3,
+                                  "Lifting the shopping": 4})  # fmt: skip
+    record_psfs(app, clinic, 5, {"Running 5 km": 1, "sitting through a film": 6,
+                                 "Lifting the shopping": 6})  # fmt: skip
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    page = re.sub(r"\s+", " ", visible_text(clinician.get("/clinic/outcomes")))
+    # The means (3.3 → 4.3) are within the MCID; the two activities kept rose by 2.5.
+    assert ": 3.5" in page and ": 6.0" in page
+    assert "both on the 2 activities rated at each" in page
+    assert "+2.5 (higher is better) better by the MCID or more" in page
