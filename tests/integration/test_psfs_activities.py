@@ -103,3 +103,17 @@ def test_the_outcomes_report_compares_a_psfs_on_the_activities_kept(
     assert ": 3.5" in page and ": 6.0" in page
     assert "both on the 2 activities rated at each" in page
     assert "+2.5 (higher is better) better by the MCID or more" in page
+
+
+def test_the_psfs_form_says_how_changed_activities_are_compared(app: Flask, clinic: Clinic) -> None:
+    a = clinic.patient_a.patient_id
+    record_psfs(app, clinic, 30, {"Walking 30 minutes": 6, "Sitting through a film": 7,
+                                  "Lifting the shopping": 5})  # fmt: skip
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    response = clinician.get(f"/clinic/patients/{a}/outcomes/new?instrument=psfs")
+    assert response.status_code == 200
+    page = visible_text(response)
+    assert "the latest ones are filled in" in page
+    assert "use the activities rated in both" in page
+    assert 'value="Walking 30 minutes"' in response.get_data(as_text=True)
