@@ -65,6 +65,7 @@ ACTION_PHRASES: dict[str, str] = {
     "alert.acknowledge": "acknowledged an alert about you",
     "alert.resolve": "closed an alert about you",
     "alert.update": "handled an alert about you",
+    "alert.reopen": "reopened an alert about you",
     "notification.list": "read the e-mails sent about you",
     "notification.admin_list": "saw the list of e-mails sent about you",
     "notification.retry": "sent an e-mail about you again",

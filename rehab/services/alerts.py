@@ -177,13 +177,14 @@ def _name(names: Mapping[int, str], user_id: int | None) -> str | None:
     return None if user_id is None else names.get(user_id)
 
 
+# Every note the detector has written for an alert the record no longer shows.
+NO_LONGER_SHOWN_NOTES = (AUTO_NO_LONGER_SHOWN, _AUTO_NO_LONGER_SHOWN_BEFORE)
+
+
 def no_longer_shown(alert: Alert) -> bool:
     """Whether the detector resolved the alert because the record, corrected since, no
     longer shows it: its words may cite what the correction took away."""
-    return alert.resolved_by_user_id is None and alert.resolve_note in (
-        AUTO_NO_LONGER_SHOWN,
-        _AUTO_NO_LONGER_SHOWN_BEFORE,
-    )
+    return alert.resolved_by_user_id is None and alert.resolve_note in NO_LONGER_SHOWN_NOTES
 
 
 def _auto_reason(note: str, kind: str) -> str:
@@ -191,7 +192,7 @@ def _auto_reason(note: str, kind: str) -> str:
         return "superseded by a newer alert of the same kind and metric"
     if note == AUTO_ALREADY_RESOLVED:
         return "already over when first evaluated"
-    if note in (AUTO_NO_LONGER_SHOWN, _AUTO_NO_LONGER_SHOWN_BEFORE):
+    if note in NO_LONGER_SHOWN_NOTES:
         return "no longer shown by the record as it now stands"
     if note == AUTO_PROGRAM_ENDED:
         return "the program ended: no logs asked for after it"

@@ -847,7 +847,20 @@ def _reconcile(
                         session, patient_id, alert_id, episode.resolved_on, now, note
                     )
                 continue
-            if stored.has(patient_id, key):  # stored, and resolved: nothing to do
+            if stored.has(patient_id, key):  # stored, and resolved
+                if episode.resolved_on is None and key[0] in NO_LONGER_SHOWN_KINDS:
+                    # Ongoing again while a later alert of its kind and metric, which the
+                    # record no longer shows, took its place: an entry's mark taken back.
+                    displaced = [
+                        old.id
+                        for (kind, metric, _), old in unresolved.items()
+                        if (kind, metric) == key[:2] and old.id not in matched
+                    ]
+                    if displaced:
+                        reopened = _reopen(session, patient_id, episode, displaced[0], as_of, now)
+                        if reopened is not None:
+                            matched.update((reopened, displaced[0]))
+                            result.resolved += 1
                 continue
             if episode.kind == GAP_KIND and stored.has_gap(patient_id, key[1], episode.onset):
                 continue  # this gap's alert, detected on another day, and resolved
@@ -1032,6 +1045,67 @@ def _auto_resolve(
         return False
     audit.record(session, SYSTEM, "alert.resolve", patient_id, target=f"alert:{alert_id}")
     return True
+
+
+# The notes of an alert the system resolved because the record stopped showing it as open.
+_REOPENABLE_NOTES = (alerts.AUTO_SUPERSEDED, *alerts.NO_LONGER_SHOWN_NOTES)
+
+
+def _reopen(
+    session: Session,
+    patient_id: int,
+    episode: AlertEpisode,
+    displaced_id: int,
+    as_of: dt.date | None,
+    now: dt.datetime,
+) -> int | None:
+    """Reopen the stored alert of `episode`, resolved by the system as superseded or no
+    longer shown, that the replay shows ongoing again, and resolve the open alert that took
+    its place (`displaced_id`), which the replay no longer shows. The typical case: a fall
+    made the alert a day early; marked entered in error, a later alert without it replaced
+    that one; the mark taken back, the fall's alert is the one the record shows. It comes
+    back as it was (acknowledged if it had been, its words as the replay has them), audited;
+    nobody is e-mailed again: its care team was told when it first opened. An alert a
+    clinician resolved stays resolved. The id reopened, or None."""
+    kind, metric, detected_on = _key(episode)
+    row = session.execute(
+        sa.select(Alert.id, Alert.acknowledged_by_user_id).where(
+            Alert.patient_id == patient_id,
+            Alert.kind == kind,
+            Alert.metric == metric,
+            Alert.detected_on == detected_on,
+            Alert.status == AlertStatus.RESOLVED,
+            Alert.resolved_by_user_id.is_(None),
+            Alert.resolve_note.in_(_REOPENABLE_NOTES),
+        )
+    ).first()
+    if row is None:
+        return None
+    alert_id, acknowledged_by = row
+    # The displaced one first: one unresolved alert per kind and metric (a unique index).
+    if not _auto_resolve(
+        session,
+        patient_id,
+        displaced_id,
+        as_of or episode.detected_on,
+        now,
+        alerts.AUTO_NO_LONGER_SHOWN,
+    ):
+        return None
+    session.execute(
+        sa.update(Alert)
+        .where(Alert.id == alert_id)
+        .values(
+            status=AlertStatus.OPEN if acknowledged_by is None else AlertStatus.ACKNOWLEDGED,
+            resolved_on=None,
+            resolved_at=None,
+            resolve_note="",
+            resolve_judgement=None,
+        )
+    )
+    _reword(session, alert_id, episode)
+    audit.record(session, SYSTEM, "alert.reopen", patient_id, target=f"alert:{alert_id}")
+    return alert_id
 
 
 def _reword(session: Session, alert_id: int, episode: AlertEpisode) -> None:

@@ -538,3 +538,115 @@ def test_two_marks_at_once_make_one(app: Flask, clinic: Clinic) -> None:
             )
         ).all()
         assert [(action.value, reason) for action, reason in history] == [("marked", "first")]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_taking_back_a_mark_brings_back_the_alert_the_mark_had_superseded(
+    app: Flask, clinic: Clinic
+) -> None:
+    """The fall made the alert a day early; marked entered in error, the fall went, and a
+    later alert without it replaced that one. Its mark taken back, the fall's alert is open
+    again as it was (same id, its words citing the fall, acknowledged as before) and the
+    later one, which the record no longer shows, is resolved; both audited."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    today = clinic_today()
+    fall_id, _ = alert_after_a_fall(app, clinic, a)
+    with app.app_context():
+        (first_id,) = db.session.scalars(
+            sa.select(Alert.id).where(Alert.patient_id == a, Alert.kind == "pain_regression")
+        )
+        db.session.rollback()
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    token = csrf_token(clinician, "/clinic/alerts/")
+    acknowledged = clinician.post(
+        f"/clinic/alerts/{first_id}/acknowledge", data={"csrf_token": token, "note": "calling her"}
+    )
+    assert acknowledged.status_code == 303
+    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
+    assert mark(clinician, path, REASON)[0] == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(Alert.id, Alert.detected_on, Alert.status).where(
+                Alert.patient_id == a, Alert.kind == "pain_regression"
+            )
+        ).all()
+        db.session.rollback()
+    assert len(rows) == 2, rows  # the fall's alert superseded by a later one without it
+    ((explanation, _),) = open_pain_alerts(app, a)
+    assert "fall" not in explanation
+
+    assert take_back(clinician, path).status_code == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        evaluation.evaluate_and_commit(db.session, [a], today)  # a second run changes nothing
+        found = {
+            alert_id: (status, note, ack_note)
+            for alert_id, status, note, ack_note in db.session.execute(
+                sa.select(Alert.id, Alert.status, Alert.resolve_note, Alert.acknowledge_note).where(
+                    Alert.patient_id == a, Alert.kind == "pain_regression"
+                )
+            )
+        }
+        audited = [
+            (r.action, r.target)
+            for r in db.session.scalars(
+                sa.select(AuditEvent)
+                .where(AuditEvent.action.in_(["alert.reopen", "alert.resolve"]))
+                .order_by(AuditEvent.id)
+            )
+        ]
+        db.session.rollback()
+    (later_id,) = set(found) - {first_id}
+    assert found[first_id] == (AlertStatus.ACKNOWLEDGED, "", "calling her")
+    assert found[later_id][0] is AlertStatus.RESOLVED
+    assert found[later_id][1] == alerts.AUTO_NO_LONGER_SHOWN
+    ((explanation, related),) = open_pain_alerts(app, a)
+    assert "fall" in explanation and [e["event"] for e in related] == ["fall"]
+    assert audited[-2:] == [
+        ("alert.resolve", f"alert:{later_id}"),
+        ("alert.reopen", f"alert:{first_id}"),
+    ]
+
+
+def test_an_alert_a_clinician_resolved_is_not_reopened_by_a_mark_taken_back(
+    app: Flask, clinic: Clinic
+) -> None:
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    today = clinic_today()
+    fall_id, _ = alert_after_a_fall(app, clinic, a)
+    with app.app_context():
+        (first_id,) = db.session.scalars(
+            sa.select(Alert.id).where(Alert.patient_id == a, Alert.kind == "pain_regression")
+        )
+        db.session.rollback()
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    token = csrf_token(clinician, "/clinic/alerts/")
+    resolved = clinician.post(
+        f"/clinic/alerts/{first_id}/resolve", data={"csrf_token": token, "note": "seen her"}
+    )
+    assert resolved.status_code == 303
+    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
+    assert mark(clinician, path, REASON)[0] == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    assert take_back(clinician, path).status_code == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        first = db.session.get(Alert, first_id)
+        assert first is not None
+        assert (first.status, first.resolved_by_user_id, first.resolve_note) == (
+            AlertStatus.RESOLVED,
+            clinic.clinician.user_id,
+            "seen her",
+        )
+        reopened = db.session.scalar(
+            sa.select(sa.func.count()).where(AuditEvent.action == "alert.reopen")
+        )
+        db.session.rollback()
+    assert reopened == 0
