@@ -37,6 +37,8 @@ class AlertEpisode:
     after, if any. `superseded`: it was closed (on `resolved_on`) because a further rise of the
     same metric opened the next episode, not because the metric settled. `program_ended`: a
     missed-logs episode closed because the programs asking for logs ended, not by a log.
+    `activities_replaced`: a PSFS decline closed because the activities it was raised on are
+    no longer rated (it can no longer be followed), not because the score came back.
     """
 
     patient_id: str
@@ -55,6 +57,7 @@ class AlertEpisode:
     linked_event: RelatedEvent | None = None
     superseded: bool = False
     program_ended: bool = False
+    activities_replaced: bool = False
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class AlertEpisode:
         linked_event: RelatedEvent | None = None,
         superseded: bool = False,
         program_ended: bool = False,
+        activities_replaced: bool = False,
     ) -> None:
         # The dataclass's own __init__, written out: a replay makes a dozen episodes per
         # patient-year, and this one sets the frozen fields a third faster.
@@ -94,6 +98,7 @@ class AlertEpisode:
         set_field(self, "linked_event", linked_event)
         set_field(self, "superseded", superseded)
         set_field(self, "program_ended", program_ended)
+        set_field(self, "activities_replaced", activities_replaced)
 
     @property
     def dedup_key(self) -> tuple[str, str | None, date | None]:

@@ -23,6 +23,9 @@ import numpy.typing as npt
 PAIN_MINIMAL_DETECTABLE_CHANGE = 2.0
 ODI_MCID = 10.0
 PSFS_MCID = 2.0
+# ODI and PSFS scores are stored to one decimal place: a change within this of a threshold
+# (an MCID, half of one) is at it, whatever the binary arithmetic of the subtraction says.
+SCORE_TOLERANCE = 1e-6
 
 
 def pain_mcid(baseline_level: float) -> float:

@@ -12,7 +12,7 @@ Inputs are plain frozen dataclasses from `rehab.domain.series`:
   logged day in each log column (dates strictly increasing; None = not logged that day).
   `PatientSeries.from_logs(patient_id, [DailyLog(...)], events=..., ...)` builds one from rows.
 - `PatientEvent(date, event_type, note="", side=None, body_region=None, mechanism=None)`,
-  `OutcomeScore(date, instrument "odi"|"psfs", score)`,
+  `OutcomeScore(date, instrument "odi"|"psfs", score, ratings)` (a PSFS's activities),
   `PinnedBaseline(metric, level, effective_from, spread=None, pinned_by="")`,
   `HistoryItem(description, when="", kind="")` (kind "surgery" makes fall-linked alerts urgent).
 
@@ -118,9 +118,10 @@ Decisions
   `rehab detect` passes the last date in the file).
 - function_decline: an ODI/PSFS measure worse than the median of the previous (up to 3) stable
   measures, or a pin, by at least the MCID (ODI 10, PSFS 2). PSFS measures are compared on
-  the activities rated in each (`questionnaires.comparable_psfs`): a measure whose activities
-  were all replaced starts the comparison again, and an open decline is resolved only by a
-  measure comparable with what it was judged against.
+  the activities rated in each, at least 2 (`questionnaires.comparable_psfs`): a measure
+  sharing fewer with the earlier ones starts the comparison again; an open decline is judged
+  on the activities it was raised on, and closes (`activities_replaced`) at a measure that
+  no longer rates enough of them. A pin is compared with the score as recorded.
 - Episodes: at most one open per (kind, metric), its baseline frozen; pain resolves when the
   median of the last 3 logs has been within max(1, half the clinically important rise) of
   that baseline for 3 logs in a row (see `rehab.domain.episodes` for the other kinds); a later

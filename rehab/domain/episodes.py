@@ -8,8 +8,10 @@ Rules (design §2 dedup and auto-resolve):
   `resolve_logs` logs in a row; adherence_drop once the mean of the last 5 logs has been back
   within half the alert drop of the usual level for `adherence_resolve_logs` logs in a row;
   missed_logs on the next log; function_decline at the next measure less than half an MCID
-  worse than its baseline. A later rise opens a new episode. (The days of an episode do not
-  linger in later baselines for long: the level follows the patient down once she is back.)
+  worse than its baseline (a PSFS: compared on the activities the decline was raised on; it
+  closes, saying so, at a measure that no longer rates enough of them). A later rise opens a
+  new episode. (The days of an episode do not linger in later baselines for long: the level
+  follows the patient down once she is back.)
 - A pain decision that is a further clinically important rise over an open pain episode's
   level, judged like with like (`_superseded_by`), supersedes it: the open episode resolves
   on that log and a new one opens there (one open per key still holds).
@@ -43,6 +45,7 @@ from rehab.domain.baseline import (
     pin_in_force,
     pin_periods,
 )
+from rehab.domain.clinical import SCORE_TOLERANCE
 from rehab.domain.config import DetectionConfig
 from rehab.domain.detectors import (
     EVENT_RULE,
@@ -947,10 +950,12 @@ def _median(scores: list[float]) -> float:
     return float((ordered[middle - 1] + ordered[middle]) / 2.0)
 
 
-def _compared(measure: OutcomeScore, against: Sequence[OutcomeScore]) -> tuple[float, float] | None:
-    """The measure's score and the median of `against`'s, on the same PSFS activities (as
-    they are for ODI); None when no activity is common."""
-    compared = comparable_psfs(measure, against)
+def _compared(
+    measure: OutcomeScore, against: Sequence[OutcomeScore], on: frozenset[str] | None
+) -> tuple[float, float] | None:
+    """The measure's score and the median of `against`'s, on the same PSFS activities among
+    `on` (as they are for ODI); None when too few are common."""
+    compared = comparable_psfs(measure, against, on)
     if compared is None:
         return None
     return compared.current, _median(list(compared.earlier))
@@ -989,18 +994,27 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
         )
         stable: list[OutcomeScore] = []
         # The open episode, built once its resolution is known: its fields but resolved_on;
-        # and what it was judged against (a pin's level, or the earlier measures).
+        # and what it was judged against (a pin's level, or the earlier measures and, for a
+        # PSFS, the activities compared).
         open_: dict[str, object] | None = None
         open_pin: float | None = None
         open_against: list[OutcomeScore] = []
+        open_on: frozenset[str] | None = None
         for measure in measures:
             if open_ is not None:
                 if open_pin is not None:
                     now: tuple[float, float] | None = (measure.score, open_pin)
                 else:
-                    now = _compared(measure, open_against)
-                # Activities all replaced since (PSFS): no longer comparable, still open.
-                if now is not None and worse_sign * (now[0] - now[1]) < mcid / 2.0:
+                    now = _compared(measure, open_against, open_on)
+                if now is None:
+                    # (PSFS) The activities it was raised on are no longer rated: it cannot
+                    # be followed. Closed, saying so; later measures compare with this one.
+                    episodes.append(
+                        AlertEpisode(resolved_on=measure.date, activities_replaced=True, **open_)  # type: ignore[arg-type]
+                    )
+                    open_ = None
+                    stable.append(measure)
+                elif worse_sign * (now[0] - now[1]) < mcid / 2.0 - SCORE_TOLERANCE:
                     episodes.append(AlertEpisode(resolved_on=measure.date, **open_))  # type: ignore[arg-type]
                     open_ = None
                     stable.append(measure)
@@ -1008,8 +1022,10 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
             pin = pin_in_force(pins, measure.date.toordinal()) if pins else None
             activities = 0
             if pin is not None:
+                # A pin is the clinician's level for the score as recorded.
                 score, base, n_used = measure.score, pin.level, 0
                 against: list[OutcomeScore] = []
+                on: frozenset[str] = frozenset()
                 source = f"pinned by the clinician: {format_number(pin.level)}"
             else:
                 against = stable[-keep:]
@@ -1023,7 +1039,8 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
                 source = f"automatic: median of the previous {n_used} measures"
                 if activities:
                     source += f", {activities_compared(activities)}"
-            if worse_sign * (score - base) < mcid:
+                on = compared.on
+            if worse_sign * (score - base) < mcid - SCORE_TOLERANCE:
                 stable.append(measure)
                 continue
             detected_day = measure.date.toordinal() - patient.origin
@@ -1055,6 +1072,7 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
             }
             open_pin = None if pin is None else base
             open_against = against
+            open_on = on or None
         if open_ is not None:
             episodes.append(AlertEpisode(resolved_on=None, **open_))  # type: ignore[arg-type]
     return episodes

@@ -202,13 +202,20 @@ def function_head(
     important_change: float,
     activities: int = 0,
 ) -> str:
-    """`activities`: PSFS compared on that many activities rated in each measure (0: all)."""
+    """`baseline_measures` 0: the baseline is a clinician's pin. `activities`: PSFS compared
+    on that many activities rated in each measure (0: all of them, the scores as recorded)."""
     scale = "/100" if instrument == "odi" else "/10"
     direction = "higher is worse" if instrument == "odi" else "lower is worse"
-    on = f", {activities_compared(activities)}" if activities else ""
+    label = metric_label(instrument)
+    if activities:
+        label += f" {activities_compared(activities)}:"
+    if baseline_measures:
+        plural = "s" if baseline_measures != 1 else ""
+        source = f"median of {baseline_measures} earlier measure{plural}"
+    else:
+        source = "pinned by the clinician"
     return (
-        f"{metric_label(instrument)} {format_number(score)}{scale} on {measured_on.isoformat()} "
-        f"vs baseline {format_number(baseline)}{scale} (median of {baseline_measures} earlier "
-        f"measure{'s' if baseline_measures != 1 else ''}{on}; {direction}) "
+        f"{label} {format_number(score)}{scale} on {measured_on.isoformat()} "
+        f"vs baseline {format_number(baseline)}{scale} ({source}; {direction}) "
         f"({signed(score - baseline)}; clinically important ≥ {format_number(important_change)})."
     )

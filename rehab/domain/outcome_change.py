@@ -20,14 +20,12 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from rehab.domain.clinical import ODI_MCID, PSFS_MCID
+from rehab.domain.clinical import ODI_MCID, PSFS_MCID, SCORE_TOLERANCE
 from rehab.domain.questionnaires import comparable_psfs
 from rehab.domain.series import OutcomeScore
 
 # An intake score is often taken at the assessment, some days before the program starts.
 INTAKE_DAYS_BEFORE_PROGRAM = 14
-# Scores are stored to one decimal place: a change within this of the MCID reaches it.
-_TOLERANCE = 1e-6
 
 
 class Verdict(enum.StrEnum):
@@ -67,9 +65,9 @@ class OutcomeChange:
     @property
     def verdict(self) -> Verdict:
         mcid = mcid_of(self.instrument)
-        if self.improvement >= mcid - _TOLERANCE:
+        if self.improvement >= mcid - SCORE_TOLERANCE:
             return Verdict.BETTER
-        if -self.improvement >= mcid - _TOLERANCE:
+        if -self.improvement >= mcid - SCORE_TOLERANCE:
             return Verdict.WORSE
         return Verdict.WITHIN
 
@@ -166,7 +164,9 @@ class OutcomeSummary:
     worse: int
     within: int
     median_improvement: float | None  # positive: better
-    awaiting: int  # patients with one score of the episode so far
+    # Patients with one score of the episode so far (a PSFS: none earlier on enough of the
+    # latest one's activities to compare).
+    awaiting: int
 
 
 def summarize(instrument: str, changes: Sequence[OutcomeChange], awaiting: int) -> OutcomeSummary:

@@ -13,7 +13,7 @@ measure (`comparable_psfs`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rehab.domain.series import OutcomeScore
@@ -78,15 +78,36 @@ def activity_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-def psfs_ratings(rows: Iterable[Mapping[str, object]]) -> tuple[tuple[str, float], ...]:
+def check_distinct_activities(names: Sequence[str]) -> None:
+    """A PSFS rates each activity once: the same one twice (case and spacing aside) would
+    count twice in the score and cannot be compared between measures."""
+    seen: set[str] = set()
+    for name in names:
+        key = activity_key(name)
+        if key in seen:
+            raise QuestionnaireError(f"each activity is rated once; {name.strip()!r} is twice")
+        seen.add(key)
+
+
+def psfs_ratings(rows: object) -> tuple[tuple[str, float], ...]:
     """A stored PSFS's `{"activity", "rating"}` rows as (`activity_key`, rating) pairs, in
-    order; a row without a named activity or a numeric rating is left out."""
+    order; anything but a list of such rows gives none, and a row without a named activity
+    or a numeric rating is left out."""
+    if not isinstance(rows, list):
+        return ()
     pairs: list[tuple[str, float]] = []
     for row in rows:
+        if not isinstance(row, dict):
+            continue
         name, rating = row.get("activity"), row.get("rating")
         if isinstance(name, str) and name.strip() and isinstance(rating, int | float):
             pairs.append((activity_key(name), float(rating)))
     return tuple(pairs)
+
+
+# Fewer activities in common than this and two PSFS are not compared: the 2-point MCID is for
+# the mean of several activities (one activity's own is nearer 3; Stratford 1995, Horn 2012).
+MIN_COMMON_ACTIVITIES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,52 +115,68 @@ class PsfsComparison:
     """A measure's score and the earlier measures' scores, on the same activities.
 
     `activities`: how many activities were compared; 0 when every measure rated the same
-    ones (or their activities are not known), and the scores are the measures' own.
+    ones (or their activities are not known), and the scores are the measures' own. `on`:
+    the activities compared (empty where they are not known).
     """
 
     current: float
     earlier: tuple[float, ...]  # oldest first
     activities: int
+    on: frozenset[str] = frozenset()
 
 
-def comparable_psfs(latest: OutcomeScore, earlier: Sequence[OutcomeScore]) -> PsfsComparison | None:
-    """`latest` against `earlier` (oldest first) on the activities rated in all of them, each
-    score the mean of its ratings of those activities (rounded as `score_psfs` rounds).
+def comparable_psfs(
+    latest: OutcomeScore,
+    earlier: Sequence[OutcomeScore],
+    within: frozenset[str] | None = None,
+) -> PsfsComparison | None:
+    """`latest` against `earlier` (oldest first) on the activities rated in all of them (and
+    in `within`, when given: an open decline is judged on the activities it was raised on),
+    each score then the mean of its ratings of those activities (rounded as `score_psfs`
+    rounds; an activity named twice in one measure counts as the mean of its ratings).
 
-    Earlier measures sharing none of them are dropped, oldest first, until some activity is
-    common (the most recent earlier measure is the last to go); None when even it shares no
-    activity with `latest`: her activities were all replaced, and the scores measure
-    different things. Where an activity appears twice in one measure, its first rating
-    counts."""
+    While fewer than `MIN_COMMON_ACTIVITIES` are common to all, the oldest earlier measure is
+    dropped (the most recent is the last to go); None when even it shares too few with
+    `latest`: her activities were replaced, and the scores measure other things. Scores
+    whose activities are not known (ODI, or a PSFS stored without them) compare as they
+    are."""
     if not earlier:
         return None
     if not latest.ratings or any(not measure.ratings for measure in earlier):
         return PsfsComparison(latest.score, tuple(m.score for m in earlier), 0)
     mine = _by_activity(latest.ratings)
+    candidates = set(mine) if within is None else set(mine) & within
     theirs = [_by_activity(measure.ratings) for measure in earlier]
     while theirs:
-        common = set(mine).intersection(*theirs)
-        if common:
+        common = candidates.intersection(*theirs)
+        if len(common) >= MIN_COMMON_ACTIVITIES:
             break
         theirs = theirs[1:]
     else:
         return None
     used = earlier[len(earlier) - len(theirs) :]
-    if len(common) == len(mine) and all(len(ratings) == len(common) for ratings in theirs):
-        return PsfsComparison(latest.score, tuple(m.score for m in used), 0)
+    on = frozenset(common)
+    if all(
+        len(measure.ratings) == len(common) == len(ratings)
+        for measure, ratings in ((latest, mine), *zip(used, theirs, strict=True))
+    ):
+        # The same activities, each once: the scores as recorded.
+        return PsfsComparison(latest.score, tuple(m.score for m in used), 0, on)
     return PsfsComparison(
-        _mean_of(mine, common),
-        tuple(_mean_of(ratings, common) for ratings in theirs),
-        len(common),
+        _mean_of(mine, on),
+        tuple(_mean_of(ratings, on) for ratings in theirs),
+        len(on),
+        on,
     )
 
 
 def _by_activity(ratings: Sequence[tuple[str, float]]) -> dict[str, float]:
-    by_activity: dict[str, float] = {}
+    """Each activity's rating (the mean of its ratings, if named more than once)."""
+    grouped: dict[str, list[float]] = {}
     for activity, rating in ratings:
-        by_activity.setdefault(activity, rating)
-    return by_activity
+        grouped.setdefault(activity, []).append(rating)
+    return {activity: sum(values) / len(values) for activity, values in grouped.items()}
 
 
-def _mean_of(ratings: Mapping[str, float], activities: set[str]) -> float:
-    return round(sum(ratings[a] for a in activities) / len(activities), 1)
+def _mean_of(ratings: Mapping[str, float], activities: frozenset[str]) -> float:
+    return round(sum(ratings[a] for a in sorted(activities)) / len(activities), 1)

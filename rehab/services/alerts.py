@@ -124,6 +124,10 @@ _AUTO_NO_LONGER_SHOWN_BEFORE = (
     "(a log or a pinned baseline changed after it was raised)."
 )
 AUTO_LOGGING_RESUMED = "Resolved automatically: a log arrived."
+AUTO_ACTIVITIES_REPLACED = (
+    "Resolved automatically: the PSFS activities it was raised on are no longer rated (they "
+    "were replaced), so it can no longer be followed; later scores are compared with each other."
+)
 AUTO_PROGRAM_ENDED = (
     "Resolved automatically: the program ended (discharge or a break in care); no logs are "
     "asked for after it."
@@ -194,6 +198,8 @@ def _auto_reason(note: str, kind: str) -> str:
         return "already over when first evaluated"
     if note in NO_LONGER_SHOWN_NOTES:
         return "no longer shown by the record as it now stands"
+    if note == AUTO_ACTIVITIES_REPLACED:
+        return "the PSFS activities it was raised on were replaced"
     if note == AUTO_PROGRAM_ENDED:
         return "the program ended: no logs asked for after it"
     if note == AUTO_LOGGING_RESUMED or kind == "missed_logs":

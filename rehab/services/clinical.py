@@ -18,7 +18,12 @@ from rehab.db.models import (
     OutcomeMeasure,
     utcnow,
 )
-from rehab.domain.questionnaires import QuestionnaireError, score_odi, score_psfs
+from rehab.domain.questionnaires import (
+    QuestionnaireError,
+    check_distinct_activities,
+    score_odi,
+    score_psfs,
+)
 from rehab.domain.vocabulary import AuditOutcome, Instrument
 from rehab.services import audit
 from rehab.services.access import NotFound, check_patient, require_patient
@@ -139,6 +144,7 @@ def _scored(data: OutcomeInput) -> tuple[float, dict[str, object]]:
             assert data.odi_sections is not None
             return score_odi(data.odi_sections), {"sections": data.odi_sections}
         assert data.psfs_activities is not None
+        check_distinct_activities([a.activity for a in data.psfs_activities])
         return (
             score_psfs([a.rating for a in data.psfs_activities]),
             {"activities": [a.model_dump() for a in data.psfs_activities]},

@@ -327,16 +327,18 @@ _EVENT_COLUMNS = (
 _EVENT_ORDER = (Event.patient_id, Event.event_date, Event.id)
 # A row a clinician marked entered in error is no evidence: detection never sees it.
 _CURRENT_EVENTS = Event.current()
+# A PSFS's stored activity rows (none for ODI), which `questionnaires.psfs_ratings` reads:
+# PSFS measures are compared on the activities rated in each (`comparable_psfs`).
+PSFS_ACTIVITIES = sa.case(
+    (OutcomeMeasure.instrument == Instrument.PSFS, OutcomeMeasure.answers["activities"]),
+    else_=sa.null(),
+)
 _OUTCOME_COLUMNS = (
     OutcomeMeasure.patient_id,
     OutcomeMeasure.measured_on,
     OutcomeMeasure.instrument,
     OutcomeMeasure.score,
-    # A PSFS's activities, compared between measures (`questionnaires.comparable_psfs`).
-    sa.case(
-        (OutcomeMeasure.instrument == Instrument.PSFS, OutcomeMeasure.answers["activities"]),
-        else_=sa.null(),
-    ),
+    PSFS_ACTIVITIES,
 )
 _OUTCOME_ORDER = (OutcomeMeasure.patient_id, OutcomeMeasure.measured_on, OutcomeMeasure.id)
 _CURRENT_OUTCOMES = OutcomeMeasure.current()
@@ -391,18 +393,13 @@ def _context_generic(
         _OUTCOME_COLUMNS, _OUTCOME_ORDER, _CURRENT_OUTCOMES
     ):
         context.outcomes[pid].append(
-            OutcomeScore(measured_on, instrument.value, score, _ratings(activities))
+            OutcomeScore(measured_on, instrument.value, score, psfs_ratings(activities))
         )
     for pid, metric, level, effective_from, spread in rows(_PIN_COLUMNS, _PIN_ORDER, _CURRENT_PINS):
         context.pins[pid].append(PinnedBaseline(metric, level, effective_from, spread))
     for pid, start, end in rows(_PERIOD_COLUMNS, _PERIOD_ORDER):
         context.periods[pid].append((start, end))
     return context
-
-
-def _ratings(activities: Any) -> tuple[tuple[str, float], ...]:
-    """A PSFS's stored activity rows as the detector compares them (none for ODI)."""
-    return psfs_ratings(activities) if isinstance(activities, list) else ()
 
 
 def _value(member: Any) -> str | None:
@@ -568,7 +565,9 @@ def _read_postgresql(
         )
     for pid, measured_on, instrument, score, activities in _as_list(outcomes):
         context.outcomes[pid].append(
-            OutcomeScore(fromisoformat(measured_on), instrument, float(score), _ratings(activities))
+            OutcomeScore(
+                fromisoformat(measured_on), instrument, float(score), psfs_ratings(activities)
+            )
         )
     for pid, metric, level, effective_from, spread in _as_list(pins):
         context.pins[pid].append(
@@ -788,6 +787,8 @@ def _resolution_note(episode: AlertEpisode) -> str:
         return alerts.AUTO_SUPERSEDED
     if episode.program_ended:
         return alerts.AUTO_PROGRAM_ENDED
+    if episode.activities_replaced:
+        return alerts.AUTO_ACTIVITIES_REPLACED
     if episode.kind == "missed_logs":
         return alerts.AUTO_LOGGING_RESUMED
     return alerts.AUTO_BACK_NEAR_BASELINE

@@ -34,6 +34,7 @@ from rehab.domain.vocabulary import Instrument
 from rehab.services import audit
 from rehab.services.access import NotFound, visible_patient_ids
 from rehab.services.actors import Actor
+from rehab.services.evaluation import PSFS_ACTIVITIES
 
 ACTION = "outcomes.read"
 INSTRUMENTS = (Instrument.ODI.value, Instrument.PSFS.value)
@@ -84,7 +85,7 @@ def outcomes_report(session: Session, actor: Actor, today: dt.date) -> OutcomesR
             OutcomeMeasure.instrument,
             OutcomeMeasure.measured_on,
             OutcomeMeasure.score,
-            OutcomeMeasure.answers,
+            PSFS_ACTIVITIES,
         )
         .where(
             OutcomeMeasure.patient_id.in_(visible),
@@ -93,9 +94,10 @@ def outcomes_report(session: Session, actor: Actor, today: dt.date) -> OutcomesR
         )
         .order_by(OutcomeMeasure.measured_on, OutcomeMeasure.id)
     )
-    for patient_id, measured, measured_on, score, answers in rows:
-        ratings = psfs_ratings(answers.get("activities", ())) if measured is Instrument.PSFS else ()
-        scores[(patient_id, measured.value)].append(Score(measured_on, score, ratings))
+    for patient_id, measured, measured_on, score, activities in rows:
+        scores[(patient_id, measured.value)].append(
+            Score(measured_on, score, psfs_ratings(activities))
+        )
 
     patients: list[PatientOutcome] = []
     summaries, ended = [], []

@@ -104,6 +104,40 @@ def _add_history(clinic: Clinic, today: dt.date) -> tuple[int, int, int]:
                 "recorded_by_user_id": clinic.clinician.user_id,
             }
             for d in (80, 50, 10)
+        ]
+        + [
+            # PSFS with their activities (a duplicate, a stored row without a rating, and
+            # one without activities at all): both reads must carry them alike.
+            {
+                "patient_id": a,
+                "instrument": Instrument.PSFS,
+                "measured_on": today - dt.timedelta(days=d),
+                "score": 6.0,
+                "answers": answers,
+                "recorded_by_user_id": clinic.clinician.user_id,
+            }
+            for d, answers in (
+                (
+                    70,
+                    {
+                        "activities": [
+                            {"activity": "Stairs", "rating": 6},
+                            {"activity": "Sitting", "rating": 7},
+                            {"activity": " stairs", "rating": 5},
+                        ]
+                    },
+                ),
+                (
+                    40,
+                    {
+                        "activities": [
+                            {"activity": "Walking", "rating": 6},
+                            {"activity": "Sitting", "rating": None},
+                        ]
+                    },
+                ),
+                (20, {}),
+            )
         ],
     )
     db.session.execute(
@@ -160,6 +194,11 @@ def test_copy_path_gives_the_generic_series(
             assert list(fast) == list(generic) == ids
             for pid in ids:
                 assert fast[pid] == generic[pid], pid
+            assert [m.ratings for m in fast[a].outcomes if m.instrument == "psfs"] == [
+                (("stairs", 6.0), ("sitting", 7.0), ("stairs", 5.0)),
+                (("walking", 6.0),),
+                (),
+            ]
             calls.clear()
             # The COPY reader gives the same log columns.
             conn = db.session.connection().connection.driver_connection
@@ -187,7 +226,7 @@ def test_copy_path_gives_the_generic_series(
         assert max(gaps) >= 3
         assert all(isinstance(v, int) for v in series[a].back_pain)
         assert series[a].events and series[a].events[0].mechanism
-        assert len(series[a].outcomes) == 3 and len(series[b].pinned_baselines) == 2
+        assert len(series[a].outcomes) == 6 and len(series[b].pinned_baselines) == 2
         assert series[c].dates == () and series[c].red_flags == ()
 
 

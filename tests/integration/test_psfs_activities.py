@@ -12,14 +12,14 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from rehab.db.models import Alert, User
+from rehab.db.models import Alert, OutcomeMeasure, User
 from rehab.domain.vocabulary import Instrument
 from rehab.extensions import db
-from rehab.services import accounts, clinical, evaluation
+from rehab.services import accounts, alerts, clinical, evaluation
 from rehab.services.commands import OutcomeInput, PsfsActivity
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic, login
-from tests.support.pages import visible_text
+from tests.support.pages import get_form, visible_text
 
 
 def record_psfs(app: Flask, clinic: Clinic, days_ago: int, ratings: dict[str, int]) -> None:
@@ -117,3 +117,52 @@ def test_the_psfs_form_says_how_changed_activities_are_compared(app: Flask, clin
     assert "the latest ones are filled in" in page
     assert "use the activities rated in both" in page
     assert 'value="Walking 30 minutes"' in response.get_data(as_text=True)
+
+
+def test_an_activity_twice_in_one_psfs_is_refused_naming_the_field(
+    app: Flask, clinic: Clinic
+) -> None:
+    a = clinic.patient_a.patient_id
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    url = f"/clinic/patients/{a}/outcomes/new?instrument=psfs"
+    data = get_form(clinician, url)
+    for i, (activity, rating) in enumerate([("Stairs", 4), ("Sitting", 6), ("  stairs ", 8)]):
+        data[f"activities-{i}-activity"] = activity
+        data[f"activities-{i}-rating"] = str(rating)
+    refused = clinician.post(url, data=data)
+    assert refused.status_code == 422
+    assert "each activity is rated once; 'stairs' is twice" in visible_text(refused)
+    with app.app_context():
+        stored = db.session.scalar(sa.select(sa.func.count()).where(OutcomeMeasure.patient_id == a))
+        db.session.rollback()
+    assert stored == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_a_decline_whose_activities_are_replaced_is_resolved_saying_why(
+    app: Flask, clinic: Clinic
+) -> None:
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    names = ("Walking 30 minutes", "Sitting through a film", "Lifting the shopping")
+    record_psfs(app, clinic, 90, dict(zip(names, (8, 8, 7), strict=True)))
+    record_psfs(app, clinic, 60, dict(zip(names, (8, 8, 7), strict=True)))
+    record_psfs(app, clinic, 30, dict(zip(names, (5, 5, 5), strict=True)))
+    assert [(on, current) for on, current, _ in evaluated_declines(app, a)] == [
+        (clinic_today() - dt.timedelta(days=30), 5.0)
+    ]
+    record_psfs(app, clinic, 0, {"Running 5 km": 9, "Cycling": 9, "Swimming": 9})
+    evaluated_declines(app, a)
+    with app.app_context():
+        status, note, resolved_on = db.session.execute(
+            sa.select(Alert.status, Alert.resolve_note, Alert.resolved_on).where(
+                Alert.patient_id == a, Alert.kind == "function_decline"
+            )
+        ).one()
+        db.session.rollback()
+    assert (status.value, note, resolved_on) == (
+        "resolved",
+        alerts.AUTO_ACTIVITIES_REPLACED,
+        clinic_today(),
+    )
