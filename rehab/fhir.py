@@ -930,6 +930,7 @@ def _detected_issue(
 _STEP_CODES = {
     "followed up": ("alert-followed-up", "Followed up"),
     "acknowledged": ("alert-acknowledged", "Acknowledged"),
+    "reopened": ("alert-reopened", "Reopened"),
     "resolved": ("alert-resolved", "Resolved"),
 }
 _RESOLVED_AUTOMATICALLY = ("alert-resolved-automatically", "Resolved automatically")

@@ -637,6 +637,10 @@ class Alert(Base):
     # When an urgent alert still unacknowledged after `urgent_follow_up_minutes` was e-mailed
     # again to its care team and told to the administrators (`notifications.queue_follow_ups`).
     followed_up_at: Mapped[dt.datetime | None]
+    # When the detector last opened it again after resolving it itself (superseded, or no
+    # longer shown): the record, corrected since, shows it ongoing again (a mark of entered
+    # in error taken back). `evaluation._reopen_all`.
+    reopened_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
         sa.UniqueConstraint("patient_id", "kind", "metric", "detected_on"),

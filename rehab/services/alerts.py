@@ -134,6 +134,7 @@ AUTO_PROGRAM_ENDED = (
 )
 
 
+REOPENED = "by the detector: the record, corrected since, shows it ongoing again"
 FOLLOWED_UP = (
     "not acknowledged in time: e-mailed again to the care team's active clinicians, and the"
     " active administrators told"
@@ -143,9 +144,9 @@ FOLLOWED_UP = (
 @dataclass(frozen=True)
 class Step:
     """One step of an alert's lifecycle after it opened: followed up (urgent and nobody
-    acknowledged it in time), acknowledged, resolved."""
+    acknowledged it in time), acknowledged, reopened (by the detector), resolved."""
 
-    action: str  # "followed up", "acknowledged" or "resolved"
+    action: str  # "followed up", "acknowledged", "reopened" or "resolved"
     by: str | None  # the clinician's display name; None: by the system (or unknown)
     at: dt.datetime | None  # when it was recorded (UTC)
     on: dt.date | None  # automatic resolution: the day the metric was back near baseline
@@ -226,6 +227,8 @@ def history(alert: Alert, names: Mapping[int, str]) -> list[Step]:
                 "",
             )
         )
+    if alert.reopened_at is not None:
+        steps.append(Step("reopened", None, alert.reopened_at, None, "", REOPENED))
     if alert.status is AlertStatus.RESOLVED:
         if alert.resolved_by_user_id is not None:
             judged = alert.resolve_judgement
@@ -251,7 +254,16 @@ def history(alert: Alert, names: Mapping[int, str]) -> list[Step]:
                     _auto_reason(alert.resolve_note, alert.kind),
                 )
             )
+    # Oldest first: an acknowledgement taken over on reopening may be older than the reopening.
+    steps.sort(key=_step_time)
     return steps
+
+
+def _step_time(step: Step) -> dt.datetime:
+    return step.at if step.at is not None else _NO_TIME
+
+
+_NO_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 def patient_alerts(session: Session, actor: Actor, patient_id: int) -> list[Alert]:

@@ -85,6 +85,8 @@ class EvaluationResult:
     escalated: list[int] = field(default_factory=list)
     stored: int = 0  # episodes newly stored (open or already resolved)
     resolved: int = 0
+    # Alerts the detector had resolved itself, opened again (`_reopen_all`).
+    reopened: list[int] = field(default_factory=list)
 
 
 def load_series(
@@ -812,6 +814,7 @@ def _reconcile(
         stored = _stored_alerts(session, list(episodes_by_patient))
     now = utcnow()
     new_rows: list[dict[str, Any]] = []
+    reopen: list[_Ongoing] = []
     for patient_id, given in episodes_by_patient.items():
         episodes = tuple(given)
         unresolved = stored.unresolved.get(patient_id, {})
@@ -824,24 +827,9 @@ def _reconcile(
             if existing is None and episode.kind == GAP_KIND and not stored.has(patient_id, key):
                 existing = stored.open_gap(patient_id, key[1], episode.onset, matched)
             if existing is not None:
-                alert_id, severity, related, _ = existing
+                alert_id = existing.id
                 matched.add(alert_id)
-                if severity != "urgent" and episode.severity == "urgent":
-                    # A fall logged after the alert opened (the phone caught up, or the
-                    # clinician recorded it): the alert now says so and goes out again.
-                    _reword(session, alert_id, episode)
-                    audit.record(
-                        session, SYSTEM, "alert.escalate", patient_id, target=f"alert:{alert_id}"
-                    )
-                    result.escalated.append(alert_id)
-                elif related is not None and related != _related_json(episode):
-                    # The events it cites changed under it (one was marked entered in error,
-                    # or logged late without making it urgent): it says what the record now
-                    # says, severity included; nobody is e-mailed again.
-                    _reword(session, alert_id, episode)
-                    audit.record(
-                        session, SYSTEM, "alert.update", patient_id, target=f"alert:{alert_id}"
-                    )
+                _follow(session, patient_id, existing, episode, result)
                 if episode.resolved_on is not None:
                     note = _resolution_note(episode)
                     result.resolved += _auto_resolve(
@@ -850,18 +838,20 @@ def _reconcile(
                 continue
             if stored.has(patient_id, key):  # stored, and resolved
                 if episode.resolved_on is None and key[0] in NO_LONGER_SHOWN_KINDS:
-                    # Ongoing again while a later alert of its kind and metric, which the
-                    # record no longer shows, took its place: an entry's mark taken back.
-                    displaced = [
-                        old.id
-                        for (kind, metric, _), old in unresolved.items()
-                        if (kind, metric) == key[:2] and old.id not in matched
-                    ]
-                    if displaced:
-                        reopened = _reopen(session, patient_id, episode, displaced[0], as_of, now)
-                        if reopened is not None:
-                            matched.update((reopened, displaced[0]))
-                            result.resolved += 1
+                    # Ongoing, yet its alert was resolved: by a clinician (it stays so), or
+                    # by the detector before a correction was taken back (`_reopen_all`),
+                    # perhaps with a later alert of its kind and metric in its place.
+                    displaced = next(
+                        (
+                            (old_key, old)
+                            for old_key, old in unresolved.items()
+                            if old_key[:2] == key[:2] and old.id not in matched
+                        ),
+                        None,
+                    )
+                    if displaced is not None:
+                        matched.add(displaced[1].id)
+                    reopen.append(_Ongoing(patient_id, episode, displaced))
                 continue
             if episode.kind == GAP_KIND and stored.has_gap(patient_id, key[1], episode.onset):
                 continue  # this gap's alert, detected on another day, and resolved
@@ -889,6 +879,8 @@ def _reconcile(
                 result.resolved += _auto_resolve(
                     session, patient_id, old_id, as_of, now, alerts.AUTO_NO_LONGER_SHOWN
                 )
+    if reopen:
+        _reopen_all(session, reopen, as_of, now, result)
     for alert_id, patient_id, status in _insert_ignoring_duplicates(session, new_rows):
         result.stored += 1
         if status is AlertStatus.OPEN:
@@ -1048,65 +1040,143 @@ def _auto_resolve(
     return True
 
 
-# The notes of an alert the system resolved because the record stopped showing it as open.
+class _Ongoing(NamedTuple):
+    """An ongoing episode of the replay whose stored alert is resolved, and the open alert of
+    its kind and metric that no episode matched, if any."""
+
+    patient_id: int
+    episode: AlertEpisode
+    displaced: tuple[AlertKey, StoredAlert] | None
+
+
+def _follow(
+    session: Session,
+    patient_id: int,
+    alert: StoredAlert,
+    episode: AlertEpisode,
+    result: EvaluationResult,
+) -> None:
+    """An open alert says what the replay's episode now says: made urgent (a fall logged
+    after it opened: the alert says so and goes out again, at once), or reworded when the
+    events it cites changed (one marked entered in error, or logged late without making it
+    urgent; nobody is e-mailed again)."""
+    if alert.severity != "urgent" and episode.severity == "urgent":
+        _reword(session, alert.id, episode)
+        audit.record(session, SYSTEM, "alert.escalate", patient_id, target=f"alert:{alert.id}")
+        result.escalated.append(alert.id)
+    elif alert.related_events is not None and alert.related_events != _related_json(episode):
+        _reword(session, alert.id, episode)
+        audit.record(session, SYSTEM, "alert.update", patient_id, target=f"alert:{alert.id}")
+
+
+# The notes of an alert the detector resolved because the record stopped showing it as open.
 _REOPENABLE_NOTES = (alerts.AUTO_SUPERSEDED, *alerts.NO_LONGER_SHOWN_NOTES)
 
 
-def _reopen(
+def _reopen_all(
     session: Session,
-    patient_id: int,
-    episode: AlertEpisode,
-    displaced_id: int,
+    ongoing: Sequence[_Ongoing],
     as_of: dt.date | None,
     now: dt.datetime,
-) -> int | None:
-    """Reopen the stored alert of `episode`, resolved by the system as superseded or no
-    longer shown, that the replay shows ongoing again, and resolve the open alert that took
-    its place (`displaced_id`), which the replay no longer shows. The typical case: a fall
-    made the alert a day early; marked entered in error, a later alert without it replaced
-    that one; the mark taken back, the fall's alert is the one the record shows. It comes
-    back as it was (acknowledged if it had been, its words as the replay has them), audited;
-    nobody is e-mailed again: its care team was told when it first opened. An alert a
-    clinician resolved stays resolved. The id reopened, or None."""
-    kind, metric, detected_on = _key(episode)
-    row = session.execute(
-        sa.select(Alert.id, Alert.acknowledged_by_user_id).where(
-            Alert.patient_id == patient_id,
-            Alert.kind == kind,
-            Alert.metric == metric,
-            Alert.detected_on == detected_on,
-            Alert.status == AlertStatus.RESOLVED,
-            Alert.resolved_by_user_id.is_(None),
-            Alert.resolve_note.in_(_REOPENABLE_NOTES),
+    result: EvaluationResult,
+) -> None:
+    """Ongoing episodes whose alert is resolved (one query for all of them).
+
+    An alert the detector resolved itself (superseded, or no longer shown) is opened again:
+    the record, corrected since, shows its episode ongoing (a mark of entered in error taken
+    back: the fall that made the alert a day early is back, and the later alert without it,
+    which had taken its place, is no longer shown). The later alert is resolved first (one
+    unresolved alert per kind and metric); the reopened one keeps or takes over an
+    acknowledgement (of either), says what the replay says, and is made urgent at once if
+    the episode now is (`result.escalated`); otherwise nobody is e-mailed again, since its
+    care team was told when it first opened. Audited, and dated (`Alert.reopened_at`).
+
+    An alert a clinician resolved stays resolved (or one the detector resolved as back near
+    baseline): the open later alert, if any, then carries the episode and says what it now
+    says (`_follow`)."""
+    keys = [(o.patient_id, *_key(o.episode)) for o in ongoing]
+    reopenable = {
+        (patient_id, kind, metric, detected_on): (alert_id, severity, acknowledged_by)
+        for alert_id, patient_id, kind, metric, detected_on, severity, acknowledged_by in (
+            session.execute(
+                sa.select(
+                    Alert.id,
+                    Alert.patient_id,
+                    Alert.kind,
+                    Alert.metric,
+                    Alert.detected_on,
+                    Alert.severity,
+                    Alert.acknowledged_by_user_id,
+                ).where(
+                    sa.tuple_(Alert.patient_id, Alert.kind, Alert.metric, Alert.detected_on).in_(
+                        keys
+                    ),
+                    Alert.status == AlertStatus.RESOLVED,
+                    Alert.resolved_by_user_id.is_(None),
+                    Alert.resolve_note.in_(_REOPENABLE_NOTES),
+                )
+            )
         )
+    }
+    for (patient_id, episode, displaced), key in zip(ongoing, keys, strict=True):
+        found = reopenable.get(key)
+        if found is None:
+            if displaced is not None:
+                _follow(session, patient_id, displaced[1], episode, result)
+            continue
+        alert_id, severity, acknowledged_by = found
+        acknowledgement: dict[str, Any] = {}
+        if displaced is not None:
+            (_, _, displaced_on), later = displaced
+            # First: one unresolved alert per kind and metric (a unique index). Not before it
+            # was raised, whatever the replay's day (the demo's replay has none).
+            _auto_resolve(
+                session,
+                patient_id,
+                later.id,
+                max(as_of or displaced_on, displaced_on),
+                now,
+                alerts.AUTO_NO_LONGER_SHOWN,
+            )
+            result.resolved += 1
+            if acknowledged_by is None:
+                acknowledgement = _acknowledgement_of(session, later.id)
+        acknowledged = acknowledged_by is not None or bool(acknowledgement)
+        session.execute(
+            sa.update(Alert)
+            .where(Alert.id == alert_id)
+            .values(
+                status=AlertStatus.ACKNOWLEDGED if acknowledged else AlertStatus.OPEN,
+                resolved_on=None,
+                resolved_at=None,
+                resolve_note="",
+                resolve_judgement=None,
+                reopened_at=now,
+                **acknowledgement,
+            )
+        )
+        _reword(session, alert_id, episode)
+        audit.record(session, SYSTEM, "alert.reopen", patient_id, target=f"alert:{alert_id}")
+        result.reopened.append(alert_id)
+        if severity != "urgent" and episode.severity == "urgent":
+            result.escalated.append(alert_id)
+
+
+def _acknowledgement_of(session: Session, alert_id: int) -> dict[str, Any]:
+    """Who acknowledged the alert, when and with what note, as column values (none if
+    nobody did)."""
+    row = session.execute(
+        sa.select(
+            Alert.acknowledged_by_user_id, Alert.acknowledged_at, Alert.acknowledge_note
+        ).where(Alert.id == alert_id, Alert.acknowledged_by_user_id.is_not(None))
     ).first()
     if row is None:
-        return None
-    alert_id, acknowledged_by = row
-    # The displaced one first: one unresolved alert per kind and metric (a unique index).
-    if not _auto_resolve(
-        session,
-        patient_id,
-        displaced_id,
-        as_of or episode.detected_on,
-        now,
-        alerts.AUTO_NO_LONGER_SHOWN,
-    ):
-        return None
-    session.execute(
-        sa.update(Alert)
-        .where(Alert.id == alert_id)
-        .values(
-            status=AlertStatus.OPEN if acknowledged_by is None else AlertStatus.ACKNOWLEDGED,
-            resolved_on=None,
-            resolved_at=None,
-            resolve_note="",
-            resolve_judgement=None,
-        )
-    )
-    _reword(session, alert_id, episode)
-    audit.record(session, SYSTEM, "alert.reopen", patient_id, target=f"alert:{alert_id}")
-    return alert_id
+        return {}
+    return {
+        "acknowledged_by_user_id": row[0],
+        "acknowledged_at": row[1],
+        "acknowledge_note": row[2],
+    }
 
 
 def _reword(session: Session, alert_id: int, episode: AlertEpisode) -> None:
