@@ -274,7 +274,7 @@ class StepRecord(Protocol):
     """One step of an alert's lifecycle, as the alert's page tells it (`alerts.history`)."""
 
     @property
-    def action(self) -> str: ...  # "followed up", "acknowledged" or "resolved"
+    def action(self) -> str: ...  # "followed up", "acknowledged", "reopened" or "resolved"
     @property
     def by(self) -> str | None: ...  # a clinician's name; None: the system
     @property

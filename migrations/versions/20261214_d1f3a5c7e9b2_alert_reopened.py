@@ -1,9 +1,11 @@
 """alerts.reopened_at: when the detector opened an alert again
 
-An alert the detector resolved itself (superseded by a later one, or no longer shown by the
-record) is opened again when the record, corrected since, shows its episode ongoing again: a
-mark of entered in error taken back. The alert's history says when. NULL for every alert
-before: none was ever reopened.
+An alert the detector resolved itself (superseded by a later one, no longer shown by the
+record, ...) is opened again when the record, corrected since, shows its episode ongoing
+again: a mark of entered in error taken back. The alert's history says when. NULL for every
+alert before: the reopening lands with this column (an alert the reopening's first commit
+opened again, before any release, has its `alert.reopen` audit row only). Going down drops
+the column, and the alerts' histories no longer say they were reopened (the audit rows stay).
 
 SQLite adds and drops the column in place: rebuilding the table, as a batch migration does,
 would drop a table the notifications refer to. Both steps can run again.

@@ -1008,17 +1008,19 @@ def _function_episodes(patient: Patient, config: DetectionConfig) -> list[AlertE
                     now = _compared(measure, open_against, open_on)
                 if now is None:
                     # (PSFS) The activities it was raised on are no longer rated: it cannot
-                    # be followed. Closed, saying so; later measures compare with this one.
+                    # be followed. Closed, saying so; the measure is then judged below like
+                    # any other, against the earlier ones it shares enough activities with.
                     episodes.append(
                         AlertEpisode(resolved_on=measure.date, activities_replaced=True, **open_)  # type: ignore[arg-type]
                     )
                     open_ = None
-                    stable.append(measure)
                 elif worse_sign * (now[0] - now[1]) < mcid / 2.0 - SCORE_TOLERANCE:
                     episodes.append(AlertEpisode(resolved_on=measure.date, **open_))  # type: ignore[arg-type]
                     open_ = None
                     stable.append(measure)
-                continue
+                    continue
+                else:
+                    continue
             pin = pin_in_force(pins, measure.date.toordinal()) if pins else None
             activities = 0
             if pin is not None:

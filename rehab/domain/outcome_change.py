@@ -127,14 +127,14 @@ def outcome_change(
     """The episode's change (its first score to its latest), or None without scores on two
     different days since `since` (two on one day, say the clinician's and the patient's own
     rating, are no change over time). Two on one day: the later recorded is given last. A PSFS
-    starts from the episode's first score with an activity in common with the latest, both
-    ends then taken on the activities rated at both."""
+    starts from the episode's first score sharing enough activities with the latest
+    (`questionnaires.MIN_COMMON_ACTIVITIES`), both ends then taken on those activities."""
     mcid_of(instrument)  # an unknown instrument is a caller's error, at once
     kept = sorted((s for s in scores if since is None or s.on >= since), key=lambda score: score.on)
     if len(kept) < 2 or kept[-1].on == kept[0].on:
         return None
     latest = kept[-1]
-    # The first score with an activity in common with the latest (PSFS; any score for ODI).
+    # The first score comparable with the latest (PSFS: enough activities in common; ODI: any).
     position, compared = 0, None
     while compared is None:
         if kept[position].on == latest.on:

@@ -136,15 +136,18 @@ def record_outcome(
     return _stored(session, patient_id, measure)
 
 
-def _scored(data: OutcomeInput) -> tuple[float, dict[str, object]]:
-    """The score and the answers as stored, or InvalidInput naming the answers' field."""
+def _scored(data: OutcomeInput, *, new_activities: bool = True) -> tuple[float, dict[str, object]]:
+    """The score and the answers as stored, or InvalidInput naming the answers' field.
+    `new_activities`: a PSFS's activities are being chosen (the clinic's form), so each must
+    be another; a patient rating her clinic's list again is not asked to mend it."""
     field = "odi_sections" if data.instrument is Instrument.ODI else "psfs_activities"
     try:
         if data.instrument is Instrument.ODI:
             assert data.odi_sections is not None
             return score_odi(data.odi_sections), {"sections": data.odi_sections}
         assert data.psfs_activities is not None
-        check_distinct_activities([a.activity for a in data.psfs_activities])
+        if new_activities:
+            check_distinct_activities([a.activity for a in data.psfs_activities])
         return (
             score_psfs([a.rating for a in data.psfs_activities]),
             {"activities": [a.model_dump() for a in data.psfs_activities]},
@@ -251,7 +254,7 @@ def rate_own_activities(
             for name, rating in zip(own.activities, data.ratings, strict=True)
         ],
     )
-    score, answers = _scored(measure_data)
+    score, answers = _scored(measure_data, new_activities=False)
     assert actor.user_id is not None
     measure = latest if own.rated_today else None
     if measure is None:

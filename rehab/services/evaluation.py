@@ -1069,10 +1069,6 @@ def _follow(
         audit.record(session, SYSTEM, "alert.update", patient_id, target=f"alert:{alert.id}")
 
 
-# The notes of an alert the detector resolved because the record stopped showing it as open.
-_REOPENABLE_NOTES = (alerts.AUTO_SUPERSEDED, *alerts.NO_LONGER_SHOWN_NOTES)
-
-
 def _reopen_all(
     session: Session,
     ongoing: Sequence[_Ongoing],
@@ -1082,18 +1078,18 @@ def _reopen_all(
 ) -> None:
     """Ongoing episodes whose alert is resolved (one query for all of them).
 
-    An alert the detector resolved itself (superseded, or no longer shown) is opened again:
-    the record, corrected since, shows its episode ongoing (a mark of entered in error taken
-    back: the fall that made the alert a day early is back, and the later alert without it,
-    which had taken its place, is no longer shown). The later alert is resolved first (one
-    unresolved alert per kind and metric); the reopened one keeps or takes over an
-    acknowledgement (of either), says what the replay says, and is made urgent at once if
-    the episode now is (`result.escalated`); otherwise nobody is e-mailed again, since its
-    care team was told when it first opened. Audited, and dated (`Alert.reopened_at`).
+    An alert the detector resolved itself (superseded, no longer shown, back near baseline,
+    its activities replaced...) is opened again: the record, corrected since, shows its
+    episode ongoing (a mark of entered in error taken back: the fall that made the alert a
+    day early is back, and the later alert without it, which had taken its place, is no
+    longer shown). The later alert is resolved first (one unresolved alert per kind and
+    metric). The reopened one keeps or takes over an acknowledgement (of either), says what
+    the replay says, and is dated (`Alert.reopened_at`) and audited; it is made urgent at
+    once if the episode now is (`result.escalated`), and otherwise told only to those of its
+    care team never told of it (`result.reopened`, queued under the alert's first key).
 
-    An alert a clinician resolved stays resolved (or one the detector resolved as back near
-    baseline): the open later alert, if any, then carries the episode and says what it now
-    says (`_follow`)."""
+    An alert a clinician resolved stays resolved: her judgement of the episode stands, and
+    the later alert, which the record no longer shows, is resolved all the same."""
     keys = [(o.patient_id, *_key(o.episode)) for o in ongoing]
     reopenable = {
         (patient_id, kind, metric, detected_on): (alert_id, severity, acknowledged_by)
@@ -1113,24 +1109,18 @@ def _reopen_all(
                     ),
                     Alert.status == AlertStatus.RESOLVED,
                     Alert.resolved_by_user_id.is_(None),
-                    Alert.resolve_note.in_(_REOPENABLE_NOTES),
                 )
             )
         )
     }
     for (patient_id, episode, displaced), key in zip(ongoing, keys, strict=True):
         found = reopenable.get(key)
-        if found is None:
-            if displaced is not None:
-                _follow(session, patient_id, displaced[1], episode, result)
-            continue
-        alert_id, severity, acknowledged_by = found
         acknowledgement: dict[str, Any] = {}
         if displaced is not None:
             (_, _, displaced_on), later = displaced
             # First: one unresolved alert per kind and metric (a unique index). Not before it
             # was raised, whatever the replay's day (the demo's replay has none).
-            _auto_resolve(
+            result.resolved += _auto_resolve(
                 session,
                 patient_id,
                 later.id,
@@ -1138,9 +1128,11 @@ def _reopen_all(
                 now,
                 alerts.AUTO_NO_LONGER_SHOWN,
             )
-            result.resolved += 1
-            if acknowledged_by is None:
+            if found is not None and found[2] is None:
                 acknowledgement = _acknowledgement_of(session, later.id)
+        if found is None:
+            continue
+        alert_id, severity, acknowledged_by = found
         acknowledged = acknowledged_by is not None or bool(acknowledgement)
         session.execute(
             sa.update(Alert)
@@ -1159,6 +1151,7 @@ def _reopen_all(
         audit.record(session, SYSTEM, "alert.reopen", patient_id, target=f"alert:{alert_id}")
         result.reopened.append(alert_id)
         if severity != "urgent" and episode.severity == "urgent":
+            audit.record(session, SYSTEM, "alert.escalate", patient_id, target=f"alert:{alert_id}")
             result.escalated.append(alert_id)
 
 
@@ -1232,6 +1225,8 @@ def evaluate_and_commit(
             session, patient_ids, today, config or configured_detection(session)
         )
         notifications.queue_for_alerts(session, result.opened)
+        # (Under their first key: only those never told of a reopened alert are told now.)
+        notifications.queue_for_alerts(session, result.reopened)
         notifications.queue_for_alerts(session, result.escalated, escalation=True)
         audit.commit(session)
     return result

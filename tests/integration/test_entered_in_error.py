@@ -26,6 +26,7 @@ from rehab.db.models import (
     EntryCorrection,
     Event,
     Finding,
+    Notification,
     OutcomeMeasure,
     User,
 )
@@ -672,8 +673,8 @@ def test_an_alert_the_mark_closed_outright_comes_back(app: Flask, clinic: Clinic
 def test_an_alert_a_clinician_resolved_is_not_reopened_by_a_mark_taken_back(
     app: Flask, clinic: Clinic
 ) -> None:
-    """Her judgement stands; the later alert, still open, then says what the record says
-    again (the fall back among its events)."""
+    """Her judgement of the episode stands; the later alert, which the record no longer
+    shows, is resolved all the same."""
     a = clinic.patient_a.patient_id
     assert a is not None
     today = clinic_today()
@@ -702,8 +703,43 @@ def test_an_alert_a_clinician_resolved_is_not_reopened_by_a_mark_taken_back(
             "seen her",
         )
         db.session.rollback()
-    later = pain_alerts(app, a)[later_id]
-    assert later[0] is AlertStatus.OPEN and "fall" in later[3] and later[4] == ["fall"]
+    assert pain_alerts(app, a)[later_id][:2] == (AlertStatus.RESOLVED, alerts.AUTO_NO_LONGER_SHOWN)
     steps = audited_alert_steps(app)
-    assert ("alert.update", f"alert:{later_id}") in steps
+    assert steps[-1] == ("alert.resolve", f"alert:{later_id}")
     assert all(action != "alert.reopen" for action, _ in steps)
+
+
+def test_a_reopened_alert_is_told_to_a_new_care_team_never_told_of_it(
+    app: Flask, clinic: Clinic
+) -> None:
+    """Handed over while the later alert was open, the new team heard of that one only; the
+    fall's alert, reopened, is told to its clinicians (and not again to the first team)."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    today = clinic_today()
+    fall_id, _ = alert_after_a_fall(app, clinic, a)
+    (first_id,) = pain_alerts(app, a)
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
+    assert mark(clinician, path, REASON)[0] == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+    care_team = f"/clinic/patients/{a}/care-team"
+    token = csrf_token(clinician, care_team)
+    moved = clinician.post(
+        care_team, data={"csrf_token": token, "care_team_id": str(clinic.team_south_id)}
+    )
+    assert moved.status_code == 302
+    dan = app.test_client()
+    login(dan, clinic.other_clinician.email)
+    assert take_back(dan, path).status_code == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [a], today)
+        told = sorted(
+            db.session.scalars(
+                sa.select(Notification.recipient_user_id).where(Notification.alert_id == first_id)
+            )
+        )
+        db.session.rollback()
+    assert told == sorted([clinic.clinician.user_id, clinic.other_clinician.user_id])

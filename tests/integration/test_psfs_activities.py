@@ -16,7 +16,7 @@ from rehab.db.models import Alert, OutcomeMeasure, User
 from rehab.domain.vocabulary import Instrument
 from rehab.extensions import db
 from rehab.services import accounts, alerts, clinical, evaluation
-from rehab.services.commands import OutcomeInput, PsfsActivity
+from rehab.services.commands import OutcomeInput, PsfsActivity, PsfsRatingsInput
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic, login
 from tests.support.pages import get_form, visible_text
@@ -166,3 +166,33 @@ def test_a_decline_whose_activities_are_replaced_is_resolved_saying_why(
         alerts.AUTO_ACTIVITIES_REPLACED,
         clinic_today(),
     )
+
+
+def test_she_rates_her_clinics_list_even_with_an_activity_there_twice(
+    app: Flask, clinic: Clinic
+) -> None:
+    """A list stored before the clinic's form refused an activity twice: her own rating of it
+    is taken, not refused for a mistake that is not hers to mend."""
+    a = clinic.patient_a.patient_id
+    assert a is not None
+    with app.app_context():
+        db.session.add(
+            OutcomeMeasure(
+                patient_id=a,
+                instrument=Instrument.PSFS,
+                measured_on=clinic_today() - dt.timedelta(days=40),
+                score=6.0,
+                answers={"activities": [{"activity": "Stairs", "rating": 6},
+                                        {"activity": "Sitting", "rating": 6},
+                                        {"activity": "stairs", "rating": 6}]},
+                recorded_by_user_id=clinic.clinician.user_id,
+            )
+        )  # fmt: skip
+        db.session.commit()
+        user = db.session.get(User, clinic.patient_a.user_id)
+        assert user is not None
+        measure = clinical.rate_own_activities(
+            db.session, accounts.actor_for(user), a, PsfsRatingsInput(ratings=[5, 6, 5])
+        )
+        assert measure.score == 5.3
+        db.session.rollback()

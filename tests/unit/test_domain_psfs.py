@@ -240,3 +240,15 @@ def test_with_the_same_activities_the_ratings_change_nothing(
     with_ratings = dataclasses.replace(series([1] * 200), outcomes=tuple(measures))
     without = dataclasses.replace(series([1] * 200), outcomes=tuple(bare))
     assert detect_episodes(with_ratings) == detect_episodes(without)
+
+
+def test_the_measure_that_replaces_an_open_declines_activities_is_judged_itself() -> None:
+    before = [psfs(day(0), a=8, b=8, c=8, d=8, e=8), psfs(day(30), a=8, b=8, c=8, d=8, e=8)]
+    worse = psfs(day(60), a=4, b=4, x=4)  # down on a and b
+    # Rates none of those two, and is far down on c, d and e, rated before: the first
+    # decline closes, and this one is alerted at once against the measures that rated them.
+    replaced = psfs(day(90), c=2, d=2, e=2)
+    assert [d[:3] for d in declines(*before, worse, replaced)] == [
+        (day(60), day(90), 4.0),
+        (day(90), None, 2.0),
+    ]
