@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -389,9 +389,7 @@ def test_a_mark_that_was_itself_the_mistake_is_taken_back(
     login(clinician, clinic.clinician.email)
     path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
     undo = f"{path}/undo"
-    assert mark(clinician, path, REASON)[0] == 302
-    with app.app_context():
-        evaluation.evaluate_and_commit(db.session, [a], today)
+    mark_and_evaluate(app, clinician, path, a)
     assert all("fall" not in explanation for explanation, _ in open_pain_alerts(app, a))
 
     record = clinician.get(f"/clinic/patients/{a}").get_data(as_text=True)
@@ -576,6 +574,34 @@ def audited_alert_steps(app: Flask) -> list[tuple[str, str | None]]:
         return steps
 
 
+class FallAlert(NamedTuple):
+    fall_id: int
+    alert_id: int
+    clinician: FlaskClient  # her clinician, logged in
+    path: str  # the fall's entered-in-error page
+
+
+def fall_alert_and_her_clinician(app: Flask, clinic: Clinic, patient_id: int) -> FallAlert:
+    """`alert_after_a_fall`, its one pain alert, and her clinician logged in."""
+    fall_id, _ = alert_after_a_fall(app, clinic, patient_id)
+    (alert_id,) = pain_alerts(app, patient_id)
+    clinician = app.test_client()
+    login(clinician, clinic.clinician.email)
+    return FallAlert(
+        fall_id,
+        alert_id,
+        clinician,
+        f"/clinic/patients/{patient_id}/events/{fall_id}/entered-in-error",
+    )
+
+
+def mark_and_evaluate(app: Flask, client: FlaskClient, path: str, patient_id: int) -> None:
+    """Mark the entry entered in error from its page, then evaluate her as the worker would."""
+    assert mark(client, path, REASON)[0] == 302
+    with app.app_context():
+        evaluation.evaluate_and_commit(db.session, [patient_id], clinic_today())
+
+
 def acknowledge(client: FlaskClient, alert_id: int, note: str) -> None:
     token = csrf_token(client, "/clinic/alerts/")
     answer = client.post(
@@ -597,16 +623,10 @@ def test_taking_back_a_mark_brings_back_the_alert_the_mark_had_superseded(
     a = clinic.patient_a.patient_id
     assert a is not None
     today = clinic_today()
-    fall_id, _ = alert_after_a_fall(app, clinic, a)
-    (first_id,) = pain_alerts(app, a)
-    clinician = app.test_client()
-    login(clinician, clinic.clinician.email)
+    _, first_id, clinician, path = fall_alert_and_her_clinician(app, clinic, a)
     if acknowledged == "first":
         acknowledge(clinician, first_id, "calling her")
-    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
-    assert mark(clinician, path, REASON)[0] == 302
-    with app.app_context():
-        evaluation.evaluate_and_commit(db.session, [a], today)
+    mark_and_evaluate(app, clinician, path, a)
     found = pain_alerts(app, a)
     assert len(found) == 2, found  # the fall's alert superseded by a later one without it
     (later_id,) = set(found) - {first_id}
@@ -653,9 +673,7 @@ def test_an_alert_the_mark_closed_outright_comes_back(app: Flask, clinic: Clinic
     clinician = app.test_client()
     login(clinician, clinic.clinician.email)
     path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
-    assert mark(clinician, path, REASON)[0] == 302
-    with app.app_context():
-        evaluation.evaluate_and_commit(db.session, [a], today)
+    mark_and_evaluate(app, clinician, path, a)
     assert pain_alerts(app, a)[alert_id][:2] == (
         AlertStatus.RESOLVED,
         alerts.AUTO_NO_LONGER_SHOWN,
@@ -678,19 +696,13 @@ def test_an_alert_a_clinician_resolved_is_not_reopened_by_a_mark_taken_back(
     a = clinic.patient_a.patient_id
     assert a is not None
     today = clinic_today()
-    fall_id, _ = alert_after_a_fall(app, clinic, a)
-    (first_id,) = pain_alerts(app, a)
-    clinician = app.test_client()
-    login(clinician, clinic.clinician.email)
+    _, first_id, clinician, path = fall_alert_and_her_clinician(app, clinic, a)
     token = csrf_token(clinician, "/clinic/alerts/")
     resolved = clinician.post(
         f"/clinic/alerts/{first_id}/resolve", data={"csrf_token": token, "note": "seen her"}
     )
     assert resolved.status_code == 303
-    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
-    assert mark(clinician, path, REASON)[0] == 302
-    with app.app_context():
-        evaluation.evaluate_and_commit(db.session, [a], today)
+    mark_and_evaluate(app, clinician, path, a)
     (later_id,) = set(pain_alerts(app, a)) - {first_id}
     assert take_back(clinician, path).status_code == 302
     with app.app_context():
@@ -717,14 +729,8 @@ def test_a_reopened_alert_is_told_to_a_new_care_team_never_told_of_it(
     a = clinic.patient_a.patient_id
     assert a is not None
     today = clinic_today()
-    fall_id, _ = alert_after_a_fall(app, clinic, a)
-    (first_id,) = pain_alerts(app, a)
-    clinician = app.test_client()
-    login(clinician, clinic.clinician.email)
-    path = f"/clinic/patients/{a}/events/{fall_id}/entered-in-error"
-    assert mark(clinician, path, REASON)[0] == 302
-    with app.app_context():
-        evaluation.evaluate_and_commit(db.session, [a], today)
+    _, first_id, clinician, path = fall_alert_and_her_clinician(app, clinic, a)
+    mark_and_evaluate(app, clinician, path, a)
     care_team = f"/clinic/patients/{a}/care-team"
     token = csrf_token(clinician, care_team)
     moved = clinician.post(

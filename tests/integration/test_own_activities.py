@@ -14,38 +14,26 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from rehab.db.models import Alert, AuditEvent, OutcomeMeasure, User
+from rehab.db.models import Alert, AuditEvent, OutcomeMeasure
 from rehab.domain.vocabulary import Instrument
 from rehab.extensions import db
-from rehab.services import accounts, clinical, evaluation
-from rehab.services.commands import OutcomeInput, PsfsActivity
+from rehab.services import evaluation
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic, csrf_token, login
-from tests.support.history import add_logs
+from tests.support.history import add_logs, add_outcome
 from tests.support.pages import text, visible_text
 
 ACTIVITIES = ("Walking 30 minutes", "Sitting through a film", "Lifting the shopping")
 
 
 def psfs_by_clinician(app: Flask, clinic: Clinic, days_ago: int, ratings: list[int]) -> None:
-    a = clinic.patient_a.patient_id
-    assert a is not None
+    assert clinic.patient_a.patient_id is not None
     with app.app_context():
-        user = db.session.get(User, clinic.clinician.user_id)
-        assert user is not None
-        actor = accounts.actor_for(user)
-        clinical.record_outcome(
-            db.session,
-            actor,
-            a,
-            OutcomeInput(
-                instrument=Instrument.PSFS,
-                measured_on=clinic_today() - dt.timedelta(days=days_ago),
-                psfs_activities=[
-                    PsfsActivity(activity=name, rating=rating)
-                    for name, rating in zip(ACTIVITIES, ratings, strict=True)
-                ],
-            ),
+        add_outcome(
+            clinic.patient_a.patient_id,
+            clinic.clinician.user_id,
+            days_ago,
+            psfs=dict(zip(ACTIVITIES, ratings, strict=True)),
         )
 
 

@@ -16,30 +16,17 @@ from rehab.db.models import Alert, OutcomeMeasure, User
 from rehab.domain.vocabulary import Instrument
 from rehab.extensions import db
 from rehab.services import accounts, alerts, clinical, evaluation
-from rehab.services.commands import OutcomeInput, PsfsActivity, PsfsRatingsInput
+from rehab.services.commands import PsfsRatingsInput
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic, login
+from tests.support.history import add_outcome
 from tests.support.pages import get_form, visible_text
 
 
 def record_psfs(app: Flask, clinic: Clinic, days_ago: int, ratings: dict[str, int]) -> None:
-    a = clinic.patient_a.patient_id
-    assert a is not None
+    assert clinic.patient_a.patient_id is not None
     with app.app_context():
-        user = db.session.get(User, clinic.clinician.user_id)
-        assert user is not None
-        clinical.record_outcome(
-            db.session,
-            accounts.actor_for(user),
-            a,
-            OutcomeInput(
-                instrument=Instrument.PSFS,
-                measured_on=clinic_today() - dt.timedelta(days=days_ago),
-                psfs_activities=[
-                    PsfsActivity(activity=name, rating=rating) for name, rating in ratings.items()
-                ],
-            ),
-        )
+        add_outcome(clinic.patient_a.patient_id, clinic.clinician.user_id, days_ago, psfs=ratings)
 
 
 def evaluated_declines(app: Flask, patient_id: int) -> list[tuple[dt.date, float | None, str]]:

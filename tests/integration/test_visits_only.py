@@ -10,31 +10,20 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from rehab.db.models import Alert, SessionLog, User
-from rehab.domain.vocabulary import Instrument
+from rehab.db.models import Alert, SessionLog
 from rehab.extensions import db
-from rehab.services import accounts, clinical, evaluation, scan
-from rehab.services.commands import OutcomeInput
+from rehab.services import evaluation, scan
 from rehab.services.time import clinic_today
 from tests.support.clinic import Clinic, login
+from tests.support.history import add_outcome
 from tests.support.pages import visible_text
 
 
 def record_odi(app: Flask, clinic: Clinic, days_ago: int, sections: list[int | None]) -> None:
-    a = clinic.patient_a.patient_id
-    assert a is not None
+    assert clinic.patient_a.patient_id is not None
     with app.app_context():
-        user = db.session.get(User, clinic.clinician.user_id)
-        assert user is not None
-        clinical.record_outcome(
-            db.session,
-            accounts.actor_for(user),
-            a,
-            OutcomeInput(
-                instrument=Instrument.ODI,
-                measured_on=clinic_today() - dt.timedelta(days=days_ago),
-                odi_sections=sections,
-            ),
+        add_outcome(
+            clinic.patient_a.patient_id, clinic.clinician.user_id, days_ago, odi_sections=sections
         )
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 
-from rehab.db.models import Event, SessionLog
-from rehab.domain.vocabulary import EventType, FallLocation, LandedOn, Side
+from rehab.db.models import Event, OutcomeMeasure, SessionLog, User
+from rehab.domain.vocabulary import EventType, FallLocation, Instrument, LandedOn, Side
 from rehab.extensions import db
+from rehab.services import accounts, clinical
+from rehab.services.commands import OutcomeInput, PsfsActivity
+from rehab.services.time import clinic_today
 
 
 def add_logs(
@@ -91,3 +94,30 @@ def add_fall(patient_id: int, recorded_by: int, day: dt.date) -> None:
         )
     )
     db.session.commit()
+
+
+def add_outcome(
+    patient_id: int,
+    recorded_by: int,
+    days_ago: int,
+    *,
+    odi_sections: Sequence[int | None] | None = None,
+    psfs: Mapping[str, int] | None = None,
+) -> OutcomeMeasure:
+    """An ODI (its section scores) or a PSFS (activity → rating) measured `days_ago`, recorded
+    by the clinician `recorded_by` through the service, as her form does; commits."""
+    user = db.session.get(User, recorded_by)
+    assert user is not None
+    return clinical.record_outcome(
+        db.session,
+        accounts.actor_for(user),
+        patient_id,
+        OutcomeInput(
+            instrument=Instrument.ODI if psfs is None else Instrument.PSFS,
+            measured_on=clinic_today() - dt.timedelta(days=days_ago),
+            odi_sections=None if odi_sections is None else list(odi_sections),
+            psfs_activities=None
+            if psfs is None
+            else [PsfsActivity(activity=name, rating=rating) for name, rating in psfs.items()],
+        ),
+    )
